@@ -1,0 +1,1 @@
+pub mod freshness; pub use freshness::Freshness;
