@@ -30,7 +30,11 @@ impl Freshness {
 
     /// Fresh for `ttl`, with no stale windows.
     pub const fn new(ttl: Duration) -> Self {
-        Freshness { ttl, swr: Duration::ZERO, sie: Duration::ZERO }
+        Freshness {
+            ttl,
+            swr: Duration::ZERO,
+            sie: Duration::ZERO,
+        }
     }
 
     /// The same freshness with a stale-while-revalidate window of `swr`.

@@ -1,0 +1,811 @@
+//! The cache: shards behind locks, the lookup decision, and the completion of fills.
+
+use crate::clock::{duration_to_millis_u32, duration_to_nanos, Clock, SystemClock};
+use crate::error::InsertError;
+use crate::flight::{Flight, Outcome, Wakeup};
+use crate::freshness::Freshness;
+use crate::lifecycle::{Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter};
+use crate::policy::Links;
+use crate::shard::{Departure, Node, Shard, Standing, Weigher};
+use crate::stats::{Counter, Counters, Stats};
+use crate::tags::{PurgeMode, TagVerdict, Tags};
+use ahash::RandomState;
+use parking_lot::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A concurrent, byte-bounded cache of values `V` under byte-string keys, with the entry
+/// lifecycle of stale-while-revalidate, stale-if-error and single-flight fills.
+///
+/// Cloning a `Cache` is cheap and yields a handle to the same cache. Values are cloned out on
+/// every hit, so `V` should be cheap to clone (`bytes::Bytes`, `Arc<T>`, small `Copy` types): a
+/// value handed out stays valid however the cache changes afterwards.
+///
+/// See the [crate documentation](crate) for a guide.
+pub struct Cache<V: Clone + Send + Sync + 'static> {
+    inner: Arc<Inner<V>>,
+}
+
+impl<V: Clone + Send + Sync + 'static> Clone for Cache<V> {
+    fn clone(&self) -> Self {
+        Cache {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+struct Inner<V> {
+    shards: Box<[RwLock<Shard<V>>]>,
+    shard_mask: u64,
+    hasher: RandomState,
+    weigher: Weigher<V>,
+    clock: Arc<dyn Clock>,
+    counters: Counters,
+    tags: Tags,
+    frozen: AtomicBool,
+    capacity: u64,
+    max_object: u64,
+    lock_timeout: u64,
+    retry_min: u64,
+    retry_max: u64,
+    refresh_retry: u64,
+}
+
+/// The estimated cost of one entry beyond its key and value, in bytes: what the default weigher
+/// adds to each entry. Measured by the `memory` test of this crate (node, table slot and policy
+/// state, allocator rounding of the key excluded).
+pub const ENTRY_OVERHEAD: u64 = 64;
+
+/// Builds a [`Cache`]. Every setting has a default; see each method.
+pub struct Builder<V> {
+    max_bytes: u64,
+    shards: Option<usize>,
+    weigher: Option<Weigher<V>>,
+    clock: Option<Arc<dyn Clock>>,
+    max_object: Option<u64>,
+    lock_timeout: Duration,
+    retry_min: Duration,
+    retry_max: Duration,
+    refresh_retry: Duration,
+}
+
+impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
+    fn default() -> Self {
+        Builder {
+            max_bytes: 64 << 20,
+            shards: None,
+            weigher: None,
+            clock: None,
+            max_object: None,
+            lock_timeout: Duration::from_secs(5),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            refresh_retry: Duration::from_secs(1),
+        }
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Builder<V> {
+    /// The capacity, in the weigher's unit (bytes with the default weigher). Default 64 MiB.
+    /// Enforced at every insert: the cache never holds more.
+    pub fn max_bytes(mut self, max: u64) -> Self {
+        self.max_bytes = max;
+        self
+    }
+
+    /// The number of shards, rounded up to a power of two. Default: four per core, fewer for a
+    /// small capacity. Each shard holds an equal share of the capacity.
+    pub fn shards(mut self, n: usize) -> Self {
+        self.shards = Some(n.max(1).next_power_of_two());
+        self
+    }
+
+    /// What an entry costs against the capacity. It must answer the same for the same key and
+    /// value. Default: `key.len() + size_of::<V>() + ENTRY_OVERHEAD`, which does not see memory
+    /// a value owns on the heap: for `Bytes`, `Vec<u8>` or `String` values count their length.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// let cache = peakcache::Cache::<Bytes>::builder()
+    ///     .weigher(|key, value: &Bytes| (key.len() + value.len()) as u64 + peakcache::ENTRY_OVERHEAD)
+    ///     .build();
+    /// # drop(cache);
+    /// ```
+    pub fn weigher(mut self, f: impl Fn(&[u8], &V) -> u64 + Send + Sync + 'static) -> Self {
+        self.weigher = Some(Arc::new(f));
+        self
+    }
+
+    /// The largest weight one entry may have; a heavier one is refused with
+    /// [`InsertError::TooLarge`]. Default: an eighth of a shard's share of the capacity. Never more
+    /// than a shard's share.
+    pub fn max_object_weight(mut self, max: u64) -> Self {
+        self.max_object = Some(max);
+        self
+    }
+
+    /// The clock. Default: [`SystemClock`]. Tests use [`crate::ManualClock`].
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// How long a fill may take before its waiters are released to fetch for themselves (and the
+    /// next lookup starts a new fill). Default 5 s, like nginx's `proxy_cache_lock_timeout`.
+    pub fn lock_timeout(mut self, t: Duration) -> Self {
+        self.lock_timeout = t;
+        self
+    }
+
+    /// The back-off after a failed fill or refresh: `min` after the first failure, doubling
+    /// with each failure in a row up to `max`. Default 1 s to 60 s.
+    pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.retry_min = min;
+        self.retry_max = max.max(min);
+        self
+    }
+
+    /// How long a refresh ticket dropped unused blocks the next one. Default 1 s.
+    pub fn refresh_retry(mut self, t: Duration) -> Self {
+        self.refresh_retry = t;
+        self
+    }
+
+    /// Builds the cache.
+    pub fn build(self) -> Cache<V> {
+        let shards = self
+            .shards
+            .unwrap_or_else(|| default_shards(self.max_bytes));
+        let per_shard = (self.max_bytes / shards as u64).max(1);
+        let max_object = self.max_object.unwrap_or(per_shard / 8).clamp(1, per_shard);
+        let hasher = RandomState::new();
+        let size_of_v = std::mem::size_of::<V>() as u64;
+        let weigher = self.weigher.unwrap_or_else(|| {
+            Arc::new(move |k: &[u8], _: &V| k.len() as u64 + size_of_v + ENTRY_OVERHEAD)
+        });
+        Cache {
+            inner: Arc::new(Inner {
+                shards: (0..shards)
+                    .map(|_| RwLock::new(Shard::new(per_shard, hasher.clone())))
+                    .collect(),
+                shard_mask: shards as u64 - 1,
+                hasher,
+                weigher,
+                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+                counters: Counters::new(),
+                tags: Tags::new(),
+                frozen: AtomicBool::new(false),
+                capacity: per_shard * shards as u64,
+                max_object,
+                lock_timeout: duration_to_nanos(self.lock_timeout),
+                retry_min: duration_to_nanos(self.retry_min),
+                retry_max: duration_to_nanos(self.retry_max),
+                refresh_retry: duration_to_nanos(self.refresh_retry),
+            }),
+        }
+    }
+}
+
+/// Four shards per core, but no shard smaller than 256 KiB (or 256 units), so a small cache
+/// keeps whole-cache eviction quality.
+fn default_shards(max_bytes: u64) -> usize {
+    let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+    let by_cores = (cores * 4).next_power_of_two();
+    let by_size = if max_bytes >= 1 << 20 {
+        max_bytes / (256 << 10)
+    } else {
+        max_bytes / 256
+    };
+    let by_size = (by_size.max(1) as usize + 1).next_power_of_two() / 2;
+    by_cores.min(by_size.max(1))
+}
+
+/// How a ticket ends.
+pub(crate) enum Finish<'a, V> {
+    Commit(V, Freshness, &'a [&'a [u8]]),
+    Fail,
+    Uncacheable(Duration),
+    Abandon,
+}
+
+fn nanos(d: u64) -> Duration {
+    Duration::from_nanos(d)
+}
+
+impl<V: Clone + Send + Sync + 'static> Cache<V> {
+    /// A cache with every default (64 MiB, system clock).
+    pub fn new() -> Self {
+        Builder::default().build()
+    }
+
+    /// A builder to configure a cache.
+    pub fn builder() -> Builder<V> {
+        Builder::default()
+    }
+
+    pub(crate) fn now_nanos(&self) -> u64 {
+        duration_to_nanos(self.inner.clock.now())
+    }
+
+    /// The cache clock's current time, the time base of every [`Hit`].
+    pub fn now(&self) -> Duration {
+        self.inner.clock.now()
+    }
+
+    #[inline]
+    fn shard(&self, hash: u64) -> &RwLock<Shard<V>> {
+        // Bits 32.. pick the shard: hashbrown uses the low bits and the top seven within a shard.
+        &self.inner.shards[((hash >> 32) & self.inner.shard_mask) as usize]
+    }
+
+    /// Looks `key` up and answers what the caller should do: serve, serve and refresh, fill,
+    /// wait, or pass through. See [`Lookup`].
+    ///
+    /// ```
+    /// use peakcache::{Cache, Freshness, Lookup};
+    /// use std::time::Duration;
+    ///
+    /// let cache: Cache<String> = Cache::new();
+    /// let page = match cache.lookup(b"/home") {
+    ///     Lookup::Fresh(hit) | Lookup::Stale(hit, None) => hit.into_value(),
+    ///     Lookup::Stale(hit, Some(refresh)) => {
+    ///         // Usually done in the background after answering.
+    ///         let _ = refresh.commit("new home".into(), Freshness::new(Duration::from_secs(60)));
+    ///         hit.into_value()
+    ///     }
+    ///     Lookup::Miss(fill) => {
+    ///         let page = String::from("home"); // fetched from the origin
+    ///         let _ = fill.commit(page.clone(), Freshness::new(Duration::from_secs(60)));
+    ///         page
+    ///     }
+    ///     Lookup::Wait(waiter) => match waiter.wait(Duration::from_secs(5)) {
+    ///         peakcache::Resolved::Hit(hit) => hit.into_value(),
+    ///         _ => String::from("home"), // fetch for yourself
+    ///     },
+    ///     Lookup::Pass => String::from("home"), // fetch, do not store
+    /// };
+    /// assert_eq!(page, "home");
+    /// ```
+    pub fn lookup(&self, key: &[u8]) -> Lookup<V> {
+        self.lookup_with(key, true)
+    }
+
+    /// A lookup on behalf of a waiter whose filler gave up: already counted once.
+    pub(crate) fn lookup_uncounted(&self, key: &[u8]) -> Lookup<V> {
+        self.lookup_with(key, false)
+    }
+
+    fn count(&self, counted: bool, c: Counter) {
+        if counted {
+            self.inner.counters.incr(c);
+        }
+    }
+
+    fn hit(&self, n: &Node<V>, served: Served) -> Hit<V> {
+        Hit {
+            value: n.value.clone(),
+            served,
+            stored_at: nanos(n.stored_at),
+            fresh_until: nanos(n.fresh_until()),
+            revalidate_until: nanos(n.revalidate_until()),
+            error_until: nanos(n.error_until()),
+        }
+    }
+
+    fn lookup_with(&self, key: &[u8], counted: bool) -> Lookup<V> {
+        let hash = self.inner.hasher.hash_one(key);
+        let lock = self.shard(hash);
+        let now = self.now_nanos();
+        let frozen = self.inner.frozen.load(Ordering::Relaxed);
+        {
+            let s = lock.read();
+            if let Some(i) = s.find(hash, key) {
+                let n = s.node(i);
+                let live = n
+                    .tags
+                    .as_ref()
+                    .is_none_or(|t| self.inner.tags.verdict(t) == TagVerdict::Live);
+                if live {
+                    let standing = if frozen {
+                        Standing::Fresh
+                    } else {
+                        n.standing(now)
+                    };
+                    match standing {
+                        Standing::Fresh => {
+                            n.links.touch();
+                            self.count(counted, Counter::Fresh);
+                            return Lookup::Fresh(self.hit(n, Served::Fresh));
+                        }
+                        Standing::Stale | Standing::StaleIfError => {
+                            // Served without a fetch while someone refreshes, or while the key backs off.
+                            let busy = s.control(key).is_some_and(|c| {
+                                now < c.retry_at
+                                    || (standing == Standing::Stale
+                                        && c.flight.as_ref().is_some_and(|f| now < f.deadline))
+                            });
+                            if busy {
+                                n.links.touch();
+                                return self.serve_stale(n, standing, counted);
+                            }
+                        }
+                        Standing::Dead => {}
+                    }
+                }
+            }
+        }
+        self.lookup_slow(key, hash, now, frozen, counted)
+    }
+
+    fn serve_stale(&self, n: &Node<V>, standing: Standing, counted: bool) -> Lookup<V> {
+        let (served, counter) = if standing == Standing::Stale {
+            (Served::Stale, Counter::Stale)
+        } else {
+            (Served::StaleIfError, Counter::StaleIfError)
+        };
+        self.count(counted, counter);
+        Lookup::Stale(self.hit(n, served), None)
+    }
+
+    fn lookup_slow(
+        &self,
+        key: &[u8],
+        hash: u64,
+        now: u64,
+        frozen: bool,
+        counted: bool,
+    ) -> Lookup<V> {
+        let mut wakeup = None;
+        let answer = {
+            let mut s = self.shard(hash).write();
+            if s.control(key).is_some_and(|c| c.pass_until > now) {
+                self.count(counted, Counter::Pass);
+                return Lookup::Pass;
+            }
+            // A flight past its lock timeout releases its waiters; this lookup starts anew.
+            if let Some(c) = s.control(key) {
+                if let Some(f) = c.flight.as_ref().filter(|f| now >= f.deadline).cloned() {
+                    s.control_mut(key, now).flight = None;
+                    wakeup = Some(f.finish(Outcome::TimedOut));
+                }
+            }
+            let idx = self.settle_tags(&mut s, key, hash);
+            let standing = match idx {
+                None => Standing::Dead,
+                Some(_) if frozen => Standing::Fresh,
+                Some(i) => s.node(i).standing(now),
+            };
+            let control = s.control(key);
+            let flight = control.and_then(|c| c.flight.clone());
+            let backing_off = control.is_some_and(|c| now < c.retry_at);
+            match (standing, idx) {
+                (Standing::Fresh, Some(i)) => {
+                    let n = s.node(i);
+                    n.links.touch();
+                    self.count(counted, Counter::Fresh);
+                    Lookup::Fresh(self.hit(n, Served::Fresh))
+                }
+                (Standing::Stale, Some(i)) => {
+                    s.node(i).links.touch();
+                    if flight.is_some() || backing_off {
+                        self.serve_stale(s.node(i), standing, counted)
+                    } else {
+                        let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
+                        self.count(counted, Counter::Stale);
+                        self.inner.counters.incr(Counter::RefreshesStarted);
+                        Lookup::Stale(self.hit(s.node(i), Served::Stale), Some(Refresh(ticket)))
+                    }
+                }
+                (Standing::StaleIfError, Some(i)) if backing_off => {
+                    s.node(i).links.touch();
+                    self.serve_stale(s.node(i), standing, counted)
+                }
+                _ => match flight {
+                    Some(flight) => {
+                        self.count(counted, Counter::Wait);
+                        Lookup::Wait(Waiter {
+                            cache: self.clone(),
+                            key: key.into(),
+                            flight,
+                        })
+                    }
+                    None => {
+                        self.count(counted, Counter::Miss);
+                        Lookup::Miss(Fill(self.start_flight(&mut s, key, hash, now, Kind::Fill)))
+                    }
+                },
+            }
+        };
+        if let Some(w) = wakeup {
+            w.wake();
+        }
+        answer
+    }
+
+    /// Finds `key`'s node with every tag purge applied to it: a hard-purged node is removed, a
+    /// soft-purged one made stale from the purge on.
+    fn settle_tags(&self, s: &mut Shard<V>, key: &[u8], hash: u64) -> Option<u32> {
+        let i = s.find(hash, key)?;
+        let verdict = match &s.node(i).tags {
+            Some(t) => self.inner.tags.verdict(t),
+            None => TagVerdict::Live,
+        };
+        match verdict {
+            TagVerdict::Live => Some(i),
+            TagVerdict::Purged => {
+                drop(s.remove(i, hash, &self.inner.weigher));
+                None
+            }
+            TagVerdict::StaleSince { at, seq } => {
+                let n = s.node_mut(i);
+                n.make_stale_at(at);
+                if let Some(t) = n.tags.as_mut() {
+                    t.mark_applied(seq);
+                }
+                Some(i)
+            }
+        }
+    }
+
+    fn start_flight(
+        &self,
+        s: &mut Shard<V>,
+        key: &[u8],
+        hash: u64,
+        now: u64,
+        kind: Kind,
+    ) -> Ticket<V> {
+        let deadline = now.saturating_add(self.inner.lock_timeout);
+        let flight = Arc::new(Flight::new(now, deadline, self.inner.tags.next_seq()));
+        s.control_mut(key, now).flight = Some(flight.clone());
+        Ticket {
+            cache: self.clone(),
+            key: key.into(),
+            hash,
+            flight,
+            kind,
+            done: false,
+        }
+    }
+
+    /// Ends a flight past its lock timeout, if it is still the key's flight.
+    pub(crate) fn release_overdue(&self, key: &[u8], flight: &Arc<Flight<V>>) {
+        let hash = self.inner.hasher.hash_one(key);
+        let wakeup = {
+            let mut s = self.shard(hash).write();
+            let now = self.now_nanos();
+            if s.control(key)
+                .and_then(|c| c.flight.as_ref())
+                .is_some_and(|f| Arc::ptr_eq(f, flight))
+            {
+                s.control_mut(key, now).flight = None;
+                s.tidy_control(key, now);
+            }
+            flight.finish(Outcome::TimedOut)
+        };
+        wakeup.wake();
+    }
+
+    pub(crate) fn count_wait_timeout(&self) {
+        self.inner.counters.incr(Counter::WaitTimeout);
+    }
+
+    fn backoff(&self, failures: u32) -> u64 {
+        let shift = failures.saturating_sub(1).min(30);
+        self.inner
+            .retry_min
+            .saturating_mul(1 << shift)
+            .min(self.inner.retry_max)
+    }
+
+    /// Builds the node for `value` and its weight, or refuses it.
+    fn make_node(
+        &self,
+        key: &[u8],
+        value: V,
+        freshness: Freshness,
+        tags: &[&[u8]],
+        seq: u64,
+        now: u64,
+    ) -> Result<(Node<V>, u64), (V, InsertError)> {
+        let weight = (self.inner.weigher)(key, &value);
+        if weight > self.inner.max_object {
+            self.inner.counters.incr(Counter::RejectedTooLarge);
+            return Err((
+                value,
+                InsertError::TooLarge {
+                    weight,
+                    limit: self.inner.max_object,
+                },
+            ));
+        }
+        let node = Node {
+            key: key.into(),
+            value,
+            stored_at: now,
+            ttl_ms: duration_to_millis_u32(freshness.ttl),
+            swr_ms: duration_to_millis_u32(freshness.swr),
+            sie_ms: duration_to_millis_u32(freshness.sie),
+            tags: self.inner.tags.tag_set(seq, tags),
+            links: Links::new(),
+        };
+        Ok((node, weight))
+    }
+
+    /// Puts `node` in the shard, replacing any node of the same key; counts what it displaced.
+    fn store(&self, s: &mut Shard<V>, hash: u64, node: Node<V>, weight: u64, now: u64) {
+        let mut departed = Vec::new();
+        match s.find(hash, &node.key) {
+            Some(i) => s.replace(i, node, weight, &self.inner.weigher, now, &mut departed),
+            None => s.insert_new(hash, node, weight, &self.inner.weigher, now, &mut departed),
+        }
+        for d in departed {
+            self.inner.counters.incr(match d {
+                Departure::Evicted => Counter::Evictions,
+                Departure::Expired => Counter::Expirations,
+            });
+        }
+    }
+
+    /// Completes a ticket (see `Ticket::finish`).
+    pub(crate) fn finish(
+        &self,
+        t: &Ticket<V>,
+        how: Finish<'_, V>,
+    ) -> (Result<(), InsertError>, Option<Hit<V>>) {
+        let refresh = t.kind == Kind::Refresh;
+        let mut result = Ok(());
+        let mut handed = None;
+        let wakeup: Wakeup = {
+            let mut s = self.shard(t.hash).write();
+            let now = self.now_nanos();
+            let current = s
+                .control(&t.key)
+                .and_then(|c| c.flight.as_ref())
+                .is_some_and(|f| Arc::ptr_eq(f, &t.flight));
+            if current {
+                s.control_mut(&t.key, now).flight = None;
+            }
+            let outcome = match how {
+                Finish::Commit(value, freshness, tags) => {
+                    self.inner.counters.incr(if refresh {
+                        Counter::RefreshesCommitted
+                    } else {
+                        Counter::FillsCommitted
+                    });
+                    match self.make_node(&t.key, value, freshness, tags, t.flight.seq, now) {
+                        Ok((mut node, weight)) => {
+                            if t.flight.is_invalidated() {
+                                node.ttl_ms = 0;
+                            }
+                            let hit = self.hit(&node, Served::Fresh);
+                            // A fill overtaken after its lock timeout does not replace what a later fill stored.
+                            let newer = s
+                                .find(t.hash, &t.key)
+                                .is_some_and(|i| s.node(i).stored_at > t.flight.started_at);
+                            if current || !newer {
+                                self.store(&mut s, t.hash, node, weight, now);
+                                let c = s.control_mut(&t.key, now);
+                                c.failures = 0;
+                                c.retry_at = 0;
+                                c.pass_until = 0;
+                            }
+                            Outcome::Value(hit)
+                        }
+                        Err((value, e)) => {
+                            result = Err(e);
+                            let mut hit = Hit {
+                                value,
+                                served: Served::Fresh,
+                                stored_at: nanos(now),
+                                fresh_until: nanos(now),
+                                revalidate_until: nanos(now),
+                                error_until: nanos(now),
+                            };
+                            hit.fresh_until = hit.stored_at.saturating_add(freshness.ttl);
+                            Outcome::Value(hit)
+                        }
+                    }
+                }
+                Finish::Fail => {
+                    self.inner.counters.incr(if refresh {
+                        Counter::RefreshesFailed
+                    } else {
+                        Counter::FillsFailed
+                    });
+                    let c = s.control_mut(&t.key, now);
+                    c.failures = c.failures.saturating_add(1);
+                    let failures = c.failures;
+                    c.retry_at = now.saturating_add(self.backoff(failures));
+                    let stale = self.settle_tags(&mut s, &t.key, t.hash).and_then(|i| {
+                        let n = s.node(i);
+                        (n.standing(now) != Standing::Dead)
+                            .then(|| self.hit(n, Served::StaleIfError))
+                    });
+                    handed = stale.clone();
+                    Outcome::Failed(stale)
+                }
+                Finish::Uncacheable(hold) => {
+                    self.inner.counters.incr(Counter::FillsUncacheable);
+                    if let Some(i) = s.find(t.hash, &t.key) {
+                        drop(s.remove(i, t.hash, &self.inner.weigher));
+                    }
+                    s.control_mut(&t.key, now).pass_until =
+                        now.saturating_add(duration_to_nanos(hold));
+                    Outcome::Pass
+                }
+                Finish::Abandon => {
+                    if refresh {
+                        self.inner.counters.incr(Counter::RefreshesAbandoned);
+                        if current {
+                            let c = s.control_mut(&t.key, now);
+                            c.retry_at =
+                                c.retry_at.max(now.saturating_add(self.inner.refresh_retry));
+                        }
+                    } else {
+                        self.inner.counters.incr(Counter::FillsAbandoned);
+                    }
+                    Outcome::Abandoned
+                }
+            };
+            s.tidy_control(&t.key, now);
+            t.flight.finish(outcome)
+        };
+        wakeup.wake();
+        (result, handed)
+    }
+
+    /// The value of `key` if it is stored and fresh (or the cache is frozen); `None` otherwise.
+    /// Counted as a lookup (fresh or miss). Takes no part in the lifecycle: use
+    /// [`lookup`](Self::lookup) to get stale values, fills and waiting.
+    #[inline]
+    pub fn get(&self, key: &[u8]) -> Option<V> {
+        let hash = self.inner.hasher.hash_one(key);
+        let now = self.now_nanos();
+        let s = self.shard(hash).read();
+        let found = s.find(hash, key).and_then(|i| {
+            let n = s.node(i);
+            let fresh = self.inner.frozen.load(Ordering::Relaxed) || now < n.fresh_until();
+            let live = || {
+                n.tags
+                    .as_ref()
+                    .is_none_or(|t| self.inner.tags.verdict(t) == TagVerdict::Live)
+            };
+            (fresh && live()).then(|| {
+                n.links.touch();
+                n.value.clone()
+            })
+        });
+        self.inner.counters.incr(if found.is_some() {
+            Counter::Fresh
+        } else {
+            Counter::Miss
+        });
+        found
+    }
+
+    /// Stores `value` under `key`, replacing what was there, outside the fill lifecycle (waiters
+    /// of a fill in flight keep waiting for it). Refused, and counted, when heavier than the
+    /// object limit.
+    pub fn insert(&self, key: &[u8], value: V, freshness: Freshness) -> Result<(), InsertError> {
+        self.insert_tagged(key, value, freshness, &[] as &[&[u8]])
+    }
+
+    /// Like [`insert`](Self::insert), with tags for [`purge_tag`](Self::purge_tag).
+    pub fn insert_tagged<T: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        value: V,
+        freshness: Freshness,
+        tags: &[T],
+    ) -> Result<(), InsertError> {
+        let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
+        let hash = self.inner.hasher.hash_one(key);
+        let seq = self.inner.tags.next_seq();
+        let mut s = self.shard(hash).write();
+        let now = self.now_nanos();
+        let (node, weight) = self
+            .make_node(key, value, freshness, &tags, seq, now)
+            .map_err(|(_, e)| e)?;
+        self.store(&mut s, hash, node, weight, now);
+        if let Some(c) = s.control(key) {
+            if c.pass_until > now || c.retry_at > now {
+                let c = s.control_mut(key, now);
+                c.pass_until = 0;
+                c.retry_at = 0;
+                c.failures = 0;
+            }
+        }
+        s.tidy_control(key, now);
+        self.inner.counters.incr(Counter::Inserts);
+        Ok(())
+    }
+
+    /// Purges `key`. Hard: removed at once. Soft: made stale now, so it is still served inside
+    /// its stale windows (counted from now) while one caller refreshes it. A fill of the key in
+    /// flight stores its value already stale, since it may have fetched what was purged.
+    /// Returns whether an entry or a fill of the key was found.
+    pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
+        let hash = self.inner.hasher.hash_one(key);
+        let mut s = self.shard(hash).write();
+        let now = self.now_nanos();
+        let mut found = false;
+        if let Some(f) = s.control(key).and_then(|c| c.flight.as_ref()) {
+            f.invalidate();
+            found = true;
+        }
+        if let Some(i) = s.find(hash, key) {
+            found = true;
+            match mode {
+                PurgeMode::Hard => drop(s.remove(i, hash, &self.inner.weigher)),
+                PurgeMode::Soft => s.node_mut(i).make_stale_at(now),
+            }
+        }
+        if found {
+            self.inner.counters.incr(Counter::Purges);
+        }
+        found
+    }
+
+    /// Purges every entry tagged `tag` whose fill started before now, hard or soft (see
+    /// [`purge`](Self::purge)). Takes effect at once for every later lookup, in constant time
+    /// whatever the number of entries tagged: entries are checked lazily when next looked up.
+    pub fn purge_tag(&self, tag: impl AsRef<[u8]>, mode: PurgeMode) {
+        self.inner.tags.purge(tag.as_ref(), mode, self.now_nanos());
+        self.inner.counters.incr(Counter::TagPurges);
+    }
+
+    /// Removes every entry. Fills in flight go on and store their values already stale.
+    pub fn clear(&self) {
+        for lock in self.inner.shards.iter() {
+            let mut s = lock.write();
+            s.for_each_flight(|f| f.invalidate());
+            s.clear();
+        }
+    }
+
+    /// Freezes or thaws the cache. While frozen, whatever is stored is served as fresh (even past
+    /// its windows) and only misses reach the origin: the "let's not touch anything" switch.
+    pub fn freeze(&self, frozen: bool) {
+        self.inner.frozen.store(frozen, Ordering::SeqCst);
+    }
+
+    /// Whether the cache is frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.inner.frozen.load(Ordering::SeqCst)
+    }
+
+    /// A snapshot of the counters, the number of entries and their weight.
+    pub fn stats(&self) -> Stats {
+        let mut stats = Stats::from_counters(&self.inner.counters);
+        for lock in self.inner.shards.iter() {
+            let s = lock.read();
+            stats.entries += s.len() as u64;
+            stats.weight += s.weight;
+        }
+        stats.capacity = self.inner.capacity;
+        stats
+    }
+
+    /// The number of entries stored (dead and lazily purged ones included until removed).
+    pub fn len(&self) -> usize {
+        self.inner.shards.iter().map(|s| s.read().len()).sum()
+    }
+
+    /// Whether no entry is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The largest weight one entry may have.
+    pub fn max_object_weight(&self) -> u64 {
+        self.inner.max_object
+    }
+}
+
+impl<V: Clone + Send + Sync + 'static> Default for Cache<V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,199 @@
+//! Counters for every lookup outcome and every fill, cheap enough to stay on in production.
+//!
+//! Each counter is striped: a thread adds to the stripe it was assigned on first use, so two
+//! cores counting hits never write the same cache line. A snapshot sums the stripes.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+/// Everything the cache counts. The lookup outcomes add up to the number of lookups.
+#[derive(Clone, Copy, Debug)]
+#[repr(usize)]
+pub(crate) enum Counter {
+    Fresh,
+    Stale,
+    StaleIfError,
+    Miss,
+    Wait,
+    Pass,
+    WaitTimeout,
+    FillsCommitted,
+    FillsFailed,
+    FillsAbandoned,
+    FillsUncacheable,
+    RefreshesStarted,
+    RefreshesCommitted,
+    RefreshesFailed,
+    RefreshesAbandoned,
+    Inserts,
+    RejectedTooLarge,
+    Evictions,
+    Expirations,
+    Purges,
+    TagPurges,
+}
+
+const COUNTERS: usize = Counter::TagPurges as usize + 1;
+const STRIPES: usize = 16;
+
+#[repr(align(128))]
+struct Stripe([AtomicU64; COUNTERS]);
+
+/// The striped counters of one cache.
+pub(crate) struct Counters {
+    stripes: Box<[Stripe]>,
+}
+
+static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+fn my_stripe() -> usize {
+    STRIPE.with(|s| {
+        let mut i = s.get();
+        if i == usize::MAX {
+            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
+            s.set(i);
+        }
+        i
+    })
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            stripes: (0..STRIPES)
+                .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
+                .collect(),
+        }
+    }
+
+    /// Adds one to `c`.
+    #[inline]
+    pub(crate) fn incr(&self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    /// Adds `n` to `c`.
+    #[inline]
+    pub(crate) fn add(&self, c: Counter, n: u64) {
+        // A plain load and store would lose counts when two threads share a stripe; fetch_add on a
+        // line only this thread writes (most of the time) costs about the same.
+        self.stripes[my_stripe()].0[c as usize].fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// The sum of `c` over every stripe.
+    pub(crate) fn get(&self, c: Counter) -> u64 {
+        self.stripes
+            .iter()
+            .map(|s| s.0[c as usize].load(Ordering::Relaxed))
+            .sum()
+    }
+}
+
+/// A snapshot of a cache's counters and size.
+///
+/// Lookup outcomes (`fresh + stale + stale_if_error + miss + wait + pass`) add up to
+/// [`Stats::lookups`]: every call of `lookup` or `get` is counted exactly once. `wait_timeouts`
+/// counts waiters released because a fill outlived the lock timeout or their own timeout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Lookups answered with a fresh entry.
+    pub fresh: u64,
+    /// Lookups answered with a stale entry inside its stale-while-revalidate window.
+    pub stale: u64,
+    /// Lookups answered with a stale entry inside its stale-if-error window only (the origin is
+    /// failing and the key is backing off).
+    pub stale_if_error: u64,
+    /// Lookups that found nothing servable and got the fill (or, for `get`, nothing).
+    pub miss: u64,
+    /// Lookups that found another caller filling and got a waiter.
+    pub wait: u64,
+    /// Lookups of a key marked pass-through (uncacheable) or whose fill was overdue.
+    pub pass: u64,
+    /// Waiters released without a result: lock timeout or their own timeout.
+    pub wait_timeouts: u64,
+    /// Fills that stored a value.
+    pub fills_committed: u64,
+    /// Fills that failed (the origin answered with an error).
+    pub fills_failed: u64,
+    /// Fills dropped without an answer (one waiter took over).
+    pub fills_abandoned: u64,
+    /// Fills that learned the answer was not cacheable (the key passes through for a while).
+    pub fills_uncacheable: u64,
+    /// Refresh tickets handed out.
+    pub refreshes_started: u64,
+    /// Refreshes that stored a new value.
+    pub refreshes_committed: u64,
+    /// Refreshes that failed.
+    pub refreshes_failed: u64,
+    /// Refresh tickets dropped unused.
+    pub refreshes_abandoned: u64,
+    /// Values stored with `insert` (outside the lookup lifecycle).
+    pub inserts: u64,
+    /// Values refused because they weigh more than the object limit.
+    pub rejected_too_large: u64,
+    /// Live entries evicted to make room.
+    pub evictions: u64,
+    /// Dead entries (past every window) removed.
+    pub expirations: u64,
+    /// Keys purged (hard or soft).
+    pub purges: u64,
+    /// Tags purged (hard or soft).
+    pub tag_purges: u64,
+    /// Entries stored now.
+    pub entries: u64,
+    /// Weight of the entries stored now, in the weigher's unit (bytes by default).
+    pub weight: u64,
+    /// The capacity, in the weigher's unit.
+    pub capacity: u64,
+}
+
+impl Stats {
+    /// Every lookup, counted once: the sum of the lookup outcomes.
+    pub fn lookups(&self) -> u64 {
+        self.fresh + self.stale + self.stale_if_error + self.miss + self.wait + self.pass
+    }
+
+    /// The share of lookups answered from the cache without waiting (fresh, stale and
+    /// stale-if-error), between 0 and 1; 0 when there were no lookups.
+    pub fn hit_ratio(&self) -> f64 {
+        let lookups = self.lookups();
+        if lookups == 0 {
+            return 0.0;
+        }
+        (self.fresh + self.stale + self.stale_if_error) as f64 / lookups as f64
+    }
+
+    pub(crate) fn from_counters(c: &Counters) -> Self {
+        use Counter::*;
+        Stats {
+            fresh: c.get(Fresh),
+            stale: c.get(Stale),
+            stale_if_error: c.get(StaleIfError),
+            miss: c.get(Miss),
+            wait: c.get(Wait),
+            pass: c.get(Pass),
+            wait_timeouts: c.get(WaitTimeout),
+            fills_committed: c.get(FillsCommitted),
+            fills_failed: c.get(FillsFailed),
+            fills_abandoned: c.get(FillsAbandoned),
+            fills_uncacheable: c.get(FillsUncacheable),
+            refreshes_started: c.get(RefreshesStarted),
+            refreshes_committed: c.get(RefreshesCommitted),
+            refreshes_failed: c.get(RefreshesFailed),
+            refreshes_abandoned: c.get(RefreshesAbandoned),
+            inserts: c.get(Inserts),
+            rejected_too_large: c.get(RejectedTooLarge),
+            evictions: c.get(Evictions),
+            expirations: c.get(Expirations),
+            purges: c.get(Purges),
+            tag_purges: c.get(TagPurges),
+            entries: 0,
+            weight: 0,
+            capacity: 0,
+        }
+    }
+}

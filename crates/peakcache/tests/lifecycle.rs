@@ -1,0 +1,235 @@
+//! Every transition of the entry lifecycle, under a hand-driven clock.
+
+use peakcache::{Cache, Freshness, Lookup, ManualClock, PurgeMode, Resolved, Served};
+use std::time::Duration;
+
+const SEC: Duration = Duration::from_secs(1);
+
+fn cache() -> (Cache<u32>, ManualClock) {
+    let clock = ManualClock::new();
+    let cache = Cache::builder()
+        .clock(clock.clone())
+        .lock_timeout(10 * SEC)
+        .retry_backoff(2 * SEC, 16 * SEC)
+        .refresh_retry(SEC)
+        .build();
+    (cache, clock)
+}
+
+fn windows(ttl: u64, swr: u64, sie: u64) -> Freshness {
+    Freshness::new(SEC * ttl as u32)
+        .with_swr(SEC * swr as u32)
+        .with_sie(SEC * sie as u32)
+}
+
+#[track_caller]
+fn expect_fresh(cache: &Cache<u32>, key: &[u8], want: u32) {
+    match cache.lookup(key) {
+        Lookup::Fresh(hit) => assert_eq!(*hit.value(), want),
+        _ => panic!("expected a fresh hit"),
+    }
+}
+
+#[test]
+fn miss_then_commit_then_fresh() {
+    let (cache, _) = cache();
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!("first lookup misses")
+    };
+    fill.commit(7, windows(10, 0, 0)).unwrap();
+    expect_fresh(&cache, b"k", 7);
+}
+
+#[test]
+fn a_second_caller_waits_for_the_fill_and_gets_its_value() {
+    let (cache, _) = cache();
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(waiter) = cache.lookup(b"k") else {
+        panic!("second lookup waits")
+    };
+    let waiter = waiter.try_wait().err().expect("nothing yet");
+    fill.commit(1, windows(10, 0, 0)).unwrap();
+    match waiter.try_wait() {
+        Ok(Resolved::Hit(hit)) => assert_eq!(*hit.value(), 1),
+        _ => panic!("waiter gets the committed value"),
+    }
+}
+
+#[test]
+fn stale_entry_hands_one_refresh_ticket() {
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(10, 30, 0)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Stale(hit, Some(refresh)) = cache.lookup(b"k") else {
+        panic!("first stale lookup refreshes")
+    };
+    assert_eq!(hit.served(), Served::Stale);
+    let Lookup::Stale(_, None) = cache.lookup(b"k") else {
+        panic!("others are served without a ticket")
+    };
+    refresh.commit(2, windows(10, 30, 0)).unwrap();
+    expect_fresh(&cache, b"k", 2);
+}
+
+#[test]
+fn a_dropped_refresh_is_handed_out_again_after_the_retry_delay() {
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(10, 60, 0)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Stale(_, Some(refresh)) = cache.lookup(b"k") else {
+        panic!()
+    };
+    drop(refresh);
+    let Lookup::Stale(_, None) = cache.lookup(b"k") else {
+        panic!("no ticket inside the retry delay")
+    };
+    clock.advance(SEC);
+    let Lookup::Stale(_, Some(_)) = cache.lookup(b"k") else {
+        panic!("a ticket after it")
+    };
+}
+
+#[test]
+fn failed_fill_hands_back_the_stale_if_error_entry_and_backs_off() {
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(10, 0, 100)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!("past swr a fetch is needed")
+    };
+    let Lookup::Wait(waiter) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let stale = fill.fail().expect("stale-if-error entry");
+    assert_eq!((*stale.value(), stale.served()), (1, Served::StaleIfError));
+    match waiter.try_wait() {
+        Ok(Resolved::Hit(hit)) => assert_eq!(*hit.value(), 1),
+        _ => panic!("waiters get the stale entry too"),
+    }
+    // Backing off: served stale without a fetch.
+    let Lookup::Stale(hit, None) = cache.lookup(b"k") else {
+        panic!("no probe during back-off")
+    };
+    assert_eq!(hit.served(), Served::StaleIfError);
+    clock.advance(2 * SEC);
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!("one probe after the back-off")
+    };
+    assert!(fill.fail().is_some());
+    clock.advance(2 * SEC);
+    let Lookup::Stale(_, None) = cache.lookup(b"k") else {
+        panic!("the back-off doubled")
+    };
+    clock.advance(2 * SEC);
+    let Lookup::Miss(_) = cache.lookup(b"k") else {
+        panic!()
+    };
+}
+
+#[test]
+fn uncacheable_releases_waiters_and_passes_through() {
+    let (cache, clock) = cache();
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(waiter) = cache.lookup(b"k") else {
+        panic!()
+    };
+    fill.uncacheable(30 * SEC);
+    assert!(matches!(waiter.try_wait(), Ok(Resolved::Pass)));
+    assert!(matches!(cache.lookup(b"k"), Lookup::Pass));
+    clock.advance(30 * SEC);
+    assert!(matches!(cache.lookup(b"k"), Lookup::Miss(_)));
+}
+
+#[test]
+fn an_abandoned_fill_passes_to_a_waiter() {
+    let (cache, _) = cache();
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(w1) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(w2) = cache.lookup(b"k") else {
+        panic!()
+    };
+    drop(fill);
+    let Ok(Resolved::Fill(fill)) = w1.try_wait() else {
+        panic!("first waiter takes over")
+    };
+    let w2 = w2
+        .try_wait()
+        .err()
+        .expect("second keeps waiting on the new fill");
+    fill.commit(5, windows(10, 0, 0)).unwrap();
+    assert!(matches!(w2.try_wait(), Ok(Resolved::Hit(h)) if *h.value() == 5));
+}
+
+#[test]
+fn an_overdue_fill_releases_its_waiters() {
+    let (cache, clock) = cache();
+    let Lookup::Miss(slow) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(waiter) = cache.lookup(b"k") else {
+        panic!()
+    };
+    clock.advance(10 * SEC);
+    assert!(matches!(waiter.try_wait(), Ok(Resolved::TimedOut)));
+    let Lookup::Miss(fresh) = cache.lookup(b"k") else {
+        panic!("a new fill after the lock timeout")
+    };
+    fresh.commit(2, windows(10, 0, 0)).unwrap();
+    slow.commit(1, windows(10, 0, 0)).unwrap();
+    expect_fresh(&cache, b"k", 2);
+    assert_eq!(cache.stats().wait_timeouts, 1);
+}
+
+#[test]
+fn soft_purge_serves_stale_while_one_refreshes() {
+    let (cache, _) = cache();
+    cache
+        .insert_tagged(b"a", 1, windows(100, 30, 0), &["post:1"])
+        .unwrap();
+    cache
+        .insert_tagged(b"b", 2, windows(100, 30, 0), &["post:2"])
+        .unwrap();
+    cache.purge_tag("post:1", PurgeMode::Soft);
+    let Lookup::Stale(_, Some(_)) = cache.lookup(b"a") else {
+        panic!("soft-purged entry is stale")
+    };
+    expect_fresh(&cache, b"b", 2);
+    cache.purge_tag("post:2", PurgeMode::Hard);
+    assert!(matches!(cache.lookup(b"b"), Lookup::Miss(_)));
+}
+
+#[test]
+fn freeze_serves_dead_entries_as_fresh() {
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(1, 0, 0)).unwrap();
+    clock.advance(100 * SEC);
+    cache.freeze(true);
+    expect_fresh(&cache, b"k", 1);
+    cache.freeze(false);
+    assert!(matches!(cache.lookup(b"k"), Lookup::Miss(_)));
+}
+
+#[test]
+fn counters_add_up() {
+    let (cache, _) = cache();
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(_w) = cache.lookup(b"k") else {
+        panic!()
+    };
+    fill.commit(1, windows(10, 0, 0)).unwrap();
+    let _ = cache.lookup(b"k");
+    let _ = cache.get(b"k");
+    let _ = cache.get(b"x");
+    let s = cache.stats();
+    assert_eq!((s.miss, s.wait, s.fresh, s.lookups()), (2, 1, 2, 5));
+}
