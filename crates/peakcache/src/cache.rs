@@ -40,7 +40,7 @@ struct Inner<V> {
     shard_mask: u64,
     hasher: RandomState,
     weigher: Weigher<V>,
-    clock: Arc<dyn Clock>,
+    clock: ClockSource,
     counters: Counters,
     tags: Tags,
     frozen: AtomicBool,
@@ -172,7 +172,10 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
                 shard_mask: shards as u64 - 1,
                 hasher,
                 weigher,
-                clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock::new())),
+                clock: match self.clock {
+                    Some(c) => ClockSource::Custom(c),
+                    None => ClockSource::System(SystemClock::new()),
+                },
                 counters: Counters::new(),
                 tags: Tags::new(),
                 frozen: AtomicBool::new(false),
@@ -199,6 +202,22 @@ fn default_shards(max_bytes: u64) -> usize {
     };
     let by_size = (by_size.max(1) as usize + 1).next_power_of_two() / 2;
     by_cores.min(by_size.max(1))
+}
+
+/// The system clock is read inline on the hit path; any other clock through its trait object.
+enum ClockSource {
+    System(SystemClock),
+    Custom(Arc<dyn Clock>),
+}
+
+impl ClockSource {
+    #[inline]
+    fn now(&self) -> Duration {
+        match self {
+            ClockSource::System(c) => c.now(),
+            ClockSource::Custom(c) => c.now(),
+        }
+    }
 }
 
 /// How a ticket ends.

@@ -2,7 +2,9 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+#[cfg(not(target_os = "linux"))]
+use std::time::Instant;
 
 /// A monotonic clock. `now` returns the time elapsed since an arbitrary, fixed epoch and never
 /// goes backwards.
@@ -14,19 +16,46 @@ pub trait Clock: Send + Sync + 'static {
     fn now(&self) -> Duration;
 }
 
-/// The real monotonic clock ([`Instant`]), with its epoch at creation.
+/// The real monotonic clock, with its epoch at creation.
+///
+/// On Linux it reads `CLOCK_MONOTONIC_COARSE`: a resolution of the kernel's tick (1 to 4 ms),
+/// which is all that cache lifetimes need, at about a fifth of the cost of a precise reading
+/// (4 ns instead of 22 ns measured here), which matters on a hit of 30 to 50 ns. Elsewhere it
+/// reads [`Instant`].
 #[derive(Clone, Copy, Debug)]
 pub struct SystemClock {
+    #[cfg(not(target_os = "linux"))]
     epoch: Instant,
+    #[cfg(target_os = "linux")]
+    epoch: u64,
 }
 
 impl SystemClock {
     /// A clock whose epoch is now.
     pub fn new() -> Self {
         SystemClock {
+            #[cfg(not(target_os = "linux"))]
             epoch: Instant::now(),
+            #[cfg(target_os = "linux")]
+            epoch: coarse_nanos(),
         }
     }
+}
+
+/// `CLOCK_MONOTONIC_COARSE` in nanoseconds.
+#[cfg(target_os = "linux")]
+#[inline]
+fn coarse_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; CLOCK_MONOTONIC_COARSE exists on every Linux
+    // since 2.6.32 and the call cannot fail with valid arguments.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
 }
 
 impl Default for SystemClock {
@@ -36,8 +65,16 @@ impl Default for SystemClock {
 }
 
 impl Clock for SystemClock {
+    #[inline]
     fn now(&self) -> Duration {
-        self.epoch.elapsed()
+        #[cfg(target_os = "linux")]
+        {
+            Duration::from_nanos(coarse_nanos().saturating_sub(self.epoch))
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            self.epoch.elapsed()
+        }
     }
 }
 
