@@ -1,0 +1,192 @@
+//! Age calculation (RFC 9111 §4.2.3) and the HTTP-date fields it reads.
+
+use std::time::{Duration, SystemTime};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+
+use crate::directives::{parse_delta, Delta, DELTA_SECONDS_MAX};
+
+/// Parses an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, RFC 850 or asctime format).
+pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
+    let text = value.to_str().ok()?;
+    httpdate::parse_http_date(text.trim()).ok()
+}
+
+/// Formats `time` as an IMF-fixdate header value (`Sun, 06 Nov 1994 08:49:37 GMT`).
+pub fn format_http_date(time: SystemTime) -> HeaderValue {
+    // An IMF-fixdate is plain ASCII, which HeaderValue always accepts.
+    HeaderValue::from_str(&httpdate::fmt_http_date(time))
+        .unwrap_or(HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"))
+}
+
+/// The first line of date field `name`, parsed; `None` when absent or invalid.
+pub(crate) fn header_date(headers: &HeaderMap, name: &HeaderName) -> Option<SystemTime> {
+    headers.get(name).and_then(parse_http_date)
+}
+
+/// `later - earlier`, or zero when `later` is not later (clocks disagree, dates in the future).
+pub(crate) fn since(later: SystemTime, earlier: SystemTime) -> Duration {
+    later.duration_since(earlier).unwrap_or(Duration::ZERO)
+}
+
+/// The `Age` field value received with a response, per RFC 9111 §5.1: the first member of the
+/// first line; zero when absent or invalid (the field is then ignored).
+pub fn age_value(headers: &HeaderMap) -> Duration {
+    let Some(text) = headers.get(header::AGE).and_then(|v| v.to_str().ok()) else {
+        return Duration::ZERO;
+    };
+    let first = text.split(',').next().unwrap_or("").trim();
+    match parse_delta(first) {
+        Delta::Seconds(s) => Duration::from_secs(u64::from(s)),
+        Delta::Invalid => Duration::ZERO,
+    }
+}
+
+/// The `date_value` of RFC 9111 §4.2.3: the response's `Date`, or the time it was received when
+/// `Date` is absent or invalid (RFC 9110 §6.6.1).
+pub fn date_value(headers: &HeaderMap, response_time: SystemTime) -> SystemTime {
+    header_date(headers, &header::DATE).unwrap_or(response_time)
+}
+
+/// `corrected_initial_age` of RFC 9111 §4.2.3: how old the response already was when it was
+/// received.
+///
+/// ```text
+/// apparent_age          = max(0, response_time - date_value)
+/// response_delay        = response_time - request_time
+/// corrected_age_value   = age_value + response_delay
+/// corrected_initial_age = max(apparent_age, corrected_age_value)
+/// ```
+///
+/// `request_time` is when the request that caused this response was sent, `response_time`
+/// when the response was received.
+pub fn corrected_initial_age(
+    headers: &HeaderMap,
+    request_time: SystemTime,
+    response_time: SystemTime,
+) -> Duration {
+    let apparent_age = since(response_time, date_value(headers, response_time));
+    let response_delay = since(response_time, request_time);
+    let corrected_age_value = age_value(headers).saturating_add(response_delay);
+    apparent_age.max(corrected_age_value)
+}
+
+/// `current_age` of RFC 9111 §4.2.3: `corrected_initial_age + resident_time`, where
+/// `resident_time = now - response_time`.
+pub fn current_age(
+    corrected_initial_age: Duration,
+    response_time: SystemTime,
+    now: SystemTime,
+) -> Duration {
+    corrected_initial_age.saturating_add(since(now, response_time))
+}
+
+/// The `Age` header value for an age: whole seconds, capped at 2^31 (RFC 9111 §5.1, §1.2.2).
+pub fn age_header_value(age: Duration) -> HeaderValue {
+    HeaderValue::from(age.as_secs().min(u64::from(DELTA_SECONDS_MAX)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(secs: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000 + secs)
+    }
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn rfc9111_4_2_3_age_calculation_uses_the_larger_of_apparent_and_corrected_age() {
+        // Date says 10 s before receipt; Age says 3, the round trip took 2: apparent age wins.
+        let h = headers(&[("date", &httpdate::fmt_http_date(t(90))), ("age", "3")]);
+        assert_eq!(
+            corrected_initial_age(&h, t(98), t(100)),
+            Duration::from_secs(10)
+        );
+        // Age 30 plus 2 s delay beats a Date only 10 s old.
+        let h = headers(&[("date", &httpdate::fmt_http_date(t(90))), ("age", "30")]);
+        assert_eq!(
+            corrected_initial_age(&h, t(98), t(100)),
+            Duration::from_secs(32)
+        );
+    }
+
+    #[test]
+    fn rfc9111_4_2_3_current_age_adds_resident_time() {
+        assert_eq!(
+            current_age(Duration::from_secs(5), t(100), t(160)),
+            Duration::from_secs(65)
+        );
+        // A clock that went backwards adds nothing.
+        assert_eq!(
+            current_age(Duration::from_secs(5), t(100), t(50)),
+            Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn rfc9111_4_2_3_date_in_the_future_gives_zero_apparent_age() {
+        let h = headers(&[("date", &httpdate::fmt_http_date(t(500)))]);
+        assert_eq!(corrected_initial_age(&h, t(100), t(100)), Duration::ZERO);
+    }
+
+    #[test]
+    fn rfc9110_6_6_1_missing_date_uses_receipt_time() {
+        let h = HeaderMap::new();
+        assert_eq!(date_value(&h, t(7)), t(7));
+        assert_eq!(
+            corrected_initial_age(&h, t(1), t(4)),
+            Duration::from_secs(3)
+        );
+    }
+
+    #[test]
+    fn rfc9111_5_1_age_list_uses_first_member_and_invalid_is_ignored() {
+        assert_eq!(
+            age_value(&headers(&[("age", "7, 9")])),
+            Duration::from_secs(7)
+        );
+        assert_eq!(age_value(&headers(&[("age", "-3")])), Duration::ZERO);
+        assert_eq!(age_value(&headers(&[("age", "soon")])), Duration::ZERO);
+        assert_eq!(
+            age_value(&headers(&[("age", "99999999999999")])),
+            Duration::from_secs(1 << 31)
+        );
+    }
+
+    #[test]
+    fn rfc9111_5_1_age_header_value_is_whole_seconds_capped() {
+        assert_eq!(age_header_value(Duration::from_millis(42_900)), "42");
+        assert_eq!(
+            age_header_value(Duration::from_secs(u64::MAX)),
+            "2147483648"
+        );
+    }
+
+    #[test]
+    fn rfc9110_5_6_7_all_three_date_formats_parse() {
+        let expect = httpdate::parse_http_date("Sun, 06 Nov 1994 08:49:37 GMT").unwrap();
+        for s in [
+            "Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+        ] {
+            assert_eq!(
+                parse_http_date(&HeaderValue::from_static(s)),
+                Some(expect),
+                "{s}"
+            );
+        }
+        assert_eq!(parse_http_date(&HeaderValue::from_static("0")), None);
+    }
+}
