@@ -167,6 +167,113 @@ impl Stats {
         (self.fresh + self.stale + self.stale_if_error) as f64 / lookups as f64
     }
 
+    /// The snapshot in the Prometheus text exposition format, every metric named
+    /// `{prefix}_...` (for instance `peakcache_lookups_total{outcome="fresh"}`).
+    pub fn to_prometheus(&self, prefix: &str) -> String {
+        use std::fmt::Write;
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, rows: &[(&str, u64)]| {
+            let _ = writeln!(
+                out,
+                "# HELP {prefix}_{name} {help}\n# TYPE {prefix}_{name} {kind}"
+            );
+            for (labels, value) in rows {
+                let _ = writeln!(out, "{prefix}_{name}{labels} {value}");
+            }
+        };
+        family(
+            "lookups_total",
+            "counter",
+            "Lookups by outcome.",
+            &[
+                ("{outcome=\"fresh\"}", self.fresh),
+                ("{outcome=\"stale\"}", self.stale),
+                ("{outcome=\"stale_if_error\"}", self.stale_if_error),
+                ("{outcome=\"miss\"}", self.miss),
+                ("{outcome=\"wait\"}", self.wait),
+                ("{outcome=\"pass\"}", self.pass),
+            ],
+        );
+        family(
+            "wait_timeouts_total",
+            "counter",
+            "Waiters released without a result.",
+            &[("", self.wait_timeouts)],
+        );
+        family(
+            "fills_total",
+            "counter",
+            "Fills by how they ended.",
+            &[
+                ("{result=\"committed\"}", self.fills_committed),
+                ("{result=\"failed\"}", self.fills_failed),
+                ("{result=\"abandoned\"}", self.fills_abandoned),
+                ("{result=\"uncacheable\"}", self.fills_uncacheable),
+            ],
+        );
+        family(
+            "refreshes_total",
+            "counter",
+            "Background refreshes by how they ended (started counts every ticket).",
+            &[
+                ("{result=\"started\"}", self.refreshes_started),
+                ("{result=\"committed\"}", self.refreshes_committed),
+                ("{result=\"failed\"}", self.refreshes_failed),
+                ("{result=\"abandoned\"}", self.refreshes_abandoned),
+            ],
+        );
+        family(
+            "inserts_total",
+            "counter",
+            "Values stored outside the lookup lifecycle.",
+            &[("", self.inserts)],
+        );
+        family(
+            "rejected_too_large_total",
+            "counter",
+            "Values refused for their weight.",
+            &[("", self.rejected_too_large)],
+        );
+        family(
+            "evictions_total",
+            "counter",
+            "Live entries evicted for room.",
+            &[("", self.evictions)],
+        );
+        family(
+            "expirations_total",
+            "counter",
+            "Dead entries removed.",
+            &[("", self.expirations)],
+        );
+        family(
+            "purges_total",
+            "counter",
+            "Keys purged.",
+            &[("", self.purges)],
+        );
+        family(
+            "tag_purges_total",
+            "counter",
+            "Tags purged.",
+            &[("", self.tag_purges)],
+        );
+        family("entries", "gauge", "Entries stored.", &[("", self.entries)]);
+        family(
+            "weight",
+            "gauge",
+            "Weight stored (bytes with the default weigher).",
+            &[("", self.weight)],
+        );
+        family(
+            "capacity",
+            "gauge",
+            "Capacity, in the weigher's unit.",
+            &[("", self.capacity)],
+        );
+        out
+    }
+
     pub(crate) fn from_counters(c: &Counters) -> Self {
         use Counter::*;
         Stats {
@@ -195,5 +302,28 @@ impl Stats {
             weight: 0,
             capacity: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prometheus_text_has_a_help_and_type_line_per_family_and_every_value() {
+        let stats = Stats {
+            fresh: 7,
+            fills_committed: 2,
+            entries: 3,
+            ..Stats::default()
+        };
+        let text = stats.to_prometheus("peakcache");
+        assert!(text.contains("# TYPE peakcache_lookups_total counter\n"));
+        assert!(text.contains("peakcache_lookups_total{outcome=\"fresh\"} 7\n"));
+        assert!(text.contains("peakcache_fills_total{result=\"committed\"} 2\n"));
+        assert!(text.contains("# TYPE peakcache_entries gauge\npeakcache_entries 3\n"));
+        let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
+        let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
+        assert_eq!((families, helps), (13, 13));
     }
 }
