@@ -1,0 +1,145 @@
+//! The admin listener: purge by URL or tag (hard or soft), freeze, and metrics. It listens on
+//! its own address, off by default, so no visitor can purge.
+
+use crate::body::{self, Body};
+use crate::handler::Proxy;
+use bytes::Bytes;
+use http::{header, HeaderValue, Method, Request, Response, StatusCode};
+use peakcache::PurgeMode;
+use std::sync::Arc;
+
+fn text(status: StatusCode, body: String) -> Response<Body> {
+    let mut r = Response::new(body::full(Bytes::from(body)));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// Decodes `%XX` escapes and `+` of a query component; `None` if an escape is broken or the
+/// result is not UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3)?;
+                out.push(u8::from_str_radix(hex, 16).ok()?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+/// The value of `name` in a query string.
+fn param(query: &str, name: &str) -> Option<String> {
+    query.split('&').find_map(|pair| {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        (k == name).then(|| percent_decode(v)).flatten()
+    })
+}
+
+/// Answers one admin request:
+/// - `POST /purge?url=http://host/path[&soft=1]`: the URL and all its variants;
+/// - `POST /purge?tag=TAG[&soft=1]`: every entry tagged `TAG` (`Surrogate-Key`);
+/// - `POST /freeze`, `POST /thaw`;
+/// - `GET /metrics`: Prometheus text.
+pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) -> Response<Body> {
+    let query = request.uri().query().unwrap_or("").to_string();
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/metrics") => {
+            let mut out = proxy.cache().stats().to_prometheus("peakcache");
+            out.push_str(&format!(
+                "# HELP peakcache_origin_requests_total Requests sent to the origin.\n\
+                 # TYPE peakcache_origin_requests_total counter\npeakcache_origin_requests_total {}\n\
+                 # HELP peakcache_origin_errors_total Origin requests that failed or answered 5xx.\n\
+                 # TYPE peakcache_origin_errors_total counter\npeakcache_origin_errors_total {}\n",
+                proxy.origin().requests(),
+                proxy.origin().errors()
+            ));
+            let mut r = text(StatusCode::OK, out);
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4"),
+            );
+            r
+        }
+        (&Method::POST, "/purge") | (&Method::DELETE, "/purge") => {
+            let mode = match param(&query, "soft").as_deref() {
+                Some("1") | Some("true") => PurgeMode::Soft,
+                _ => PurgeMode::Hard,
+            };
+            if let Some(tag) = param(&query, "tag") {
+                proxy.cache().purge_tag(tag.as_bytes(), mode);
+                return text(StatusCode::OK, format!("purged tag {tag} ({mode:?})\n"));
+            }
+            let Some(url) = param(&query, "url") else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    "give ?url=http://host/path or ?tag=TAG\n".into(),
+                );
+            };
+            let Ok(req) = Request::get(url.as_str()).body(()) else {
+                return text(StatusCode::BAD_REQUEST, format!("not a URL: {url}\n"));
+            };
+            let (parts, ()) = req.into_parts();
+            let Ok(key) = proxy.policy.key(&parts) else {
+                return text(
+                    StatusCode::BAD_REQUEST,
+                    format!("not a cacheable URL: {url}\n"),
+                );
+            };
+            let found = proxy.cache().purge(key.as_bytes(), mode);
+            proxy.cache().purge_tag(key.as_bytes(), mode);
+            text(
+                StatusCode::OK,
+                format!(
+                    "purged {url} ({mode:?}, {})\n",
+                    if found { "found" } else { "variants only" }
+                ),
+            )
+        }
+        (&Method::POST, "/freeze") => {
+            proxy.cache().freeze(true);
+            text(StatusCode::OK, "frozen\n".into())
+        }
+        (&Method::POST, "/thaw") => {
+            proxy.cache().freeze(false);
+            text(StatusCode::OK, "thawed\n".into())
+        }
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "admin: GET /metrics, POST /purge?url=|tag=[&soft=1], POST /freeze, POST /thaw\n"
+                .into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_parameters_are_decoded() {
+        assert_eq!(
+            param("url=http%3A%2F%2Fa%2Fb%3Fx%3D1&soft=1", "url").as_deref(),
+            Some("http://a/b?x=1")
+        );
+        assert_eq!(param("tag=a+b", "tag").as_deref(), Some("a b"));
+        assert_eq!(param("tag=%zz", "tag"), None);
+        assert_eq!(param("soft", "soft").as_deref(), Some(""));
+    }
+}

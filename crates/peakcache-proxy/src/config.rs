@@ -1,0 +1,196 @@
+//! The proxy's settings, from the command line.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Everything the proxy is told at start.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Where visitors connect.
+    pub listen: SocketAddr,
+    /// The origin's base URL, `http://host:port`.
+    pub origin: http::Uri,
+    /// The admin listener (purge, freeze, metrics); off unless given, so no visitor can purge.
+    pub admin: Option<SocketAddr>,
+    /// The cache's capacity in bytes.
+    pub size: u64,
+    /// The largest response body stored; larger ones pass through unbuffered.
+    pub max_object: u64,
+    /// How long waiters wait for a fill before fetching for themselves.
+    pub lock_timeout: Duration,
+    /// How long an origin request may take before it counts as failed.
+    pub origin_timeout: Duration,
+    /// How many origin requests may be in flight at once; beyond it the proxy serves stale or
+    /// answers 503 with `Retry-After`.
+    pub origin_concurrency: usize,
+    /// How long a URL whose response was not cacheable passes through without coalescing.
+    pub pass_hold: Duration,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            origin: http::Uri::from_static("http://127.0.0.1:9000"),
+            admin: None,
+            size: 256 << 20,
+            max_object: 8 << 20,
+            lock_timeout: Duration::from_secs(5),
+            origin_timeout: Duration::from_secs(30),
+            origin_concurrency: 64,
+            pass_hold: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The usage text printed by `--help` and after a bad argument.
+pub const USAGE: &str = "\
+usage: peakcache-proxy --origin http://HOST:PORT [options]
+
+  --listen ADDR              where visitors connect (default 127.0.0.1:8080)
+  --origin URL               the origin, http://host:port (required)
+  --size SIZE                cache capacity, e.g. 256MiB, 1GiB (default 256MiB)
+  --max-object SIZE          largest body stored; larger ones stream through (default 8MiB)
+  --admin ADDR               admin listener for purge, freeze and /metrics (default: off)
+  --lock-timeout DURATION    how long waiters wait for a fill (default 5s)
+  --origin-timeout DURATION  how long an origin request may take (default 30s)
+  --origin-concurrency N     origin requests in flight at most (default 64)
+  --pass-hold DURATION       how long an uncacheable URL passes through (default 10s)
+
+DURATION is a number with ms, s or m; SIZE a number with B, KiB, MiB, GiB (or k, M, G).
+";
+
+impl Config {
+    /// Parses command-line arguments (without the program name). `Ok(None)` for `--help`.
+    pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
+        let mut c = Config::default();
+        let mut origin = None;
+        let mut args = args.into_iter();
+        while let Some(flag) = args.next() {
+            if flag == "--help" || flag == "-h" {
+                return Ok(None);
+            }
+            let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
+            let bad = |what: &str| format!("{flag} {value:?}: {what}");
+            match flag.as_str() {
+                "--listen" => {
+                    c.listen = value
+                        .parse()
+                        .map_err(|_| bad("not an address like 127.0.0.1:8080"))?
+                }
+                "--admin" => {
+                    c.admin = Some(
+                        value
+                            .parse()
+                            .map_err(|_| bad("not an address like 127.0.0.1:8081"))?,
+                    )
+                }
+                "--origin" => {
+                    let uri: http::Uri = value.parse().map_err(|_| bad("not a URL"))?;
+                    if uri.scheme_str() != Some("http") || uri.authority().is_none() {
+                        return Err(bad("the origin must be http://host:port"));
+                    }
+                    origin = Some(uri);
+                }
+                "--size" => c.size = parse_size(&value).map_err(|e| bad(&e))?,
+                "--max-object" => c.max_object = parse_size(&value).map_err(|e| bad(&e))?,
+                "--lock-timeout" => c.lock_timeout = parse_duration(&value).map_err(|e| bad(&e))?,
+                "--origin-timeout" => {
+                    c.origin_timeout = parse_duration(&value).map_err(|e| bad(&e))?
+                }
+                "--pass-hold" => c.pass_hold = parse_duration(&value).map_err(|e| bad(&e))?,
+                "--origin-concurrency" => {
+                    c.origin_concurrency = value
+                        .parse()
+                        .ok()
+                        .filter(|n| *n > 0)
+                        .ok_or_else(|| bad("not a positive number"))?
+                }
+                _ => return Err(format!("unknown option {flag}")),
+            }
+        }
+        c.origin = origin.ok_or("--origin is required")?;
+        if c.size < 1 << 20 {
+            return Err("--size must be at least 1MiB".into());
+        }
+        if c.max_object == 0 || c.max_object > c.size / 8 {
+            return Err(format!(
+                "--max-object must be between 1 byte and an eighth of --size ({} bytes)",
+                c.size / 8
+            ));
+        }
+        Ok(Some(c))
+    }
+}
+
+/// Parses `256MiB`, `1G`, `4096`, ...
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "not a size like 256MiB".to_string())?;
+    let mult: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "k" | "K" | "KB" | "KiB" => 1 << 10,
+        "m" | "M" | "MB" | "MiB" => 1 << 20,
+        "g" | "G" | "GB" | "GiB" => 1 << 30,
+        other => return Err(format!("unknown size unit {other:?}")),
+    };
+    n.checked_mul(mult)
+        .ok_or_else(|| "size too large".to_string())
+}
+
+/// Parses `5s`, `250ms`, `2m`.
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| "not a duration like 5s".to_string())?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        other => Err(format!("unknown duration unit {other:?}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn parses_the_documented_example() {
+        let c = Config::from_args(args(
+            "--listen 127.0.0.1:8080 --origin http://127.0.0.1:9000 --size 256MiB",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.size, 256 << 20);
+        assert_eq!(c.origin.authority().unwrap().as_str(), "127.0.0.1:9000");
+    }
+
+    #[test]
+    fn bad_configuration_gets_a_clear_message() {
+        let err = |s: &str| Config::from_args(args(s)).unwrap_err();
+        assert!(err("--size 10MiB").contains("--origin is required"));
+        assert!(err("--origin ftp://x").contains("must be http://"));
+        assert!(err("--origin http://a:1 --size lots").contains("--size"));
+        assert!(err("--origin http://a:1 --bogus 1").contains("unknown option"));
+        assert!(err("--origin http://a:1 --lock-timeout 5h").contains("unknown duration unit"));
+        assert!(err("--origin http://a:1 --listen").contains("needs a value"));
+    }
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(parse_size("1GiB"), Ok(1 << 30));
+        assert_eq!(parse_size("512k"), Ok(512 << 10));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert!(parse_size("99999999999999G").is_err());
+    }
+}

@@ -1,0 +1,580 @@
+//! One visitor request: key, lookup, and what each lifecycle answer means over HTTP.
+
+use crate::body::{self, read_limited, Body, Limited};
+use crate::config::Config;
+use crate::origin::{strip_hop_by_hop, Origin, OriginError};
+use crate::stored::Cached;
+use bytes::Bytes;
+use http::{header, request, HeaderValue, Method, Request, Response, StatusCode};
+use hyper::body::Incoming;
+use peakcache::{
+    Cache, Fill, Freshness, Hit, InsertError, Lookup, PurgeMode, Refresh, Resolved, Served,
+};
+use peakcache_http::{
+    CacheStatus, ConditionalAnswer, Fwd, Key, Policy, StaleGrant, StaleUse, Vary,
+};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+/// The proxy's shared state.
+pub struct Proxy {
+    pub(crate) cache: Cache<Arc<Cached>>,
+    /// Primary key -> the fields its responses vary on.
+    pub(crate) vary: Cache<Arc<Vary>>,
+    pub(crate) policy: Policy,
+    pub(crate) origin: Origin,
+    pub(crate) config: Config,
+}
+
+/// How long a learned `Vary` is remembered for a URL.
+const VARY_MEMORY: Duration = Duration::from_secs(86_400);
+
+/// A fill or a refresh: the two tickets a fetch completes.
+enum Job {
+    Fill(Fill<Arc<Cached>>),
+    Refresh(Refresh<Arc<Cached>>),
+}
+
+impl Job {
+    fn commit(
+        self,
+        value: Arc<Cached>,
+        freshness: Freshness,
+        tags: &[Bytes],
+    ) -> Result<(), InsertError> {
+        match self {
+            Job::Fill(f) => f.commit_tagged(value, freshness, tags),
+            Job::Refresh(r) => r.commit_tagged(value, freshness, tags),
+        }
+    }
+
+    fn fail(self) -> Option<Hit<Arc<Cached>>> {
+        match self {
+            Job::Fill(f) => f.fail(),
+            Job::Refresh(r) => {
+                r.fail();
+                None
+            }
+        }
+    }
+
+    fn uncacheable(self, hold: Duration) {
+        match self {
+            Job::Fill(f) => f.uncacheable(hold),
+            Job::Refresh(r) => r.uncacheable(hold),
+        }
+    }
+}
+
+/// What a fetch from the origin came to.
+enum Fetched {
+    /// Stored (and handed to the waiters).
+    Stored(Arc<Cached>),
+    /// Not cacheable, or too large: the origin's response, streaming.
+    Passed(Response<Body>),
+    /// The origin failed: the stale-if-error entry if any, else the origin's error response if
+    /// it sent one, else nothing.
+    Failed(
+        Option<Hit<Arc<Cached>>>,
+        Option<Response<Body>>,
+        Option<OriginError>,
+    ),
+}
+
+/// 500, 502, 503 and 504 are the errors stale-if-error answers for (RFC 5861 §4).
+fn is_origin_error(status: StatusCode) -> bool {
+    matches!(status.as_u16(), 500 | 502 | 503 | 504)
+}
+
+fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
+    let mut r = Response::new(body::full(Bytes::from_static(text.as_bytes())));
+    *r.status_mut() = status;
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain"));
+    r
+}
+
+impl Proxy {
+    /// The proxy for `config`.
+    pub fn new(config: Config) -> Self {
+        let max_object = config.max_object + (64 << 10) + peakcache::ENTRY_OVERHEAD + 512;
+        let cache = Cache::builder()
+            .max_bytes(config.size)
+            .max_object_weight(max_object)
+            .lock_timeout(config.lock_timeout)
+            .weigher(|key, c: &Arc<Cached>| c.weight(key))
+            .build();
+        let vary = Cache::builder()
+            .max_bytes((config.size / 64).max(1 << 20))
+            .build();
+        let origin = Origin::new(
+            config.origin.clone(),
+            config.origin_concurrency,
+            config.origin_timeout,
+        );
+        // Visitors reach this proxy over plain HTTP: keys (and purge URLs) say `http://`.
+        let http = peakcache_http::Config {
+            default_scheme: "http".into(),
+            ..Default::default()
+        };
+        Proxy {
+            cache,
+            vary,
+            policy: Policy::new(http),
+            origin,
+            config,
+        }
+    }
+
+    /// The response cache.
+    pub fn cache(&self) -> &Cache<Arc<Cached>> {
+        &self.cache
+    }
+
+    /// The origin client and its counters.
+    pub fn origin(&self) -> &Origin {
+        &self.origin
+    }
+
+    /// Answers one visitor request.
+    pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
+        let (parts, incoming) = request.into_parts();
+        if parts.method != Method::GET && parts.method != Method::HEAD {
+            return self.forward_unsafe(parts, incoming).await;
+        }
+        let Ok(key) = self.policy.key(&parts) else {
+            return self
+                .forward(parts, body::stream(incoming), Fwd::Bypass)
+                .await;
+        };
+        if parts.headers.contains_key(header::AUTHORIZATION) {
+            // RFC 9111 §3.5: a shared cache must not answer a request with credentials from a
+            // response stored for someone else; it forwards it.
+            return self.forward(parts, body::empty(), Fwd::Bypass).await;
+        }
+        let (lookup_key, fwd) = match self.vary.get(key.as_bytes()) {
+            Some(vary) => (
+                key.variant(&self.policy.vary_key(&vary, &parts.headers)),
+                Fwd::VaryMiss,
+            ),
+            None => (key.clone().into_bytes(), Fwd::UriMiss),
+        };
+        match self.cache.lookup(&lookup_key) {
+            Lookup::Fresh(hit) => self.serve_hit(&parts, hit, None).await,
+            Lookup::Stale(hit, refresh) => {
+                if let Some(refresh) = refresh {
+                    let this = self.clone();
+                    let (req, key, lookup_key, stored) = (
+                        parts.clone(),
+                        key.clone(),
+                        lookup_key.clone(),
+                        hit.value().clone(),
+                    );
+                    tokio::spawn(async move {
+                        let _ = this
+                            .fetch(&req, &key, &lookup_key, Job::Refresh(refresh), Some(stored))
+                            .await;
+                    });
+                }
+                self.serve_hit(&parts, hit, None).await
+            }
+            Lookup::Miss(fill) => self.fill(parts, key, lookup_key, fill, fwd).await,
+            Lookup::Wait(waiter) => {
+                match tokio::time::timeout(self.config.lock_timeout, waiter).await {
+                    Ok(Resolved::Hit(hit)) => {
+                        let status = self.policy.cache_status().fwd(fwd).collapsed();
+                        self.serve_hit(&parts, hit, Some(status)).await
+                    }
+                    Ok(Resolved::Fill(fill)) => self.fill(parts, key, lookup_key, fill, fwd).await,
+                    Ok(Resolved::Failed) => {
+                        let mut r = plain(StatusCode::BAD_GATEWAY, "origin failed\n");
+                        r.headers_mut()
+                            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                        r
+                    }
+                    Ok(Resolved::Pass) | Ok(Resolved::TimedOut) | Err(_) => {
+                        self.forward(parts, body::empty(), Fwd::Request).await
+                    }
+                }
+            }
+            Lookup::Pass => self.forward(parts, body::empty(), Fwd::Request).await,
+        }
+    }
+
+    /// A miss: fetch, store, answer.
+    async fn fill(
+        &self,
+        parts: request::Parts,
+        key: Key,
+        lookup_key: Bytes,
+        fill: Fill<Arc<Cached>>,
+        fwd: Fwd,
+    ) -> Response<Body> {
+        match self
+            .fetch(&parts, &key, &lookup_key, Job::Fill(fill), None)
+            .await
+        {
+            Fetched::Stored(cached) => {
+                let status = self
+                    .policy
+                    .cache_status()
+                    .fwd(fwd)
+                    .fwd_status(cached.parts.status.as_u16())
+                    .stored();
+                self.serve_cached(&parts, &cached, status).await
+            }
+            Fetched::Passed(mut response) => {
+                let status = self
+                    .policy
+                    .cache_status()
+                    .fwd(fwd)
+                    .fwd_status(response.status().as_u16());
+                self.policy.finish_response(
+                    response.headers_mut(),
+                    None,
+                    SystemTime::now(),
+                    &status,
+                );
+                response
+            }
+            Fetched::Failed(stale, response, error) => {
+                self.failed(&parts, stale, response, error).await
+            }
+        }
+    }
+
+    /// The origin failed: the stale copy if the origin's windows allow it, else its error.
+    async fn failed(
+        &self,
+        parts: &request::Parts,
+        stale: Option<Hit<Arc<Cached>>>,
+        response: Option<Response<Body>>,
+        error: Option<OriginError>,
+    ) -> Response<Body> {
+        if let Some(hit) = stale {
+            let now = SystemTime::now();
+            let cached = hit.value().clone();
+            let grant = cached
+                .meta
+                .stale_grant(StaleUse::IfError, now)
+                .unwrap_or(StaleGrant::Origin);
+            let mut status = self.policy.cache_status().fwd(Fwd::Stale);
+            if let Some(r) = &response {
+                status = status.fwd_status(r.status().as_u16());
+            }
+            let status = status.stale(StaleUse::IfError, grant);
+            return self.serve_cached(parts, &cached, status).await;
+        }
+        if let Some(mut response) = response {
+            let status = self
+                .policy
+                .cache_status()
+                .fwd(Fwd::Miss)
+                .fwd_status(response.status().as_u16());
+            self.policy
+                .finish_response(response.headers_mut(), None, SystemTime::now(), &status);
+            return response;
+        }
+        match error {
+            Some(OriginError::Timeout) => plain(StatusCode::GATEWAY_TIMEOUT, "origin timed out\n"),
+            Some(OriginError::Unreachable(_)) => {
+                plain(StatusCode::BAD_GATEWAY, "origin unreachable\n")
+            }
+            None => {
+                let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "origin busy\n");
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                r
+            }
+        }
+    }
+
+    /// Fetches `key` from the origin for a fill or a refresh (revalidating `stored` when
+    /// given), completes the ticket, and says what happened.
+    async fn fetch(
+        &self,
+        req: &request::Parts,
+        key: &Key,
+        lookup_key: &Bytes,
+        job: Job,
+        stored: Option<Arc<Cached>>,
+    ) -> Fetched {
+        let Some(_permit) = self.origin.try_permit() else {
+            // Too many origin requests in flight: serve stale if there is any, else 503 quickly.
+            return Fetched::Failed(job.fail(), None, None);
+        };
+        let mut up = req.clone();
+        self.policy.prepare_upstream(&mut up);
+        up.method = Method::GET;
+        if let Some(stored) = &stored {
+            for (name, value) in self
+                .policy
+                .conditional_request_headers(&stored.parts)
+                .iter()
+            {
+                up.headers.insert(name.clone(), value.clone());
+            }
+        }
+        let sent = SystemTime::now();
+        let response = match self.origin.send(up.clone(), body::empty()).await {
+            Ok(r) => r,
+            Err(e) => return Fetched::Failed(job.fail(), None, Some(e)),
+        };
+        let received = SystemTime::now();
+        let (mut head, incoming) = response.into_parts();
+        strip_hop_by_hop(&mut head.headers);
+        if is_origin_error(head.status) {
+            self.origin.count_error();
+            let error = Response::from_parts(head, body::stream(incoming));
+            return Fetched::Failed(job.fail(), Some(error), None);
+        }
+        if head.status == StatusCode::NOT_MODIFIED {
+            if let Some(stored) = stored {
+                return self.revalidated(&up, key, lookup_key, job, &stored, head, sent, received);
+            }
+        }
+        let store = match self.policy.on_response(&up, &head, sent, received) {
+            Ok(store) => store,
+            Err(_) => {
+                job.uncacheable(self.config.pass_hold);
+                return Fetched::Passed(Response::from_parts(head, body::stream(incoming)));
+            }
+        };
+        let body = match tokio::time::timeout(
+            self.config.origin_timeout,
+            read_limited(incoming, self.config.max_object),
+        )
+        .await
+        {
+            Ok(Ok(Limited::Whole(bytes))) => bytes,
+            Ok(Ok(Limited::TooLarge(body))) => {
+                job.uncacheable(self.config.pass_hold);
+                return Fetched::Passed(Response::from_parts(head, body));
+            }
+            Ok(Err(_)) => {
+                return Fetched::Failed(
+                    job.fail(),
+                    None,
+                    Some(OriginError::Unreachable("body broke off".into())),
+                )
+            }
+            Err(_) => return Fetched::Failed(job.fail(), None, Some(OriginError::Timeout)),
+        };
+        store.prepare(&mut head);
+        let cached = Arc::new(Cached {
+            parts: head,
+            body,
+            meta: store.meta,
+            vary: store.vary.clone(),
+            vary_key: store.vary_key.clone(),
+        });
+        self.commit(
+            key,
+            lookup_key,
+            job,
+            cached,
+            store.freshness,
+            &store.tags,
+            &store.vary,
+        )
+    }
+
+    /// Stores a fetched response under the ticket's key and, when it varies, under its variant
+    /// key too; every variant is tagged with its primary key so a URL purge reaches them all.
+    #[allow(clippy::too_many_arguments)]
+    fn commit(
+        &self,
+        key: &Key,
+        lookup_key: &Bytes,
+        job: Job,
+        cached: Arc<Cached>,
+        freshness: Freshness,
+        tags: &[String],
+        vary: &Vary,
+    ) -> Fetched {
+        let mut all_tags: Vec<Bytes> = tags
+            .iter()
+            .map(|t| Bytes::copy_from_slice(t.as_bytes()))
+            .collect();
+        all_tags.push(key.clone().into_bytes());
+        if !vary.is_empty() {
+            let _ = self.vary.insert(
+                key.as_bytes(),
+                Arc::new(vary.clone()),
+                Freshness::new(VARY_MEMORY),
+            );
+            let variant = key.variant(&cached.vary_key);
+            if variant != lookup_key {
+                let _ = self
+                    .cache
+                    .insert_tagged(&variant, cached.clone(), freshness, &all_tags);
+            }
+        }
+        // Too large cannot happen: the body was read up to the object limit, below the cache's.
+        let _ = job.commit(cached.clone(), freshness, &all_tags);
+        Fetched::Stored(cached)
+    }
+
+    /// A 304 to a revalidation: the stored response updated and stored again.
+    #[allow(clippy::too_many_arguments)]
+    fn revalidated(
+        &self,
+        up: &request::Parts,
+        key: &Key,
+        lookup_key: &Bytes,
+        job: Job,
+        stored: &Cached,
+        not_modified: http::response::Parts,
+        sent: SystemTime,
+        received: SystemTime,
+    ) -> Fetched {
+        let Ok(mut merged) = self.policy.merge_304(&stored.parts, &not_modified) else {
+            return Fetched::Failed(job.fail(), None, None);
+        };
+        let Ok(store) = self.policy.on_response(up, &merged, sent, received) else {
+            job.uncacheable(self.config.pass_hold);
+            return Fetched::Passed(Response::from_parts(
+                merged,
+                body::full(stored.body.clone()),
+            ));
+        };
+        store.prepare(&mut merged);
+        let cached = Arc::new(Cached {
+            parts: merged,
+            body: stored.body.clone(),
+            meta: store.meta,
+            vary: store.vary.clone(),
+            vary_key: store.vary_key.clone(),
+        });
+        self.commit(
+            key,
+            lookup_key,
+            job,
+            cached,
+            store.freshness,
+            &store.tags,
+            &store.vary,
+        )
+    }
+
+    /// Serves a hit (fresh or stale), unless its variant does not match this request.
+    async fn serve_hit(
+        &self,
+        parts: &request::Parts,
+        hit: Hit<Arc<Cached>>,
+        status: Option<CacheStatus>,
+    ) -> Response<Body> {
+        let cached = hit.value().clone();
+        if !cached.vary.is_empty()
+            && self.policy.vary_key(&cached.vary, &parts.headers) != cached.vary_key
+        {
+            // A waiter of a fill for another variant (only before the URL's Vary is known).
+            return self
+                .forward(parts.clone(), body::empty(), Fwd::VaryMiss)
+                .await;
+        }
+        let now = SystemTime::now();
+        let status = status.unwrap_or_else(|| {
+            let s = self
+                .policy
+                .cache_status()
+                .hit()
+                .ttl(cached.meta.ttl_secs(now));
+            match hit.served() {
+                Served::Fresh => s,
+                Served::Stale => {
+                    let grant = cached
+                        .meta
+                        .stale_grant(StaleUse::WhileRevalidate, now)
+                        .unwrap_or(StaleGrant::Origin);
+                    s.stale(StaleUse::WhileRevalidate, grant)
+                }
+                Served::StaleIfError => {
+                    let grant = cached
+                        .meta
+                        .stale_grant(StaleUse::IfError, now)
+                        .unwrap_or(StaleGrant::Origin);
+                    s.stale(StaleUse::IfError, grant)
+                }
+            }
+        });
+        self.serve_cached(parts, &cached, status).await
+    }
+
+    /// Answers from a stored response: a 304 to a matching conditional request, the response
+    /// itself otherwise (without body for HEAD).
+    async fn serve_cached(
+        &self,
+        parts: &request::Parts,
+        cached: &Cached,
+        status: CacheStatus,
+    ) -> Response<Body> {
+        let now = SystemTime::now();
+        let (head, body) = match self.policy.answer_conditional(parts, &cached.parts) {
+            ConditionalAnswer::NotModified(head) => (head, body::empty()),
+            ConditionalAnswer::ServeStored => {
+                let body = if parts.method == Method::HEAD {
+                    body::empty()
+                } else {
+                    body::full(cached.body.clone())
+                };
+                (cached.parts.clone(), body)
+            }
+            ConditionalAnswer::Forward => {
+                return self
+                    .forward(parts.clone(), body::empty(), Fwd::Request)
+                    .await
+            }
+        };
+        let mut response = Response::from_parts(head, body);
+        self.policy
+            .finish_response(response.headers_mut(), Some(&cached.meta), now, &status);
+        response
+    }
+
+    /// Sends the request to the origin as it is, stores nothing.
+    async fn forward(&self, parts: request::Parts, body: Body, fwd: Fwd) -> Response<Body> {
+        let Some(_permit) = self.origin.try_permit() else {
+            let mut r = plain(StatusCode::SERVICE_UNAVAILABLE, "origin busy\n");
+            r.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            return r;
+        };
+        let mut response = match self.origin.send(parts, body).await {
+            Ok(r) => {
+                let (mut head, incoming) = r.into_parts();
+                strip_hop_by_hop(&mut head.headers);
+                Response::from_parts(head, body::stream(incoming))
+            }
+            Err(OriginError::Timeout) => {
+                return plain(StatusCode::GATEWAY_TIMEOUT, "origin timed out\n")
+            }
+            Err(OriginError::Unreachable(_)) => {
+                return plain(StatusCode::BAD_GATEWAY, "origin unreachable\n")
+            }
+        };
+        let status = self
+            .policy
+            .cache_status()
+            .fwd(fwd)
+            .fwd_status(response.status().as_u16());
+        self.policy
+            .finish_response(response.headers_mut(), None, SystemTime::now(), &status);
+        response
+    }
+
+    /// An unsafe (or unknown) method: forwarded with its body; after a success, the URLs it
+    /// changed are invalidated (RFC 9111 §4.4).
+    async fn forward_unsafe(&self, parts: request::Parts, incoming: Incoming) -> Response<Body> {
+        let request = parts.clone();
+        let response = self
+            .forward(parts, body::stream(incoming), Fwd::Method)
+            .await;
+        let (head, body) = response.into_parts();
+        for key in self.policy.invalidations(&request, &head) {
+            self.cache.purge(key.as_bytes(), PurgeMode::Hard);
+            self.cache.purge_tag(key.as_bytes(), PurgeMode::Hard);
+        }
+        Response::from_parts(head, body)
+    }
+}

@@ -1,0 +1,70 @@
+//! peakcache-proxy: a small caching reverse proxy on hyper, the reference integration of the
+//! `peakcache` core and the `peakcache-http` semantics.
+//!
+//! It coalesces misses (one origin request per URL per expiry), serves stale entries at once
+//! while one background request refreshes them, serves stale-if-error when the origin fails,
+//! times out a hung origin, bounds the origin requests in flight (beyond the bound: stale if
+//! any, else 503 with `Retry-After`), streams responses larger than the object limit without
+//! buffering them, and offers purge by URL or tag, freeze and Prometheus metrics on a separate
+//! admin listener.
+
+#![deny(missing_docs)]
+
+pub mod admin;
+pub mod body;
+pub mod config;
+pub mod handler;
+pub mod origin;
+pub mod stored;
+
+pub use config::Config;
+pub use handler::Proxy;
+
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::TokioIo;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::TcpListener;
+
+/// Serves visitors on `listener` (and the admin API on `admin`, if given) until the task is
+/// dropped.
+pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, admin: Option<TcpListener>) {
+    if let Some(admin) = admin {
+        let proxy = proxy.clone();
+        tokio::spawn(accept(admin, move |req| admin::handle(proxy.clone(), req)));
+    }
+    accept(listener, move |req| proxy.clone().handle(req)).await
+}
+
+/// Accepts connections forever, answering each request with `answer`.
+async fn accept<F, Fut>(listener: TcpListener, answer: F)
+where
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<body::Body>> + Send + 'static,
+{
+    loop {
+        let (stream, _peer): (_, SocketAddr) = match listener.accept().await {
+            Ok(conn) => conn,
+            Err(e) => {
+                // Out of file descriptors and the like: wait a moment instead of spinning.
+                eprintln!("peakcache-proxy: accept failed: {e}");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let answer = answer.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |req| {
+                let answer = answer.clone();
+                async move { Ok::<_, Infallible>(answer(req).await) }
+            });
+            let _ = http1::Builder::new()
+                .keep_alive(true)
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}

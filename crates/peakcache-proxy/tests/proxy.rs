@@ -1,0 +1,416 @@
+//! The proxy end to end, on loopback, against a scripted origin that counts its requests.
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Full};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use peakcache_proxy::{serve, Config, Proxy};
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+
+/// What the test origin answers for a path prefix.
+#[derive(Clone)]
+struct Page {
+    cache_control: &'static str,
+    extra: Vec<(&'static str, &'static str)>,
+    body_len: usize,
+    delay: Duration,
+}
+
+fn page(cache_control: &'static str) -> Page {
+    Page {
+        cache_control,
+        extra: vec![],
+        body_len: 100,
+        delay: Duration::from_millis(50),
+    }
+}
+
+#[derive(Default)]
+struct Origin {
+    hits: Mutex<HashMap<String, u64>>,
+    total: AtomicU64,
+    failing: AtomicBool,
+    pages: Mutex<Vec<(&'static str, Page)>>,
+}
+
+impl Origin {
+    fn count(&self, path: &str) -> u64 {
+        self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    async fn answer(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_string();
+        *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
+        let n = self.total.fetch_add(1, Ordering::SeqCst) + 1;
+        let page = self
+            .pages
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(prefix, _)| path.starts_with(prefix))
+            .map(|(_, p)| p.clone())
+            .unwrap_or_else(|| page("max-age=60"));
+        tokio::time::sleep(page.delay).await;
+        if self.failing.load(Ordering::SeqCst) {
+            return Response::builder()
+                .status(503)
+                .body(Full::new(Bytes::from_static(b"down")))
+                .unwrap();
+        }
+        let mut body = format!("{path} #{n} ").into_bytes();
+        body.resize(page.body_len.max(body.len()), b'.');
+        let mut r = Response::builder()
+            .header("cache-control", page.cache_control)
+            .header("etag", format!("\"v{n}\""));
+        for (k, v) in &page.extra {
+            r = r.header(*k, *v);
+        }
+        r.body(Full::new(Bytes::from(body))).unwrap()
+    }
+}
+
+struct Rig {
+    origin: Arc<Origin>,
+    url: String,
+    admin: String,
+    client: Client<HttpConnector, Empty<Bytes>>,
+}
+
+async fn rig(tune: impl FnOnce(&mut Config)) -> Rig {
+    let origin = Arc::new(Origin::default());
+    let olistener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let oaddr = olistener.local_addr().unwrap();
+    let o = origin.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = olistener.accept().await.unwrap();
+            let o = o.clone();
+            tokio::spawn(async move {
+                let svc = service_fn(move |req| {
+                    let o = o.clone();
+                    async move { Ok::<_, Infallible>(o.answer(req).await) }
+                });
+                let _ = http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (addr, admin_addr): (SocketAddr, SocketAddr) =
+        (listener.local_addr().unwrap(), admin.local_addr().unwrap());
+    let mut config = Config::default();
+    config.origin = format!("http://{oaddr}").parse().unwrap();
+    config.listen = addr;
+    tune(&mut config);
+    tokio::spawn(serve(Arc::new(Proxy::new(config)), listener, Some(admin)));
+    Rig {
+        origin,
+        url: format!("http://{addr}"),
+        admin: format!("http://{admin_addr}"),
+        client: Client::builder(TokioExecutor::new()).build(HttpConnector::new()),
+    }
+}
+
+struct Answer {
+    status: StatusCode,
+    cache_status: String,
+    body: Bytes,
+}
+
+impl Rig {
+    fn set(&self, prefix: &'static str, page: Page) {
+        self.origin.pages.lock().unwrap().push((prefix, page));
+    }
+
+    async fn send(&self, method: &str, url: String) -> Answer {
+        let req = Request::builder()
+            .method(method)
+            .uri(url)
+            .body(Empty::new())
+            .unwrap();
+        let res = self.client.request(req).await.unwrap();
+        let status = res.status();
+        let cache_status = res
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            cache_status,
+            body,
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        self.send("GET", format!("{}{path}", self.url)).await
+    }
+
+    async fn admin(&self, path_and_query: &str) -> Answer {
+        self.send("POST", format!("{}{path_and_query}", self.admin))
+            .await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_miss_is_stored_and_the_next_request_hits() {
+    let rig = rig(|_| {}).await;
+    let first = rig.get("/a").await;
+    assert_eq!(first.status, 200);
+    assert!(
+        first.cache_status.contains("fwd=uri-miss"),
+        "{}",
+        first.cache_status
+    );
+    assert!(first.cache_status.contains("stored"));
+    let second = rig.get("/a").await;
+    assert!(
+        second.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        second.cache_status
+    );
+    assert_eq!(first.body, second.body);
+    assert_eq!(rig.origin.count("/a"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cold_spike_sends_one_request_to_the_origin() {
+    let rig = Arc::new(rig(|_| {}).await);
+    rig.set(
+        "/spike",
+        Page {
+            delay: Duration::from_millis(200),
+            ..page("max-age=60")
+        },
+    );
+    let visitors: Vec<_> = (0..100)
+        .map(|_| {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.get("/spike").await })
+        })
+        .collect();
+    let mut bodies = Vec::new();
+    for v in visitors {
+        let a = v.await.unwrap();
+        assert_eq!(a.status, 200);
+        bodies.push(a.body);
+    }
+    assert_eq!(
+        rig.origin.count("/spike"),
+        1,
+        "one origin request for 100 visitors"
+    );
+    assert!(bodies.iter().all(|b| b == &bodies[0]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_soft_purged_page_is_served_stale_and_refreshed_once_in_the_background() {
+    let rig = rig(|_| {}).await;
+    rig.set("/news", page("max-age=600, stale-while-revalidate=60"));
+    let v1 = rig.get("/news").await.body;
+    let purged = rig
+        .admin(&format!(
+            "/purge?url={}/news&soft=1",
+            rig.url.replace("http://", "http%3A%2F%2F")
+        ))
+        .await;
+    assert_eq!(purged.status, 200);
+    let started = Instant::now();
+    let stale = rig.get("/news").await;
+    assert!(
+        started.elapsed() < Duration::from_millis(40),
+        "stale answered without waiting for the origin"
+    );
+    assert_eq!(stale.body, v1);
+    assert!(
+        stale.cache_status.contains("detail=stale-while-revalidate"),
+        "{}",
+        stale.cache_status
+    );
+    for _ in 0..100 {
+        if rig.origin.count("/news") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let mut fresh = rig.get("/news").await;
+    for _ in 0..100 {
+        if fresh.body != v1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        fresh = rig.get("/news").await;
+    }
+    assert_ne!(
+        fresh.body, v1,
+        "the background refresh replaced the stale copy"
+    );
+    assert_eq!(rig.origin.count("/news"), 2, "exactly one refresh");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_origin_gets_the_stale_copy_served_and_is_probed_not_hammered() {
+    let rig = rig(|_| {}).await;
+    rig.set("/shop", page("max-age=600, stale-if-error=3600"));
+    let good = rig.get("/shop").await.body;
+    rig.origin.failing.store(true, Ordering::SeqCst);
+    rig.admin("/purge?tag=http%3A%2F%2Fx&soft=1").await; // unrelated tag: nothing changes
+    let key_url = format!("{}/shop", rig.url).replace("http://", "http%3A%2F%2F");
+    rig.admin(&format!("/purge?url={key_url}&soft=1")).await;
+    for _ in 0..20 {
+        let a = rig.get("/shop").await;
+        assert_eq!(a.status, 200, "visitors never see the origin's error");
+        assert_eq!(a.body, good);
+    }
+    assert_eq!(rig.origin.count("/shop"), 2, "one probe, then back-off");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncacheable_pages_are_not_serialized_behind_one_request() {
+    let rig = Arc::new(rig(|_| {}).await);
+    rig.set(
+        "/account",
+        Page {
+            delay: Duration::from_millis(300),
+            ..page("private")
+        },
+    );
+    let _ = rig.get("/account").await; // learns it is uncacheable
+    let started = Instant::now();
+    let visitors: Vec<_> = (0..10)
+        .map(|_| {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.get("/account").await })
+        })
+        .collect();
+    for v in visitors {
+        assert_eq!(v.await.unwrap().status, 200);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(900),
+        "ten uncacheable requests ran in parallel"
+    );
+    assert_eq!(rig.origin.count("/account"), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_response_over_the_object_limit_streams_through_uncached() {
+    let rig = rig(|c| c.max_object = 10_000).await;
+    rig.set(
+        "/big",
+        Page {
+            body_len: 50_000,
+            ..page("max-age=60")
+        },
+    );
+    let a = rig.get("/big").await;
+    assert_eq!(a.body.len(), 50_000);
+    let b = rig.get("/big").await;
+    assert_eq!(b.body.len(), 50_000);
+    assert_eq!(rig.origin.count("/big"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tag_purge_and_an_unsafe_method_invalidate() {
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/post",
+        Page {
+            extra: vec![("surrogate-key", "post-1 home")],
+            ..page("max-age=600")
+        },
+    );
+    rig.get("/post/1").await;
+    rig.get("/post/1?utm_source=mail").await; // campaign parameters do not split the key
+    assert_eq!(rig.origin.count("/post/1"), 1);
+    rig.admin("/purge?tag=post-1").await;
+    rig.get("/post/1").await;
+    assert_eq!(rig.origin.count("/post/1"), 2);
+    let put = rig.send("POST", format!("{}/post/1", rig.url)).await;
+    assert_eq!(put.status, 200);
+    rig.get("/post/1").await;
+    assert_eq!(
+        rig.origin.count("/post/1"),
+        4,
+        "the POST went through and invalidated the page"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beyond_the_origin_bound_visitors_get_503_quickly() {
+    let rig = Arc::new(rig(|c| c.origin_concurrency = 2).await);
+    rig.set(
+        "/slow",
+        Page {
+            delay: Duration::from_millis(500),
+            ..page("no-store")
+        },
+    );
+    let visitors: Vec<_> = (0..6)
+        .map(|i| {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.get(&format!("/slow/{i}")).await })
+        })
+        .collect();
+    let statuses: Vec<u16> = futures_join(visitors)
+        .await
+        .iter()
+        .map(|a| a.status.as_u16())
+        .collect();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 200).count(),
+        2,
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 503).count(),
+        4,
+        "{statuses:?}"
+    );
+}
+
+async fn futures_join(handles: Vec<tokio::task::JoinHandle<Answer>>) -> Vec<Answer> {
+    let mut out = Vec::new();
+    for h in handles {
+        out.push(h.await.unwrap());
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_served_on_the_admin_listener() {
+    let rig = rig(|_| {}).await;
+    rig.get("/m").await;
+    rig.get("/m").await;
+    let req = Request::get(format!("{}/metrics", rig.admin))
+        .body(Empty::new())
+        .unwrap();
+    let text = rig
+        .client
+        .request(req)
+        .await
+        .unwrap()
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes();
+    let text = String::from_utf8(text.to_vec()).unwrap();
+    assert!(
+        text.contains("peakcache_lookups_total{outcome=\"fresh\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("peakcache_origin_requests_total 1"), "{text}");
+}
