@@ -109,9 +109,11 @@ async fn rig(tune: impl FnOnce(&mut Config)) -> Rig {
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (addr, admin_addr): (SocketAddr, SocketAddr) =
         (listener.local_addr().unwrap(), admin.local_addr().unwrap());
-    let mut config = Config::default();
-    config.origin = format!("http://{oaddr}").parse().unwrap();
-    config.listen = addr;
+    let mut config = Config {
+        origin: format!("http://{oaddr}").parse().unwrap(),
+        listen: addr,
+        ..Config::default()
+    };
     tune(&mut config);
     tokio::spawn(serve(Arc::new(Proxy::new(config)), listener, Some(admin)));
     Rig {
