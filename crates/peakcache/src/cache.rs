@@ -685,11 +685,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let s = self.shard(hash).read();
         let found = s.find(hash, key).and_then(|i| {
             let n = s.node(i);
-            let fresh = self.inner.frozen.load(Ordering::Relaxed) || now < n.fresh_until();
-            let live = || {
-                n.tags
-                    .as_ref()
-                    .is_none_or(|t| self.inner.tags.verdict(t) == TagVerdict::Live)
+            let frozen = self.inner.frozen.load(Ordering::Relaxed);
+            let fresh = frozen || now < n.fresh_until();
+            // Soft-purged by tag: stale since the purge (not after now), so served only frozen,
+            // as `lookup` does.
+            let live = || match n.tags.as_ref().map(|t| self.inner.tags.verdict(t)) {
+                None | Some(TagVerdict::Live) => true,
+                Some(TagVerdict::StaleSince { .. }) => frozen,
+                Some(TagVerdict::Purged) => false,
             };
             (fresh && live()).then(|| {
                 n.links.touch();
@@ -754,7 +757,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             f.invalidate();
             found = true;
         }
-        if let Some(i) = s.find(hash, key) {
+        // An entry a tag purge already removed is not found (tag purges apply lazily).
+        if let Some(i) = self.settle_tags(&mut s, key, hash) {
             found = true;
             match mode {
                 PurgeMode::Hard => drop(s.remove(i, hash, &self.inner.weigher)),

@@ -233,10 +233,13 @@ mod clock;
 mod error;
 mod flight;
 mod freshness;
+mod key;
 mod lifecycle;
 mod policy;
 mod shard;
+mod slab;
 mod stats;
+mod sync;
 mod tags;
 
 pub use cache::{Builder, Cache, ENTRY_OVERHEAD};

@@ -11,7 +11,8 @@
 //! Entries past every stale window are removed whenever the policy meets them, before any live
 //! entry is evicted in their place.
 
-use crate::shard::{Departure, Node, Standing, Weigher};
+use crate::shard::{Departure, Standing, Weigher};
+use crate::slab::Slab;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -70,22 +71,16 @@ struct Queue {
     weight: u64,
 }
 
-fn links<V>(nodes: &[Option<Node<V>>], i: u32) -> &Links {
-    &nodes[i as usize]
-        .as_ref()
-        .expect("queued node exists")
-        .links
+fn links<V>(nodes: &Slab<V>, i: u32) -> &Links {
+    &nodes.get(i).links
 }
 
-fn links_mut<V>(nodes: &mut [Option<Node<V>>], i: u32) -> &mut Links {
-    &mut nodes[i as usize]
-        .as_mut()
-        .expect("queued node exists")
-        .links
+fn links_mut<V>(nodes: &mut Slab<V>, i: u32) -> &mut Links {
+    &mut nodes.get_mut(i).links
 }
 
 impl Queue {
-    fn push<V>(&mut self, nodes: &mut [Option<Node<V>>], i: u32, weight: u64) {
+    fn push<V>(&mut self, nodes: &mut Slab<V>, i: u32, weight: u64) {
         match self.head {
             None => {
                 let l = links_mut(nodes, i);
@@ -106,7 +101,7 @@ impl Queue {
         self.weight += weight;
     }
 
-    fn unlink<V>(&mut self, nodes: &mut [Option<Node<V>>], i: u32, weight: u64) {
+    fn unlink<V>(&mut self, nodes: &mut Slab<V>, i: u32, weight: u64) {
         let (prev, next) = {
             let l = links(nodes, i);
             (l.prev, l.next)
@@ -172,13 +167,7 @@ impl S3Fifo {
 
     /// Places a newly stored node: in the main queue if its key was evicted recently, else in
     /// the small queue.
-    pub(crate) fn admit<V>(
-        &mut self,
-        nodes: &mut [Option<Node<V>>],
-        i: u32,
-        weight: u64,
-        hash: u64,
-    ) {
+    pub(crate) fn admit<V>(&mut self, nodes: &mut Slab<V>, i: u32, weight: u64, hash: u64) {
         if self.ghost.forget(hash) {
             links(nodes, i).set(0, true);
             self.main.push(nodes, i, weight);
@@ -189,7 +178,7 @@ impl S3Fifo {
     }
 
     /// Accounts for a node whose weight changed in place.
-    pub(crate) fn reweigh<V>(&mut self, nodes: &[Option<Node<V>>], i: u32, old: u64, new: u64) {
+    pub(crate) fn reweigh<V>(&mut self, nodes: &Slab<V>, i: u32, old: u64, new: u64) {
         let q = if links(nodes, i).in_main() {
             &mut self.main
         } else {
@@ -199,7 +188,7 @@ impl S3Fifo {
     }
 
     /// Takes a node out of its queue (purge, replacement by removal).
-    pub(crate) fn unlink<V>(&mut self, nodes: &mut [Option<Node<V>>], i: u32, weight: u64) {
+    pub(crate) fn unlink<V>(&mut self, nodes: &mut Slab<V>, i: u32, weight: u64) {
         if links(nodes, i).in_main() {
             self.main.unlink(nodes, i, weight);
         } else {
@@ -211,7 +200,7 @@ impl S3Fifo {
     /// weight and why it leaves; `None` when both queues are empty.
     pub(crate) fn evict<V>(
         &mut self,
-        nodes: &mut [Option<Node<V>>],
+        nodes: &mut Slab<V>,
         weigher: &Weigher<V>,
         hash: &dyn Fn(&[u8]) -> u64,
         now: u64,
@@ -225,7 +214,7 @@ impl S3Fifo {
             };
             let i = queue.head?;
             let (weight, dead, freq) = {
-                let n = nodes[i as usize].as_ref().expect("queued node exists");
+                let n = nodes.get(i);
                 (
                     weigher(&n.key, &n.value),
                     n.standing(now) == Standing::Dead,
@@ -243,7 +232,7 @@ impl S3Fifo {
                     continue;
                 }
                 let bound = (self.small.len + self.main.len) as usize;
-                let key_hash = hash(&nodes[i as usize].as_ref().expect("queued node exists").key);
+                let key_hash = hash(&nodes.get(i).key);
                 self.ghost.remember(key_hash, bound.max(1));
                 return Some((i, weight, Departure::Evicted));
             }

@@ -6,7 +6,9 @@
 
 use crate::clock::millis_to_nanos;
 use crate::flight::Flight;
+use crate::key::KeyBytes;
 use crate::policy::{Links, S3Fifo};
+use crate::slab::Slab;
 use crate::tags::TagSet;
 use ahash::RandomState;
 use hashbrown::HashTable;
@@ -20,7 +22,7 @@ pub(crate) type Weigher<V> = Arc<dyn Fn(&[u8], &V) -> u64 + Send + Sync>;
 /// A stored entry. Times are kept compactly: the store instant in nanoseconds of the cache's
 /// clock, the three windows in milliseconds.
 pub(crate) struct Node<V> {
-    pub(crate) key: Box<[u8]>,
+    pub(crate) key: KeyBytes,
     pub(crate) value: V,
     pub(crate) stored_at: u64,
     pub(crate) ttl_ms: u32,
@@ -120,8 +122,7 @@ pub(crate) enum Departure {
 /// The shard itself.
 pub(crate) struct Shard<V> {
     table: HashTable<u32>,
-    nodes: Vec<Option<Node<V>>>,
-    free: Vec<u32>,
+    nodes: Slab<V>,
     pub(crate) policy: S3Fifo,
     controls: HashMap<Box<[u8]>, Control<V>, RandomState>,
     controls_prune_at: usize,
@@ -134,8 +135,7 @@ impl<V> Shard<V> {
     pub(crate) fn new(capacity: u64, hasher: RandomState) -> Self {
         Shard {
             table: HashTable::new(),
-            nodes: Vec::new(),
-            free: Vec::new(),
+            nodes: Slab::new(),
             policy: S3Fifo::new(capacity),
             controls: HashMap::default(),
             controls_prune_at: 64,
@@ -155,23 +155,17 @@ impl<V> Shard<V> {
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
         let nodes = &self.nodes;
         self.table
-            .find(hash, |&i| {
-                nodes[i as usize].as_ref().is_some_and(|n| &*n.key == key)
-            })
+            .find(hash, |&i| &*nodes.get(i).key == key)
             .copied()
     }
 
     #[inline]
     pub(crate) fn node(&self, idx: u32) -> &Node<V> {
-        self.nodes[idx as usize]
-            .as_ref()
-            .expect("indexed node exists")
+        self.nodes.get(idx)
     }
 
     pub(crate) fn node_mut(&mut self, idx: u32) -> &mut Node<V> {
-        self.nodes[idx as usize]
-            .as_mut()
-            .expect("indexed node exists")
+        self.nodes.get_mut(idx)
     }
 
     pub(crate) fn control(&self, key: &[u8]) -> Option<&Control<V>> {
@@ -209,20 +203,10 @@ impl<V> Shard<V> {
         departed: &mut Vec<Departure>,
     ) {
         node.links = Links::new();
-        let idx = match self.free.pop() {
-            Some(i) => {
-                self.nodes[i as usize] = Some(node);
-                i
-            }
-            None => {
-                self.nodes.push(Some(node));
-                (self.nodes.len() - 1) as u32
-            }
-        };
+        let idx = self.nodes.insert(node);
         let (nodes, hasher) = (&self.nodes, &self.hasher);
-        self.table.insert_unique(hash, idx, |&i| {
-            hasher.hash_one(&*nodes[i as usize].as_ref().expect("indexed node exists").key)
-        });
+        self.table
+            .insert_unique(hash, idx, |&i| hasher.hash_one(&*nodes.get(i).key));
         self.weight += weight;
         self.policy.admit(&mut self.nodes, idx, weight, hash);
         self.make_room(weigher, now, departed);
@@ -270,10 +254,7 @@ impl<V> Shard<V> {
             entry.remove();
         }
         self.weight = self.weight.saturating_sub(weight);
-        self.free.push(idx);
-        self.nodes[idx as usize]
-            .take()
-            .expect("indexed node exists")
+        self.nodes.remove(idx)
     }
 
     /// Evicts until the weight fits the capacity.
@@ -304,8 +285,7 @@ impl<V> Shard<V> {
     pub(crate) fn clear(&mut self) -> usize {
         let n = self.table.len();
         self.table.clear();
-        self.nodes.clear();
-        self.free.clear();
+        self.nodes = Slab::new();
         self.policy = S3Fifo::new(self.capacity);
         self.weight = 0;
         self.controls.retain(|_, c| c.flight.is_some());

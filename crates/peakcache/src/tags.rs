@@ -6,10 +6,10 @@
 //! epoch, bumped by every tag purge, lets a lookup skip the comparison (one atomic read) when no
 //! tag has been purged since the entry was last checked.
 
+use crate::sync::{AtomicU64, RwLock};
 use ahash::RandomState;
-use parking_lot::RwLock;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
 /// How a purge treats what it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -165,7 +165,7 @@ impl Tags {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
 
@@ -203,5 +203,136 @@ mod tests {
         tags.purge(b"z", PurgeMode::Hard, 0);
         assert_eq!(tags.verdict(&set), TagVerdict::Live);
         assert!(tags.tag_set(1, &[]).is_none());
+    }
+}
+
+/// Model checks of the purge protocol: every interleaving of a purge with lookups, under loom.
+/// Run with `RUSTFLAGS="--cfg loom" cargo test -p peakcache --release --lib loom` (see
+/// `src/sync.rs`); without `--cfg loom` these tests do not exist.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::atomic::AtomicBool;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    /// An entry tagged `t`, fetched before anything else happens, already checked once so that
+    /// its `checked` epoch is current (the fast path is armed).
+    fn checked_entry(tags: &Tags) -> TagSet {
+        let set = *tags.tag_set(tags.next_seq(), &[b"t"]).unwrap();
+        assert_eq!(tags.verdict(&set), TagVerdict::Live);
+        set
+    }
+
+    // A purge that happens-before a lookup (through a release/acquire flag) is always seen,
+    // even when the entry's fast path was armed before the purge.
+    #[test]
+    fn loom_a_purge_that_happens_before_a_lookup_is_seen() {
+        loom::model(|| {
+            let tags = Arc::new(Tags::new());
+            let set = Arc::new(checked_entry(&tags));
+            let purged = Arc::new(AtomicBool::new(false));
+            let purger = {
+                let (tags, purged) = (tags.clone(), purged.clone());
+                thread::spawn(move || {
+                    tags.purge(b"t", PurgeMode::Hard, 0);
+                    purged.store(true, Ordering::Release);
+                })
+            };
+            // A lookup racing the purge may see either answer...
+            let _ = tags.verdict(&set);
+            // ...but one that knows the purge is done must see it.
+            if purged.load(Ordering::Acquire) {
+                assert_eq!(tags.verdict(&set), TagVerdict::Purged);
+            }
+            purger.join().unwrap();
+            assert_eq!(tags.verdict(&set), TagVerdict::Purged);
+        });
+    }
+
+    // A reader racing a purge never records the entry as checked at an epoch that hides the
+    // purge: two racing readers, then every later lookup sees the purge.
+    #[test]
+    fn loom_a_racing_reader_never_hides_a_purge_it_did_not_see() {
+        loom::model(|| {
+            let tags = Arc::new(Tags::new());
+            // Never checked: both readers take the slow path and record what they checked.
+            let set = Arc::new(*tags.tag_set(tags.next_seq(), &[b"t"]).unwrap());
+            let purger = {
+                let tags = tags.clone();
+                thread::spawn(move || tags.purge(b"t", PurgeMode::Soft, 7))
+            };
+            let reader = {
+                let (tags, set) = (tags.clone(), set.clone());
+                thread::spawn(move || tags.verdict(&set))
+            };
+            let mine = tags.verdict(&set);
+            let theirs = reader.join().unwrap();
+            purger.join().unwrap();
+            for seen in [mine, theirs] {
+                assert!(matches!(
+                    seen,
+                    TagVerdict::Live | TagVerdict::StaleSince { at: 7, .. }
+                ));
+            }
+            assert!(matches!(
+                tags.verdict(&set),
+                TagVerdict::StaleSince { at: 7, .. }
+            ));
+        });
+    }
+
+    // A fill that starts after a purge returned is not matched by it (its sequence number is
+    // above the purge's), while one fetched before it is.
+    #[test]
+    fn loom_a_fill_started_after_a_purge_is_not_matched_by_it() {
+        loom::model(|| {
+            let tags = Arc::new(Tags::new());
+            let old = checked_entry(&tags);
+            let purged = Arc::new(AtomicBool::new(false));
+            let purger = {
+                let (tags, purged) = (tags.clone(), purged.clone());
+                thread::spawn(move || {
+                    tags.purge(b"t", PurgeMode::Hard, 0);
+                    purged.store(true, Ordering::Release);
+                })
+            };
+            let after_purge = purged.load(Ordering::Acquire);
+            let new = tags.tag_set(tags.next_seq(), &[b"t"]).unwrap();
+            let verdict = tags.verdict(&new);
+            if after_purge {
+                assert_eq!(verdict, TagVerdict::Live);
+            }
+            purger.join().unwrap();
+            assert_eq!(tags.verdict(&old), TagVerdict::Purged);
+            if after_purge {
+                assert_eq!(tags.verdict(&new), TagVerdict::Live);
+            }
+        });
+    }
+
+    // Applying a soft purge (which raises the entry's sequence number to the purge's) never
+    // hides a hard purge numbered below it that the reader had not seen yet: purges of two tags
+    // race a lookup that applies what it sees, and the hard purge still removes the entry.
+    #[test]
+    fn loom_applying_a_soft_purge_never_hides_an_earlier_hard_purge() {
+        loom::model(|| {
+            let tags = Arc::new(Tags::new());
+            let mut set = *tags.tag_set(tags.next_seq(), &[b"a", b"b"]).unwrap();
+            let hard = {
+                let tags = tags.clone();
+                thread::spawn(move || tags.purge(b"a", PurgeMode::Hard, 0))
+            };
+            let soft = {
+                let tags = tags.clone();
+                thread::spawn(move || tags.purge(b"b", PurgeMode::Soft, 5))
+            };
+            if let TagVerdict::StaleSince { seq, .. } = tags.verdict(&set) {
+                set.mark_applied(seq);
+            }
+            hard.join().unwrap();
+            soft.join().unwrap();
+            assert_eq!(tags.verdict(&set), TagVerdict::Purged);
+        });
     }
 }

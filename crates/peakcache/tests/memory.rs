@@ -1,0 +1,110 @@
+//! What an entry costs in memory beyond its key and value, measured with a counting allocator.
+//!
+//! `cargo test -p peakcache --test memory -- --nocapture` prints the figures. The goal is at
+//! most 64 bytes per entry (the default weigher's `ENTRY_OVERHEAD`). What is counted: the bytes
+//! requested from the allocator (not its rounding), so the node slab's and the hash table's
+//! spare capacity after their last doubling are part of the figure.
+
+use bytes::Bytes;
+use peakcache::{Cache, Freshness};
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use std::time::Duration;
+
+/// `System`, counting the bytes currently allocated (as requested, before the allocator's own
+/// rounding and headers).
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) };
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            LIVE.fetch_add(
+                new_size as isize - layout.size() as isize,
+                Ordering::Relaxed,
+            );
+        }
+        p
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+const ENTRIES: u64 = 200_000;
+const KEY_LEN: usize = 32;
+/// The goal, asserted: what the default weigher charges per entry (`ENTRY_OVERHEAD`).
+const MAX_OVERHEAD: f64 = 64.0;
+
+/// A 32-byte key unique to `i`.
+fn key(i: u64) -> [u8; KEY_LEN] {
+    let mut k = [b'k'; KEY_LEN];
+    k[..8].copy_from_slice(&i.to_be_bytes());
+    k
+}
+
+/// Inserts `ENTRIES` entries made by `value` into a cache sized to hold them all; returns the
+/// bytes allocated per entry beyond its key and `value_bytes` (the value's inline size plus what
+/// it owns on the heap).
+fn overhead_per_entry<V: Clone + Send + Sync + 'static>(
+    value: impl Fn(u64) -> V,
+    value_bytes: usize,
+) -> f64 {
+    let cache: Cache<V> = Cache::builder().max_bytes(1 << 30).shards(8).build();
+    let fresh = Freshness::new(Duration::from_secs(3600));
+    let before = LIVE.load(Ordering::SeqCst);
+    for i in 0..ENTRIES {
+        cache.insert(&key(i), value(i), fresh).unwrap();
+    }
+    let after = LIVE.load(Ordering::SeqCst);
+    assert_eq!(cache.len() as u64, ENTRIES, "nothing may be evicted");
+    (after - before) as f64 / ENTRIES as f64 - (KEY_LEN + value_bytes) as f64
+}
+
+// An entry costs at most 64 bytes beyond its key and value, for `u64`
+// values and for `Bytes` values owning 8 bytes. One test, so that nothing else allocates
+// meanwhile (a panic's backtrace in a parallel test allocates tens of megabytes).
+#[test]
+fn memory_overhead_per_entry_stays_within_its_bound() {
+    let u64_overhead = overhead_per_entry(|i| i, size_of::<u64>());
+    let bytes_overhead = overhead_per_entry(
+        |i| Bytes::copy_from_slice(&i.to_le_bytes()),
+        size_of::<Bytes>() + size_of::<u64>(),
+    );
+    println!(
+        "peakcache memory, {ENTRIES} entries, 32-byte keys: {u64_overhead:.1} bytes per entry \
+         beyond key and u64 value; {bytes_overhead:.1} beyond key and Bytes value (32-byte \
+         handle + 8 bytes owned); goal {MAX_OVERHEAD}"
+    );
+    assert!(
+        u64_overhead <= MAX_OVERHEAD,
+        "{u64_overhead:.1} bytes per entry (u64 values)"
+    );
+    assert!(
+        bytes_overhead <= MAX_OVERHEAD,
+        "{bytes_overhead:.1} bytes per entry (Bytes values)"
+    );
+}
