@@ -290,8 +290,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.lookup_with(key, true)
     }
 
-    /// A lookup on behalf of a waiter whose filler gave up: already counted once.
-    pub(crate) fn lookup_uncounted(&self, key: &[u8]) -> Lookup<V> {
+    /// A lookup on behalf of a waiter whose filler gave up: already counted once, and never
+    /// handed a refresh ticket (the waiter only wants a value; the next caller refreshes).
+    pub(crate) fn lookup_for_waiter(&self, key: &[u8]) -> Lookup<V> {
         self.lookup_with(key, false)
     }
 
@@ -407,7 +408,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 }
                 (Standing::Stale, Some(i)) => {
                     s.node(i).links.touch();
-                    if flight.is_some() || backing_off {
+                    // `counted` is false only for a waiter, who never takes a refresh ticket.
+                    if flight.is_some() || backing_off || !counted {
                         self.serve_stale(s.node(i), standing, counted)
                     } else {
                         let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
@@ -646,7 +648,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     Outcome::Failed(stale)
                 }
                 Finish::Uncacheable(hold) => {
-                    self.inner.counters.incr(Counter::FillsUncacheable);
+                    self.inner.counters.incr(if refresh {
+                        Counter::RefreshesUncacheable
+                    } else {
+                        Counter::FillsUncacheable
+                    });
                     if let Some(i) = s.find(t.hash, &t.key) {
                         drop(s.remove(i, t.hash, &self.inner.weigher));
                     }

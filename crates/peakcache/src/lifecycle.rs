@@ -33,8 +33,8 @@ pub enum Lookup<V: Clone + Send + Sync + 'static> {
     /// Another caller is filling this key: wait for its outcome with the [`Waiter`].
     Wait(Waiter<V>),
     /// The key passes through: fetch for yourself, store nothing, wait for nobody. Answered for a
-    /// key whose last fill found it uncacheable (for the hold that fill gave), and for a key whose
-    /// fill outlived the lock timeout.
+    /// key whose last fill found it uncacheable, for the hold that fill gave. (A key whose fill
+    /// outlived the lock timeout answers `Miss`: its waiters are released and a new fill starts.)
     Pass,
 }
 
@@ -325,7 +325,7 @@ impl<V: Clone + Send + Sync + 'static> Waiter<V> {
                 self.cache.count_wait_timeout();
                 Resolved::TimedOut
             }
-            Outcome::Abandoned => match self.cache.lookup_uncounted(&self.key) {
+            Outcome::Abandoned => match self.cache.lookup_for_waiter(&self.key) {
                 Lookup::Fresh(hit) | Lookup::Stale(hit, _) => Resolved::Hit(hit),
                 Lookup::Miss(fill) => Resolved::Fill(fill),
                 Lookup::Wait(w) => return Step::Next(w.flight.clone()),

@@ -25,6 +25,7 @@ pub(crate) enum Counter {
     RefreshesCommitted,
     RefreshesFailed,
     RefreshesAbandoned,
+    RefreshesUncacheable,
     Inserts,
     RejectedTooLarge,
     Evictions,
@@ -131,6 +132,8 @@ pub struct Stats {
     pub refreshes_failed: u64,
     /// Refresh tickets dropped unused.
     pub refreshes_abandoned: u64,
+    /// Refreshes that learned the answer is no longer cacheable (the entry is removed).
+    pub refreshes_uncacheable: u64,
     /// Values stored with `insert` (outside the lookup lifecycle).
     pub inserts: u64,
     /// Values refused because they weigh more than the object limit.
@@ -220,6 +223,7 @@ impl Stats {
                 ("{result=\"committed\"}", self.refreshes_committed),
                 ("{result=\"failed\"}", self.refreshes_failed),
                 ("{result=\"abandoned\"}", self.refreshes_abandoned),
+                ("{result=\"uncacheable\"}", self.refreshes_uncacheable),
             ],
         );
         family(
@@ -292,6 +296,7 @@ impl Stats {
             refreshes_committed: c.get(RefreshesCommitted),
             refreshes_failed: c.get(RefreshesFailed),
             refreshes_abandoned: c.get(RefreshesAbandoned),
+            refreshes_uncacheable: c.get(RefreshesUncacheable),
             inserts: c.get(Inserts),
             rejected_too_large: c.get(RejectedTooLarge),
             evictions: c.get(Evictions),

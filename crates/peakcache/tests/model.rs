@@ -318,6 +318,11 @@ impl Model {
     /// The lifecycle decision of DESIGN.md: serve fresh; serve stale (one caller refreshes);
     /// serve stale-if-error while backing off; else fill, or wait for the fill in flight.
     fn lookup(&mut self, key: u8) -> Expect {
+        self.lookup_as(key, false)
+    }
+
+    /// A lookup; a waiter's (`for_waiter`) is never handed a refresh ticket.
+    fn lookup_as(&mut self, key: u8, for_waiter: bool) -> Expect {
         self.settle(key);
         let now = self.now;
         let control = self.controls.get(&key).cloned().unwrap_or_default();
@@ -332,7 +337,7 @@ impl Model {
         let value = self.entries.get(&key).map(|e| e.value);
         match standing {
             Some(Standing::Fresh) => return Expect::Fresh(value.unwrap()),
-            Some(Standing::Stale) if control.flight.is_some() || backing_off => {
+            Some(Standing::Stale) if control.flight.is_some() || backing_off || for_waiter => {
                 return Expect::Stale(value.unwrap(), Served::Stale, false)
             }
             Some(Standing::StaleIfError) if backing_off => {
@@ -749,15 +754,9 @@ impl Run {
                 Ended::Failed(None) => Expect::Miss, // stands for `Resolved::Failed` here
                 Ended::Pass => Expect::Pass,
                 // The waiter looks the key up again (uncounted) and acts on the answer.
-                Ended::Abandoned => match self.model.lookup(w.key) {
-                    Expect::Fresh(v) | Expect::Stale(v, _, false) => Expect::Fresh(v),
-                    Expect::Stale(v, _, true) => {
-                        // It serves the stale value and drops the refresh ticket it was handed
-                        // (which delays the refresh: see the ignored test in `stress.rs`).
-                        let refresh = self.model.flight_id(w.key);
-                        self.model.complete(w.key, refresh, &How::Drop);
-                        Expect::Fresh(v)
-                    }
+                // It is never handed a refresh ticket: the next caller refreshes.
+                Ended::Abandoned => match self.model.lookup_as(w.key, true) {
+                    Expect::Fresh(v) | Expect::Stale(v, _, _) => Expect::Fresh(v),
                     other => other,
                 },
             };
