@@ -48,11 +48,33 @@ impl TagSet {
     }
 }
 
+/// Soft purges remembered per tag. An entry is stale from the first soft purge after its fill
+/// started; only when more purges of one tag than this happen before the entry is next looked
+/// up does it count from the oldest one remembered (later than the true first).
+const SOFT_HISTORY: usize = 4;
+
+/// The purges of one tag.
 #[derive(Clone, Copy, Default)]
 struct TagMark {
     hard_seq: u64,
-    soft_seq: u64,
-    soft_at: u64,
+    /// `(sequence, clock time)` of the latest soft purges, oldest first; unused slots are zero.
+    soft: [(u64, u64); SOFT_HISTORY],
+}
+
+impl TagMark {
+    fn soft_purge(&mut self, seq: u64, at: u64) {
+        self.soft.rotate_left(1);
+        self.soft[SOFT_HISTORY - 1] = (seq, at);
+    }
+
+    /// The first soft purge after `seq`, as `(time, newest soft purge's sequence)`.
+    fn soft_after(&self, seq: u64) -> Option<(u64, u64)> {
+        let newest = self.soft[SOFT_HISTORY - 1].0;
+        self.soft
+            .iter()
+            .find(|(s, _)| *s > seq)
+            .map(|&(_, at)| (at, newest))
+    }
 }
 
 /// The cache-wide tag table and store sequence.
@@ -113,10 +135,7 @@ impl Tags {
             let mark = marks.entry(hash).or_default();
             match mode {
                 PurgeMode::Hard => mark.hard_seq = seq,
-                PurgeMode::Soft => {
-                    mark.soft_seq = seq;
-                    mark.soft_at = now;
-                }
+                PurgeMode::Soft => mark.soft_purge(seq, now),
             }
         }
         // After the mark is visible: a lookup that reads the new epoch then reads the marks
@@ -147,16 +166,13 @@ impl Tags {
                 if m.hard_seq > set.seq {
                     return TagVerdict::Purged;
                 }
-                if m.soft_seq > set.seq {
+                if let Some((soft_at, soft_seq)) = m.soft_after(set.seq) {
                     verdict = match verdict {
                         TagVerdict::StaleSince { at, seq } => TagVerdict::StaleSince {
-                            at: at.min(m.soft_at),
-                            seq: seq.max(m.soft_seq),
+                            at: at.min(soft_at),
+                            seq: seq.max(soft_seq),
                         },
-                        _ => TagVerdict::StaleSince {
-                            at: m.soft_at,
-                            seq: m.soft_seq,
-                        },
+                        _ => TagVerdict::StaleSince { at: soft_at, seq: soft_seq },
                     };
                 }
             }
@@ -194,6 +210,20 @@ mod tests {
         assert_eq!(at, 70);
         set.mark_applied(seq);
         assert_eq!(tags.verdict(&set), TagVerdict::Live);
+    }
+
+    #[test]
+    fn an_entry_is_stale_from_the_first_soft_purge_after_its_fill() {
+        let tags = Tags::new();
+        let old = tags.tag_set(tags.next_seq(), &[b"t"]).unwrap();
+        tags.purge(b"t", PurgeMode::Soft, 10);
+        let middle = tags.tag_set(tags.next_seq(), &[b"t"]).unwrap();
+        tags.purge(b"t", PurgeMode::Soft, 20);
+        let at = |set: &TagSet| match tags.verdict(set) {
+            TagVerdict::StaleSince { at, .. } => at,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!((at(&old), at(&middle)), (10, 20));
     }
 
     #[test]

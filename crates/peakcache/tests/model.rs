@@ -6,9 +6,8 @@
 //! entries with their three windows, a record per key of the fill in flight, the back-off and
 //! the pass-through. Purges by key and hard purges by tag apply at once to every entry they
 //! match. Soft purges by tag follow the design's per-tag generations: a tag remembers its latest
-//! soft purge (order and time), and an entry fetched before it becomes stale from that time when
-//! it is next looked up (so of two soft purges of a tag with no lookup between, the later one's
-//! time counts). The cache is big enough that nothing is evicted, and the lock timeout longer
+//! four soft purges (order and time), and an entry becomes stale from the first of them made
+//! after its fetch started, when it is next looked up. The cache is big enough that nothing is evicted, and the lock timeout longer
 //! than any run, so neither needs modelling. Single-threaded and deterministic: proptest shrinks
 //! a failure to a short sequence.
 
@@ -204,11 +203,11 @@ struct Flight {
 }
 
 /// The latest purges of a tag: entries whose fetch started before them are affected.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 struct Mark {
     hard_seq: u64,
-    soft_seq: u64,
-    soft_at: u64,
+    /// `(seq, time)` of the latest four soft purges, oldest first.
+    soft: Vec<(u64, u64)>,
 }
 
 /// Per-key lifecycle state beyond the entry. A key with none is as if it had the default.
@@ -293,16 +292,19 @@ impl Model {
     /// `e` with the soft tag purges made after its fetch applied: stale from the purge on.
     fn settled(marks: &HashMap<u8, Mark>, e: &Entry) -> Entry {
         let mut e = e.clone();
-        let pending: Vec<Mark> = e
+        // Per tag: the first soft purge after the fetch, and the tag's newest soft purge.
+        let pending: Vec<(u64, u64)> = e
             .tags
             .iter()
             .filter_map(|t| marks.get(t))
-            .filter(|m| m.soft_seq > e.seq)
-            .copied()
+            .filter_map(|m| {
+                let first = m.soft.iter().find(|(seq, _)| *seq > e.seq)?;
+                Some((first.1, m.soft.last()?.0))
+            })
             .collect();
-        if let Some(at) = pending.iter().map(|m| m.soft_at).min() {
+        if let Some(at) = pending.iter().map(|p| p.0).min() {
             e.make_stale_at(at);
-            e.seq = pending.iter().map(|m| m.soft_seq).max().unwrap();
+            e.seq = pending.iter().map(|p| p.1).max().unwrap();
         }
         e
     }
@@ -499,8 +501,10 @@ impl Model {
             mark.hard_seq = seq;
             self.entries.retain(|_, e| !e.tags.contains(&tag));
         } else {
-            mark.soft_seq = seq;
-            mark.soft_at = now;
+            mark.soft.push((seq, now));
+            if mark.soft.len() > 4 {
+                mark.soft.remove(0);
+            }
         }
     }
 
