@@ -490,6 +490,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
+    /// Removes `key`'s entry, if any.
+    fn remove_key(&self, s: &mut Shard<V>, key: &[u8], hash: u64) {
+        if let Some(i) = s.find(hash, key) {
+            drop(s.remove(i, hash, &self.inner.weigher));
+        }
+    }
+
     /// Ends a flight past its lock timeout, if it is still the key's flight.
     pub(crate) fn release_overdue(&self, key: &[u8], flight: &Arc<Flight<V>>) {
         let hash = self.inner.hasher.hash_one(key);
@@ -615,6 +622,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                             Outcome::Value(hit)
                         }
                         Err((value, e)) => {
+                            // The waiters get the new value; the old one is outdated by it.
+                            self.remove_key(&mut s, &t.key, t.hash);
                             result = Err(e);
                             let mut hit = Hit {
                                 value,
@@ -653,9 +662,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     } else {
                         Counter::FillsUncacheable
                     });
-                    if let Some(i) = s.find(t.hash, &t.key) {
-                        drop(s.remove(i, t.hash, &self.inner.weigher));
-                    }
+                    self.remove_key(&mut s, &t.key, t.hash);
                     s.control_mut(&t.key, now).pass_until =
                         now.saturating_add(duration_to_nanos(hold));
                     Outcome::Pass
@@ -733,9 +740,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let seq = self.inner.tags.next_seq();
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
-        let (node, weight) = self
-            .make_node(key, value, freshness, &tags, seq, now)
-            .map_err(|(_, e)| e)?;
+        let (node, weight) = match self.make_node(key, value, freshness, &tags, seq, now) {
+            Ok(made) => made,
+            Err((_, e)) => {
+                // The stored value is outdated by the refused one: never serve it as current.
+                self.remove_key(&mut s, key, hash);
+                return Err(e);
+            }
+        };
         self.store(&mut s, hash, node, weight, now);
         if let Some(c) = s.control(key) {
             if c.pass_until > now || c.retry_at > now {

@@ -237,6 +237,7 @@ mod key;
 mod lifecycle;
 mod policy;
 mod shard;
+mod sketch;
 mod slab;
 mod stats;
 mod sync;

@@ -12,6 +12,7 @@
 //! entry is evicted in their place.
 
 use crate::shard::{Departure, Standing, Weigher};
+use crate::sketch::Sketch;
 use crate::slab::Slab;
 use std::collections::{HashSet, VecDeque};
 use std::sync::atomic::{AtomicU8, Ordering};
@@ -22,6 +23,8 @@ pub(crate) const NIL: u32 = u32::MAX;
 const FREQ_MASK: u8 = 0b011;
 const FREQ_MAX: u8 = 3;
 const IN_MAIN: u8 = 0b100;
+const CREDIT_SHIFT: u8 = 3;
+const CREDIT_MASK: u8 = 0b11 << CREDIT_SHIFT;
 
 /// A node's place in the policy: its queue neighbours and its access counter.
 pub(crate) struct Links {
@@ -56,6 +59,17 @@ impl Links {
     fn set(&self, freq: u8, in_main: bool) {
         self.meta
             .store(freq | if in_main { IN_MAIN } else { 0 }, Ordering::Relaxed);
+    }
+
+    fn credit(&self) -> u8 {
+        (self.meta.load(Ordering::Relaxed) & CREDIT_MASK) >> CREDIT_SHIFT
+    }
+
+    /// Clears the hits and sets the credit, keeping the queue bit.
+    fn set_credit(&self, credit: u8) {
+        let m = self.meta.load(Ordering::Relaxed) & IN_MAIN;
+        self.meta
+            .store(m | (credit.min(3) << CREDIT_SHIFT), Ordering::Relaxed);
     }
 
     fn in_main(&self) -> bool {
@@ -147,30 +161,95 @@ impl Ghost {
     }
 }
 
+#[derive(Clone, Copy, Debug)]
+struct Knobs {
+    small_pct: u64,
+    ghost_pct: u64,
+    fill: bool,
+    gate: bool,
+    ghost_to_small: bool,
+    promote: u8,
+    per_entry: u64,
+    sample: u64,
+    rej_ghost: bool,
+}
+
+fn knobs() -> Knobs {
+    static K: std::sync::OnceLock<Knobs> = std::sync::OnceLock::new();
+    *K.get_or_init(|| {
+        let g = |n: &str, d: u64| {
+            std::env::var(n)
+                .ok()
+                .and_then(|v| v.parse().ok())
+                .unwrap_or(d)
+        };
+        let k = Knobs {
+            small_pct: g("PC_SMALL", 10),
+            ghost_pct: g("PC_GHOST", 100),
+            fill: g("PC_FILL", 0) != 0,
+            gate: g("PC_GATE", 0) != 0,
+            ghost_to_small: g("PC_G2S", 0) != 0,
+            promote: g("PC_PROMOTE", 1) as u8,
+            per_entry: g("PC_SKETCH", 8),
+            sample: g("PC_SAMPLE", 10),
+            rej_ghost: g("PC_REJGHOST", 1) != 0,
+        };
+        if std::env::var("PC_DEBUG").is_ok() {
+            eprintln!("{k:?}");
+        }
+        k
+    })
+}
+
+enum Victim {
+    Dead(u32, u64),
+    Live(u32, u64, u64),
+    None,
+}
+
 /// The policy state of one shard.
 pub(crate) struct S3Fifo {
     small: Queue,
     main: Queue,
     ghost: Ghost,
     small_target: u64,
+    capacity: u64,
+    sketch: Option<Sketch>,
+    k: Knobs,
 }
 
 impl S3Fifo {
     pub(crate) fn new(capacity: u64) -> Self {
+        let k = knobs();
         S3Fifo {
             small: Queue::default(),
             main: Queue::default(),
             ghost: Ghost::default(),
-            small_target: (capacity / 10).max(1),
+            small_target: (capacity * k.small_pct / 100).max(1),
+            capacity,
+            sketch: None,
+            k,
         }
+    }
+
+    fn entries(&self) -> u64 {
+        self.small.len + self.main.len
     }
 
     /// Places a newly stored node: in the main queue if its key was evicted recently, else in
     /// the small queue.
     pub(crate) fn admit<V>(&mut self, nodes: &mut Slab<V>, i: u32, weight: u64, hash: u64) {
+        if let Some(s) = self.sketch.as_mut() {
+            s.add(hash, 1);
+        }
         if self.ghost.forget(hash) {
-            links(nodes, i).set(0, true);
-            self.main.push(nodes, i, weight);
+            if self.k.ghost_to_small {
+                links(nodes, i).set(self.k.promote.min(3), false);
+                self.small.push(nodes, i, weight);
+            } else {
+                links(nodes, i).set(0, true);
+                self.main.push(nodes, i, weight);
+            }
         } else {
             links(nodes, i).set(0, false);
             self.small.push(nodes, i, weight);
@@ -196,6 +275,62 @@ impl S3Fifo {
         }
     }
 
+    fn ensure_sketch(&mut self) {
+        let entries = self.entries();
+        let stale = match &self.sketch {
+            None => true,
+            Some(s) => entries > s.sized_for * 2,
+        };
+        if stale {
+            self.sketch = Some(Sketch::new(entries, self.k.per_entry, self.k.sample));
+        }
+    }
+
+    fn estimate(&self, hash: u64) -> u8 {
+        self.sketch.as_ref().map_or(0, |s| s.estimate(hash))
+    }
+
+    fn harvest(&mut self, hash: u64, hits: u8) {
+        if hits > 0 {
+            if let Some(s) = self.sketch.as_mut() {
+                s.add(hash, hits);
+            }
+        }
+    }
+
+    /// Runs the main CLOCK until it finds a node without credit (left at the head).
+    fn main_victim<V>(
+        &mut self,
+        nodes: &mut Slab<V>,
+        weigher: &Weigher<V>,
+        hash: &dyn Fn(&[u8]) -> u64,
+        now: u64,
+    ) -> Victim {
+        loop {
+            let Some(i) = self.main.head else {
+                return Victim::None;
+            };
+            let n = nodes.get(i);
+            if n.standing(now) == Standing::Dead {
+                return Victim::Dead(i, weigher(&n.key, &n.value));
+            }
+            let hits = n.links.freq();
+            let mut credit = n.links.credit();
+            let h = hash(&n.key);
+            if hits > 0 {
+                self.harvest(h, hits);
+                credit = (credit + hits).min(3);
+            }
+            if credit == 0 {
+                let n = nodes.get(i);
+                n.links.set_credit(0);
+                return Victim::Live(i, weigher(&n.key, &n.value), h);
+            }
+            links(nodes, i).set_credit(credit - 1);
+            self.main.head = Some(links(nodes, i).next);
+        }
+    }
+
     /// Chooses the next node to leave and takes it out of its queue: returns its index, its
     /// weight and why it leaves; `None` when both queues are empty.
     pub(crate) fn evict<V>(
@@ -205,14 +340,26 @@ impl S3Fifo {
         hash: &dyn Fn(&[u8]) -> u64,
         now: u64,
     ) -> Option<(u32, u64, Departure)> {
+        if self.k.gate {
+            self.ensure_sketch();
+        }
+        let main_cap = self.capacity.saturating_sub(self.small_target);
         loop {
             let from_small = self.small.weight > self.small_target || self.main.head.is_none();
-            let queue = if from_small {
-                &mut self.small
-            } else {
-                &mut self.main
-            };
-            let i = queue.head?;
+            if !from_small {
+                return match self.main_victim(nodes, weigher, hash, now) {
+                    Victim::Dead(v, w) => {
+                        self.main.unlink(nodes, v, w);
+                        Some((v, w, Departure::Expired))
+                    }
+                    Victim::Live(v, w, _) => {
+                        self.main.unlink(nodes, v, w);
+                        Some((v, w, Departure::Evicted))
+                    }
+                    Victim::None => None,
+                };
+            }
+            let i = self.small.head?;
             let (weight, dead, freq) = {
                 let n = nodes.get(i);
                 (
@@ -221,26 +368,51 @@ impl S3Fifo {
                     n.links.freq(),
                 )
             };
-            queue.unlink(nodes, i, weight);
             if dead {
+                self.small.unlink(nodes, i, weight);
                 return Some((i, weight, Departure::Expired));
             }
-            if from_small {
-                if freq >= 1 {
+            let key_hash = hash(&nodes.get(i).key);
+            let room = self.main.weight + weight <= main_cap;
+            if freq >= self.k.promote || (self.k.fill && room) {
+                if !self.k.gate || room {
+                    self.small.unlink(nodes, i, weight);
+                    self.harvest(key_hash, freq);
                     links(nodes, i).set(0, true);
                     self.main.push(nodes, i, weight);
                     continue;
                 }
-                let bound = (self.small.len + self.main.len) as usize;
-                let key_hash = hash(&nodes.get(i).key);
-                self.ghost.remember(key_hash, bound.max(1));
-                return Some((i, weight, Departure::Evicted));
+                match self.main_victim(nodes, weigher, hash, now) {
+                    Victim::Dead(v, w) => {
+                        self.main.unlink(nodes, v, w);
+                        return Some((v, w, Departure::Expired));
+                    }
+                    Victim::Live(v, w, vh) => {
+                        self.small.unlink(nodes, i, weight);
+                        self.harvest(key_hash, freq);
+                        if self.estimate(key_hash) > self.estimate(vh) {
+                            self.main.unlink(nodes, v, w);
+                            links(nodes, i).set(0, true);
+                            self.main.push(nodes, i, weight);
+                            return Some((v, w, Departure::Evicted));
+                        }
+                        if self.k.rej_ghost {
+                            let bound = self.entries() * self.k.ghost_pct / 100;
+                            self.ghost.remember(key_hash, bound.max(1) as usize);
+                        }
+                        return Some((i, weight, Departure::Evicted));
+                    }
+                    Victim::None => {
+                        self.small.unlink(nodes, i, weight);
+                        links(nodes, i).set(0, true);
+                        self.main.push(nodes, i, weight);
+                        continue;
+                    }
+                }
             }
-            if freq >= 1 {
-                links(nodes, i).set(freq - 1, true);
-                self.main.push(nodes, i, weight);
-                continue;
-            }
+            self.small.unlink(nodes, i, weight);
+            let bound = self.entries() * self.k.ghost_pct / 100;
+            self.ghost.remember(key_hash, bound.max(1) as usize);
             return Some((i, weight, Departure::Evicted));
         }
     }

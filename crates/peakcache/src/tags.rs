@@ -172,7 +172,10 @@ impl Tags {
                             at: at.min(soft_at),
                             seq: seq.max(soft_seq),
                         },
-                        _ => TagVerdict::StaleSince { at: soft_at, seq: soft_seq },
+                        _ => TagVerdict::StaleSince {
+                            at: soft_at,
+                            seq: soft_seq,
+                        },
                     };
                 }
             }

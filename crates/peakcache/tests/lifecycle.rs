@@ -233,3 +233,41 @@ fn counters_add_up() {
     let s = cache.stats();
     assert_eq!((s.miss, s.wait, s.fresh, s.lookups()), (2, 1, 2, 5));
 }
+
+#[test]
+fn a_refused_oversized_value_removes_the_outdated_one() {
+    let clock = ManualClock::new();
+    let cache: Cache<Vec<u8>> = Cache::builder()
+        .clock(clock)
+        .shards(1)
+        .max_bytes(10_000)
+        .max_object_weight(1_000)
+        .weigher(|k, v: &Vec<u8>| (k.len() + v.len()) as u64)
+        .build();
+    cache.insert(b"k", vec![1; 10], windows(60, 0, 0)).unwrap();
+    let err = cache
+        .insert(b"k", vec![2; 5_000], windows(60, 0, 0))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        peakcache::InsertError::TooLarge {
+            weight: 5_001,
+            limit: 1_000
+        }
+    );
+    assert!(
+        cache.get(b"k").is_none(),
+        "the old value is not served as current"
+    );
+    cache.insert(b"k", vec![1; 10], windows(60, 0, 0)).unwrap();
+    assert!(matches!(cache.lookup(b"k"), Lookup::Fresh(_)));
+    cache.purge(b"k", PurgeMode::Soft);
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!("soft-purged without windows: a miss")
+    };
+    assert!(fill.commit(vec![3; 5_000], windows(60, 0, 0)).is_err());
+    assert!(
+        matches!(cache.lookup(b"k"), Lookup::Miss(_)),
+        "the stale copy is gone too"
+    );
+}
