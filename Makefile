@@ -4,9 +4,9 @@ CARGO ?= cargo
 
 # Debian packages the tests and benches need, as `command:package` pairs; `make deps` installs
 # only the missing ones, so it is quick when nothing is.
-DEPS :=
+DEPS := gcc:gcc nm:binutils valgrind:valgrind
 
-.PHONY: all test lint unit deps bench replay demo clean
+.PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c
 
 all: test
 
@@ -18,7 +18,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: nothing to install"; fi
 
-test: deps lint unit
+test: deps lint unit header-check test-c
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -26,6 +26,21 @@ lint:
 
 unit:
 	$(CARGO) test --workspace
+
+# The C library as hosts link it: libpeakcache.a / libpeakcache.so(.0) next to Cargo's artifacts.
+ffi:
+	$(CARGO) build --release -p peakcache-ffi --lib
+	cp target/release/libpeakcache_ffi.a target/release/libpeakcache.a
+	cp target/release/libpeakcache_ffi.so target/release/libpeakcache.so.0
+	ln -sf libpeakcache.so.0 target/release/libpeakcache.so
+
+# Fails when include/peakcache.h differs from what the pinned cbindgen generates.
+header-check:
+	crates/peakcache-ffi/gen-header.sh --check
+
+# The C tests: plain, under ASan+UBSan, under valgrind; the README's example; exported symbols.
+test-c:
+	tests/c/run.sh
 
 bench:
 	$(CARGO) bench -p peakcache-benches

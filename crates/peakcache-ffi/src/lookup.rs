@@ -1,0 +1,101 @@
+//! `peakcache_lookup`: what the caller should do with a key.
+
+use crate::bytes::{arg, slice, writable};
+use crate::cache::peakcache_cache;
+use crate::entry::peakcache_entry;
+use crate::panic::try_boundary;
+use crate::result::peakcache_result;
+use crate::ticket::{peakcache_fill, peakcache_refresh};
+use crate::waiter::peakcache_waiter;
+use peakcache::Lookup;
+use std::ptr::null_mut;
+
+/// What a lookup answered.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum peakcache_lookup_kind {
+    /// A fresh entry (`entry`): serve it.
+    PEAKCACHE_LOOKUP_FRESH = 1,
+    /// A stale entry (`entry`), servable now. `refresh` is non-NULL for exactly one caller per
+    /// entry, who should refresh it in the background; NULL for the others.
+    PEAKCACHE_LOOKUP_STALE = 2,
+    /// Nothing servable: fetch, then complete `fill`. Exactly one fill per key exists at a time.
+    PEAKCACHE_LOOKUP_MISS = 3,
+    /// Another caller is filling the key: resolve `waiter` (block or poll).
+    PEAKCACHE_LOOKUP_WAIT = 4,
+    /// The key passes through (uncacheable, or its fill outlived the lock timeout): fetch for
+    /// yourself, store nothing, wait for nobody.
+    PEAKCACHE_LOOKUP_PASS = 5,
+}
+
+/// The answer of `peakcache_lookup`. Every handle in it is owned by the caller; those the kind
+/// does not use are NULL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct peakcache_lookup_result {
+    /// What to do.
+    pub kind: peakcache_lookup_kind,
+    /// FRESH, STALE: the entry to serve (free with `peakcache_entry_free`).
+    pub entry: *mut peakcache_entry,
+    /// STALE: the refresh ticket, or NULL if someone else refreshes (complete it or
+    /// `peakcache_refresh_abandon` it).
+    pub refresh: *mut peakcache_refresh,
+    /// MISS: the fill ticket (complete it or `peakcache_fill_abandon` it).
+    pub fill: *mut peakcache_fill,
+    /// WAIT: the waiter (resolve it or `peakcache_waiter_free` it).
+    pub waiter: *mut peakcache_waiter,
+}
+
+/// Looks `key[0..key_len]` up and writes what to do into `*out` (see `peakcache_lookup_kind`).
+/// Every call is counted once in the stats. Thread-safe.
+///
+/// # Safety
+/// `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_lookup(
+    cache: *const peakcache_cache,
+    key: *const u8,
+    key_len: usize,
+    out: *mut peakcache_lookup_result,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live cache.
+        let c = unsafe { arg(cache, "cache") }?;
+        // SAFETY: the caller promises `key_len` readable bytes.
+        let key = unsafe { slice(key, key_len, "key") }?;
+        let out = writable(out, "out")?;
+        let cx = c.cx;
+        let mut r = peakcache_lookup_result {
+            kind: peakcache_lookup_kind::PEAKCACHE_LOOKUP_PASS,
+            entry: null_mut(),
+            refresh: null_mut(),
+            fill: null_mut(),
+            waiter: null_mut(),
+        };
+        match c.cache.lookup(key) {
+            Lookup::Fresh(hit) => {
+                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_FRESH;
+                r.entry = peakcache_entry::into_raw(hit, cx.clock);
+            }
+            Lookup::Stale(hit, refresh) => {
+                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_STALE;
+                r.entry = peakcache_entry::into_raw(hit, cx.clock);
+                if let Some(refresh) = refresh {
+                    r.refresh = Box::into_raw(Box::new(peakcache_refresh { refresh, cx }));
+                }
+            }
+            Lookup::Miss(fill) => {
+                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_MISS;
+                r.fill = Box::into_raw(Box::new(peakcache_fill { fill, cx }));
+            }
+            Lookup::Wait(waiter) => {
+                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_WAIT;
+                r.waiter = Box::into_raw(Box::new(peakcache_waiter { waiter, cx }));
+            }
+            Lookup::Pass => {}
+        }
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(r) };
+        Ok(())
+    })
+}

@@ -1,0 +1,79 @@
+//! The value the cache stores for C hosts: an HTTP-response-shaped blob behind an `Arc`, so a hit
+//! clones a pointer and never the body.
+
+/// Where one header lies in `Stored::header_bytes`: the name at `start`, its value right after.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HeaderSpan {
+    pub(crate) start: u32,
+    pub(crate) name_len: u32,
+    pub(crate) value_len: u32,
+}
+
+/// A stored response: status, ordered headers, body and the host's flags. Immutable once built.
+#[derive(Debug)]
+pub(crate) struct Stored {
+    pub(crate) status: u16,
+    pub(crate) flags: u32,
+    pub(crate) headers: Vec<HeaderSpan>,
+    pub(crate) header_bytes: Vec<u8>,
+    pub(crate) body: Vec<u8>,
+}
+
+/// What the value of an entry costs beyond its bytes: the `Arc` allocation of [`Stored`]
+/// (rounded up). Checked against the real size by a test.
+pub(crate) const VALUE_OVERHEAD: u64 = 128;
+
+impl Stored {
+    /// The header at `i` as (name, value).
+    #[inline]
+    pub(crate) fn header(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        let h = self.headers.get(i)?;
+        let start = h.start as usize;
+        let mid = start + h.name_len as usize;
+        let end = mid + h.value_len as usize;
+        Some((&self.header_bytes[start..mid], &self.header_bytes[mid..end]))
+    }
+
+    /// What the value weighs against the capacity (the key and the core's per-entry overhead
+    /// are added by the weigher): status and flags, every header's bytes and index slot, the
+    /// body, and [`VALUE_OVERHEAD`].
+    pub(crate) fn weight(&self) -> u64 {
+        (2 + 4
+            + self.header_bytes.len()
+            + self.headers.len() * crate::response::PEAKCACHE_HEADER_OVERHEAD as usize
+            + self.body.len()) as u64
+            + VALUE_OVERHEAD
+    }
+
+    /// Releases spare capacity left by appending, when it is worth a copy, so the weight the
+    /// cache counts stays close to the memory held. Done once at commit, never on a hit.
+    pub(crate) fn trim(&mut self) {
+        fn trim(v: &mut Vec<u8>) {
+            if v.capacity() - v.len() > v.len() / 8 + 64 {
+                v.shrink_to_fit();
+            }
+        }
+        trim(&mut self.body);
+        trim(&mut self.header_bytes);
+        self.headers.shrink_to_fit();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn overhead_covers_the_arc_allocation() {
+        // Two reference counts, then the value.
+        let real = std::mem::size_of::<Stored>() as u64 + 16;
+        assert!(real <= VALUE_OVERHEAD, "{real}");
+        assert!(
+            std::mem::size_of::<HeaderSpan>() as u64 <= crate::response::PEAKCACHE_HEADER_OVERHEAD
+        );
+        assert_eq!(
+            crate::cache::PEAKCACHE_ENTRY_OVERHEAD,
+            peakcache::ENTRY_OVERHEAD + VALUE_OVERHEAD
+        );
+    }
+}

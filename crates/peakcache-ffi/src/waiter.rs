@@ -1,0 +1,153 @@
+//! Waiting for another caller's fill: blocking (`peakcache_waiter_wait`) or polling from an event
+//! loop (`peakcache_waiter_poll`).
+//!
+//! Both take the waiter by address. A final answer consumes it and sets the caller's pointer to
+//! NULL, so a second use is `PEAKCACHE_ERR_NULL`; `PEAKCACHE_PENDING` (poll only) leaves it in
+//! place for the next poll. `peakcache_waiter_free` gives up a waiter not resolved.
+
+use crate::bytes::{take, writable};
+use crate::cache::Context;
+use crate::entry::peakcache_entry;
+use crate::panic::{boundary_unit, try_boundary};
+use crate::result::{peakcache_result, PEAKCACHE_PENDING};
+use crate::ticket::peakcache_fill;
+use crate::Value;
+use peakcache::{Resolved, Waiter};
+use std::ptr::null_mut;
+use std::time::Duration;
+
+/// A claim on another caller's fill (owned by the caller). Resolve it with
+/// `peakcache_waiter_wait` or `peakcache_waiter_poll`, or free it with `peakcache_waiter_free`.
+/// It may be moved to another thread, and must not be used by two at once. No waiter waits
+/// forever: a fill that outlives the cache's lock timeout releases it (`PEAKCACHE_WAIT_TIMED_OUT`).
+pub struct peakcache_waiter {
+    pub(crate) waiter: Waiter<Value>,
+    pub(crate) cx: Context,
+}
+
+/// What a waiter resolved to.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum peakcache_wait_kind {
+    /// The filler's value, or after a failed fill the stale-if-error entry (`entry`).
+    PEAKCACHE_WAIT_HIT = 1,
+    /// The filler gave up: this caller fills now (`fill`).
+    PEAKCACHE_WAIT_FILL = 2,
+    /// The answer is not cacheable: fetch for yourself.
+    PEAKCACHE_WAIT_PASS = 3,
+    /// The fill failed and nothing stale is left to serve: answer with an error, or fetch.
+    PEAKCACHE_WAIT_FAILED = 4,
+    /// The fill outlived the lock timeout, or the wait its own timeout: fetch for yourself,
+    /// uncached.
+    PEAKCACHE_WAIT_TIMED_OUT = 5,
+}
+
+/// The final answer of a waiter. Its handles are owned by the caller; those the kind does not
+/// use are NULL.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct peakcache_wait_result {
+    /// What it resolved to.
+    pub kind: peakcache_wait_kind,
+    /// HIT: the entry to serve (free with `peakcache_entry_free`).
+    pub entry: *mut peakcache_entry,
+    /// FILL: the fill ticket (complete it or `peakcache_fill_abandon` it).
+    pub fill: *mut peakcache_fill,
+}
+
+fn resolved(r: Resolved<Value>, cx: Context) -> peakcache_wait_result {
+    use peakcache_wait_kind::*;
+    let mut w = peakcache_wait_result {
+        kind: PEAKCACHE_WAIT_PASS,
+        entry: null_mut(),
+        fill: null_mut(),
+    };
+    match r {
+        Resolved::Hit(hit) => {
+            w.kind = PEAKCACHE_WAIT_HIT;
+            w.entry = peakcache_entry::into_raw(hit, cx.clock);
+        }
+        Resolved::Fill(fill) => {
+            w.kind = PEAKCACHE_WAIT_FILL;
+            w.fill = Box::into_raw(Box::new(peakcache_fill { fill, cx }));
+        }
+        Resolved::Pass => w.kind = PEAKCACHE_WAIT_PASS,
+        Resolved::Failed => w.kind = PEAKCACHE_WAIT_FAILED,
+        Resolved::TimedOut => w.kind = PEAKCACHE_WAIT_TIMED_OUT,
+    }
+    w
+}
+
+/// Blocks until the fill ends, the cache's lock timeout passes, or `timeout_ms` passes
+/// (`UINT64_MAX`: no timeout of its own), and writes the answer into `*out`. Always final:
+/// consumes `*waiter` (set to NULL). Do not call it on an event loop's thread.
+///
+/// # Safety
+/// `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_waiter_wait(
+    waiter: *mut *mut peakcache_waiter,
+    timeout_ms: u64,
+    out: *mut peakcache_wait_result,
+) -> peakcache_result {
+    try_boundary(|| {
+        // Checked before taking the waiter, so a NULL `out` does not cost the caller its waiter.
+        let out = writable(out, "out")?;
+        // SAFETY: the caller promises a valid slot.
+        let w = unsafe { take(waiter, "waiter") }?;
+        let cx = w.cx;
+        let r = resolved(w.waiter.wait(Duration::from_millis(timeout_ms)), cx);
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(r) };
+        Ok(())
+    })
+}
+
+/// Resolves without blocking. `PEAKCACHE_OK`: the answer is in `*out` and `*waiter` was consumed
+/// (set to NULL). `PEAKCACHE_PENDING`: the fill is still running; `*waiter` is unchanged and
+/// still yours, `*out` untouched; poll again later (from a timer: nothing wakes you). The
+/// waiter's lock timeout is checked at each poll.
+///
+/// # Safety
+/// `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_waiter_poll(
+    waiter: *mut *mut peakcache_waiter,
+    out: *mut peakcache_wait_result,
+) -> peakcache_result {
+    try_boundary(|| {
+        let out = writable(out, "out")?;
+        // Taken out (slot NULL) while polling: should anything panic, the slot is left NULL
+        // rather than pointing at a half-used waiter.
+        // SAFETY: the caller promises a valid slot.
+        let w = unsafe { take(waiter, "waiter") }?;
+        let cx = w.cx;
+        match w.waiter.try_wait() {
+            Ok(r) => {
+                // SAFETY: checked non-NULL; the caller promises it is writable.
+                unsafe { out.write(resolved(r, cx)) };
+                Ok(())
+            }
+            Err(again) => {
+                let back = Box::into_raw(Box::new(peakcache_waiter { waiter: again, cx }));
+                // SAFETY: `take` checked the slot non-NULL and writable.
+                unsafe { waiter.write(back) };
+                Err(PEAKCACHE_PENDING)
+            }
+        }
+    })
+}
+
+/// Frees a waiter not resolved (the fill goes on without it). NULL is a no-op.
+///
+/// # Safety
+/// `waiter` must be NULL or a live waiter, not used afterwards.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_waiter_free(waiter: *mut peakcache_waiter) {
+    boundary_unit(|| {
+        if !waiter.is_null() {
+            // SAFETY: created by Box::into_raw; the caller gives it up.
+            drop(unsafe { Box::from_raw(waiter) });
+        }
+    })
+}
