@@ -4,6 +4,7 @@ use crate::clock::{duration_to_millis_u32, duration_to_nanos, Clock, SystemClock
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome, Wakeup};
 use crate::freshness::Freshness;
+use crate::key::hash_key;
 use crate::lifecycle::{Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter};
 use crate::policy::Links;
 use crate::shard::{Departure, Node, Shard, Standing, Weigher};
@@ -218,6 +219,14 @@ impl ClockSource {
             ClockSource::Custom(c) => c.now(),
         }
     }
+
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        match self {
+            ClockSource::System(c) => c.now_nanos(),
+            ClockSource::Custom(c) => duration_to_nanos(c.now()),
+        }
+    }
 }
 
 /// How a ticket ends.
@@ -243,8 +252,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         Builder::default()
     }
 
+    #[inline]
     pub(crate) fn now_nanos(&self) -> u64 {
-        duration_to_nanos(self.inner.clock.now())
+        self.inner.clock.now_nanos()
     }
 
     /// The cache clock's current time, the time base of every [`Hit`].
@@ -314,7 +324,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     }
 
     fn lookup_with(&self, key: &[u8], counted: bool) -> Lookup<V> {
-        let hash = self.inner.hasher.hash_one(key);
+        let hash = hash_key(&self.inner.hasher, key);
         let lock = self.shard(hash);
         let now = self.now_nanos();
         let frozen = self.inner.frozen.load(Ordering::Relaxed);
@@ -499,7 +509,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// Ends a flight past its lock timeout, if it is still the key's flight.
     pub(crate) fn release_overdue(&self, key: &[u8], flight: &Arc<Flight<V>>) {
-        let hash = self.inner.hasher.hash_one(key);
+        let hash = hash_key(&self.inner.hasher, key);
         let wakeup = {
             let mut s = self.shard(hash).write();
             let now = self.now_nanos();
@@ -693,7 +703,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// [`lookup`](Self::lookup) to get stale values, fills and waiting.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<V> {
-        let hash = self.inner.hasher.hash_one(key);
+        let hash = hash_key(&self.inner.hasher, key);
         let now = self.now_nanos();
         let s = self.shard(hash).read();
         let found = s.find(hash, key).and_then(|i| {
@@ -736,7 +746,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         tags: &[T],
     ) -> Result<(), InsertError> {
         let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
-        let hash = self.inner.hasher.hash_one(key);
+        let hash = hash_key(&self.inner.hasher, key);
         let seq = self.inner.tags.next_seq();
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
@@ -767,7 +777,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// flight stores its value already stale, since it may have fetched what was purged.
     /// Returns whether an entry or a fill of the key was found.
     pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
-        let hash = self.inner.hasher.hash_one(key);
+        let hash = hash_key(&self.inner.hasher, key);
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
         let mut found = false;

@@ -58,6 +58,22 @@ fn coarse_nanos() -> u64 {
         .wrapping_add(ts.tv_nsec as u64)
 }
 
+impl SystemClock {
+    /// The time since the epoch in nanoseconds, without a `Duration` round trip (the hit path
+    /// reads it on every lookup).
+    #[inline]
+    pub(crate) fn now_nanos(&self) -> u64 {
+        #[cfg(target_os = "linux")]
+        {
+            coarse_nanos().saturating_sub(self.epoch)
+        }
+        #[cfg(not(target_os = "linux"))]
+        {
+            duration_to_nanos(self.epoch.elapsed())
+        }
+    }
+}
+
 impl Default for SystemClock {
     fn default() -> Self {
         Self::new()

@@ -4,7 +4,18 @@
 //! a second cache miss after the node's; short keys (ids, hashes, small paths) avoid it. The
 //! type is 16 bytes, the size of a `Box<[u8]>`, so long keys cost nothing more.
 
+use std::hash::{BuildHasher, Hasher};
 use std::ptr::NonNull;
+
+/// The hash of a key: its bytes alone, without the length prefix `Hash for [u8]` adds (a key is
+/// never hashed together with anything else, so prefix-freedom buys nothing), which saves a
+/// round of mixing on every lookup.
+#[inline]
+pub(crate) fn hash_key(hasher: &ahash::RandomState, key: &[u8]) -> u64 {
+    let mut h = hasher.build_hasher();
+    h.write(key);
+    h.finish()
+}
 
 /// Longest key kept inline.
 const INLINE: usize = 15;

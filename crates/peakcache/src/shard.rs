@@ -6,7 +6,7 @@
 
 use crate::clock::millis_to_nanos;
 use crate::flight::Flight;
-use crate::key::KeyBytes;
+use crate::key::{hash_key, KeyBytes};
 use crate::policy::{Links, S3Fifo};
 use crate::slab::Slab;
 use crate::tags::TagSet;
@@ -206,7 +206,7 @@ impl<V> Shard<V> {
         let idx = self.nodes.insert(node);
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.table
-            .insert_unique(hash, idx, |&i| hasher.hash_one(&*nodes.get(i).key));
+            .insert_unique(hash, idx, |&i| hash_key(hasher, &nodes.get(i).key));
         self.weight += weight;
         self.policy.admit(&mut self.nodes, idx, weight, hash);
         self.make_room(weigher, now, departed);
@@ -261,13 +261,13 @@ impl<V> Shard<V> {
     fn make_room(&mut self, weigher: &Weigher<V>, now: u64, departed: &mut Vec<Departure>) {
         while self.weight > self.capacity {
             let hasher = &self.hasher;
-            let hash_key = |k: &[u8]| hasher.hash_one(k);
+            let hash_of = |k: &[u8]| hash_key(hasher, k);
             let Some((idx, weight, departure)) =
-                self.policy.evict(&mut self.nodes, weigher, &hash_key, now)
+                self.policy.evict(&mut self.nodes, weigher, &hash_of, now)
             else {
                 break;
             };
-            let hash = self.hasher.hash_one(&*self.node(idx).key);
+            let hash = hash_key(&self.hasher, &self.node(idx).key);
             drop(self.unindex(idx, hash, weight));
             departed.push(departure);
         }

@@ -1,10 +1,12 @@
 //! Counters for every lookup outcome and every fill, cheap enough to stay on in production.
 //!
-//! Each counter is striped: a thread adds to the stripe it was assigned on first use, so two
-//! cores counting hits never write the same cache line. A snapshot sums the stripes.
+//! Each counter is striped: a thread adds to the stripe it claimed on first use, so two cores
+//! counting hits never write the same cache line. While fewer than `STRIPES` threads are alive,
+//! each owns its stripe alone and adds with a plain load and store (no locked instruction on
+//! the hit path); threads beyond that share stripe 0, never owned, and add atomically. A
+//! snapshot sums the stripes.
 
-use std::cell::Cell;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Everything the cache counts. The lookup outcomes add up to the number of lookups.
 #[derive(Clone, Copy, Debug)]
@@ -35,7 +37,7 @@ pub(crate) enum Counter {
 }
 
 const COUNTERS: usize = Counter::TagPurges as usize + 1;
-const STRIPES: usize = 16;
+const STRIPES: usize = 64;
 
 #[repr(align(128))]
 struct Stripe([AtomicU64; COUNTERS]);
@@ -45,21 +47,47 @@ pub(crate) struct Counters {
     stripes: Box<[Stripe]>,
 }
 
-static NEXT_STRIPE: AtomicUsize = AtomicUsize::new(0);
+/// Which stripe indexes a live thread owns (the same index in every cache).
+static CLAIMED: [AtomicBool; STRIPES] = [const { AtomicBool::new(false) }; STRIPES];
 
-thread_local! {
-    static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+/// A thread's stripe: owned alone (`exclusive`) or shared with other threads.
+struct Claim {
+    index: usize,
+    exclusive: bool,
 }
 
-fn my_stripe() -> usize {
-    STRIPE.with(|s| {
-        let mut i = s.get();
-        if i == usize::MAX {
-            i = NEXT_STRIPE.fetch_add(1, Ordering::Relaxed) % STRIPES;
-            s.set(i);
+impl Claim {
+    fn new() -> Self {
+        // Stripe 0 is never owned: it is where threads without a stripe of their own add.
+        for (index, flag) in CLAIMED.iter().enumerate().skip(1) {
+            // Acquire: see the counts the stripe's previous owner wrote before releasing it.
+            if flag
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok()
+            {
+                return Claim {
+                    index,
+                    exclusive: true,
+                };
+            }
         }
-        i
-    })
+        Claim {
+            index: 0,
+            exclusive: false,
+        }
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        if self.exclusive {
+            CLAIMED[self.index].store(false, Ordering::Release);
+        }
+    }
+}
+
+thread_local! {
+    static CLAIM: Claim = Claim::new();
 }
 
 impl Counters {
@@ -80,9 +108,22 @@ impl Counters {
     /// Adds `n` to `c`.
     #[inline]
     pub(crate) fn add(&self, c: Counter, n: u64) {
-        // A plain load and store would lose counts when two threads share a stripe; fetch_add on a
-        // line only this thread writes (most of the time) costs about the same.
-        self.stripes[my_stripe()].0[c as usize].fetch_add(n, Ordering::Relaxed);
+        let counted = CLAIM.try_with(|claim| {
+            let cell = &self.stripes[claim.index].0[c as usize];
+            if claim.exclusive {
+                // Only this thread writes this stripe: no read-modify-write needed.
+                cell.store(
+                    cell.load(Ordering::Relaxed).wrapping_add(n),
+                    Ordering::Relaxed,
+                );
+            } else {
+                cell.fetch_add(n, Ordering::Relaxed);
+            }
+        });
+        if counted.is_err() {
+            // During this thread's teardown (a lookup from another TLS destructor).
+            self.stripes[0].0[c as usize].fetch_add(n, Ordering::Relaxed);
+        }
     }
 
     /// The sum of `c` over every stripe.
@@ -313,6 +354,31 @@ impl Stats {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::{Arc, Barrier};
+
+    #[test]
+    fn counts_add_up_with_more_threads_alive_than_stripes() {
+        // 80 threads alive at once: 63 own a stripe, the rest share stripe 0 atomically.
+        let counters = Arc::new(Counters::new());
+        let threads = 80;
+        let barrier = Arc::new(Barrier::new(threads));
+        let handles: Vec<_> = (0..threads)
+            .map(|_| {
+                let (counters, barrier) = (counters.clone(), barrier.clone());
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..10_000 {
+                        counters.incr(Counter::Fresh);
+                    }
+                    barrier.wait();
+                })
+            })
+            .collect();
+        for h in handles {
+            h.join().unwrap();
+        }
+        assert_eq!(counters.get(Counter::Fresh), 800_000);
+    }
 
     #[test]
     fn prometheus_text_has_a_help_and_type_line_per_family_and_every_value() {
