@@ -28,6 +28,20 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::TcpListener;
 
+/// Binds a listener with a backlog of 1,024 connections: a campaign burst opens hundreds of
+/// connections at once, and tokio's default backlog of 128 would make the rest wait a second
+/// for a SYN retransmit.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(1024)
+}
+
 /// Serves visitors on `listener` (and the admin API on `admin`, if given) until the task is
 /// dropped.
 pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, admin: Option<TcpListener>) {

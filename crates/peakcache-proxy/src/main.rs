@@ -1,6 +1,6 @@
 //! `peakcache-proxy --listen 127.0.0.1:8080 --origin http://127.0.0.1:9000 --size 256MiB`
 
-use peakcache_proxy::{config::USAGE, serve, Config, Proxy};
+use peakcache_proxy::{config::USAGE, listen, serve, Config, Proxy};
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -27,7 +27,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+        let listener = match listen(config.listen) {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("peakcache-proxy: cannot listen on {}: {e}", config.listen);
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             }
         };
         let admin = match config.admin {
-            Some(addr) => match tokio::net::TcpListener::bind(addr).await {
+            Some(addr) => match listen(addr) {
                 Ok(l) => Some(l),
                 Err(e) => {
                     eprintln!("peakcache-proxy: cannot listen on {addr} (admin): {e}");

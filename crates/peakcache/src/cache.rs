@@ -351,9 +351,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         Standing::Stale | Standing::StaleIfError => {
                             // Served without a fetch while someone refreshes, or while the key backs off.
                             let busy = s.control(key).is_some_and(|c| {
+                                let in_flight = c.flight.as_ref().is_some_and(|f| now < f.deadline);
                                 now < c.retry_at
-                                    || (standing == Standing::Stale
-                                        && c.flight.as_ref().is_some_and(|f| now < f.deadline))
+                                    || (in_flight
+                                        && (standing == Standing::Stale || c.failures > 0))
                             });
                             if busy {
                                 n.links.touch();
@@ -409,6 +410,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let control = s.control(key);
             let flight = control.and_then(|c| c.flight.clone());
             let backing_off = control.is_some_and(|c| now < c.retry_at);
+            // The origin failed last time and one caller is probing it: the others are served
+            // the stale-if-error entry at once instead of waiting for the probe.
+            let probing = flight.is_some() && control.is_some_and(|c| c.failures > 0);
             match (standing, idx) {
                 (Standing::Fresh, Some(i)) => {
                     let n = s.node(i);
@@ -428,7 +432,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         Lookup::Stale(self.hit(s.node(i), Served::Stale), Some(Refresh(ticket)))
                     }
                 }
-                (Standing::StaleIfError, Some(i)) if backing_off => {
+                (Standing::StaleIfError, Some(i)) if backing_off || probing => {
                     s.node(i).links.touch();
                     self.serve_stale(s.node(i), standing, counted)
                 }

@@ -271,3 +271,27 @@ fn a_refused_oversized_value_removes_the_outdated_one() {
         "the stale copy is gone too"
     );
 }
+
+#[test]
+fn while_one_caller_probes_a_failing_origin_the_others_get_the_stale_entry_at_once() {
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(10, 0, 1000)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Miss(first) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(_) = cache.lookup(b"k") else {
+        panic!("no failure known yet: wait for the fetch")
+    };
+    assert!(first.fail().is_some());
+    clock.advance(2 * SEC);
+    let Lookup::Miss(probe) = cache.lookup(b"k") else {
+        panic!("after the back-off one caller probes")
+    };
+    let Lookup::Stale(hit, None) = cache.lookup(b"k") else {
+        panic!("the others are not held behind the probe")
+    };
+    assert_eq!(hit.served(), Served::StaleIfError);
+    probe.commit(2, windows(10, 0, 1000)).unwrap();
+    expect_fresh(&cache, b"k", 2);
+}

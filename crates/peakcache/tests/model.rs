@@ -342,7 +342,10 @@ impl Model {
             Some(Standing::Stale) if control.flight.is_some() || backing_off || for_waiter => {
                 return Expect::Stale(value.unwrap(), Served::Stale, false)
             }
-            Some(Standing::StaleIfError) if backing_off => {
+            // Backing off, or one caller is probing an origin that failed: serve stale at once.
+            Some(Standing::StaleIfError)
+                if backing_off || (control.flight.is_some() && control.failures > 0) =>
+            {
                 return Expect::Stale(value.unwrap(), Served::StaleIfError, false)
             }
             _ => {}
