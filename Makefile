@@ -42,6 +42,10 @@ header-check:
 test-c:
 	tests/c/run.sh
 
+# A campaign peak against a slow origin, straight and through peakcache-proxy (under a minute).
+demo: deps
+	CARGO="$(CARGO)" bash scripts/demo.sh
+
 bench:
 	$(CARGO) bench -p peakcache-benches
 
