@@ -69,6 +69,7 @@ pub struct Builder<V> {
     retry_min: Duration,
     retry_max: Duration,
     refresh_retry: Duration,
+    hash_seed: Option<u64>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
@@ -83,6 +84,7 @@ impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
             refresh_retry: Duration::from_secs(1),
+            hash_seed: None,
         }
     }
 }
@@ -153,6 +155,14 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         self
     }
 
+    /// Seeds the key hash, so which keys share a shard, and therefore eviction, repeats from run
+    /// to run: for benchmarks and trace replays. Default: a random seed per cache, so nobody can
+    /// choose keys that collide.
+    pub fn hash_seed(mut self, seed: u64) -> Self {
+        self.hash_seed = Some(seed);
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> Cache<V> {
         let shards = self
@@ -160,7 +170,15 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
             .unwrap_or_else(|| default_shards(self.max_bytes));
         let per_shard = (self.max_bytes / shards as u64).max(1);
         let max_object = self.max_object.unwrap_or(per_shard / 8).clamp(1, per_shard);
-        let hasher = RandomState::new();
+        let hasher = match self.hash_seed {
+            Some(seed) => RandomState::with_seeds(
+                seed,
+                seed ^ 0x9e37_79b9_7f4a_7c15,
+                0x243f_6a88,
+                0x85a3_08d3,
+            ),
+            None => RandomState::new(),
+        };
         let size_of_v = std::mem::size_of::<V>() as u64;
         let weigher = self.weigher.unwrap_or_else(|| {
             Arc::new(move |k: &[u8], _: &V| k.len() as u64 + size_of_v + ENTRY_OVERHEAD)
