@@ -29,8 +29,8 @@
 //!   than an eighth of a shard's share of the capacity, quick_cache one heavier than the hot
 //!   part of a shard's share (most of it), moka and the LRU one heavier than the whole
 //!   capacity. They only matter for `adapt`.
-//! * **Determinism.** peakcache seeds its hasher at random (not configurable), so with more
-//!   than one shard its figures can move slightly between runs; `--shards 1` pins them.
+//! * **Determinism.** peakcache's hasher gets a fixed seed (`Builder::hash_seed`), as the other
+//!   caches' hashers do here, so which keys share a shard repeats from run to run.
 
 use std::fmt;
 use std::str::FromStr;
@@ -197,7 +197,8 @@ impl PeakcacheAdapter {
         let weighing = config.weighing;
         let mut builder = peakcache::Cache::builder()
             .max_bytes(config.capacity)
-            .weigher(move |_key: &[u8], size: &u64| weighing.charge(*size));
+            .weigher(move |_key: &[u8], size: &u64| weighing.charge(*size))
+            .hash_seed(0x5eed);
         if let Some(n) = config.shards {
             builder = builder.shards(n);
         }
