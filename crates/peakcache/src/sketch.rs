@@ -77,10 +77,4 @@ impl Sketch {
         }
         self.additions /= 2;
     }
-
-    /// Bytes of the table.
-    #[allow(dead_code)]
-    pub(crate) fn bytes(&self) -> usize {
-        self.table.len() * 8
-    }
 }
