@@ -6,7 +6,7 @@ CARGO ?= cargo
 # only the missing ones, so it is quick when nothing is.
 DEPS := gcc:gcc nm:binutils valgrind:valgrind
 
-.PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c
+.PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance
 
 all: test
 
@@ -45,6 +45,11 @@ test-c:
 # A campaign peak against a slow origin, straight and through peakcache-proxy (under a minute).
 demo: deps
 	CARGO="$(CARGO)" bash scripts/demo.sh
+
+# The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy, when the
+# suite is present (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
+conformance:
+	bash tests/cache-tests.sh
 
 bench:
 	$(CARGO) bench -p peakcache-benches

@@ -7,9 +7,80 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use crate::directives::{parse_delta, Delta, DELTA_SECONDS_MAX};
 
 /// Parses an HTTP-date (RFC 9110 §5.6.7: IMF-fixdate, RFC 850 or asctime format).
+///
+/// RFC 9110 §5.6.7 encourages recipients to be robust in parsing timestamps, so day and month
+/// names and `GMT` are read in any letter case, and a day name that does not match the date is
+/// ignored (it is redundant). The layout itself stays strict: a date in another layout, time
+/// zone or field width is invalid.
 pub fn parse_http_date(value: &HeaderValue) -> Option<SystemTime> {
-    let text = value.to_str().ok()?;
-    httpdate::parse_http_date(text.trim()).ok()
+    let text = value.to_str().ok()?.trim();
+    if let Ok(t) = httpdate::parse_http_date(text) {
+        return Some(t);
+    }
+    let canonical = canonical_case(text);
+    if let Ok(t) = httpdate::parse_http_date(&canonical) {
+        return Some(t);
+    }
+    // A wrong day name: try the date with each day name in the same form (short or long).
+    let name_len = canonical
+        .bytes()
+        .take_while(u8::is_ascii_alphabetic)
+        .count();
+    let rest = &canonical[name_len..];
+    let names: &[&str] = if name_len == 3 { &DAYS } else { &LONG_DAYS };
+    if !LONG_DAYS
+        .iter()
+        .chain(DAYS.iter())
+        .any(|d| *d == &canonical[..name_len])
+    {
+        return None;
+    }
+    names
+        .iter()
+        .find_map(|day| httpdate::parse_http_date(&format!("{day}{rest}")).ok())
+}
+
+const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+const LONG_DAYS: [&str; 7] = [
+    "Monday",
+    "Tuesday",
+    "Wednesday",
+    "Thursday",
+    "Friday",
+    "Saturday",
+    "Sunday",
+];
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// `text` with every run of letters that names a day, a month or `GMT` (in any case) written
+/// the way RFC 9110 §5.6.7 spells it.
+fn canonical_case(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while !rest.is_empty() {
+        let letters = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        if letters == 0 {
+            let other = rest
+                .char_indices()
+                .find(|(_, c)| c.is_ascii_alphabetic())
+                .map_or(rest.len(), |(i, _)| i);
+            out.push_str(&rest[..other]);
+            rest = &rest[other..];
+            continue;
+        }
+        let word = &rest[..letters];
+        let known = DAYS
+            .iter()
+            .chain(LONG_DAYS.iter())
+            .chain(MONTHS.iter())
+            .chain(["GMT"].iter())
+            .find(|k| k.eq_ignore_ascii_case(word));
+        out.push_str(known.copied().unwrap_or(word));
+        rest = &rest[letters..];
+    }
+    out
 }
 
 /// Formats `time` as an IMF-fixdate header value (`Sun, 06 Nov 1994 08:49:37 GMT`).
@@ -188,5 +259,42 @@ mod tests {
             );
         }
         assert_eq!(parse_http_date(&HeaderValue::from_static("0")), None);
+    }
+
+    #[test]
+    fn rfc9110_5_6_7_dates_are_read_robustly_in_case_and_day_name_but_not_layout() {
+        let expect = httpdate::parse_http_date("Thu, 18 Aug 2050 02:01:18 GMT").unwrap();
+        for s in [
+            "THU, 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18 AUG 2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02:01:18 gMT",
+            "Mon, 18 Aug 2050 02:01:18 GMT",
+            "Thursday, 18-aug-50 02:01:18 GMT",
+        ] {
+            assert_eq!(
+                parse_http_date(&HeaderValue::from_static(s)),
+                Some(expect),
+                "{s}"
+            );
+        }
+        // asctime with a day name that does not match the date (8 Aug 2050 is a Monday).
+        assert_eq!(
+            parse_http_date(&HeaderValue::from_static("Thu Aug  8 02:01:18 2050")),
+            httpdate::parse_http_date("Mon Aug  8 02:01:18 2050").ok()
+        );
+        assert!(parse_http_date(&HeaderValue::from_static("Thu Aug  8 02:01:18 2050")).is_some());
+        for s in [
+            "Thu, 18 Aug 2050 02:01:18 UTC",
+            "Thu, 18 Aug 2050 02:01:18 AEST",
+            "Thu, 18 Aug 50 02:01:18 GMT",
+            "Thu 18 Aug 2050 02:01:18 GMT",
+            "Thu, 18  Aug  2050 02:01:18 GMT",
+            "Thu, 18-Aug-2050 02:01:18 GMT",
+            "Thu, 18 Aug 2050 02.01.18 GMT",
+            "Thu, 18 Aug 2050 2:01:18 GMT",
+            "Xyz, 18 Aug 2050 02:01:18 GMT",
+        ] {
+            assert_eq!(parse_http_date(&HeaderValue::from_static(s)), None, "{s}");
+        }
     }
 }

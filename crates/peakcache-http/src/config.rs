@@ -69,6 +69,12 @@ pub struct Config {
     /// Keep the target-list fields in responses sent to clients. Default false: they are
     /// instructions for this cache (RFC 9213 §3 allows removing `CDN-Cache-Control`).
     pub forward_targeted_fields: bool,
+    /// Target-list fields kept in responses to clients even when
+    /// [`forward_targeted_fields`](Self::forward_targeted_fields) is false. Default empty. A CDN
+    /// that other caches may sit behind puts `CDN-Cache-Control` here: RFC 9213 §3 says CDN
+    /// caches "will typically forward" it so downstream CDN caches can use it, and may remove
+    /// it when configured to. `Surrogate-Control` is consumed by the surrogate it targets.
+    pub forwarded_targeted_fields: Vec<HeaderName>,
     /// Fields holding space-separated tags for purging. Default `[Surrogate-Key]`.
     pub tag_fields: Vec<HeaderName>,
     /// Keep the tag fields in responses sent to clients. Default false.
@@ -121,6 +127,7 @@ impl Default for Config {
                 HeaderName::from_static("surrogate-control"),
             ],
             forward_targeted_fields: false,
+            forwarded_targeted_fields: Vec::new(),
             tag_fields: vec![HeaderName::from_static("surrogate-key")],
             forward_tag_fields: false,
             set_cookie: SetCookie::default(),

@@ -318,6 +318,26 @@ pub(crate) fn is_tchar(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
 }
 
+/// The directives whose value is delta-seconds, an Integer in a targeted field.
+const DELTA_DIRECTIVES: [&str; 5] = [
+    "max-age",
+    "s-maxage",
+    "stale-while-revalidate",
+    "stale-if-error",
+    "max-stale",
+];
+
+/// RFC 8941 §3.2 `key`: a lowercase letter or `*` first, then lowercase letters, digits, `_`,
+/// `-`, `.` or `*`. Upper case is accepted too: directive names compare case-insensitively
+/// (RFC 9111 §5.2), and a field that differs only in case means the same.
+fn is_sf_key(name: &[u8]) -> bool {
+    name.first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'*')
+        && name
+            .iter()
+            .all(|c| c.is_ascii_alphanumeric() || b"_-.*".contains(c))
+}
+
 fn is_ows(b: u8) -> bool {
     b == b' ' || b == b'\t'
 }
@@ -400,6 +420,13 @@ fn parse_into(out: &mut Directives, b: &[u8], syntax: Syntax) {
             continue;
         }
         let name = lossy(&b[start..i]).to_ascii_lowercase();
+        if syntax == Syntax::Targeted && !is_sf_key(&b[start..i]) {
+            // Not a Structured Fields key (RFC 8941 §3.2): a parsing error.
+            out.malformed = true;
+            i = skip_to_comma(b, i);
+            continue;
+        }
+        let ows_before = i;
         while i < b.len() && is_ows(b[i]) {
             i += 1;
         }
@@ -407,13 +434,26 @@ fn parse_into(out: &mut Directives, b: &[u8], syntax: Syntax) {
         // Booleans only exist in the Structured Fields syntax.
         let mut sf_false = false;
         if i < b.len() && b[i] == b'=' {
+            // A Structured Fields dictionary has no whitespace around `=` (RFC 8941 §4.2.2).
+            if syntax == Syntax::Targeted && i > ows_before {
+                out.malformed = true;
+            }
             i += 1;
+            let ows_after = i;
             while i < b.len() && is_ows(b[i]) {
                 i += 1;
+            }
+            if syntax == Syntax::Targeted && i > ows_after {
+                out.malformed = true;
             }
             if i < b.len() && b[i] == b'"' {
                 let (text, next, closed) = quoted(b, i);
                 if !closed {
+                    out.malformed = true;
+                }
+                // A String where the directive takes an Integer violates the inferred type,
+                // which RFC 9213 §2.1 says not to consume: the field is not used.
+                if syntax == Syntax::Targeted && DELTA_DIRECTIVES.contains(&name.as_str()) {
                     out.malformed = true;
                 }
                 value = Some(text);
@@ -587,6 +627,24 @@ mod tests {
         assert_eq!(d.max_age(), Some(Delta::Seconds(60)));
         assert!(!d.is_malformed());
         assert!(matches!(d.private(), Some(FieldScope::Fields(_))));
+    }
+
+    #[test]
+    fn rfc9213_2_1_structured_field_errors_make_a_targeted_field_malformed() {
+        for bad in [
+            "max-age=10000, &&&&&",
+            "max-age =100",
+            "max-age= 100",
+            "max-age=\"10000\"",
+            "s-maxage=\"5\"",
+        ] {
+            assert!(targeted(bad).is_malformed(), "{bad}");
+        }
+        // The same text in Cache-Control is read as far as it goes (RFC 9111 §5.2).
+        assert_eq!(cc("max-age =100").max_age(), Some(Delta::Seconds(100)));
+        assert_eq!(cc("max-age=\"100\"").max_age(), Some(Delta::Seconds(100)));
+        // Strings stay fine where a directive takes one.
+        assert!(!targeted("private=\"x-user\", max-age=60, *ext=1").is_malformed());
     }
 
     #[test]

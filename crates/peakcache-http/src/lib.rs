@@ -14,7 +14,7 @@
 //! - Modules named after concepts, usable on their own: [`directives`] (the one
 //!   `Cache-Control` / `CDN-Cache-Control` / `Surrogate-Control` parser), [`targeted`],
 //!   [`storable`], [`freshness`], [`age`], [`entry`], [`key`], [`vary`], [`conditional`],
-//!   [`tags`], [`status`].
+//!   [`tags`], [`status`], [`request`].
 //!
 //! # A proxy's flow
 //!
@@ -118,6 +118,7 @@ pub mod freshness;
 mod invalidate;
 pub mod key;
 mod policy;
+pub mod request;
 pub mod status;
 pub mod storable;
 pub mod tags;
@@ -131,6 +132,7 @@ pub use entry::{EntryMeta, StaleGrant, StaleUse};
 pub use freshness::{Lifetime, LifetimeSource};
 pub use key::{Key, NotCacheable};
 pub use policy::{Policy, Store};
+pub use request::{RequestDirectives, Reuse};
 pub use status::{CacheStatus, Fwd};
 pub use storable::DontStore;
 pub use targeted::{DirectiveSource, ResponseDirectives};

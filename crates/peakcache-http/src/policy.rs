@@ -13,6 +13,7 @@ use crate::entry::EntryMeta;
 use crate::freshness::{freshness_lifetime, windows, Lifetime};
 use crate::invalidate;
 use crate::key::{request_key, upstream_uri, Key, NotCacheable};
+use crate::request::RequestDirectives;
 use crate::status::CacheStatus;
 use crate::storable::{self, DontStore};
 use crate::tags;
@@ -215,6 +216,13 @@ impl Policy {
         tags::tags(response_headers, &self.config.tag_fields)
     }
 
+    /// The request's own cache directives (RFC 9111 §5.2.1, `Pragma` §5.4). Before serving a
+    /// stored response, ask [`RequestDirectives::reuse`] whether it must be validated first, and
+    /// answer `only-if-cached` requests that find nothing usable with 504 (§5.2.1.7).
+    pub fn request_directives(&self, request: &request::Parts) -> RequestDirectives {
+        RequestDirectives::from_headers(&request.headers)
+    }
+
     /// The fields to add to the upstream request when revalidating a stored response
     /// (RFC 9111 §4.3.1): `If-None-Match` from its `ETag`, `If-Modified-Since` from its
     /// `Last-Modified`.
@@ -269,7 +277,9 @@ impl Policy {
     ) {
         if !self.config.forward_targeted_fields {
             for name in &self.config.targeted_fields {
-                headers.remove(name);
+                if !self.config.forwarded_targeted_fields.contains(name) {
+                    headers.remove(name);
+                }
             }
         }
         if !self.config.forward_tag_fields {
@@ -771,6 +781,25 @@ mod tests {
         assert_eq!(h[header::AGE], "12");
         let cs: Vec<_> = h.get_all("cache-status").iter().collect();
         assert_eq!(cs, vec!["origin-cache; hit", "peakcache; hit; ttl=48"]);
+    }
+
+    #[test]
+    fn rfc9213_3_cdn_cache_control_can_be_forwarded_while_surrogate_control_is_consumed() {
+        let p = Policy::new(Config {
+            forwarded_targeted_fields: vec![header::CDN_CACHE_CONTROL],
+            ..Config::default()
+        });
+        let mut h = resp(
+            200,
+            &[
+                ("cdn-cache-control", "max-age=600"),
+                ("surrogate-control", "max-age=1"),
+            ],
+        )
+        .headers;
+        p.finish_response(&mut h, None, t(100), &p.cache_status());
+        assert_eq!(h[header::CDN_CACHE_CONTROL], "max-age=600");
+        assert!(!h.contains_key("surrogate-control"));
     }
 
     #[test]

@@ -83,7 +83,7 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
                 _ => PurgeMode::Hard,
             };
             if let Some(tag) = param(&query, "tag") {
-                proxy.cache().purge_tag(tag.as_bytes(), mode);
+                proxy.purge_tag(tag.as_bytes(), mode);
                 return text(StatusCode::OK, format!("purged tag {tag} ({mode:?})\n"));
             }
             let Some(url) = param(&query, "url") else {
@@ -102,8 +102,8 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
                     format!("not a cacheable URL: {url}\n"),
                 );
             };
-            let found = proxy.cache().purge(key.as_bytes(), mode);
-            proxy.cache().purge_tag(key.as_bytes(), mode);
+            let found = proxy.purge(key.as_bytes(), mode);
+            proxy.purge_tag(key.as_bytes(), mode);
             text(
                 StatusCode::OK,
                 format!(

@@ -25,6 +25,12 @@ pub struct Config {
     pub origin_concurrency: usize,
     /// How long a URL whose response was not cacheable passes through without coalescing.
     pub pass_hold: Duration,
+    /// Operator grace for stale-if-error: how long after going stale a response may still be
+    /// served when the origin fails or answers 5xx, beyond what the origin granted. RFC 9111
+    /// §4.2.4 allows serving stale when disconnected or by out-of-band configuration; never
+    /// where `must-revalidate`, `proxy-revalidate`, `no-cache` or `s-maxage` forbid it, and
+    /// `Cache-Status` says `detail=grace-if-error`. Default zero: only the origin's windows.
+    pub stale_if_error_grace: Duration,
 }
 
 impl Default for Config {
@@ -39,6 +45,7 @@ impl Default for Config {
             origin_timeout: Duration::from_secs(30),
             origin_concurrency: 64,
             pass_hold: Duration::from_secs(10),
+            stale_if_error_grace: Duration::ZERO,
         }
     }
 }
@@ -56,6 +63,9 @@ usage: peakcache-proxy --origin http://HOST:PORT [options]
   --origin-timeout DURATION  how long an origin request may take (default 30s)
   --origin-concurrency N     origin requests in flight at most (default 64)
   --pass-hold DURATION       how long an uncacheable URL passes through (default 10s)
+  --stale-if-error-grace DURATION
+                             serve stale this long past expiry when the origin fails, even
+                             without the origin's stale-if-error (default 0: off)
 
 DURATION is a number with ms, s or m; SIZE a number with B, KiB, MiB, GiB (or k, M, G).
 ";
@@ -99,6 +109,9 @@ impl Config {
                     c.origin_timeout = parse_duration(&value).map_err(|e| bad(&e))?
                 }
                 "--pass-hold" => c.pass_hold = parse_duration(&value).map_err(|e| bad(&e))?,
+                "--stale-if-error-grace" => {
+                    c.stale_if_error_grace = parse_duration(&value).map_err(|e| bad(&e))?
+                }
                 "--origin-concurrency" => {
                     c.origin_concurrency = value
                         .parse()
@@ -173,6 +186,17 @@ mod tests {
         .unwrap();
         assert_eq!(c.size, 256 << 20);
         assert_eq!(c.origin.authority().unwrap().as_str(), "127.0.0.1:9000");
+        assert_eq!(c.stale_if_error_grace, Duration::ZERO);
+    }
+
+    #[test]
+    fn rfc9111_4_2_4_stale_if_error_grace_is_an_explicit_operator_setting() {
+        let c = Config::from_args(args(
+            "--origin http://127.0.0.1:9000 --stale-if-error-grace 2m",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.stale_if_error_grace, Duration::from_secs(120));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use peakcache::{
     Cache, Fill, Freshness, Hit, InsertError, Lookup, PurgeMode, Refresh, Resolved, Served,
 };
 use peakcache_http::{
-    CacheStatus, ConditionalAnswer, Fwd, Key, Policy, StaleGrant, StaleUse, Vary,
+    CacheStatus, ConditionalAnswer, Fwd, Key, Policy, RequestDirectives, Reuse, StaleGrant,
+    StaleUse, StaleWindows, Vary,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -19,6 +20,10 @@ use std::time::{Duration, SystemTime};
 /// The proxy's shared state.
 pub struct Proxy {
     pub(crate) cache: Cache<Arc<Cached>>,
+    /// Every stored response again, kept past its freshness and stale windows until evicted
+    /// (never served from here): a miss revalidates it with a conditional request (RFC 9111
+    /// §4.3.1), and a 304 brings it back (§4.3.4). It gets an eighth of the capacity.
+    pub(crate) retained: Cache<Arc<Cached>>,
     /// Primary key -> the fields its responses vary on.
     pub(crate) vary: Cache<Arc<Vary>>,
     pub(crate) policy: Policy,
@@ -26,13 +31,18 @@ pub struct Proxy {
     pub(crate) config: Config,
 }
 
+/// How long a retained copy is kept at most (eviction usually comes first).
+const RETAIN: Freshness = Freshness::new(Freshness::MAX);
+
 /// How long a learned `Vary` is remembered for a URL.
 const VARY_MEMORY: Duration = Duration::from_secs(86_400);
 
-/// A fill or a refresh: the two tickets a fetch completes.
+/// A fill or a refresh: the two tickets a fetch completes; or a revalidation the request's
+/// directives asked for, which stores its answer outside the lifecycle.
 enum Job {
     Fill(Fill<Arc<Cached>>),
     Refresh(Refresh<Arc<Cached>>),
+    Direct(Cache<Arc<Cached>>, Bytes),
 }
 
 impl Job {
@@ -45,6 +55,7 @@ impl Job {
         match self {
             Job::Fill(f) => f.commit_tagged(value, freshness, tags),
             Job::Refresh(r) => r.commit_tagged(value, freshness, tags),
+            Job::Direct(cache, key) => cache.insert_tagged(&key, value, freshness, tags),
         }
     }
 
@@ -55,6 +66,7 @@ impl Job {
                 r.fail();
                 None
             }
+            Job::Direct(..) => None,
         }
     }
 
@@ -62,14 +74,22 @@ impl Job {
         match self {
             Job::Fill(f) => f.uncacheable(hold),
             Job::Refresh(r) => r.uncacheable(hold),
+            // The stored response is no longer the origin's answer: drop it.
+            Job::Direct(cache, key) => {
+                cache.purge(&key, PurgeMode::Hard);
+            }
         }
+    }
+
+    fn is_refresh(&self) -> bool {
+        matches!(self, Job::Refresh(_))
     }
 }
 
 /// What a fetch from the origin came to.
 enum Fetched {
-    /// Stored (and handed to the waiters).
-    Stored(Arc<Cached>),
+    /// Stored (and handed to the waiters), with the status the origin answered (200, 304, ...).
+    Stored(Arc<Cached>, u16),
     /// Not cacheable, or too large: the origin's response, streaming.
     Passed(Response<Body>),
     /// The origin failed: the stale-if-error entry if any, else the origin's error response if
@@ -86,6 +106,14 @@ fn is_origin_error(status: StatusCode) -> bool {
     matches!(status.as_u16(), 500 | 502 | 503 | 504)
 }
 
+/// The answer to an `only-if-cached` request the cache cannot satisfy (RFC 9111 §5.2.1.7).
+fn not_cached() -> Response<Body> {
+    plain(
+        StatusCode::GATEWAY_TIMEOUT,
+        "not in the cache (only-if-cached)\n",
+    )
+}
+
 fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
     let mut r = Response::new(body::full(Bytes::from_static(text.as_bytes())));
     *r.status_mut() = status;
@@ -98,10 +126,16 @@ impl Proxy {
     /// The proxy for `config`.
     pub fn new(config: Config) -> Self {
         let max_object = config.max_object + (64 << 10) + peakcache::ENTRY_OVERHEAD + 512;
+        let retained_bytes = config.size / 8;
         let cache = Cache::builder()
-            .max_bytes(config.size)
+            .max_bytes(config.size - retained_bytes)
             .max_object_weight(max_object)
             .lock_timeout(config.lock_timeout)
+            .weigher(|key, c: &Arc<Cached>| c.weight(key))
+            .build();
+        let retained = Cache::builder()
+            .max_bytes(retained_bytes.max(1))
+            .max_object_weight(max_object)
             .weigher(|key, c: &Arc<Cached>| c.weight(key))
             .build();
         let vary = Cache::builder()
@@ -113,12 +147,19 @@ impl Proxy {
             config.origin_timeout,
         );
         // Visitors reach this proxy over plain HTTP: keys (and purge URLs) say `http://`.
+        // `CDN-Cache-Control` goes on to clients, where other CDN caches may use it (RFC 9213 §3).
         let http = peakcache_http::Config {
             default_scheme: "http".into(),
+            forwarded_targeted_fields: vec![header::CDN_CACHE_CONTROL],
+            grace: StaleWindows {
+                swr: Duration::ZERO,
+                sie: config.stale_if_error_grace,
+            },
             ..Default::default()
         };
         Proxy {
             cache,
+            retained,
             vary,
             policy: Policy::new(http),
             origin,
@@ -134,6 +175,22 @@ impl Proxy {
     /// The origin client and its counters.
     pub fn origin(&self) -> &Origin {
         &self.origin
+    }
+
+    /// Purges `key` (and, hard, its retained copy, which could otherwise be revalidated back).
+    pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
+        if mode == PurgeMode::Hard {
+            self.retained.purge(key, mode);
+        }
+        self.cache.purge(key, mode)
+    }
+
+    /// Purges every entry tagged `tag`, like [`Proxy::purge`].
+    pub fn purge_tag(&self, tag: &[u8], mode: PurgeMode) {
+        if mode == PurgeMode::Hard {
+            self.retained.purge_tag(tag, mode);
+        }
+        self.cache.purge_tag(tag, mode);
     }
 
     /// Answers one visitor request.
@@ -159,9 +216,29 @@ impl Proxy {
             ),
             None => (key.clone().into_bytes(), Fwd::UriMiss),
         };
+        let rq = self.policy.request_directives(&parts);
         match self.cache.lookup(&lookup_key) {
-            Lookup::Fresh(hit) => self.serve_hit(&parts, hit, None).await,
+            Lookup::Fresh(hit) => {
+                if rq.reuse(&hit.value().meta, SystemTime::now()) == Reuse::Revalidate {
+                    let stored = hit.value().clone();
+                    let job = Job::Direct(self.cache.clone(), lookup_key.clone());
+                    return self
+                        .revalidate(parts, &rq, key, lookup_key, job, stored, Fwd::Request)
+                        .await;
+                }
+                self.serve_hit(&parts, hit, None).await
+            }
             Lookup::Stale(hit, refresh) => {
+                if rq.reuse(&hit.value().meta, SystemTime::now()) == Reuse::Revalidate {
+                    let stored = hit.value().clone();
+                    let job = match refresh {
+                        Some(refresh) => Job::Refresh(refresh),
+                        None => Job::Direct(self.cache.clone(), lookup_key.clone()),
+                    };
+                    return self
+                        .revalidate(parts, &rq, key, lookup_key, job, stored, Fwd::Stale)
+                        .await;
+                }
                 if let Some(refresh) = refresh {
                     let this = self.clone();
                     let (req, key, lookup_key, stored) = (
@@ -178,7 +255,21 @@ impl Proxy {
                 }
                 self.serve_hit(&parts, hit, None).await
             }
-            Lookup::Miss(fill) => self.fill(parts, key, lookup_key, fill, fwd).await,
+            Lookup::Miss(fill) => {
+                if rq.only_if_cached {
+                    return not_cached();
+                }
+                if rq.no_store {
+                    // Nothing of this exchange may be stored (RFC 9111 §5.2.1.5).
+                    drop(fill);
+                    return self.forward(parts, body::empty(), Fwd::Request).await;
+                }
+                self.fill(parts, key, lookup_key, fill, fwd).await
+            }
+            Lookup::Wait(_) | Lookup::Pass if rq.only_if_cached => not_cached(),
+            Lookup::Wait(_) if rq.no_store => {
+                self.forward(parts, body::empty(), Fwd::Request).await
+            }
             Lookup::Wait(waiter) => {
                 match tokio::time::timeout(self.config.lock_timeout, waiter).await {
                     Ok(Resolved::Hit(hit)) => {
@@ -201,7 +292,31 @@ impl Proxy {
         }
     }
 
-    /// A miss: fetch, store, answer.
+    /// A stored response the request's directives do not let the cache use as it is
+    /// (RFC 9111 §5.2.1): validated with the origin, then answered from what that gives.
+    #[allow(clippy::too_many_arguments)]
+    async fn revalidate(
+        &self,
+        parts: request::Parts,
+        rq: &RequestDirectives,
+        key: Key,
+        lookup_key: Bytes,
+        job: Job,
+        stored: Arc<Cached>,
+        fwd: Fwd,
+    ) -> Response<Body> {
+        if rq.only_if_cached {
+            return not_cached();
+        }
+        if rq.no_store {
+            drop(job);
+            return self.forward(parts, body::empty(), fwd).await;
+        }
+        self.complete(parts, key, lookup_key, job, Some(stored), fwd)
+            .await
+    }
+
+    /// A miss: fetch (conditionally, when a retained copy has validators), store, answer.
     async fn fill(
         &self,
         parts: request::Parts,
@@ -210,16 +325,29 @@ impl Proxy {
         fill: Fill<Arc<Cached>>,
         fwd: Fwd,
     ) -> Response<Body> {
-        match self
-            .fetch(&parts, &key, &lookup_key, Job::Fill(fill), None)
+        let stored = self.retained.get(&lookup_key);
+        let fwd = if stored.is_some() { Fwd::Stale } else { fwd };
+        self.complete(parts, key, lookup_key, Job::Fill(fill), stored, fwd)
             .await
-        {
-            Fetched::Stored(cached) => {
+    }
+
+    /// Fetches for `job` and answers the request from the outcome.
+    async fn complete(
+        &self,
+        parts: request::Parts,
+        key: Key,
+        lookup_key: Bytes,
+        job: Job,
+        stored: Option<Arc<Cached>>,
+        fwd: Fwd,
+    ) -> Response<Body> {
+        match self.fetch(&parts, &key, &lookup_key, job, stored).await {
+            Fetched::Stored(cached, origin_status) => {
                 let status = self
                     .policy
                     .cache_status()
                     .fwd(fwd)
-                    .fwd_status(cached.parts.status.as_u16())
+                    .fwd_status(origin_status)
                     .stored();
                 self.serve_cached(&parts, &cached, status).await
             }
@@ -325,8 +453,18 @@ impl Proxy {
         strip_hop_by_hop(&mut head.headers);
         if is_origin_error(head.status) {
             self.origin.count_error();
-            let error = Response::from_parts(head, body::stream(incoming));
-            return Fetched::Failed(job.fail(), Some(error), None);
+            // Serve stale where the windows allow it (RFC 5861 §4); otherwise a 5xx with
+            // freshness information is a response like any other (RFC 9111 §3).
+            let stale_allowed = job.is_refresh()
+                || stored.as_ref().is_some_and(|s| {
+                    s.meta
+                        .stale_grant(StaleUse::IfError, SystemTime::now())
+                        .is_some()
+                });
+            if stale_allowed || self.policy.on_response(&up, &head, sent, received).is_err() {
+                let error = Response::from_parts(head, body::stream(incoming));
+                return Fetched::Failed(job.fail(), Some(error), None);
+            }
         }
         if head.status == StatusCode::NOT_MODIFIED {
             if let Some(stored) = stored {
@@ -361,6 +499,7 @@ impl Proxy {
             Err(_) => return Fetched::Failed(job.fail(), None, Some(OriginError::Timeout)),
         };
         store.prepare(&mut head);
+        let status = head.status.as_u16();
         let cached = Arc::new(Cached {
             parts: head,
             body,
@@ -372,11 +511,12 @@ impl Proxy {
             key,
             lookup_key,
             job,
-            cached,
+            cached.clone(),
             store.freshness,
             &store.tags,
             &store.vary,
-        )
+        );
+        Fetched::Stored(cached, status)
     }
 
     /// Stores a fetched response under the ticket's key and, when it varies, under its variant
@@ -391,7 +531,7 @@ impl Proxy {
         freshness: Freshness,
         tags: &[String],
         vary: &Vary,
-    ) -> Fetched {
+    ) {
         let mut all_tags: Vec<Bytes> = tags
             .iter()
             .map(|t| Bytes::copy_from_slice(t.as_bytes()))
@@ -408,11 +548,16 @@ impl Proxy {
                 let _ = self
                     .cache
                     .insert_tagged(&variant, cached.clone(), freshness, &all_tags);
+                let _ = self
+                    .retained
+                    .insert_tagged(&variant, cached.clone(), RETAIN, &all_tags);
             }
         }
+        let _ = self
+            .retained
+            .insert_tagged(lookup_key, cached.clone(), RETAIN, &all_tags);
         // Too large cannot happen: the body was read up to the object limit, below the cache's.
-        let _ = job.commit(cached.clone(), freshness, &all_tags);
-        Fetched::Stored(cached)
+        let _ = job.commit(cached, freshness, &all_tags);
     }
 
     /// A 304 to a revalidation: the stored response updated and stored again.
@@ -450,11 +595,12 @@ impl Proxy {
             key,
             lookup_key,
             job,
-            cached,
+            cached.clone(),
             store.freshness,
             &store.tags,
             &store.vary,
-        )
+        );
+        Fetched::Stored(cached, StatusCode::NOT_MODIFIED.as_u16())
     }
 
     /// Serves a hit (fresh or stale), unless its variant does not match this request.
@@ -572,8 +718,8 @@ impl Proxy {
             .await;
         let (head, body) = response.into_parts();
         for key in self.policy.invalidations(&request, &head) {
-            self.cache.purge(key.as_bytes(), PurgeMode::Hard);
-            self.cache.purge_tag(key.as_bytes(), PurgeMode::Hard);
+            self.purge(key.as_bytes(), PurgeMode::Hard);
+            self.purge_tag(key.as_bytes(), PurgeMode::Hard);
         }
         Response::from_parts(head, body)
     }

@@ -23,6 +23,11 @@ struct Page {
     extra: Vec<(&'static str, &'static str)>,
     body_len: usize,
     delay: Duration,
+    /// The status of a full answer.
+    status: u16,
+    /// A fixed ETag, answered with 304 when the request's If-None-Match matches it; `None`
+    /// gives every answer a new ETag.
+    etag: Option<&'static str>,
 }
 
 fn page(cache_control: &'static str) -> Page {
@@ -31,6 +36,8 @@ fn page(cache_control: &'static str) -> Page {
         extra: vec![],
         body_len: 100,
         delay: Duration::from_millis(50),
+        status: 200,
+        etag: None,
     }
 }
 
@@ -40,6 +47,8 @@ struct Origin {
     total: AtomicU64,
     failing: AtomicBool,
     pages: Mutex<Vec<(&'static str, Page)>>,
+    /// Requests that carried If-None-Match.
+    conditional: AtomicU64,
 }
 
 impl Origin {
@@ -66,11 +75,27 @@ impl Origin {
                 .body(Full::new(Bytes::from_static(b"down")))
                 .unwrap();
         }
+        let inm = req.headers().get("if-none-match").cloned();
+        if inm.is_some() {
+            self.conditional.fetch_add(1, Ordering::SeqCst);
+        }
+        if let (Some(etag), Some(inm)) = (page.etag, inm) {
+            if inm == etag {
+                return Response::builder()
+                    .status(304)
+                    .header("cache-control", page.cache_control)
+                    .header("etag", etag)
+                    .body(Full::new(Bytes::new()))
+                    .unwrap();
+            }
+        }
         let mut body = format!("{path} #{n} ").into_bytes();
         body.resize(page.body_len.max(body.len()), b'.');
+        let etag = page.etag.map_or_else(|| format!("\"v{n}\""), str::to_owned);
         let mut r = Response::builder()
+            .status(page.status)
             .header("cache-control", page.cache_control)
-            .header("etag", format!("\"v{n}\""));
+            .header("etag", etag);
         for (k, v) in &page.extra {
             r = r.header(*k, *v);
         }
@@ -136,11 +161,15 @@ impl Rig {
     }
 
     async fn send(&self, method: &str, url: String) -> Answer {
-        let req = Request::builder()
-            .method(method)
-            .uri(url)
-            .body(Empty::new())
-            .unwrap();
+        self.send_with(method, url, &[]).await
+    }
+
+    async fn send_with(&self, method: &str, url: String, headers: &[(&str, &str)]) -> Answer {
+        let mut req = Request::builder().method(method).uri(url);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let req = req.body(Empty::new()).unwrap();
         let res = self.client.request(req).await.unwrap();
         let status = res.status();
         let cache_status = res
@@ -158,6 +187,11 @@ impl Rig {
 
     async fn get(&self, path: &str) -> Answer {
         self.send("GET", format!("{}{path}", self.url)).await
+    }
+
+    async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
+        self.send_with("GET", format!("{}{path}", self.url), headers)
+            .await
     }
 
     async fn admin(&self, path_and_query: &str) -> Answer {
@@ -415,4 +449,178 @@ async fn metrics_are_served_on_the_admin_listener() {
         "{text}"
     );
     assert!(text.contains("peakcache_origin_requests_total 1"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_4_3_1_an_expired_response_is_revalidated_and_a_304_freshens_it() {
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/doc",
+        Page {
+            etag: Some("\"x\""),
+            ..page("max-age=1")
+        },
+    );
+    let first = rig.get("/doc").await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = rig.get("/doc").await;
+    assert_eq!(second.status, 200);
+    assert_eq!(
+        second.body, first.body,
+        "the stored body, freshened by the 304"
+    );
+    assert_eq!(rig.origin.conditional.load(Ordering::SeqCst), 1);
+    assert!(
+        second
+            .cache_status
+            .contains("fwd=stale; fwd-status=304; stored"),
+        "{}",
+        second.cache_status
+    );
+    let third = rig.get("/doc").await;
+    assert!(
+        third.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        third.cache_status
+    );
+    assert_eq!(rig.origin.count("/doc"), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_4_4_an_unsafe_method_also_forgets_the_copy_kept_for_revalidation() {
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/item",
+        Page {
+            etag: Some("\"x\""),
+            ..page("max-age=1")
+        },
+    );
+    let _ = rig.get("/item").await;
+    let _ = rig.send("POST", format!("{}/item", rig.url)).await;
+    let again = rig.get("/item").await;
+    assert!(
+        again.cache_status.contains("fwd=uri-miss"),
+        "{}",
+        again.cache_status
+    );
+    assert_eq!(rig.origin.conditional.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_5_2_1_4_request_no_cache_validates_a_fresh_response_first() {
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/n",
+        Page {
+            etag: Some("\"x\""),
+            ..page("max-age=600")
+        },
+    );
+    let first = rig.get("/n").await;
+    let validated = rig.get_with("/n", &[("cache-control", "no-cache")]).await;
+    assert_eq!(validated.body, first.body);
+    assert_eq!(rig.origin.conditional.load(Ordering::SeqCst), 1);
+    assert!(
+        validated
+            .cache_status
+            .contains("fwd=request; fwd-status=304"),
+        "{}",
+        validated.cache_status
+    );
+    // Pragma: no-cache means the same without Cache-Control (RFC 9111 §5.4).
+    let _ = rig.get_with("/n", &[("pragma", "no-cache")]).await;
+    assert_eq!(rig.origin.conditional.load(Ordering::SeqCst), 2);
+    // max-age=0 asks for a response no older than 0 s.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let _ = rig.get_with("/n", &[("cache-control", "max-age=0")]).await;
+    assert_eq!(rig.origin.conditional.load(Ordering::SeqCst), 3);
+    let plain = rig.get("/n").await;
+    assert!(
+        plain.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        plain.cache_status
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_5_2_1_7_only_if_cached_answers_504_on_a_miss_and_serves_a_hit() {
+    let rig = rig(|_| {}).await;
+    let miss = rig
+        .get_with("/oic", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(miss.status, 504);
+    assert_eq!(rig.origin.count("/oic"), 0);
+    let _ = rig.get("/oic").await;
+    let hit = rig
+        .get_with("/oic", &[("cache-control", "only-if-cached")])
+        .await;
+    assert_eq!(hit.status, 200);
+    assert_eq!(rig.origin.count("/oic"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_3_a_5xx_with_explicit_freshness_is_stored_like_any_response() {
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/err",
+        Page {
+            status: 503,
+            ..page("max-age=600")
+        },
+    );
+    let first = rig.get("/err").await;
+    assert_eq!(first.status, 503);
+    let second = rig.get("/err").await;
+    assert_eq!(second.status, 503);
+    assert!(
+        second.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        second.cache_status
+    );
+    assert_eq!(rig.origin.count("/err"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9111_4_2_4_operator_grace_serves_stale_on_error_and_says_so() {
+    let rig = rig(|c| c.stale_if_error_grace = Duration::from_secs(60)).await;
+    rig.set("/g", page("max-age=1"));
+    rig.set("/mr", page("max-age=1, must-revalidate"));
+    let good = rig.get("/g").await.body;
+    let _ = rig.get("/mr").await;
+    rig.origin.failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = rig.get("/g").await;
+    assert_eq!(stale.status, 200);
+    assert_eq!(stale.body, good);
+    assert!(
+        stale.cache_status.contains("detail=grace-if-error"),
+        "{}",
+        stale.cache_status
+    );
+    // must-revalidate forbids it, grace or not.
+    assert_eq!(rig.get("/mr").await.status, 503);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9213_3_cdn_cache_control_is_forwarded_to_clients() {
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/cdn",
+        Page {
+            extra: vec![("cdn-cache-control", "max-age=600")],
+            ..page("no-store")
+        },
+    );
+    let req = Request::get(format!("{}/cdn", rig.url))
+        .body(Empty::new())
+        .unwrap();
+    let res = rig.client.request(req).await.unwrap();
+    assert_eq!(res.headers()["cdn-cache-control"], "max-age=600");
+    let _ = res.into_body().collect().await;
+    assert!(rig
+        .get("/cdn")
+        .await
+        .cache_status
+        .starts_with("peakcache; hit"));
 }
