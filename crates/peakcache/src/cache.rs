@@ -465,7 +465,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     }
                     None => {
                         self.count(counted, Counter::Miss);
-                        Lookup::Miss(Fill(self.start_flight(&mut s, key, hash, now, Kind::Fill)))
+                        let mut ticket = self.start_flight(&mut s, key, hash, now, Kind::Fill);
+                        // Past its windows but still stored: the filler may revalidate it.
+                        ticket.previous = idx.map(|i| s.node(i).value.clone());
+                        Lookup::Miss(Fill(ticket))
                     }
                 },
             }
@@ -519,6 +522,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             flight,
             kind,
             done: false,
+            previous: None,
         }
     }
 

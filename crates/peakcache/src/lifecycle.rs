@@ -133,6 +133,8 @@ pub(crate) struct Ticket<V: Clone + Send + Sync + 'static> {
     pub(crate) flight: Arc<Flight<V>>,
     pub(crate) kind: Kind,
     pub(crate) done: bool,
+    /// For a fill: the key's value still stored past its windows, if any.
+    pub(crate) previous: Option<V>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Ticket<V> {
@@ -214,6 +216,13 @@ ticket_methods!(Fill);
 ticket_methods!(Refresh);
 
 impl<V: Clone + Send + Sync + 'static> Fill<V> {
+    /// The value the key had, if it is still stored though past its stale windows (or inside
+    /// stale-if-error only): never to be served as it is, but worth revalidating, e.g. with an
+    /// HTTP conditional request from its `ETag`, instead of fetching it whole.
+    pub fn previous(&self) -> Option<&V> {
+        self.0.previous.as_ref()
+    }
+
     /// The fetch failed. Returns the entry still inside its stale-if-error window, if any, and
     /// hands the same to every waiter. The key then backs off: until the back-off passes,
     /// lookups get the stale entry without a new fetch.

@@ -295,3 +295,22 @@ fn while_one_caller_probes_a_failing_origin_the_others_get_the_stale_entry_at_on
     probe.commit(2, windows(10, 0, 1000)).unwrap();
     expect_fresh(&cache, b"k", 2);
 }
+
+#[test]
+fn a_fill_carries_the_expired_value_for_revalidation() {
+    let (cache, clock) = cache();
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    assert!(fill.previous().is_none(), "nothing stored yet");
+    fill.commit(1, windows(10, 5, 0)).unwrap();
+    clock.advance(100 * SEC);
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!("past every window: a miss")
+    };
+    assert_eq!(
+        fill.previous(),
+        Some(&1),
+        "but the old value can be revalidated"
+    );
+}
