@@ -2,23 +2,28 @@
 SHELL := /bin/bash
 CARGO ?= cargo
 
-# Debian packages the tests and benches need, as `command:package` pairs; `make deps` installs
-# only the missing ones, so it is quick when nothing is.
-DEPS := gcc:gcc nm:binutils valgrind:valgrind
+# Debian packages the tests and benches need, as `command:package` pairs (or `/path:package`
+# for a package that installs no command); `make deps` installs only the missing ones, so it is
+# quick when nothing is.
+DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx \
+	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
+	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser
 
-.PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance
+.PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance \
+	php-ext test-php bench-php
 
 all: test
 
 deps:
-	@missing=""; for pair in $(DEPS); do cmd=$${pair%%:*}; pkg=$${pair##*:}; \
-	  command -v $$cmd >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	@missing=""; for pair in $(DEPS); do what=$${pair%%:*}; pkg=$${pair##*:}; \
+	  case $$what in /*) [ -e $$what ] ;; *) command -v $$what >/dev/null 2>&1 ;; esac \
+	    || missing="$$missing $$pkg"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "make deps: installing$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: nothing to install"; fi
 
-test: deps lint unit header-check test-c
+test: deps lint unit header-check test-c test-php
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -45,6 +50,18 @@ test-c:
 # A campaign peak against a slow origin, straight and through peakcache-proxy (under a minute).
 demo: deps
 	CARGO="$(CARGO)" bash scripts/demo.sh
+
+# The PHP extension (bindings/php): built with phpize against Debian's php8.2-dev, its .phpt
+# suite under run-tests.php, and PHP-FPM behind nginx end to end.
+php-ext: ffi
+	bindings/php/build.sh --no-ffi
+
+test-php: ffi
+	bindings/php/test.sh --no-ffi
+
+# peakcache against APCu, fetch/store/remember, same run.
+bench-php: ffi
+	bindings/php/build.sh --no-ffi && benches/php/run.sh 0.5 --no-build
 
 # The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy, when the
 # suite is present (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
