@@ -19,20 +19,16 @@ use std::time::{Duration, SystemTime};
 
 /// The proxy's shared state.
 pub struct Proxy {
+    /// Responses by key. One past its windows stays until evicted (dead entries go first) and
+    /// reaches the next miss's fill as `Fill::previous`, which revalidates it with a conditional
+    /// request (RFC 9111 §4.3.1); a 304 brings it back (§4.3.4).
     pub(crate) cache: Cache<Arc<Cached>>,
-    /// Every stored response again, kept past its freshness and stale windows until evicted
-    /// (never served from here): a miss revalidates it with a conditional request (RFC 9111
-    /// §4.3.1), and a 304 brings it back (§4.3.4). It gets an eighth of the capacity.
-    pub(crate) retained: Cache<Arc<Cached>>,
     /// Primary key -> the fields its responses vary on.
     pub(crate) vary: Cache<Arc<Vary>>,
     pub(crate) policy: Policy,
     pub(crate) origin: Origin,
     pub(crate) config: Config,
 }
-
-/// How long a retained copy is kept at most (eviction usually comes first).
-const RETAIN: Freshness = Freshness::new(Freshness::MAX);
 
 /// How long a learned `Vary` is remembered for a URL.
 const VARY_MEMORY: Duration = Duration::from_secs(86_400);
@@ -126,16 +122,10 @@ impl Proxy {
     /// The proxy for `config`.
     pub fn new(config: Config) -> Self {
         let max_object = config.max_object + (64 << 10) + peakcache::ENTRY_OVERHEAD + 512;
-        let retained_bytes = config.size / 8;
         let cache = Cache::builder()
-            .max_bytes(config.size - retained_bytes)
+            .max_bytes(config.size)
             .max_object_weight(max_object)
             .lock_timeout(config.lock_timeout)
-            .weigher(|key, c: &Arc<Cached>| c.weight(key))
-            .build();
-        let retained = Cache::builder()
-            .max_bytes(retained_bytes.max(1))
-            .max_object_weight(max_object)
             .weigher(|key, c: &Arc<Cached>| c.weight(key))
             .build();
         let vary = Cache::builder()
@@ -159,7 +149,6 @@ impl Proxy {
         };
         Proxy {
             cache,
-            retained,
             vary,
             policy: Policy::new(http),
             origin,
@@ -177,19 +166,13 @@ impl Proxy {
         &self.origin
     }
 
-    /// Purges `key` (and, hard, its retained copy, which could otherwise be revalidated back).
+    /// Purges `key`, hard (gone, nothing left to revalidate) or soft (stale now).
     pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
-        if mode == PurgeMode::Hard {
-            self.retained.purge(key, mode);
-        }
         self.cache.purge(key, mode)
     }
 
     /// Purges every entry tagged `tag`, like [`Proxy::purge`].
     pub fn purge_tag(&self, tag: &[u8], mode: PurgeMode) {
-        if mode == PurgeMode::Hard {
-            self.retained.purge_tag(tag, mode);
-        }
         self.cache.purge_tag(tag, mode);
     }
 
@@ -316,7 +299,8 @@ impl Proxy {
             .await
     }
 
-    /// A miss: fetch (conditionally, when a retained copy has validators), store, answer.
+    /// A miss: fetch (conditionally, when the fill carries an expired copy with validators),
+    /// store, answer.
     async fn fill(
         &self,
         parts: request::Parts,
@@ -325,7 +309,7 @@ impl Proxy {
         fill: Fill<Arc<Cached>>,
         fwd: Fwd,
     ) -> Response<Body> {
-        let stored = self.retained.get(&lookup_key);
+        let stored = fill.previous().cloned();
         let fwd = if stored.is_some() { Fwd::Stale } else { fwd };
         self.complete(parts, key, lookup_key, Job::Fill(fill), stored, fwd)
             .await
@@ -548,14 +532,8 @@ impl Proxy {
                 let _ = self
                     .cache
                     .insert_tagged(&variant, cached.clone(), freshness, &all_tags);
-                let _ = self
-                    .retained
-                    .insert_tagged(&variant, cached.clone(), RETAIN, &all_tags);
             }
         }
-        let _ = self
-            .retained
-            .insert_tagged(lookup_key, cached.clone(), RETAIN, &all_tags);
         // Too large cannot happen: the body was read up to the object limit, below the cache's.
         let _ = job.commit(cached, freshness, &all_tags);
     }
