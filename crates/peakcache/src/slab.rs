@@ -8,9 +8,14 @@ use crate::shard::Node;
 const CHUNK_BITS: u32 = 8;
 const CHUNK: usize = 1 << CHUNK_BITS;
 
+/// One chunk of nodes, aligned to a cache line: a node of 64 bytes (`u64` values) then sits on
+/// one line instead of straddling two, one memory access per hit instead of two.
+#[repr(C, align(64))]
+struct Chunk<V>([Option<Node<V>>; CHUNK]);
+
 /// Nodes by index; freed indexes are reused first.
 pub(crate) struct Slab<V> {
-    chunks: Vec<Box<[Option<Node<V>>]>>,
+    chunks: Vec<Box<Chunk<V>>>,
     free: Vec<u32>,
     used: u32,
 }
@@ -25,11 +30,11 @@ impl<V> Slab<V> {
     }
 
     fn slot(&self, i: u32) -> &Option<Node<V>> {
-        &self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+        &self.chunks[(i >> CHUNK_BITS) as usize].0[i as usize & (CHUNK - 1)]
     }
 
     fn slot_mut(&mut self, i: u32) -> &mut Option<Node<V>> {
-        &mut self.chunks[(i >> CHUNK_BITS) as usize][i as usize & (CHUNK - 1)]
+        &mut self.chunks[(i >> CHUNK_BITS) as usize].0[i as usize & (CHUNK - 1)]
     }
 
     /// Stores `node` and returns its index.
@@ -40,7 +45,8 @@ impl<V> Slab<V> {
                 let i = self.used;
                 self.used += 1;
                 if (i as usize >> CHUNK_BITS) == self.chunks.len() {
-                    self.chunks.push((0..CHUNK).map(|_| None).collect());
+                    self.chunks
+                        .push(Box::new(Chunk(std::array::from_fn(|_| None))));
                 }
                 i
             }
