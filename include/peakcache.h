@@ -21,6 +21,10 @@
  *     peakcache_refresh   peakcache_refresh_abandon  (or consumed by commit/fail/uncacheable)
  *     peakcache_waiter    peakcache_waiter_free      (or consumed by a final wait/poll answer)
  *     peakcache_buf       peakcache_buf_free
+ *     peakcache_http_policy   peakcache_http_policy_free   shared: thread-safe, immutable
+ *     peakcache_http_store    peakcache_http_store_free    a decision to store
+ *     peakcache_http_headers  peakcache_http_headers_free  a header list
+ *     peakcache_http_keys     peakcache_http_keys_free     a key list
  *   Nothing allocated by the library is freed by the host with free(), nor the other way round.
  * - Consuming calls take the handle's address (peakcache_fill **) and set it to NULL, whatever
  *   the result: using the same pointer again is PEAKCACHE_ERR_NULL, not a use after free.
@@ -36,11 +40,21 @@
  * - Logging goes only to the callback set with peakcache_set_log_callback (userdata first),
  *   never called with a cache lock held.
  * - Times are milliseconds. Windows (ttl, swr, sie) are kept to the millisecond and capped at
- *   2^32-1 ms (49 days).
+ *   2^32-1 ms (49 days). The core's times are its own monotonic clock (peakcache_cache_now_ms);
+ *   the HTTP family's are wall-clock Unix milliseconds (they meet Date headers).
+ * - Enum arguments are passed as uint32_t and checked (PEAKCACHE_ERR_INVALID when unknown).
  *
  * Lifecycle: peakcache_lookup answers FRESH (serve entry), STALE (serve entry; if refresh is
  * non-NULL refresh it in the background), MISS (fetch, then complete fill), WAIT (resolve waiter:
  * HIT, FILL, PASS, FAILED or TIMED_OUT) or PASS (fetch, do not store).
+ *
+ * HTTP (peakcache_http_*): the caching rules of RFC 9111, 5861, 9213 and 9211 for hosts holding
+ * requests and responses as header arrays; the host makes no caching decision of its own.
+ * peakcache_http_key gives the key (or NOT_CACHEABLE: forward untouched); on a hit
+ * peakcache_http_serve gives the status and headers to send (a 304, or the stored response with
+ * Age and Cache-Status); on a miss peakcache_http_on_response decides, and a storable decision
+ * gives the windows, the tags and the response to commit (prepared headers and the entry
+ * metadata, which travels in the entry's metadata blob); peakcache_http_revalidate merges a 304.
  *
  * Link the static library (libpeakcache.a) with -lpthread -ldl -lm, and in a shared object
  * (an nginx module) with -Wl,--exclude-libs,ALL so Rust's symbols are not re-exported.
@@ -58,7 +72,7 @@
 /**
  * What each entry costs against the capacity beyond its key, status, flags, headers and body
  * (the cache's node and the value's allocation). An entry's weight is
- * `key_len + 2 + 4 + sum(name_len + value_len + PEAKCACHE_HEADER_OVERHEAD) + body_len
+ * `key_len + 2 + 4 + sum(name_len + value_len + PEAKCACHE_HEADER_OVERHEAD) + body_len + meta_len
  * + PEAKCACHE_ENTRY_OVERHEAD`.
  */
 #define PEAKCACHE_ENTRY_OVERHEAD 192
@@ -152,6 +166,23 @@ enum peakcache_result
      * An index was past the end (a header number not below `peakcache_entry_header_count`).
      */
     PEAKCACHE_ERR_OUT_OF_RANGE = 6,
+    /**
+     * The request has no cache key (a method other than GET and HEAD, no host, a scheme other
+     * than http and https): forward it untouched and store nothing. The reason is in
+     * `peakcache_last_error`.
+     */
+    PEAKCACHE_ERR_NOT_CACHEABLE = 7,
+    /**
+     * Bytes that are not valid HTTP: a method, target, header name or value, or status code
+     * the HTTP family cannot read (in the arguments, or in a stored entry). Treat the request
+     * as not cacheable; `peakcache_last_error` names the culprit.
+     */
+    PEAKCACHE_ERR_MALFORMED = 8,
+    /**
+     * A 304's validator does not match the stored response (RFC 9111 §4.3.4): the entry was not
+     * updated; fetch the resource again without conditions.
+     */
+    PEAKCACHE_ERR_VALIDATOR_MISMATCH = 9,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -162,31 +193,110 @@ typedef uint32_t peakcache_result;
 #endif // __cplusplus
 
 /**
- * How an entry is being served.
+ * What `peakcache_http_serve` answered.
  */
-enum peakcache_served
+enum peakcache_http_answer_kind
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
     /**
-     * Inside its freshness lifetime (or the cache is frozen).
+     * Send the stored response: `status`, `headers`, and the entry's body (none for HEAD).
      */
-    PEAKCACHE_SERVED_FRESH = 1,
+    PEAKCACHE_HTTP_SEND_STORED = 1,
     /**
-     * Stale, inside its stale-while-revalidate window.
+     * The client's copy is current: send `304` with `headers`, no body.
      */
-    PEAKCACHE_SERVED_STALE = 2,
+    PEAKCACHE_HTTP_SEND_NOT_MODIFIED = 2,
     /**
-     * Stale past stale-while-revalidate, served because the origin failed (stale-if-error).
+     * The request has preconditions the cache does not evaluate (`If-Match`,
+     * `If-Unmodified-Since`): forward it. `headers` is NULL.
      */
-    PEAKCACHE_SERVED_STALE_IF_ERROR = 3,
+    PEAKCACHE_HTTP_FORWARD = 3,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum peakcache_served peakcache_served;
+typedef enum peakcache_http_answer_kind peakcache_http_answer_kind;
 #else
-typedef uint32_t peakcache_served;
+typedef uint32_t peakcache_http_answer_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Why a response is not stored (`peakcache_http_decision.reason`); `PEAKCACHE_HTTP_STORE`
+ * when it is. `peakcache_http_dont_store_str` describes each. Values are only ever appended.
+ */
+enum peakcache_http_dont_store
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Storable: `store` holds the decision.
+     */
+    PEAKCACHE_HTTP_STORE = 0,
+    /**
+     * The request method is not GET (RFC 9111 §3).
+     */
+    PEAKCACHE_HTTP_DONT_STORE_METHOD = 1,
+    /**
+     * The request was a HEAD: its response has no content to serve a later GET.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_HEAD_REQUEST = 2,
+    /**
+     * The status is not final (1xx).
+     */
+    PEAKCACHE_HTTP_DONT_STORE_STATUS_NOT_FINAL = 3,
+    /**
+     * A 304 updates a stored response (`peakcache_http_revalidate`); it is not stored itself.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_NOT_MODIFIED = 4,
+    /**
+     * A status this cache does not understand (206, or unknown with `must-understand`).
+     */
+    PEAKCACHE_HTTP_DONT_STORE_STATUS_NOT_UNDERSTOOD = 5,
+    /**
+     * The request has `Cache-Control: no-store`.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_REQUEST_NO_STORE = 6,
+    /**
+     * The response has `no-store`.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_NO_STORE = 7,
+    /**
+     * The response is `private`.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_PRIVATE = 8,
+    /**
+     * The request has `Authorization` and the response does not allow sharing (RFC 9111 §3.5).
+     */
+    PEAKCACHE_HTTP_DONT_STORE_AUTHORIZATION = 9,
+    /**
+     * The response sets a cookie (see `peakcache_http_config.set_cookie`).
+     */
+    PEAKCACHE_HTTP_DONT_STORE_SET_COOKIE = 10,
+    /**
+     * The response has `Vary: *` or an unreadable `Vary`.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_VARY_STAR = 11,
+    /**
+     * No freshness information and a status that is not heuristically cacheable.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_NO_FRESHNESS = 12,
+    /**
+     * Stale on arrival, without stale windows or a validator: it could never be used.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_NOT_REUSABLE = 13,
+    /**
+     * A reason newer than this header.
+     */
+    PEAKCACHE_HTTP_DONT_STORE_OTHER = 255,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum peakcache_http_dont_store peakcache_http_dont_store;
+#else
+typedef uint32_t peakcache_http_dont_store;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -230,6 +340,39 @@ typedef uint32_t peakcache_lookup_kind;
 #endif // __cplusplus
 
 /**
+ * How an entry is being served.
+ */
+enum peakcache_served
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * No entry (an answer that hands out none).
+     */
+    PEAKCACHE_SERVED_NONE = 0,
+    /**
+     * Inside its freshness lifetime (or the cache is frozen).
+     */
+    PEAKCACHE_SERVED_FRESH = 1,
+    /**
+     * Stale, inside its stale-while-revalidate window.
+     */
+    PEAKCACHE_SERVED_STALE = 2,
+    /**
+     * Stale past stale-while-revalidate, served because the origin failed (stale-if-error).
+     */
+    PEAKCACHE_SERVED_STALE_IF_ERROR = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum peakcache_served peakcache_served;
+#else
+typedef uint32_t peakcache_served;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * What a waiter resolved to.
  */
 enum peakcache_wait_kind
@@ -268,6 +411,93 @@ typedef uint32_t peakcache_wait_kind;
 #endif // __cplusplus
 
 /**
+ * How a response reached the client, for `Cache-Status` (RFC 9211). Passed as a `uint32_t`.
+ */
+enum peakcache_http_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * A fresh entry: `hit; ttl=N`.
+     */
+    PEAKCACHE_HTTP_HIT = 1,
+    /**
+     * A stale entry served while it is refreshed: `hit; ttl=-N; detail=stale-while-revalidate`
+     * (`grace-while-revalidate` when only the operator's grace allowed it).
+     */
+    PEAKCACHE_HTTP_STALE = 2,
+    /**
+     * A stale entry served because the origin failed: `fwd=stale; fwd-status=S; ttl=-N;
+     * detail=stale-if-error` (or `grace-if-error`).
+     */
+    PEAKCACHE_HTTP_STALE_IF_ERROR = 3,
+    /**
+     * Nothing stored for the URI; fetched: `fwd=uri-miss; fwd-status=S` (`; stored`).
+     */
+    PEAKCACHE_HTTP_MISS = 4,
+    /**
+     * Stored for the URI but not for this variant: `fwd=vary-miss; fwd-status=S` (`; stored`).
+     */
+    PEAKCACHE_HTTP_VARY_MISS = 5,
+    /**
+     * The answer of another request's fetch (a waiter's hit): `fwd=miss; fwd-status=S;
+     * collapsed`.
+     */
+    PEAKCACHE_HTTP_COLLAPSED = 6,
+    /**
+     * A stale entry revalidated (or refetched) before answering: `fwd=stale; fwd-status=S`
+     * (`; stored`).
+     */
+    PEAKCACHE_HTTP_REVALIDATED = 7,
+    /**
+     * Forwarded without the cache: the key passes through (not cacheable): `fwd=bypass;
+     * fwd-status=S`.
+     */
+    PEAKCACHE_HTTP_PASS = 8,
+    /**
+     * Forwarded because of the request method: `fwd=method; fwd-status=S`.
+     */
+    PEAKCACHE_HTTP_METHOD = 9,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum peakcache_http_outcome peakcache_http_outcome;
+#else
+typedef uint32_t peakcache_http_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * What to do with a response that sets a cookie (`peakcache_http_config.set_cookie`).
+ */
+enum peakcache_http_set_cookie
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * Do not store it (the default): a stored cookie would be handed to every client.
+     */
+    PEAKCACHE_HTTP_SET_COOKIE_DONT_STORE = 0,
+    /**
+     * Store it without its `Set-Cookie` fields.
+     */
+    PEAKCACHE_HTTP_SET_COOKIE_STRIP = 1,
+    /**
+     * Store it with its cookies, served to everyone.
+     */
+    PEAKCACHE_HTTP_SET_COOKIE_STORE = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum peakcache_http_set_cookie peakcache_http_set_cookie;
+#else
+typedef uint32_t peakcache_http_set_cookie;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * Bytes the library allocated for the caller (owned by the caller): read them with
  * `peakcache_buf_data`, free them with `peakcache_buf_free`.
  */
@@ -294,6 +524,33 @@ typedef struct peakcache_entry peakcache_entry;
  * and must not be used by two at once.
  */
 typedef struct peakcache_fill peakcache_fill;
+
+/**
+ * A list of header fields the library built (owned by the caller): read it as an array with
+ * `peakcache_http_headers_items`, free it with `peakcache_http_headers_free`. Names are
+ * lowercase; fields of one name keep their order.
+ */
+typedef struct peakcache_http_headers peakcache_http_headers;
+
+/**
+ * A list of byte strings the library built (owned by the caller): read it as an array with
+ * `peakcache_http_keys_items`, free it with `peakcache_http_keys_free`.
+ */
+typedef struct peakcache_http_keys peakcache_http_keys;
+
+/**
+ * HTTP caching rules for one cache (shared): created by `peakcache_http_policy_new`, freed by
+ * `peakcache_http_policy_free`. Immutable and thread-safe: any number of threads may use one
+ * policy at once.
+ */
+typedef struct peakcache_http_policy peakcache_http_policy;
+
+/**
+ * A decision to store (owned by the caller): the response to commit
+ * (`peakcache_http_store_response`), its tags (`peakcache_http_store_tags`) and its Vary
+ * (`peakcache_http_store_vary`). Freed by `peakcache_http_store_free`. Read-only.
+ */
+typedef struct peakcache_http_store peakcache_http_store;
 
 /**
  * The right to refresh a stale entry in the background (owned by the caller), handed to one
@@ -367,6 +624,209 @@ typedef struct peakcache_config {
 } peakcache_config;
 
 /**
+ * One header field as two borrowed byte strings (neither NUL-terminated): `name[0..name_len]`
+ * and `value[0..value_len]`. A NULL pointer is allowed with a length of 0. Header names are
+ * compared case-insensitively; values must not contain CR, LF or NUL.
+ */
+typedef struct peakcache_http_header {
+    /**
+     * The name's first byte.
+     */
+    const uint8_t *name;
+    /**
+     * The name's length.
+     */
+    size_t name_len;
+    /**
+     * The value's first byte.
+     */
+    const uint8_t *value;
+    /**
+     * The value's length.
+     */
+    size_t value_len;
+} peakcache_http_header;
+
+/**
+ * A borrowed byte string: `len` bytes at `data`. A NULL `data` with `len == 0` is the empty
+ * string. Nothing assumes a NUL terminator. Used for arrays of strings (tags); single strings
+ * are passed as two arguments, `ptr` and `len`.
+ */
+typedef struct peakcache_bytes {
+    /**
+     * The first byte, or NULL when `len` is 0.
+     */
+    const uint8_t *data;
+    /**
+     * The number of bytes.
+     */
+    size_t len;
+} peakcache_bytes;
+
+/**
+ * The settings of an HTTP policy, a plain struct: fill it with `peakcache_http_config_default`,
+ * change what you need, pass it to `peakcache_http_policy_new` (which copies everything it
+ * points to). Fields are only ever appended.
+ */
+typedef struct peakcache_http_config {
+    /**
+     * The cache's name in `Cache-Status` (UTF-8). Default `peakcache`.
+     */
+    struct peakcache_bytes cache_name;
+    /**
+     * The scheme of requests that give none, `http` or `https`. Default `https`.
+     */
+    struct peakcache_bytes default_scheme;
+    /**
+     * More query parameter names to leave out of keys and upstream requests (campaign
+     * tracking), in addition to the built-in `gclid`, `fbclid`, `msclkid`, `dclid`, `gbraid`,
+     * `wbraid`, `mc_cid`, `mc_eid`, `_ga`. Default none (NULL, 0).
+     */
+    const struct peakcache_bytes *ignored_query_params;
+    /**
+     * The number of entries at `ignored_query_params`.
+     */
+    size_t n_ignored_query_params;
+    /**
+     * More query parameter name prefixes to leave out, in addition to the built-in `utm_`.
+     * Default none (NULL, 0).
+     */
+    const struct peakcache_bytes *ignored_query_prefixes;
+    /**
+     * The number of entries at `ignored_query_prefixes`.
+     */
+    size_t n_ignored_query_prefixes;
+    /**
+     * A `peakcache_http_set_cookie`. Default `PEAKCACHE_HTTP_SET_COOKIE_DONT_STORE`.
+     */
+    uint32_t set_cookie;
+    /**
+     * The stale-while-revalidate window given when the origin sends none. Default 0. Never
+     * applied where serving stale is forbidden (`no-cache`, `must-revalidate`, `s-maxage`).
+     */
+    uint64_t default_swr_ms;
+    /**
+     * The stale-if-error window given when the origin sends none. Default 0.
+     */
+    uint64_t default_sie_ms;
+    /**
+     * The operator's grace: each stale window is at least this long, whatever the origin
+     * said (reported as grace in `Cache-Status`). Default 0.
+     */
+    uint64_t grace_swr_ms;
+    /**
+     * The stale-if-error grace. Default 0.
+     */
+    uint64_t grace_sie_ms;
+    /**
+     * Let `stale-while-revalidate` / `stale-if-error` apply alongside `s-maxage` (RFC 9111
+     * §5.2.2.10 forbids it; many origins mean it). Default false.
+     */
+    bool stale_with_s_maxage;
+} peakcache_http_config;
+
+/**
+ * A request as the host holds it: every field borrowed for the duration of the call.
+ */
+typedef struct peakcache_http_request {
+    /**
+     * The method (`GET`), case-sensitive.
+     */
+    struct peakcache_bytes method;
+    /**
+     * The scheme of the connection (`http`, `https`); empty: the policy's default scheme.
+     */
+    struct peakcache_bytes scheme;
+    /**
+     * The authority (`host[:port]`); empty: taken from the `Host` header (or from `path`
+     * when that is an absolute URI).
+     */
+    struct peakcache_bytes authority;
+    /**
+     * The request target's path and query as received (`/shoes?utm_source=x&page=2`), raw
+     * bytes; empty is `/`.
+     */
+    struct peakcache_bytes path;
+    /**
+     * The request's header fields, in the order received.
+     */
+    const struct peakcache_http_header *headers;
+    /**
+     * The number of records at `headers`.
+     */
+    size_t nheaders;
+} peakcache_http_request;
+
+/**
+ * A response's status line and header fields as the host holds them, borrowed for the
+ * duration of the call.
+ */
+typedef struct peakcache_http_response_head {
+    /**
+     * The status code (100 to 999).
+     */
+    uint16_t status;
+    /**
+     * The response's header fields, in the order received.
+     */
+    const struct peakcache_http_header *headers;
+    /**
+     * The number of records at `headers`.
+     */
+    size_t nheaders;
+} peakcache_http_response_head;
+
+/**
+ * The answer of `peakcache_http_serve`. Its handle is owned by the caller.
+ */
+typedef struct peakcache_http_answer {
+    /**
+     * What to send.
+     */
+    peakcache_http_answer_kind kind;
+    /**
+     * The status to send (the stored status, or 304); 0 for FORWARD.
+     */
+    uint16_t status;
+    /**
+     * The header fields to send, complete: the stored ones without this cache's own
+     * (`CDN-Cache-Control`, `Surrogate-Control`, `Surrogate-Key`), with `Age` and
+     * `Cache-Status` (free with `peakcache_http_headers_free`). NULL for FORWARD.
+     */
+    struct peakcache_http_headers *headers;
+} peakcache_http_answer;
+
+/**
+ * What `peakcache_http_on_response` and `peakcache_http_revalidate` decided.
+ */
+typedef struct peakcache_http_decision {
+    /**
+     * `PEAKCACHE_HTTP_STORE`, or why not (then every other field is 0 / NULL: forward the
+     * response, and complete the fill with `peakcache_fill_uncacheable`).
+     */
+    peakcache_http_dont_store reason;
+    /**
+     * Fresh for this long from now (the response time), for the commit's `ttl_ms`: the
+     * freshness lifetime minus the response's age.
+     */
+    uint64_t ttl_ms;
+    /**
+     * The stale-while-revalidate window, for the commit's `swr_ms` (never
+     * `PEAKCACHE_WINDOW_DEFAULT`: the policy's defaults are already in).
+     */
+    uint64_t swr_ms;
+    /**
+     * The stale-if-error window, for the commit's `sie_ms`.
+     */
+    uint64_t sie_ms;
+    /**
+     * STORE: the rest of the decision (tags, Vary, the response to commit); free it with
+     * `peakcache_http_store_free` once committed.
+     */
+    struct peakcache_http_store *store;
+} peakcache_http_decision;
+
+/**
  * A log callback: `userdata` as given to `peakcache_set_log_callback`, a `PEAKCACHE_LOG_*`
  * level, and the message as bytes (`msg[0..len]`, UTF-8, not NUL-terminated, valid only during
  * the call). Called from whichever thread made the call that logs, never with a lock of the
@@ -403,6 +863,41 @@ typedef struct peakcache_lookup_result {
      * WAIT: the waiter (resolve it or `peakcache_waiter_free` it).
      */
     struct peakcache_waiter *waiter;
+    /**
+     * FRESH, STALE: how the entry is served (a STALE answer may be
+     * `PEAKCACHE_SERVED_STALE_IF_ERROR` while a failing origin backs off); NONE otherwise.
+     */
+    peakcache_served served;
+    /**
+     * FRESH, STALE: the stored status code (as `peakcache_entry_status`); 0 otherwise.
+     */
+    uint16_t status;
+    /**
+     * FRESH, STALE: the body as a view (as `peakcache_entry_body`), valid until the entry is freed; NULL
+     * otherwise.
+     */
+    const uint8_t *body;
+    /**
+     * FRESH, STALE: the body's length in bytes; 0 otherwise.
+     */
+    size_t body_len;
+    /**
+     * FRESH, STALE: when the value was stored, in the cache clock's milliseconds
+     * (`peakcache_cache_now_ms`; its age is `now - stored_at_ms`). 0 otherwise.
+     */
+    uint64_t stored_at_ms;
+    /**
+     * FRESH, STALE: when it stops (or stopped) being fresh, in the cache clock's milliseconds.
+     */
+    uint64_t fresh_until_ms;
+    /**
+     * FRESH, STALE: when its stale-while-revalidate window ends, same clock.
+     */
+    uint64_t revalidate_until_ms;
+    /**
+     * FRESH, STALE: when its stale-if-error window ends, same clock.
+     */
+    uint64_t error_until_ms;
 } peakcache_lookup_result;
 
 /**
@@ -518,22 +1013,6 @@ typedef struct peakcache_stats {
 } peakcache_stats;
 
 /**
- * A borrowed byte string: `len` bytes at `data`. A NULL `data` with `len == 0` is the empty
- * string. Nothing assumes a NUL terminator. Used for arrays of strings (tags); single strings
- * are passed as two arguments, `ptr` and `len`.
- */
-typedef struct peakcache_bytes {
-    /**
-     * The first byte, or NULL when `len` is 0.
-     */
-    const uint8_t *data;
-    /**
-     * The number of bytes.
-     */
-    size_t len;
-} peakcache_bytes;
-
-/**
  * The final answer of a waiter. Its handles are owned by the caller; those the kind does not
  * use are NULL.
  */
@@ -550,6 +1029,41 @@ typedef struct peakcache_wait_result {
      * FILL: the fill ticket (complete it or `peakcache_fill_abandon` it).
      */
     struct peakcache_fill *fill;
+    /**
+     * HIT: how the entry is served (`PEAKCACHE_SERVED_STALE_IF_ERROR` after a failed
+     * fill); NONE otherwise.
+     */
+    peakcache_served served;
+    /**
+     * HIT: the stored status code (as `peakcache_entry_status`); 0 otherwise.
+     */
+    uint16_t status;
+    /**
+     * HIT: the body as a view (as `peakcache_entry_body`), valid until the entry is freed; NULL
+     * otherwise.
+     */
+    const uint8_t *body;
+    /**
+     * HIT: the body's length in bytes; 0 otherwise.
+     */
+    size_t body_len;
+    /**
+     * HIT: when the value was stored, in the cache clock's milliseconds
+     * (`peakcache_cache_now_ms`; its age is `now - stored_at_ms`). 0 otherwise.
+     */
+    uint64_t stored_at_ms;
+    /**
+     * HIT: when it stops (or stopped) being fresh, in the cache clock's milliseconds.
+     */
+    uint64_t fresh_until_ms;
+    /**
+     * HIT: when its stale-while-revalidate window ends, same clock.
+     */
+    uint64_t revalidate_until_ms;
+    /**
+     * HIT: when its stale-if-error window ends, same clock.
+     */
+    uint64_t error_until_ms;
 } peakcache_wait_result;
 
 #ifdef __cplusplus
@@ -641,7 +1155,8 @@ peakcache_result peakcache_clear(const struct peakcache_cache *cache);
 
 /**
  * The cache clock's time in milliseconds (monotonic, from the cache's creation): the time base
- * of `peakcache_entry_stored_at_ms` and `peakcache_entry_fresh_until_ms`. 0 for NULL.
+ * of the times a lookup or a waiter reports (`stored_at_ms`, `fresh_until_ms`, ...), so an
+ * entry's age is `peakcache_cache_now_ms(cache) - stored_at_ms`. 0 for NULL.
  *
  * # Safety
  * `cache` must be NULL or live.
@@ -672,15 +1187,6 @@ uint16_t peakcache_entry_status(const struct peakcache_entry *entry);
  * `entry` must be NULL or a live entry.
  */
 uint32_t peakcache_entry_flags(const struct peakcache_entry *entry);
-
-/**
- * How the entry is served, in `*out`.
- *
- * # Safety
- * `entry` must be NULL or a live entry; `out` NULL or writable.
- */
-peakcache_result peakcache_entry_served(const struct peakcache_entry *entry,
-                                        peakcache_served *out);
 
 /**
  * The body as a view: `*ptr` and `*len`, valid until `peakcache_entry_free(entry)`. For an
@@ -717,52 +1223,20 @@ peakcache_result peakcache_entry_header(const struct peakcache_entry *entry,
                                         size_t *value_len);
 
 /**
- * When the value was stored, in the cache clock's milliseconds (`peakcache_cache_now_ms`).
- * 0 for NULL.
+ * The metadata stored with the value (`peakcache_response_set_meta`) as a view: `*ptr` and
+ * `*len`, valid until `peakcache_entry_free(entry)`. Empty (`*len` 0, `*ptr` not to be read) when
+ * none was set.
  *
  * # Safety
- * `entry` must be NULL or a live entry.
+ * `entry` must be NULL or a live entry; `ptr` and `len` NULL or writable.
  */
-uint64_t peakcache_entry_stored_at_ms(const struct peakcache_entry *entry);
-
-/**
- * When the value stops (or stopped) being fresh, in the cache clock's milliseconds.
- * 0 for NULL.
- *
- * # Safety
- * `entry` must be NULL or a live entry.
- */
-uint64_t peakcache_entry_fresh_until_ms(const struct peakcache_entry *entry);
-
-/**
- * When its stale-while-revalidate window ends, in the cache clock's milliseconds.
- * 0 for NULL.
- *
- * # Safety
- * `entry` must be NULL or a live entry.
- */
-uint64_t peakcache_entry_revalidate_until_ms(const struct peakcache_entry *entry);
-
-/**
- * When its stale-if-error window ends, in the cache clock's milliseconds. 0 for NULL.
- *
- * # Safety
- * `entry` must be NULL or a live entry.
- */
-uint64_t peakcache_entry_error_until_ms(const struct peakcache_entry *entry);
-
-/**
- * How long the value has been stored, in milliseconds, read from the clock at this call: what
- * an `Age` header says. 0 for NULL.
- *
- * # Safety
- * `entry` must be NULL or a live entry.
- */
-uint64_t peakcache_entry_age_ms(const struct peakcache_entry *entry);
+peakcache_result peakcache_entry_meta(const struct peakcache_entry *entry,
+                                      const uint8_t **ptr,
+                                      size_t *len);
 
 /**
  * A second reference to the same value in `*out` (no copy of the bytes), freed on its own by
- * `peakcache_entry_free`.
+ * `peakcache_entry_free`. (It may be the same pointer: each reference is freed once.)
  *
  * # Safety
  * `entry` must be NULL or a live entry; `out` NULL or writable.
@@ -777,6 +1251,305 @@ peakcache_result peakcache_entry_clone(const struct peakcache_entry *entry,
  * `entry` must be NULL or a live entry, not used afterwards.
  */
 void peakcache_entry_free(struct peakcache_entry *entry);
+
+/**
+ * The list as an array: `*items` (`*n` records), valid until `peakcache_http_headers_free`.
+ * For an empty list `*n` is 0 and `*items` is not to be read.
+ *
+ * # Safety
+ * `headers` must be NULL or live; `items` and `n` NULL or writable.
+ */
+peakcache_result peakcache_http_headers_items(const struct peakcache_http_headers *headers,
+                                              const struct peakcache_http_header **items,
+                                              size_t *n);
+
+/**
+ * Frees a header list. NULL is a no-op.
+ *
+ * # Safety
+ * `headers` must be NULL or live, not used afterwards.
+ */
+void peakcache_http_headers_free(struct peakcache_http_headers *headers);
+
+/**
+ * Writes the default HTTP settings into `*cfg` (its strings point to static text).
+ *
+ * # Safety
+ * `cfg` must be NULL or writable.
+ */
+peakcache_result peakcache_http_config_default(struct peakcache_http_config *cfg);
+
+/**
+ * Creates an HTTP policy with the settings in `*cfg` (NULL: every default) in `*out`. Copies
+ * what `cfg` points to. `PEAKCACHE_ERR_INVALID` for text that is not UTF-8, a scheme other than
+ * http or https, an empty query parameter or prefix, or an unknown `set_cookie`.
+ *
+ * # Safety
+ * `cfg` must be NULL or point to a `peakcache_http_config` whose pointers are NULL (with a
+ * length or count of 0) or point to what their lengths and counts say; `out` NULL or writable.
+ */
+peakcache_result peakcache_http_policy_new(const struct peakcache_http_config *cfg,
+                                           struct peakcache_http_policy **out);
+
+/**
+ * Frees a policy. NULL is a no-op. Must not race with other calls using it.
+ *
+ * # Safety
+ * `policy` must be NULL or live, not used afterwards.
+ */
+void peakcache_http_policy_free(struct peakcache_http_policy *policy);
+
+/**
+ * Whether a response header named `name[0..len]` may be sent to clients: false for the
+ * fields meant for this cache alone (`CDN-Cache-Control`, `Surrogate-Control`,
+ * `Surrogate-Key`), which a host forwarding an upstream response must remove. (Serving from an
+ * entry, `peakcache_http_serve` removes them itself.) Names compare case-insensitively; true
+ * for a NULL policy or an invalid name.
+ *
+ * # Safety
+ * `policy` must be NULL or live; `name` NULL or `len` readable bytes.
+ */
+bool peakcache_http_forward_field(const struct peakcache_http_policy *policy,
+                                  const uint8_t *name,
+                                  size_t len);
+
+/**
+ * The primary cache key of a request in `*out`: `GET <scheme>://<host><path>?<query>`, the
+ * method class first (GET and HEAD share one), the host lowercased, campaign parameters
+ * removed. `PEAKCACHE_ERR_NOT_CACHEABLE` (reason in `peakcache_last_error`) when the request
+ * has no key: forward it untouched. `PEAKCACHE_ERR_MALFORMED` for bytes that are not HTTP.
+ *
+ * # Safety
+ * `policy` must be NULL or live; `request` NULL or a request as its fields document; `out`
+ * NULL or writable.
+ */
+peakcache_result peakcache_http_key(const struct peakcache_http_policy *policy,
+                                    const struct peakcache_http_request *request,
+                                    struct peakcache_buf **out);
+
+/**
+ * The key of the variant of a request selected by a stored `Vary` value
+ * (`vary[0..vary_len]`, as `peakcache_http_store_vary` gives it), in `*out`: the primary key,
+ * a NUL byte, then the request's values of the listed fields, normalised (`Accept-Encoding`
+ * reduced to the one coding this cache serves). Use it only with a non-empty `Vary`: a response
+ * without one is stored under the primary key. `PEAKCACHE_ERR_INVALID` for `Vary: *` or a
+ * value that is not a list of field names.
+ *
+ * # Safety
+ * As `peakcache_http_key`; `vary` NULL or `vary_len` readable bytes.
+ */
+peakcache_result peakcache_http_variant_key(const struct peakcache_http_policy *policy,
+                                            const struct peakcache_http_request *request,
+                                            const uint8_t *vary,
+                                            size_t vary_len,
+                                            struct peakcache_buf **out);
+
+/**
+ * What to send upstream on a miss, so the origin sees nothing the key leaves out: `*path`
+ * receives the path and query without the ignored (campaign) parameters, `*headers` the
+ * request's fields without the unkeyed ones (`X-Forwarded-Host`, ...) and without the client's
+ * `If-None-Match` / `If-Modified-Since` (answer those with `peakcache_http_serve`), with
+ * `Accept-Encoding` reduced to the coding this cache would pick. Send these instead of the
+ * client's. Both are written only on success.
+ *
+ * # Safety
+ * As `peakcache_http_key`; `path` and `headers` NULL or writable.
+ */
+peakcache_result peakcache_http_upstream_request(const struct peakcache_http_policy *policy,
+                                                 const struct peakcache_http_request *request,
+                                                 struct peakcache_buf **path,
+                                                 struct peakcache_http_headers **headers);
+
+/**
+ * The keys to invalidate after an unsafe request (`POST`, `PUT`, `DELETE`, ...) got the
+ * response `response` (RFC 9111 §4.4), in `*out`: the target URI and same-origin
+ * `Location` / `Content-Location`, as primary keys. Empty for safe methods and error statuses.
+ * Every entry the HTTP family stores is tagged with its primary key (see
+ * `peakcache_http_store_tags`), so `peakcache_purge_tag(cache, key, len, ...)` for each removes
+ * every variant too.
+ *
+ * # Safety
+ * As `peakcache_http_key`; `response` NULL or a head as its fields document.
+ */
+peakcache_result peakcache_http_invalidations(const struct peakcache_http_policy *policy,
+                                              const struct peakcache_http_request *request,
+                                              const struct peakcache_http_response_head *response,
+                                              struct peakcache_http_keys **out);
+
+/**
+ * The list as an array: `*items` (`*n` byte strings), valid until `peakcache_http_keys_free`.
+ *
+ * # Safety
+ * `keys` must be NULL or live; `items` and `n` NULL or writable.
+ */
+peakcache_result peakcache_http_keys_items(const struct peakcache_http_keys *keys,
+                                           const struct peakcache_bytes **items,
+                                           size_t *n);
+
+/**
+ * Frees a key list. NULL is a no-op.
+ *
+ * # Safety
+ * `keys` must be NULL or live, not used afterwards.
+ */
+void peakcache_http_keys_free(struct peakcache_http_keys *keys);
+
+/**
+ * The `Cache-Status` field value to append for this cache (`peakcache; hit; ttl=42`), in
+ * `*out`. `fwd_status` is the upstream status for forwarded outcomes (0: none); `stored` adds
+ * `stored` (a forwarded response that was stored). `entry` may be NULL; if not, it gives `ttl`
+ * (and the stale detail) at `now_ms` (Unix milliseconds) and must carry HTTP metadata
+ * (`PEAKCACHE_ERR_INVALID` otherwise). Serving from an entry, `peakcache_http_serve` includes
+ * this already.
+ *
+ * # Safety
+ * `policy` must be NULL or live; `entry` NULL or live; `out` NULL or writable.
+ */
+peakcache_result peakcache_http_cache_status(const struct peakcache_http_policy *policy,
+                                             uint32_t outcome,
+                                             uint16_t fwd_status,
+                                             bool stored,
+                                             const struct peakcache_entry *entry,
+                                             uint64_t now_ms,
+                                             struct peakcache_buf **out);
+
+/**
+ * The `Age` of an entry at `now_ms` (Unix milliseconds) in `*secs`: its age when received plus
+ * the time since (RFC 9111 §4.2.3), the value of the `Age` header to send.
+ * `PEAKCACHE_ERR_INVALID` when the entry has no HTTP metadata.
+ *
+ * # Safety
+ * `entry` must be NULL or live; `secs` NULL or writable.
+ */
+peakcache_result peakcache_http_age(const struct peakcache_entry *entry,
+                                    uint64_t now_ms,
+                                    uint64_t *secs);
+
+/**
+ * Answers `request` from `entry` at `now_ms` (Unix milliseconds), in `*out`: evaluates the
+ * client's `If-None-Match` / `If-Modified-Since` (RFC 9111 §4.3.2) and gives the status and the
+ * complete header list to send (a 304's, or the stored response's), with `Age` and the
+ * `Cache-Status` of `outcome` (a `peakcache_http_outcome`: `PEAKCACHE_HTTP_HIT` for a fresh
+ * lookup, `_STALE`, `_STALE_IF_ERROR` with the failed `fwd_status`, `_COLLAPSED` for a
+ * waiter's hit, `_REVALIDATED` or `_MISS` after storing). `PEAKCACHE_ERR_INVALID` when the
+ * entry has no HTTP metadata (it was not stored through the HTTP family).
+ *
+ * # Safety
+ * `policy` must be NULL or live; `request` NULL or as its fields document; `entry` NULL or
+ * live; `out` NULL or writable.
+ */
+peakcache_result peakcache_http_serve(const struct peakcache_http_policy *policy,
+                                      const struct peakcache_http_request *request,
+                                      const struct peakcache_entry *entry,
+                                      uint32_t outcome,
+                                      uint16_t fwd_status,
+                                      uint64_t now_ms,
+                                      struct peakcache_http_answer *out);
+
+/**
+ * The fields to add to the upstream request revalidating `entry` (RFC 9111 §4.3.1), in
+ * `*out`: `If-None-Match` from its `ETag`, `If-Modified-Since` from its `Last-Modified`; an
+ * empty list when it has neither (then fetch unconditionally).
+ *
+ * # Safety
+ * `policy` must be NULL or live; `entry` NULL or live; `out` NULL or writable.
+ */
+peakcache_result peakcache_http_revalidation_headers(const struct peakcache_http_policy *policy,
+                                                     const struct peakcache_entry *entry,
+                                                     struct peakcache_http_headers **out);
+
+/**
+ * A short description of a `peakcache_http_dont_store` reason (`"response has no-store"`) as a
+ * static NUL-terminated string, for logs. Never NULL; never free it.
+ */
+const char *peakcache_http_dont_store_str(uint32_t reason);
+
+/**
+ * Decides whether to store an upstream response, and how, in `*out` (see
+ * `peakcache_http_decision`). `request` is the request as sent upstream (or the client's);
+ * `request_time_ms` when it was sent and `response_time_ms` when the response's head arrived,
+ * both in Unix milliseconds (they give the response's age, RFC 9111 §4.2.3). A response not
+ * to store is still `PEAKCACHE_OK`, with the reason in `out->reason`.
+ * `PEAKCACHE_ERR_NOT_CACHEABLE` when the request has no key; `PEAKCACHE_ERR_MALFORMED` for
+ * bytes that are not HTTP.
+ *
+ * # Safety
+ * `policy` must be NULL or live; `request` and `response` NULL or as their fields document;
+ * `out` NULL or writable.
+ */
+peakcache_result peakcache_http_on_response(const struct peakcache_http_policy *policy,
+                                            const struct peakcache_http_request *request,
+                                            const struct peakcache_http_response_head *response,
+                                            uint64_t request_time_ms,
+                                            uint64_t response_time_ms,
+                                            struct peakcache_http_decision *out);
+
+/**
+ * Revalidation answered `304 Not Modified`: merges the 304 `not_modified` into the stored
+ * response of `entry` (RFC 9111 §4.3.4: its fields replace the stored ones, except the body's
+ * framing and coding) and decides again, as `peakcache_http_on_response`, for the merged
+ * response, in `*out`. When storable, `peakcache_http_store_response` gives the merged response
+ * with the stored body (shared, not copied): commit it with the refresh or fill, and serve it.
+ * `PEAKCACHE_ERR_VALIDATOR_MISMATCH`: the 304 is for another version; fetch again without
+ * conditions. `PEAKCACHE_ERR_INVALID` when `not_modified` is not a 304 or the entry has no
+ * HTTP metadata.
+ *
+ * # Safety
+ * As `peakcache_http_on_response`; `entry` NULL or a live entry.
+ */
+peakcache_result peakcache_http_revalidate(const struct peakcache_http_policy *policy,
+                                           const struct peakcache_http_request *request,
+                                           const struct peakcache_entry *entry,
+                                           const struct peakcache_http_response_head *not_modified,
+                                           uint64_t request_time_ms,
+                                           uint64_t response_time_ms,
+                                           struct peakcache_http_decision *out);
+
+/**
+ * A new response to commit in `*out`: the decided status, the headers to store (the fields a
+ * shared cache must not store removed, RFC 9111 §3.1, and `Date` added when missing), and the
+ * entry metadata the serving calls read (`peakcache_response_set_meta`: do not overwrite it).
+ * Its body is empty after `peakcache_http_on_response` (append the body as it arrives) and the
+ * stored body after `peakcache_http_revalidate`. May be called more than once.
+ *
+ * # Safety
+ * `store` must be NULL or live; `out` NULL or writable.
+ */
+peakcache_result peakcache_http_store_response(const struct peakcache_http_store *store,
+                                               struct peakcache_response **out);
+
+/**
+ * The tags to commit with: the response's `Surrogate-Key` tags, then its primary key, as an
+ * array `*tags` of `*ntags` byte strings valid until `peakcache_http_store_free(store)`; pass
+ * them straight to `peakcache_fill_commit`.
+ *
+ * # Safety
+ * `store` must be NULL or live; `tags` and `ntags` NULL or writable.
+ */
+peakcache_result peakcache_http_store_tags(const struct peakcache_http_store *store,
+                                           const struct peakcache_bytes **tags,
+                                           size_t *ntags);
+
+/**
+ * The response's `Vary` (field names, lowercase, sorted: `accept-encoding, cookie`) as a view
+ * valid until `peakcache_http_store_free(store)`; `*len` 0 when it varies on nothing. When not
+ * empty, store the response under `peakcache_http_variant_key(policy, request, vary, len)` and
+ * keep this value under the primary key, so later lookups can compute the variant key.
+ *
+ * # Safety
+ * `store` must be NULL or live; `ptr` and `len` NULL or writable.
+ */
+peakcache_result peakcache_http_store_vary(const struct peakcache_http_store *store,
+                                           const uint8_t **ptr,
+                                           size_t *len);
+
+/**
+ * Frees a store decision. NULL is a no-op. Responses made from it stay valid.
+ *
+ * # Safety
+ * `store` must be NULL or live, not used afterwards.
+ */
+void peakcache_http_store_free(struct peakcache_http_store *store);
 
 /**
  * Sets the process-wide log callback (NULL `cb` turns logging off; the default is off).
@@ -865,6 +1638,20 @@ size_t peakcache_response_body_len(const struct peakcache_response *resp);
  */
 peakcache_result peakcache_response_set_flags(struct peakcache_response *resp,
                                               uint32_t flags);
+
+/**
+ * Sets the metadata stored with the value (copied, replacing any): bytes the cache does not
+ * interpret, read back with `peakcache_entry_meta`, counted in the entry's weight. The HTTP
+ * family (`peakcache_http_store_response`) writes its own entry metadata here, a versioned blob
+ * that `peakcache_http_*` functions read from the entry; a host using the HTTP family should
+ * not overwrite it. Default empty.
+ *
+ * # Safety
+ * `resp` must be NULL or a live response; `ptr` must be NULL or point to `len` readable bytes.
+ */
+peakcache_result peakcache_response_set_meta(struct peakcache_response *resp,
+                                             const uint8_t *ptr,
+                                             size_t len);
 
 /**
  * Frees a response that was not committed. NULL is a no-op.
@@ -1027,8 +1814,8 @@ void peakcache_refresh_abandon(struct peakcache_refresh *refresh);
 
 /**
  * The fetch failed. `*stale_out` (if `stale_out` is not NULL) receives the entry still inside
- * its stale-if-error window, served as `PEAKCACHE_SERVED_STALE_IF_ERROR`, or NULL if there is
- * none; the same goes to every waiter. The key then backs off: until the back-off passes,
+ * its stale-if-error window, to be served as `PEAKCACHE_SERVED_STALE_IF_ERROR`, or NULL if there
+ * is none; the same goes to every waiter. The key then backs off: until the back-off passes,
  * lookups get the stale entry without a new fetch. Consumes `*fill` (set to NULL).
  *
  * # Safety

@@ -20,11 +20,20 @@ static int serve(peakcache_cache *cache, const char *key) {
         return -1;
     }
 
+    /* A hit's answer carries the entry, its status, a view of its body and its times. */
     peakcache_entry *entry = NULL;
+    uint16_t status = 0;
+    const uint8_t *body = NULL;
+    size_t len = 0;
+    uint64_t stored_at_ms = 0;
     switch (r.kind) {
     case PEAKCACHE_LOOKUP_FRESH:
     case PEAKCACHE_LOOKUP_STALE:
         entry = r.entry;
+        status = r.status;
+        body = r.body;
+        len = r.body_len;
+        stored_at_ms = r.stored_at_ms;
         /* A real host refreshes in the background; this one just gives the ticket back. */
         peakcache_refresh_abandon(r.refresh);
         break;
@@ -33,6 +42,10 @@ static int serve(peakcache_cache *cache, const char *key) {
         peakcache_waiter_wait(&r.waiter, 5000, &w); /* consumes r.waiter */
         if (w.kind == PEAKCACHE_WAIT_HIT) {
             entry = w.entry;
+            status = w.status;
+            body = w.body;
+            len = w.body_len;
+            stored_at_ms = w.stored_at_ms;
             break;
         }
         peakcache_fill_abandon(w.fill); /* FILL: a real host fetches and commits here */
@@ -58,11 +71,10 @@ static int serve(peakcache_cache *cache, const char *key) {
         return 0;
     }
 
-    const uint8_t *body;
-    size_t len;
-    peakcache_entry_body(entry, &body, &len);
-    printf("%s: hit, status %u, age %llu ms: %.*s\n", key, (unsigned)peakcache_entry_status(entry),
-           (unsigned long long)peakcache_entry_age_ms(entry), (int)len, (const char *)body);
+    /* The body stays valid until the entry is freed, whatever happens to the cache meanwhile. */
+    printf("%s: hit, status %u, age %llu ms: %.*s\n", key, (unsigned)status,
+           (unsigned long long)(peakcache_cache_now_ms(cache) - stored_at_ms), (int)len,
+           (const char *)body);
     peakcache_entry_free(entry);
     return 0;
 }

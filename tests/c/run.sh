@@ -52,7 +52,7 @@ ln -s libpeakcache.so.0 "$build/lib/libpeakcache.so"
 LIBS="-lpthread -ldl -lm -lrt -lutil"
 CFLAGS="-std=c11 -Wall -Wextra -Werror -pedantic -g -O1 -pthread -I$root/include"
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-tests="test_lifecycle test_misuse test_threads"
+tests="test_lifecycle test_misuse test_threads test_http"
 
 for t in $tests example; do
     step "build-$t" $CC $CFLAGS "$here/$t.c" "$build/lib/libpeakcache.a" $LIBS -o "$build/$t"

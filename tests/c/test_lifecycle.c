@@ -49,15 +49,19 @@ static void miss_commit_then_fresh(void) {
     CHECK_OK(peakcache_entry_header(h.entry, 1, &n, &nl, &v, &vl));
     CHECK(nl == 7 && memcmp(n, "X-Empty", 7) == 0 && vl == 0);
     CHECK_RC(peakcache_entry_header(h.entry, 2, &n, &nl, &v, &vl), PEAKCACHE_ERR_OUT_OF_RANGE);
-    peakcache_served served = 0;
-    CHECK_OK(peakcache_entry_served(h.entry, &served));
-    CHECK(served == PEAKCACHE_SERVED_FRESH);
-    uint64_t stored = peakcache_entry_stored_at_ms(h.entry);
+    /* How it is served, its status, body and times come with the lookup's answer. */
+    CHECK(h.served == PEAKCACHE_SERVED_FRESH);
+    CHECK(h.status == 203 && h.body_len == 12 && memcmp(h.body, "hello, world", 12) == 0);
+    uint64_t stored = h.stored_at_ms;
     CHECK(stored <= peakcache_cache_now_ms(cache));
-    CHECK(peakcache_entry_fresh_until_ms(h.entry) == stored + 10000);
-    CHECK(peakcache_entry_revalidate_until_ms(h.entry) == stored + 10000);
-    CHECK(peakcache_entry_error_until_ms(h.entry) == stored + 10000);
-    CHECK(peakcache_entry_age_ms(h.entry) < 1000);
+    CHECK(h.fresh_until_ms == stored + 10000);
+    CHECK(h.revalidate_until_ms == stored + 10000);
+    CHECK(h.error_until_ms == stored + 10000);
+    CHECK(peakcache_cache_now_ms(cache) - stored < 1000);
+    const uint8_t *meta = NULL;
+    size_t meta_len = 99;
+    CHECK_OK(peakcache_entry_meta(h.entry, &meta, &meta_len));
+    CHECK(meta_len == 0);
 
     peakcache_entry *copy = NULL;
     CHECK_OK(peakcache_entry_clone(h.entry, &copy));
@@ -86,10 +90,8 @@ static void stale_hands_one_refresh(void) {
     CHECK(s1.kind == PEAKCACHE_LOOKUP_STALE);
     CHECK(s1.entry != NULL && s1.refresh != NULL);
     CHECK(body_is(s1.entry, "v1"));
-    peakcache_served served = 0;
-    CHECK_OK(peakcache_entry_served(s1.entry, &served));
-    CHECK(served == PEAKCACHE_SERVED_STALE);
-    CHECK(peakcache_entry_age_ms(s1.entry) >= 50);
+    CHECK(s1.served == PEAKCACHE_SERVED_STALE);
+    CHECK(peakcache_cache_now_ms(cache) - s1.stored_at_ms >= 50);
 
     peakcache_lookup_result s2 = lookup(cache, "k");
     CHECK(s2.kind == PEAKCACHE_LOOKUP_STALE);
@@ -150,9 +152,6 @@ static void fail_serves_stale_if_error(void) {
     CHECK(m.fill == NULL);
     CHECK(stale != NULL && stale != (peakcache_entry *)0x1);
     CHECK(body_is(stale, "good"));
-    peakcache_served served = 0;
-    CHECK_OK(peakcache_entry_served(stale, &served));
-    CHECK(served == PEAKCACHE_SERVED_STALE_IF_ERROR);
     peakcache_entry_free(stale);
 
     /* The waiter gets the same stale entry. */
@@ -160,14 +159,16 @@ static void fail_serves_stale_if_error(void) {
     CHECK_OK(peakcache_waiter_wait(&w.waiter, 1000, &res));
     CHECK(w.waiter == NULL);
     CHECK(res.kind == PEAKCACHE_WAIT_HIT && res.entry != NULL && res.fill == NULL);
+    CHECK(res.served == PEAKCACHE_SERVED_STALE_IF_ERROR);
+    CHECK(res.status == 200 && res.body_len == 4 && memcmp(res.body, "good", 4) == 0);
+    CHECK(res.fresh_until_ms == res.stored_at_ms + 50 && res.error_until_ms == res.fresh_until_ms + 10000);
     CHECK(body_is(res.entry, "good"));
     peakcache_entry_free(res.entry);
 
     /* Backing off: lookups get the stale entry without a new fetch. */
     peakcache_lookup_result b = lookup(cache, "k");
     CHECK(b.kind == PEAKCACHE_LOOKUP_STALE && b.refresh == NULL);
-    CHECK_OK(peakcache_entry_served(b.entry, &served));
-    CHECK(served == PEAKCACHE_SERVED_STALE_IF_ERROR);
+    CHECK(b.served == PEAKCACHE_SERVED_STALE_IF_ERROR);
     peakcache_entry_free(b.entry);
 
     /* After the back-off (200 ms here), one caller probes again. */
@@ -417,9 +418,9 @@ static void default_windows(void) {
     peakcache_lookup_result m = lookup(cache, "k");
     commit_fill(&m.fill, "v", 1000, PEAKCACHE_WINDOW_DEFAULT, PEAKCACHE_WINDOW_DEFAULT);
     peakcache_lookup_result f = lookup(cache, "k");
-    uint64_t fresh = peakcache_entry_fresh_until_ms(f.entry);
-    CHECK(peakcache_entry_revalidate_until_ms(f.entry) == fresh + 7000);
-    CHECK(peakcache_entry_error_until_ms(f.entry) == fresh + 9000);
+    CHECK(f.fresh_until_ms == f.stored_at_ms + 1000);
+    CHECK(f.revalidate_until_ms == f.fresh_until_ms + 7000);
+    CHECK(f.error_until_ms == f.fresh_until_ms + 9000);
     peakcache_entry_free(f.entry);
     peakcache_cache_free(cache);
 }

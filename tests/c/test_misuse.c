@@ -43,20 +43,14 @@ static void null_handles_and_outs(void) {
     CHECK_RC(peakcache_response_append_body(NULL, KEY("a")), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_response_reserve_body(NULL, 10), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_response_set_flags(NULL, 1), PEAKCACHE_ERR_NULL);
+    CHECK_RC(peakcache_response_set_meta(NULL, KEY("m")), PEAKCACHE_ERR_NULL);
     CHECK(peakcache_response_body_len(NULL) == 0);
 
     CHECK(peakcache_entry_status(NULL) == 0);
     CHECK(peakcache_entry_flags(NULL) == 0);
     CHECK(peakcache_entry_header_count(NULL) == 0);
-    CHECK(peakcache_entry_age_ms(NULL) == 0);
-    CHECK(peakcache_entry_stored_at_ms(NULL) == 0);
-    CHECK(peakcache_entry_fresh_until_ms(NULL) == 0);
-    CHECK(peakcache_entry_revalidate_until_ms(NULL) == 0);
-    CHECK(peakcache_entry_error_until_ms(NULL) == 0);
-    peakcache_served served = 99;
-    CHECK_RC(peakcache_entry_served(NULL, &served), PEAKCACHE_ERR_NULL);
-    CHECK(served == 99);
     CHECK_RC(peakcache_entry_body(NULL, &ptr, &len), PEAKCACHE_ERR_NULL);
+    CHECK_RC(peakcache_entry_meta(NULL, &ptr, &len), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_entry_header(NULL, 0, &ptr, &len, &ptr, &len), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_entry_clone(NULL, &entry), PEAKCACHE_ERR_NULL);
     CHECK(ptr == SENTINEL && len == 77 && entry == SENTINEL);

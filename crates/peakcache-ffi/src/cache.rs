@@ -10,7 +10,7 @@ use std::time::Duration;
 
 /// What each entry costs against the capacity beyond its key, status, flags, headers and body
 /// (the cache's node and the value's allocation). An entry's weight is
-/// `key_len + 2 + 4 + sum(name_len + value_len + PEAKCACHE_HEADER_OVERHEAD) + body_len
+/// `key_len + 2 + 4 + sum(name_len + value_len + PEAKCACHE_HEADER_OVERHEAD) + body_len + meta_len
 /// + PEAKCACHE_ENTRY_OVERHEAD`.
 pub const PEAKCACHE_ENTRY_OVERHEAD: u64 = 192;
 
@@ -299,7 +299,8 @@ pub unsafe extern "C" fn peakcache_clear(cache: *const peakcache_cache) -> peakc
 }
 
 /// The cache clock's time in milliseconds (monotonic, from the cache's creation): the time base
-/// of `peakcache_entry_stored_at_ms` and `peakcache_entry_fresh_until_ms`. 0 for NULL.
+/// of the times a lookup or a waiter reports (`stored_at_ms`, `fresh_until_ms`, ...), so an
+/// entry's age is `peakcache_cache_now_ms(cache) - stored_at_ms`. 0 for NULL.
 ///
 /// # Safety
 /// `cache` must be NULL or live.
@@ -324,7 +325,11 @@ pub unsafe extern "C" fn peakcache_cache_max_object_bytes(cache: *const peakcach
     })
 }
 
-/// Whole milliseconds in `d`, saturating.
+/// Whole milliseconds in `d`, saturating. In 64-bit arithmetic (not `as_millis`, which is
+/// 128-bit): a lookup converts four times, on the hit path.
+#[inline]
 pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    d.as_secs()
+        .saturating_mul(1000)
+        .saturating_add(u64::from(d.subsec_millis()))
 }

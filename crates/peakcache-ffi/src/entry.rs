@@ -1,20 +1,25 @@
-//! A served entry: a counted reference to a stored value plus how it was served. Every view it
-//! hands out (body, headers) stays valid until `peakcache_entry_free`, whatever happens to the
-//! cache meanwhile (eviction, purge, replacement, `peakcache_cache_free`).
+//! A served entry: a counted reference to a stored value, nothing else. The handle C holds is
+//! the value's own `Arc` pointer (`Arc::into_raw`), so handing one out on a hit costs a
+//! reference count and no allocation, as in the core; how the entry is served and its times come
+//! with the answer that handed it out (`peakcache_lookup_result`, `peakcache_wait_result`).
+//! Every view it hands out (body, headers, metadata) stays valid until `peakcache_entry_free`,
+//! whatever happens to the cache meanwhile (eviction, purge, replacement, `peakcache_cache_free`).
 
 use crate::bytes::{arg, writable};
-use crate::cache::millis;
 use crate::panic::{boundary_or, boundary_unit, try_boundary};
 use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_OUT_OF_RANGE};
+use crate::value::Stored;
 use crate::Value;
-use peakcache::{Clock, Hit, Served, SystemClock};
-use std::cell::Cell;
-use std::mem::MaybeUninit;
+use peakcache::{Hit, Served};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// How an entry is being served.
 #[repr(u32)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum peakcache_served {
+    /// No entry (an answer that hands out none).
+    PEAKCACHE_SERVED_NONE = 0,
     /// Inside its freshness lifetime (or the cache is frozen).
     PEAKCACHE_SERVED_FRESH = 1,
     /// Stale, inside its stale-while-revalidate window.
@@ -27,49 +32,88 @@ pub enum peakcache_served {
 /// and `peakcache_fill_fail`; freed by `peakcache_entry_free`. Read-only: its accessors may be
 /// called from several threads at once.
 pub struct peakcache_entry {
-    hit: Hit<Value>,
-    clock: SystemClock,
+    // Never constructed: a `*mut peakcache_entry` is an `Arc<Stored>` turned into a pointer.
+    _opaque: [u8; 0],
 }
 
-thread_local! {
-    /// One entry allocation kept per thread after `peakcache_entry_free`, empty (its value
-    /// dropped), for the next hit on the thread to reuse: a hit then costs no allocation, as in
-    /// the core. Freed with the thread.
-    static SPARE: Cell<Option<Box<MaybeUninit<peakcache_entry>>>> = const { Cell::new(None) };
+/// How a hit is served, its times in the cache clock's milliseconds, its status and a view of
+/// its body: what an answer that hands out an entry reports next to it, so that serving a hit
+/// takes no further call.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct HitInfo {
+    pub(crate) served: peakcache_served,
+    pub(crate) status: u16,
+    pub(crate) body: *const u8,
+    pub(crate) body_len: usize,
+    pub(crate) stored_at_ms: u64,
+    pub(crate) fresh_until_ms: u64,
+    pub(crate) revalidate_until_ms: u64,
+    pub(crate) error_until_ms: u64,
+}
+
+impl HitInfo {
+    /// No entry.
+    pub(crate) const NONE: HitInfo = HitInfo {
+        served: peakcache_served::PEAKCACHE_SERVED_NONE,
+        status: 0,
+        body: std::ptr::null(),
+        body_len: 0,
+        stored_at_ms: 0,
+        fresh_until_ms: 0,
+        revalidate_until_ms: 0,
+        error_until_ms: 0,
+    };
+}
+
+/// A hit's time in the cache clock's whole milliseconds. Plain 64-bit arithmetic, cheaper than
+/// `millis` on the hit path: the clock counts from the cache's creation and each window is
+/// capped at 2^32-1 ms, so nothing here comes near overflowing.
+#[inline]
+fn clock_ms(d: Duration) -> u64 {
+    d.as_secs()
+        .wrapping_mul(1000)
+        .wrapping_add(u64::from(d.subsec_millis()))
 }
 
 impl peakcache_entry {
-    /// A new entry handle for `hit`, owned by the caller.
+    /// A new entry handle for `value`, owned by the caller: the `Arc`'s own pointer.
     #[inline]
-    pub(crate) fn into_raw(hit: Hit<Value>, clock: SystemClock) -> *mut peakcache_entry {
-        let entry = peakcache_entry { hit, clock };
-        match SPARE.try_with(Cell::take).ok().flatten() {
-            Some(spare) => {
-                let raw = Box::into_raw(spare).cast::<peakcache_entry>();
-                // SAFETY: an allocation for one peakcache_entry, holding none (dropped in
-                // `free_raw`); written before it is handed out.
-                unsafe { raw.write(entry) };
-                raw
-            }
-            None => Box::into_raw(Box::new(entry)),
-        }
+    pub(crate) fn into_raw(value: Value) -> *mut peakcache_entry {
+        Arc::into_raw(value).cast_mut().cast()
     }
 
-    /// Drops the entry and keeps its allocation for the thread's next hit.
+    /// The handle of a hit and what the answer reports about it.
+    #[inline]
+    pub(crate) fn from_hit(hit: Hit<Value>) -> (*mut peakcache_entry, HitInfo) {
+        let value = hit.value();
+        let info = HitInfo {
+            status: value.status,
+            // Into the `Arc`'s allocation (or the body's own), alive as long as the entry.
+            body: value.body.as_ptr(),
+            body_len: value.body.len(),
+            served: match hit.served() {
+                Served::Fresh => peakcache_served::PEAKCACHE_SERVED_FRESH,
+                Served::Stale => peakcache_served::PEAKCACHE_SERVED_STALE,
+                Served::StaleIfError => peakcache_served::PEAKCACHE_SERVED_STALE_IF_ERROR,
+            },
+            stored_at_ms: clock_ms(hit.stored_at()),
+            fresh_until_ms: clock_ms(hit.fresh_until()),
+            revalidate_until_ms: clock_ms(hit.revalidate_until()),
+            error_until_ms: clock_ms(hit.error_until()),
+        };
+        (Self::into_raw(hit.into_value()), info)
+    }
+
+    /// The stored value behind a handle.
     ///
     /// # Safety
-    /// `raw` came from `into_raw` and is given up.
+    /// A non-NULL `entry` must be a live handle from `into_raw`.
     #[inline]
-    unsafe fn free_raw(raw: *mut peakcache_entry) {
-        // SAFETY: a live entry from `into_raw`; dropped once, then only its memory is kept.
-        unsafe { std::ptr::drop_in_place(raw) };
-        // SAFETY: the allocation came from a Box of this layout; MaybeUninit needs no value.
-        let spare = unsafe { Box::from_raw(raw.cast::<MaybeUninit<peakcache_entry>>()) };
-        // A full slot (or a thread being torn down) frees this allocation instead.
-        let _ = SPARE.try_with(|s| match s.take() {
-            None => s.set(Some(spare)),
-            full => s.set(full),
-        });
+    pub(crate) unsafe fn stored<'a>(
+        entry: *const peakcache_entry,
+    ) -> Result<&'a Stored, peakcache_result> {
+        // SAFETY: a live handle is an `Arc<Stored>` pointer, alive while the caller holds it.
+        unsafe { arg(entry.cast::<Stored>(), "entry") }
     }
 }
 
@@ -81,7 +125,7 @@ impl peakcache_entry {
 pub unsafe extern "C" fn peakcache_entry_status(entry: *const peakcache_entry) -> u16 {
     boundary_or(0, || {
         // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| e.hit.value().status)
+        unsafe { peakcache_entry::stored(entry) }.map_or(0, |s| s.status)
     })
 }
 
@@ -93,31 +137,7 @@ pub unsafe extern "C" fn peakcache_entry_status(entry: *const peakcache_entry) -
 pub unsafe extern "C" fn peakcache_entry_flags(entry: *const peakcache_entry) -> u32 {
     boundary_or(0, || {
         // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| e.hit.value().flags)
-    })
-}
-
-/// How the entry is served, in `*out`.
-///
-/// # Safety
-/// `entry` must be NULL or a live entry; `out` NULL or writable.
-#[no_mangle]
-pub unsafe extern "C" fn peakcache_entry_served(
-    entry: *const peakcache_entry,
-    out: *mut peakcache_served,
-) -> peakcache_result {
-    try_boundary(|| {
-        // SAFETY: the caller promises a live entry.
-        let e = unsafe { arg(entry, "entry") }?;
-        let out = writable(out, "out")?;
-        let s = match e.hit.served() {
-            Served::Fresh => peakcache_served::PEAKCACHE_SERVED_FRESH,
-            Served::Stale => peakcache_served::PEAKCACHE_SERVED_STALE,
-            Served::StaleIfError => peakcache_served::PEAKCACHE_SERVED_STALE_IF_ERROR,
-        };
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(s) };
-        Ok(())
+        unsafe { peakcache_entry::stored(entry) }.map_or(0, |s| s.flags)
     })
 }
 
@@ -134,9 +154,9 @@ pub unsafe extern "C" fn peakcache_entry_body(
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live entry.
-        let e = unsafe { arg(entry, "entry") }?;
+        let stored = unsafe { peakcache_entry::stored(entry) }?;
         let (ptr, len) = (writable(ptr, "ptr")?, writable(len, "len")?);
-        let body = &e.hit.value().body;
+        let body = &stored.body;
         // SAFETY: both checked non-NULL; the caller promises they are writable.
         unsafe {
             ptr.write(body.as_ptr());
@@ -154,7 +174,7 @@ pub unsafe extern "C" fn peakcache_entry_body(
 pub unsafe extern "C" fn peakcache_entry_header_count(entry: *const peakcache_entry) -> usize {
     boundary_or(0, || {
         // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| e.hit.value().headers.len())
+        unsafe { peakcache_entry::stored(entry) }.map_or(0, |s| s.headers.len())
     })
 }
 
@@ -175,10 +195,9 @@ pub unsafe extern "C" fn peakcache_entry_header(
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live entry.
-        let e = unsafe { arg(entry, "entry") }?;
+        let stored = unsafe { peakcache_entry::stored(entry) }?;
         let (name, name_len) = (writable(name, "name")?, writable(name_len, "name_len")?);
         let (value, value_len) = (writable(value, "value")?, writable(value_len, "value_len")?);
-        let stored = e.hit.value();
         let (n, v) = stored.header(i).ok_or_else(|| {
             fail(
                 PEAKCACHE_ERR_OUT_OF_RANGE,
@@ -196,72 +215,33 @@ pub unsafe extern "C" fn peakcache_entry_header(
     })
 }
 
-/// When the value was stored, in the cache clock's milliseconds (`peakcache_cache_now_ms`).
-/// 0 for NULL.
+/// The metadata stored with the value (`peakcache_response_set_meta`) as a view: `*ptr` and
+/// `*len`, valid until `peakcache_entry_free(entry)`. Empty (`*len` 0, `*ptr` not to be read) when
+/// none was set.
 ///
 /// # Safety
-/// `entry` must be NULL or a live entry.
+/// `entry` must be NULL or a live entry; `ptr` and `len` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_entry_stored_at_ms(entry: *const peakcache_entry) -> u64 {
-    boundary_or(0, || {
+pub unsafe extern "C" fn peakcache_entry_meta(
+    entry: *const peakcache_entry,
+    ptr: *mut *const u8,
+    len: *mut usize,
+) -> peakcache_result {
+    try_boundary(|| {
         // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| millis(e.hit.stored_at()))
-    })
-}
-
-/// When the value stops (or stopped) being fresh, in the cache clock's milliseconds.
-/// 0 for NULL.
-///
-/// # Safety
-/// `entry` must be NULL or a live entry.
-#[no_mangle]
-pub unsafe extern "C" fn peakcache_entry_fresh_until_ms(entry: *const peakcache_entry) -> u64 {
-    boundary_or(0, || {
-        // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| millis(e.hit.fresh_until()))
-    })
-}
-
-/// When its stale-while-revalidate window ends, in the cache clock's milliseconds.
-/// 0 for NULL.
-///
-/// # Safety
-/// `entry` must be NULL or a live entry.
-#[no_mangle]
-pub unsafe extern "C" fn peakcache_entry_revalidate_until_ms(entry: *const peakcache_entry) -> u64 {
-    boundary_or(0, || {
-        // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| millis(e.hit.revalidate_until()))
-    })
-}
-
-/// When its stale-if-error window ends, in the cache clock's milliseconds. 0 for NULL.
-///
-/// # Safety
-/// `entry` must be NULL or a live entry.
-#[no_mangle]
-pub unsafe extern "C" fn peakcache_entry_error_until_ms(entry: *const peakcache_entry) -> u64 {
-    boundary_or(0, || {
-        // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| millis(e.hit.error_until()))
-    })
-}
-
-/// How long the value has been stored, in milliseconds, read from the clock at this call: what
-/// an `Age` header says. 0 for NULL.
-///
-/// # Safety
-/// `entry` must be NULL or a live entry.
-#[no_mangle]
-pub unsafe extern "C" fn peakcache_entry_age_ms(entry: *const peakcache_entry) -> u64 {
-    boundary_or(0, || {
-        // SAFETY: the caller promises a live entry.
-        unsafe { arg(entry, "entry") }.map_or(0, |e| millis(e.hit.age(e.clock.now())))
+        let stored = unsafe { peakcache_entry::stored(entry) }?;
+        let (ptr, len) = (writable(ptr, "ptr")?, writable(len, "len")?);
+        // SAFETY: both checked non-NULL; the caller promises they are writable.
+        unsafe {
+            ptr.write(stored.meta.as_ptr());
+            len.write(stored.meta.len());
+        }
+        Ok(())
     })
 }
 
 /// A second reference to the same value in `*out` (no copy of the bytes), freed on its own by
-/// `peakcache_entry_free`.
+/// `peakcache_entry_free`. (It may be the same pointer: each reference is freed once.)
 ///
 /// # Safety
 /// `entry` must be NULL or a live entry; `out` NULL or writable.
@@ -272,10 +252,12 @@ pub unsafe extern "C" fn peakcache_entry_clone(
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live entry.
-        let e = unsafe { arg(entry, "entry") }?;
+        let _ = unsafe { peakcache_entry::stored(entry) }?;
         let out = writable(out, "out")?;
+        // SAFETY: a live handle is an `Arc<Stored>` pointer; one more reference for the copy.
+        unsafe { Arc::increment_strong_count(entry.cast::<Stored>()) };
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(peakcache_entry::into_raw(e.hit.clone(), e.clock)) };
+        unsafe { out.write(entry.cast_mut()) };
         Ok(())
     })
 }
@@ -288,8 +270,9 @@ pub unsafe extern "C" fn peakcache_entry_clone(
 pub unsafe extern "C" fn peakcache_entry_free(entry: *mut peakcache_entry) {
     boundary_unit(|| {
         if !entry.is_null() {
-            // SAFETY: created by `into_raw`; the caller gives it up.
-            unsafe { peakcache_entry::free_raw(entry) };
+            // SAFETY: created by `into_raw` (an `Arc<Stored>` pointer); the caller gives up this
+            // reference.
+            drop(unsafe { Arc::from_raw(entry.cast_const().cast::<Stored>()) });
         }
     })
 }

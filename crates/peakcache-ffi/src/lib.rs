@@ -14,7 +14,9 @@
 //!   `PEAKCACHE_ERR_PANIC` with the message kept for `peakcache_last_error`.
 //!
 //! Modules follow the header's families: `cache` (config, create, purge, freeze), `lookup`,
-//! `entry`, `response`, `ticket` (fill and refresh), `waiter`, `stats`, `log`, `result`.
+//! `entry`, `response`, `ticket` (fill and refresh), `waiter`, `stats`, `log`, `result`, and
+//! `http` (`peakcache_http_*`: keys, store decisions, revalidation and serving from
+//! `peakcache-http`).
 #![deny(unsafe_op_in_unsafe_fn)]
 #![allow(non_camel_case_types)]
 #![warn(missing_docs)]
@@ -22,6 +24,7 @@
 pub mod bytes;
 pub mod cache;
 pub mod entry;
+pub mod http;
 pub mod log;
 pub mod lookup;
 pub mod panic;

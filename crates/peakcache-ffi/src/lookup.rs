@@ -2,7 +2,7 @@
 
 use crate::bytes::{arg, slice, writable};
 use crate::cache::peakcache_cache;
-use crate::entry::peakcache_entry;
+use crate::entry::{peakcache_entry, peakcache_served, HitInfo};
 use crate::panic::try_boundary;
 use crate::result::peakcache_result;
 use crate::ticket::{peakcache_fill, peakcache_refresh};
@@ -44,6 +44,45 @@ pub struct peakcache_lookup_result {
     pub fill: *mut peakcache_fill,
     /// WAIT: the waiter (resolve it or `peakcache_waiter_free` it).
     pub waiter: *mut peakcache_waiter,
+    /// FRESH, STALE: how the entry is served (a STALE answer may be
+    /// `PEAKCACHE_SERVED_STALE_IF_ERROR` while a failing origin backs off); NONE otherwise.
+    pub served: peakcache_served,
+    /// FRESH, STALE: the stored status code (as `peakcache_entry_status`); 0 otherwise.
+    pub status: u16,
+    /// FRESH, STALE: the body as a view (as `peakcache_entry_body`), valid until the entry is freed; NULL
+    /// otherwise.
+    pub body: *const u8,
+    /// FRESH, STALE: the body's length in bytes; 0 otherwise.
+    pub body_len: usize,
+    /// FRESH, STALE: when the value was stored, in the cache clock's milliseconds
+    /// (`peakcache_cache_now_ms`; its age is `now - stored_at_ms`). 0 otherwise.
+    pub stored_at_ms: u64,
+    /// FRESH, STALE: when it stops (or stopped) being fresh, in the cache clock's milliseconds.
+    pub fresh_until_ms: u64,
+    /// FRESH, STALE: when its stale-while-revalidate window ends, same clock.
+    pub revalidate_until_ms: u64,
+    /// FRESH, STALE: when its stale-if-error window ends, same clock.
+    pub error_until_ms: u64,
+}
+
+impl peakcache_lookup_result {
+    fn with(kind: peakcache_lookup_kind, entry: *mut peakcache_entry, info: HitInfo) -> Self {
+        peakcache_lookup_result {
+            kind,
+            entry,
+            refresh: null_mut(),
+            fill: null_mut(),
+            waiter: null_mut(),
+            served: info.served,
+            status: info.status,
+            body: info.body,
+            body_len: info.body_len,
+            stored_at_ms: info.stored_at_ms,
+            fresh_until_ms: info.fresh_until_ms,
+            revalidate_until_ms: info.revalidate_until_ms,
+            error_until_ms: info.error_until_ms,
+        }
+    }
 }
 
 /// Looks `key[0..key_len]` up and writes what to do into `*out` (see `peakcache_lookup_kind`).
@@ -65,35 +104,33 @@ pub unsafe extern "C" fn peakcache_lookup(
         let key = unsafe { slice(key, key_len, "key") }?;
         let out = writable(out, "out")?;
         let cx = c.cx;
-        let mut r = peakcache_lookup_result {
-            kind: peakcache_lookup_kind::PEAKCACHE_LOOKUP_PASS,
-            entry: null_mut(),
-            refresh: null_mut(),
-            fill: null_mut(),
-            waiter: null_mut(),
-        };
-        match c.cache.lookup(key) {
+        use peakcache_lookup_kind::*;
+        let none = |kind| peakcache_lookup_result::with(kind, null_mut(), HitInfo::NONE);
+        let r = match c.cache.lookup(key) {
             Lookup::Fresh(hit) => {
-                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_FRESH;
-                r.entry = peakcache_entry::into_raw(hit, cx.clock);
+                let (entry, info) = peakcache_entry::from_hit(hit);
+                peakcache_lookup_result::with(PEAKCACHE_LOOKUP_FRESH, entry, info)
             }
             Lookup::Stale(hit, refresh) => {
-                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_STALE;
-                r.entry = peakcache_entry::into_raw(hit, cx.clock);
+                let (entry, info) = peakcache_entry::from_hit(hit);
+                let mut r = peakcache_lookup_result::with(PEAKCACHE_LOOKUP_STALE, entry, info);
                 if let Some(refresh) = refresh {
                     r.refresh = Box::into_raw(Box::new(peakcache_refresh { refresh, cx }));
                 }
+                r
             }
             Lookup::Miss(fill) => {
-                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_MISS;
+                let mut r = none(PEAKCACHE_LOOKUP_MISS);
                 r.fill = Box::into_raw(Box::new(peakcache_fill { fill, cx }));
+                r
             }
             Lookup::Wait(waiter) => {
-                r.kind = peakcache_lookup_kind::PEAKCACHE_LOOKUP_WAIT;
+                let mut r = none(PEAKCACHE_LOOKUP_WAIT);
                 r.waiter = Box::into_raw(Box::new(peakcache_waiter { waiter, cx }));
+                r
             }
-            Lookup::Pass => {}
-        }
+            Lookup::Pass => none(PEAKCACHE_LOOKUP_PASS),
+        };
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(r) };
         Ok(())

@@ -28,6 +28,17 @@ pub enum peakcache_result {
     PEAKCACHE_ERR_TOO_LARGE = 5,
     /// An index was past the end (a header number not below `peakcache_entry_header_count`).
     PEAKCACHE_ERR_OUT_OF_RANGE = 6,
+    /// The request has no cache key (a method other than GET and HEAD, no host, a scheme other
+    /// than http and https): forward it untouched and store nothing. The reason is in
+    /// `peakcache_last_error`.
+    PEAKCACHE_ERR_NOT_CACHEABLE = 7,
+    /// Bytes that are not valid HTTP: a method, target, header name or value, or status code
+    /// the HTTP family cannot read (in the arguments, or in a stored entry). Treat the request
+    /// as not cacheable; `peakcache_last_error` names the culprit.
+    PEAKCACHE_ERR_MALFORMED = 8,
+    /// A 304's validator does not match the stored response (RFC 9111 §4.3.4): the entry was not
+    /// updated; fetch the resource again without conditions.
+    PEAKCACHE_ERR_VALIDATOR_MISMATCH = 9,
 }
 
 pub use peakcache_result::*;
@@ -43,6 +54,9 @@ impl peakcache_result {
             PEAKCACHE_ERR_PANIC => "PEAKCACHE_ERR_PANIC\0",
             PEAKCACHE_ERR_TOO_LARGE => "PEAKCACHE_ERR_TOO_LARGE\0",
             PEAKCACHE_ERR_OUT_OF_RANGE => "PEAKCACHE_ERR_OUT_OF_RANGE\0",
+            PEAKCACHE_ERR_NOT_CACHEABLE => "PEAKCACHE_ERR_NOT_CACHEABLE\0",
+            PEAKCACHE_ERR_MALFORMED => "PEAKCACHE_ERR_MALFORMED\0",
+            PEAKCACHE_ERR_VALIDATOR_MISMATCH => "PEAKCACHE_ERR_VALIDATOR_MISMATCH\0",
         }
     }
 
@@ -56,6 +70,9 @@ impl peakcache_result {
             4 => PEAKCACHE_ERR_PANIC,
             5 => PEAKCACHE_ERR_TOO_LARGE,
             6 => PEAKCACHE_ERR_OUT_OF_RANGE,
+            7 => PEAKCACHE_ERR_NOT_CACHEABLE,
+            8 => PEAKCACHE_ERR_MALFORMED,
+            9 => PEAKCACHE_ERR_VALIDATOR_MISMATCH,
             _ => return None,
         })
     }
@@ -145,7 +162,7 @@ mod tests {
             assert_eq!(s.to_str().unwrap(), format!("{r:?}"));
             code += 1;
         }
-        assert_eq!(code, PEAKCACHE_ERR_OUT_OF_RANGE as u32 + 1);
+        assert_eq!(code, PEAKCACHE_ERR_VALIDATOR_MISMATCH as u32 + 1);
         let s = unsafe { CStr::from_ptr(peakcache_result_str(999)) };
         assert_eq!(s.to_bytes(), b"PEAKCACHE_UNKNOWN");
     }

@@ -156,6 +156,13 @@ pub struct peakcache_buf {
     bytes: Vec<u8>,
 }
 
+impl peakcache_buf {
+    /// A new buffer handle holding `bytes`, owned by the caller.
+    pub(crate) fn into_raw(bytes: Vec<u8>) -> *mut peakcache_buf {
+        Box::into_raw(Box::new(peakcache_buf { bytes }))
+    }
+}
+
 /// The counters in the Prometheus text exposition format (0.0.4), in `*out`: every metric named
 /// `peakcache_...`, for instance `peakcache_lookups_total{outcome="fresh"}` and
 /// `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`).

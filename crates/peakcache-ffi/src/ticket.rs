@@ -77,10 +77,8 @@ unsafe fn commit_args<'a>(
         // SAFETY: the caller promises each tag's bytes.
         .map(|t| unsafe { slice(t.data, t.len, "tag") })
         .collect::<Result<Vec<_>, _>>()?;
-    let mut stored = resp.stored;
-    stored.trim();
     Ok(Commit {
-        value: Arc::new(stored),
+        value: Arc::new(resp.into_stored()),
         freshness: Freshness::new(Duration::from_millis(ttl_ms))
             .with_swr(window(swr_ms, cx.defaults.swr))
             .with_sie(window(sie_ms, cx.defaults.sie)),
@@ -290,8 +288,8 @@ pub unsafe extern "C" fn peakcache_refresh_abandon(refresh: *mut peakcache_refre
 }
 
 /// The fetch failed. `*stale_out` (if `stale_out` is not NULL) receives the entry still inside
-/// its stale-if-error window, served as `PEAKCACHE_SERVED_STALE_IF_ERROR`, or NULL if there is
-/// none; the same goes to every waiter. The key then backs off: until the back-off passes,
+/// its stale-if-error window, to be served as `PEAKCACHE_SERVED_STALE_IF_ERROR`, or NULL if there
+/// is none; the same goes to every waiter. The key then backs off: until the back-off passes,
 /// lookups get the stale entry without a new fetch. Consumes `*fill` (set to NULL).
 ///
 /// # Safety
@@ -304,11 +302,10 @@ pub unsafe extern "C" fn peakcache_fill_fail(
     try_boundary(|| {
         // SAFETY: the caller promises a valid slot.
         let ticket = unsafe { take(fill, "fill") }?;
-        let clock = ticket.cx.clock;
         let stale = ticket.fill.fail();
         if !stale_out.is_null() {
             let e = stale.map_or(std::ptr::null_mut(), |h| {
-                peakcache_entry::into_raw(h, clock)
+                peakcache_entry::into_raw(h.into_value())
             });
             // SAFETY: non-NULL; the caller promises it is writable.
             unsafe { stale_out.write(e) };

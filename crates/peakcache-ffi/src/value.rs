@@ -1,6 +1,8 @@
 //! The value the cache stores for C hosts: an HTTP-response-shaped blob behind an `Arc`, so a hit
 //! clones a pointer and never the body.
 
+use bytes::Bytes;
+
 /// Where one header lies in `Stored::header_bytes`: the name at `start`, its value right after.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct HeaderSpan {
@@ -9,14 +11,17 @@ pub(crate) struct HeaderSpan {
     pub(crate) value_len: u32,
 }
 
-/// A stored response: status, ordered headers, body and the host's flags. Immutable once built.
+/// A stored response: status, ordered headers, body, the host's flags and the metadata blob
+/// (`peakcache_response_set_meta`; the HTTP family keeps its entry metadata there). Immutable
+/// once built. The body is a `Bytes` so a revalidated response can share the stored one.
 #[derive(Debug)]
 pub(crate) struct Stored {
     pub(crate) status: u16,
     pub(crate) flags: u32,
     pub(crate) headers: Vec<HeaderSpan>,
     pub(crate) header_bytes: Vec<u8>,
-    pub(crate) body: Vec<u8>,
+    pub(crate) body: Bytes,
+    pub(crate) meta: Box<[u8]>,
 }
 
 /// What the value of an entry costs beyond its bytes: the `Arc` allocation of [`Stored`]
@@ -34,28 +39,21 @@ impl Stored {
         Some((&self.header_bytes[start..mid], &self.header_bytes[mid..end]))
     }
 
+    /// Every header as (name, value), in the order added.
+    pub(crate) fn header_pairs(&self) -> impl Iterator<Item = (&[u8], &[u8])> {
+        (0..self.headers.len()).filter_map(|i| self.header(i))
+    }
+
     /// What the value weighs against the capacity (the key and the core's per-entry overhead
     /// are added by the weigher): status and flags, every header's bytes and index slot, the
-    /// body, and [`VALUE_OVERHEAD`].
+    /// body, the metadata, and [`VALUE_OVERHEAD`].
     pub(crate) fn weight(&self) -> u64 {
         (2 + 4
             + self.header_bytes.len()
             + self.headers.len() * crate::response::PEAKCACHE_HEADER_OVERHEAD as usize
-            + self.body.len()) as u64
+            + self.body.len()
+            + self.meta.len()) as u64
             + VALUE_OVERHEAD
-    }
-
-    /// Releases spare capacity left by appending, when it is worth a copy, so the weight the
-    /// cache counts stays close to the memory held. Done once at commit, never on a hit.
-    pub(crate) fn trim(&mut self) {
-        fn trim(v: &mut Vec<u8>) {
-            if v.capacity() - v.len() > v.len() / 8 + 64 {
-                v.shrink_to_fit();
-            }
-        }
-        trim(&mut self.body);
-        trim(&mut self.header_bytes);
-        self.headers.shrink_to_fit();
     }
 }
 

@@ -7,7 +7,7 @@
 
 use crate::bytes::{take, writable};
 use crate::cache::Context;
-use crate::entry::peakcache_entry;
+use crate::entry::{peakcache_entry, peakcache_served, HitInfo};
 use crate::panic::{boundary_unit, try_boundary};
 use crate::result::{peakcache_result, PEAKCACHE_PENDING};
 use crate::ticket::peakcache_fill;
@@ -53,6 +53,25 @@ pub struct peakcache_wait_result {
     pub entry: *mut peakcache_entry,
     /// FILL: the fill ticket (complete it or `peakcache_fill_abandon` it).
     pub fill: *mut peakcache_fill,
+    /// HIT: how the entry is served (`PEAKCACHE_SERVED_STALE_IF_ERROR` after a failed
+    /// fill); NONE otherwise.
+    pub served: peakcache_served,
+    /// HIT: the stored status code (as `peakcache_entry_status`); 0 otherwise.
+    pub status: u16,
+    /// HIT: the body as a view (as `peakcache_entry_body`), valid until the entry is freed; NULL
+    /// otherwise.
+    pub body: *const u8,
+    /// HIT: the body's length in bytes; 0 otherwise.
+    pub body_len: usize,
+    /// HIT: when the value was stored, in the cache clock's milliseconds
+    /// (`peakcache_cache_now_ms`; its age is `now - stored_at_ms`). 0 otherwise.
+    pub stored_at_ms: u64,
+    /// HIT: when it stops (or stopped) being fresh, in the cache clock's milliseconds.
+    pub fresh_until_ms: u64,
+    /// HIT: when its stale-while-revalidate window ends, same clock.
+    pub revalidate_until_ms: u64,
+    /// HIT: when its stale-if-error window ends, same clock.
+    pub error_until_ms: u64,
 }
 
 fn resolved(r: Resolved<Value>, cx: Context) -> peakcache_wait_result {
@@ -61,11 +80,28 @@ fn resolved(r: Resolved<Value>, cx: Context) -> peakcache_wait_result {
         kind: PEAKCACHE_WAIT_PASS,
         entry: null_mut(),
         fill: null_mut(),
+        served: HitInfo::NONE.served,
+        status: 0,
+        body: std::ptr::null(),
+        body_len: 0,
+        stored_at_ms: 0,
+        fresh_until_ms: 0,
+        revalidate_until_ms: 0,
+        error_until_ms: 0,
     };
     match r {
         Resolved::Hit(hit) => {
+            let (entry, info) = peakcache_entry::from_hit(hit);
             w.kind = PEAKCACHE_WAIT_HIT;
-            w.entry = peakcache_entry::into_raw(hit, cx.clock);
+            w.entry = entry;
+            w.served = info.served;
+            w.status = info.status;
+            w.body = info.body;
+            w.body_len = info.body_len;
+            w.stored_at_ms = info.stored_at_ms;
+            w.fresh_until_ms = info.fresh_until_ms;
+            w.revalidate_until_ms = info.revalidate_until_ms;
+            w.error_until_ms = info.error_until_ms;
         }
         Resolved::Fill(fill) => {
             w.kind = PEAKCACHE_WAIT_FILL;

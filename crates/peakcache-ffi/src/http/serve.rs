@@ -1,0 +1,318 @@
+//! Serving: answering a client from an entry (a 304, or the stored response with `Age` and
+//! `Cache-Status`), the `Cache-Status` and `Age` values alone, and the conditional headers of a
+//! revalidation.
+
+use super::policy::peakcache_http_policy;
+use super::request::{self, peakcache_http_request};
+use super::{meta, peakcache_http_headers, stored_parts, unix_ms};
+use crate::bytes::{arg, writable};
+use crate::entry::peakcache_entry;
+use crate::panic::try_boundary;
+use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID};
+use crate::stats::peakcache_buf;
+use peakcache_http::{CacheStatus, ConditionalAnswer, EntryMeta, Fwd, Policy, StaleUse};
+use std::ptr::null_mut;
+use std::time::SystemTime;
+
+/// How a response reached the client, for `Cache-Status` (RFC 9211). Passed as a `uint32_t`.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum peakcache_http_outcome {
+    /// A fresh entry: `hit; ttl=N`.
+    PEAKCACHE_HTTP_HIT = 1,
+    /// A stale entry served while it is refreshed: `hit; ttl=-N; detail=stale-while-revalidate`
+    /// (`grace-while-revalidate` when only the operator's grace allowed it).
+    PEAKCACHE_HTTP_STALE = 2,
+    /// A stale entry served because the origin failed: `fwd=stale; fwd-status=S; ttl=-N;
+    /// detail=stale-if-error` (or `grace-if-error`).
+    PEAKCACHE_HTTP_STALE_IF_ERROR = 3,
+    /// Nothing stored for the URI; fetched: `fwd=uri-miss; fwd-status=S` (`; stored`).
+    PEAKCACHE_HTTP_MISS = 4,
+    /// Stored for the URI but not for this variant: `fwd=vary-miss; fwd-status=S` (`; stored`).
+    PEAKCACHE_HTTP_VARY_MISS = 5,
+    /// The answer of another request's fetch (a waiter's hit): `fwd=miss; fwd-status=S;
+    /// collapsed`.
+    PEAKCACHE_HTTP_COLLAPSED = 6,
+    /// A stale entry revalidated (or refetched) before answering: `fwd=stale; fwd-status=S`
+    /// (`; stored`).
+    PEAKCACHE_HTTP_REVALIDATED = 7,
+    /// Forwarded without the cache: the key passes through (not cacheable): `fwd=bypass;
+    /// fwd-status=S`.
+    PEAKCACHE_HTTP_PASS = 8,
+    /// Forwarded because of the request method: `fwd=method; fwd-status=S`.
+    PEAKCACHE_HTTP_METHOD = 9,
+}
+
+impl peakcache_http_outcome {
+    fn from_u32(v: u32) -> Result<Self, peakcache_result> {
+        use peakcache_http_outcome::*;
+        Ok(match v {
+            1 => PEAKCACHE_HTTP_HIT,
+            2 => PEAKCACHE_HTTP_STALE,
+            3 => PEAKCACHE_HTTP_STALE_IF_ERROR,
+            4 => PEAKCACHE_HTTP_MISS,
+            5 => PEAKCACHE_HTTP_VARY_MISS,
+            6 => PEAKCACHE_HTTP_COLLAPSED,
+            7 => PEAKCACHE_HTTP_REVALIDATED,
+            8 => PEAKCACHE_HTTP_PASS,
+            9 => PEAKCACHE_HTTP_METHOD,
+            _ => {
+                return Err(fail(
+                    PEAKCACHE_ERR_INVALID,
+                    format_args!("outcome {v} is not a peakcache_http_outcome"),
+                ))
+            }
+        })
+    }
+}
+
+/// The `Cache-Status` member for an outcome; `ttl` (and the stale detail) from `meta` when an
+/// entry is involved.
+fn cache_status(
+    policy: &Policy,
+    outcome: peakcache_http_outcome,
+    fwd_status: u16,
+    stored: bool,
+    meta: Option<&EntryMeta>,
+    now: SystemTime,
+) -> CacheStatus {
+    use peakcache_http_outcome::*;
+    let mut s = policy.cache_status();
+    let mut stale = None;
+    s = match outcome {
+        PEAKCACHE_HTTP_HIT => s.hit(),
+        PEAKCACHE_HTTP_STALE => {
+            stale = Some(StaleUse::WhileRevalidate);
+            s.hit()
+        }
+        PEAKCACHE_HTTP_STALE_IF_ERROR => {
+            stale = Some(StaleUse::IfError);
+            s.fwd(Fwd::Stale)
+        }
+        PEAKCACHE_HTTP_MISS => s.fwd(Fwd::UriMiss),
+        PEAKCACHE_HTTP_VARY_MISS => s.fwd(Fwd::VaryMiss),
+        PEAKCACHE_HTTP_COLLAPSED => s.fwd(Fwd::Miss).collapsed(),
+        PEAKCACHE_HTTP_REVALIDATED => s.fwd(Fwd::Stale),
+        PEAKCACHE_HTTP_PASS => s.fwd(Fwd::Bypass),
+        PEAKCACHE_HTTP_METHOD => s.fwd(Fwd::Method),
+    };
+    let forwarded = !matches!(outcome, PEAKCACHE_HTTP_HIT | PEAKCACHE_HTTP_STALE);
+    if forwarded && fwd_status != 0 {
+        s = s.fwd_status(fwd_status);
+    }
+    if stored {
+        s = s.stored();
+    }
+    if let Some(m) = meta {
+        s = s.ttl(m.ttl_secs(now));
+        if let Some(kind) = stale {
+            // No grant while the metadata says fresh: the cache made it stale (a soft purge).
+            if let Some(grant) = m.stale_grant(kind, now) {
+                s = s.stale(kind, grant);
+            }
+        }
+    }
+    s
+}
+
+/// The HTTP metadata of an entry, or `PEAKCACHE_ERR_INVALID`.
+///
+/// # Safety
+/// A non-NULL `entry` must be live.
+unsafe fn entry_meta<'a>(
+    entry: *const peakcache_entry,
+) -> Result<(&'a crate::value::Stored, EntryMeta), peakcache_result> {
+    // SAFETY: forwarded promise.
+    let stored = unsafe { peakcache_entry::stored(entry) }?;
+    Ok((stored, meta::decode(&stored.meta)?))
+}
+
+/// The `Cache-Status` field value to append for this cache (`peakcache; hit; ttl=42`), in
+/// `*out`. `fwd_status` is the upstream status for forwarded outcomes (0: none); `stored` adds
+/// `stored` (a forwarded response that was stored). `entry` may be NULL; if not, it gives `ttl`
+/// (and the stale detail) at `now_ms` (Unix milliseconds) and must carry HTTP metadata
+/// (`PEAKCACHE_ERR_INVALID` otherwise). Serving from an entry, `peakcache_http_serve` includes
+/// this already.
+///
+/// # Safety
+/// `policy` must be NULL or live; `entry` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_http_cache_status(
+    policy: *const peakcache_http_policy,
+    outcome: u32,
+    fwd_status: u16,
+    stored: bool,
+    entry: *const peakcache_entry,
+    now_ms: u64,
+    out: *mut *mut peakcache_buf,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live policy.
+        let p = &unsafe { arg(policy, "policy") }?.policy;
+        let outcome = peakcache_http_outcome::from_u32(outcome)?;
+        let out = writable(out, "out")?;
+        let meta = if entry.is_null() {
+            None
+        } else {
+            // SAFETY: the caller promises a live entry.
+            Some(unsafe { entry_meta(entry) }?.1)
+        };
+        let s = cache_status(
+            p,
+            outcome,
+            fwd_status,
+            stored,
+            meta.as_ref(),
+            unix_ms(now_ms),
+        );
+        let text = s.to_header_value().as_bytes().to_vec();
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(peakcache_buf::into_raw(text)) };
+        Ok(())
+    })
+}
+
+/// The `Age` of an entry at `now_ms` (Unix milliseconds) in `*secs`: its age when received plus
+/// the time since (RFC 9111 §4.2.3), the value of the `Age` header to send.
+/// `PEAKCACHE_ERR_INVALID` when the entry has no HTTP metadata.
+///
+/// # Safety
+/// `entry` must be NULL or live; `secs` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_http_age(
+    entry: *const peakcache_entry,
+    now_ms: u64,
+    secs: *mut u64,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live entry.
+        let (_, meta) = unsafe { entry_meta(entry) }?;
+        let secs = writable(secs, "secs")?;
+        // The header value the HTTP layer would send, as a number (it is decimal digits).
+        let value = meta.age_header(unix_ms(now_ms));
+        let n = std::str::from_utf8(value.as_bytes())
+            .ok()
+            .and_then(|t| t.parse::<u64>().ok())
+            .unwrap_or(0);
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { secs.write(n) };
+        Ok(())
+    })
+}
+
+/// What `peakcache_http_serve` answered.
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum peakcache_http_answer_kind {
+    /// Send the stored response: `status`, `headers`, and the entry's body (none for HEAD).
+    PEAKCACHE_HTTP_SEND_STORED = 1,
+    /// The client's copy is current: send `304` with `headers`, no body.
+    PEAKCACHE_HTTP_SEND_NOT_MODIFIED = 2,
+    /// The request has preconditions the cache does not evaluate (`If-Match`,
+    /// `If-Unmodified-Since`): forward it. `headers` is NULL.
+    PEAKCACHE_HTTP_FORWARD = 3,
+}
+
+/// The answer of `peakcache_http_serve`. Its handle is owned by the caller.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct peakcache_http_answer {
+    /// What to send.
+    pub kind: peakcache_http_answer_kind,
+    /// The status to send (the stored status, or 304); 0 for FORWARD.
+    pub status: u16,
+    /// The header fields to send, complete: the stored ones without this cache's own
+    /// (`CDN-Cache-Control`, `Surrogate-Control`, `Surrogate-Key`), with `Age` and
+    /// `Cache-Status` (free with `peakcache_http_headers_free`). NULL for FORWARD.
+    pub headers: *mut peakcache_http_headers,
+}
+
+/// Answers `request` from `entry` at `now_ms` (Unix milliseconds), in `*out`: evaluates the
+/// client's `If-None-Match` / `If-Modified-Since` (RFC 9111 §4.3.2) and gives the status and the
+/// complete header list to send (a 304's, or the stored response's), with `Age` and the
+/// `Cache-Status` of `outcome` (a `peakcache_http_outcome`: `PEAKCACHE_HTTP_HIT` for a fresh
+/// lookup, `_STALE`, `_STALE_IF_ERROR` with the failed `fwd_status`, `_COLLAPSED` for a
+/// waiter's hit, `_REVALIDATED` or `_MISS` after storing). `PEAKCACHE_ERR_INVALID` when the
+/// entry has no HTTP metadata (it was not stored through the HTTP family).
+///
+/// # Safety
+/// `policy` must be NULL or live; `request` NULL or as its fields document; `entry` NULL or
+/// live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_http_serve(
+    policy: *const peakcache_http_policy,
+    request: *const peakcache_http_request,
+    entry: *const peakcache_entry,
+    outcome: u32,
+    fwd_status: u16,
+    now_ms: u64,
+    out: *mut peakcache_http_answer,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live policy.
+        let p = &unsafe { arg(policy, "policy") }?.policy;
+        // SAFETY: the caller promises a live entry.
+        let (stored, meta) = unsafe { entry_meta(entry) }?;
+        let outcome = peakcache_http_outcome::from_u32(outcome)?;
+        let out = writable(out, "out")?;
+        // SAFETY: the caller promises the request.
+        let req = unsafe { request::read(p, request) }?;
+        let parts = stored_parts(stored)?;
+        let (kind, mut sent) = match p.answer_conditional(&req.parts, &parts) {
+            ConditionalAnswer::NotModified(nm) => (
+                peakcache_http_answer_kind::PEAKCACHE_HTTP_SEND_NOT_MODIFIED,
+                nm,
+            ),
+            ConditionalAnswer::ServeStored => (
+                peakcache_http_answer_kind::PEAKCACHE_HTTP_SEND_STORED,
+                parts,
+            ),
+            _ => {
+                let a = peakcache_http_answer {
+                    kind: peakcache_http_answer_kind::PEAKCACHE_HTTP_FORWARD,
+                    status: 0,
+                    headers: null_mut(),
+                };
+                // SAFETY: checked non-NULL; the caller promises it is writable.
+                unsafe { out.write(a) };
+                return Ok(());
+            }
+        };
+        let now = unix_ms(now_ms);
+        let status = cache_status(p, outcome, fwd_status, false, Some(&meta), now);
+        p.finish_response(&mut sent.headers, Some(&meta), now, &status);
+        let a = peakcache_http_answer {
+            kind,
+            status: sent.status.as_u16(),
+            headers: peakcache_http_headers::into_raw(&sent.headers),
+        };
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(a) };
+        Ok(())
+    })
+}
+
+/// The fields to add to the upstream request revalidating `entry` (RFC 9111 §4.3.1), in
+/// `*out`: `If-None-Match` from its `ETag`, `If-Modified-Since` from its `Last-Modified`; an
+/// empty list when it has neither (then fetch unconditionally).
+///
+/// # Safety
+/// `policy` must be NULL or live; `entry` NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_http_revalidation_headers(
+    policy: *const peakcache_http_policy,
+    entry: *const peakcache_entry,
+    out: *mut *mut peakcache_http_headers,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live policy.
+        let p = &unsafe { arg(policy, "policy") }?.policy;
+        // SAFETY: the caller promises a live entry.
+        let stored = unsafe { peakcache_entry::stored(entry) }?;
+        let out = writable(out, "out")?;
+        let headers = p.conditional_request_headers(&stored_parts(stored)?);
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(peakcache_http_headers::into_raw(&headers)) };
+        Ok(())
+    })
+}
