@@ -1576,6 +1576,20 @@ peakcache_result peakcache_lookup(const struct peakcache_cache *cache,
                                   struct peakcache_lookup_result *out);
 
 /**
+ * The entry of `key[0..key_len]` if it is stored and fresh (or the cache is frozen): `*out` is
+ * a new entry reference (free it with `peakcache_entry_free`), or NULL when there is none. No
+ * lifecycle: no fill, no refresh ticket, no waiting (`peakcache_lookup` is for that). Counted
+ * once in the stats (fresh or miss). Thread-safe.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `out` NULL or writable.
+ */
+peakcache_result peakcache_get(const struct peakcache_cache *cache,
+                               const uint8_t *key,
+                               size_t key_len,
+                               struct peakcache_entry **out);
+
+/**
  * Creates an empty response with `status` (any number; the cache does not interpret it),
  * no headers, an empty body and flags 0, in `*out`.
  *
@@ -1832,6 +1846,39 @@ peakcache_result peakcache_fill_fail(struct peakcache_fill **fill,
  * `refresh` must be NULL or point to a handle that is NULL or live.
  */
 peakcache_result peakcache_refresh_fail(struct peakcache_refresh **refresh);
+
+/**
+ * Stores `*resp` under `key[0..key_len]` outside the lookup lifecycle (replacing what was
+ * there; waiters of a fill in flight keep waiting for it), with the windows and tags of
+ * `peakcache_fill_commit`. Consumes `*resp` whatever the result and sets it to NULL.
+ * `PEAKCACHE_ERR_TOO_LARGE`: heavier than the object limit; nothing stored, and an older value of
+ * the key is removed. Thread-safe.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `resp` NULL or pointing
+ * to a handle that is NULL or live; `tags` NULL or `ntags` entries, each naming readable bytes.
+ */
+peakcache_result peakcache_insert(const struct peakcache_cache *cache,
+                                  const uint8_t *key,
+                                  size_t key_len,
+                                  struct peakcache_response **resp,
+                                  uint64_t ttl_ms,
+                                  uint64_t swr_ms,
+                                  uint64_t sie_ms,
+                                  const struct peakcache_bytes *tags,
+                                  size_t ntags);
+
+/**
+ * The value the fill's key still has stored past its stale windows, if any, for revalidation
+ * (e.g. a conditional request from its `ETag`; `peakcache_http_revalidation_headers` builds it):
+ * `*out` is a new entry reference (free it with `peakcache_entry_free`), or NULL. Never serve it
+ * as it is. The fill stays usable.
+ *
+ * # Safety
+ * `fill` must be NULL or live; `out` NULL or writable.
+ */
+peakcache_result peakcache_fill_previous(const struct peakcache_fill *fill,
+                                         struct peakcache_entry **out);
 
 /**
  * The library's version, `"MAJOR.MINOR.PATCH"`, as a static NUL-terminated string. Never free it.

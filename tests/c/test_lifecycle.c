@@ -529,6 +529,50 @@ static void version_matches_header(void) {
     CHECK(strcmp(peakcache_version(), want) == 0);
 }
 
+/* get and insert: the plain cache beside the lifecycle; fill_previous: an expired entry handed to
+ * the next fill for revalidation. */
+static void get_insert_and_previous(void) {
+    peakcache_cache *cache = new_cache(0, 0, 0);
+    peakcache_entry *e = (peakcache_entry *)1;
+    CHECK_OK(peakcache_get(cache, KEY("/k"), &e));
+    CHECK(e == NULL);
+
+    peakcache_response *resp = make_response(200, "v1", 0);
+    peakcache_bytes tag = {(const uint8_t *)"t", 1};
+    CHECK_OK(peakcache_insert(cache, KEY("/k"), &resp, 50, 0, 0, &tag, 1));
+    CHECK(resp == NULL);
+    CHECK_OK(peakcache_get(cache, KEY("/k"), &e));
+    CHECK(e != NULL && body_is(e, "v1"));
+    peakcache_entry_free(e);
+
+    usleep(120 * 1000); /* past its 50 ms of freshness, and it has no stale windows */
+    CHECK_OK(peakcache_get(cache, KEY("/k"), &e));
+    CHECK(e == NULL);
+    peakcache_lookup_result r = lookup(cache, "/k");
+    CHECK(r.kind == PEAKCACHE_LOOKUP_MISS);
+    peakcache_entry *prev = NULL;
+    CHECK_OK(peakcache_fill_previous(r.fill, &prev));
+    CHECK(prev != NULL && body_is(prev, "v1"));
+    peakcache_entry_free(prev);
+    commit_fill(&r.fill, "v2", 10000, 0, 0);
+
+    peakcache_lookup_result m = lookup(cache, "/new");
+    CHECK_OK(peakcache_fill_previous(m.fill, &prev));
+    CHECK(prev == NULL);
+    peakcache_fill_abandon(m.fill);
+
+    /* Misuse: NULLs are codes, and insert consumes the response even then. */
+    CHECK_RC(peakcache_get(NULL, KEY("/k"), &e), PEAKCACHE_ERR_NULL);
+    CHECK_RC(peakcache_get(cache, NULL, 3, &e), PEAKCACHE_ERR_INVALID);
+    CHECK_RC(peakcache_get(cache, KEY("/k"), NULL), PEAKCACHE_ERR_NULL);
+    resp = make_response(200, "x", 0);
+    CHECK_RC(peakcache_insert(NULL, KEY("/k"), &resp, 1, 0, 0, NULL, 0), PEAKCACHE_ERR_NULL);
+    CHECK(resp == NULL);
+    CHECK_RC(peakcache_insert(cache, KEY("/k"), &resp, 1, 0, 0, NULL, 0), PEAKCACHE_ERR_NULL);
+    CHECK_RC(peakcache_fill_previous(NULL, &prev), PEAKCACHE_ERR_NULL);
+    peakcache_cache_free(cache);
+}
+
 int main(void) {
     RUN(miss_commit_then_fresh);
     RUN(stale_hands_one_refresh);
@@ -548,5 +592,6 @@ int main(void) {
     RUN(log_callback);
     RUN(panic_is_a_code_and_prints_nothing);
     RUN(version_matches_header);
+    RUN(get_insert_and_previous);
     return summary("test_lifecycle");
 }

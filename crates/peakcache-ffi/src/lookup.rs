@@ -136,3 +136,33 @@ pub unsafe extern "C" fn peakcache_lookup(
         Ok(())
     })
 }
+
+/// The entry of `key[0..key_len]` if it is stored and fresh (or the cache is frozen): `*out` is
+/// a new entry reference (free it with `peakcache_entry_free`), or NULL when there is none. No
+/// lifecycle: no fill, no refresh ticket, no waiting (`peakcache_lookup` is for that). Counted
+/// once in the stats (fresh or miss). Thread-safe.
+///
+/// # Safety
+/// `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_get(
+    cache: *const peakcache_cache,
+    key: *const u8,
+    key_len: usize,
+    out: *mut *mut peakcache_entry,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live cache.
+        let c = unsafe { arg(cache, "cache") }?;
+        // SAFETY: the caller promises `key_len` readable bytes.
+        let key = unsafe { slice(key, key_len, "key") }?;
+        let out = writable(out, "out")?;
+        let entry = c
+            .cache
+            .get(key)
+            .map_or(null_mut(), peakcache_entry::into_raw);
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(entry) };
+        Ok(())
+    })
+}

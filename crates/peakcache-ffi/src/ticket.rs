@@ -5,7 +5,8 @@
 //! same pointer is `PEAKCACHE_ERR_NULL`. `_abandon` frees a ticket not completed (NULL is a
 //! no-op): waiters, or the next lookup, take over.
 
-use crate::bytes::{peakcache_bytes, slice, take};
+use crate::bytes::{arg, peakcache_bytes, slice, take, writable};
+use crate::cache::peakcache_cache;
 use crate::cache::{Context, PEAKCACHE_WINDOW_DEFAULT};
 use crate::entry::peakcache_entry;
 use crate::log::{self, PEAKCACHE_LOG_WARN};
@@ -326,6 +327,68 @@ pub unsafe extern "C" fn peakcache_refresh_fail(
     try_boundary(|| {
         // SAFETY: the caller promises a valid slot.
         unsafe { take(refresh, "refresh") }?.refresh.fail();
+        Ok(())
+    })
+}
+
+/// Stores `*resp` under `key[0..key_len]` outside the lookup lifecycle (replacing what was
+/// there; waiters of a fill in flight keep waiting for it), with the windows and tags of
+/// `peakcache_fill_commit`. Consumes `*resp` whatever the result and sets it to NULL.
+/// `PEAKCACHE_ERR_TOO_LARGE`: heavier than the object limit; nothing stored, and an older value of
+/// the key is removed. Thread-safe.
+///
+/// # Safety
+/// `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `resp` NULL or pointing
+/// to a handle that is NULL or live; `tags` NULL or `ntags` entries, each naming readable bytes.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn peakcache_insert(
+    cache: *const peakcache_cache,
+    key: *const u8,
+    key_len: usize,
+    resp: *mut *mut peakcache_response,
+    ttl_ms: u64,
+    swr_ms: u64,
+    sie_ms: u64,
+    tags: *const peakcache_bytes,
+    ntags: usize,
+) -> peakcache_result {
+    try_boundary(|| {
+        // Take the response first: it is consumed whatever happens next.
+        // SAFETY: the caller promises a valid slot.
+        let resp = unsafe { take(resp, "resp") };
+        // SAFETY: the caller promises a live cache.
+        let c = unsafe { arg(cache, "cache") }?;
+        // SAFETY: the caller promises `key_len` readable bytes.
+        let key = unsafe { slice(key, key_len, "key") }?;
+        let resp = resp?;
+        // SAFETY: the caller promises the tags.
+        let a = unsafe { commit_args(*resp, &c.cx, (ttl_ms, swr_ms, sie_ms), tags, ntags) }?;
+        committed(c.cache.insert_tagged(key, a.value, a.freshness, &a.tags))
+    })
+}
+
+/// The value the fill's key still has stored past its stale windows, if any, for revalidation
+/// (e.g. a conditional request from its `ETag`; `peakcache_http_revalidation_headers` builds it):
+/// `*out` is a new entry reference (free it with `peakcache_entry_free`), or NULL. Never serve it
+/// as it is. The fill stays usable.
+///
+/// # Safety
+/// `fill` must be NULL or live; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_fill_previous(
+    fill: *const peakcache_fill,
+    out: *mut *mut peakcache_entry,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live fill.
+        let f = unsafe { arg(fill, "fill") }?;
+        let out = writable(out, "out")?;
+        let entry = f.fill.previous().map_or(std::ptr::null_mut(), |v| {
+            peakcache_entry::into_raw(v.clone())
+        });
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(entry) };
         Ok(())
     })
 }
