@@ -5,12 +5,13 @@ CARGO ?= cargo
 # Debian packages the tests and benches need, as `command:package` pairs (or `/path:package`
 # for a package that installs no command); `make deps` installs only the missing ones, so it is
 # quick when nothing is.
-DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx \
+DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
+	/usr/share/nginx/src/configure:nginx-dev \
 	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser
 
 .PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance \
-	php-ext test-php bench-php
+	php-ext test-php bench-php nginx-module test-nginx bench-nginx
 
 all: test
 
@@ -23,7 +24,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: nothing to install"; fi
 
-test: deps lint unit header-check test-c test-php
+test: deps lint unit header-check test-c test-php test-nginx
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -62,6 +63,18 @@ test-php: ffi
 # peakcache against APCu, fetch/store/remember, same run.
 bench-php: ffi
 	bindings/php/build.sh --no-ffi && benches/php/run.sh 0.5 --no-build
+
+# The nginx dynamic module (bindings/nginx), built against the installed nginx's sources
+# (Debian's nginx-dev), tested with a real nginx and a counting origin on loopback.
+nginx-module: ffi
+	bindings/nginx/build.sh
+
+test-nginx: nginx-module
+	bindings/nginx/run-tests.sh
+
+# wrk against nginx + peakcache, proxy_cache and `return 200`, same run.
+bench-nginx: nginx-module
+	python3 benches/nginx/bench.py
 
 # The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy, when the
 # suite is present (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).

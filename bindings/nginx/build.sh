@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Builds ngx_http_peakcache_module.so against the installed nginx's sources (Debian nginx-dev),
+# with the configure flags the installed nginx was built with, so `load_module` accepts it.
+# Output: target/nginx/ngx_http_peakcache_module.so. Run from anywhere; `make nginx-module`.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/../.." && pwd)
+src=${NGINX_SRC:-/usr/share/nginx/src}
+out=$root/target/nginx
+work=$out/build/nginx-src
+
+if [ ! -f "$src/configure" ] || [ ! -f "$src/conf_flags" ]; then
+    echo "build.sh: $src/configure not found: install nginx-dev (apt-get install nginx-dev)" >&2
+    exit 1
+fi
+if [ ! -f "$root/target/release/libpeakcache.a" ] && [ -z "${PEAKCACHE_LIB:-}" ]; then
+    echo "build.sh: target/release/libpeakcache.a missing: run \`make ffi\` first" >&2
+    exit 1
+fi
+
+# conf_flags defines NGX_CONF_FLAGS, the installed nginx's configure arguments.
+# shellcheck disable=SC1091
+. "$src/conf_flags"
+
+mkdir -p "$out/build"
+stamp="$out/build/configured"
+want="$(cat "$src/conf_flags" "$root/bindings/nginx/config")"
+if [ ! -f "$work/objs/Makefile" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    rm -rf "$work"
+    cp -a "$src" "$work"
+    (cd "$work" && ./configure "${NGX_CONF_FLAGS[@]}" \
+        --with-cc-opt="-g -O2 -fPIC -Wall -Werror" \
+        --add-dynamic-module="$root/bindings/nginx" >"$out/build/configure.log" 2>&1) || {
+        tail -30 "$out/build/configure.log" >&2
+        exit 1
+    }
+    printf '%s' "$want" >"$stamp"
+fi
+
+# relinked every time: the static library may have changed
+rm -f "$work/objs/ngx_http_peakcache_module.so"
+make -C "$work" -f objs/Makefile -j"$(nproc)" modules >"$out/build/make.log" 2>&1 || {
+    grep -E "error|warning" "$out/build/make.log" | head -40 >&2
+    tail -20 "$out/build/make.log" >&2
+    exit 1
+}
+cp "$work/objs/ngx_http_peakcache_module.so" "$out/ngx_http_peakcache_module.so"
+echo "built $out/ngx_http_peakcache_module.so"

@@ -1,0 +1,3836 @@
+
+/*
+ * ngx_http_peakcache_module: an in-memory edge cache in front of proxy_pass and
+ * fastcgi_pass, backed by the peakcache library (include/peakcache.h).
+ *
+ * The module is glue: lookups, single flight, stale windows, tags and eviction live in
+ * the library's core; keys, storability, freshness, conditional requests, Age and
+ * Cache-Status in its HTTP layer (peakcache_http_*).  What is here is nginx's side:
+ *
+ *   precontent phase   lookup; a hit is answered from the entry's memory, a stale entry
+ *                      is answered at once and refreshed by one background subrequest,
+ *                      a miss lets the content handler (proxy_pass, ...) run, a waiter is
+ *                      parked on the connection's write event without blocking;
+ *   header filter      the store decision for the fill or refresh, or, when the origin
+ *                      failed and the fill hands back a stale-if-error entry, the swap
+ *                      of the error for that entry;
+ *   body filter        captures the body into a peakcache_response and commits it at
+ *                      the last buffer (a background refresh's body goes nowhere else);
+ *   pool cleanups      release every library handle a request still holds.
+ *
+ * Each worker has its own cache until the library's shared-memory tier exists; purges
+ * reach every worker through a small shared purge log.
+ */
+
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <peakcache.h>
+
+
+/* how often a waiter whose fill runs elsewhere polls it */
+#define NGX_HTTP_PEAKCACHE_POLL_MS       4
+
+/* purge log: records kept for workers that have not applied them yet */
+#define NGX_HTTP_PEAKCACHE_PURGE_SLOTS   64
+#define NGX_HTTP_PEAKCACHE_PURGE_LEN     1024
+
+#define NGX_HTTP_PEAKCACHE_PURGE_KEY     1
+#define NGX_HTTP_PEAKCACHE_PURGE_TAG     2
+#define NGX_HTTP_PEAKCACHE_PURGE_ALL     3
+#define NGX_HTTP_PEAKCACHE_PURGE_URL     4
+
+/* entry flags: the entry is a Vary marker, its body the Vary value */
+#define NGX_HTTP_PEAKCACHE_VARY_MARKER   0x1
+
+
+/* $peakcache_status values */
+#define NGX_HTTP_PEAKCACHE_MISS          1
+#define NGX_HTTP_PEAKCACHE_BYPASS        2
+#define NGX_HTTP_PEAKCACHE_EXPIRED       3
+#define NGX_HTTP_PEAKCACHE_STALE         4
+#define NGX_HTTP_PEAKCACHE_UPDATING      5
+#define NGX_HTTP_PEAKCACHE_REVALIDATED   6
+#define NGX_HTTP_PEAKCACHE_HIT           7
+
+
+/* where a request is in the module's own state machine */
+#define NGX_HTTP_PEAKCACHE_PHASE_NEW       0
+#define NGX_HTTP_PEAKCACHE_PHASE_WAITING   1
+#define NGX_HTTP_PEAKCACHE_PHASE_RESOLVED  2
+#define NGX_HTTP_PEAKCACHE_PHASE_DONE      3
+
+
+typedef struct {
+    ngx_uint_t                     seq;
+    ngx_uint_t                     type;
+    ngx_uint_t                     soft;
+    size_t                         len;
+    u_char                         data[NGX_HTTP_PEAKCACHE_PURGE_LEN];
+} ngx_http_peakcache_purge_rec_t;
+
+
+typedef struct {
+    ngx_atomic_t                   seq;
+    ngx_http_peakcache_purge_rec_t rec[NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
+} ngx_http_peakcache_purge_log_t;
+
+
+typedef struct {
+    ngx_str_t                      name;
+    size_t                         size;
+    ngx_flag_t                     shared;
+    ngx_msec_t                     lock_timeout;
+    size_t                         max_object_size;
+
+    u_char                        *file;
+    ngx_uint_t                     line;
+
+    ngx_shm_zone_t                *shm_zone;
+    ngx_http_peakcache_purge_log_t *purge_log;
+    ngx_slab_pool_t               *shpool;
+    ngx_uint_t                     purge_seq;
+
+    /* this worker's */
+    peakcache_cache               *cache;
+    ngx_uint_t                     origin_active;
+    ngx_rbtree_t                   fills;
+    ngx_rbtree_node_t              sentinel;
+} ngx_http_peakcache_zone_t;
+
+
+typedef struct {
+    ngx_array_t                    zones;    /* ngx_http_peakcache_zone_t * */
+} ngx_http_peakcache_main_conf_t;
+
+
+typedef struct {
+    ngx_http_peakcache_zone_t     *zone;
+    ngx_http_complex_value_t      *key;
+    ngx_array_t                   *bypass;
+    ngx_array_t                   *no_store;
+    ngx_msec_t                     lock_timeout;
+    ngx_msec_t                     default_ttl;
+    ngx_msec_t                     default_swr;
+    ngx_msec_t                     default_sie;
+    ngx_msec_t                     pass_hold;
+    size_t                         max_object_size;
+    ngx_uint_t                     origin_concurrency;
+
+    ngx_http_peakcache_zone_t     *purge;
+    ngx_http_peakcache_zone_t     *status_page;
+
+    peakcache_http_policy         *policy;
+} ngx_http_peakcache_loc_conf_t;
+
+
+/* a fill in flight in this worker, with the requests of this worker waiting for it */
+typedef struct {
+    ngx_str_node_t                 sn;
+    ngx_queue_t                    waiters;
+} ngx_http_peakcache_fill_node_t;
+
+
+typedef struct {
+    ngx_http_request_t            *request;
+    ngx_http_peakcache_zone_t     *zone;
+    ngx_http_peakcache_loc_conf_t *conf;
+    ngx_str_t                      key;
+
+    peakcache_fill                *fill;
+    peakcache_refresh             *refresh;
+    peakcache_waiter              *waiter;
+    peakcache_response            *resp;
+    peakcache_entry               *stale;
+
+    peakcache_wait_result          wait;
+
+    ngx_http_peakcache_fill_node_t *node;
+    ngx_queue_t                    queue;
+    ngx_msec_t                     deadline;
+
+    peakcache_http_request         req;
+    peakcache_http_store          *store;
+    peakcache_entry               *revalidate;
+    peakcache_fill                *marker;   /* the primary key's fill */
+    ngx_str_t                      vary;     /* the marker's Vary */
+    ngx_str_t                      primary;
+    uint64_t                       request_time;
+
+    uint64_t                       ttl;
+    uint64_t                       swr;
+    uint64_t                       sie;
+
+    ngx_uint_t                     status;
+    ngx_uint_t                     outcome;
+    ngx_uint_t                     fwd_status;
+
+    unsigned                       phase:2;
+    unsigned                       queued:1;
+    unsigned                       header_seen:1;
+    unsigned                       capture:1;
+    unsigned                       swap:1;
+    unsigned                       swap_sent:1;
+    unsigned                       background:1;
+    unsigned                       origin:1;
+    unsigned                       variant:1;
+    unsigned                       stored:1;
+    unsigned                       served:1;
+} ngx_http_peakcache_ctx_t;
+
+
+typedef struct {
+    peakcache_entry               *entry;
+    peakcache_http_headers        *headers;
+} ngx_http_peakcache_entry_cleanup_t;
+
+
+static ngx_int_t ngx_http_peakcache_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_lookup(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_resolved(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_fill *fill);
+static ngx_int_t ngx_http_peakcache_begin_wait(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_waiter *waiter);
+static void ngx_http_peakcache_wait_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_to_origin(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_serve(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
+static ngx_int_t ngx_http_peakcache_busy(ngx_http_request_t *r);
+static void ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_refresh *refresh,
+    peakcache_entry *entry);
+static ngx_int_t ngx_http_peakcache_found(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry,
+    peakcache_refresh *refresh, ngx_uint_t outcome);
+static uint64_t ngx_http_peakcache_now(void);
+static ngx_int_t ngx_http_peakcache_request_view(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_copy_buf(ngx_http_request_t *r,
+    peakcache_buf *buf, ngx_str_t *out);
+static ngx_int_t ngx_http_peakcache_variant_key(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *marker);
+static ngx_int_t ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_answer(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
+static ngx_int_t ngx_http_peakcache_hold(ngx_http_request_t *r,
+    peakcache_entry *entry, peakcache_http_headers *headers);
+static ngx_int_t ngx_http_peakcache_response_view(ngx_http_request_t *r,
+    peakcache_http_response_head *head);
+static ngx_int_t ngx_http_peakcache_store_header(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const uint8_t *vary, size_t vlen);
+static ngx_int_t ngx_http_peakcache_swap(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, ngx_uint_t status);
+static ngx_http_peakcache_ctx_t * ngx_http_peakcache_get_ctx(
+    ngx_http_request_t *r);
+static ngx_http_peakcache_ctx_t * ngx_http_peakcache_create_ctx(
+    ngx_http_request_t *r, ngx_http_peakcache_zone_t *zone,
+    ngx_http_peakcache_loc_conf_t *plcf);
+static void ngx_http_peakcache_cleanup(void *data);
+static void ngx_http_peakcache_entry_cleanup(void *data);
+static ngx_int_t ngx_http_peakcache_admit(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_origin_done(ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_unqueue(ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_set_headers(ngx_http_request_t *r,
+    const peakcache_http_header *items, size_t n);
+static ngx_chain_t * ngx_http_peakcache_entry_body(ngx_http_request_t *r,
+    peakcache_entry *entry);
+static ngx_int_t ngx_http_peakcache_send_entry(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
+static ngx_int_t ngx_http_peakcache_key(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_origin_failed(ngx_http_request_t *r);
+static void ngx_http_peakcache_give_up(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const char *reason);
+static void ngx_http_peakcache_fail(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_commit(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_body_filter(ngx_http_request_t *r,
+    ngx_chain_t *in);
+static ngx_int_t ngx_http_peakcache_purge_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_status_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_send_text(ngx_http_request_t *r,
+    ngx_uint_t status, ngx_str_t *type, u_char *data, size_t len);
+static ngx_int_t ngx_http_peakcache_purge_publish(ngx_http_request_t *r,
+    ngx_http_peakcache_zone_t *zone, ngx_uint_t type, ngx_uint_t soft,
+    ngx_str_t *what);
+static void ngx_http_peakcache_purge_apply(ngx_http_peakcache_zone_t *zone,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone,
+    ngx_uint_t type, ngx_uint_t soft, u_char *data, size_t len,
+    ngx_uint_t *found, ngx_log_t *log);
+static void ngx_http_peakcache_log_error(ngx_uint_t level, ngx_log_t *log,
+    peakcache_result rc, const char *what);
+static void ngx_http_peakcache_log_callback(void *userdata, int level,
+    const uint8_t *msg, size_t len);
+static ngx_int_t ngx_http_peakcache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_peakcache_key_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data);
+static ngx_int_t ngx_http_peakcache_add_variables(ngx_conf_t *cf);
+static void * ngx_http_peakcache_create_main_conf(ngx_conf_t *cf);
+static char * ngx_http_peakcache_init_main_conf(ngx_conf_t *cf, void *conf);
+static void * ngx_http_peakcache_create_loc_conf(ngx_conf_t *cf);
+static char * ngx_http_peakcache_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+static ngx_http_peakcache_zone_t * ngx_http_peakcache_zone_get(ngx_conf_t *cf,
+    ngx_str_t *name, ngx_uint_t define);
+static char * ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_peakcache_init_shm_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+static char * ngx_http_peakcache_purge(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char * ngx_http_peakcache_status_page(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_peakcache_init(ngx_conf_t *cf);
+static ngx_int_t ngx_http_peakcache_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_peakcache_init_process(ngx_cycle_t *cycle);
+static void ngx_http_peakcache_exit_process(ngx_cycle_t *cycle);
+static char *ngx_http_peakcache(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static ngx_int_t ngx_http_peakcache_url_key(ngx_http_request_t *r,
+    ngx_http_peakcache_loc_conf_t *plcf, ngx_str_t *url, ngx_str_t *key);
+static void ngx_http_peakcache_policy_cleanup(void *data);
+static ngx_int_t ngx_http_peakcache_create_policy(ngx_conf_t *cf,
+    ngx_http_peakcache_loc_conf_t *conf);
+
+
+static ngx_str_t  ngx_http_peakcache_status_names[] = {
+    ngx_null_string,
+    ngx_string("MISS"),
+    ngx_string("BYPASS"),
+    ngx_string("EXPIRED"),
+    ngx_string("STALE"),
+    ngx_string("UPDATING"),
+    ngx_string("REVALIDATED"),
+    ngx_string("HIT")
+};
+
+
+static ngx_command_t  ngx_http_peakcache_commands[] = {
+
+    { ngx_string("peakcache_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      ngx_http_peakcache_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("peakcache"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_peakcache,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("peakcache_key"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, key),
+      NULL },
+
+    { ngx_string("peakcache_bypass"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_set_predicate_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, bypass),
+      NULL },
+
+    { ngx_string("peakcache_no_store"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_1MORE,
+      ngx_http_set_predicate_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, no_store),
+      NULL },
+
+    { ngx_string("peakcache_lock_timeout"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, lock_timeout),
+      NULL },
+
+    { ngx_string("peakcache_default_ttl"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, default_ttl),
+      NULL },
+
+    { ngx_string("peakcache_default_swr"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, default_swr),
+      NULL },
+
+    { ngx_string("peakcache_default_sie"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, default_sie),
+      NULL },
+
+    { ngx_string("peakcache_pass_hold"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_msec_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, pass_hold),
+      NULL },
+
+    { ngx_string("peakcache_max_object_size"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, max_object_size),
+      NULL },
+
+    { ngx_string("peakcache_origin_concurrency"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_num_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, origin_concurrency),
+      NULL },
+
+    { ngx_string("peakcache_purge"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_peakcache_purge,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("peakcache_status_page"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_peakcache_status_page,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_peakcache_module_ctx = {
+    ngx_http_peakcache_add_variables,      /* preconfiguration */
+    ngx_http_peakcache_init,               /* postconfiguration */
+
+    ngx_http_peakcache_create_main_conf,   /* create main configuration */
+    ngx_http_peakcache_init_main_conf,     /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_peakcache_create_loc_conf,    /* create location configuration */
+    ngx_http_peakcache_merge_loc_conf      /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_peakcache_module = {
+    NGX_MODULE_V1,
+    &ngx_http_peakcache_module_ctx,        /* module context */
+    ngx_http_peakcache_commands,           /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    ngx_http_peakcache_init_module,        /* init module */
+    ngx_http_peakcache_init_process,       /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_peakcache_exit_process,       /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+static ngx_http_variable_t  ngx_http_peakcache_vars[] = {
+
+    { ngx_string("peakcache_status"), NULL,
+      ngx_http_peakcache_status_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+    { ngx_string("peakcache_key"), NULL,
+      ngx_http_peakcache_key_variable, 0,
+      NGX_HTTP_VAR_NOCACHEABLE|NGX_HTTP_VAR_NOHASH, 0 },
+
+      ngx_http_null_variable
+};
+
+
+static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
+static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
+
+static ngx_http_peakcache_main_conf_t   *ngx_http_peakcache_mcf;
+
+
+/* the precontent phase */
+
+static ngx_int_t
+ngx_http_peakcache_handler(ngx_http_request_t *r)
+{
+    ngx_http_peakcache_ctx_t       *ctx;
+    ngx_http_peakcache_loc_conf_t  *plcf;
+
+    ctx = ngx_http_peakcache_get_ctx(r);
+
+    if (ctx) {
+        switch (ctx->phase) {
+
+        case NGX_HTTP_PEAKCACHE_PHASE_WAITING:
+            return NGX_DONE;
+
+        case NGX_HTTP_PEAKCACHE_PHASE_RESOLVED:
+            ctx->phase = NGX_HTTP_PEAKCACHE_PHASE_DONE;
+            return ngx_http_peakcache_resolved(r, ctx);
+
+        default:
+            /* a background refresh, or a request internally redirected */
+            return NGX_DECLINED;
+        }
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_peakcache_module);
+
+    if (plcf->zone == NULL || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    if (plcf->zone->cache == NULL) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_peakcache_purge_apply(plcf->zone, r->connection->log);
+
+    ctx = ngx_http_peakcache_create_ctx(r, plcf->zone, plcf);
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->outcome = PEAKCACHE_HTTP_PASS;
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        ctx->outcome = PEAKCACHE_HTTP_METHOD;
+        return NGX_DECLINED;
+    }
+
+    switch (ngx_http_test_predicates(r, plcf->bypass)) {
+
+    case NGX_ERROR:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    case NGX_DECLINED:
+        ctx->status = NGX_HTTP_PEAKCACHE_BYPASS;
+        return ngx_http_peakcache_to_origin(r, ctx);
+
+    default: /* NGX_OK */
+        break;
+    }
+
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    switch (ngx_http_peakcache_key(r, ctx)) {
+
+    case NGX_ERROR:
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    case NGX_DECLINED:
+        /* the HTTP layer found the request not cacheable: forward it */
+        ctx->status = NGX_HTTP_PEAKCACHE_BYPASS;
+        return ngx_http_peakcache_to_origin(r, ctx);
+
+    default:
+        break;
+    }
+
+    return ngx_http_peakcache_lookup(r, ctx);
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_lookup(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_uint_t               outcome;
+    peakcache_result         rc;
+    peakcache_lookup_result  lr;
+
+    rc = peakcache_lookup(ctx->zone->cache, ctx->key.data, ctx->key.len, &lr);
+
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "lookup failed, passing to the origin");
+        ctx->status = NGX_HTTP_PEAKCACHE_BYPASS;
+        return ngx_http_peakcache_to_origin(r, ctx);
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "peakcache lookup \"%V\": %ui", &ctx->key,
+                   (ngx_uint_t) lr.kind);
+
+    switch (lr.kind) {
+
+    case PEAKCACHE_LOOKUP_FRESH:
+    case PEAKCACHE_LOOKUP_STALE:
+
+        if (lr.served == PEAKCACHE_SERVED_FRESH) {
+            outcome = PEAKCACHE_HTTP_HIT;
+
+        } else if (lr.served == PEAKCACHE_SERVED_STALE_IF_ERROR) {
+            outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
+
+        } else {
+            outcome = PEAKCACHE_HTTP_STALE;
+        }
+
+        return ngx_http_peakcache_found(r, ctx, lr.entry, lr.refresh, outcome);
+
+    case PEAKCACHE_LOOKUP_MISS:
+        return ngx_http_peakcache_begin_fill(r, ctx, lr.fill);
+
+    case PEAKCACHE_LOOKUP_WAIT:
+        return ngx_http_peakcache_begin_wait(r, ctx, lr.waiter);
+
+    default: /* PEAKCACHE_LOOKUP_PASS */
+        ctx->status = NGX_HTTP_PEAKCACHE_MISS;
+        ctx->outcome = PEAKCACHE_HTTP_PASS;
+        return ngx_http_peakcache_to_origin(r, ctx);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_resolved(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    peakcache_wait_result  *w;
+
+    w = &ctx->wait;
+
+    switch (w->kind) {
+
+    case PEAKCACHE_WAIT_HIT:
+        return ngx_http_peakcache_found(r, ctx, w->entry, NULL,
+                                        w->served
+                                        == PEAKCACHE_SERVED_STALE_IF_ERROR
+                                        ? PEAKCACHE_HTTP_STALE_IF_ERROR
+                                        : PEAKCACHE_HTTP_COLLAPSED);
+
+    case PEAKCACHE_WAIT_FILL:
+        return ngx_http_peakcache_begin_fill(r, ctx, w->fill);
+
+    default:
+        /* PASS, FAILED, TIMED_OUT: fetch for ourselves, store nothing */
+        ctx->status = NGX_HTTP_PEAKCACHE_MISS;
+        ctx->outcome = PEAKCACHE_HTTP_PASS;
+        return ngx_http_peakcache_to_origin(r, ctx);
+    }
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_fill *fill)
+{
+    uint32_t                         hash;
+    peakcache_entry                 *stale;
+    ngx_http_peakcache_fill_node_t  *node;
+
+    ctx->status = NGX_HTTP_PEAKCACHE_MISS;
+    ctx->outcome = ctx->variant ? PEAKCACHE_HTTP_VARY_MISS
+                                : PEAKCACHE_HTTP_MISS;
+
+    /*
+     * A HEAD answer has no body to store, and a request that must not be
+     * stored gives the fill back: the next lookup, or a waiter, fills.
+     */
+
+    if (r->method == NGX_HTTP_HEAD) {
+        peakcache_fill_abandon(fill);
+        return ngx_http_peakcache_to_origin(r, ctx);
+    }
+
+    switch (ngx_http_test_predicates(r, ctx->conf->no_store)) {
+
+    case NGX_ERROR:
+        peakcache_fill_abandon(fill);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+
+    case NGX_DECLINED:
+        peakcache_fill_abandon(fill);
+        return ngx_http_peakcache_to_origin(r, ctx);
+
+    default:
+        break;
+    }
+
+    if (ngx_http_peakcache_admit(r, ctx) != NGX_OK) {
+        stale = NULL;
+        (void) peakcache_fill_fail(&fill, &stale);
+
+        if (stale) {
+            ctx->status = NGX_HTTP_PEAKCACHE_STALE;
+            ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
+            ctx->fwd_status = NGX_HTTP_SERVICE_UNAVAILABLE;
+            return ngx_http_peakcache_serve(r, ctx, stale);
+        }
+
+        return ngx_http_peakcache_busy(r);
+    }
+
+    ctx->fill = fill;
+    ctx->request_time = ngx_http_peakcache_now();
+
+    node = ngx_pcalloc(r->pool, sizeof(ngx_http_peakcache_fill_node_t));
+    if (node == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    hash = ngx_crc32_long(ctx->key.data, ctx->key.len);
+
+    if (ngx_str_rbtree_lookup(&ctx->zone->fills, &ctx->key, hash) == NULL) {
+        node->sn.node.key = hash;
+        node->sn.str = ctx->key;
+        ngx_queue_init(&node->waiters);
+        ngx_rbtree_insert(&ctx->zone->fills, &node->sn.node);
+        ctx->node = node;
+    }
+
+    if (ngx_http_peakcache_upstream_request(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_begin_wait(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_waiter *waiter)
+{
+    ngx_msec_t                       timer;
+    ngx_str_node_t                  *sn;
+    ngx_http_peakcache_fill_node_t  *node;
+
+    ctx->waiter = waiter;
+    ctx->phase = NGX_HTTP_PEAKCACHE_PHASE_WAITING;
+    ctx->deadline = ngx_current_msec + ctx->conf->lock_timeout;
+
+    sn = ngx_str_rbtree_lookup(&ctx->zone->fills, &ctx->key,
+                               ngx_crc32_long(ctx->key.data, ctx->key.len));
+
+    if (sn) {
+        /* the fill runs in this worker: it wakes us when it ends */
+        node = (ngx_http_peakcache_fill_node_t *) sn;
+        ngx_queue_insert_tail(&node->waiters, &ctx->queue);
+        ctx->queued = 1;
+        timer = ctx->conf->lock_timeout;
+
+    } else {
+        timer = NGX_HTTP_PEAKCACHE_POLL_MS;
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "peakcache wait \"%V\" local:%d", &ctx->key, ctx->queued);
+
+    r->read_event_handler = ngx_http_test_reading;
+    r->write_event_handler = ngx_http_peakcache_wait_handler;
+
+    ngx_add_timer(r->connection->write, timer);
+
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_peakcache_wait_handler(ngx_http_request_t *r)
+{
+    ngx_msec_t                 left;
+    ngx_event_t               *wev;
+    peakcache_result           rc;
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    wev = r->connection->write;
+    wev->timedout = 0;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
+
+    if (ctx == NULL || ctx->phase != NGX_HTTP_PEAKCACHE_PHASE_WAITING) {
+        return;
+    }
+
+    rc = peakcache_waiter_poll(&ctx->waiter, &ctx->wait);
+
+    if (rc == PEAKCACHE_PENDING) {
+
+        if ((ngx_msec_int_t) (ngx_current_msec - ctx->deadline) < 0) {
+
+            if (!wev->timer_set) {
+                left = ctx->deadline - ngx_current_msec;
+
+                if (!ctx->queued && left > NGX_HTTP_PEAKCACHE_POLL_MS) {
+                    left = NGX_HTTP_PEAKCACHE_POLL_MS;
+                }
+
+                ngx_add_timer(wev, left);
+            }
+
+            return;
+        }
+
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "peakcache: waited %M ms for the fill of \"%V\" "
+                      "(peakcache_lock_timeout), fetching uncached",
+                      ctx->conf->lock_timeout, &ctx->key);
+
+        peakcache_waiter_free(ctx->waiter);
+        ctx->waiter = NULL;
+        ngx_memzero(&ctx->wait, sizeof(peakcache_wait_result));
+        ctx->wait.kind = PEAKCACHE_WAIT_TIMED_OUT;
+
+    } else if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "waiter poll failed, fetching uncached");
+        peakcache_waiter_free(ctx->waiter);
+        ctx->waiter = NULL;
+        ngx_memzero(&ctx->wait, sizeof(peakcache_wait_result));
+        ctx->wait.kind = PEAKCACHE_WAIT_FAILED;
+    }
+
+    ngx_http_peakcache_unqueue(ctx);
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    ctx->phase = NGX_HTTP_PEAKCACHE_PHASE_RESOLVED;
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_core_run_phases;
+
+    ngx_http_core_run_phases(r);
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_to_origin(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    if (ngx_http_peakcache_admit(r, ctx) != NGX_OK) {
+        return ngx_http_peakcache_busy(r);
+    }
+
+    return NGX_DECLINED;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_serve(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    peakcache_entry *entry)
+{
+    ngx_int_t  rc;
+
+    rc = ngx_http_discard_request_body(r);
+
+    if (rc != NGX_OK) {
+        peakcache_entry_free(entry);
+        return rc;
+    }
+
+    rc = ngx_http_peakcache_send_entry(r, ctx, entry);
+
+    if (rc == NGX_DECLINED) {
+        /* preconditions the cache does not evaluate: the origin answers */
+        ctx->served = 0;
+        ctx->status = NGX_HTTP_PEAKCACHE_MISS;
+        ctx->outcome = PEAKCACHE_HTTP_PASS;
+        return ngx_http_peakcache_to_origin(r, ctx);
+    }
+
+    ngx_http_finalize_request(r, rc);
+
+    return NGX_DONE;
+}
+
+
+/* beyond peakcache_origin_concurrency with nothing to serve */
+
+static ngx_int_t
+ngx_http_peakcache_busy(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    static ngx_str_t  type = ngx_string("text/plain");
+    static u_char     body[] = "origin busy, retry shortly" CRLF;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    ngx_http_finalize_request(r,
+        ngx_http_peakcache_send_text(r, NGX_HTTP_SERVICE_UNAVAILABLE, &type,
+                                     body, sizeof(body) - 1));
+    return NGX_DONE;
+}
+
+
+static void
+ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_refresh *refresh,
+    peakcache_entry *entry)
+{
+    ngx_http_request_t        *sr;
+    ngx_http_peakcache_ctx_t  *sctx;
+
+    if (ctx->conf->origin_concurrency
+        && ctx->zone->origin_active >= ctx->conf->origin_concurrency)
+    {
+        /* the origin is busy: keep serving stale, a later lookup retries */
+        peakcache_refresh_abandon(refresh);
+        return;
+    }
+
+    if (ngx_http_subrequest(r, &r->uri, &r->args, &sr, NULL,
+                            NGX_HTTP_SUBREQUEST_CLONE
+                            |NGX_HTTP_SUBREQUEST_BACKGROUND)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "peakcache: could not start the background refresh "
+                      "of \"%V\"", &ctx->key);
+        peakcache_refresh_abandon(refresh);
+        return;
+    }
+
+    /* a HEAD request is refreshed with a GET: the body is what is stored */
+    sr->method = NGX_HTTP_GET;
+    sr->method_name = ngx_http_core_get_method;
+    sr->header_only = 0;
+
+    sctx = ngx_http_peakcache_create_ctx(sr, ctx->zone, ctx->conf);
+    if (sctx == NULL) {
+        peakcache_refresh_abandon(refresh);
+        return;
+    }
+
+    sctx->key = ctx->key;
+    sctx->req = ctx->req;
+    ngx_str_set(&sctx->req.method, "GET");
+    sctx->refresh = refresh;
+    sctx->variant = ctx->variant;
+    sctx->background = 1;
+    sctx->status = NGX_HTTP_PEAKCACHE_EXPIRED;
+    sctx->outcome = PEAKCACHE_HTTP_REVALIDATED;
+    sctx->phase = NGX_HTTP_PEAKCACHE_PHASE_DONE;
+    sctx->origin = 1;
+    sctx->request_time = ngx_http_peakcache_now();
+    ctx->zone->origin_active++;
+
+    /* kept for a 304: the stored response is what it revalidates */
+    if (peakcache_entry_clone(entry, &sctx->revalidate) != PEAKCACHE_OK) {
+        sctx->revalidate = NULL;
+    }
+
+    (void) ngx_http_peakcache_upstream_request(sr, sctx);
+}
+
+
+/*
+ * An entry was found.  A response with Vary is stored under its variant's
+ * key, and under the primary key a marker holding the Vary value: the
+ * marker leads to a second lookup, of the variant.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_found(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    peakcache_entry *entry, peakcache_refresh *refresh, ngx_uint_t outcome)
+{
+    if (peakcache_entry_flags(entry) & NGX_HTTP_PEAKCACHE_VARY_MARKER) {
+
+        /* the marker outlives its variants: it needs no refresh of its own */
+        peakcache_refresh_abandon(refresh);
+
+        if (ctx->variant
+            || ngx_http_peakcache_variant_key(r, ctx, entry) != NGX_OK)
+        {
+            peakcache_entry_free(entry);
+            ctx->status = NGX_HTTP_PEAKCACHE_MISS;
+            ctx->outcome = PEAKCACHE_HTTP_PASS;
+            return ngx_http_peakcache_to_origin(r, ctx);
+        }
+
+        peakcache_entry_free(entry);
+
+        return ngx_http_peakcache_lookup(r, ctx);
+    }
+
+    ctx->outcome = outcome;
+
+    switch (outcome) {
+
+    case PEAKCACHE_HTTP_STALE:
+        ctx->status = NGX_HTTP_PEAKCACHE_UPDATING;
+        break;
+
+    case PEAKCACHE_HTTP_STALE_IF_ERROR:
+        ctx->status = NGX_HTTP_PEAKCACHE_STALE;
+        break;
+
+    default:
+        ctx->status = NGX_HTTP_PEAKCACHE_HIT;
+        break;
+    }
+
+    if (refresh) {
+        ngx_http_peakcache_start_refresh(r, ctx, refresh, entry);
+    }
+
+    return ngx_http_peakcache_serve(r, ctx, entry);
+}
+
+
+static uint64_t
+ngx_http_peakcache_now(void)
+{
+    ngx_time_t  *tp;
+
+    tp = ngx_timeofday();
+
+    return (uint64_t) tp->sec * 1000 + tp->msec;
+}
+
+
+/* the request as the HTTP layer reads it; views into the request's memory */
+
+
+static ngx_int_t
+ngx_http_peakcache_request_view(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_uint_t              i, n;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
+    peakcache_http_header  *hh;
+    peakcache_http_request *req;
+
+    req = &ctx->req;
+
+    n = 0;
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    hh = ngx_palloc(r->pool, (n ? n : 1) * sizeof(peakcache_http_header));
+    if (hh == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        hh[n].name = h[i].key.data;
+        hh[n].name_len = h[i].key.len;
+        hh[n].value = h[i].value.data;
+        hh[n].value_len = h[i].value.len;
+        n++;
+    }
+
+    req->headers = hh;
+    req->nheaders = n;
+
+    req->method.data = r->method_name.data;
+    req->method.len = r->method_name.len;
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        req->scheme.data = (const uint8_t *) "https";
+        req->scheme.len = sizeof("https") - 1;
+    } else
+#endif
+    {
+        req->scheme.data = (const uint8_t *) "http";
+        req->scheme.len = sizeof("http") - 1;
+    }
+
+    if (r->headers_in.host == NULL) {
+        /* HTTP/2 and absolute request targets name the host elsewhere */
+        req->authority.data = r->headers_in.server.data;
+        req->authority.len = r->headers_in.server.len;
+    }
+
+    req->path.data = r->unparsed_uri.data;
+    req->path.len = r->unparsed_uri.len;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_copy_buf(ngx_http_request_t *r, peakcache_buf *buf,
+    ngx_str_t *out)
+{
+    size_t          len;
+    const uint8_t  *data;
+
+    if (peakcache_buf_data(buf, &data, &len) != PEAKCACHE_OK) {
+        peakcache_buf_free(buf);
+        return NGX_ERROR;
+    }
+
+    out->data = ngx_pnalloc(r->pool, len ? len : 1);
+    if (out->data == NULL) {
+        peakcache_buf_free(buf);
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(out->data, data, len);
+    out->len = len;
+
+    peakcache_buf_free(buf);
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_variant_key(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *marker)
+{
+    u_char            *p;
+    size_t             len;
+    ngx_str_t          vkey, key;
+    const uint8_t     *vary;
+    peakcache_buf     *buf;
+    peakcache_result   rc;
+
+    if (peakcache_entry_body(marker, &vary, &len) != PEAKCACHE_OK) {
+        return NGX_ERROR;
+    }
+
+    buf = NULL;
+    rc = peakcache_http_variant_key(ctx->conf->policy, &ctx->req, vary, len,
+                                    &buf);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
+                                     "computing the variant key failed");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_peakcache_copy_buf(r, buf, &vkey) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->conf->key) {
+        /* the operator's key, then the variant part after the NUL */
+        p = ngx_strlchr(vkey.data, vkey.data + vkey.len, '\0');
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        key.len = ctx->key.len + (vkey.data + vkey.len - p);
+        key.data = ngx_pnalloc(r->pool, key.len);
+        if (key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(key.data, ctx->key.data, ctx->key.len), p,
+                   vkey.data + vkey.len - p);
+        vkey = key;
+    }
+
+    ctx->primary = ctx->key;
+    ctx->key = vkey;
+    ctx->variant = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * What is sent upstream on a fill or refresh is what the key covers: the
+ * HTTP layer drops campaign parameters, unkeyed fields and the client's
+ * conditional fields; a refresh adds its own validators.
+ */
+
+
+static ngx_int_t
+ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    u_char                        *q;
+    size_t                         i, n;
+    ngx_str_t                      path;
+    ngx_list_t                     headers;
+    ngx_table_elt_t               *h;
+    peakcache_buf                 *pbuf;
+    peakcache_result               rc;
+    peakcache_http_headers        *list, *reval;
+    const peakcache_http_header   *items;
+
+    pbuf = NULL;
+    list = NULL;
+    reval = NULL;
+
+    rc = peakcache_http_upstream_request(ctx->conf->policy, &ctx->req, &pbuf,
+                                         &list);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "preparing the upstream request failed");
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_peakcache_copy_buf(r, pbuf, &path) != NGX_OK) {
+        peakcache_http_headers_free(list);
+        return NGX_ERROR;
+    }
+
+    if (path.len
+        && (path.len != r->unparsed_uri.len
+            || ngx_strncmp(path.data, r->unparsed_uri.data, path.len) != 0))
+    {
+        r->unparsed_uri = path;
+
+        q = ngx_strlchr(path.data, path.data + path.len, '?');
+
+        if (q) {
+            r->args.data = q + 1;
+            r->args.len = path.data + path.len - q - 1;
+
+        } else {
+            r->args.len = 0;
+        }
+    }
+
+    if (ctx->revalidate) {
+        rc = peakcache_http_revalidation_headers(ctx->conf->policy,
+                                                 ctx->revalidate, &reval);
+        if (rc != PEAKCACHE_OK) {
+            reval = NULL;
+        }
+    }
+
+    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        goto failed;
+    }
+
+    for (list = list; list; list = reval, reval = NULL) {
+
+        if (peakcache_http_headers_items(list, &items, &n) != PEAKCACHE_OK) {
+            goto failed;
+        }
+
+        for (i = 0; i < n; i++) {
+            h = ngx_list_push(&headers);
+            if (h == NULL) {
+                goto failed;
+            }
+
+            ngx_memzero(h, sizeof(ngx_table_elt_t));
+
+            h->hash = 1;
+            h->key.len = items[i].name_len;
+            h->key.data = ngx_pnalloc(r->pool, items[i].name_len
+                                               + items[i].value_len + 1);
+            if (h->key.data == NULL) {
+                goto failed;
+            }
+
+            ngx_memcpy(h->key.data, items[i].name, items[i].name_len);
+            h->lowcase_key = h->key.data;
+
+            h->value.len = items[i].value_len;
+            h->value.data = h->key.data + items[i].name_len;
+            ngx_memcpy(h->value.data, items[i].value, items[i].value_len);
+            h->value.data[h->value.len] = '\0';
+
+            if (h->key.len == sizeof("host") - 1
+                && ngx_strncasecmp(h->key.data, (u_char *) "host", 4) == 0)
+            {
+                r->headers_in.host = h;
+            }
+        }
+
+        peakcache_http_headers_free(list);
+    }
+
+    r->headers_in.headers = headers;
+
+    if (r != r->main) {
+        r->headers_in.if_modified_since = NULL;
+        r->headers_in.if_unmodified_since = NULL;
+        r->headers_in.if_match = NULL;
+        r->headers_in.if_none_match = NULL;
+        r->headers_in.range = NULL;
+        r->headers_in.if_range = NULL;
+    }
+
+    return NGX_OK;
+
+failed:
+
+    peakcache_http_headers_free(list);
+    peakcache_http_headers_free(reval);
+
+    return NGX_ERROR;
+}
+
+
+/* the headers to send from an entry, and which of them nginx must know */
+
+
+static ngx_int_t
+ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    peakcache_entry *entry)
+{
+    size_t                        n;
+    peakcache_result              rc;
+    peakcache_http_answer         a;
+    const peakcache_http_header  *items;
+
+    rc = peakcache_http_serve(ctx->conf->policy, &ctx->req, entry,
+                              (uint32_t) ctx->outcome,
+                              (uint16_t) ctx->fwd_status,
+                              ngx_http_peakcache_now(), &a);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "answering from the entry failed");
+        return NGX_DECLINED;
+    }
+
+    if (a.kind == PEAKCACHE_HTTP_FORWARD) {
+        peakcache_http_headers_free(a.headers);
+        return NGX_DECLINED;
+    }
+
+    if (ngx_http_peakcache_hold(r, NULL, a.headers) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (peakcache_http_headers_items(a.headers, &items, &n) != PEAKCACHE_OK) {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.status = a.status;
+
+    if (ngx_http_peakcache_set_headers(r, items, n) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    /* the HTTP layer has answered the client's conditions */
+    r->disable_not_modified = 1;
+
+    ctx->served = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_hold(ngx_http_request_t *r, peakcache_entry *entry,
+    peakcache_http_headers *headers)
+{
+    ngx_pool_cleanup_t                  *cln;
+    ngx_http_peakcache_entry_cleanup_t  *ec;
+
+    cln = ngx_pool_cleanup_add(r->pool,
+                               sizeof(ngx_http_peakcache_entry_cleanup_t));
+    if (cln == NULL) {
+        peakcache_entry_free(entry);
+        peakcache_http_headers_free(headers);
+        return NGX_ERROR;
+    }
+
+    ec = cln->data;
+    ec->entry = entry;
+    ec->headers = headers;
+    cln->handler = ngx_http_peakcache_entry_cleanup;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_response_view(ngx_http_request_t *r,
+    peakcache_http_response_head *head)
+{
+    u_char                 *p;
+    size_t                  len;
+    ngx_uint_t              i, n;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
+    peakcache_http_header  *hh;
+
+    n = 1;
+    for (part = &r->headers_out.headers.part; part; part = part->next) {
+        n += part->nelts;
+    }
+
+    hh = ngx_palloc(r->pool, n * sizeof(peakcache_http_header));
+    if (hh == NULL) {
+        return NGX_ERROR;
+    }
+
+    n = 0;
+
+    if (r->headers_out.content_type.len) {
+        p = r->headers_out.content_type.data;
+        len = r->headers_out.content_type.len;
+
+        if (r->headers_out.charset.len) {
+            len += sizeof("; charset=") - 1 + r->headers_out.charset.len;
+
+            p = ngx_pnalloc(r->pool, len);
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_sprintf(p, "%V; charset=%V", &r->headers_out.content_type,
+                        &r->headers_out.charset);
+        }
+
+        hh[n].name = (const uint8_t *) "Content-Type";
+        hh[n].name_len = sizeof("Content-Type") - 1;
+        hh[n].value = p;
+        hh[n].value_len = len;
+        n++;
+    }
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash == 0) {
+            continue;
+        }
+
+        hh[n].name = h[i].key.data;
+        hh[n].name_len = h[i].key.len;
+        hh[n].value = h[i].value.data;
+        hh[n].value_len = h[i].value.len;
+        n++;
+    }
+
+    head->status = (uint16_t) r->headers_out.status;
+    head->headers = hh;
+    head->nheaders = n;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The store decision for a fill or a refresh, at the response's head.
+ * Sets ctx->capture when the body is to be kept.
+ */
+
+
+static ngx_int_t
+ngx_http_peakcache_store_header(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    size_t                         vlen;
+    ngx_uint_t                     status;
+    const uint8_t                 *vary;
+    peakcache_result               rc;
+    peakcache_http_decision        d;
+    peakcache_http_response_head   head;
+
+    status = r->headers_out.status;
+
+    if (ngx_http_peakcache_origin_failed(r)) {
+        ngx_http_peakcache_fail(r, ctx);
+
+        if (ctx->stale && r == r->main) {
+            return ngx_http_peakcache_swap(r, ctx, status);
+        }
+
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "peakcache: origin failed (%ui) for \"%V\", "
+                      "nothing stale to serve", status, &ctx->key);
+
+        return NGX_OK;
+    }
+
+    if (r->upstream == NULL || r->upstream->headers_in.status_n != status) {
+        /* not the origin's answer (an error page, a redirect) */
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "peakcache: \"%V\" not stored: not the upstream's "
+                      "response", &ctx->key);
+
+        if (ctx->fill) {
+            peakcache_fill_abandon(ctx->fill);
+            ctx->fill = NULL;
+        }
+
+        if (ctx->refresh) {
+            peakcache_refresh_abandon(ctx->refresh);
+            ctx->refresh = NULL;
+        }
+
+        ngx_http_peakcache_fill_done(ctx);
+
+        return NGX_OK;
+    }
+
+    switch (ngx_http_test_predicates(r, ctx->conf->no_store)) {
+
+    case NGX_ERROR:
+        return NGX_ERROR;
+
+    case NGX_DECLINED:
+        /* no_store on the response (e.g. $upstream_http_x_private) */
+        ngx_http_peakcache_give_up(r, ctx, "peakcache_no_store");
+        return NGX_OK;
+
+    default:
+        break;
+    }
+
+    if (ngx_http_peakcache_response_view(r, &head) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    ngx_memzero(&d, sizeof(peakcache_http_decision));
+
+    if (status == NGX_HTTP_NOT_MODIFIED && ctx->refresh && ctx->revalidate) {
+
+        rc = peakcache_http_revalidate(ctx->conf->policy, &ctx->req,
+                                       ctx->revalidate, &head,
+                                       ctx->request_time,
+                                       ngx_http_peakcache_now(), &d);
+
+        if (rc == PEAKCACHE_ERR_VALIDATOR_MISMATCH) {
+            /* another version: a later lookup refreshes unconditionally */
+            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                          "peakcache: 304 for another version of \"%V\"",
+                          &ctx->key);
+            peakcache_refresh_abandon(ctx->refresh);
+            ctx->refresh = NULL;
+            ngx_http_peakcache_origin_done(ctx);
+            return NGX_OK;
+        }
+
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                         "merging the 304 failed");
+            ngx_http_peakcache_give_up(r, ctx, "could not merge the 304");
+            return NGX_OK;
+        }
+
+        if (d.reason != PEAKCACHE_HTTP_STORE) {
+            ngx_http_peakcache_give_up(r, ctx,
+                                       peakcache_http_dont_store_str(d.reason));
+            return NGX_OK;
+        }
+
+        ctx->store = d.store;
+        ctx->ttl = d.ttl_ms;
+        ctx->swr = d.swr_ms;
+        ctx->sie = d.sie_ms;
+
+        rc = peakcache_http_store_response(ctx->store, &ctx->resp);
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_give_up(r, ctx, "could not build the response");
+            return NGX_OK;
+        }
+
+        ctx->status = NGX_HTTP_PEAKCACHE_REVALIDATED;
+        ngx_http_peakcache_commit(r, ctx);
+
+        return NGX_OK;
+    }
+
+    rc = peakcache_http_on_response(ctx->conf->policy, &ctx->req, &head,
+                                    ctx->request_time,
+                                    ngx_http_peakcache_now(), &d);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
+                                     "response not cacheable");
+        ngx_http_peakcache_give_up(r, ctx, "malformed response");
+        return NGX_OK;
+    }
+
+    if (d.reason != PEAKCACHE_HTTP_STORE) {
+        ngx_http_peakcache_give_up(r, ctx,
+                                   peakcache_http_dont_store_str(d.reason));
+        return NGX_OK;
+    }
+
+    ctx->store = d.store;
+    ctx->ttl = d.ttl_ms;
+    ctx->swr = d.swr_ms;
+    ctx->sie = d.sie_ms;
+
+    if (r->headers_out.content_length_n > (off_t) ctx->conf->max_object_size) {
+        ngx_http_peakcache_give_up(r, ctx,
+                                   "larger than peakcache_max_object_size");
+        return NGX_OK;
+    }
+
+    rc = peakcache_http_store_response(ctx->store, &ctx->resp);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "building the response failed");
+        ngx_http_peakcache_give_up(r, ctx, "could not build the response");
+        return NGX_OK;
+    }
+
+    if (r->headers_out.content_length_n > 0) {
+        (void) peakcache_response_reserve_body(ctx->resp,
+                                    (size_t) r->headers_out.content_length_n);
+    }
+
+    if (peakcache_http_store_vary(ctx->store, &vary, &vlen) != PEAKCACHE_OK) {
+        vlen = 0;
+    }
+
+    if (vlen && !ctx->variant) {
+
+        if (ctx->refresh) {
+            /* the response began to vary: it is filled anew, with a marker */
+            ngx_http_peakcache_give_up(r, ctx, "began to vary");
+            return NGX_OK;
+        }
+
+        if (ngx_http_peakcache_variant_fill(r, ctx, vary, vlen) != NGX_OK) {
+            ngx_http_peakcache_give_up(r, ctx, "no variant key");
+            return NGX_OK;
+        }
+
+        if (ctx->fill == NULL) {
+            /* someone else has the variant: store the marker alone */
+            ngx_http_peakcache_commit(r, ctx);
+            return NGX_OK;
+        }
+    }
+
+    ctx->stored = 1;
+    ctx->capture = 1;
+    r->filter_need_in_memory = 1;
+
+    return NGX_OK;
+}
+
+
+/*
+ * A response with Vary goes under its variant's key: the fill of the
+ * primary key becomes the marker's, and the variant's fill is taken.
+ */
+
+
+static ngx_int_t
+ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const uint8_t *vary, size_t vlen)
+{
+    ngx_str_t                primary;
+    peakcache_result         rc;
+    peakcache_lookup_result  lr;
+
+    ctx->vary.data = ngx_pnalloc(r->pool, vlen);
+    if (ctx->vary.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->vary.data, vary, vlen);
+    ctx->vary.len = vlen;
+
+    primary = ctx->key;
+
+    {
+    ngx_str_t       vkey;
+    peakcache_buf  *buf;
+
+    buf = NULL;
+    rc = peakcache_http_variant_key(ctx->conf->policy, &ctx->req, vary, vlen,
+                                    &buf);
+    if (rc != PEAKCACHE_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_peakcache_copy_buf(r, buf, &vkey) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    if (ctx->conf->key) {
+        u_char  *p;
+
+        p = ngx_strlchr(vkey.data, vkey.data + vkey.len, '\0');
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        ctx->key.len = primary.len + (vkey.data + vkey.len - p);
+        ctx->key.data = ngx_pnalloc(r->pool, ctx->key.len);
+        if (ctx->key.data == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_memcpy(ngx_cpymem(ctx->key.data, primary.data, primary.len), p,
+                   vkey.data + vkey.len - p);
+
+    } else {
+        ctx->key = vkey;
+    }
+    }
+
+    ctx->primary = primary;
+    ctx->marker = ctx->fill;
+    ctx->fill = NULL;
+
+    rc = peakcache_lookup(ctx->zone->cache, ctx->key.data, ctx->key.len, &lr);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "variant lookup failed");
+        return NGX_OK;
+    }
+
+    switch (lr.kind) {
+
+    case PEAKCACHE_LOOKUP_MISS:
+        ctx->fill = lr.fill;
+        break;
+
+    case PEAKCACHE_LOOKUP_FRESH:
+    case PEAKCACHE_LOOKUP_STALE:
+        peakcache_entry_free(lr.entry);
+        peakcache_refresh_abandon(lr.refresh);
+        break;
+
+    case PEAKCACHE_LOOKUP_WAIT:
+        peakcache_waiter_free(lr.waiter);
+        break;
+
+    default:
+        break;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    ngx_uint_t status)
+{
+    size_t           len;
+    ngx_int_t        rc;
+    ngx_list_t       trailers;
+    const uint8_t   *body;
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "peakcache: origin failed (%ui), serving a stale \"%V\"",
+                  status, &ctx->key);
+
+    trailers = r->headers_out.trailers;
+    ngx_memzero(&r->headers_out, sizeof(ngx_http_headers_out_t));
+
+    if (ngx_list_init(&r->headers_out.headers, r->pool, 20,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    r->headers_out.trailers = trailers;
+    r->headers_out.content_length_n = -1;
+    r->headers_out.last_modified_time = -1;
+    r->err_status = 0;
+
+    ctx->status = NGX_HTTP_PEAKCACHE_STALE;
+    ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
+    ctx->fwd_status = status;
+
+    rc = ngx_http_peakcache_answer(r, ctx, ctx->stale);
+
+    if (rc == NGX_ERROR) {
+        return NGX_ERROR;
+    }
+
+    if (rc == NGX_DECLINED) {
+        /* nothing else to send: the client gets a bare error */
+        r->headers_out.status = status;
+        r->headers_out.content_length_n = 0;
+        r->header_only = 1;
+        return NGX_OK;
+    }
+
+    if (r->headers_out.status == NGX_HTTP_NOT_MODIFIED) {
+        r->header_only = 1;
+
+    } else {
+        if (peakcache_entry_body(ctx->stale, &body, &len) != PEAKCACHE_OK) {
+            return NGX_ERROR;
+        }
+
+        r->headers_out.content_length_n = len;
+    }
+
+    ctx->swap = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_url_key(ngx_http_request_t *r,
+    ngx_http_peakcache_loc_conf_t *plcf, ngx_str_t *url, ngx_str_t *key)
+{
+    u_char                  *p, *last;
+    peakcache_buf           *buf;
+    peakcache_result         rc;
+    peakcache_http_header    host;
+    peakcache_http_request   req;
+
+    ngx_memzero(&req, sizeof(peakcache_http_request));
+
+    ngx_str_set(&req.method, "GET");
+    ngx_str_set(&req.scheme, "http");
+
+    p = url->data;
+    last = url->data + url->len;
+
+    if (url->len > 8 && ngx_strncasecmp(p, (u_char *) "https://", 8) == 0) {
+        ngx_str_set(&req.scheme, "https");
+        p += 8;
+
+    } else if (url->len > 7
+               && ngx_strncasecmp(p, (u_char *) "http://", 7) == 0)
+    {
+        p += 7;
+
+    } else {
+        p = NULL;
+    }
+
+    if (p) {
+        /* an absolute URL names its host */
+        req.authority.data = p;
+
+        while (p < last && *p != '/' && *p != '?') {
+            p++;
+        }
+
+        req.authority.len = p - req.authority.data;
+        req.path.data = p;
+        req.path.len = last - p;
+
+    } else {
+        /* a path: the host of the purge request */
+        req.path.data = url->data;
+        req.path.len = url->len;
+
+        if (r->headers_in.host) {
+            host.name = (const uint8_t *) "host";
+            host.name_len = 4;
+            host.value = r->headers_in.host->value.data;
+            host.value_len = r->headers_in.host->value.len;
+            req.headers = &host;
+            req.nheaders = 1;
+        }
+    }
+
+    buf = NULL;
+    rc = peakcache_http_key(plcf->policy, &req, &buf);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
+                                     "no key for the url to purge");
+        return NGX_ERROR;
+    }
+
+    return ngx_http_peakcache_copy_buf(r, buf, key);
+}
+
+
+static void
+ngx_http_peakcache_policy_cleanup(void *data)
+{
+    peakcache_http_policy_free(data);
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_create_policy(ngx_conf_t *cf,
+    ngx_http_peakcache_loc_conf_t *conf)
+{
+    peakcache_result        rc;
+    ngx_pool_cleanup_t     *cln;
+    peakcache_http_config   hcf;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    (void) peakcache_http_config_default(&hcf);
+
+    hcf.default_swr_ms = conf->default_swr;
+    hcf.default_sie_ms = conf->default_sie;
+
+    rc = peakcache_http_policy_new(&hcf, &conf->policy);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_EMERG, cf->log, rc,
+                                     "creating the HTTP policy failed");
+        return NGX_ERROR;
+    }
+
+    cln->handler = ngx_http_peakcache_policy_cleanup;
+    cln->data = conf->policy;
+
+    return NGX_OK;
+}
+
+
+/* contexts and cleanups */
+
+static ngx_http_peakcache_ctx_t *
+ngx_http_peakcache_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
+
+    if (ctx || !r->internal) {
+        return ctx;
+    }
+
+    /*
+     * An internal redirect (error_page, X-Accel-Redirect) clears the
+     * module contexts; the pool cleanup still knows the request's.
+     */
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_peakcache_cleanup) {
+            ctx = cln->data;
+
+            if (ctx->request == r) {
+                ngx_http_set_ctx(r, ctx, ngx_http_peakcache_module);
+                return ctx;
+            }
+        }
+    }
+
+    return NULL;
+}
+
+
+static ngx_http_peakcache_ctx_t *
+ngx_http_peakcache_create_ctx(ngx_http_request_t *r,
+    ngx_http_peakcache_zone_t *zone, ngx_http_peakcache_loc_conf_t *plcf)
+{
+    ngx_pool_cleanup_t        *cln;
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_peakcache_ctx_t));
+    if (ctx == NULL) {
+        return NULL;
+    }
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    ctx->request = r;
+    ctx->zone = zone;
+    ctx->conf = plcf;
+
+    cln->handler = ngx_http_peakcache_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_peakcache_module);
+
+    return ctx;
+}
+
+
+static void
+ngx_http_peakcache_cleanup(void *data)
+{
+    ngx_http_peakcache_ctx_t *ctx = data;
+
+    ngx_event_t  *wev;
+
+    if (ctx->waiter) {
+        peakcache_waiter_free(ctx->waiter);
+        ctx->waiter = NULL;
+    }
+
+    if (ctx->phase == NGX_HTTP_PEAKCACHE_PHASE_WAITING) {
+        ngx_http_peakcache_unqueue(ctx);
+
+        wev = ctx->request->connection->write;
+
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+
+        if (wev->posted) {
+            ngx_delete_posted_event(wev);
+        }
+    }
+
+    if (ctx->phase == NGX_HTTP_PEAKCACHE_PHASE_RESOLVED) {
+        /* resolved but never acted on */
+        peakcache_entry_free(ctx->wait.entry);
+        peakcache_fill_abandon(ctx->wait.fill);
+    }
+
+    if (ctx->fill) {
+        /* the response never ended: a waiter, or the next lookup, fills */
+        peakcache_fill_abandon(ctx->fill);
+        ctx->fill = NULL;
+    }
+
+    ngx_http_peakcache_fill_done(ctx);
+
+    if (ctx->refresh) {
+        peakcache_refresh_abandon(ctx->refresh);
+        ctx->refresh = NULL;
+    }
+
+    peakcache_response_free(ctx->resp);
+    ctx->resp = NULL;
+
+    peakcache_entry_free(ctx->stale);
+    ctx->stale = NULL;
+
+    if (ctx->marker) {
+        peakcache_fill_abandon(ctx->marker);
+        ctx->marker = NULL;
+    }
+
+    peakcache_http_store_free(ctx->store);
+    ctx->store = NULL;
+
+    peakcache_entry_free(ctx->revalidate);
+    ctx->revalidate = NULL;
+
+    ngx_http_peakcache_origin_done(ctx);
+}
+
+
+static void
+ngx_http_peakcache_entry_cleanup(void *data)
+{
+    ngx_http_peakcache_entry_cleanup_t *ec = data;
+
+    peakcache_http_headers_free(ec->headers);
+    peakcache_entry_free(ec->entry);
+}
+
+
+/* the response head as the HTTP layer reads it */
+
+
+/* the entry's memory is sent as it is: it lives until the request's pool goes */
+
+
+/* origin accounting and local waiters */
+
+static ngx_int_t
+ngx_http_peakcache_admit(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    if (ctx->origin) {
+        return NGX_OK;
+    }
+
+    if (ctx->conf->origin_concurrency
+        && ctx->zone->origin_active >= ctx->conf->origin_concurrency)
+    {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "peakcache: %ui requests at the origin "
+                      "(peakcache_origin_concurrency), refusing \"%V\"",
+                      ctx->zone->origin_active, &r->uri);
+        return NGX_DECLINED;
+    }
+
+    ctx->origin = 1;
+    ctx->zone->origin_active++;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_origin_done(ngx_http_peakcache_ctx_t *ctx)
+{
+    if (ctx->origin) {
+        ctx->origin = 0;
+        ctx->zone->origin_active--;
+    }
+}
+
+
+/* the fill ended (or was given back): wake this worker's waiters at once */
+
+static void
+ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_queue_t                     *q;
+    ngx_event_t                     *wev;
+    ngx_http_peakcache_ctx_t        *w;
+    ngx_http_peakcache_fill_node_t  *node;
+
+    node = ctx->node;
+
+    if (node == NULL) {
+        return;
+    }
+
+    ctx->node = NULL;
+
+    ngx_rbtree_delete(&ctx->zone->fills, &node->sn.node);
+
+    while (!ngx_queue_empty(&node->waiters)) {
+        q = ngx_queue_head(&node->waiters);
+        ngx_queue_remove(q);
+
+        w = ngx_queue_data(q, ngx_http_peakcache_ctx_t, queue);
+        w->queued = 0;
+
+        wev = w->request->connection->write;
+
+        if (wev->timer_set) {
+            ngx_del_timer(wev);
+        }
+
+        ngx_post_event(wev, &ngx_posted_events);
+    }
+}
+
+
+static void
+ngx_http_peakcache_unqueue(ngx_http_peakcache_ctx_t *ctx)
+{
+    if (ctx->queued) {
+        ngx_queue_remove(&ctx->queue);
+        ctx->queued = 0;
+    }
+}
+
+
+
+/* serving an entry */
+
+static ngx_int_t
+ngx_http_peakcache_set_headers(ngx_http_request_t *r,
+    const peakcache_http_header *items, size_t n)
+{
+    size_t            i, nlen, vlen;
+    u_char           *p, *name, *value;
+    ngx_table_elt_t  *h;
+
+    for (i = 0; i < n; i++) {
+
+        name = (u_char *) items[i].name;
+        nlen = items[i].name_len;
+        value = (u_char *) items[i].value;
+        vlen = items[i].value_len;
+
+        if (nlen == sizeof("Content-Type") - 1
+            && ngx_strncasecmp(name, (u_char *) "Content-Type", nlen) == 0)
+        {
+            r->headers_out.content_type.data = value;
+            r->headers_out.content_type.len = vlen;
+
+            p = ngx_strlchr(value, value + vlen, ';');
+            r->headers_out.content_type_len = p ? (size_t) (p - value) : vlen;
+            continue;
+        }
+
+        if ((nlen == sizeof("Content-Length") - 1
+             && ngx_strncasecmp(name, (u_char *) "Content-Length", nlen) == 0)
+            || (nlen == sizeof("Transfer-Encoding") - 1
+                && ngx_strncasecmp(name, (u_char *) "Transfer-Encoding", nlen)
+                   == 0)
+            || (nlen == sizeof("Connection") - 1
+                && ngx_strncasecmp(name, (u_char *) "Connection", nlen) == 0))
+        {
+            continue;
+        }
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        h->key.data = name;
+        h->key.len = nlen;
+        h->value.data = value;
+        h->value.len = vlen;
+        h->lowcase_key = name;
+
+        switch (nlen) {
+
+        case sizeof("Date") - 1:
+            if (ngx_strncasecmp(name, (u_char *) "Date", nlen) == 0) {
+                r->headers_out.date = h;
+
+            } else if (ngx_strncasecmp(name, (u_char *) "ETag", nlen) == 0) {
+                r->headers_out.etag = h;
+            }
+            break;
+
+        case sizeof("Server") - 1:
+            if (ngx_strncasecmp(name, (u_char *) "Server", nlen) == 0) {
+                r->headers_out.server = h;
+            }
+            break;
+
+        case sizeof("Location") - 1:
+            if (ngx_strncasecmp(name, (u_char *) "Location", nlen) == 0) {
+                r->headers_out.location = h;
+            }
+            break;
+
+        case sizeof("Last-Modified") - 1:
+            if (ngx_strncasecmp(name, (u_char *) "Last-Modified", nlen) == 0) {
+                r->headers_out.last_modified = h;
+                r->headers_out.last_modified_time =
+                                               ngx_parse_http_time(value, vlen);
+            }
+            break;
+
+        case sizeof("Content-Encoding") - 1:
+            if (ngx_strncasecmp(name, (u_char *) "Content-Encoding", nlen)
+                == 0)
+            {
+                r->headers_out.content_encoding = h;
+            }
+            break;
+        }
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The HTTP layer answers from the entry: a 304 to a client's conditional
+ * request, or the stored response, with Age and Cache-Status.  NGX_DECLINED:
+ * preconditions the cache does not evaluate, forward the request.
+ */
+
+
+static ngx_chain_t *
+ngx_http_peakcache_entry_body(ngx_http_request_t *r, peakcache_entry *entry)
+{
+    size_t            len;
+    ngx_buf_t        *b;
+    ngx_chain_t      *out;
+    const uint8_t    *body;
+    peakcache_result  rc;
+
+    rc = peakcache_entry_body(entry, &body, &len);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "reading a stored body failed");
+        return NULL;
+    }
+
+    b = ngx_calloc_buf(r->pool);
+    if (b == NULL) {
+        return NULL;
+    }
+
+    out = ngx_alloc_chain_link(r->pool);
+    if (out == NULL) {
+        return NULL;
+    }
+
+    if (len) {
+        b->pos = (u_char *) body;
+        b->last = (u_char *) body + len;
+        b->start = b->pos;
+        b->end = b->last;
+        b->memory = 1;
+    }
+
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out->buf = b;
+    out->next = NULL;
+
+    return out;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_send_entry(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry)
+{
+    size_t            len;
+    ngx_int_t         rc;
+    ngx_chain_t      *out;
+    const uint8_t    *body;
+
+    if (ngx_http_peakcache_hold(r, entry, NULL) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_peakcache_answer(r, ctx, entry);
+
+    if (rc != NGX_OK) {
+        return rc == NGX_ERROR ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
+    }
+
+    if (r->headers_out.status == NGX_HTTP_NOT_MODIFIED) {
+        r->header_only = 1;
+        return ngx_http_send_header(r);
+    }
+
+    if (peakcache_entry_body(entry, &body, &len) != PEAKCACHE_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.content_length_n = len;
+    r->allow_ranges = 1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out = ngx_http_peakcache_entry_body(r, entry);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_output_filter(r, out);
+}
+
+
+/* the entry's memory is sent as it is: it lives until the request's pool goes */
+
+
+/* the HTTP layer: key and store decision */
+
+static ngx_int_t
+ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    peakcache_buf     *buf;
+    peakcache_result   rc;
+
+    buf = NULL;
+    rc = peakcache_http_key(ctx->conf->policy, &ctx->req, &buf);
+
+    if (rc == PEAKCACHE_ERR_NOT_CACHEABLE || rc == PEAKCACHE_ERR_MALFORMED) {
+        ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
+                                     "request not cacheable");
+        return NGX_DECLINED;
+    }
+
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "computing the key failed");
+        return NGX_DECLINED;
+    }
+
+    if (ctx->conf->key) {
+        /* the operator's key replaces the HTTP layer's */
+        peakcache_buf_free(buf);
+
+        if (ngx_http_complex_value(r, ctx->conf->key, &ctx->key) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        return NGX_OK;
+    }
+
+    if (ngx_http_peakcache_copy_buf(r, buf, &ctx->key) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+/* ctx->key becomes the key of the request's variant, by the marker's Vary */
+
+
+
+/*
+ * Whether the answer says the origin failed: an upstream error nginx
+ * reports itself (502, 504), or a 5xx of the origin's.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_origin_failed(ngx_http_request_t *r)
+{
+    switch (r->headers_out.status) {
+
+    case NGX_HTTP_INTERNAL_SERVER_ERROR:
+    case NGX_HTTP_BAD_GATEWAY:
+    case NGX_HTTP_SERVICE_UNAVAILABLE:
+    case NGX_HTTP_GATEWAY_TIME_OUT:
+        return 1;
+
+    default:
+        return 0;
+    }
+}
+
+
+/* the response as it leaves the upstream, before gzip, SSI and add_header */
+
+
+static void
+ngx_http_peakcache_give_up(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const char *reason)
+{
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "peakcache: \"%V\" not stored: %s", &ctx->key, reason);
+
+    peakcache_response_free(ctx->resp);
+    ctx->resp = NULL;
+    ctx->capture = 0;
+    ctx->stored = 0;
+
+    if (ctx->fill) {
+        (void) peakcache_fill_uncacheable(&ctx->fill, ctx->conf->pass_hold);
+    }
+
+    if (ctx->marker) {
+        (void) peakcache_fill_uncacheable(&ctx->marker, ctx->conf->pass_hold);
+    }
+
+    if (ctx->refresh) {
+        (void) peakcache_refresh_uncacheable(&ctx->refresh,
+                                             ctx->conf->pass_hold);
+    }
+
+    peakcache_http_store_free(ctx->store);
+    ctx->store = NULL;
+
+    ngx_http_peakcache_fill_done(ctx);
+}
+
+
+/* stale-if-error: the client gets the stale entry instead of the error */
+
+
+static void
+ngx_http_peakcache_fail(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    peakcache_result  rc;
+
+    if (ctx->fill) {
+        rc = peakcache_fill_fail(&ctx->fill, &ctx->stale);
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                         "failing the fill failed");
+        }
+    }
+
+    if (ctx->refresh) {
+        rc = peakcache_refresh_fail(&ctx->refresh);
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                         "failing the refresh failed");
+        }
+    }
+
+    ngx_http_peakcache_fill_done(ctx);
+    ngx_http_peakcache_origin_done(ctx);
+}
+
+
+static void
+ngx_http_peakcache_commit(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    size_t                  ntags;
+    peakcache_result        rc;
+    peakcache_response     *marker;
+    const peakcache_bytes  *tags;
+
+    if (peakcache_http_store_tags(ctx->store, &tags, &ntags) != PEAKCACHE_OK) {
+        tags = NULL;
+        ntags = 0;
+    }
+
+    rc = PEAKCACHE_OK;
+
+    if (ctx->fill) {
+        rc = peakcache_fill_commit(&ctx->fill, &ctx->resp, ctx->ttl, ctx->swr,
+                                   ctx->sie, tags, ntags);
+
+    } else if (ctx->refresh) {
+        rc = peakcache_refresh_commit(&ctx->refresh, &ctx->resp, ctx->ttl,
+                                      ctx->swr, ctx->sie, tags, ntags);
+    }
+
+    if (rc == PEAKCACHE_ERR_TOO_LARGE) {
+        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                      "peakcache: \"%V\" not stored: heavier than the "
+                      "zone's largest object", &ctx->key);
+
+    } else if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "storing the response failed");
+    }
+
+    peakcache_response_free(ctx->resp);
+    ctx->resp = NULL;
+
+    if (ctx->marker) {
+        /* after the variant, so the marker's waiters find it */
+        marker = NULL;
+
+        rc = peakcache_response_new(NGX_HTTP_OK, &marker);
+
+        if (rc == PEAKCACHE_OK) {
+            (void) peakcache_response_set_flags(marker,
+                                               NGX_HTTP_PEAKCACHE_VARY_MARKER);
+            rc = peakcache_response_append_body(marker, ctx->vary.data,
+                                                ctx->vary.len);
+        }
+
+        if (rc == PEAKCACHE_OK) {
+            rc = peakcache_fill_commit(&ctx->marker, &marker,
+                                       ctx->ttl + ngx_max(ctx->swr, ctx->sie),
+                                       0, 0, tags, ntags);
+        }
+
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                         "storing the Vary marker failed");
+        }
+
+        peakcache_response_free(marker);
+        peakcache_fill_abandon(ctx->marker);
+        ctx->marker = NULL;
+    }
+
+    peakcache_http_store_free(ctx->store);
+    ctx->store = NULL;
+
+    ctx->capture = 0;
+
+    ngx_http_peakcache_fill_done(ctx);
+    ngx_http_peakcache_origin_done(ctx);
+}
+
+
+/* filters */
+
+static ngx_int_t
+ngx_http_peakcache_header_filter(ngx_http_request_t *r)
+{
+    ngx_uint_t                 i;
+    ngx_str_t                  value;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    peakcache_buf             *buf;
+    peakcache_result           rc;
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_peakcache_get_ctx(r);
+
+    if (ctx == NULL || ctx->served || ctx->header_seen) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    ctx->header_seen = 1;
+
+    if (ctx->fill || ctx->refresh) {
+
+        if (ngx_http_peakcache_store_header(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->swap) {
+            return ngx_http_next_header_filter(r);
+        }
+    }
+
+    if (r != r->main || ctx->outcome == 0) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* a forwarded response: without this cache's own fields, with its status */
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].hash
+            && !peakcache_http_forward_field(ctx->conf->policy, h[i].key.data,
+                                             h[i].key.len))
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    buf = NULL;
+    rc = peakcache_http_cache_status(ctx->conf->policy, (uint32_t) ctx->outcome,
+                                     (uint16_t) r->headers_out.status,
+                                     ctx->stored ? true : false, NULL,
+                                     ngx_http_peakcache_now(), &buf);
+
+    if (rc == PEAKCACHE_OK
+        && ngx_http_peakcache_copy_buf(r, buf, &value) == NGX_OK)
+    {
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "Cache-Status");
+        h->value = value;
+        h->lowcase_key = (u_char *) "cache-status";
+
+    } else if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "Cache-Status failed");
+    }
+
+    return ngx_http_next_header_filter(r);
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
+{
+    size_t                     size;
+    ngx_buf_t                 *b;
+    ngx_uint_t                 last;
+    ngx_chain_t               *cl, *out;
+    peakcache_result           rc;
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
+
+    if (ctx == NULL || in == NULL
+        || (!ctx->capture && !ctx->swap && !ctx->background))
+    {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    last = 0;
+
+    for (cl = in; cl; cl = cl->next) {
+        b = cl->buf;
+
+        if (b->last_buf || (r != r->main && b->last_in_chain)) {
+            last = 1;
+        }
+
+        if (!ctx->capture || ngx_buf_special(b)) {
+            continue;
+        }
+
+        if (!ngx_buf_in_memory(b)) {
+            ngx_http_peakcache_give_up(r, ctx, "body buffer not in memory");
+            continue;
+        }
+
+        size = b->last - b->pos;
+
+        if (peakcache_response_body_len(ctx->resp) + size
+            > ctx->conf->max_object_size)
+        {
+            ngx_http_peakcache_give_up(r, ctx,
+                                       "larger than peakcache_max_object_size");
+            continue;
+        }
+
+        rc = peakcache_response_append_body(ctx->resp, b->pos, size);
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                         "copying the body failed");
+            ngx_http_peakcache_give_up(r, ctx, "could not copy the body");
+        }
+    }
+
+    if (last && ctx->capture) {
+        ngx_http_peakcache_commit(r, ctx);
+    }
+
+    if (ctx->swap || ctx->background) {
+
+        /* what goes nowhere is consumed, so the upstream reuses its buffers */
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        if (ctx->swap && !ctx->swap_sent) {
+            ctx->swap_sent = 1;
+
+            out = ngx_http_peakcache_entry_body(r, ctx->stale);
+            if (out == NULL) {
+                return NGX_ERROR;
+            }
+
+            if (ngx_http_peakcache_hold(r, ctx->stale, NULL) != NGX_OK) {
+                ctx->stale = NULL;
+                return NGX_ERROR;
+            }
+
+            ctx->stale = NULL;
+
+            if (r->header_only) {
+                return NGX_OK;
+            }
+
+            return ngx_http_next_body_filter(r, out);
+        }
+
+        return NGX_OK;
+    }
+
+    return ngx_http_next_body_filter(r, in);
+}
+
+
+/* purge and status */
+
+static ngx_int_t
+ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
+{
+    u_char                         *p, *last, *start;
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_str_t                       arg, what, key;
+    ngx_uint_t                      soft, type, found, any, i;
+    ngx_list_part_t                *part;
+    ngx_table_elt_t                *h;
+    ngx_http_peakcache_zone_t      *zone;
+    ngx_http_peakcache_loc_conf_t  *plcf;
+
+    static ngx_str_t  json = ngx_string("application/json");
+    static ngx_str_t  text = ngx_string("text/plain");
+    static u_char     usage[] =
+        "usage: ?url=<url or /path> | ?tag=<tag> | ?key=<key> | "
+        "Surrogate-Key: <tags>; add &soft=1 for a soft purge" CRLF;
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_peakcache_module);
+    zone = plcf->purge;
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    soft = (ngx_http_arg(r, (u_char *) "soft", 4, &arg) == NGX_OK
+            && arg.len && arg.data[0] != '0');
+
+    type = 0;
+    ngx_str_null(&what);
+
+    if (ngx_http_arg(r, (u_char *) "url", 3, &arg) == NGX_OK && arg.len) {
+        type = NGX_HTTP_PEAKCACHE_PURGE_KEY;
+
+    } else if (ngx_http_arg(r, (u_char *) "key", 3, &arg) == NGX_OK
+               && arg.len)
+    {
+        type = NGX_HTTP_PEAKCACHE_PURGE_KEY;
+
+    } else if (ngx_http_arg(r, (u_char *) "tag", 3, &arg) == NGX_OK
+               && arg.len)
+    {
+        type = NGX_HTTP_PEAKCACHE_PURGE_TAG;
+    }
+
+    if (type) {
+        p = ngx_pnalloc(r->pool, arg.len);
+        if (p == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        what.data = p;
+        start = arg.data;
+        ngx_unescape_uri(&p, &start, arg.len, 0);
+        what.len = p - what.data;
+
+        /* a "+" in a query component is a space */
+        for (i = 0; i < what.len; i++) {
+            if (what.data[i] == '+') {
+                what.data[i] = ' ';
+            }
+        }
+    }
+
+    if (type == NGX_HTTP_PEAKCACHE_PURGE_KEY
+        && ngx_http_arg(r, (u_char *) "url", 3, &arg) == NGX_OK && arg.len)
+    {
+        if (ngx_http_peakcache_url_key(r, plcf, &what, &key) != NGX_OK) {
+            return ngx_http_peakcache_send_text(r, NGX_HTTP_BAD_REQUEST,
+                                                &text, (u_char *) "no key "
+                                                "for this url" CRLF,
+                                                sizeof("no key for this url")
+                                                + 1);
+        }
+
+        /* the key, and every variant: they are tagged with it */
+        type = NGX_HTTP_PEAKCACHE_PURGE_URL;
+        what = key;
+    }
+
+    if (type == 0) {
+        /* Surrogate-Key: tag1 tag2 */
+        part = &r->headers_in.headers.part;
+        h = part->elts;
+
+        for (i = 0; /* void */; i++) {
+            if (i >= part->nelts) {
+                if (part->next == NULL) {
+                    break;
+                }
+
+                part = part->next;
+                h = part->elts;
+                i = 0;
+            }
+
+            if (h[i].key.len == sizeof("Surrogate-Key") - 1
+                && ngx_strncasecmp(h[i].key.data, (u_char *) "Surrogate-Key",
+                                   h[i].key.len) == 0)
+            {
+                type = NGX_HTTP_PEAKCACHE_PURGE_TAG;
+                what = h[i].value;
+                break;
+            }
+        }
+    }
+
+    if (type == 0 || what.len == 0) {
+        return ngx_http_peakcache_send_text(r, NGX_HTTP_BAD_REQUEST, &text,
+                                            usage, sizeof(usage) - 1);
+    }
+
+    if (zone->cache == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    /* apply what other workers published first, then publish ours */
+    ngx_http_peakcache_purge_apply(zone, r->connection->log);
+
+    found = 0;
+    any = 0;
+    p = what.data;
+    last = what.data + what.len;
+
+    while (p < last) {
+
+        if (type == NGX_HTTP_PEAKCACHE_PURGE_TAG) {
+            while (p < last && *p == ' ') {
+                p++;
+            }
+
+            start = p;
+
+            while (p < last && *p != ' ') {
+                p++;
+            }
+
+        } else {
+            start = p;
+            p = last;
+        }
+
+        len = p - start;
+
+        if (len == 0) {
+            continue;
+        }
+
+        if (len > NGX_HTTP_PEAKCACHE_PURGE_LEN) {
+            return ngx_http_peakcache_send_text(r, NGX_HTTP_BAD_REQUEST,
+                                                &text, (u_char *) "too long"
+                                                CRLF, sizeof("too long") + 1);
+        }
+
+        arg.data = start;
+        arg.len = len;
+
+        if (ngx_http_peakcache_purge_publish(r, zone, type, soft, &arg)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        if (ngx_http_peakcache_purge_one(zone, type, soft, start, len, &found,
+                                         r->connection->log)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        any = 1;
+    }
+
+    if (!any) {
+        return ngx_http_peakcache_send_text(r, NGX_HTTP_BAD_REQUEST, &text,
+                                            usage, sizeof(usage) - 1);
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "peakcache: %s purge of %s \"%V\" in \"%V\"",
+                  soft ? "soft" : "hard",
+                  type == NGX_HTTP_PEAKCACHE_PURGE_TAG ? "tags" : "key",
+                  &what, &zone->name);
+
+    len = sizeof("{\"zone\":\"\",\"purged\":\"tag\",\"soft\":false,"
+                 "\"found\":false,\"target\":\"\"}" CRLF) - 1
+          + zone->name.len + what.len
+          + ngx_escape_json(NULL, what.data, what.len);
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_sprintf(p, "{\"zone\":\"%V\",\"purged\":\"%s\",\"soft\":%s,"
+                       "\"found\":%s,\"target\":\"",
+                       &zone->name,
+                       type == NGX_HTTP_PEAKCACHE_PURGE_TAG ? "tag" : "key",
+                       soft ? "true" : "false",
+                       type == NGX_HTTP_PEAKCACHE_PURGE_TAG
+                       ? "null" : (found ? "true" : "false"));
+    last = (u_char *) ngx_escape_json(last, what.data, what.len);
+    last = ngx_cpymem(last, "\"}" CRLF, 4);
+
+    return ngx_http_peakcache_send_text(r, NGX_HTTP_OK, &json, p, last - p);
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_status_handler(ngx_http_request_t *r)
+{
+    size_t                          len;
+    ngx_int_t                       rc;
+    ngx_str_t                       arg, *type;
+    const uint8_t                  *data;
+    peakcache_buf                  *buf;
+    peakcache_result                prc;
+    ngx_http_peakcache_zone_t      *zone;
+    ngx_http_peakcache_loc_conf_t  *plcf;
+
+    static ngx_str_t  json = ngx_string("application/json");
+    static ngx_str_t  prom = ngx_string("text/plain; version=0.0.4");
+
+    if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
+        return NGX_HTTP_NOT_ALLOWED;
+    }
+
+    rc = ngx_http_discard_request_body(r);
+    if (rc != NGX_OK) {
+        return rc;
+    }
+
+    plcf = ngx_http_get_module_loc_conf(r, ngx_http_peakcache_module);
+    zone = plcf->status_page;
+
+    if (zone->cache == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    ngx_http_peakcache_purge_apply(zone, r->connection->log);
+
+    buf = NULL;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK
+        && arg.len == sizeof("prometheus") - 1
+        && ngx_strncmp(arg.data, "prometheus", arg.len) == 0)
+    {
+        type = &prom;
+        prc = peakcache_stats_prometheus(zone->cache, &buf);
+
+    } else {
+        type = &json;
+        prc = peakcache_stats_json(zone->cache, &buf);
+    }
+
+    if (prc != PEAKCACHE_OK
+        || peakcache_buf_data(buf, &data, &len) != PEAKCACHE_OK)
+    {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, prc,
+                                     "reading the stats failed");
+        peakcache_buf_free(buf);
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    /* the bytes are copied: the buffer is the library's */
+
+    rc = ngx_http_peakcache_send_text(r, NGX_HTTP_OK, type, (u_char *) data,
+                                      len);
+    peakcache_buf_free(buf);
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_send_text(ngx_http_request_t *r, ngx_uint_t status,
+    ngx_str_t *type, u_char *data, size_t len)
+{
+    ngx_int_t     rc;
+    ngx_buf_t    *b;
+    ngx_chain_t   out;
+
+    r->headers_out.status = status;
+    r->headers_out.content_type = *type;
+    r->headers_out.content_type_len = type->len;
+    r->headers_out.content_length_n = len;
+
+    /* the answer describes this moment: never cached downstream */
+    r->headers_out.last_modified_time = -1;
+
+    rc = ngx_http_send_header(r);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    b = ngx_create_temp_buf(r->pool, len ? len : 1);
+    if (b == NULL) {
+        return NGX_ERROR;
+    }
+
+    b->last = ngx_cpymem(b->pos, data, len);
+    b->last_buf = (r == r->main) ? 1 : 0;
+    b->last_in_chain = 1;
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * Purges reach every worker: each purge is appended to a small log in
+ * shared memory, and each worker applies what it has not applied yet
+ * before its next lookup.  A worker that fell behind by more than the log
+ * holds clears its cache.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_purge_publish(ngx_http_request_t *r,
+    ngx_http_peakcache_zone_t *zone, ngx_uint_t type, ngx_uint_t soft,
+    ngx_str_t *what)
+{
+    ngx_uint_t                       seq;
+    ngx_http_peakcache_purge_rec_t  *rec;
+
+    if (zone->purge_log == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    seq = zone->purge_log->seq + 1;
+    rec = &zone->purge_log->rec[seq % NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
+
+    rec->seq = seq;
+    rec->type = type;
+    rec->soft = soft;
+    rec->len = what->len;
+    ngx_memcpy(rec->data, what->data, what->len);
+
+    ngx_memory_barrier();
+    zone->purge_log->seq = seq;
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+
+    /* this worker applies it now, and need not again */
+    if (zone->purge_seq == seq - 1) {
+        zone->purge_seq = seq;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_purge_apply(ngx_http_peakcache_zone_t *zone, ngx_log_t *log)
+{
+    size_t                           len;
+    ngx_uint_t                       seq, type, soft, found;
+    peakcache_result                 rc;
+    ngx_http_peakcache_purge_rec_t  *rec;
+    u_char                           data[NGX_HTTP_PEAKCACHE_PURGE_LEN];
+
+    if (zone->purge_log == NULL
+        || zone->purge_log->seq == zone->purge_seq
+        || zone->cache == NULL)
+    {
+        return;
+    }
+
+    ngx_shmtx_lock(&zone->shpool->mutex);
+
+    if (zone->purge_log->seq - zone->purge_seq
+        >= NGX_HTTP_PEAKCACHE_PURGE_SLOTS)
+    {
+        zone->purge_seq = zone->purge_log->seq;
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        ngx_log_error(NGX_LOG_WARN, log, 0,
+                      "peakcache: too many purges to replay in \"%V\", "
+                      "clearing this worker's cache", &zone->name);
+
+        rc = peakcache_clear(zone->cache);
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_ERR, log, rc,
+                                         "clearing the cache failed");
+        }
+
+        return;
+    }
+
+    while (zone->purge_seq != zone->purge_log->seq) {
+        seq = zone->purge_seq + 1;
+        rec = &zone->purge_log->rec[seq % NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
+
+        type = rec->type;
+        soft = rec->soft;
+        len = rec->len;
+        ngx_memcpy(data, rec->data, len);
+
+        zone->purge_seq = seq;
+
+        /* the library is not called with the shared lock held */
+        ngx_shmtx_unlock(&zone->shpool->mutex);
+
+        (void) ngx_http_peakcache_purge_one(zone, type, soft, data, len,
+                                            &found, log);
+
+        ngx_shmtx_lock(&zone->shpool->mutex);
+    }
+
+    ngx_shmtx_unlock(&zone->shpool->mutex);
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone, ngx_uint_t type,
+    ngx_uint_t soft, u_char *data, size_t len, ngx_uint_t *found,
+    ngx_log_t *log)
+{
+    bool              f;
+    peakcache_result  rc;
+
+    f = false;
+
+    switch (type) {
+
+    case NGX_HTTP_PEAKCACHE_PURGE_KEY:
+        rc = peakcache_purge(zone->cache, data, len, soft ? true : false, &f);
+        break;
+
+    case NGX_HTTP_PEAKCACHE_PURGE_TAG:
+        rc = peakcache_purge_tag(zone->cache, data, len, soft ? true : false);
+        break;
+
+    case NGX_HTTP_PEAKCACHE_PURGE_URL:
+        rc = peakcache_purge(zone->cache, data, len, soft ? true : false, &f);
+
+        if (rc == PEAKCACHE_OK) {
+            rc = peakcache_purge_tag(zone->cache, data, len,
+                                     soft ? true : false);
+        }
+
+        break;
+
+    default:
+        rc = peakcache_clear(zone->cache);
+        break;
+    }
+
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, log, rc, "purge failed");
+        return NGX_ERROR;
+    }
+
+    if (f) {
+        *found = 1;
+    }
+
+    return NGX_OK;
+}
+
+
+/* logging */
+
+static void
+ngx_http_peakcache_log_error(ngx_uint_t level, ngx_log_t *log,
+    peakcache_result rc, const char *what)
+{
+    char  why[256];
+
+    why[0] = '\0';
+    (void) peakcache_last_error(why, sizeof(why));
+
+    ngx_log_error(level, log, 0, "peakcache: %s: %s (%s)",
+                  what, peakcache_result_str(rc), why);
+}
+
+
+static void
+ngx_http_peakcache_log_callback(void *userdata, int level, const uint8_t *msg,
+    size_t len)
+{
+    ngx_uint_t  nlevel;
+
+    switch (level) {
+
+    case PEAKCACHE_LOG_ERROR:
+        nlevel = NGX_LOG_ERR;
+        break;
+
+    case PEAKCACHE_LOG_WARN:
+        nlevel = NGX_LOG_WARN;
+        break;
+
+    case PEAKCACHE_LOG_INFO:
+        nlevel = NGX_LOG_INFO;
+        break;
+
+    default:
+        nlevel = NGX_LOG_DEBUG;
+        break;
+    }
+
+    /* the library's messages name it already */
+    ngx_log_error(nlevel, ngx_cycle->log, 0, "%*s", len, msg);
+}
+
+
+/* variables */
+
+static ngx_int_t
+ngx_http_peakcache_status_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_peakcache_get_ctx(r);
+
+    if (ctx == NULL || ctx->status == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->len = ngx_http_peakcache_status_names[ctx->status].len;
+    v->data = ngx_http_peakcache_status_names[ctx->status].data;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_key_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_peakcache_get_ctx(r);
+
+    if (ctx == NULL || ctx->key.len == 0) {
+        v->not_found = 1;
+        return NGX_OK;
+    }
+
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+    v->len = ctx->key.len;
+    v->data = ctx->key.data;
+
+    return NGX_OK;
+}
+
+
+/* configuration */
+
+static ngx_int_t
+ngx_http_peakcache_add_variables(ngx_conf_t *cf)
+{
+    ngx_http_variable_t  *var, *v;
+
+    for (v = ngx_http_peakcache_vars; v->name.len; v++) {
+        var = ngx_http_add_variable(cf, &v->name, v->flags);
+        if (var == NULL) {
+            return NGX_ERROR;
+        }
+
+        var->get_handler = v->get_handler;
+        var->data = v->data;
+    }
+
+    return NGX_OK;
+}
+
+
+static void *
+ngx_http_peakcache_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_http_peakcache_main_conf_t  *pmcf;
+
+    pmcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_peakcache_main_conf_t));
+    if (pmcf == NULL) {
+        return NULL;
+    }
+
+    if (ngx_array_init(&pmcf->zones, cf->pool, 4,
+                       sizeof(ngx_http_peakcache_zone_t *))
+        != NGX_OK)
+    {
+        return NULL;
+    }
+
+    return pmcf;
+}
+
+
+static char *
+ngx_http_peakcache_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_peakcache_main_conf_t *pmcf = conf;
+
+    ngx_uint_t                  i;
+    ngx_http_peakcache_zone_t **zones;
+
+    zones = pmcf->zones.elts;
+
+    for (i = 0; i < pmcf->zones.nelts; i++) {
+        if (zones[i]->size == 0) {
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "unknown peakcache_zone \"%V\" used in %s:%ui",
+                          &zones[i]->name, zones[i]->file, zones[i]->line);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_peakcache_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_peakcache_loc_conf_t  *conf;
+
+    conf = ngx_pcalloc(cf->pool, sizeof(ngx_http_peakcache_loc_conf_t));
+    if (conf == NULL) {
+        return NULL;
+    }
+
+    /*
+     * set by ngx_pcalloc():
+     *
+     *     conf->purge = NULL;
+     *     conf->status_page = NULL;
+     */
+
+    conf->zone = NGX_CONF_UNSET_PTR;
+    conf->key = NGX_CONF_UNSET_PTR;
+    conf->bypass = NGX_CONF_UNSET_PTR;
+    conf->no_store = NGX_CONF_UNSET_PTR;
+    conf->lock_timeout = NGX_CONF_UNSET_MSEC;
+    conf->default_ttl = NGX_CONF_UNSET_MSEC;
+    conf->default_swr = NGX_CONF_UNSET_MSEC;
+    conf->default_sie = NGX_CONF_UNSET_MSEC;
+    conf->pass_hold = NGX_CONF_UNSET_MSEC;
+    conf->max_object_size = NGX_CONF_UNSET_SIZE;
+    conf->origin_concurrency = NGX_CONF_UNSET_UINT;
+
+    return conf;
+}
+
+
+static char *
+ngx_http_peakcache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
+{
+    ngx_http_peakcache_loc_conf_t *prev = parent;
+    ngx_http_peakcache_loc_conf_t *conf = child;
+
+    ngx_conf_merge_ptr_value(conf->zone, prev->zone, NULL);
+    ngx_conf_merge_ptr_value(conf->key, prev->key, NULL);
+    ngx_conf_merge_ptr_value(conf->bypass, prev->bypass, NULL);
+    ngx_conf_merge_ptr_value(conf->no_store, prev->no_store, NULL);
+    ngx_conf_merge_msec_value(conf->lock_timeout, prev->lock_timeout, 5000);
+    ngx_conf_merge_msec_value(conf->default_ttl, prev->default_ttl, 0);
+    ngx_conf_merge_msec_value(conf->default_swr, prev->default_swr, 0);
+    ngx_conf_merge_msec_value(conf->default_sie, prev->default_sie, 0);
+    ngx_conf_merge_msec_value(conf->pass_hold, prev->pass_hold, 5000);
+    ngx_conf_merge_size_value(conf->max_object_size, prev->max_object_size,
+                              1024 * 1024);
+    ngx_conf_merge_uint_value(conf->origin_concurrency,
+                              prev->origin_concurrency, 0);
+
+    if (conf->zone || conf->purge) {
+        if (prev->policy
+            && prev->default_swr == conf->default_swr
+            && prev->default_sie == conf->default_sie)
+        {
+            conf->policy = prev->policy;
+
+        } else if (ngx_http_peakcache_create_policy(cf, conf) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    if (conf->zone) {
+        /* the zone's cache is made for the most demanding location */
+
+        if (conf->zone->lock_timeout < conf->lock_timeout) {
+            conf->zone->lock_timeout = conf->lock_timeout;
+        }
+
+        if (conf->zone->max_object_size < conf->max_object_size) {
+            conf->zone->max_object_size = conf->max_object_size;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_http_peakcache_zone_t *
+ngx_http_peakcache_zone_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t define)
+{
+    ngx_uint_t                        i;
+    ngx_http_peakcache_zone_t        *zone, **zones, **zp;
+    ngx_http_peakcache_main_conf_t   *pmcf;
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_peakcache_module);
+
+    zones = pmcf->zones.elts;
+
+    for (i = 0; i < pmcf->zones.nelts; i++) {
+        if (zones[i]->name.len == name->len
+            && ngx_strncmp(zones[i]->name.data, name->data, name->len) == 0)
+        {
+            zone = zones[i];
+
+            if (define && zone->size) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "duplicate peakcache_zone \"%V\"", name);
+                return NULL;
+            }
+
+            return zone;
+        }
+    }
+
+    zone = ngx_pcalloc(cf->pool, sizeof(ngx_http_peakcache_zone_t));
+    if (zone == NULL) {
+        return NULL;
+    }
+
+    zone->name = *name;
+    zone->file = cf->conf_file->file.name.data;
+    zone->line = cf->conf_file->line;
+
+    zp = ngx_array_push(&pmcf->zones);
+    if (zp == NULL) {
+        return NULL;
+    }
+
+    *zp = zone;
+
+    return zone;
+}
+
+
+static char *
+ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ssize_t                     size;
+    ngx_str_t                  *value, s, shm_name;
+    ngx_uint_t                  i;
+    ngx_http_peakcache_zone_t  *zone;
+
+    value = cf->args->elts;
+
+    zone = ngx_http_peakcache_zone_get(cf, &value[1], 1);
+    if (zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    size = 0;
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "size=", 5) == 0) {
+            s.data = value[i].data + 5;
+            s.len = value[i].len - 5;
+
+            size = ngx_parse_size(&s);
+
+            if (size == NGX_ERROR || size < 64 * 1024) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid size \"%V\" (at least 64k)",
+                                   &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strcmp(value[i].data, "shared") == 0) {
+            zone->shared = 1;
+            continue;
+        }
+
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid parameter \"%V\"", &value[i]);
+        return NGX_CONF_ERROR;
+    }
+
+    if (size == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"%V\" must have \"size\" parameter",
+                           &cmd->name);
+        return NGX_CONF_ERROR;
+    }
+
+    if (zone->shared) {
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "peakcache_zone \"%V\": \"shared\" is not "
+                           "supported yet, each worker process keeps its "
+                           "own cache of size %z", &zone->name, size);
+    }
+
+    zone->size = size;
+    zone->file = cf->conf_file->file.name.data;
+    zone->line = cf->conf_file->line;
+
+    /* the purge log every worker reads */
+
+    shm_name.len = sizeof("peakcache_purge:") - 1 + zone->name.len;
+    shm_name.data = ngx_pnalloc(cf->pool, shm_name.len);
+    if (shm_name.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    ngx_sprintf(shm_name.data, "peakcache_purge:%V", &zone->name);
+
+    zone->shm_zone = ngx_shared_memory_add(cf, &shm_name,
+                                   sizeof(ngx_http_peakcache_purge_log_t)
+                                   + 64 * 1024,
+                                   &ngx_http_peakcache_module);
+    if (zone->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    zone->shm_zone->init = ngx_http_peakcache_init_shm_zone;
+    zone->shm_zone->data = zone;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_init_shm_zone(ngx_shm_zone_t *shm_zone, void *data)
+{
+    ngx_http_peakcache_zone_t *ozone = data;
+
+    ngx_slab_pool_t            *shpool;
+    ngx_http_peakcache_zone_t  *zone;
+
+    zone = shm_zone->data;
+    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
+
+    zone->shpool = shpool;
+
+    if (ozone) {
+        /* a reload keeps the log: workers of the new cycle start fresh */
+        zone->purge_log = ozone->purge_log;
+        return NGX_OK;
+    }
+
+    if (shm_zone->shm.exists) {
+        zone->purge_log = shpool->data;
+        return NGX_OK;
+    }
+
+    zone->purge_log = ngx_slab_calloc(shpool,
+                                      sizeof(ngx_http_peakcache_purge_log_t));
+    if (zone->purge_log == NULL) {
+        return NGX_ERROR;
+    }
+
+    shpool->data = zone->purge_log;
+
+    return NGX_OK;
+}
+
+
+static char *
+ngx_http_peakcache(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_peakcache_loc_conf_t *plcf = conf;
+
+    ngx_str_t  *value;
+
+    if (plcf->zone != NGX_CONF_UNSET_PTR) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strcmp(value[1].data, "off") == 0) {
+        plcf->zone = NULL;
+        return NGX_CONF_OK;
+    }
+
+    plcf->zone = ngx_http_peakcache_zone_get(cf, &value[1], 0);
+    if (plcf->zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_peakcache_purge(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_peakcache_loc_conf_t *plcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->purge) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    plcf->purge = ngx_http_peakcache_zone_get(cf, &value[1], 0);
+    if (plcf->purge == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_peakcache_purge_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_peakcache_status_page(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_peakcache_loc_conf_t *plcf = conf;
+
+    ngx_str_t                 *value;
+    ngx_http_core_loc_conf_t  *clcf;
+
+    if (plcf->status_page) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    plcf->status_page = ngx_http_peakcache_zone_get(cf, &value[1], 0);
+    if (plcf->status_page == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_peakcache_status_handler;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_init(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt        *h;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_PRECONTENT_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_peakcache_handler;
+
+    ngx_http_next_header_filter = ngx_http_top_header_filter;
+    ngx_http_top_header_filter = ngx_http_peakcache_header_filter;
+
+    ngx_http_next_body_filter = ngx_http_top_body_filter;
+    ngx_http_top_body_filter = ngx_http_peakcache_body_filter;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_init_module(ngx_cycle_t *cycle)
+{
+    u_char       want[NGX_INT_T_LEN * 2 + 3], *last;
+    const char  *version;
+
+    /* the header and the library agree on MAJOR.MINOR (0.x: minor breaks) */
+
+    version = peakcache_version();
+    last = ngx_sprintf(want, "%d.%d.", PEAKCACHE_VERSION_MAJOR,
+                       PEAKCACHE_VERSION_MINOR);
+
+    if (ngx_strncmp(version, want, last - want) != 0) {
+        ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                      "peakcache: library %s does not match the header "
+                      "%d.%d.%d", version, PEAKCACHE_VERSION_MAJOR,
+                      PEAKCACHE_VERSION_MINOR, PEAKCACHE_VERSION_PATCH);
+        return NGX_ERROR;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                        i;
+    peakcache_config                  cfg;
+    peakcache_result                  rc;
+    ngx_http_peakcache_zone_t       **zones, *zone;
+    ngx_http_peakcache_main_conf_t   *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_peakcache_module);
+    if (pmcf == NULL) {
+        return NGX_OK;
+    }
+
+    ngx_http_peakcache_mcf = pmcf;
+
+    peakcache_set_log_callback(NULL, ngx_http_peakcache_log_callback);
+
+    zones = pmcf->zones.elts;
+
+    for (i = 0; i < pmcf->zones.nelts; i++) {
+        zone = zones[i];
+
+        (void) peakcache_config_default(&cfg);
+
+        cfg.capacity_bytes = zone->size;
+        cfg.lock_timeout_ms = zone->lock_timeout ? zone->lock_timeout : 5000;
+
+        if (zone->max_object_size) {
+            /* room for the headers and the entry's own weight */
+            cfg.max_object_bytes = zone->max_object_size + 64 * 1024;
+        }
+
+        rc = peakcache_cache_new(&cfg, &zone->cache);
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_EMERG, cycle->log, rc,
+                                         "creating the cache failed");
+            return NGX_ERROR;
+        }
+
+        ngx_rbtree_init(&zone->fills, &zone->sentinel,
+                        ngx_str_rbtree_insert_value);
+
+        zone->purge_seq = zone->purge_log ? zone->purge_log->seq : 0;
+    }
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                   i;
+    ngx_http_peakcache_zone_t  **zones;
+
+    if (ngx_http_peakcache_mcf == NULL) {
+        return;
+    }
+
+    zones = ngx_http_peakcache_mcf->zones.elts;
+
+    for (i = 0; i < ngx_http_peakcache_mcf->zones.nelts; i++) {
+        /* handles requests still hold stay valid: the library counts them */
+        peakcache_cache_free(zones[i]->cache);
+        zones[i]->cache = NULL;
+    }
+
+    peakcache_set_log_callback(NULL, NULL);
+}

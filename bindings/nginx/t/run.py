@@ -1,0 +1,469 @@
+#!/usr/bin/env python3
+"""End-to-end tests of ngx_http_peakcache_module with a real nginx (Python 3 stdlib only).
+
+Starts a counting test origin and nginx (from a generated config, prefix in a temp dir, free
+loopback ports, `daemon off`), runs every test, stops everything it started. Usage:
+
+    bindings/nginx/t/run.py [-k name-substring] [--keep]
+
+NGINX (default /usr/sbin/nginx) and PEAKCACHE_MODULE (default target/nginx/...so) override.
+"""
+
+import argparse
+import http.client
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import socketserver
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
+NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
+MODULE = os.environ.get("PEAKCACHE_MODULE",
+                        os.path.join(ROOT, "target/nginx/ngx_http_peakcache_module.so"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Origin:
+    """A test origin that counts requests per path; behaviour chosen by the path."""
+
+    def __init__(self):
+        self.counts = {}
+        self.lock = threading.Lock()
+        self.down = False
+        self.version = 1
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_HEAD(self):
+                self.do_GET()
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                with origin.lock:
+                    origin.counts[path] = origin.counts.get(path, 0) + 1
+                    n = origin.counts[path]
+                headers = {"Content-Type": "text/plain"}
+                status = 200
+                body = ("%s v%d n%d\n" % (path, origin.version, n)).encode()
+                if path.startswith("/slow"):
+                    time.sleep(0.3)
+                    headers["Cache-Control"] = "max-age=60"
+                elif path.startswith("/swr"):
+                    headers["Cache-Control"] = "max-age=1, stale-while-revalidate=30"
+                    if n > 1:
+                        time.sleep(0.3)
+                elif path.startswith("/sie"):
+                    headers["Cache-Control"] = "max-age=1, stale-if-error=60"
+                    if origin.down == "close":
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
+                    if origin.down:
+                        status, body = 503, b"origin down\n"
+                        headers["Cache-Control"] = "no-store"
+                elif path.startswith("/private"):
+                    time.sleep(0.3)
+                    headers["Cache-Control"] = "private"
+                elif path.startswith("/etag"):
+                    headers["Cache-Control"] = "max-age=60"
+                    headers["ETag"] = '"v1"'
+                elif path.startswith("/big"):
+                    headers["Cache-Control"] = "max-age=60"
+                    body = b"x" * (2 * 1024 * 1024)
+                elif path.startswith("/tag"):
+                    headers["Cache-Control"] = "max-age=60, stale-while-revalidate=30"
+                    headers["Surrogate-Key"] = "t-" + path[4:] + " all-tags"
+                elif path.startswith("/vary"):
+                    headers["Cache-Control"] = "max-age=60"
+                    headers["Vary"] = "Accept-Encoding"
+                    body = ("%s enc=%s n%d\n" % (
+                        path, self.headers.get("Accept-Encoding", "-"), n)).encode()
+                else:
+                    headers["Cache-Control"] = "max-age=60, stale-while-revalidate=30"
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(body)
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            request_queue_size = 512
+
+        self.port = free_port()
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def count(self, path):
+        with self.lock:
+            return self.counts.get(path, 0)
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+CONF = """
+load_module {module};
+{user}
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log {prefix}/access.log combined;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+
+    peakcache_zone main size=32m;
+    peakcache_zone other size=1m shared;
+
+    server {{
+        listen 127.0.0.1:{port} backlog=1024;
+
+        location / {{
+            peakcache main;
+            peakcache_bypass $cookie_session;
+            peakcache_no_store $arg_nostore;
+            peakcache_lock_timeout 5s;
+            peakcache_max_object_size 1m;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /purge {{
+            allow 127.0.0.1;
+            deny all;
+            peakcache_purge main;
+        }}
+        location /purge-denied {{
+            deny all;
+            peakcache_purge main;
+        }}
+        location /status {{
+            peakcache_status_page main;
+        }}
+    }}
+}}
+"""
+
+
+class Nginx:
+    def __init__(self, origin, workers=1):
+        self.prefix = tempfile.mkdtemp(prefix="peakcache-nginx-")
+        self.port = free_port()
+        user = "user root root;" if os.geteuid() == 0 else ""
+        conf = CONF.format(module=MODULE, user=user, workers=workers, prefix=self.prefix,
+                           port=self.port, origin=origin.port)
+        self.conf = os.path.join(self.prefix, "nginx.conf")
+        with open(self.conf, "w") as f:
+            f.write(conf)
+        self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf,
+                                      "-e", os.path.join(self.prefix, "error.log")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError("nginx exited: " + self.proc.stderr.read().decode())
+            try:
+                socket.create_connection(("127.0.0.1", self.port), 0.2).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("nginx did not start")
+
+    def log(self):
+        with open(os.path.join(self.prefix, "error.log")) as f:
+            return f.read()
+
+    def stop(self, keep=False):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if not keep:
+            shutil.rmtree(self.prefix, ignore_errors=True)
+
+
+def request(port, path, method="GET", headers=None, timeout=10):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
+    try:
+        c.request(method, path, headers=headers or {})
+        r = c.getresponse()
+        body = r.read()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, body
+    finally:
+        c.close()
+
+
+def burst(port, path, n, headers=None):
+    results = [None] * n
+    start = threading.Barrier(n)
+
+    def one(i):
+        start.wait()
+        t0 = time.time()
+        results[i] = request(port, path, headers=headers) + (time.time() - t0,)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    return results
+
+
+class T:
+    def __init__(self, ngx, origin):
+        self.ngx, self.o, self.p = ngx, origin, ngx.port
+
+    def get(self, path, **kw):
+        return request(self.p, path, **kw)
+
+    # each test: a method named test_*
+
+    def test_hit_without_upstream(self):
+        s1, h1, b1 = self.get("/hit")
+        s2, h2, b2 = self.get("/hit")
+        assert s1 == s2 == 200, (s1, s2)
+        assert h1["x-cache"] == "MISS" and h2["x-cache"] == "HIT", (h1, h2)
+        assert b1 == b2
+        assert self.o.count("/hit") == 1
+        assert "hit" in h2.get("cache-status", ""), h2
+        assert "age" in h2, h2
+
+    def test_cold_burst_one_origin_request(self):
+        res = burst(self.p, "/slow-burst", 50)
+        assert all(r and r[0] == 200 for r in res), [r[:1] for r in res if r]
+        assert len({r[2] for r in res}) == 1
+        assert self.o.count("/slow-burst") == 1, self.o.count("/slow-burst")
+        assert max(r[3] for r in res) < 2.0
+
+    def test_stale_served_one_background_refresh(self):
+        self.get("/swr")
+        time.sleep(1.2)
+        res = burst(self.p, "/swr", 10)
+        assert all(r[0] == 200 for r in res)
+        assert all(r[1]["x-cache"] == "UPDATING" for r in res), [r[1]["x-cache"] for r in res]
+        assert max(r[3] for r in res) < 0.25, max(r[3] for r in res)  # nobody waits
+        time.sleep(0.6)
+        assert self.o.count("/swr") == 2, self.o.count("/swr")
+        s, h, b = self.get("/swr")
+        assert h["x-cache"] == "HIT" and b"n2" in b, (h, b)
+
+    def test_stale_if_error_origin_down(self):
+        s, h, b = self.get("/sie")
+        assert s == 200
+        self.o.down = True
+        try:
+            time.sleep(1.2)
+            for _ in range(5):
+                s2, h2, b2 = self.get("/sie")
+                assert s2 == 200 and b2 == b, (s2, b2)
+                assert h2["x-cache"] == "STALE", h2
+            assert self.o.count("/sie") <= 2, self.o.count("/sie")  # one probe per back-off
+        finally:
+            self.o.down = False
+
+    def test_stale_if_error_connection_refused(self):
+        s, h, b = self.get("/sie-close")
+        assert s == 200
+        self.o.down = "close"
+        try:
+            time.sleep(1.2)
+            s2, h2, b2 = self.get("/sie-close")
+            assert s2 == 200 and b2 == b and h2["x-cache"] == "STALE", (s2, h2, b2)
+        finally:
+            self.o.down = False
+        s, h, b = self.get("/never-cached-x")
+        assert s == 200
+
+    def test_bypass_and_no_store(self):
+        for _ in range(2):
+            s, h, _ = self.get("/byp", headers={"Cookie": "session=1"})
+            assert h["x-cache"] == "BYPASS", h
+        assert self.o.count("/byp") == 2
+        self.get("/nost?nostore=1")
+        self.get("/nost?nostore=1")
+        assert self.o.count("/nost") == 2
+        s, h, _ = self.get("/nost")
+        assert h["x-cache"] == "MISS" and self.o.count("/nost") == 3, h
+
+    def test_uncacheable_releases_waiters(self):
+        t0 = time.time()
+        res = burst(self.p, "/private", 8)
+        took = time.time() - t0
+        assert all(r[0] == 200 for r in res)
+        # not serialized behind one another: 8 x 0.3 s would be 2.4 s
+        assert took < 1.2, took
+
+    def test_head_from_get(self):
+        s, h, b = self.get("/head")
+        s2, h2, b2 = self.get("/head", method="HEAD")
+        assert s2 == 200 and h2["x-cache"] == "HIT" and b2 == b"", (h2, b2)
+        assert h2["content-length"] == str(len(b))
+        assert self.o.count("/head") == 1
+
+    def test_304_to_if_none_match(self):
+        self.get("/etag")
+        s, h, b = self.get("/etag", headers={"If-None-Match": '"v1"'})
+        assert s == 304 and b == b"", (s, h)
+        s, h, b = self.get("/etag", headers={"If-None-Match": '"v0"'})
+        assert s == 200 and b, s
+        assert self.o.count("/etag") == 1
+
+    def test_purge_url_hard_and_soft(self):
+        self.get("/pu")
+        s, h, b = self.get("/purge?url=/pu")
+        assert s == 200 and json.loads(b)["found"] is True, b
+        s, h, _ = self.get("/pu")
+        assert h["x-cache"] == "MISS" and self.o.count("/pu") == 2, h
+        s, h, b = self.get("/purge?url=/pu&soft=1")
+        assert s == 200, b
+        s, h, _ = self.get("/pu")
+        assert h["x-cache"] == "UPDATING", h  # served stale, refreshed in the background
+        time.sleep(0.3)
+        assert self.o.count("/pu") == 3
+
+    def test_purge_tag_hard_and_soft(self):
+        self.get("/tag1")
+        self.get("/tag2")
+        s, _, b = self.get("/purge?tag=t-1")
+        assert s == 200, b
+        assert self.get("/tag1")[1]["x-cache"] == "MISS"
+        assert self.get("/tag2")[1]["x-cache"] == "HIT"
+        s, _, b = self.get("/purge", headers={"Surrogate-Key": "all-tags"}, method="POST")
+        assert s == 200, b
+        assert self.get("/tag2")[1]["x-cache"] == "MISS"
+        s, _, b = self.get("/purge?tag=all-tags&soft=1")
+        assert self.get("/tag2")[1]["x-cache"] == "UPDATING"
+
+    def test_purge_denied(self):
+        s, _, _ = self.get("/purge-denied?url=/pu")
+        assert s == 403, s
+
+    def test_status_json_and_prometheus(self):
+        s, h, b = self.get("/status")
+        assert s == 200 and h["content-type"].startswith("application/json")
+        st = json.loads(b)
+        assert st["lookups"] >= 1, st
+        s, h, b = self.get("/status?format=prometheus")
+        assert s == 200 and b"peakcache_" in b, b[:200]
+
+    def test_oversized_passes_through(self):
+        for _ in range(2):
+            s, h, b = self.get("/big")
+            assert s == 200 and len(b) == 2 * 1024 * 1024, (s, len(b))
+        assert self.o.count("/big") == 2
+
+    def test_vary_variants(self):
+        s1, _, b1 = self.get("/vary", headers={"Accept-Encoding": "gzip"})
+        s2, _, b2 = self.get("/vary")
+        s3, h3, b3 = self.get("/vary", headers={"Accept-Encoding": "gzip"})
+        assert s1 == s2 == s3 == 200
+        assert b1 == b3 and h3["x-cache"] == "HIT", (b1, b3, h3)
+        assert b1 != b2
+
+    def test_campaign_parameters_share_a_key(self):
+        self.get("/camp?utm_source=a&p=1")
+        s, h, _ = self.get("/camp?p=1&utm_medium=b")
+        assert h["x-cache"] == "HIT", h
+        assert self.o.count("/camp") == 1
+
+    def test_shared_warning_logged(self):
+        assert "\"shared\" is not supported yet" in self.ngx.log()
+
+
+def test_multi_worker(origin):
+    ngx = Nginx(origin, workers=2)
+    try:
+        res = burst(ngx.port, "/mw", 40)
+        assert all(r[0] == 200 for r in res)
+        res = burst(ngx.port, "/mw", 40)
+        assert all(r[0] == 200 for r in res)
+        # each worker its own cache for now: at most one fill per worker
+        assert origin.count("/mw") <= 2, origin.count("/mw")
+        assert "signal 11" not in ngx.log() and "[alert]" not in ngx.log()
+    finally:
+        ngx.stop()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("-k", default="")
+    ap.add_argument("--keep", action="store_true")
+    args = ap.parse_args()
+    if not os.path.exists(MODULE):
+        print("module not built: %s (make nginx-module)" % MODULE)
+        return 2
+
+    t0 = time.time()
+    origin = Origin()
+    ngx = Nginx(origin)
+    failed = 0
+    passed = 0
+    try:
+        t = T(ngx, origin)
+        names = [n for n in dir(T) if n.startswith("test_") and args.k in n]
+        for name in names:
+            start = time.time()
+            try:
+                getattr(t, name)()
+                passed += 1
+                print("ok   %-45s %.2fs" % (name, time.time() - start))
+            except Exception as e:  # report every failure, keep going
+                failed += 1
+                print("FAIL %-45s %r" % (name, e))
+        if "multi" in "test_multi_worker" and args.k in "test_multi_worker":
+            start = time.time()
+            try:
+                test_multi_worker(origin)
+                passed += 1
+                print("ok   %-45s %.2fs" % ("test_multi_worker", time.time() - start))
+            except Exception as e:
+                failed += 1
+                print("FAIL %-45s %r" % ("test_multi_worker", e))
+        log = ngx.log()
+        crashes = [l for l in log.splitlines() if "signal" in l and "exited" in l]
+        if crashes:
+            failed += 1
+            print("FAIL worker crashed:\n" + "\n".join(crashes))
+    finally:
+        ngx.stop(keep=args.keep or failed > 0)
+        origin.stop()
+    if failed:
+        print("nginx prefix kept: " + ngx.prefix)
+    print("%d passed, %d failed in %.1fs" % (passed, failed, time.time() - t0))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
