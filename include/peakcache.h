@@ -723,6 +723,13 @@ typedef struct peakcache_http_config {
      * §5.2.2.10 forbids it; many origins mean it). Default false.
      */
     bool stale_with_s_maxage;
+    /**
+     * The lifetime given to a storable response that says nothing about its freshness (no
+     * `max-age`, `Expires` or `Last-Modified`), like nginx's `proxy_cache_valid`; only for the
+     * statuses RFC 9110 §15.1 lets a cache give a heuristic lifetime. Default 0: such a response
+     * is stored stale, reusable only by revalidation or inside stale windows.
+     */
+    uint64_t default_ttl_ms;
 } peakcache_http_config;
 
 /**

@@ -237,6 +237,29 @@ static void max_age_with_swr_is_stored_and_served(void) {
     peakcache_http_policy_free(p);
 }
 
+static void default_ttl_applies_only_without_freshness_information(void) {
+    peakcache_http_config cfg;
+    CHECK_OK(peakcache_http_config_default(&cfg));
+    cfg.default_ttl_ms = 30000;
+    peakcache_http_policy *p = new_policy(&cfg);
+    peakcache_http_header rh[] = {HDR("host", "shop.example")};
+    peakcache_http_request req = request("GET", "/plain", rh, COUNT(rh));
+    peakcache_http_header silent[] = {HDR("Content-Type", "text/html"), HDR("Date", DATE0)};
+    peakcache_http_response_head resp = head(200, silent, COUNT(silent));
+    peakcache_http_decision d;
+    CHECK_OK(peakcache_http_on_response(p, &req, &resp, T0, T0, &d));
+    CHECK(d.reason == PEAKCACHE_HTTP_STORE && d.ttl_ms == 30000);
+    peakcache_http_store_free(d.store);
+
+    /* An explicit lifetime wins over the default. */
+    peakcache_http_header told[] = {HDR("Cache-Control", "max-age=5"), HDR("Date", DATE0)};
+    resp = head(200, told, COUNT(told));
+    CHECK_OK(peakcache_http_on_response(p, &req, &resp, T0, T0, &d));
+    CHECK(d.reason == PEAKCACHE_HTTP_STORE && d.ttl_ms == 5000);
+    peakcache_http_store_free(d.store);
+    peakcache_http_policy_free(p);
+}
+
 static void cdn_cache_control_wins_and_is_not_forwarded(void) {
     peakcache_http_policy *p = new_policy(NULL);
     peakcache_cache *cache = new_cache(0, 0, 0);
@@ -695,6 +718,7 @@ static void misuse_gives_codes_not_crashes(void) {
 int main(void) {
     RUN(keys_drop_campaign_parameters);
     RUN(max_age_with_swr_is_stored_and_served);
+    RUN(default_ttl_applies_only_without_freshness_information);
     RUN(cdn_cache_control_wins_and_is_not_forwarded);
     RUN(cookies_private_and_no_store_are_not_stored);
     RUN(vary_accept_encoding_gives_one_variant_per_coding);

@@ -54,6 +54,11 @@ pub struct peakcache_http_config {
     /// Let `stale-while-revalidate` / `stale-if-error` apply alongside `s-maxage` (RFC 9111
     /// §5.2.2.10 forbids it; many origins mean it). Default false.
     pub stale_with_s_maxage: bool,
+    /// The lifetime given to a storable response that says nothing about its freshness (no
+    /// `max-age`, `Expires` or `Last-Modified`), like nginx's `proxy_cache_valid`; only for the
+    /// statuses RFC 9110 §15.1 lets a cache give a heuristic lifetime. Default 0: such a response
+    /// is stored stale, reusable only by revalidation or inside stale windows.
+    pub default_ttl_ms: u64,
 }
 
 impl Default for peakcache_http_config {
@@ -75,6 +80,7 @@ impl Default for peakcache_http_config {
             grace_swr_ms: 0,
             grace_sie_ms: 0,
             stale_with_s_maxage: false,
+            default_ttl_ms: 0,
         }
     }
 }
@@ -195,6 +201,7 @@ unsafe fn config(cfg: &peakcache_http_config) -> Result<Config, peakcache_result
         sie: ms(cfg.grace_sie_ms),
     };
     c.stale_with_s_maxage = cfg.stale_with_s_maxage;
+    c.heuristic.default_ttl = Duration::from_millis(cfg.default_ttl_ms);
     Ok(c)
 }
 
