@@ -11,7 +11,7 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser
 
 .PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance \
-	php-ext test-php bench-php nginx-module test-nginx bench-nginx
+	php-ext test-php bench-php nginx-module test-nginx bench-nginx bench-shm
 
 all: test
 
@@ -75,6 +75,10 @@ test-nginx: nginx-module
 # wrk against nginx + peakcache, proxy_cache and `return 200`, same run.
 bench-nginx: nginx-module
 	python3 benches/nginx/bench.py
+
+# The shared-memory tier: a 1 KiB hit vs the in-process cache, and hit ratios on the traces.
+bench-shm:
+	cargo bench -p peakcache-shm --bench shm
 
 # The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy, when the
 # suite is present (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).

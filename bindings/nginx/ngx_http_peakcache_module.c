@@ -1912,6 +1912,7 @@ ngx_http_peakcache_create_policy(ngx_conf_t *cf,
 
     (void) peakcache_http_config_default(&hcf);
 
+    hcf.default_ttl_ms = conf->default_ttl;
     hcf.default_swr_ms = conf->default_swr;
     hcf.default_sie_ms = conf->default_sie;
 

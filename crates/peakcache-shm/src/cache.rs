@@ -1,0 +1,1563 @@
+//! The shared cache: the lookup decision and the completion of tickets, over the shards of a
+//! region.
+
+use crate::error::{ShmError, StoreError};
+use crate::process;
+use crate::region::{
+    self, Geometry, Opened, Region, Settings, FLAG_REGION_CLOCK, H_CLOCK, H_FROZEN, H_MONO_OFFSET,
+    H_SEQ, UNIT,
+};
+use crate::shard::{
+    self, Counter, Locked, NewRecord, Outcome, Rec, Standing, COUNTERS, MAX_KEY, MAX_TAGS,
+};
+use crate::tags::{tag_hash, Tags, Verdict};
+use bytes::Bytes;
+use peakcache::{Clock, Freshness, PurgeMode, Served, Stats};
+use std::path::Path;
+use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A cache in a shared memory region, attached by any number of processes at once.
+///
+/// Cloning is cheap (a handle on the same mapping). The lifecycle is the in-process cache's
+/// ([`peakcache::Cache`]): see the [crate documentation](crate).
+#[derive(Clone)]
+pub struct ShmCache {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    region: Region,
+    time: TimeSource,
+    shard_mask: u64,
+}
+
+enum TimeSource {
+    /// `CLOCK_MONOTONIC_COARSE` plus the region's offset: the same time in every process.
+    System,
+    /// The region's clock word, advanced by hand ([`ShmCache::advance_clock`]).
+    Region,
+    /// A clock of this attachment (every process must use an equivalent one).
+    Custom(Arc<dyn Clock>),
+}
+
+/// Builds or attaches a [`ShmCache`]. Geometry and lifecycle settings apply when a region is
+/// created; attaching to an existing region takes them from its header (and
+/// [`open`](Builder::open) checks that they match).
+pub struct Builder {
+    max_bytes: u64,
+    shards: Option<u32>,
+    max_entries: Option<u64>,
+    max_object: Option<u64>,
+    tag_slots: u32,
+    lock_timeout: Duration,
+    retry_min: Duration,
+    retry_max: Duration,
+    refresh_retry: Duration,
+    clock: Option<Arc<dyn Clock>>,
+    region_clock: bool,
+    recreate: bool,
+    seed: Option<u64>,
+}
+
+impl Default for Builder {
+    fn default() -> Self {
+        Builder {
+            max_bytes: 64 << 20,
+            shards: None,
+            max_entries: None,
+            max_object: None,
+            tag_slots: 4096,
+            lock_timeout: Duration::from_secs(5),
+            retry_min: Duration::from_secs(1),
+            retry_max: Duration::from_secs(60),
+            refresh_retry: Duration::from_secs(1),
+            clock: None,
+            region_clock: false,
+            recreate: true,
+            seed: None,
+        }
+    }
+}
+
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+fn millis_u32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+impl Builder {
+    /// The bytes of the heap that stores entries (records: header, tags, key, value, rounded
+    /// up to 64 bytes), split evenly between shards. The region adds the index (64 bytes per
+    /// slot), a bitmap and headers. Default 64 MiB.
+    pub fn max_bytes(mut self, n: u64) -> Self {
+        self.max_bytes = n;
+        self
+    }
+
+    /// The number of shards (rounded up to a power of two). Default: one per MiB of heap, at
+    /// most 16.
+    pub fn shards(mut self, n: u32) -> Self {
+        self.shards = Some(n.max(1).next_power_of_two());
+        self
+    }
+
+    /// The most entries the index must hold (sizes the index: 8/7 of it in slots, rounded up
+    /// to a power of two per shard). Default: one per 256 bytes of heap.
+    pub fn max_entries(mut self, n: u64) -> Self {
+        self.max_entries = Some(n);
+        self
+    }
+
+    /// The largest entry stored, in bytes of record. Default: an eighth of a shard's heap.
+    pub fn max_object_bytes(mut self, n: u64) -> Self {
+        self.max_object = Some(n);
+        self
+    }
+
+    /// Slots of the tag table (rounded up to a power of two, at least 16). Default 4096; when
+    /// three quarters are used, marks are folded into one cache-wide mark (see the crate docs).
+    pub fn tag_slots(mut self, n: u32) -> Self {
+        self.tag_slots = n.clamp(16, 1 << 24).next_power_of_two();
+        self
+    }
+
+    /// How long a fill may take before its waiters are released. Default 5 s.
+    pub fn lock_timeout(mut self, t: Duration) -> Self {
+        self.lock_timeout = t;
+        self
+    }
+
+    /// The back-off after failures: `min`, doubling up to `max`. Default 1 s to 60 s.
+    pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
+        self.retry_min = min;
+        self.retry_max = max.max(min);
+        self
+    }
+
+    /// How long a dropped refresh ticket blocks the next. Default 1 s.
+    pub fn refresh_retry(mut self, t: Duration) -> Self {
+        self.refresh_retry = t;
+        self
+    }
+
+    /// A clock for this attachment. Every process attached must then use an equivalent clock
+    /// (a `ManualClock` cannot be shared between processes: for hand-driven time across
+    /// processes use [`region_clock`](Builder::region_clock)). Default: the host's monotonic
+    /// clock, offset so that every process reads the same region time.
+    pub fn clock(mut self, clock: impl Clock) -> Self {
+        self.clock = Some(Arc::new(clock));
+        self
+    }
+
+    /// Gives the region its own clock word, which only moves when a process calls
+    /// [`ShmCache::advance_clock`]: hand-driven time shared by every process (tests). Recorded
+    /// in the header at creation.
+    pub fn region_clock(mut self, on: bool) -> Self {
+        self.region_clock = on;
+        self
+    }
+
+    /// Whether [`open`](Builder::open) replaces a file holding an unusable or differently
+    /// configured region (default) or fails with the reason.
+    pub fn recreate_on_mismatch(mut self, on: bool) -> Self {
+        self.recreate = on;
+        self
+    }
+
+    /// Fixes the key hash seed (default: random per region), for reproducible benchmarks.
+    pub fn hash_seed(mut self, seed: u64) -> Self {
+        self.seed = Some(seed);
+        self
+    }
+
+    fn geometry(&self) -> Result<Geometry, ShmError> {
+        let bad = |s: String| Err(ShmError::InvalidConfig(s));
+        let shards = self
+            .shards
+            .unwrap_or_else(|| ((self.max_bytes >> 20).clamp(1, 16) as u32).next_power_of_two());
+        let units = self.max_bytes / shards as u64 / UNIT as u64;
+        if !(16..=1 << 30).contains(&units) {
+            return bad(format!(
+                "max_bytes {} gives {units} heap units of 64 bytes per shard (16 to 2^30)",
+                self.max_bytes
+            ));
+        }
+        let per_shard_entries = match self.max_entries {
+            Some(n) => n.div_ceil(shards as u64),
+            None => (units / 4).max(1),
+        };
+        let slots = (per_shard_entries * 8)
+            .div_ceil(7)
+            .max(8)
+            .next_power_of_two();
+        let geo = Geometry {
+            shards,
+            slots: u32::try_from(slots).unwrap_or(u32::MAX),
+            heap_units: units as u32,
+            tag_slots: self.tag_slots,
+        };
+        geo.validate().map_err(ShmError::InvalidConfig)?;
+        Ok(geo)
+    }
+
+    fn settings(&self, geo: &Geometry, seed: u64) -> Settings {
+        let heap = geo.heap_units as u64 * UNIT as u64;
+        Settings {
+            lock_timeout: nanos(self.lock_timeout),
+            retry_min: nanos(self.retry_min),
+            retry_max: nanos(self.retry_max),
+            refresh_retry: nanos(self.refresh_retry),
+            max_object: self.max_object.unwrap_or(heap / 8).clamp(UNIT as u64, heap),
+            seed,
+            flags: if self.region_clock {
+                FLAG_REGION_CLOCK
+            } else {
+                0
+            },
+        }
+    }
+
+    /// Creates a region in an anonymous shared mapping: shared with the children this process
+    /// forks afterwards (nginx's master, PHP-FPM's master at module start), gone with the last
+    /// of them.
+    pub fn anonymous(self) -> Result<ShmCache, ShmError> {
+        let geo = self.geometry()?;
+        let settings = self.settings(&geo, self.seed.unwrap_or_else(region::random_u64));
+        let region = Region::anonymous(geo, settings)?;
+        Ok(ShmCache::from_region(region, self.clock))
+    }
+
+    /// Opens the region file at `path` (under `/dev/shm` for memory, or any file system for a
+    /// region that outlives a reboot): attaches to it if its header is valid and matches this
+    /// configuration, creates it if missing or empty, and otherwise replaces it by a new, empty
+    /// region (saying why in [`Opened::Recreated`]) or, with
+    /// [`recreate_on_mismatch(false)`](Builder::recreate_on_mismatch), fails.
+    pub fn open(self, path: impl AsRef<Path>) -> Result<(ShmCache, Opened), ShmError> {
+        let geo = self.geometry()?;
+        let settings = self.settings(&geo, self.seed.unwrap_or_else(region::random_u64));
+        let (region, opened) =
+            Region::open_file(path.as_ref(), geo, settings, self.recreate, true)?;
+        Ok((ShmCache::from_region(region, self.clock), opened))
+    }
+
+    /// Attaches to the existing region file at `path`, whatever its configuration; only the
+    /// clock of this builder applies. Fails on a missing, truncated, corrupted or foreign file.
+    pub fn attach(self, path: impl AsRef<Path>) -> Result<ShmCache, ShmError> {
+        let region = Region::attach_file(path.as_ref())?;
+        Ok(ShmCache::from_region(region, self.clock))
+    }
+}
+
+/// A servable entry: a copy of its value, its flags word and its lifetimes in region time.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Hit {
+    value: Bytes,
+    flags: u32,
+    served: Served,
+    stored_at: u64,
+    fresh_until: u64,
+    revalidate_until: u64,
+    error_until: u64,
+}
+
+impl Hit {
+    /// The value (a copy: eviction or replacement in the region never changes it).
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+
+    /// The value, by move.
+    pub fn into_value(self) -> Bytes {
+        self.value
+    }
+
+    /// The flags word stored with the value.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// Fresh, stale, or stale-if-error.
+    pub fn served(&self) -> Served {
+        self.served
+    }
+
+    /// When the value was stored (region time).
+    pub fn stored_at(&self) -> Duration {
+        Duration::from_nanos(self.stored_at)
+    }
+
+    /// When it stops being fresh.
+    pub fn fresh_until(&self) -> Duration {
+        Duration::from_nanos(self.fresh_until)
+    }
+
+    /// When its stale-while-revalidate window ends.
+    pub fn revalidate_until(&self) -> Duration {
+        Duration::from_nanos(self.revalidate_until)
+    }
+
+    /// When its stale-if-error window ends.
+    pub fn error_until(&self) -> Duration {
+        Duration::from_nanos(self.error_until)
+    }
+
+    /// How long it has been stored at `now` (region time, [`ShmCache::now`]).
+    pub fn age(&self, now: Duration) -> Duration {
+        now.saturating_sub(self.stored_at())
+    }
+}
+
+/// The answer of [`ShmCache::lookup`] (see [`peakcache::Lookup`]: the same lifecycle).
+#[must_use = "a Miss or Stale answer carries a ticket that must be used or dropped"]
+pub enum Lookup {
+    /// A fresh entry: serve it.
+    Fresh(Hit),
+    /// A stale entry; `Some(refresh)` for the one caller (in any process) who refreshes it.
+    Stale(Hit, Option<Refresh>),
+    /// Nothing servable: this caller fetches and completes the [`Fill`].
+    Miss(Fill),
+    /// Another caller (perhaps in another process) is filling: wait with the [`Waiter`].
+    Wait(Waiter),
+    /// The key passes through (uncacheable): fetch, store nothing, wait for nobody. Also the
+    /// answer when the shard's lock is unusable.
+    Pass,
+}
+
+/// What a [`Waiter`] resolves to.
+#[must_use = "a Fill must be used or dropped"]
+pub enum Resolved {
+    /// The filler's value, or after a failed fill the stale-if-error entry.
+    Hit(Hit),
+    /// The filler gave up, or died: this caller fills now.
+    Fill(Fill),
+    /// The answer is not cacheable (or too large to store): fetch for yourself.
+    Pass,
+    /// The fill failed and nothing stale is left to serve.
+    Failed,
+    /// The fill outlived the lock timeout, or the wait its own timeout.
+    TimedOut,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Fill,
+    Refresh,
+}
+
+struct Ticket {
+    cache: ShmCache,
+    key: Box<[u8]>,
+    hash: u64,
+    id: u64,
+    started_at: u64,
+    kind: Kind,
+    pid: u32,
+    done: bool,
+}
+
+enum Finish<'a> {
+    Commit(&'a [u8], u32, Freshness, &'a [&'a [u8]]),
+    Fail,
+    Uncacheable(Duration),
+    Abandon,
+}
+
+impl Ticket {
+    fn finish(mut self, how: Finish<'_>) -> (Result<(), StoreError>, Option<Hit>) {
+        self.done = true;
+        self.cache.finish(&self, how)
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        // A copy inherited by a forked child is not the owner's: only the owner abandons.
+        if !self.done && self.pid == std::process::id() {
+            self.done = true;
+            let _ = self.cache.finish(self, Finish::Abandon);
+        }
+    }
+}
+
+/// The right, and the duty, to fetch a missing key: exactly one exists per key across every
+/// process. Complete it with `commit*`, [`fail`](Fill::fail) or
+/// [`uncacheable`](Fill::uncacheable); dropping it abandons it (a waiter takes over). If the
+/// owning process dies, a waiter takes it over as soon as it finds the owner dead.
+#[must_use = "a dropped Fill is abandoned: waiters must then fetch again"]
+pub struct Fill(Ticket);
+
+/// The right to refresh a stale entry in the background, handed to one caller at a time.
+#[must_use = "a dropped Refresh is abandoned"]
+pub struct Refresh(Ticket);
+
+macro_rules! ticket_methods {
+    ($t:ident) => {
+        impl $t {
+            /// The key being fetched.
+            pub fn key(&self) -> &[u8] {
+                &self.0.key
+            }
+
+            /// Stores `value` (flags 0), fresh for `freshness`, and wakes every waiter.
+            pub fn commit(self, value: &[u8], freshness: Freshness) -> Result<(), StoreError> {
+                self.commit_full(value, 0, freshness, &[] as &[&[u8]])
+            }
+
+            /// Like [`commit`](Self::commit), with tags for [`ShmCache::purge_tag`].
+            pub fn commit_tagged<T: AsRef<[u8]>>(
+                self,
+                value: &[u8],
+                freshness: Freshness,
+                tags: &[T],
+            ) -> Result<(), StoreError> {
+                self.commit_full(value, 0, freshness, tags)
+            }
+
+            /// Stores `value` with a `flags` word and tags. A value too large to store is
+            /// refused (the error says so) and its waiters get [`Resolved::Pass`].
+            pub fn commit_full<T: AsRef<[u8]>>(
+                self,
+                value: &[u8],
+                flags: u32,
+                freshness: Freshness,
+                tags: &[T],
+            ) -> Result<(), StoreError> {
+                let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
+                self.0
+                    .finish(Finish::Commit(value, flags, freshness, &tags))
+                    .0
+            }
+
+            /// The answer is not cacheable: waiters are released at once, the stored entry
+            /// removed, and lookups answer [`Lookup::Pass`] for `hold`.
+            pub fn uncacheable(self, hold: Duration) {
+                let _ = self.0.finish(Finish::Uncacheable(hold));
+            }
+
+            /// Gives up without an answer: a waiter (or the next lookup) fetches instead.
+            pub fn abandon(self) {
+                drop(self)
+            }
+        }
+    };
+}
+
+ticket_methods!(Fill);
+ticket_methods!(Refresh);
+
+impl Fill {
+    /// The fetch failed: returns the entry still inside its stale-if-error window, if any, and
+    /// hands the same to every waiter. The key then backs off.
+    pub fn fail(self) -> Option<Hit> {
+        self.0.finish(Finish::Fail).1
+    }
+}
+
+impl Refresh {
+    /// The refresh failed: the stale entry keeps being served; the key backs off.
+    pub fn fail(self) {
+        let _ = self.0.finish(Finish::Fail);
+    }
+}
+
+/// A claim on another caller's fill, in this process or another. Resolve it by blocking
+/// ([`wait`](Waiter::wait), a futex sleep on the slot's sequence word) or by polling
+/// ([`try_wait`](Waiter::try_wait), for event loops). No waiter waits forever: the lock
+/// timeout releases it, and a filler found dead hands its fill to a waiter.
+#[must_use = "a waiter does nothing unless resolved"]
+pub struct Waiter {
+    cache: ShmCache,
+    key: Box<[u8]>,
+    hash: u64,
+    flight: u64,
+    deadline: u64,
+}
+
+enum Step {
+    Done(Resolved),
+    /// Still in flight: sleep on slot `.0`'s futex word while it holds `.1`.
+    Pending(usize, u32),
+}
+
+/// Longest single sleep of a blocked waiter: it then checks the owner's liveness again.
+const LIVENESS_TICK: Duration = Duration::from_millis(50);
+
+impl Waiter {
+    /// The key waited for.
+    pub fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// Blocks until the fill ends, its owner is found dead, the lock timeout passes, or
+    /// `timeout` passes.
+    pub fn wait(mut self, timeout: Duration) -> Resolved {
+        let give_up = Instant::now().checked_add(timeout);
+        loop {
+            match self.step(true) {
+                Step::Done(r) => return r,
+                Step::Pending(slot, seen) => {
+                    let now = Instant::now();
+                    let left = give_up.map_or(Duration::MAX, |g| g.saturating_duration_since(now));
+                    if left.is_zero() {
+                        self.cache.count(self.hash, Counter::WaitTimeout);
+                        return Resolved::TimedOut;
+                    }
+                    let lock_left =
+                        Duration::from_nanos(self.deadline.saturating_sub(self.cache.now_nanos()));
+                    let sleep = left
+                        .min(lock_left)
+                        .min(LIVENESS_TICK)
+                        .max(Duration::from_micros(100));
+                    let shard = self.cache.shard_index(self.hash);
+                    let s = shard::Shard::new(&self.cache.inner.region, shard);
+                    crate::futex::wait(s.futex(slot), seen, sleep);
+                }
+            }
+        }
+    }
+
+    /// Resolves without blocking: `Ok` with the answer if the fill has ended (or its lock
+    /// timeout passed, or its owner died), else `Err` with the waiter to poll again.
+    pub fn try_wait(mut self) -> Result<Resolved, Self> {
+        match self.step(false) {
+            Step::Done(r) => Ok(r),
+            Step::Pending(..) => Err(self),
+        }
+    }
+
+    fn step(&mut self, register: bool) -> Step {
+        loop {
+            let c = self.cache.clone();
+            let Some(s) = c.lock(self.hash) else {
+                return Step::Done(Resolved::TimedOut);
+            };
+            let now = c.now_nanos();
+            let found = s.find(self.hash, &self.key);
+            if let Some((i, r)) = found.filter(|(i, _)| s.flight_id(*i) == self.flight) {
+                if s.flight_active(i) {
+                    if now >= s.deadline(i) {
+                        s.end_flight(i, Outcome::TimedOut);
+                        s.count(Counter::WaitTimeout);
+                        s.tidy(i, now);
+                        return Step::Done(Resolved::TimedOut);
+                    }
+                    if !c.owner_alive(&s, i, now) {
+                        let refresh = s.meta(i) & shard::M_REFRESH != 0;
+                        c.take_over(&s, i, refresh);
+                        let Some((i, _)) = s.find(self.hash, &self.key) else {
+                            return Step::Done(Resolved::TimedOut);
+                        };
+                        let t = c.start_flight(&s, i, &self.key, self.hash, now, Kind::Fill);
+                        return Step::Done(Resolved::Fill(Fill(t)));
+                    }
+                    let (word, seen) = if register {
+                        s.register_waiter(i)
+                    } else {
+                        let f = s.futex(i);
+                        (f, f.load(Relaxed))
+                    };
+                    let _ = word;
+                    return Step::Pending(i, seen);
+                }
+                match s.outcome(i) {
+                    Outcome::Value if r.has_value() => {
+                        return Step::Done(Resolved::Hit(c.hit(&s, &r, Served::Fresh)));
+                    }
+                    Outcome::Failed => {
+                        let frozen = c.frozen();
+                        return Step::Done(
+                            if r.has_value() && (frozen || r.standing(now) != Standing::Dead) {
+                                Resolved::Hit(c.hit(&s, &r, Served::StaleIfError))
+                            } else {
+                                Resolved::Failed
+                            },
+                        );
+                    }
+                    Outcome::Pass | Outcome::TooLarge => return Step::Done(Resolved::Pass),
+                    Outcome::TimedOut => {
+                        s.count(Counter::WaitTimeout);
+                        return Step::Done(Resolved::TimedOut);
+                    }
+                    _ => {}
+                }
+            } else if now >= self.deadline {
+                s.count(Counter::WaitTimeout);
+                return Step::Done(Resolved::TimedOut);
+            }
+            drop(s);
+            // The fill was abandoned (or its slot went): look again, as a waiter.
+            match c.lookup_with(&self.key, false) {
+                Lookup::Fresh(h) | Lookup::Stale(h, _) => return Step::Done(Resolved::Hit(h)),
+                Lookup::Miss(f) => return Step::Done(Resolved::Fill(f)),
+                Lookup::Pass => return Step::Done(Resolved::Pass),
+                Lookup::Wait(w) => {
+                    self.flight = w.flight;
+                    self.deadline = w.deadline;
+                    // `w` is a plain handle: nothing to release.
+                }
+            }
+        }
+    }
+}
+
+/// Figures of the region beyond [`Stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RegionInfo {
+    /// Bytes of the whole mapping.
+    pub region_bytes: u64,
+    /// Shards.
+    pub shards: u32,
+    /// Index slots per shard.
+    pub slots_per_shard: u32,
+    /// Bytes of heap (for records) over all shards.
+    pub heap_bytes: u64,
+    /// The largest record stored, in bytes.
+    pub max_object_bytes: u64,
+    /// Shards checked and rebuilt after a holder died inside them (or found them damaged).
+    pub recoveries: u64,
+    /// Fills taken over from an owner found dead.
+    pub takeovers: u64,
+    /// Slots dropped by checks (bad record) or evicted control records.
+    pub entries_dropped: u64,
+    /// Tag table slots in use, and their number.
+    pub tags_used: u32,
+    /// Slots of the tag table.
+    pub tag_slots: u32,
+}
+
+/// How a snapshot restore went.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Entries stored.
+    pub restored: u64,
+    /// Entries skipped: failed their checksum, dead by now, or no room.
+    pub skipped: u64,
+}
+
+impl ShmCache {
+    /// A builder.
+    pub fn builder() -> Builder {
+        Builder::default()
+    }
+
+    /// Attaches to the existing region file at `path` with the system clock (see
+    /// [`Builder::attach`]).
+    pub fn attach(path: impl AsRef<Path>) -> Result<ShmCache, ShmError> {
+        Builder::default().attach(path)
+    }
+
+    fn from_region(region: Region, clock: Option<Arc<dyn Clock>>) -> ShmCache {
+        let time = match clock {
+            Some(c) => TimeSource::Custom(c),
+            None if region.settings.flags & FLAG_REGION_CLOCK != 0 => TimeSource::Region,
+            None => TimeSource::System,
+        };
+        let shard_mask = region.geo.shards as u64 - 1;
+        ShmCache {
+            inner: Arc::new(Inner {
+                region,
+                time,
+                shard_mask,
+            }),
+        }
+    }
+
+    #[inline]
+    fn region(&self) -> &Region {
+        &self.inner.region
+    }
+
+    /// Region time, in nanoseconds.
+    #[inline]
+    fn now_nanos(&self) -> u64 {
+        match &self.inner.time {
+            TimeSource::System => region::mono_nanos()
+                .wrapping_add(self.region().map.u64(H_MONO_OFFSET).load(Relaxed)),
+            TimeSource::Region => self.region().map.u64(H_CLOCK).load(SeqCst),
+            TimeSource::Custom(c) => nanos(c.now()),
+        }
+    }
+
+    /// The cache's current time, the time base of every [`Hit`].
+    pub fn now(&self) -> Duration {
+        Duration::from_nanos(self.now_nanos())
+    }
+
+    /// Moves the region's clock forward by `by`, for every process attached. Returns false
+    /// (and does nothing) unless the region was created with
+    /// [`Builder::region_clock`].
+    pub fn advance_clock(&self, by: Duration) -> bool {
+        if self.region().settings.flags & FLAG_REGION_CLOCK == 0 {
+            return false;
+        }
+        self.region().map.u64(H_CLOCK).fetch_add(nanos(by), SeqCst);
+        true
+    }
+
+    #[inline]
+    fn key_hash(&self, key: &[u8]) -> u64 {
+        crate::hash::hash(self.region().settings.seed, key).max(1)
+    }
+
+    #[inline]
+    fn shard_index(&self, hash: u64) -> usize {
+        ((hash >> 40) & self.inner.shard_mask) as usize
+    }
+
+    #[inline]
+    fn lock(&self, hash: u64) -> Option<Locked<'_>> {
+        shard::lock(self.region(), self.shard_index(hash))
+    }
+
+    fn count(&self, hash: u64, c: Counter) {
+        if let Some(s) = self.lock(hash) {
+            s.count(c);
+        }
+    }
+
+    fn frozen(&self) -> bool {
+        self.region().map.u32(H_FROZEN).load(Relaxed) != 0
+    }
+
+    fn next_seq(&self) -> u64 {
+        self.region().map.u64(H_SEQ).fetch_add(1, SeqCst)
+    }
+
+    fn hit(&self, s: &Locked<'_>, r: &Rec, served: Served) -> Hit {
+        Hit {
+            value: Bytes::copy_from_slice(s.value_bytes(r)),
+            flags: r.flags,
+            served,
+            stored_at: r.stored_at,
+            fresh_until: r.fresh_until(),
+            revalidate_until: r.revalidate_until(),
+            error_until: r.error_until(),
+        }
+    }
+
+    /// Whether slot `i`'s flight owner lives.
+    fn owner_alive(&self, s: &Locked<'_>, i: usize, now: u64) -> bool {
+        let (pid, start) = s.owner(i);
+        let started = s
+            .deadline(i)
+            .saturating_sub(self.region().settings.lock_timeout);
+        process::alive(
+            pid,
+            start,
+            Duration::from_nanos(now.saturating_sub(started)),
+        )
+    }
+
+    /// Ends slot `i`'s flight, whose owner died, as abandoned.
+    fn take_over(&self, s: &Locked<'_>, i: usize, refresh: bool) {
+        s.end_flight(i, Outcome::Abandoned);
+        s.count(if refresh {
+            Counter::RefreshesAbandoned
+        } else {
+            Counter::FillsAbandoned
+        });
+        s.count(Counter::Takeovers);
+    }
+
+    fn start_flight(
+        &self,
+        s: &Locked<'_>,
+        i: usize,
+        key: &[u8],
+        hash: u64,
+        now: u64,
+        kind: Kind,
+    ) -> Ticket {
+        let id = self.next_seq();
+        let deadline = now.saturating_add(self.region().settings.lock_timeout);
+        let me = process::me();
+        s.start_flight(i, id, deadline, me, kind == Kind::Refresh);
+        Ticket {
+            cache: self.clone(),
+            key: key.into(),
+            hash,
+            id,
+            started_at: now,
+            kind,
+            pid: me.0,
+            done: false,
+        }
+    }
+
+    /// Applies tag purges to slot `i`'s entry: a hard-purged value is dropped (`None`), a
+    /// soft-purged one made stale from the purge on.
+    fn settle_tags(&self, s: &Locked<'_>, i: usize, mut r: Rec, now: u64) -> Option<Rec> {
+        if !r.has_value() || r.ntags == 0 {
+            return Some(r);
+        }
+        let tags = Tags::new(self.region());
+        let epoch = tags.epoch();
+        if s.checked_epoch(&r) == epoch {
+            return Some(r);
+        }
+        match tags.verdict(r.seq, s.tag_hashes(&r)) {
+            Verdict::Live => {
+                s.set_checked_epoch(&r, epoch);
+                Some(r)
+            }
+            Verdict::Purged => {
+                s.drop_value(i, now);
+                None
+            }
+            Verdict::StaleSince { at, seq } => {
+                s.make_stale_at(&mut r, at);
+                s.set_seq(&mut r, seq);
+                Some(r)
+            }
+        }
+    }
+
+    /// Finds `key` with its tag purges applied: `(slot, value record if servable-looking)`.
+    fn find_settled(
+        &self,
+        s: &Locked<'_>,
+        hash: u64,
+        key: &[u8],
+        now: u64,
+    ) -> Option<(usize, Option<Rec>)> {
+        let (i, r) = s.find(hash, key)?;
+        match self.settle_tags(s, i, r, now) {
+            Some(r) => Some((i, r.has_value().then_some(r))),
+            // The value went (and perhaps the slot, moving others): find it again.
+            None => s.find(hash, key).map(|(i, _)| (i, None)),
+        }
+    }
+
+    /// Looks `key` up and answers what the caller should do: serve, serve and refresh, fill,
+    /// wait, or pass through. See [`Lookup`].
+    pub fn lookup(&self, key: &[u8]) -> Lookup {
+        self.lookup_with(key, true)
+    }
+
+    fn lookup_with(&self, key: &[u8], counted: bool) -> Lookup {
+        if key.len() > MAX_KEY {
+            return Lookup::Pass;
+        }
+        let hash = self.key_hash(key);
+        let Some(s) = self.lock(hash) else {
+            return Lookup::Pass;
+        };
+        let count = |c| {
+            if counted {
+                s.count(c)
+            }
+        };
+        let now = self.now_nanos();
+        let frozen = self.frozen();
+        let first = s.find(hash, key);
+        if let Some((i, _)) = first {
+            if s.pass_until(i) > now {
+                count(Counter::Pass);
+                return Lookup::Pass;
+            }
+            // A flight past its lock timeout releases its waiters; this lookup starts anew.
+            if s.flight_active(i) && now >= s.deadline(i) {
+                s.end_flight(i, Outcome::TimedOut);
+            }
+        }
+        let found = first.and_then(|(i, r)| match self.settle_tags(&s, i, r, now) {
+            Some(r) => Some((i, r.has_value().then_some(r))),
+            None => s.find(hash, key).map(|(i, _)| (i, None)),
+        });
+        let slot = found.map(|(i, _)| i);
+        let rec = found.and_then(|(_, r)| r);
+        let standing = match rec {
+            None => Standing::Dead,
+            Some(_) if frozen => Standing::Fresh,
+            Some(r) => r.standing(now),
+        };
+        let mut flight = slot.is_some_and(|i| s.flight_active(i));
+        let backing_off = slot.is_some_and(|i| now < s.retry_at(i));
+        let probing = flight && slot.is_some_and(|i| s.failures(i) > 0);
+        match (standing, slot, rec) {
+            (Standing::Fresh, Some(i), Some(r)) => {
+                s.touch(i);
+                count(Counter::Fresh);
+                return Lookup::Fresh(self.hit(&s, &r, Served::Fresh));
+            }
+            (Standing::Stale, Some(i), Some(r)) => {
+                s.touch(i);
+                count(Counter::Stale);
+                let hit = self.hit(&s, &r, Served::Stale);
+                if flight || backing_off || !counted {
+                    return Lookup::Stale(hit, None);
+                }
+                let t = self.start_flight(&s, i, key, hash, now, Kind::Refresh);
+                s.count(Counter::RefreshesStarted);
+                return Lookup::Stale(hit, Some(Refresh(t)));
+            }
+            (Standing::StaleIfError, Some(i), Some(r)) if backing_off || probing => {
+                s.touch(i);
+                count(Counter::StaleIfError);
+                return Lookup::Stale(self.hit(&s, &r, Served::StaleIfError), None);
+            }
+            _ => {}
+        }
+        if let Some(i) = slot.filter(|_| flight) {
+            if self.owner_alive(&s, i, now) {
+                count(Counter::Wait);
+                return Lookup::Wait(Waiter {
+                    cache: self.clone(),
+                    key: key.into(),
+                    hash,
+                    flight: s.flight_id(i),
+                    deadline: s.deadline(i),
+                });
+            }
+            let refresh = s.meta(i) & shard::M_REFRESH != 0;
+            self.take_over(&s, i, refresh);
+            flight = false;
+        }
+        debug_assert!(!flight);
+        let Some(i) = slot.or_else(|| self.new_control_slot(&s, hash, key, now, frozen)) else {
+            count(Counter::Pass);
+            return Lookup::Pass;
+        };
+        count(Counter::Miss);
+        Lookup::Miss(Fill(self.start_flight(&s, i, key, hash, now, Kind::Fill)))
+    }
+
+    /// A slot with a key-only record for `key` (which has none), making room if needed.
+    fn new_control_slot(
+        &self,
+        s: &Locked<'_>,
+        hash: u64,
+        key: &[u8],
+        now: u64,
+        frozen: bool,
+    ) -> Option<usize> {
+        let n = NewRecord {
+            hash,
+            key,
+            value: None,
+            flags: 0,
+            stored_at: 0,
+            ttl_ms: 0,
+            swr_ms: 0,
+            sie_ms: 0,
+            seq: 0,
+            tags: &[],
+        };
+        let r = self.write_with_room(s, &n, now, frozen)?;
+        Some(s.insert_slot(hash, &r))
+    }
+
+    /// Writes a record, evicting until it fits and a free slot exists.
+    fn write_with_room(
+        &self,
+        s: &Locked<'_>,
+        n: &NewRecord<'_>,
+        now: u64,
+        frozen: bool,
+    ) -> Option<Rec> {
+        loop {
+            if !s.has_free_slot() {
+                if !s.evict_one(now, frozen) {
+                    return None;
+                }
+                continue;
+            }
+            if let Some(r) = s.write_record(n) {
+                return Some(r);
+            }
+            if !s.evict_one(now, frozen) {
+                return None;
+            }
+        }
+    }
+
+    /// Stores a value record for `key`, replacing what was there.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        s: &Locked<'_>,
+        hash: u64,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        freshness: Freshness,
+        tags: &[&[u8]],
+        seq: u64,
+        now: u64,
+        stale: bool,
+    ) -> Result<usize, StoreError> {
+        let mut hashes: Vec<u64> = tags.iter().map(|t| tag_hash(t)).collect();
+        hashes.sort_unstable();
+        hashes.dedup();
+        hashes.truncate(MAX_TAGS);
+        let n = NewRecord {
+            hash,
+            key,
+            value: Some(value),
+            flags,
+            stored_at: now,
+            ttl_ms: if stale { 0 } else { millis_u32(freshness.ttl) },
+            swr_ms: millis_u32(freshness.swr),
+            sie_ms: millis_u32(freshness.sie),
+            seq,
+            tags: &hashes,
+        };
+        let r = self
+            .write_with_room(s, &n, now, self.frozen())
+            .ok_or(StoreError::NoRoom)?;
+        Ok(match s.find(hash, key) {
+            Some((i, _)) => {
+                s.replace_rec(i, &r);
+                i
+            }
+            None => s.insert_slot(hash, &r),
+        })
+    }
+
+    fn check_size(&self, key: &[u8], value: &[u8], ntags: usize) -> Result<(), StoreError> {
+        let size = NewRecord::size(key.len(), value.len(), ntags.min(MAX_TAGS));
+        let limit = self.region().settings.max_object;
+        if size.div_ceil(UNIT as u64) * UNIT as u64 > limit || key.len() > MAX_KEY {
+            return Err(StoreError::TooLarge { size, limit });
+        }
+        Ok(())
+    }
+
+    fn backoff(&self, failures: u32) -> u64 {
+        let st = &self.region().settings;
+        let shift = failures.saturating_sub(1).min(30);
+        st.retry_min.saturating_mul(1 << shift).min(st.retry_max)
+    }
+
+    /// A slot for `key`, made if missing (for back-off and pass-through state).
+    fn control_slot(&self, s: &Locked<'_>, hash: u64, key: &[u8], now: u64) -> Option<usize> {
+        match s.find(hash, key) {
+            Some((i, _)) => Some(i),
+            None => self.new_control_slot(s, hash, key, now, self.frozen()),
+        }
+    }
+
+    fn finish(&self, t: &Ticket, how: Finish<'_>) -> (Result<(), StoreError>, Option<Hit>) {
+        let refresh = t.kind == Kind::Refresh;
+        let Some(s) = self.lock(t.hash) else {
+            return (Err(StoreError::NoRoom), None);
+        };
+        let now = self.now_nanos();
+        let key = &t.key[..];
+        let found = s.find(t.hash, key);
+        let current = found.is_some_and(|(i, _)| s.flight_active(i) && s.flight_id(i) == t.id);
+        let invalidated =
+            current && found.is_some_and(|(i, _)| s.meta(i) & shard::M_INVALIDATED != 0);
+        let mut result = Ok(());
+        let mut handed = None;
+        let outcome = match how {
+            Finish::Commit(value, flags, freshness, tags) => {
+                s.count(if refresh {
+                    Counter::RefreshesCommitted
+                } else {
+                    Counter::FillsCommitted
+                });
+                match self.check_size(key, value, tags.len()) {
+                    Err(e) => {
+                        s.count(Counter::RejectedTooLarge);
+                        if let Some((i, _)) = s.find(t.hash, key) {
+                            s.drop_value(i, now);
+                        }
+                        result = Err(e);
+                        Outcome::TooLarge
+                    }
+                    Ok(()) => {
+                        // A fill overtaken after its lock timeout does not replace what a
+                        // later fill stored.
+                        let newer =
+                            found.is_some_and(|(_, r)| r.has_value() && r.stored_at > t.started_at);
+                        if current || !newer {
+                            match self.store(
+                                &s,
+                                t.hash,
+                                key,
+                                value,
+                                flags,
+                                freshness,
+                                tags,
+                                t.id,
+                                now,
+                                invalidated,
+                            ) {
+                                Ok(i) => {
+                                    s.set_failures(i, 0);
+                                    s.set_retry_at(i, 0);
+                                    s.set_pass_until(i, 0);
+                                    Outcome::Value
+                                }
+                                Err(e) => {
+                                    result = Err(e);
+                                    Outcome::Abandoned
+                                }
+                            }
+                        } else {
+                            Outcome::Value
+                        }
+                    }
+                }
+            }
+            Finish::Fail => {
+                s.count(if refresh {
+                    Counter::RefreshesFailed
+                } else {
+                    Counter::FillsFailed
+                });
+                if let Some(i) = self.control_slot(&s, t.hash, key, now) {
+                    let failures = s.failures(i).saturating_add(1);
+                    s.set_failures(i, failures);
+                    s.set_retry_at(i, now.saturating_add(self.backoff(failures)));
+                }
+                let frozen = self.frozen();
+                let stale = self
+                    .find_settled(&s, t.hash, key, now)
+                    .and_then(|(_, r)| r)
+                    .filter(|r| frozen || r.standing(now) != Standing::Dead);
+                handed = stale.map(|r| self.hit(&s, &r, Served::StaleIfError));
+                Outcome::Failed
+            }
+            Finish::Uncacheable(hold) => {
+                s.count(if refresh {
+                    Counter::RefreshesUncacheable
+                } else {
+                    Counter::FillsUncacheable
+                });
+                if let Some(i) = self.control_slot(&s, t.hash, key, now) {
+                    s.set_pass_until(i, now.saturating_add(nanos(hold)));
+                    s.drop_value(i, now);
+                }
+                Outcome::Pass
+            }
+            Finish::Abandon => {
+                if refresh {
+                    s.count(Counter::RefreshesAbandoned);
+                    if current {
+                        if let Some((i, _)) = s.find(t.hash, key) {
+                            let retry = now.saturating_add(self.region().settings.refresh_retry);
+                            s.set_retry_at(i, s.retry_at(i).max(retry));
+                        }
+                    }
+                } else {
+                    s.count(Counter::FillsAbandoned);
+                }
+                Outcome::Abandoned
+            }
+        };
+        if let Some((i, _)) = s.find(t.hash, key) {
+            if current && s.flight_id(i) == t.id && s.flight_active(i) {
+                s.end_flight(i, outcome);
+            }
+            s.tidy(i, now);
+        }
+        (result, handed)
+    }
+
+    /// The value of `key` if stored and fresh (or the cache is frozen). Counted as a lookup
+    /// (fresh or miss); takes no part in the lifecycle.
+    pub fn get(&self, key: &[u8]) -> Option<Bytes> {
+        let mut out = None;
+        self.get_with(key, |s, r| {
+            out = Some(Bytes::copy_from_slice(s.value_bytes(r)))
+        });
+        out
+    }
+
+    /// Like [`get`](Self::get), copying the value into `buf` (cleared first) and returning its
+    /// flags word: no allocation once `buf` is large enough.
+    pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Option<u32> {
+        let mut flags = None;
+        self.get_with(key, |s, r| {
+            buf.clear();
+            buf.extend_from_slice(s.value_bytes(r));
+            flags = Some(r.flags);
+        });
+        flags
+    }
+
+    fn get_with(&self, key: &[u8], mut f: impl FnMut(&Locked<'_>, &Rec)) {
+        if key.len() > MAX_KEY {
+            return;
+        }
+        let hash = self.key_hash(key);
+        let Some(s) = self.lock(hash) else { return };
+        let now = self.now_nanos();
+        let frozen = self.frozen();
+        let mut hit = false;
+        if let Some((i, r)) = s.find(hash, key) {
+            if r.has_value() && (frozen || now < r.fresh_until()) {
+                let live = r.ntags == 0 || {
+                    let tags = Tags::new(self.region());
+                    let epoch = tags.epoch();
+                    s.checked_epoch(&r) == epoch
+                        || match tags.verdict(r.seq, s.tag_hashes(&r)) {
+                            Verdict::Live => {
+                                s.set_checked_epoch(&r, epoch);
+                                true
+                            }
+                            Verdict::StaleSince { .. } => frozen,
+                            Verdict::Purged => false,
+                        }
+                };
+                if live {
+                    s.touch(i);
+                    f(&s, &r);
+                    hit = true;
+                }
+            }
+        }
+        s.count(if hit { Counter::Fresh } else { Counter::Miss });
+    }
+
+    /// Stores `value` under `key` outside the fill lifecycle, replacing what was there.
+    pub fn insert(&self, key: &[u8], value: &[u8], freshness: Freshness) -> Result<(), StoreError> {
+        self.insert_full(key, value, 0, freshness, &[] as &[&[u8]])
+    }
+
+    /// Like [`insert`](Self::insert), with tags.
+    pub fn insert_tagged<T: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        freshness: Freshness,
+        tags: &[T],
+    ) -> Result<(), StoreError> {
+        self.insert_full(key, value, 0, freshness, tags)
+    }
+
+    /// Like [`insert`](Self::insert), with a flags word and tags.
+    pub fn insert_full<T: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        freshness: Freshness,
+        tags: &[T],
+    ) -> Result<(), StoreError> {
+        let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
+        let hash = self.key_hash(key);
+        let seq = self.next_seq();
+        let Some(s) = self.lock(hash) else {
+            return Err(StoreError::NoRoom);
+        };
+        let now = self.now_nanos();
+        if let Err(e) = self.check_size(key, value, tags.len()) {
+            s.count(Counter::RejectedTooLarge);
+            // The stored value is outdated by the refused one: never serve it as current.
+            if let Some((i, _)) = s.find(hash, key) {
+                s.drop_value(i, now);
+            }
+            return Err(e);
+        }
+        let i = self.store(
+            &s, hash, key, value, flags, freshness, &tags, seq, now, false,
+        )?;
+        if s.pass_until(i) > now || s.retry_at(i) > now {
+            s.set_pass_until(i, 0);
+            s.set_retry_at(i, 0);
+            s.set_failures(i, 0);
+        }
+        s.count(Counter::Inserts);
+        Ok(())
+    }
+
+    /// Purges `key`: hard removes it, soft makes it stale now (served in its stale windows
+    /// while one caller refreshes). A fill in flight stores its value already stale. Returns
+    /// whether an entry or a fill was found.
+    pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
+        let hash = self.key_hash(key);
+        let Some(s) = self.lock(hash) else {
+            return false;
+        };
+        let now = self.now_nanos();
+        let mut found = false;
+        if let Some((i, _)) = s.find(hash, key) {
+            if s.flight_active(i) {
+                s.invalidate_flight(i);
+                found = true;
+            }
+        }
+        if let Some((i, Some(mut r))) = self.find_settled(&s, hash, key, now) {
+            found = true;
+            match mode {
+                PurgeMode::Hard => {
+                    s.drop_value(i, now);
+                }
+                PurgeMode::Soft => s.make_stale_at(&mut r, now),
+            }
+        }
+        if found {
+            s.count(Counter::Purges);
+        }
+        found
+    }
+
+    /// Purges every entry tagged `tag` whose fetch started before now, in every process, in
+    /// constant time (entries are checked lazily at their next lookup).
+    pub fn purge_tag(&self, tag: impl AsRef<[u8]>, mode: PurgeMode) {
+        Tags::new(self.region()).purge(tag.as_ref(), mode, self.now_nanos());
+    }
+
+    /// Removes every entry. Fills in flight go on and store their values already stale.
+    pub fn clear(&self) {
+        let now = self.now_nanos();
+        for shard in 0..self.region().geo.shards as usize {
+            let Some(s) = shard::lock(self.region(), shard) else {
+                continue;
+            };
+            for (i, _) in s.value_slots().into_iter().rev() {
+                // Slots only move up the probe chain on removal: going backwards from the end
+                // of the list keeps the indices still to visit valid, except across the wrap;
+                // re-check the slot holds a value first.
+                if s.slot_rec(i).is_some_and(|r| r.has_value()) {
+                    if s.flight_active(i) {
+                        s.invalidate_flight(i);
+                    }
+                    s.drop_value(i, now);
+                }
+            }
+            // Anything missed because it moved: sweep again until no value is left.
+            while let Some((i, _)) = s.value_slots().into_iter().next() {
+                if s.flight_active(i) {
+                    s.invalidate_flight(i);
+                }
+                s.drop_value(i, now);
+            }
+            for i in 0..self.region().geo.slots as usize {
+                if s.slot_hash(i) != 0 && s.flight_active(i) {
+                    s.invalidate_flight(i);
+                }
+            }
+        }
+    }
+
+    /// Freezes or thaws the cache, for every process: while frozen, whatever is stored is
+    /// served as fresh and only misses reach the origin.
+    pub fn freeze(&self, frozen: bool) {
+        self.region().map.u32(H_FROZEN).store(frozen as u32, SeqCst);
+    }
+
+    /// Whether the cache is frozen.
+    pub fn is_frozen(&self) -> bool {
+        self.frozen()
+    }
+
+    /// The counters of every process, the entries and their bytes. `weight` and `capacity` are
+    /// bytes of heap (records rounded up to 64 bytes).
+    pub fn stats(&self) -> Stats {
+        let mut c = [0u64; COUNTERS];
+        let mut entries = 0;
+        let mut weight = 0;
+        for shard in 0..self.region().geo.shards as usize {
+            let s = shard::Shard::new(self.region(), shard);
+            for (k, v) in c.iter_mut().enumerate() {
+                *v += s.counter(k);
+            }
+            entries += s.entries();
+            weight += s.used_bytes();
+        }
+        let g = |k: Counter| c[k as usize];
+        Stats {
+            fresh: g(Counter::Fresh),
+            stale: g(Counter::Stale),
+            stale_if_error: g(Counter::StaleIfError),
+            miss: g(Counter::Miss),
+            wait: g(Counter::Wait),
+            pass: g(Counter::Pass),
+            wait_timeouts: g(Counter::WaitTimeout),
+            fills_committed: g(Counter::FillsCommitted),
+            fills_failed: g(Counter::FillsFailed),
+            fills_abandoned: g(Counter::FillsAbandoned),
+            fills_uncacheable: g(Counter::FillsUncacheable),
+            refreshes_started: g(Counter::RefreshesStarted),
+            refreshes_committed: g(Counter::RefreshesCommitted),
+            refreshes_failed: g(Counter::RefreshesFailed),
+            refreshes_abandoned: g(Counter::RefreshesAbandoned),
+            refreshes_uncacheable: g(Counter::RefreshesUncacheable),
+            inserts: g(Counter::Inserts),
+            rejected_too_large: g(Counter::RejectedTooLarge),
+            evictions: g(Counter::Evictions),
+            expirations: g(Counter::Expirations),
+            purges: g(Counter::Purges),
+            tag_purges: Tags::new(self.region()).purges(),
+            entries,
+            weight,
+            capacity: self.region().geo.shards as u64
+                * self.region().geo.heap_units as u64
+                * UNIT as u64,
+        }
+    }
+
+    /// Figures of the region: geometry, recoveries, takeovers, tag table use.
+    pub fn region_info(&self) -> RegionInfo {
+        let r = self.region();
+        let mut info = RegionInfo {
+            region_bytes: r.map.len() as u64,
+            shards: r.geo.shards,
+            slots_per_shard: r.geo.slots,
+            heap_bytes: r.geo.shards as u64 * r.geo.heap_units as u64 * UNIT as u64,
+            max_object_bytes: r.settings.max_object,
+            tags_used: Tags::new(r).used(),
+            tag_slots: r.geo.tag_slots,
+            ..RegionInfo::default()
+        };
+        for shard in 0..r.geo.shards as usize {
+            let s = shard::Shard::new(r, shard);
+            info.recoveries += s.counter(Counter::Recoveries as usize);
+            info.takeovers += s.counter(Counter::Takeovers as usize);
+            info.entries_dropped += s.counter(Counter::EntriesDropped as usize);
+        }
+        info
+    }
+
+    /// Entries stored (dead and lazily purged ones included until removed).
+    pub fn len(&self) -> usize {
+        (0..self.region().geo.shards as usize)
+            .map(|i| shard::Shard::new(self.region(), i).entries() as usize)
+            .sum()
+    }
+
+    /// Whether no entry is stored.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The largest entry stored, in bytes of record (80 bytes of header, 8 per tag, key and
+    /// value).
+    pub fn max_object_bytes(&self) -> u64 {
+        self.region().settings.max_object
+    }
+
+    /// Test hook: locks `key`'s shard, optionally scribbles over its allocator and index as a
+    /// process killed half-way through an update would leave them, then calls `f` while still
+    /// holding the lock. A test kills the process inside `f`; the next locker recovers.
+    #[doc(hidden)]
+    pub fn debug_with_shard_locked(&self, key: &[u8], scribble: bool, f: impl FnOnce()) {
+        let hash = self.key_hash(key);
+        if let Some(s) = self.lock(hash) {
+            if scribble {
+                s.scribble();
+            }
+            f();
+        }
+    }
+
+    // ---- snapshots --------------------------------------------------------------------------
+
+    /// Writes every servable entry to `path`, shard by shard under each shard's lock (so each
+    /// shard is a consistent cut while the cache keeps serving), into a temporary file renamed
+    /// over `path` once complete and synced. Returns the number of entries written.
+    pub fn snapshot(&self, path: impl AsRef<Path>) -> Result<u64, ShmError> {
+        crate::snapshot::write(self, path.as_ref())
+    }
+
+    /// Loads a snapshot written by [`snapshot`](Self::snapshot) (by this region or another of
+    /// any geometry): the file is validated like a region (magic, version, lengths, a checksum
+    /// per entry), entries keep their age (wall time since the snapshot included), and those
+    /// that fail a check, are dead by now or find no room are skipped.
+    pub fn restore(&self, path: impl AsRef<Path>) -> Result<Restored, ShmError> {
+        crate::snapshot::read(self, path.as_ref())
+    }
+
+    /// Calls `f` with every servable entry of every shard, under that shard's lock:
+    /// `(key, value, flags, age_ns, ttl_ms, swr_ms, sie_ms, tag hashes)`.
+    pub(crate) fn for_each_entry(
+        &self,
+        mut f: impl FnMut(&[u8], &[u8], u32, u64, [u32; 3], &[u64]),
+    ) {
+        for shard in 0..self.region().geo.shards as usize {
+            let Some(s) = shard::lock(self.region(), shard) else {
+                continue;
+            };
+            let now = self.now_nanos();
+            let mut i = 0;
+            let slots = self.region().geo.slots as usize;
+            while i < slots {
+                if s.slot_hash(i) == 0 {
+                    i += 1;
+                    continue;
+                }
+                let Some(r) = s.slot_rec(i) else {
+                    i += 1;
+                    continue;
+                };
+                let before = s.slot_hash(i);
+                let settled = self.settle_tags(&s, i, r, now);
+                if s.slot_hash(i) != before {
+                    // The slot was removed (hard-purged) and another moved in: look again.
+                    continue;
+                }
+                if let Some(r) =
+                    settled.filter(|r| r.has_value() && r.standing(now) != Standing::Dead)
+                {
+                    let tags: Vec<u64> = s.tag_hashes(&r).collect();
+                    f(
+                        s.key_bytes(&r),
+                        s.value_bytes(&r),
+                        r.flags,
+                        now.saturating_sub(r.stored_at),
+                        [r.ttl_ms, r.swr_ms, r.sie_ms],
+                        &tags,
+                    );
+                }
+                i += 1;
+            }
+        }
+    }
+
+    /// Stores a restored entry aged `age` with raw tag hashes; false if not stored.
+    pub(crate) fn restore_entry(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        flags: u32,
+        age: u64,
+        windows: [u32; 3],
+        tag_hashes: &[u64],
+    ) -> bool {
+        let hash = self.key_hash(key);
+        let seq = self.next_seq();
+        let Some(s) = self.lock(hash) else {
+            return false;
+        };
+        let now = self.now_nanos();
+        let stored_at = now.saturating_sub(age);
+        let ms = |x: u32| x as u64 * 1_000_000;
+        let dead_at = stored_at
+            .saturating_add(ms(windows[0]))
+            .saturating_add(ms(windows[1]).max(ms(windows[2])));
+        if dead_at <= now
+            || tag_hashes.len() > MAX_TAGS
+            || self.check_size(key, value, tag_hashes.len()).is_err()
+            || s.find(hash, key).is_some()
+        {
+            return false;
+        }
+        let n = NewRecord {
+            hash,
+            key,
+            value: Some(value),
+            flags,
+            stored_at,
+            ttl_ms: windows[0],
+            swr_ms: windows[1],
+            sie_ms: windows[2],
+            seq,
+            tags: tag_hashes,
+        };
+        match self.write_with_room(&s, &n, now, self.frozen()) {
+            Some(r) => {
+                s.insert_slot(hash, &r);
+                true
+            }
+            None => false,
+        }
+    }
+}

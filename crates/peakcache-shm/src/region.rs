@@ -1,0 +1,721 @@
+//! The mapping and its header: creating, attaching and validating a region.
+//!
+//! All `unsafe` code that touches the mapping is here: turning an offset into an atomic or a
+//! byte slice, after a bounds and alignment check that panics (a bug, never undefined
+//! behaviour) when it fails. Everything above works on offsets.
+
+use crate::error::ShmError;
+use crate::hash;
+use crate::mutex::{RawMutex, MUTEX_SPACE};
+use std::fs::{File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::io::AsRawFd;
+use std::path::Path;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+/// `"PEAKSHM\0"` little-endian.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
+/// The layout version. Bumped by any change of the layout or of the hash function.
+pub const LAYOUT_VERSION: u32 = 1;
+/// Bytes of the header page.
+pub(crate) const HEADER_SIZE: usize = 4096;
+/// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
+pub(crate) const UNIT: usize = 64;
+/// Bytes of one index slot.
+pub(crate) const SLOT_SIZE: usize = 64;
+/// Bytes of one entry of the tag table.
+pub(crate) const TAG_SIZE: usize = 80;
+/// Bytes of a shard's header (mutex, counters, allocator heads).
+pub(crate) const SHARD_HEADER: usize = 1024;
+/// Value of the `state` word once the creator has finished.
+pub(crate) const READY: u32 = 0x5245_4459;
+
+// Header fields, checksummed (bytes 0..H_CHECKSUM).
+pub(crate) const H_MAGIC: usize = 0;
+pub(crate) const H_VERSION: usize = 8;
+pub(crate) const H_HEADER_SIZE: usize = 12;
+pub(crate) const H_TOTAL: usize = 16;
+pub(crate) const H_SHARDS: usize = 24;
+pub(crate) const H_SLOTS: usize = 28;
+pub(crate) const H_HEAP_UNITS: usize = 32;
+pub(crate) const H_TAG_SLOTS: usize = 36;
+pub(crate) const H_STRIDE: usize = 40;
+pub(crate) const H_SHARDS_OFF: usize = 48;
+pub(crate) const H_TAGS_OFF: usize = 56;
+pub(crate) const H_LOCK_TIMEOUT: usize = 64;
+pub(crate) const H_RETRY_MIN: usize = 72;
+pub(crate) const H_RETRY_MAX: usize = 80;
+pub(crate) const H_REFRESH_RETRY: usize = 88;
+pub(crate) const H_MAX_OBJECT: usize = 96;
+pub(crate) const H_SEED: usize = 104;
+pub(crate) const H_FLAGS: usize = 112;
+pub(crate) const H_CREATED_WALL: usize = 120;
+pub(crate) const H_CHECKSUM: usize = 128;
+// Mutable fields.
+pub(crate) const H_STATE: usize = 192;
+pub(crate) const H_FROZEN: usize = 196;
+pub(crate) const H_SEQ: usize = 200;
+pub(crate) const H_TAG_EPOCH: usize = 208;
+pub(crate) const H_CLOCK: usize = 216;
+pub(crate) const H_BOOT_ID: usize = 224;
+pub(crate) const H_MONO_OFFSET: usize = 232;
+/// The cache-wide tag mark that overflowing tag marks fold into (a tag entry, hash unused).
+pub(crate) const H_FOLD_MARK: usize = 240;
+pub(crate) const H_TAG_MUTEX: usize = 320;
+pub(crate) const H_TAG_PURGES: usize = 384;
+pub(crate) const H_TAG_COUNT: usize = 392;
+
+/// Header flag: the region carries its own clock word (advanced by hand, for tests).
+pub(crate) const FLAG_REGION_CLOCK: u32 = 1;
+
+/// Region time at creation (2^53 ns, about 104 days): entries restored from a snapshot keep
+/// their age, which can reach two windows of `Freshness::MAX`.
+pub(crate) const TIME_START: u64 = 1 << 53;
+
+/// Largest shard count accepted.
+pub(crate) const MAX_SHARDS: u32 = 4096;
+
+/// The shape of a region: everything its offsets are computed from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub(crate) shards: u32,
+    pub(crate) slots: u32,
+    pub(crate) heap_units: u32,
+    pub(crate) tag_slots: u32,
+}
+
+const fn align(x: usize, a: usize) -> usize {
+    x.div_ceil(a) * a
+}
+
+impl Geometry {
+    pub(crate) fn validate(&self) -> Result<(), String> {
+        if !self.shards.is_power_of_two() || self.shards > MAX_SHARDS {
+            return Err(format!(
+                "shard count {} (a power of two up to {MAX_SHARDS})",
+                self.shards
+            ));
+        }
+        if !self.slots.is_power_of_two() || !(8..=1 << 28).contains(&self.slots) {
+            return Err(format!(
+                "slots per shard {} (a power of two, 8 to 2^28)",
+                self.slots
+            ));
+        }
+        if !(16..=1 << 30).contains(&self.heap_units) {
+            return Err(format!(
+                "heap units per shard {} (16 to 2^30)",
+                self.heap_units
+            ));
+        }
+        if !self.tag_slots.is_power_of_two() || !(16..=1 << 24).contains(&self.tag_slots) {
+            return Err(format!(
+                "tag slots {} (a power of two, 16 to 2^24)",
+                self.tag_slots
+            ));
+        }
+        let total = self.shards_off() as u128 + self.shards as u128 * self.shard_stride() as u128;
+        if total > (1u128 << 46) {
+            return Err(format!("total size {total} too large"));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn tags_off(&self) -> usize {
+        HEADER_SIZE
+    }
+
+    pub(crate) fn shards_off(&self) -> usize {
+        align(HEADER_SIZE + self.tag_slots as usize * TAG_SIZE, 4096)
+    }
+
+    /// Offset of the index inside a shard.
+    pub(crate) fn index_off(&self) -> usize {
+        SHARD_HEADER
+    }
+
+    /// Offset of the free-block bitmap inside a shard.
+    pub(crate) fn bitmap_off(&self) -> usize {
+        SHARD_HEADER + self.slots as usize * SLOT_SIZE
+    }
+
+    pub(crate) fn bitmap_bytes(&self) -> usize {
+        align((self.heap_units as usize).div_ceil(64) * 8, UNIT)
+    }
+
+    /// Offset of the heap inside a shard.
+    pub(crate) fn heap_off(&self) -> usize {
+        self.bitmap_off() + self.bitmap_bytes()
+    }
+
+    pub(crate) fn shard_stride(&self) -> usize {
+        align(self.heap_off() + self.heap_units as usize * UNIT, 4096)
+    }
+
+    pub(crate) fn total(&self) -> usize {
+        self.shards_off() + self.shards as usize * self.shard_stride()
+    }
+
+    pub(crate) fn shard_base(&self, shard: usize) -> usize {
+        self.shards_off() + shard * self.shard_stride()
+    }
+}
+
+/// Lifecycle settings, fixed at creation and stored in the header so that every process
+/// attached applies the same.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Settings {
+    pub(crate) lock_timeout: u64,
+    pub(crate) retry_min: u64,
+    pub(crate) retry_max: u64,
+    pub(crate) refresh_retry: u64,
+    pub(crate) max_object: u64,
+    pub(crate) seed: u64,
+    pub(crate) flags: u32,
+}
+
+/// A shared mapping: its address and length. Unmapped on drop.
+pub(crate) struct Mapping {
+    base: *mut u8,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain shared memory; every access through it is atomic, or made under
+// the shard lock that guards the range (the crate's locking discipline, see `bytes`).
+unsafe impl Send for Mapping {}
+// SAFETY: as above.
+unsafe impl Sync for Mapping {}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: `base`/`len` came from a successful mmap and are unmapped once, here; no
+        // reference into the mapping outlives the `Region` that owns it.
+        unsafe { libc::munmap(self.base.cast(), self.len) };
+    }
+}
+
+impl Mapping {
+    fn map(fd: Option<&File>, len: usize) -> io::Result<Mapping> {
+        let (flags, raw) = match fd {
+            Some(f) => (libc::MAP_SHARED, f.as_raw_fd()),
+            None => (libc::MAP_SHARED | libc::MAP_ANONYMOUS, -1),
+        };
+        // SAFETY: a fresh mapping at an address the kernel chooses; nothing else is affected.
+        let p = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                flags,
+                raw,
+                0,
+            )
+        };
+        if p == libc::MAP_FAILED {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(Mapping {
+            base: p.cast(),
+            len,
+        })
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    #[track_caller]
+    fn check(&self, off: usize, size: usize, align: usize) {
+        assert!(
+            off % align == 0 && off.checked_add(size).is_some_and(|end| end <= self.len),
+            "region access out of bounds: {off}+{size} of {}",
+            self.len
+        );
+    }
+
+    /// The 32-bit word at `off`.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn u32(&self, off: usize) -> &AtomicU32 {
+        self.check(off, 4, 4);
+        // SAFETY: in bounds and aligned (checked); the mapping lives as long as `self`;
+        // AtomicU32 has the size and alignment of u32 and every bit pattern is valid.
+        unsafe { &*self.base.add(off).cast::<AtomicU32>() }
+    }
+
+    /// The 64-bit word at `off`.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn u64(&self, off: usize) -> &AtomicU64 {
+        self.check(off, 8, 8);
+        // SAFETY: as for `u32`.
+        unsafe { &*self.base.add(off).cast::<AtomicU64>() }
+    }
+
+    /// `len` bytes at `off`, for reading. The caller holds the lock that guards the range:
+    /// other processes write it only under that lock, so it does not change while borrowed.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn bytes(&self, off: usize, len: usize) -> &[u8] {
+        self.check(off, len, 1);
+        // SAFETY: in bounds (checked); lives as long as the mapping; no one writes the range
+        // while the caller holds its lock (the crate's locking discipline).
+        unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
+    }
+
+    /// Copies `src` to `off`. The caller holds the lock that guards the range.
+    #[inline]
+    #[track_caller]
+    pub(crate) fn write(&self, off: usize, src: &[u8]) {
+        self.check(off, src.len(), 1);
+        // SAFETY: in bounds (checked); `src` is process memory, never inside the mapping's range
+        // being written (callers copy from their own buffers); the caller holds the range's lock.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(off), src.len()) };
+    }
+
+    /// Zeroes `len` bytes at `off`. The caller holds the lock that guards the range.
+    #[track_caller]
+    pub(crate) fn zero(&self, off: usize, len: usize) {
+        self.check(off, len, 1);
+        // SAFETY: in bounds (checked); the caller holds the range's lock.
+        unsafe { std::ptr::write_bytes(self.base.add(off), 0, len) };
+    }
+
+    /// The mutex at `off`.
+    #[track_caller]
+    pub(crate) fn mutex(&self, off: usize) -> RawMutex {
+        self.check(off, MUTEX_SPACE, 8);
+        // SAFETY: in bounds and aligned (checked), so the pointer is valid for MUTEX_SPACE bytes.
+        RawMutex::at(unsafe { self.base.add(off) })
+    }
+}
+
+/// How a file region was opened.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Opened {
+    /// The file did not exist (or was empty): a new, empty region.
+    Created,
+    /// The file held a valid region matching the configuration: its entries are kept.
+    Attached,
+    /// The file held a region that could not be used; it was replaced by a new, empty one.
+    /// The reason says why (version, size, corruption...).
+    Recreated(String),
+}
+
+/// Offsets derived from the geometry, computed once.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Layout {
+    pub(crate) shards_off: usize,
+    pub(crate) stride: usize,
+    pub(crate) index_off: usize,
+    pub(crate) bitmap_off: usize,
+    pub(crate) heap_off: usize,
+}
+
+impl Layout {
+    fn of(g: &Geometry) -> Layout {
+        Layout {
+            shards_off: g.shards_off(),
+            stride: g.shard_stride(),
+            index_off: g.index_off(),
+            bitmap_off: g.bitmap_off(),
+            heap_off: g.heap_off(),
+        }
+    }
+}
+
+/// A mapped, validated region.
+pub(crate) struct Region {
+    pub(crate) map: Mapping,
+    pub(crate) geo: Geometry,
+    pub(crate) layout: Layout,
+    pub(crate) settings: Settings,
+}
+
+/// The header checksum: bytes `0..H_CHECKSUM`.
+fn header_checksum(map: &Mapping) -> u64 {
+    hash::hash(0x7065_616b, map.bytes(0, H_CHECKSUM))
+}
+
+/// This boot's identity (a hash of the kernel's boot id; 0 if unknown).
+pub(crate) fn boot_id() -> u64 {
+    std::fs::read("/proc/sys/kernel/random/boot_id")
+        .map(|b| hash::hash(0, &b) | 1)
+        .unwrap_or(0)
+}
+
+/// `CLOCK_MONOTONIC_COARSE`: host-wide, so every process of the host reads the same time.
+#[inline]
+pub(crate) fn mono_nanos() -> u64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock exists on every supported Linux.
+    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
+    (ts.tv_sec as u64)
+        .wrapping_mul(1_000_000_000)
+        .wrapping_add(ts.tv_nsec as u64)
+}
+
+/// Wall-clock nanoseconds since the Unix epoch.
+pub(crate) fn wall_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+/// A random 64-bit seed (from the kernel).
+pub(crate) fn random_u64() -> u64 {
+    let mut b = [0u8; 8];
+    if std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| io::Read::read_exact(&mut f, &mut b))
+        .is_err()
+    {
+        return wall_nanos() ^ (std::process::id() as u64).rotate_left(32);
+    }
+    u64::from_le_bytes(b)
+}
+
+impl Region {
+    /// A new region in an anonymous shared mapping (inherited by children forked later).
+    pub(crate) fn anonymous(geo: Geometry, settings: Settings) -> Result<Region, ShmError> {
+        let map = Mapping::map(None, geo.total()).map_err(|e| ShmError::io("mmap", None, e))?;
+        let region = Region {
+            map,
+            geo,
+            layout: Layout::of(&geo),
+            settings,
+        };
+        region.init()?;
+        Ok(region)
+    }
+
+    /// Writes a new region's header and initialises its locks and shards. The memory is zero.
+    fn init(&self) -> Result<(), ShmError> {
+        let m = &self.map;
+        let g = &self.geo;
+        let s = &self.settings;
+        m.u64(H_MAGIC).store(MAGIC, Ordering::Relaxed);
+        m.u32(H_VERSION).store(LAYOUT_VERSION, Ordering::Relaxed);
+        m.u32(H_HEADER_SIZE)
+            .store(HEADER_SIZE as u32, Ordering::Relaxed);
+        m.u64(H_TOTAL).store(g.total() as u64, Ordering::Relaxed);
+        m.u32(H_SHARDS).store(g.shards, Ordering::Relaxed);
+        m.u32(H_SLOTS).store(g.slots, Ordering::Relaxed);
+        m.u32(H_HEAP_UNITS).store(g.heap_units, Ordering::Relaxed);
+        m.u32(H_TAG_SLOTS).store(g.tag_slots, Ordering::Relaxed);
+        m.u64(H_STRIDE)
+            .store(g.shard_stride() as u64, Ordering::Relaxed);
+        m.u64(H_SHARDS_OFF)
+            .store(g.shards_off() as u64, Ordering::Relaxed);
+        m.u64(H_TAGS_OFF)
+            .store(g.tags_off() as u64, Ordering::Relaxed);
+        m.u64(H_LOCK_TIMEOUT)
+            .store(s.lock_timeout, Ordering::Relaxed);
+        m.u64(H_RETRY_MIN).store(s.retry_min, Ordering::Relaxed);
+        m.u64(H_RETRY_MAX).store(s.retry_max, Ordering::Relaxed);
+        m.u64(H_REFRESH_RETRY)
+            .store(s.refresh_retry, Ordering::Relaxed);
+        m.u64(H_MAX_OBJECT).store(s.max_object, Ordering::Relaxed);
+        m.u64(H_SEED).store(s.seed, Ordering::Relaxed);
+        m.u32(H_FLAGS).store(s.flags, Ordering::Relaxed);
+        m.u64(H_CREATED_WALL).store(wall_nanos(), Ordering::Relaxed);
+        m.u64(H_CHECKSUM)
+            .store(header_checksum(m), Ordering::Relaxed);
+        m.u64(H_SEQ).store(1, Ordering::Relaxed);
+        m.u64(H_CLOCK).store(0, Ordering::Relaxed);
+        m.u64(H_BOOT_ID).store(boot_id(), Ordering::Relaxed);
+        // Region time starts at `TIME_START`, so that entries restored from a snapshot can be
+        // dated in the past.
+        m.u64(H_MONO_OFFSET)
+            .store(TIME_START.wrapping_sub(mono_nanos()), Ordering::Relaxed);
+        self.init_locks()?;
+        for shard in 0..g.shards as usize {
+            crate::shard::init_heap(self, shard);
+        }
+        m.u32(H_STATE).store(READY, Ordering::Release);
+        Ok(())
+    }
+
+    /// Initialises every mutex (creation, or the first attach after a reboot: the holders
+    /// recorded in them are from another boot).
+    fn init_locks(&self) -> Result<(), ShmError> {
+        let io = |e| ShmError::io("pthread_mutex_init", None, e);
+        self.map.mutex(H_TAG_MUTEX).init().map_err(io)?;
+        for shard in 0..self.geo.shards as usize {
+            self.map
+                .mutex(self.geo.shard_base(shard))
+                .init()
+                .map_err(io)?;
+        }
+        Ok(())
+    }
+
+    /// Validates the header of `map` and returns the region it describes.
+    pub(crate) fn validate(map: Mapping, file_len: u64) -> Result<Region, ShmError> {
+        if (map.len() as u64) < HEADER_SIZE as u64 || file_len < HEADER_SIZE as u64 {
+            return Err(ShmError::Truncated {
+                expected: HEADER_SIZE as u64,
+                found: file_len,
+            });
+        }
+        let r32 = |o| map.u32(o).load(Ordering::Acquire);
+        let r64 = |o| map.u64(o).load(Ordering::Acquire);
+        if r64(H_MAGIC) != MAGIC {
+            return Err(ShmError::BadMagic);
+        }
+        if r32(H_VERSION) != LAYOUT_VERSION {
+            return Err(ShmError::VersionMismatch {
+                found: r32(H_VERSION),
+                expected: LAYOUT_VERSION,
+            });
+        }
+        if r64(H_CHECKSUM) != header_checksum(&map) {
+            return Err(ShmError::HeaderChecksum);
+        }
+        let geo = Geometry {
+            shards: r32(H_SHARDS),
+            slots: r32(H_SLOTS),
+            heap_units: r32(H_HEAP_UNITS),
+            tag_slots: r32(H_TAG_SLOTS),
+        };
+        geo.validate().map_err(ShmError::BadLayout)?;
+        let derived = [
+            (r32(H_HEADER_SIZE) as u64, HEADER_SIZE as u64, "header size"),
+            (r64(H_STRIDE), geo.shard_stride() as u64, "shard stride"),
+            (r64(H_SHARDS_OFF), geo.shards_off() as u64, "shards offset"),
+            (r64(H_TAGS_OFF), geo.tags_off() as u64, "tags offset"),
+            (r64(H_TOTAL), geo.total() as u64, "total size"),
+        ];
+        for (found, want, what) in derived {
+            if found != want {
+                return Err(ShmError::BadLayout(format!(
+                    "{what} {found}, expected {want}"
+                )));
+            }
+        }
+        if file_len < geo.total() as u64 || (map.len() as u64) < geo.total() as u64 {
+            return Err(ShmError::Truncated {
+                expected: geo.total() as u64,
+                found: file_len.min(map.len() as u64),
+            });
+        }
+        if r32(H_STATE) != READY {
+            return Err(ShmError::NotReady);
+        }
+        let settings = Settings {
+            lock_timeout: r64(H_LOCK_TIMEOUT),
+            retry_min: r64(H_RETRY_MIN),
+            retry_max: r64(H_RETRY_MAX),
+            refresh_retry: r64(H_REFRESH_RETRY),
+            max_object: r64(H_MAX_OBJECT),
+            seed: r64(H_SEED),
+            flags: r32(H_FLAGS),
+        };
+        let max_heap = geo.heap_units as u64 * UNIT as u64;
+        if settings.max_object == 0 || settings.max_object > max_heap {
+            return Err(ShmError::BadLayout(format!(
+                "object limit {} outside 1..={max_heap}",
+                settings.max_object
+            )));
+        }
+        Ok(Region {
+            map,
+            layout: Layout::of(&geo),
+            geo,
+            settings,
+        })
+    }
+
+    /// Opens (or creates) the region file at `path`. See `Builder::open`.
+    pub(crate) fn open_file(
+        path: &Path,
+        geo: Geometry,
+        settings: Settings,
+        recreate: bool,
+        check_config: bool,
+    ) -> Result<(Region, Opened), ShmError> {
+        let io = |op, e| ShmError::io(op, Some(path), e);
+        // The file lock serialises creation and the checks of attaching: a process never sees
+        // a half-initialised header (the lock is released when `file` is closed below). A file
+        // replaced while we waited for its lock is opened again.
+        let (file, _lock) = loop {
+            let file = OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| io("open", e))?;
+            let lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
+            if same_file(&file, path) {
+                break (file, lock);
+            }
+        };
+        let len = file.metadata().map_err(|e| io("stat", e))?.len();
+        if len == 0 {
+            let region = Self::create_in(&file, path, geo, settings)?;
+            return Ok((region, Opened::Created));
+        }
+        let attached = Mapping::map(Some(&file), len as usize)
+            .map_err(|e| io("mmap", e))
+            .and_then(|map| Region::validate(map, len))
+            .and_then(|region| {
+                if check_config {
+                    region.matches(&geo, &settings)?;
+                }
+                region.after_attach()?;
+                Ok(region)
+            });
+        match attached {
+            Ok(region) => Ok((region, Opened::Attached)),
+            Err(e) if recreate => {
+                // Replace the file: processes still attached to the old one keep their (now
+                // unlinked) region; new processes get the new one.
+                let reason = e.to_string();
+                let tmp = path.with_extension(format!("new.{}", std::process::id()));
+                let new = OpenOptions::new()
+                    .read(true)
+                    .write(true)
+                    .create_new(true)
+                    .mode(0o600)
+                    .open(&tmp)
+                    .map_err(|e| io("create", e))?;
+                let _new_lock = FileLock::exclusive(&new).map_err(|e| io("flock", e))?;
+                let region = Self::create_in(&new, &tmp, geo, settings)?;
+                std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+                Ok((region, Opened::Recreated(reason)))
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Attaches to an existing region file, whatever its configuration.
+    pub(crate) fn attach_file(path: &Path) -> Result<Region, ShmError> {
+        let io = |op, e| ShmError::io(op, Some(path), e);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| io("open", e))?;
+        let _lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
+        let len = file.metadata().map_err(|e| io("stat", e))?.len();
+        if len < HEADER_SIZE as u64 {
+            return Err(ShmError::Truncated {
+                expected: HEADER_SIZE as u64,
+                found: len,
+            });
+        }
+        let map = Mapping::map(Some(&file), len as usize).map_err(|e| io("mmap", e))?;
+        let region = Region::validate(map, len)?;
+        region.after_attach()?;
+        Ok(region)
+    }
+
+    fn create_in(
+        file: &File,
+        path: &Path,
+        geo: Geometry,
+        settings: Settings,
+    ) -> Result<Region, ShmError> {
+        let io = |op, e| ShmError::io(op, Some(path), e);
+        file.set_len(0).map_err(|e| io("truncate", e))?;
+        file.set_len(geo.total() as u64)
+            .map_err(|e| io("truncate", e))?;
+        let map = Mapping::map(Some(file), geo.total()).map_err(|e| io("mmap", e))?;
+        let region = Region {
+            map,
+            geo,
+            layout: Layout::of(&geo),
+            settings,
+        };
+        region.init()?;
+        Ok(region)
+    }
+
+    /// Whether the region is what the configuration asks for.
+    fn matches(&self, geo: &Geometry, settings: &Settings) -> Result<(), ShmError> {
+        if self.geo != *geo {
+            return Err(ShmError::ConfigMismatch(format!(
+                "region has {} shards x {} slots x {} heap units, {} tag slots; configured {} x {} x {}, {}",
+                self.geo.shards, self.geo.slots, self.geo.heap_units, self.geo.tag_slots,
+                geo.shards, geo.slots, geo.heap_units, geo.tag_slots
+            )));
+        }
+        let mine = Settings {
+            seed: self.settings.seed,
+            ..*settings
+        };
+        if self.settings != mine {
+            return Err(ShmError::ConfigMismatch(format!(
+                "lifecycle settings differ: region {:?}, configured {:?}",
+                self.settings, mine
+            )));
+        }
+        Ok(())
+    }
+
+    /// After a reboot, a file region's locks name holders of another boot and its clock
+    /// offset another boot's monotonic clock: reset both (under the file lock), and check
+    /// every shard.
+    fn after_attach(&self) -> Result<(), ShmError> {
+        let m = &self.map;
+        let boot = boot_id();
+        if m.u64(H_BOOT_ID).load(Ordering::Acquire) == boot {
+            return Ok(());
+        }
+        self.init_locks()?;
+        // Region time continues from the wall time elapsed since creation, so entries keep
+        // their age across the reboot.
+        let since = wall_nanos().saturating_sub(m.u64(H_CREATED_WALL).load(Ordering::Relaxed));
+        m.u64(H_MONO_OFFSET).store(
+            since.saturating_add(TIME_START).wrapping_sub(mono_nanos()),
+            Ordering::Relaxed,
+        );
+        for shard in 0..self.geo.shards as usize {
+            crate::shard::mark_dirty(self, shard);
+        }
+        m.u64(H_BOOT_ID).store(boot, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Whether `path` still names the file open as `file`.
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+/// `flock(LOCK_EX)` held until dropped.
+struct FileLock(libc::c_int);
+
+impl FileLock {
+    fn exclusive(file: &File) -> io::Result<FileLock> {
+        let fd = file.as_raw_fd();
+        loop {
+            // SAFETY: `fd` is an open descriptor owned by `file`, which outlives the lock.
+            if unsafe { libc::flock(fd, libc::LOCK_EX) } == 0 {
+                return Ok(FileLock(fd));
+            }
+            let e = io::Error::last_os_error();
+            if e.kind() != io::ErrorKind::Interrupted {
+                return Err(e);
+            }
+        }
+    }
+}
+
+impl Drop for FileLock {
+    fn drop(&mut self) {
+        // SAFETY: the descriptor is still open (the lock is dropped before its file).
+        unsafe { libc::flock(self.0, libc::LOCK_UN) };
+    }
+}

@@ -1,0 +1,430 @@
+//! Every transition of the entry lifecycle under a hand-driven clock, written once and run
+//! against both backends: `inproc::*` on `peakcache::Cache<Bytes>`, `shm::*` on `ShmCache`.
+
+mod common;
+
+use common::{Backend, InProc, Options, Shm, L, R, SEC};
+use peakcache::{Freshness, ManualClock, PurgeMode, Served};
+use std::time::Duration;
+
+fn cache<B: Backend>() -> (B, ManualClock) {
+    let clock = ManualClock::new();
+    (B::build(clock.clone(), Options::default()), clock)
+}
+
+fn windows(ttl: u32, swr: u32, sie: u32) -> Freshness {
+    Freshness::new(SEC * ttl)
+        .with_swr(SEC * swr)
+        .with_sie(SEC * sie)
+}
+
+#[track_caller]
+fn expect_fresh<B: Backend>(c: &B, key: &[u8], want: &[u8]) {
+    match c.lookup(key) {
+        L::Fresh(v) => assert_eq!(v, want),
+        other => panic!("expected a fresh hit, got {}", other.name()),
+    }
+}
+
+#[track_caller]
+fn miss<B: Backend>(c: &B, key: &[u8]) -> Box<dyn common::Ticket> {
+    match c.lookup(key) {
+        L::Miss(f) => f,
+        other => panic!("expected a miss, got {}", other.name()),
+    }
+}
+
+#[track_caller]
+fn wait<B: Backend>(c: &B, key: &[u8]) -> Box<dyn common::W> {
+    match c.lookup(key) {
+        L::Wait(w) => w,
+        other => panic!("expected a wait, got {}", other.name()),
+    }
+}
+
+fn miss_then_commit_then_fresh<B: Backend>() {
+    let (c, _) = cache::<B>();
+    miss(&c, b"k").commit(b"7", windows(10, 0, 0), &[]);
+    expect_fresh(&c, b"k", b"7");
+}
+
+fn a_second_caller_waits_and_gets_the_value_by_polling<B: Backend>() {
+    let (c, _) = cache::<B>();
+    let fill = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    let w = w.try_wait().err().expect("nothing yet");
+    assert!(fill.commit(b"1", windows(10, 0, 0), &[]));
+    match w.try_wait() {
+        Ok(R::Hit(v)) => assert_eq!(v, b"1"),
+        Ok(r) => panic!("got {}", r.name()),
+        Err(_) => panic!("still pending"),
+    }
+}
+
+fn a_blocked_waiter_is_woken_by_the_commit<B: Backend + Send + Sync + 'static>() {
+    let (c, _) = cache::<B>();
+    let c = std::sync::Arc::new(c);
+    let fill = miss(&*c, b"k");
+    let c2 = c.clone();
+    let t = std::thread::spawn(
+        move || match wait(&*c2, b"k").wait(Duration::from_secs(5)) {
+            R::Hit(v) => v,
+            r => panic!("got {}", r.name()),
+        },
+    );
+    std::thread::sleep(Duration::from_millis(30));
+    let started = std::time::Instant::now();
+    assert!(fill.commit(b"v", windows(10, 0, 0), &[]));
+    assert_eq!(t.join().unwrap(), b"v");
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "woken, not timed out"
+    );
+}
+
+fn a_blocked_wait_ends_at_its_own_timeout<B: Backend>() {
+    let (c, _) = cache::<B>();
+    let _fill = miss(&c, b"k");
+    let started = std::time::Instant::now();
+    assert!(matches!(
+        wait(&c, b"k").wait(Duration::from_millis(60)),
+        R::TimedOut
+    ));
+    assert!(started.elapsed() >= Duration::from_millis(60));
+    assert_eq!(c.stats().wait_timeouts, 1);
+}
+
+fn stale_entry_hands_one_refresh_ticket<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 30, 0), &[]);
+    clock.advance(11 * SEC);
+    let L::Stale(v, served, Some(refresh)) = c.lookup(b"k") else {
+        panic!("first stale lookup refreshes")
+    };
+    assert_eq!((v.as_slice(), served), (&b"1"[..], Served::Stale));
+    assert!(matches!(c.lookup(b"k"), L::Stale(_, Served::Stale, None)));
+    assert!(refresh.commit(b"2", windows(10, 30, 0), &[]));
+    expect_fresh(&c, b"k", b"2");
+}
+
+fn a_dropped_refresh_is_handed_out_again_after_the_retry_delay<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 60, 0), &[]);
+    clock.advance(11 * SEC);
+    let L::Stale(_, _, Some(refresh)) = c.lookup(b"k") else {
+        panic!()
+    };
+    drop(refresh);
+    assert!(
+        matches!(c.lookup(b"k"), L::Stale(_, _, None)),
+        "no ticket inside the retry delay"
+    );
+    clock.advance(SEC);
+    assert!(
+        matches!(c.lookup(b"k"), L::Stale(_, _, Some(_))),
+        "a ticket after it"
+    );
+}
+
+fn a_failed_refresh_backs_off<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 60, 0), &[]);
+    clock.advance(11 * SEC);
+    let L::Stale(_, _, Some(refresh)) = c.lookup(b"k") else {
+        panic!()
+    };
+    refresh.fail();
+    assert!(matches!(c.lookup(b"k"), L::Stale(_, _, None)));
+    clock.advance(2 * SEC);
+    assert!(matches!(c.lookup(b"k"), L::Stale(_, _, Some(_))));
+    assert_eq!(c.stats().refreshes_failed, 1);
+}
+
+fn failed_fill_hands_back_the_stale_if_error_entry_and_backs_off<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 0, 100), &[]);
+    clock.advance(11 * SEC);
+    let fill = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    let (v, served) = fill.fail().expect("stale-if-error entry");
+    assert_eq!((v.as_slice(), served), (&b"1"[..], Served::StaleIfError));
+    assert!(
+        matches!(w.try_wait(), Ok(R::Hit(v)) if v == b"1"),
+        "waiters get it too"
+    );
+    assert!(
+        matches!(c.lookup(b"k"), L::Stale(_, Served::StaleIfError, None)),
+        "no probe in back-off"
+    );
+    clock.advance(2 * SEC);
+    let probe = miss(&c, b"k");
+    assert!(probe.fail().is_some());
+    clock.advance(2 * SEC);
+    assert!(
+        matches!(c.lookup(b"k"), L::Stale(_, _, None)),
+        "the back-off doubled"
+    );
+    clock.advance(2 * SEC);
+    let _ = miss(&c, b"k");
+}
+
+fn a_failed_fill_without_stale_entry_fails_its_waiters<B: Backend>() {
+    let (c, _) = cache::<B>();
+    let fill = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    assert!(fill.fail().is_none());
+    assert!(matches!(w.try_wait(), Ok(R::Failed)));
+}
+
+fn uncacheable_releases_waiters_and_passes_through<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    let fill = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    fill.uncacheable(30 * SEC);
+    assert!(matches!(w.try_wait(), Ok(R::Pass)));
+    assert!(matches!(c.lookup(b"k"), L::Pass));
+    clock.advance(30 * SEC);
+    let _ = miss(&c, b"k");
+}
+
+fn an_uncacheable_refresh_removes_the_entry<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 60, 0), &[]);
+    clock.advance(11 * SEC);
+    let L::Stale(_, _, Some(refresh)) = c.lookup(b"k") else {
+        panic!()
+    };
+    refresh.uncacheable(5 * SEC);
+    assert!(matches!(c.lookup(b"k"), L::Pass));
+    assert!(c.get(b"k").is_none());
+}
+
+fn an_abandoned_fill_passes_to_a_waiter<B: Backend>() {
+    let (c, _) = cache::<B>();
+    let fill = miss(&c, b"k");
+    let w1 = wait(&c, b"k");
+    let w2 = wait(&c, b"k");
+    drop(fill);
+    let Ok(R::Fill(fill)) = w1.try_wait() else {
+        panic!("first waiter takes over")
+    };
+    let w2 = w2
+        .try_wait()
+        .err()
+        .expect("the second waits on the new fill");
+    assert!(fill.commit(b"5", windows(10, 0, 0), &[]));
+    assert!(matches!(w2.try_wait(), Ok(R::Hit(v)) if v == b"5"));
+    assert_eq!(c.stats().fills_abandoned, 1);
+}
+
+fn an_overdue_fill_releases_its_waiters<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    let slow = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    clock.advance(10 * SEC);
+    assert!(matches!(w.try_wait(), Ok(R::TimedOut)));
+    let fresh = miss(&c, b"k");
+    assert!(fresh.commit(b"2", windows(10, 0, 0), &[]));
+    assert!(slow.commit(b"1", windows(10, 0, 0), &[]));
+    expect_fresh(&c, b"k", b"2");
+    assert_eq!(c.stats().wait_timeouts, 1);
+}
+
+fn an_overdue_fill_is_replaced_at_the_next_lookup<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    let _slow = miss(&c, b"k");
+    clock.advance(10 * SEC);
+    let _ = miss(&c, b"k");
+}
+
+fn soft_purge_by_tag_serves_stale_while_one_refreshes<B: Backend>() {
+    let (c, _) = cache::<B>();
+    c.insert(b"a", b"1", windows(100, 30, 0), &["post:1"]);
+    c.insert(b"b", b"2", windows(100, 30, 0), &["post:2"]);
+    c.purge_tag("post:1", PurgeMode::Soft);
+    assert!(
+        matches!(c.lookup(b"a"), L::Stale(_, _, Some(_))),
+        "soft-purged entry is stale"
+    );
+    expect_fresh(&c, b"b", b"2");
+    c.purge_tag("post:2", PurgeMode::Hard);
+    let _ = miss(&c, b"b");
+    assert_eq!(c.stats().tag_purges, 2);
+}
+
+fn a_tag_purge_spares_entries_fetched_after_it<B: Backend>() {
+    let (c, _) = cache::<B>();
+    c.insert(b"a", b"1", windows(100, 0, 0), &["t"]);
+    c.purge_tag("t", PurgeMode::Hard);
+    c.insert(b"a", b"2", windows(100, 0, 0), &["t"]);
+    expect_fresh(&c, b"a", b"2");
+}
+
+fn a_fill_in_flight_during_a_tag_purge_stores_its_value_purged<B: Backend>() {
+    let (c, _) = cache::<B>();
+    let fill = miss(&c, b"a");
+    c.purge_tag("t", PurgeMode::Hard);
+    assert!(fill.commit(b"old", windows(100, 0, 0), &["t"]));
+    let _ = miss(&c, b"a");
+}
+
+fn hard_and_soft_purge_by_key<B: Backend>() {
+    let (c, _) = cache::<B>();
+    c.insert(b"a", b"1", windows(100, 30, 0), &[]);
+    c.insert(b"b", b"2", windows(100, 30, 0), &[]);
+    assert!(c.purge(b"a", PurgeMode::Hard));
+    assert!(!c.purge(b"a", PurgeMode::Hard), "nothing left to purge");
+    let _ = miss(&c, b"a");
+    assert!(c.purge(b"b", PurgeMode::Soft));
+    assert!(matches!(c.lookup(b"b"), L::Stale(v, Served::Stale, Some(_)) if v == b"2"));
+    assert_eq!(c.stats().purges, 2);
+}
+
+fn a_purge_during_a_fill_stores_the_value_stale<B: Backend>() {
+    let (c, _) = cache::<B>();
+    let fill = miss(&c, b"k");
+    assert!(c.purge(b"k", PurgeMode::Soft));
+    assert!(fill.commit(b"v", windows(100, 30, 0), &[]));
+    assert!(matches!(c.lookup(b"k"), L::Stale(v, _, Some(_)) if v == b"v"));
+}
+
+fn freeze_serves_dead_entries_as_fresh<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(1, 0, 0), &[]);
+    clock.advance(100 * SEC);
+    c.freeze(true);
+    expect_fresh(&c, b"k", b"1");
+    assert_eq!(c.get(b"k").as_deref(), Some(&b"1"[..]));
+    c.freeze(false);
+    let _ = miss(&c, b"k");
+}
+
+fn clear_removes_everything<B: Backend>() {
+    let (c, _) = cache::<B>();
+    for i in 0..50u32 {
+        c.insert(&i.to_le_bytes(), b"v", windows(100, 0, 0), &[]);
+    }
+    assert_eq!(c.stats().entries, 50);
+    c.clear();
+    assert_eq!(c.stats().entries, 0);
+    for i in 0..50u32 {
+        assert!(c.get(&i.to_le_bytes()).is_none());
+    }
+}
+
+fn get_serves_only_fresh_values<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 60, 0), &[]);
+    assert_eq!(c.get(b"k").as_deref(), Some(&b"1"[..]));
+    clock.advance(11 * SEC);
+    assert!(c.get(b"k").is_none(), "stale is not served by get");
+}
+
+fn counters_add_up<B: Backend>() {
+    let (c, _) = cache::<B>();
+    let fill = miss(&c, b"k");
+    let _w = wait(&c, b"k");
+    assert!(fill.commit(b"1", windows(10, 0, 0), &[]));
+    let _ = c.lookup(b"k");
+    let _ = c.get(b"k");
+    let _ = c.get(b"x");
+    let s = c.stats();
+    assert_eq!((s.miss, s.wait, s.fresh, s.lookups()), (2, 1, 2, 5));
+    assert_eq!((s.fills_committed, s.entries), (1, 1));
+}
+
+fn while_one_caller_probes_a_failing_origin_the_others_get_the_stale_entry<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 0, 1000), &[]);
+    clock.advance(11 * SEC);
+    let first = miss(&c, b"k");
+    let _ = wait(&c, b"k");
+    assert!(first.fail().is_some());
+    clock.advance(2 * SEC);
+    let probe = miss(&c, b"k");
+    assert!(matches!(
+        c.lookup(b"k"),
+        L::Stale(_, Served::StaleIfError, None)
+    ));
+    assert!(probe.commit(b"2", windows(10, 0, 1000), &[]));
+    expect_fresh(&c, b"k", b"2");
+}
+
+fn a_value_handed_out_survives_replacement_and_eviction<B: Backend>() {
+    let (c, _) = cache::<B>();
+    c.insert(b"k", &[1u8; 1000], windows(100, 0, 0), &[]);
+    let L::Fresh(held) = c.lookup(b"k") else {
+        panic!()
+    };
+    c.insert(b"k", &[2u8; 1000], windows(100, 0, 0), &[]);
+    // Enough inserts to cycle the whole capacity.
+    for i in 0..10_000u32 {
+        c.insert(&i.to_le_bytes(), &[3u8; 1000], windows(100, 0, 0), &[]);
+    }
+    assert_eq!(held, vec![1u8; 1000]);
+}
+
+fn the_capacity_holds_under_many_inserts<B: Backend>() {
+    let (c, _) = cache::<B>();
+    for i in 0..20_000u32 {
+        c.insert(&i.to_le_bytes(), &[7u8; 500], windows(100, 0, 0), &[]);
+    }
+    let s = c.stats();
+    assert!(s.weight <= s.capacity, "{} > {}", s.weight, s.capacity);
+    assert!(s.evictions > 0);
+    assert!(
+        s.entries > 1000,
+        "most of the capacity is used: {} entries",
+        s.entries
+    );
+    // The most recent inserts are there.
+    assert!(c.get(&19_999u32.to_le_bytes()).is_some());
+}
+
+fn a_dead_entry_is_a_miss<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(1, 1, 1), &[]);
+    clock.advance(3 * SEC);
+    let _ = miss(&c, b"k");
+}
+
+macro_rules! both {
+    ($($name:ident),* $(,)?) => {
+        mod inproc {
+            $( #[test] fn $name() { super::$name::<super::InProc>() } )*
+        }
+        mod shm {
+            $( #[test] fn $name() { super::$name::<super::Shm>() } )*
+        }
+    };
+}
+
+both!(
+    miss_then_commit_then_fresh,
+    a_second_caller_waits_and_gets_the_value_by_polling,
+    a_blocked_waiter_is_woken_by_the_commit,
+    a_blocked_wait_ends_at_its_own_timeout,
+    stale_entry_hands_one_refresh_ticket,
+    a_dropped_refresh_is_handed_out_again_after_the_retry_delay,
+    a_failed_refresh_backs_off,
+    failed_fill_hands_back_the_stale_if_error_entry_and_backs_off,
+    a_failed_fill_without_stale_entry_fails_its_waiters,
+    uncacheable_releases_waiters_and_passes_through,
+    an_uncacheable_refresh_removes_the_entry,
+    an_abandoned_fill_passes_to_a_waiter,
+    an_overdue_fill_releases_its_waiters,
+    an_overdue_fill_is_replaced_at_the_next_lookup,
+    soft_purge_by_tag_serves_stale_while_one_refreshes,
+    a_tag_purge_spares_entries_fetched_after_it,
+    a_fill_in_flight_during_a_tag_purge_stores_its_value_purged,
+    hard_and_soft_purge_by_key,
+    a_purge_during_a_fill_stores_the_value_stale,
+    freeze_serves_dead_entries_as_fresh,
+    clear_removes_everything,
+    get_serves_only_fresh_values,
+    counters_add_up,
+    while_one_caller_probes_a_failing_origin_the_others_get_the_stale_entry,
+    a_value_handed_out_survives_replacement_and_eviction,
+    the_capacity_holds_under_many_inserts,
+    a_dead_entry_is_a_miss,
+);
