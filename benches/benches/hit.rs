@@ -35,7 +35,7 @@ const SIZES: [(usize, &str); 2] = [(100_000, "100k"), (1_000_000, "1M")];
 /// Thread counts measured.
 const THREADS: [usize; 2] = [1, 2];
 /// Operations each thread performs per criterion iteration.
-const OPS_PER_THREAD: u64 = 1000;
+const OPS_PER_THREAD: u64 = 100_000;
 /// Length of the pre-generated key sequence (a power of two, indexed with a mask).
 const SEQUENCE_LEN: usize = 1 << 20;
 /// Zipf exponent.
