@@ -48,6 +48,11 @@
  * non-NULL refresh it in the background), MISS (fetch, then complete fill), WAIT (resolve waiter:
  * HIT, FILL, PASS, FAILED or TIMED_OUT) or PASS (fetch, do not store).
  *
+ * Backends: peakcache_config.backend puts the entries in this process (PEAKCACHE_BACKEND_LOCAL)
+ * or in a shared memory region (PEAKCACHE_BACKEND_SHARED: a file such as /dev/shm/peakcache-NAME
+ * opened by every process, or an anonymous mapping made before fork), with the same lifecycle and
+ * single flight across processes. Every function works on both.
+ *
  * HTTP (peakcache_http_*): the caching rules of RFC 9111, 5861, 9213 and 9211 for hosts holding
  * requests and responses as header arrays; the host makes no caching decision of its own.
  * peakcache_http_key gives the key (or NOT_CACHEABLE: forward untouched); on a hit
@@ -82,6 +87,43 @@
  * (`peakcache_config.default_swr_ms` / `default_sie_ms`).
  */
 #define PEAKCACHE_WINDOW_DEFAULT UINT64_MAX
+
+/**
+ * `peakcache_config.backend`: the entries live in this process's memory (the default).
+ */
+#define PEAKCACHE_BACKEND_LOCAL 0
+
+/**
+ * `peakcache_config.backend`: the entries live in a shared memory region, one cache for every
+ * process attached to it.
+ */
+#define PEAKCACHE_BACKEND_SHARED 1
+
+/**
+ * `peakcache_region_info.opened`: not a shared cache.
+ */
+#define PEAKCACHE_REGION_NONE 0
+
+/**
+ * `peakcache_region_info.opened`: an anonymous shared mapping, made by this process.
+ */
+#define PEAKCACHE_REGION_ANONYMOUS 1
+
+/**
+ * `peakcache_region_info.opened`: the region file did not exist (or was empty) and was created.
+ */
+#define PEAKCACHE_REGION_CREATED 2
+
+/**
+ * `peakcache_region_info.opened`: the region file held a matching region; its entries are kept.
+ */
+#define PEAKCACHE_REGION_ATTACHED 3
+
+/**
+ * `peakcache_region_info.opened`: the region file held an unusable or differently configured
+ * region, replaced by a new, empty one (see `shm_recreate_on_mismatch`).
+ */
+#define PEAKCACHE_REGION_RECREATED 4
 
 /**
  * Log level: something failed inside the library (a caught panic).
@@ -159,7 +201,9 @@ enum peakcache_result
     PEAKCACHE_ERR_PANIC = 4,
     /**
      * The value weighs more than the largest object the cache stores, so it was not stored.
-     * Waiters of the fill still received it; serve the response you have.
+     * Waiters of the fill still received it; serve the response you have. (Shared backend:
+     * waiters are released with `PEAKCACHE_WAIT_PASS` instead, and this is also the answer when
+     * no room could be made in the region.)
      */
     PEAKCACHE_ERR_TOO_LARGE = 5,
     /**
@@ -183,6 +227,29 @@ enum peakcache_result
      * updated; fetch the resource again without conditions.
      */
     PEAKCACHE_ERR_VALIDATOR_MISMATCH = 9,
+    /**
+     * A system call failed on a file of the shared backend (creating or opening the region
+     * file, writing or reading a snapshot): `peakcache_last_error` names the file and the
+     * system's reason.
+     */
+    PEAKCACHE_ERR_IO = 10,
+    /**
+     * A region file or snapshot that cannot be used: another layout version, a region
+     * configured otherwise (with `shm_recreate_on_mismatch` false), a damaged or truncated
+     * header, not a peakcache file. `peakcache_last_error` says which.
+     */
+    PEAKCACHE_ERR_REGION = 11,
+    /**
+     * A value read from the shared region is not a valid encoded response (written by another
+     * version or another program): nothing was handed out, any ticket that came with it was
+     * abandoned, and the key was purged so the next lookup fetches it again.
+     */
+    PEAKCACHE_ERR_CORRUPT = 12,
+    /**
+     * The function needs the other backend (`peakcache_cache_snapshot` and
+     * `peakcache_cache_restore` need `PEAKCACHE_BACKEND_SHARED`).
+     */
+    PEAKCACHE_ERR_UNSUPPORTED = 13,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -618,10 +685,104 @@ typedef struct peakcache_config {
     uint64_t refresh_retry_ms;
     /**
      * The number of shards, rounded up to a power of two, at most 65536. 0 (default): four per
-     * core, fewer for a small capacity.
+     * core, fewer for a small capacity. Shared backend: 0 is one shard per MiB of capacity, at
+     * most 16.
      */
     uint32_t shards;
+    /**
+     * Where entries live: `PEAKCACHE_BACKEND_LOCAL` (0, default), this process's memory; or
+     * `PEAKCACHE_BACKEND_SHARED`, a shared memory region used by every process attached to it
+     * (nginx workers, PHP-FPM workers), with the same lifecycle and single flight across
+     * processes. Every function works on both; the differences are documented where they apply
+     * (values are copied out of the region on every read; `capacity_bytes` is bytes of the
+     * region's heap, records rounded up to 64 bytes; `peakcache_fill_previous` always gives
+     * NULL). Another value: `PEAKCACHE_ERR_INVALID`.
+     */
+    uint32_t backend;
+    /**
+     * Shared backend: the region file, `shm_path[0..shm_path_len]` (bytes, no NUL; read only
+     * during `peakcache_cache_new`). Under `/dev/shm` (e.g. `/dev/shm/peakcache-NAME`) the
+     * region is memory that outlives the processes until reboot; on a disk file system it also
+     * outlives a reboot. Every process that opens the same path with the same settings shares
+     * one cache: the first creates the file (mode 0600), the others attach, keeping its entries.
+     * NULL (default) with length 0: an anonymous shared mapping instead, shared only with the
+     * children this process forks after `peakcache_cache_new` (create it in nginx's master or
+     * PHP-FPM's master before the workers are forked; the handle is inherited by them).
+     */
+    const uint8_t *shm_path;
+    /**
+     * The length of `shm_path` in bytes. Default 0.
+     */
+    size_t shm_path_len;
+    /**
+     * Shared backend: the most entries the region's index must hold (it gets 8/7 of that in
+     * slots, 64 bytes each). 0 (default): one per 256 bytes of capacity.
+     */
+    uint64_t shm_max_entries;
+    /**
+     * Shared backend with a path: when the file holds a region that cannot be used as
+     * configured (another layout version, size, shard count, settings, or a damaged header),
+     * `true` (default) replaces it by a new, empty region (logged at `PEAKCACHE_LOG_WARN` with
+     * the reason; `peakcache_cache_region_info` says `PEAKCACHE_REGION_RECREATED`), `false` fails
+     * with `PEAKCACHE_ERR_REGION` and leaves the file alone.
+     */
+    bool shm_recreate_on_mismatch;
 } peakcache_config;
+
+/**
+ * What `peakcache_region_info` reports: the backend, and for a shared cache its region.
+ */
+typedef struct peakcache_region_info {
+    /**
+     * `PEAKCACHE_BACKEND_LOCAL` or `PEAKCACHE_BACKEND_SHARED`. Every other field is 0 for a
+     * local cache.
+     */
+    uint32_t backend;
+    /**
+     * How this handle's region was opened: a `PEAKCACHE_REGION_*` constant.
+     */
+    uint32_t opened;
+    /**
+     * Bytes of the whole mapping.
+     */
+    uint64_t region_bytes;
+    /**
+     * Bytes of heap (records) over all shards: the capacity.
+     */
+    uint64_t heap_bytes;
+    /**
+     * The largest record stored (`peakcache_cache_max_object_bytes`).
+     */
+    uint64_t max_object_bytes;
+    /**
+     * Shards checked and rebuilt after a process died holding their lock (or found them damaged).
+     */
+    uint64_t recoveries;
+    /**
+     * Fills taken over from a process found dead.
+     */
+    uint64_t takeovers;
+    /**
+     * Entries dropped by those checks, or evicted control records.
+     */
+    uint64_t entries_dropped;
+    /**
+     * Shards.
+     */
+    uint32_t shards;
+    /**
+     * Index slots per shard.
+     */
+    uint32_t slots_per_shard;
+    /**
+     * Tag table slots in use.
+     */
+    uint32_t tags_used;
+    /**
+     * Tag table slots.
+     */
+    uint32_t tag_slots;
+} peakcache_region_info;
 
 /**
  * One header field as two borrowed byte strings (neither NUL-terminated): `name[0..name_len]`
@@ -1161,7 +1322,8 @@ bool peakcache_is_frozen(const struct peakcache_cache *cache);
 peakcache_result peakcache_clear(const struct peakcache_cache *cache);
 
 /**
- * The cache clock's time in milliseconds (monotonic, from the cache's creation): the time base
+ * The cache clock's time in milliseconds (monotonic, from the cache's creation; shared backend:
+ * the region's time, the same in every process attached to it): the time base
  * of the times a lookup or a waiter reports (`stored_at_ms`, `fresh_until_ms`, ...), so an
  * entry's age is `peakcache_cache_now_ms(cache) - stored_at_ms`. 0 for NULL.
  *
@@ -1172,12 +1334,57 @@ uint64_t peakcache_cache_now_ms(const struct peakcache_cache *cache);
 
 /**
  * The heaviest entry the cache stores, in bytes of weight (see `PEAKCACHE_ENTRY_OVERHEAD`);
- * 0 for NULL. A body filter can stop buffering a body that cannot be stored.
+ * 0 for NULL. Shared backend: in bytes of record, `80 + 8 x tags + key + encoded value`, the
+ * encoded value being the body, headers and metadata plus 5 bytes and 2 per header (about). A body filter can stop buffering a body that cannot be stored.
  *
  * # Safety
  * `cache` must be NULL or live.
  */
 uint64_t peakcache_cache_max_object_bytes(const struct peakcache_cache *cache);
+
+/**
+ * Writes every servable entry of a shared cache to the file `path[0..path_len]`, shard by
+ * shard under each shard's lock (each shard a consistent cut while the cache keeps serving),
+ * into a temporary file renamed over `path` once complete and synced. `*entries` (if not NULL)
+ * receives the number of entries written. `PEAKCACHE_ERR_UNSUPPORTED` on the local backend;
+ * `PEAKCACHE_ERR_IO` if the file cannot be written (the reason in `peakcache_last_error`).
+ *
+ * # Safety
+ * `cache` must be NULL or live; `path` NULL or `path_len` readable bytes; `entries` NULL or
+ * writable.
+ */
+peakcache_result peakcache_cache_snapshot(const struct peakcache_cache *cache,
+                                          const uint8_t *path,
+                                          size_t path_len,
+                                          uint64_t *entries);
+
+/**
+ * Loads a snapshot written by `peakcache_cache_snapshot` (by this region or another, of any
+ * geometry) into a shared cache: the file is checked (magic, version, lengths, a checksum per
+ * entry); entries keep their age (the time since the snapshot included); those that fail a
+ * check, are dead by now or find no room are skipped. `*restored` and `*skipped` (each if not
+ * NULL) receive the counts. `PEAKCACHE_ERR_UNSUPPORTED` on the local backend; `PEAKCACHE_ERR_IO`
+ * if the file cannot be read; `PEAKCACHE_ERR_REGION` if it is not a snapshot this build reads.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `path` NULL or `path_len` readable bytes; `restored` and
+ * `skipped` NULL or writable.
+ */
+peakcache_result peakcache_cache_restore(const struct peakcache_cache *cache,
+                                         const uint8_t *path,
+                                         size_t path_len,
+                                         uint64_t *restored,
+                                         uint64_t *skipped);
+
+/**
+ * Writes the cache's backend and, for a shared cache, its region's geometry and recovery
+ * counters (global across processes) into `*out`.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `out` NULL or writable.
+ */
+peakcache_result peakcache_cache_region_info(const struct peakcache_cache *cache,
+                                             struct peakcache_region_info *out);
 
 /**
  * The stored status code (0 for NULL).
@@ -1879,7 +2086,8 @@ peakcache_result peakcache_insert(const struct peakcache_cache *cache,
  * The value the fill's key still has stored past its stale windows, if any, for revalidation
  * (e.g. a conditional request from its `ETag`; `peakcache_http_revalidation_headers` builds it):
  * `*out` is a new entry reference (free it with `peakcache_entry_free`), or NULL. Never serve it
- * as it is. The fill stays usable.
+ * as it is. The fill stays usable. Shared backend: always NULL (the region does not hand a fill
+ * the value it replaces; fetch unconditionally).
  *
  * # Safety
  * `fill` must be NULL or live; `out` NULL or writable.

@@ -3,6 +3,8 @@
 # the same PHP CLI process, both enabled for the CLI. Builds the extension first
 # (bindings/php/build.sh, which runs `make ffi`).
 # Usage: benches/php/run.sh [SECONDS_PER_CASE] [--no-build]   (default 0.5 s per case)
+# Env: PEAKCACHE_SHARED=1 runs peakcache on its shared backend (peakcache.shared=1, a region file
+# under /dev/shm removed afterwards) instead of the per-process pool.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 root="$(cd "$here/../.." && pwd)"
@@ -14,7 +16,13 @@ fi
 so="$root/target/php-ext/modules/peakcache.so"
 apcu="$("$PHP" -r 'echo ini_get("extension_dir");')/apcu.so"
 [ -f "$apcu" ] || { echo "run.sh: $apcu not found (Debian package php8.2-apcu)" >&2; exit 1; }
+shared=()
+if [ "${PEAKCACHE_SHARED:-0}" = 1 ]; then
+    region="/dev/shm/peakcache-bench-$$"
+    trap 'rm -f "$region"' EXIT
+    shared=(-d peakcache.shared=1 -d "peakcache.shm_path=$region")
+fi
 # -n: no system php.ini, so only these two extensions (and nothing like xdebug) are loaded.
-exec "$PHP" -n -d "extension=$apcu" -d apc.enable_cli=1 -d apc.shm_size=128M \
+"$PHP" -n -d "extension=$apcu" -d apc.enable_cli=1 -d apc.shm_size=128M \
     -d "extension=$so" -d peakcache.enable_cli=1 -d peakcache.size=128M \
-    "$here/bench.php" "$budget"
+    "${shared[@]}" "$here/bench.php" "$budget"

@@ -1,10 +1,13 @@
 /*
  * peakcache: the PHP extension. PeakCache\Cache over the process's pool (include/peakcache.h).
  *
- * The pool is one peakcache_cache per process, created at MINIT from php.ini and shared by every
- * thread of a ZTS build (the handle is thread-safe). Under FPM the master creates it before it
- * forks, so each worker has its own copy: single flight is per process until the shared-memory
- * tier exists.
+ * The pool is one peakcache_cache, created at MINIT from php.ini and shared by every thread of
+ * a ZTS build (the handle is thread-safe). By default it lives in the process (under FPM the
+ * master creates it before it forks, so each worker has its own copy). With peakcache.shared=1
+ * it is a shared memory region, a file under /dev/shm opened at MINIT: in FPM's master, whose
+ * workers inherit the mapping when forked (and whose reloads attach to it again, entries kept),
+ * and in any other process (CLI, another pool) opening the same path. Every process then sees
+ * one cache, and remember() is single flight across all of them.
  *
  * Ownership (the header's rules, and where this file keeps them):
  * - every peakcache_entry is freed in the function that looked it up (values are copied into
@@ -32,6 +35,7 @@
 #include "zend_smart_str.h"
 
 #include <peakcache.h>
+#include <unistd.h>
 
 #include "php_peakcache.h"
 #include "peakcache_arginfo.h"
@@ -44,6 +48,8 @@ static zend_class_entry *peakcache_cache_ce;
 /* The process's pool; NULL when disabled (peakcache.enable, peakcache.enable_cli) or when it
  * could not be created (a warning said why). Written only at MINIT/MSHUTDOWN. */
 static peakcache_cache *peakcache_pool;
+/* Whether the pool is a shared memory region (peakcache.shared=1). */
+static bool pc_pool_shared;
 
 /* The longest window the library keeps (2^32-1 ms, 49 days). */
 #define PC_MAX_WINDOW_MS ((uint64_t)UINT32_MAX)
@@ -72,6 +78,8 @@ PHP_INI_BEGIN()
 	STD_PHP_INI_BOOLEAN("peakcache.enable_cli", "0", PHP_INI_SYSTEM, OnUpdateBool, enable_cli,
 		zend_peakcache_globals, peakcache_globals)
 	STD_PHP_INI_BOOLEAN("peakcache.shared", "0", PHP_INI_SYSTEM, OnUpdateBool, shared,
+		zend_peakcache_globals, peakcache_globals)
+	STD_PHP_INI_ENTRY("peakcache.shm_path", "", PHP_INI_SYSTEM, OnUpdateString, shm_path,
 		zend_peakcache_globals, peakcache_globals)
 	STD_PHP_INI_ENTRY("peakcache.size", "64M", PHP_INI_SYSTEM, OnUpdateLong, size,
 		zend_peakcache_globals, peakcache_globals)
@@ -269,6 +277,11 @@ static bool pc_check_size(const zend_string *key, const zend_string *bytes)
 	uint64_t max = peakcache_cache_max_object_bytes(peakcache_pool);
 	uint64_t weight = (uint64_t)ZSTR_LEN(key) + 2 + 4 + ZSTR_LEN(bytes) + PEAKCACHE_ENTRY_OVERHEAD;
 
+	if (pc_pool_shared) {
+		/* A record of the region: 80-byte header, key, the encoded response (5 bytes + body). */
+		weight = (uint64_t)ZSTR_LEN(key) + 80 + 5 + ZSTR_LEN(bytes);
+	}
+
 	if (max != 0 && weight > max) {
 		zend_throw_exception_ex(peakcache_exception_ce, PEAKCACHE_ERR_TOO_LARGE,
 			"The value of key \"%.*s\" weighs %" PRIu64 " bytes, over the object limit of %" PRIu64
@@ -371,28 +384,20 @@ static bool pc_lookup(const zend_string *key, peakcache_lookup_result *r)
 	return true;
 }
 
-/* The fresh entry of key, or NULL (PSR-16: an expired value is a miss). Whatever else the
- * lookup handed out is given back at once: a fill abandoned (the next caller fills), a waiter
- * freed (get() does not wait for another caller's computation), a refresh ticket abandoned. */
+/* The fresh entry of key, or NULL (PSR-16: an expired value is a miss): peakcache_get, which
+ * takes no part in the lifecycle (no fill, no refresh ticket, no waiting for another caller's
+ * computation) and is counted once in the stats (fresh or miss). */
 static peakcache_entry *pc_fresh_entry(const zend_string *key)
 {
-	peakcache_lookup_result r;
+	peakcache_entry *entry = NULL;
+	peakcache_result rc = peakcache_get(peakcache_pool, (const uint8_t *)ZSTR_VAL(key),
+		ZSTR_LEN(key), &entry);
 
-	if (!pc_lookup(key, &r)) {
+	if (rc != PEAKCACHE_OK) {
+		pc_throw_library("peakcache_get", rc);
 		return NULL;
 	}
-	switch (r.kind) {
-		case PEAKCACHE_LOOKUP_FRESH:
-			return r.entry;
-		case PEAKCACHE_LOOKUP_STALE:
-			peakcache_entry_free(r.entry);
-			peakcache_refresh_abandon(r.refresh);
-			return NULL;
-		default:
-			peakcache_fill_abandon(r.fill);
-			peakcache_waiter_free(r.waiter);
-			return NULL;
-	}
+	return entry;
 }
 
 static uint64_t pc_wait_timeout_ms(void)
@@ -756,16 +761,17 @@ static bool pc_delete(const zend_string *key)
 	return true;
 }
 
-/* Stores value under key, replacing what is there. The C ABI stores only through the lookup
- * lifecycle, so a stored value is purged and the key looked up again until this caller holds
- * its fill (or the stale value's refresh ticket). False without an exception when the key is
- * passing through. */
+/* Stores value under key, replacing what is there (peakcache_insert: outside the lifecycle, so a
+ * fill of the key in flight elsewhere goes on and its waiters keep waiting for it). False without
+ * an exception when the value is too large to store. */
 static bool pc_set(zend_string *key, zval *value, uint64_t ttl_ms, HashTable *tags)
 {
 	uint32_t flags;
 	zend_string *bytes;
-	bool stored = false;
-	int attempt;
+	peakcache_response *resp;
+	peakcache_bytes *views = NULL;
+	size_t ntags = 0;
+	peakcache_result rc;
 
 	if (!pc_check_not_filling(key)) {
 		return false;
@@ -778,55 +784,20 @@ static bool pc_set(zend_string *key, zval *value, uint64_t ttl_ms, HashTable *ta
 		zend_string_release(bytes);
 		return false;
 	}
-	for (attempt = 0; attempt < PC_SET_ATTEMPTS && !EG(exception); attempt++) {
-		peakcache_lookup_result r;
-		peakcache_wait_result w;
-
-		if (!pc_lookup(key, &r)) {
-			break;
-		}
-		switch (r.kind) {
-			case PEAKCACHE_LOOKUP_MISS:
-				stored = pc_fill_commit(&r.fill, key, bytes, flags, ttl_ms,
-					PEAKCACHE_WINDOW_DEFAULT, PEAKCACHE_WINDOW_DEFAULT, tags);
-				goto done;
-			case PEAKCACHE_LOOKUP_STALE:
-				peakcache_entry_free(r.entry);
-				if (r.refresh) {
-					stored = pc_refresh_commit(&r.refresh, key, bytes, flags, ttl_ms,
-						PEAKCACHE_WINDOW_DEFAULT, PEAKCACHE_WINDOW_DEFAULT, tags);
-					goto done;
-				}
-				pc_delete(key);
-				break;
-			case PEAKCACHE_LOOKUP_FRESH:
-				peakcache_entry_free(r.entry);
-				pc_delete(key);
-				break;
-			case PEAKCACHE_LOOKUP_WAIT:
-				pc_run_deferred_for(key);
-				if (EG(exception) || peakcache_waiter_wait(&r.waiter, pc_wait_timeout_ms(), &w)
-						!= PEAKCACHE_OK) {
-					peakcache_waiter_free(r.waiter);
-					break;
-				}
-				if (w.kind == PEAKCACHE_WAIT_FILL) {
-					stored = pc_fill_commit(&w.fill, key, bytes, flags, ttl_ms,
-						PEAKCACHE_WINDOW_DEFAULT, PEAKCACHE_WINDOW_DEFAULT, tags);
-					goto done;
-				}
-				peakcache_entry_free(w.entry);
-				if (w.kind == PEAKCACHE_WAIT_HIT) {
-					pc_delete(key);
-				}
-				break;
-			case PEAKCACHE_LOOKUP_PASS:
-				goto done;
-		}
-	}
-done:
+	resp = pc_response(bytes, flags);
 	zend_string_release(bytes);
-	return stored;
+	if (!resp) {
+		return false;
+	}
+	if (tags) {
+		views = pc_tag_views(tags, &ntags);
+	}
+	rc = peakcache_insert(peakcache_pool, (const uint8_t *)ZSTR_VAL(key), ZSTR_LEN(key), &resp,
+		ttl_ms, PEAKCACHE_WINDOW_DEFAULT, PEAKCACHE_WINDOW_DEFAULT, views, ntags);
+	if (views) {
+		efree(views);
+	}
+	return pc_commit_result(key, rc);
 }
 
 typedef struct {
@@ -1443,6 +1414,7 @@ static void pc_create_pool(void)
 	peakcache_result rc;
 
 	char expect[32];
+	char shm_default[64];
 
 	if (!PEAKCACHE_G(enable) || (pc_is_cli() && !PEAKCACHE_G(enable_cli))) {
 		return;
@@ -1454,10 +1426,6 @@ static void pc_create_pool(void)
 			"but linked with library %s", PEAKCACHE_VERSION_MAJOR, PEAKCACHE_VERSION_MINOR,
 			peakcache_version());
 		return;
-	}
-	if (PEAKCACHE_G(shared)) {
-		php_error_docref(NULL, E_WARNING, "peakcache.shared=1 has no effect yet: the shared-memory "
-			"tier does not exist, so each process has its own pool");
 	}
 	if (PEAKCACHE_G(size) <= 0) {
 		php_error_docref(NULL, E_WARNING, "peakcache.size must be positive; peakcache is disabled");
@@ -1472,6 +1440,21 @@ static void pc_create_pool(void)
 	}
 	cfg.default_swr_ms = PEAKCACHE_G(default_swr) > 0 ? (uint64_t)PEAKCACHE_G(default_swr) * 1000 : 0;
 	cfg.default_sie_ms = PEAKCACHE_G(default_sie) > 0 ? (uint64_t)PEAKCACHE_G(default_sie) * 1000 : 0;
+	if (PEAKCACHE_G(shared)) {
+		const char *path = PEAKCACHE_G(shm_path);
+
+		cfg.backend = PEAKCACHE_BACKEND_SHARED;
+		if (!path || !*path) {
+			/* One region per user: FPM pools running as different users do not share. */
+			snprintf(shm_default, sizeof shm_default, "/dev/shm/peakcache-php-%lu",
+				(unsigned long)geteuid());
+			path = shm_default;
+		} else if (strcmp(path, "anonymous") == 0) {
+			path = ""; /* shared only with the processes this one forks afterwards */
+		}
+		cfg.shm_path = (const uint8_t *)path;
+		cfg.shm_path_len = strlen(path);
+	}
 	rc = peakcache_cache_new(&cfg, &peakcache_pool);
 	if (rc != PEAKCACHE_OK) {
 		char why[256];
@@ -1479,7 +1462,9 @@ static void pc_create_pool(void)
 		php_error_docref(NULL, E_WARNING, "peakcache is disabled: the pool could not be created: %s %s",
 			peakcache_result_str(rc), why);
 		peakcache_pool = NULL;
+		return;
 	}
+	pc_pool_shared = PEAKCACHE_G(shared);
 }
 
 PHP_MINIT_FUNCTION(peakcache)
@@ -1542,7 +1527,8 @@ PHP_MINFO_FUNCTION(peakcache)
 		: "disabled (see the startup warning)");
 	php_info_print_table_row(2, "Extension version", PHP_PEAKCACHE_VERSION);
 	php_info_print_table_row(2, "Library version", peakcache_version());
-	php_info_print_table_row(2, "Shared-memory tier", "not yet (one pool per process)");
+	php_info_print_table_row(2, "Backend", !peakcache_pool ? "none"
+		: pc_pool_shared ? "shared memory region (peakcache.shared=1)" : "one pool per process");
 	if (peakcache_pool) {
 		peakcache_stats st;
 		if (peakcache_cache_stats(peakcache_pool, &st) == PEAKCACHE_OK) {

@@ -19,6 +19,7 @@ ZEND_BEGIN_MODULE_GLOBALS(peakcache)
 	bool enable;
 	bool enable_cli;
 	bool shared;
+	char *shm_path;          /* peakcache.shared=1: the region file; "" the default; "anonymous" */
 	zend_long size;
 	zend_long max_object_size;
 	zend_long shards;

@@ -73,11 +73,20 @@ static inline long long now_ms(void) {
     return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* A cache with every default but the ones given (0 keeps the default). */
+/* The backend new_cache() makes caches on: tests that run on both set it between rounds. The
+ * shared backend's caches are anonymous regions (each new_cache() its own). */
+static uint32_t test_backend = PEAKCACHE_BACKEND_LOCAL;
+
+static inline int shared_backend(void) { return test_backend == PEAKCACHE_BACKEND_SHARED; }
+
+/* A cache with every default but the ones given (0 keeps the default), on test_backend. */
 static inline peakcache_cache *new_cache(uint64_t lock_timeout_ms, uint64_t capacity, uint64_t max_object) {
     peakcache_config cfg;
     peakcache_cache *cache = NULL;
     CHECK_OK(peakcache_config_default(&cfg));
+    cfg.backend = test_backend;
+    /* A small region keeps the shared round quick under valgrind. */
+    if (shared_backend()) cfg.capacity_bytes = 4u << 20;
     if (lock_timeout_ms) cfg.lock_timeout_ms = lock_timeout_ms;
     if (capacity) cfg.capacity_bytes = capacity;
     if (max_object) cfg.max_object_bytes = max_object;

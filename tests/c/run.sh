@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds libpeakcache (static and shared) and runs the C tests against include/peakcache.h:
-#   1. each test statically linked, plain;
+#   1. each test statically linked, plain (test_lifecycle runs on both backends, test_shared
+#      forks processes sharing one region file under /dev/shm or /tmp, removed at the end);
 #   2. the same under AddressSanitizer + UndefinedBehaviorSanitizer (leak checking on);
 #   3. the plain binaries under valgrind memcheck (skipped, with a message, if valgrind is absent:
 #      Debian package `valgrind`);
@@ -52,7 +53,7 @@ ln -s libpeakcache.so.0 "$build/lib/libpeakcache.so"
 LIBS="-lpthread -ldl -lm -lrt -lutil"
 CFLAGS="-std=c11 -Wall -Wextra -Werror -pedantic -g -O1 -pthread -I$root/include"
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-tests="test_lifecycle test_misuse test_threads test_http"
+tests="test_lifecycle test_misuse test_threads test_http test_shared"
 
 for t in $tests example; do
     step "build-$t" $CC $CFLAGS "$here/$t.c" "$build/lib/libpeakcache.a" $LIBS -o "$build/$t"

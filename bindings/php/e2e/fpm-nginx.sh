@@ -3,10 +3,13 @@
 # Configs are generated into a temp dir; nginx and php-fpm run as the current user on a free port
 # and a unix socket (no system service is touched), and are stopped on exit, whatever happens.
 #
-# Before the shared-memory tier, each FPM worker has its own pool, so single flight is per
-# process: with N workers, concurrent requests for one key run $compute at most N times (at most
-# once per worker, and each response carries the value its own worker computed). With one
-# worker, FPM queues the concurrent requests and $compute runs exactly once.
+# By default each FPM worker has its own pool, so single flight is per process: with N workers,
+# concurrent requests for one key run $compute at most N times (at most once per worker, and each
+# response carries the value its own worker computed). With one worker, FPM queues the
+# concurrent requests and $compute runs exactly once. With peakcache.shared=1 the pool is one
+# shared memory region (opened by FPM's master at MINIT, inherited by the workers): with N
+# workers $compute runs exactly once for a concurrent burst, and no request waits longer than
+# the computation plus a small margin.
 # A stale value is served at once and refreshed after the response (fastcgi_finish_request):
 # the stale response comes back well before the slow refresh finishes.
 #
@@ -97,7 +100,9 @@ http {
 }
 CONF
 
-start_fpm() { # start_fpm WORKERS
+start_fpm() { # start_fpm WORKERS [-d SETTING...]
+    local n="$1"
+    shift
     stop "$fpm_pid"
     rm -f "$tmp/computes.log" "$tmp/fpm.sock"
     cat >"$tmp/fpm.conf" <<CONF
@@ -110,12 +115,12 @@ $fpm_user
 listen = $tmp/fpm.sock
 listen.backlog = 256
 pm = static
-pm.max_children = $1
+pm.max_children = $n
 request_terminate_timeout = 20s
 clear_env = no
 catch_workers_output = yes
 CONF
-    "$PHP_FPM" -n -F $run_as_root -y "$tmp/fpm.conf" -d "extension=$so" -d peakcache.size=16M \
+    "$PHP_FPM" -n -F $run_as_root -y "$tmp/fpm.conf" -d "extension=$so" -d peakcache.size=16M "$@" \
         >>"$tmp/fpm.out" 2>&1 &
     fpm_pid=$!
     local i
@@ -141,7 +146,8 @@ burst() {
     local n="$1" q="$2" i
     rm -rf "$tmp/burst"; mkdir -p "$tmp/burst"
     for i in $(seq "$n"); do
-        curl -sS --max-time 20 -D "$tmp/burst/$i.hdr" -o "$tmp/burst/$i.body" "$(url "$q")" &
+        curl -sS --max-time 20 -D "$tmp/burst/$i.hdr" -o "$tmp/burst/$i.body" \
+            -w '%{time_total}' "$(url "$q")" >"$tmp/burst/$i.time" &
     done
     wait_curls
 }
@@ -198,6 +204,27 @@ refreshes=$(grep -c '^summer ' "$tmp/computes.log")
 stale_value="'$(cat "$tmp/stale.body")'"
 [ "$refreshes" = 2 ] && [ "$after" != "NULL" ] && [ "$after" != "$stale_value" ]
 check "the refresh ran once, after the response, and stored the new value" $? "computes=$refreshes; served stale $stale_value, then get() = $after"
+
+# 4. The shared tier: four workers, one region; 40 concurrent requests for one key, a 300 ms
+#    computation: $compute runs once across all workers, every response carries that value, and
+#    no request takes longer than the computation plus a margin (waiters wake on the commit).
+start_fpm $workers -d peakcache.shared=1 -d "peakcache.shm_path=$tmp/region.shm" && wait_ready || exit 1
+burst 40 "op=remember&key=autumn&sleep_ms=300"
+computes=$(grep -c '^autumn ' "$tmp/computes.log" 2>/dev/null || echo 0)
+values=$(cat "$tmp"/burst/*.body | sort -u | wc -l)
+answered=$(grep -l '^value of autumn computed by ' "$tmp"/burst/*.body 2>/dev/null | wc -l)
+workers_seen=$(sed -n 's/^X-Worker: *\([0-9]*\).*/\1/Ip' "$tmp"/burst/*.hdr | tr -d '\r' | sort -u | wc -l)
+slowest=$(for f in "$tmp"/burst/*.time; do cat "$f"; echo; done | sort -n | tail -1)
+margin_ok=$(php -r "echo $slowest < 0.3 + 0.7 ? 1 : 0;")
+[ "$computes" = 1 ] && [ "$values" = 1 ] && [ "$answered" = 40 ]
+check "shared tier, N=$workers workers: \$compute ran exactly once across all workers" $? "40 requests served by $workers_seen workers, $computes runs, $answered answered with $values distinct value(s)"
+[ "$margin_ok" = 1 ]
+check "shared tier: no request waited past the computation + 0.7 s" $? "slowest ${slowest}s for a 0.3 s computation"
+# A value stored by one worker is seen by every other.
+stats=$(curl -sS --max-time 5 "$(url op=stats)")
+fills=$(php -r '$s = json_decode($argv[1], true); echo $s["fills_committed"] ?? -1;' "$stats")
+[ "$fills" = 1 ]
+check "shared tier: stats are the region's (one fill committed across workers)" $? "fills_committed=$fills"
 
 grep -q -i 'segfault\|SIGSEGV\|exited on signal' "$tmp/fpm.log" && { check "no worker crashed" 1 "see $tmp/fpm.log"; }
 

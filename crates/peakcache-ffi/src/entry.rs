@@ -65,6 +65,14 @@ impl HitInfo {
     };
 }
 
+fn served(s: Served) -> peakcache_served {
+    match s {
+        Served::Fresh => peakcache_served::PEAKCACHE_SERVED_FRESH,
+        Served::Stale => peakcache_served::PEAKCACHE_SERVED_STALE,
+        Served::StaleIfError => peakcache_served::PEAKCACHE_SERVED_STALE_IF_ERROR,
+    }
+}
+
 /// A hit's time in the cache clock's whole milliseconds. Plain 64-bit arithmetic, cheaper than
 /// `millis` on the hit path: the clock counts from the cache's creation and each window is
 /// capped at 2^32-1 ms, so nothing here comes near overflowing.
@@ -102,6 +110,33 @@ impl peakcache_entry {
             error_until_ms: clock_ms(hit.error_until()),
         };
         (Self::into_raw(hit.into_value()), info)
+    }
+
+    /// The handle of a hit from the shared backend: its value decoded (the body shares the
+    /// bytes copied out of the region), or why it could not be.
+    pub(crate) fn from_shm_hit(
+        hit: peakcache_shm::Hit,
+    ) -> Result<(*mut peakcache_entry, HitInfo), crate::codec::DecodeError> {
+        let flags = hit.flags();
+        let served = served(hit.served());
+        let times = (
+            clock_ms(hit.stored_at()),
+            clock_ms(hit.fresh_until()),
+            clock_ms(hit.revalidate_until()),
+            clock_ms(hit.error_until()),
+        );
+        let value = Arc::new(crate::codec::decode(hit.into_value(), flags)?);
+        let info = HitInfo {
+            status: value.status,
+            body: value.body.as_ptr(),
+            body_len: value.body.len(),
+            served,
+            stored_at_ms: times.0,
+            fresh_until_ms: times.1,
+            revalidate_until_ms: times.2,
+            error_until_ms: times.3,
+        };
+        Ok((Self::into_raw(value), info))
     }
 
     /// The stored value behind a handle.

@@ -23,6 +23,7 @@
 
 pub mod bytes;
 pub mod cache;
+mod codec;
 pub mod entry;
 pub mod http;
 pub mod log;
@@ -30,6 +31,8 @@ pub mod lookup;
 pub mod panic;
 pub mod response;
 pub mod result;
+#[cfg(test)]
+mod shared_tests;
 pub mod stats;
 pub mod ticket;
 mod value;
@@ -37,7 +40,7 @@ pub mod version;
 pub mod waiter;
 
 pub use bytes::peakcache_bytes;
-pub use cache::{peakcache_cache, peakcache_config};
+pub use cache::{peakcache_cache, peakcache_config, peakcache_region_info};
 pub use entry::{peakcache_entry, peakcache_served};
 pub use lookup::{peakcache_lookup_kind, peakcache_lookup_result};
 pub use response::peakcache_response;

@@ -1,13 +1,15 @@
 //! `peakcache_lookup`: what the caller should do with a key.
 
 use crate::bytes::{arg, slice, writable};
-use crate::cache::peakcache_cache;
+use crate::cache::{peakcache_cache, Backend, Context, Shared};
+use crate::codec::corrupt;
 use crate::entry::{peakcache_entry, peakcache_served, HitInfo};
 use crate::panic::try_boundary;
 use crate::result::peakcache_result;
-use crate::ticket::{peakcache_fill, peakcache_refresh};
-use crate::waiter::peakcache_waiter;
+use crate::ticket::{peakcache_fill, peakcache_refresh, FillKind, RefreshKind};
+use crate::waiter::{peakcache_waiter, WaiterKind};
 use peakcache::Lookup;
+use peakcache_shm::Lookup as ShmLookup;
 use std::ptr::null_mut;
 
 /// What a lookup answered.
@@ -106,7 +108,16 @@ pub unsafe extern "C" fn peakcache_lookup(
         let cx = c.cx;
         use peakcache_lookup_kind::*;
         let none = |kind| peakcache_lookup_result::with(kind, null_mut(), HitInfo::NONE);
-        let r = match c.cache.lookup(key) {
+        let cache = match &c.backend {
+            Backend::Local(cache) => cache,
+            Backend::Shared(s) => {
+                let r = lookup_shared(s, key, cx)?;
+                // SAFETY: checked non-NULL; the caller promises it is writable.
+                unsafe { out.write(r) };
+                return Ok(());
+            }
+        };
+        let r = match cache.lookup(key) {
             Lookup::Fresh(hit) => {
                 let (entry, info) = peakcache_entry::from_hit(hit);
                 peakcache_lookup_result::with(PEAKCACHE_LOOKUP_FRESH, entry, info)
@@ -115,18 +126,27 @@ pub unsafe extern "C" fn peakcache_lookup(
                 let (entry, info) = peakcache_entry::from_hit(hit);
                 let mut r = peakcache_lookup_result::with(PEAKCACHE_LOOKUP_STALE, entry, info);
                 if let Some(refresh) = refresh {
-                    r.refresh = Box::into_raw(Box::new(peakcache_refresh { refresh, cx }));
+                    r.refresh = Box::into_raw(Box::new(peakcache_refresh {
+                        refresh: RefreshKind::Local(refresh),
+                        cx,
+                    }));
                 }
                 r
             }
             Lookup::Miss(fill) => {
                 let mut r = none(PEAKCACHE_LOOKUP_MISS);
-                r.fill = Box::into_raw(Box::new(peakcache_fill { fill, cx }));
+                r.fill = Box::into_raw(Box::new(peakcache_fill {
+                    fill: FillKind::Local(fill),
+                    cx,
+                }));
                 r
             }
             Lookup::Wait(waiter) => {
                 let mut r = none(PEAKCACHE_LOOKUP_WAIT);
-                r.waiter = Box::into_raw(Box::new(peakcache_waiter { waiter, cx }));
+                r.waiter = Box::into_raw(Box::new(peakcache_waiter {
+                    waiter: WaiterKind::Local(waiter),
+                    cx,
+                }));
                 r
             }
             Lookup::Pass => none(PEAKCACHE_LOOKUP_PASS),
@@ -134,6 +154,54 @@ pub unsafe extern "C" fn peakcache_lookup(
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(r) };
         Ok(())
+    })
+}
+
+/// `peakcache_lookup` on the shared backend. Out of line, so the local hit path stays as it was.
+#[inline(never)]
+fn lookup_shared(
+    s: &Shared,
+    key: &[u8],
+    cx: Context,
+) -> Result<peakcache_lookup_result, peakcache_result> {
+    use peakcache_lookup_kind::*;
+    let none = |kind| peakcache_lookup_result::with(kind, null_mut(), HitInfo::NONE);
+    Ok(match s.shm.lookup(key) {
+        ShmLookup::Fresh(hit) => {
+            let (entry, info) =
+                peakcache_entry::from_shm_hit(hit).map_err(|e| corrupt(&s.shm, key, e))?;
+            peakcache_lookup_result::with(PEAKCACHE_LOOKUP_FRESH, entry, info)
+        }
+        ShmLookup::Stale(hit, refresh) => {
+            // A value that does not decode abandons the ticket (dropped here) with the key.
+            let (entry, info) =
+                peakcache_entry::from_shm_hit(hit).map_err(|e| corrupt(&s.shm, key, e))?;
+            let mut r = peakcache_lookup_result::with(PEAKCACHE_LOOKUP_STALE, entry, info);
+            if let Some(refresh) = refresh {
+                r.refresh = Box::into_raw(Box::new(peakcache_refresh {
+                    refresh: RefreshKind::Shared(refresh),
+                    cx,
+                }));
+            }
+            r
+        }
+        ShmLookup::Miss(fill) => {
+            let mut r = none(PEAKCACHE_LOOKUP_MISS);
+            r.fill = Box::into_raw(Box::new(peakcache_fill {
+                fill: FillKind::Shared(fill, s.shm.clone()),
+                cx,
+            }));
+            r
+        }
+        ShmLookup::Wait(waiter) => {
+            let mut r = none(PEAKCACHE_LOOKUP_WAIT);
+            r.waiter = Box::into_raw(Box::new(peakcache_waiter {
+                waiter: WaiterKind::Shared(waiter, s.shm.clone()),
+                cx,
+            }));
+            r
+        }
+        ShmLookup::Pass => none(PEAKCACHE_LOOKUP_PASS),
     })
 }
 
@@ -157,10 +225,19 @@ pub unsafe extern "C" fn peakcache_get(
         // SAFETY: the caller promises `key_len` readable bytes.
         let key = unsafe { slice(key, key_len, "key") }?;
         let out = writable(out, "out")?;
-        let entry = c
-            .cache
-            .get(key)
-            .map_or(null_mut(), peakcache_entry::into_raw);
+        let entry = match &c.backend {
+            Backend::Local(cache) => cache.get(key).map_or(null_mut(), peakcache_entry::into_raw),
+            Backend::Shared(s) => {
+                let mut buf = Vec::new();
+                match s.shm.get_into(key, &mut buf) {
+                    None => null_mut(),
+                    Some(flags) => match crate::codec::decode(buf.into(), flags) {
+                        Ok(v) => peakcache_entry::into_raw(std::sync::Arc::new(v)),
+                        Err(e) => return Err(corrupt(&s.shm, key, e)),
+                    },
+                }
+            }
+        };
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(entry) };
         Ok(())

@@ -24,7 +24,9 @@ pub enum peakcache_result {
     /// kept for `peakcache_last_error`. Handles passed by address were consumed.
     PEAKCACHE_ERR_PANIC = 4,
     /// The value weighs more than the largest object the cache stores, so it was not stored.
-    /// Waiters of the fill still received it; serve the response you have.
+    /// Waiters of the fill still received it; serve the response you have. (Shared backend:
+    /// waiters are released with `PEAKCACHE_WAIT_PASS` instead, and this is also the answer when
+    /// no room could be made in the region.)
     PEAKCACHE_ERR_TOO_LARGE = 5,
     /// An index was past the end (a header number not below `peakcache_entry_header_count`).
     PEAKCACHE_ERR_OUT_OF_RANGE = 6,
@@ -39,6 +41,21 @@ pub enum peakcache_result {
     /// A 304's validator does not match the stored response (RFC 9111 §4.3.4): the entry was not
     /// updated; fetch the resource again without conditions.
     PEAKCACHE_ERR_VALIDATOR_MISMATCH = 9,
+    /// A system call failed on a file of the shared backend (creating or opening the region
+    /// file, writing or reading a snapshot): `peakcache_last_error` names the file and the
+    /// system's reason.
+    PEAKCACHE_ERR_IO = 10,
+    /// A region file or snapshot that cannot be used: another layout version, a region
+    /// configured otherwise (with `shm_recreate_on_mismatch` false), a damaged or truncated
+    /// header, not a peakcache file. `peakcache_last_error` says which.
+    PEAKCACHE_ERR_REGION = 11,
+    /// A value read from the shared region is not a valid encoded response (written by another
+    /// version or another program): nothing was handed out, any ticket that came with it was
+    /// abandoned, and the key was purged so the next lookup fetches it again.
+    PEAKCACHE_ERR_CORRUPT = 12,
+    /// The function needs the other backend (`peakcache_cache_snapshot` and
+    /// `peakcache_cache_restore` need `PEAKCACHE_BACKEND_SHARED`).
+    PEAKCACHE_ERR_UNSUPPORTED = 13,
 }
 
 pub use peakcache_result::*;
@@ -57,6 +74,10 @@ impl peakcache_result {
             PEAKCACHE_ERR_NOT_CACHEABLE => "PEAKCACHE_ERR_NOT_CACHEABLE\0",
             PEAKCACHE_ERR_MALFORMED => "PEAKCACHE_ERR_MALFORMED\0",
             PEAKCACHE_ERR_VALIDATOR_MISMATCH => "PEAKCACHE_ERR_VALIDATOR_MISMATCH\0",
+            PEAKCACHE_ERR_IO => "PEAKCACHE_ERR_IO\0",
+            PEAKCACHE_ERR_REGION => "PEAKCACHE_ERR_REGION\0",
+            PEAKCACHE_ERR_CORRUPT => "PEAKCACHE_ERR_CORRUPT\0",
+            PEAKCACHE_ERR_UNSUPPORTED => "PEAKCACHE_ERR_UNSUPPORTED\0",
         }
     }
 
@@ -73,6 +94,10 @@ impl peakcache_result {
             7 => PEAKCACHE_ERR_NOT_CACHEABLE,
             8 => PEAKCACHE_ERR_MALFORMED,
             9 => PEAKCACHE_ERR_VALIDATOR_MISMATCH,
+            10 => PEAKCACHE_ERR_IO,
+            11 => PEAKCACHE_ERR_REGION,
+            12 => PEAKCACHE_ERR_CORRUPT,
+            13 => PEAKCACHE_ERR_UNSUPPORTED,
             _ => return None,
         })
     }
@@ -162,7 +187,7 @@ mod tests {
             assert_eq!(s.to_str().unwrap(), format!("{r:?}"));
             code += 1;
         }
-        assert_eq!(code, PEAKCACHE_ERR_VALIDATOR_MISMATCH as u32 + 1);
+        assert_eq!(code, PEAKCACHE_ERR_UNSUPPORTED as u32 + 1);
         let s = unsafe { CStr::from_ptr(peakcache_result_str(999)) };
         assert_eq!(s.to_bytes(), b"PEAKCACHE_UNKNOWN");
     }

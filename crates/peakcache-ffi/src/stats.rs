@@ -145,9 +145,19 @@ pub unsafe extern "C" fn peakcache_cache_stats(
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(c.cache.stats().into()) };
+        unsafe { out.write(c.stats().into()) };
         Ok(())
     })
+}
+
+impl peakcache_cache {
+    /// The counters of either backend (the shared one's are global across processes).
+    pub(crate) fn stats(&self) -> Stats {
+        match &self.backend {
+            crate::cache::Backend::Local(cache) => cache.stats(),
+            crate::cache::Backend::Shared(s) => s.shm.stats(),
+        }
+    }
 }
 
 /// Bytes the library allocated for the caller (owned by the caller): read them with
@@ -178,7 +188,7 @@ pub unsafe extern "C" fn peakcache_stats_prometheus(
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
-        let text = c.cache.stats().to_prometheus("peakcache");
+        let text = c.stats().to_prometheus("peakcache");
         let buf = Box::new(peakcache_buf {
             bytes: text.into_bytes(),
         });
@@ -202,7 +212,7 @@ pub unsafe extern "C" fn peakcache_stats_json(
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
-        let text = json(&c.cache.stats().into());
+        let text = json(&c.stats().into());
         let buf = Box::new(peakcache_buf {
             bytes: text.into_bytes(),
         });

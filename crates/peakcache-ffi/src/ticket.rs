@@ -7,14 +7,18 @@
 
 use crate::bytes::{arg, peakcache_bytes, slice, take, writable};
 use crate::cache::peakcache_cache;
+use crate::cache::Backend;
 use crate::cache::{Context, PEAKCACHE_WINDOW_DEFAULT};
+use crate::codec::{self, corrupt};
 use crate::entry::peakcache_entry;
 use crate::log::{self, PEAKCACHE_LOG_WARN};
 use crate::panic::{boundary_unit, try_boundary};
 use crate::response::peakcache_response;
 use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID, PEAKCACHE_ERR_TOO_LARGE};
+use crate::value::Stored;
 use crate::Value;
 use peakcache::{Fill, Freshness, InsertError, Refresh};
+use peakcache_shm::{ShmCache, StoreError};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,16 +27,29 @@ use std::time::Duration;
 /// with `peakcache_fill_abandon` (also its free function). It may be moved to another thread,
 /// and must not be used by two at once.
 pub struct peakcache_fill {
-    pub(crate) fill: Fill<Value>,
+    pub(crate) fill: FillKind,
     pub(crate) cx: Context,
+}
+
+/// A fill of either backend. The shared one keeps a handle on its cache, to purge a value that
+/// does not decode.
+pub(crate) enum FillKind {
+    Local(Fill<Value>),
+    Shared(peakcache_shm::Fill, ShmCache),
 }
 
 /// The right to refresh a stale entry in the background (owned by the caller), handed to one
 /// caller at a time. Complete it like a fill; `peakcache_refresh_abandon` gives it up (a later
 /// lookup gets a new ticket after the cache's refresh retry delay) and is its free function.
 pub struct peakcache_refresh {
-    pub(crate) refresh: Refresh<Value>,
+    pub(crate) refresh: RefreshKind,
     pub(crate) cx: Context,
+}
+
+/// A refresh ticket of either backend.
+pub(crate) enum RefreshKind {
+    Local(Refresh<Value>),
+    Shared(peakcache_shm::Refresh),
 }
 
 fn window(ms: u64, default: Duration) -> Duration {
@@ -45,7 +62,7 @@ fn window(ms: u64, default: Duration) -> Duration {
 
 /// The checked arguments of a commit.
 struct Commit<'a> {
-    value: Value,
+    value: Stored,
     freshness: Freshness,
     tags: Vec<&'a [u8]>,
 }
@@ -79,7 +96,7 @@ unsafe fn commit_args<'a>(
         .map(|t| unsafe { slice(t.data, t.len, "tag") })
         .collect::<Result<Vec<_>, _>>()?;
     Ok(Commit {
-        value: Arc::new(resp.into_stored()),
+        value: resp.into_stored(),
         freshness: Freshness::new(Duration::from_millis(ttl_ms))
             .with_swr(window(swr_ms, cx.defaults.swr))
             .with_sie(window(sie_ms, cx.defaults.sie)),
@@ -88,17 +105,31 @@ unsafe fn commit_args<'a>(
 }
 
 fn committed(r: Result<(), InsertError>) -> Result<(), peakcache_result> {
-    r.map_err(|e| {
-        let msg = format!("peakcache: {e}");
-        log::emit(PEAKCACHE_LOG_WARN, &msg);
-        fail(PEAKCACHE_ERR_TOO_LARGE, msg)
-    })
+    r.map_err(|e| not_stored(&e))
+}
+
+#[cold]
+fn not_stored(e: &dyn std::fmt::Display) -> peakcache_result {
+    let msg = format!("peakcache: {e}");
+    log::emit(PEAKCACHE_LOG_WARN, &msg);
+    fail(PEAKCACHE_ERR_TOO_LARGE, msg)
+}
+
+fn shm_committed(r: Result<(), StoreError>) -> Result<(), peakcache_result> {
+    r.map_err(|e| not_stored(&e))
+}
+
+/// The bytes a value becomes in the shared region (its flags go in the region's flags word).
+fn encoded(value: &Stored) -> Result<Vec<u8>, peakcache_result> {
+    let mut buf = Vec::new();
+    codec::encode(value, &mut buf).map_err(|e| fail(PEAKCACHE_ERR_INVALID, e))?;
+    Ok(buf)
 }
 
 /// What fill and refresh handles share, so each export below is a thin wrapper.
 trait TicketHandle {
     fn cx(&self) -> &Context;
-    fn commit(self, value: Value, f: Freshness, tags: &[&[u8]]) -> Result<(), InsertError>;
+    fn commit(self, value: Stored, f: Freshness, tags: &[&[u8]]) -> Result<(), peakcache_result>;
     fn uncacheable(self, hold: Duration);
 }
 
@@ -106,11 +137,21 @@ impl TicketHandle for peakcache_fill {
     fn cx(&self) -> &Context {
         &self.cx
     }
-    fn commit(self, value: Value, f: Freshness, tags: &[&[u8]]) -> Result<(), InsertError> {
-        self.fill.commit_tagged(value, f, tags)
+    fn commit(self, value: Stored, f: Freshness, tags: &[&[u8]]) -> Result<(), peakcache_result> {
+        match self.fill {
+            FillKind::Local(fill) => committed(fill.commit_tagged(Arc::new(value), f, tags)),
+            FillKind::Shared(fill, _) => {
+                // An argument error here drops (abandons) the fill, as documented.
+                let buf = encoded(&value)?;
+                shm_committed(fill.commit_full(&buf, value.flags, f, tags))
+            }
+        }
     }
     fn uncacheable(self, hold: Duration) {
-        self.fill.uncacheable(hold)
+        match self.fill {
+            FillKind::Local(fill) => fill.uncacheable(hold),
+            FillKind::Shared(fill, _) => fill.uncacheable(hold),
+        }
     }
 }
 
@@ -118,11 +159,20 @@ impl TicketHandle for peakcache_refresh {
     fn cx(&self) -> &Context {
         &self.cx
     }
-    fn commit(self, value: Value, f: Freshness, tags: &[&[u8]]) -> Result<(), InsertError> {
-        self.refresh.commit_tagged(value, f, tags)
+    fn commit(self, value: Stored, f: Freshness, tags: &[&[u8]]) -> Result<(), peakcache_result> {
+        match self.refresh {
+            RefreshKind::Local(r) => committed(r.commit_tagged(Arc::new(value), f, tags)),
+            RefreshKind::Shared(r) => {
+                let buf = encoded(&value)?;
+                shm_committed(r.commit_full(&buf, value.flags, f, tags))
+            }
+        }
     }
     fn uncacheable(self, hold: Duration) {
-        self.refresh.uncacheable(hold)
+        match self.refresh {
+            RefreshKind::Local(r) => r.uncacheable(hold),
+            RefreshKind::Shared(r) => r.uncacheable(hold),
+        }
     }
 }
 
@@ -148,7 +198,7 @@ unsafe fn commit<T: TicketHandle>(
         let (ticket, resp) = (ticket?, resp?);
         // SAFETY: the caller promises the tags.
         let c = unsafe { commit_args(*resp, ticket.cx(), windows, tags, ntags) }?;
-        committed((*ticket).commit(c.value, c.freshness, &c.tags))
+        (*ticket).commit(c.value, c.freshness, &c.tags)
     })
 }
 
@@ -303,11 +353,25 @@ pub unsafe extern "C" fn peakcache_fill_fail(
     try_boundary(|| {
         // SAFETY: the caller promises a valid slot.
         let ticket = unsafe { take(fill, "fill") }?;
-        let stale = ticket.fill.fail();
-        if !stale_out.is_null() {
-            let e = stale.map_or(std::ptr::null_mut(), |h| {
+        let e = match ticket.fill {
+            FillKind::Local(fill) => fill.fail().map_or(std::ptr::null_mut(), |h| {
                 peakcache_entry::into_raw(h.into_value())
-            });
+            }),
+            FillKind::Shared(fill, shm) => {
+                let key = fill.key().to_vec();
+                match fill.fail() {
+                    None => std::ptr::null_mut(),
+                    Some(h) => match peakcache_entry::from_shm_hit(h) {
+                        Ok((e, _)) => e,
+                        Err(err) => return Err(corrupt(&shm, &key, err)),
+                    },
+                }
+            }
+        };
+        if stale_out.is_null() {
+            // SAFETY: NULL or a reference just made, not handed out.
+            unsafe { crate::entry::peakcache_entry_free(e) };
+        } else {
             // SAFETY: non-NULL; the caller promises it is writable.
             unsafe { stale_out.write(e) };
         }
@@ -326,7 +390,10 @@ pub unsafe extern "C" fn peakcache_refresh_fail(
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a valid slot.
-        unsafe { take(refresh, "refresh") }?.refresh.fail();
+        match unsafe { take(refresh, "refresh") }?.refresh {
+            RefreshKind::Local(r) => r.fail(),
+            RefreshKind::Shared(r) => r.fail(),
+        }
         Ok(())
     })
 }
@@ -364,14 +431,26 @@ pub unsafe extern "C" fn peakcache_insert(
         let resp = resp?;
         // SAFETY: the caller promises the tags.
         let a = unsafe { commit_args(*resp, &c.cx, (ttl_ms, swr_ms, sie_ms), tags, ntags) }?;
-        committed(c.cache.insert_tagged(key, a.value, a.freshness, &a.tags))
+        match &c.backend {
+            Backend::Local(cache) => {
+                committed(cache.insert_tagged(key, Arc::new(a.value), a.freshness, &a.tags))
+            }
+            Backend::Shared(s) => {
+                let buf = encoded(&a.value)?;
+                shm_committed(
+                    s.shm
+                        .insert_full(key, &buf, a.value.flags, a.freshness, &a.tags),
+                )
+            }
+        }
     })
 }
 
 /// The value the fill's key still has stored past its stale windows, if any, for revalidation
 /// (e.g. a conditional request from its `ETag`; `peakcache_http_revalidation_headers` builds it):
 /// `*out` is a new entry reference (free it with `peakcache_entry_free`), or NULL. Never serve it
-/// as it is. The fill stays usable.
+/// as it is. The fill stays usable. Shared backend: always NULL (the region does not hand a fill
+/// the value it replaces; fetch unconditionally).
 ///
 /// # Safety
 /// `fill` must be NULL or live; `out` NULL or writable.
@@ -384,9 +463,13 @@ pub unsafe extern "C" fn peakcache_fill_previous(
         // SAFETY: the caller promises a live fill.
         let f = unsafe { arg(fill, "fill") }?;
         let out = writable(out, "out")?;
-        let entry = f.fill.previous().map_or(std::ptr::null_mut(), |v| {
-            peakcache_entry::into_raw(v.clone())
-        });
+        let entry = match &f.fill {
+            FillKind::Local(fill) => fill.previous().map_or(std::ptr::null_mut(), |v| {
+                peakcache_entry::into_raw(v.clone())
+            }),
+            // The shared tier does not hand a fill the value it replaces.
+            FillKind::Shared(..) => std::ptr::null_mut(),
+        };
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(entry) };
         Ok(())

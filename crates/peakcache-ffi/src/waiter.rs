@@ -7,12 +7,14 @@
 
 use crate::bytes::{take, writable};
 use crate::cache::Context;
+use crate::codec::corrupt;
 use crate::entry::{peakcache_entry, peakcache_served, HitInfo};
 use crate::panic::{boundary_unit, try_boundary};
 use crate::result::{peakcache_result, PEAKCACHE_PENDING};
-use crate::ticket::peakcache_fill;
+use crate::ticket::{peakcache_fill, FillKind};
 use crate::Value;
 use peakcache::{Resolved, Waiter};
+use peakcache_shm::{Resolved as ShmResolved, ShmCache};
 use std::ptr::null_mut;
 use std::time::Duration;
 
@@ -21,8 +23,15 @@ use std::time::Duration;
 /// It may be moved to another thread, and must not be used by two at once. No waiter waits
 /// forever: a fill that outlives the cache's lock timeout releases it (`PEAKCACHE_WAIT_TIMED_OUT`).
 pub struct peakcache_waiter {
-    pub(crate) waiter: Waiter<Value>,
+    pub(crate) waiter: WaiterKind,
     pub(crate) cx: Context,
+}
+
+/// A waiter of either backend. The shared one keeps a handle on its cache, for the fill it may
+/// resolve to and to purge a value that does not decode.
+pub(crate) enum WaiterKind {
+    Local(Waiter<Value>),
+    Shared(peakcache_shm::Waiter, ShmCache),
 }
 
 /// What a waiter resolved to.
@@ -74,6 +83,64 @@ pub struct peakcache_wait_result {
     pub error_until_ms: u64,
 }
 
+fn empty_result() -> peakcache_wait_result {
+    peakcache_wait_result {
+        kind: peakcache_wait_kind::PEAKCACHE_WAIT_PASS,
+        entry: null_mut(),
+        fill: null_mut(),
+        served: HitInfo::NONE.served,
+        status: 0,
+        body: std::ptr::null(),
+        body_len: 0,
+        stored_at_ms: 0,
+        fresh_until_ms: 0,
+        revalidate_until_ms: 0,
+        error_until_ms: 0,
+    }
+}
+
+fn with_hit(w: &mut peakcache_wait_result, entry: *mut peakcache_entry, info: HitInfo) {
+    w.kind = peakcache_wait_kind::PEAKCACHE_WAIT_HIT;
+    w.entry = entry;
+    w.served = info.served;
+    w.status = info.status;
+    w.body = info.body;
+    w.body_len = info.body_len;
+    w.stored_at_ms = info.stored_at_ms;
+    w.fresh_until_ms = info.fresh_until_ms;
+    w.revalidate_until_ms = info.revalidate_until_ms;
+    w.error_until_ms = info.error_until_ms;
+}
+
+/// The answer of a shared waiter for `key`.
+fn resolved_shared(
+    r: ShmResolved,
+    shm: ShmCache,
+    key: &[u8],
+    cx: Context,
+) -> Result<peakcache_wait_result, peakcache_result> {
+    use peakcache_wait_kind::*;
+    let mut w = empty_result();
+    match r {
+        ShmResolved::Hit(hit) => {
+            let (entry, info) =
+                peakcache_entry::from_shm_hit(hit).map_err(|e| corrupt(&shm, key, e))?;
+            with_hit(&mut w, entry, info);
+        }
+        ShmResolved::Fill(fill) => {
+            w.kind = PEAKCACHE_WAIT_FILL;
+            w.fill = Box::into_raw(Box::new(peakcache_fill {
+                fill: FillKind::Shared(fill, shm),
+                cx,
+            }));
+        }
+        ShmResolved::Pass => w.kind = PEAKCACHE_WAIT_PASS,
+        ShmResolved::Failed => w.kind = PEAKCACHE_WAIT_FAILED,
+        ShmResolved::TimedOut => w.kind = PEAKCACHE_WAIT_TIMED_OUT,
+    }
+    Ok(w)
+}
+
 fn resolved(r: Resolved<Value>, cx: Context) -> peakcache_wait_result {
     use peakcache_wait_kind::*;
     let mut w = peakcache_wait_result {
@@ -105,7 +172,10 @@ fn resolved(r: Resolved<Value>, cx: Context) -> peakcache_wait_result {
         }
         Resolved::Fill(fill) => {
             w.kind = PEAKCACHE_WAIT_FILL;
-            w.fill = Box::into_raw(Box::new(peakcache_fill { fill, cx }));
+            w.fill = Box::into_raw(Box::new(peakcache_fill {
+                fill: FillKind::Local(fill),
+                cx,
+            }));
         }
         Resolved::Pass => w.kind = PEAKCACHE_WAIT_PASS,
         Resolved::Failed => w.kind = PEAKCACHE_WAIT_FAILED,
@@ -132,7 +202,14 @@ pub unsafe extern "C" fn peakcache_waiter_wait(
         // SAFETY: the caller promises a valid slot.
         let w = unsafe { take(waiter, "waiter") }?;
         let cx = w.cx;
-        let r = resolved(w.waiter.wait(Duration::from_millis(timeout_ms)), cx);
+        let timeout = Duration::from_millis(timeout_ms);
+        let r = match w.waiter {
+            WaiterKind::Local(waiter) => resolved(waiter.wait(timeout), cx),
+            WaiterKind::Shared(waiter, shm) => {
+                let key = waiter.key().to_vec();
+                resolved_shared(waiter.wait(timeout), shm, &key, cx)?
+            }
+        };
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(r) };
         Ok(())
@@ -158,19 +235,35 @@ pub unsafe extern "C" fn peakcache_waiter_poll(
         // SAFETY: the caller promises a valid slot.
         let w = unsafe { take(waiter, "waiter") }?;
         let cx = w.cx;
-        match w.waiter.try_wait() {
-            Ok(r) => {
-                // SAFETY: checked non-NULL; the caller promises it is writable.
-                unsafe { out.write(resolved(r, cx)) };
-                Ok(())
+        let pending = match w.waiter {
+            WaiterKind::Local(waiter) => match waiter.try_wait() {
+                Ok(r) => {
+                    // SAFETY: checked non-NULL; the caller promises it is writable.
+                    unsafe { out.write(resolved(r, cx)) };
+                    return Ok(());
+                }
+                Err(again) => WaiterKind::Local(again),
+            },
+            WaiterKind::Shared(waiter, shm) => {
+                let key = waiter.key().to_vec();
+                match waiter.try_wait() {
+                    Ok(r) => {
+                        let r = resolved_shared(r, shm, &key, cx)?;
+                        // SAFETY: checked non-NULL; the caller promises it is writable.
+                        unsafe { out.write(r) };
+                        return Ok(());
+                    }
+                    Err(again) => WaiterKind::Shared(again, shm),
+                }
             }
-            Err(again) => {
-                let back = Box::into_raw(Box::new(peakcache_waiter { waiter: again, cx }));
-                // SAFETY: `take` checked the slot non-NULL and writable.
-                unsafe { waiter.write(back) };
-                Err(PEAKCACHE_PENDING)
-            }
-        }
+        };
+        let back = Box::into_raw(Box::new(peakcache_waiter {
+            waiter: pending,
+            cx,
+        }));
+        // SAFETY: `take` checked the slot non-NULL and writable.
+        unsafe { waiter.write(back) };
+        Err(PEAKCACHE_PENDING)
     })
 }
 

@@ -1,0 +1,158 @@
+//! The shared backend through the exports: a value in the region that is not a valid encoded
+//! response gives `PEAKCACHE_ERR_CORRUPT` on every path that decodes one, and the key is purged.
+
+use crate::cache::*;
+use crate::entry::peakcache_entry_free;
+use crate::lookup::{peakcache_get, peakcache_lookup};
+use crate::result::*;
+use crate::ticket::{peakcache_fill_fail, FillKind};
+use crate::waiter::{peakcache_waiter_poll, peakcache_waiter_wait};
+use crate::{peakcache_lookup_kind::*, peakcache_lookup_result, peakcache_wait_result};
+use peakcache::Freshness;
+use std::mem::MaybeUninit;
+use std::ptr::{null, null_mut};
+use std::time::Duration;
+
+fn shared_cache() -> *mut peakcache_cache {
+    let mut cfg = peakcache_config {
+        backend: PEAKCACHE_BACKEND_SHARED,
+        capacity_bytes: 1 << 20,
+        ..Default::default()
+    };
+    cfg.retry_backoff_min_ms = 1;
+    let mut c = null_mut();
+    assert_eq!(unsafe { peakcache_cache_new(&cfg, &mut c) }, PEAKCACHE_OK);
+    c
+}
+
+fn shm(c: *mut peakcache_cache) -> peakcache_shm::ShmCache {
+    match unsafe { &(*c).backend } {
+        Backend::Shared(s) => s.shm.clone(),
+        Backend::Local(_) => unreachable!(),
+    }
+}
+
+fn lookup(c: *mut peakcache_cache, key: &[u8]) -> (peakcache_result, peakcache_lookup_result) {
+    let mut r = MaybeUninit::<peakcache_lookup_result>::zeroed();
+    let rc = unsafe { peakcache_lookup(c, key.as_ptr(), key.len(), r.as_mut_ptr()) };
+    (rc, unsafe { r.assume_init() })
+}
+
+const JUNK: &[u8] = &[1, 200, 0, 0xff, 0xff, 0xff, 0x7f];
+const FRESH: Duration = Duration::from_secs(60);
+
+#[test]
+fn corrupt_values_are_an_error_and_purged() {
+    let c = shared_cache();
+    let s = shm(c);
+    // get
+    s.insert(b"k", JUNK, Freshness::new(FRESH)).unwrap();
+    let mut e = null_mut();
+    assert_eq!(
+        unsafe { peakcache_get(c, b"k".as_ptr(), 1, &mut e) },
+        PEAKCACHE_ERR_CORRUPT
+    );
+    assert!(e.is_null());
+    assert!(s.get(b"k").is_none(), "purged");
+    // lookup, fresh and stale
+    s.insert(b"k", JUNK, Freshness::new(FRESH)).unwrap();
+    assert_eq!(lookup(c, b"k").0, PEAKCACHE_ERR_CORRUPT);
+    let (rc, r) = lookup(c, b"k");
+    assert_eq!(rc, PEAKCACHE_OK);
+    assert_eq!(r.kind, PEAKCACHE_LOOKUP_MISS);
+    // a waiter resolving to a value committed raw by the filler
+    let (_, w) = lookup(c, b"k");
+    assert_eq!(w.kind, PEAKCACHE_LOOKUP_WAIT);
+    let fill = unsafe { Box::from_raw(r.fill) };
+    match fill.fill {
+        FillKind::Shared(f, _) => f.commit(JUNK, Freshness::new(FRESH)).unwrap(),
+        FillKind::Local(_) => unreachable!(),
+    }
+    let mut waiter = w.waiter;
+    let mut out = MaybeUninit::<peakcache_wait_result>::zeroed();
+    assert_eq!(
+        unsafe { peakcache_waiter_wait(&mut waiter, 1000, out.as_mut_ptr()) },
+        PEAKCACHE_ERR_CORRUPT
+    );
+    assert!(waiter.is_null());
+    // polling, and a failed fill handing out a corrupt stale-if-error value
+    s.insert(
+        b"p",
+        JUNK,
+        Freshness::new(Duration::from_millis(1)).with_sie(FRESH),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(20));
+    let (rc, m) = lookup(c, b"p");
+    assert_eq!((rc, m.kind), (PEAKCACHE_OK, PEAKCACHE_LOOKUP_MISS));
+    let (_, w) = lookup(c, b"p");
+    assert_eq!(w.kind, PEAKCACHE_LOOKUP_WAIT);
+    let mut fill = m.fill;
+    let mut stale = null_mut();
+    assert_eq!(
+        unsafe { peakcache_fill_fail(&mut fill, &mut stale) },
+        PEAKCACHE_ERR_CORRUPT
+    );
+    assert!(fill.is_null() && stale.is_null());
+    let mut waiter = w.waiter;
+    let rc = unsafe { peakcache_waiter_poll(&mut waiter, out.as_mut_ptr()) };
+    // The waiter was handed the same stale value (corrupt) or, once purged, failed.
+    assert!(rc == PEAKCACHE_ERR_CORRUPT || rc == PEAKCACHE_OK, "{rc:?}");
+    if rc == PEAKCACHE_OK {
+        unsafe { peakcache_entry_free(out.assume_init().entry) };
+    }
+    let (rc, r) = lookup(c, b"p");
+    assert_eq!((rc, r.kind), (PEAKCACHE_OK, PEAKCACHE_LOOKUP_MISS));
+    unsafe { crate::ticket::peakcache_fill_abandon(r.fill) };
+    unsafe { peakcache_cache_free(c) };
+}
+
+#[test]
+fn local_only_and_shared_only_calls() {
+    let mut local = null_mut();
+    assert_eq!(
+        unsafe { peakcache_cache_new(null(), &mut local) },
+        PEAKCACHE_OK
+    );
+    let p = b"/nonexistent/x";
+    assert_eq!(
+        unsafe { peakcache_cache_snapshot(local, p.as_ptr(), p.len(), null_mut()) },
+        PEAKCACHE_ERR_UNSUPPORTED
+    );
+    let mut info = peakcache_region_info::default();
+    assert_eq!(
+        unsafe { peakcache_cache_region_info(local, &mut info) },
+        PEAKCACHE_OK
+    );
+    assert_eq!(info, peakcache_region_info::default());
+    unsafe { peakcache_cache_free(local) };
+
+    let c = shared_cache();
+    assert_eq!(
+        unsafe { peakcache_cache_region_info(c, &mut info) },
+        PEAKCACHE_OK
+    );
+    assert_eq!(info.backend, PEAKCACHE_BACKEND_SHARED);
+    assert_eq!(info.opened, PEAKCACHE_REGION_ANONYMOUS);
+    assert!(info.heap_bytes > 0 && info.shards > 0);
+    assert_eq!(
+        unsafe { peakcache_cache_snapshot(c, p.as_ptr(), p.len(), null_mut()) },
+        PEAKCACHE_ERR_IO
+    );
+    let bad = b"a\0b";
+    assert_eq!(
+        unsafe { peakcache_cache_restore(c, bad.as_ptr(), bad.len(), null_mut(), null_mut()) },
+        PEAKCACHE_ERR_INVALID
+    );
+    unsafe { peakcache_cache_free(c) };
+
+    let cfg = peakcache_config {
+        backend: 7,
+        ..Default::default()
+    };
+    let mut c = null_mut();
+    assert_eq!(
+        unsafe { peakcache_cache_new(&cfg, &mut c) },
+        PEAKCACHE_ERR_INVALID
+    );
+}
