@@ -11,7 +11,7 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser
 
 .PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance \
-	php-ext test-php bench-php nginx-module test-nginx bench-nginx bench-shm
+	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm
 
 all: test
 
@@ -72,7 +72,13 @@ nginx-module: ffi
 test-nginx: nginx-module
 	bindings/nginx/run-tests.sh
 
-# wrk against nginx + peakcache, proxy_cache and `return 200`, same run.
+# The nginx tests again with nginx and the module built under AddressSanitizer (needs full
+# nginx sources in NGINX_FULL_SRC: Debian's nginx-dev ships headers only).
+test-nginx-asan: ffi
+	bindings/nginx/build-asan.sh
+
+# Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
+# proxy_cache and `return 200`, same run, about 3 minutes; writes target/nginx-bench/summary.md.
 bench-nginx: nginx-module
 	python3 benches/nginx/bench.py
 

@@ -1,45 +1,79 @@
 #!/usr/bin/env python3
 """nginx + peakcache vs nginx proxy_cache vs `return 200`, in one nginx, in the same run.
 
-Scenarios: hot hits (wrk), cold spike (200 clients, one key, 100 ms origin; a client that
-records every request). Needs wrk, nginx, the built module. Usage: benches/nginx/bench.py
-[--duration 5]. Prints a table with ratios to proxy_cache and to the `return 200` ceiling.
+    benches/nginx/bench.py [--duration 4] [--rounds 3] [--workers 1] [--only hot,zipf,...]
+                           [--module path.so]
+
+One nginx (1 worker unless --workers) serves three ports: peakcache, proxy_cache configured as
+an operator would (lock, use_stale updating/error, background_update, revalidate) and
+`return 200` (the ceiling). A Python origin counts and timestamps every request per path.
+
+Scenarios (each comparison run `--rounds` times in this one process; best and spread reported):
+
+  hot     hot hits: wrk -t1 -c64 on one warm key                                  (req/s)
+  zipf    Zipf mix over 10k warm keys, s = 0.99: wrk with a Lua sampler            (req/s)
+  spike   cold spike: 200 clients at once on one new key, origin answers in 100 ms. The client
+          records every request (connections opened first; latency from the request's write to
+          its last byte), not wrk's statistics. Origin requests for the key are counted.
+  expiry  expiry under load: 50 keys, max-age=2 + stale-while-revalidate=30, origin 100 ms;
+          wrk over the keys once they are stale. Origin requests per key per expiry (the
+          shortest gap between two origin requests of a key: >= 1 s means at most one per
+          expiry), and the slowest request wrk saw (wrk 4 records every request's latency).
+  down    origin down inside stale-if-error: 50 keys, max-age=1 + stale-if-error=60, then the
+          origin answers 503 at once; wrk over the keys once stale. Share of 200s, the slowest
+          request, origin probes per key (counted at the origin) against the back-off (1 s,
+          doubling).
+
+Prints one table (figures, ratios to proxy_cache and to the ceiling) and the goals met or not;
+writes the same to target/nginx-bench/summary.md. Needs wrk, nginx and the built module.
 """
 
 import argparse
-import asyncio
+import http.client
+import http.server
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
+import socketserver
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bindings", "nginx", "t"))
-import run as harness  # noqa: E402  (the e2e harness: free ports, counting origin)
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+sys.path.insert(0, os.path.join(ROOT, "bindings", "nginx", "t"))
+import run as harness  # noqa: E402  (the e2e harness: nginx binary, module path, free ports)
+
+SPIKE_CLIENTS = 200
+ORIGIN_DELAY = 0.1
+EXPIRY_KEYS = 50
+DOWN_KEYS = 50
+ZIPF_KEYS = 10000
+ZIPF_S = 0.99
+BACKOFF_MIN = 1.0  # peakcache_config.retry_backoff_min_ms, doubling
 
 CONF = """
 load_module {module};
 {user}
-worker_processes 2;
+worker_processes {workers};
 daemon off;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log warn;
-events {{ worker_connections 4096; }}
+events {{ worker_connections 8192; }}
 http {{
     access_log off;
-    keepalive_requests 100000;
+    keepalive_requests 1000000;
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
     uwsgi_temp_path {prefix}/uwsgi;
     scgi_temp_path {prefix}/scgi;
-    proxy_cache_path {prefix}/pc keys_zone=pc:32m levels=1:2 max_size=256m inactive=10m;
-    peakcache_zone main size=64m;
+    proxy_cache_path {prefix}/pc keys_zone=pc:32m levels=1:2 max_size=1g inactive=60m;
+    peakcache_zone main size=256m;
 
     upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
 
@@ -49,6 +83,7 @@ http {{
             peakcache main;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header X-Bench-Via peakcache;
             proxy_pass http://origin;
         }}
     }}
@@ -58,11 +93,12 @@ http {{
             proxy_cache pc;
             proxy_cache_lock on;
             proxy_cache_lock_timeout 5s;
-            proxy_cache_use_stale updating error timeout http_500 http_502 http_503;
+            proxy_cache_use_stale updating error timeout http_500 http_502 http_503 http_504;
             proxy_cache_background_update on;
             proxy_cache_revalidate on;
             proxy_http_version 1.1;
             proxy_set_header Connection "";
+            proxy_set_header X-Bench-Via proxy_cache;
             proxy_pass http://origin;
         }}
     }}
@@ -74,31 +110,186 @@ http {{
 """
 
 
-def wrk(port, path, duration, conns=64):
-    out = subprocess.run(["wrk", "-t2", "-c%d" % conns, "-d%ds" % duration,
-                          "http://127.0.0.1:%d%s" % (port, path)],
-                         capture_output=True, text=True, timeout=duration + 30).stdout
-    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
-    return float(m.group(1)) if m else 0.0
+class Origin:
+    """Counts and timestamps every request per path; behaviour chosen by the path."""
+
+    def __init__(self):
+        self.log = {}
+        self.lock = threading.Lock()
+        self.down = False
+        origin = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            # head and body are two writes: without this, Nagle and nginx's delayed ACK add
+            # 40 ms to every answer on a kept-alive upstream connection
+            disable_nagle_algorithm = True
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                path = self.path.split("?")[0]
+                via = self.headers.get("X-Bench-Via", "")
+                with origin.lock:
+                    now = time.monotonic()
+                    origin.log.setdefault(path, []).append(now)
+                    origin.log.setdefault(via + " " + path, []).append(now)
+                status, cc = 200, "max-age=3600"
+                if path.startswith("/spike"):
+                    time.sleep(ORIGIN_DELAY)
+                elif path.startswith("/exp"):
+                    time.sleep(ORIGIN_DELAY)
+                    cc = "max-age=2, stale-while-revalidate=30"
+                elif path.startswith("/down"):
+                    cc = "max-age=1, stale-if-error=60"
+                    if origin.down:
+                        status, cc = 503, "no-store"
+                body = b"hello from origin %s\n" % path.encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Cache-Control", cc)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_HEAD = do_GET
+
+        class Server(socketserver.ThreadingMixIn, http.server.HTTPServer):
+            daemon_threads = True
+            request_queue_size = 1024
+
+        self.port = harness.free_port()
+        self.server = Server(("127.0.0.1", self.port), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def times(self, path, since=0.0, until=float("inf")):
+        with self.lock:
+            return [t for t in self.log.get(path, []) if since <= t < until]
+
+    def count(self, path):
+        return len(self.times(path))
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
-async def one(port, path, lat):
-    t0 = time.perf_counter()
-    try:
-        r, w = await asyncio.open_connection("127.0.0.1", port)
-        w.write(("GET %s HTTP/1.1\r\nHost: b\r\nConnection: close\r\n\r\n" % path).encode())
-        await w.drain()
-        data = await r.read()
-        w.close()
-        ok = data.startswith(b"HTTP/1.1 200")
-    except OSError:
-        ok = False
-    lat.append((time.perf_counter() - t0, ok))
+# wrk
+
+LUA_DONE = """
+done = function(summary, latency, requests)
+  io.write(string.format("BENCH requests=%d non2xx=%d errors=%d max_us=%d p999_us=%d p99_us=%d\\n",
+    summary.requests, summary.errors.status,
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    latency.max, latency:percentile(99.9), latency:percentile(99)))
+end
+"""
+
+LUA_PATHS = """
+local paths = {%s}
+local reqs = {}
+init = function(args)
+  -- here, not at load: wrk.headers has the Host only from now on
+  for i, p in ipairs(paths) do reqs[i] = wrk.format("GET", p) end
+end
+local i = 0
+request = function()
+  i = i + 1
+  if i > #reqs then i = 1 end
+  return reqs[i]
+end
+"""
+
+LUA_ZIPF = """
+local n, s, m = %d, %f, 200000
+math.randomseed(42)
+local cdf, acc = {}, 0
+for k = 1, n do acc = acc + 1 / k ^ s; cdf[k] = acc end
+local reqs = {}
+init = function(args)
+  for k = 1, n do reqs[k] = wrk.format("GET", "/z/" .. k) end
+end
+local seq = {}
+for j = 1, m do
+  local u = math.random() * acc
+  local lo, hi = 1, n
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if cdf[mid] < u then lo = mid + 1 else hi = mid end
+  end
+  seq[j] = lo
+end
+local i = 0
+request = function()
+  i = i + 1
+  if i > m then i = 1 end
+  return reqs[seq[i]]
+end
+"""
 
 
-async def spike(port, path, n):
-    lat = []
-    await asyncio.gather(*(one(port, path, lat) for _ in range(n)))
+class Wrk:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.n = 0
+
+    def run(self, port, duration, lua="", path="/", conns=64):
+        self.n += 1
+        script = os.path.join(self.tmp, "s%d.lua" % self.n)
+        with open(script, "w") as f:
+            f.write(lua + LUA_DONE)
+        out = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "-s", script,
+                              "http://127.0.0.1:%d%s" % (port, path)],
+                             capture_output=True, text=True, timeout=duration + 30).stdout
+        m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+        b = re.search(r"BENCH requests=(\d+) non2xx=(\d+) errors=(\d+) max_us=(\d+) "
+                      r"p999_us=(\d+) p99_us=(\d+)", out)
+        r = dict(rps=float(m.group(1)) if m else 0.0)
+        if b:
+            r.update(requests=int(b.group(1)), non2xx=int(b.group(2)), errors=int(b.group(3)),
+                     max_ms=int(b.group(4)) / 1000.0, p999_ms=int(b.group(5)) / 1000.0,
+                     p99_ms=int(b.group(6)) / 1000.0)
+        return r
+
+
+# the spike client: every request recorded
+
+def spike(port, path, n):
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(n)]
+    req = ("GET %s HTTP/1.1\r\nHost: bench\r\n\r\n" % path).encode()
+    sel = selectors.DefaultSelector()
+    start, bufs, lat = {}, {}, []
+    for s in socks:
+        s.setblocking(False)
+        bufs[s] = b""
+        sel.register(s, selectors.EVENT_READ)
+    for s in socks:
+        start[s] = time.perf_counter()
+        s.send(req)
+    deadline = time.time() + 15
+    pending = set(socks)
+    while pending and time.time() < deadline:
+        for key, _ in sel.select(0.5):
+            s = key.fileobj
+            now = time.perf_counter()
+            data = s.recv(65536)
+            bufs[s] += data
+            done, ok = False, False
+            head, sep, body = bufs[s].partition(b"\r\n\r\n")
+            if sep:
+                m = re.search(rb"(?i)content-length:\s*(\d+)", head)
+                if m and len(body) >= int(m.group(1)):
+                    done, ok = True, head.startswith(b"HTTP/1.1 200")
+            if not data:
+                done = True
+            if done:
+                lat.append((now - start[s], ok))
+                sel.unregister(s)
+                pending.discard(s)
+    for s in socks:
+        s.close()
+    lat += [(15.0, False)] * len(pending)
     return lat
 
 
@@ -107,52 +298,301 @@ def pct(xs, p):
     return xs[min(len(xs) - 1, int(len(xs) * p))]
 
 
+def get(port, path):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        c.request("GET", path)
+        r = c.getresponse()
+        r.read()
+        return r.status
+    finally:
+        c.close()
+
+
+def warm(port, paths):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        for p in paths:
+            c.request("GET", p)
+            c.getresponse().read()
+    finally:
+        c.close()
+
+
+def backoff_allowed(window):
+    """Probes one key may cost in `window` seconds: one per back-off interval (1 s, doubling)."""
+    n, t, b = 0, 0.0, BACKOFF_MIN
+    while t < window:
+        n += 1
+        t += b
+        b *= 2
+    return n
+
+
+def gaps(times):
+    times = sorted(times)
+    return [b - a for a, b in zip(times, times[1:])]
+
+
+# the run
+
+SYSTEMS = ("return 200", "peakcache", "proxy_cache")
+
+
+def best_spread(vals, higher=True):
+    b = max(vals) if higher else min(vals)
+    return b, min(vals), max(vals)
+
+
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--duration", type=int, default=5)
+    ap.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--only", default="hot,zipf,spike,expiry,down")
+    ap.add_argument("--module", default=harness.MODULE)
+    ap.add_argument("--out", default=os.path.join(ROOT, "target", "nginx-bench", "summary.md"))
     args = ap.parse_args()
+    only = set(args.only.split(","))
+    t_start = time.time()
 
-    origin = harness.Origin()
+    origin = Origin()
     prefix = tempfile.mkdtemp(prefix="peakcache-bench-")
     ports = dict(p_peak=harness.free_port(), p_pc=harness.free_port(), p_ret=harness.free_port())
+    port = {"peakcache": ports["p_peak"], "proxy_cache": ports["p_pc"],
+            "return 200": ports["p_ret"]}
     user = "user root root;" if os.geteuid() == 0 else ""
     with open(os.path.join(prefix, "nginx.conf"), "w") as f:
-        f.write(CONF.format(module=harness.MODULE, user=user, prefix=prefix, origin=origin.port,
-                            **ports))
+        f.write(CONF.format(module=args.module, user=user, prefix=prefix, origin=origin.port,
+                            workers=args.workers, **ports))
     proc = subprocess.Popen([harness.NGINX, "-p", prefix, "-c", prefix + "/nginx.conf",
-                             "-e", prefix + "/error.log"])
+                             "-e", prefix + "/error.log"],
+                            env={k: v for k, v in os.environ.items() if k != "NGINX"})
+    wrk = Wrk(prefix)
+    rows, goals, notes = [], [], []
     try:
         time.sleep(0.5)
-        rows = []
-        # hot hits: one key, warmed first
-        for name, port in (("peakcache", ports["p_peak"]), ("proxy_cache", ports["p_pc"])):
-            for _ in range(3):
-                harness.request(port, "/hot")
-        res = {}
-        for name, port in (("return 200", ports["p_ret"]), ("peakcache", ports["p_peak"]),
-                           ("proxy_cache", ports["p_pc"])):
-            res[name] = wrk(port, "/hot", args.duration)
-        rows.append(("hot hits req/s", res))
+        if proc.poll() is not None:
+            raise SystemExit("nginx did not start: see " + prefix + "/error.log")
 
-        # cold spike: 200 clients, one fresh key, 100 ms origin
-        spikes = {}
-        for name, port in (("peakcache", ports["p_peak"]), ("proxy_cache", ports["p_pc"])):
-            path = "/slow-spike-%s" % name.replace(" ", "")
-            before = origin.count(path)
-            lat = asyncio.run(spike(port, path, 200))
-            spikes[name] = (origin.count(path) - before, pct([l for l, _ in lat], 0.99),
-                            sum(1 for _, ok in lat if ok))
+        def throughput(label, path, lua):
+            res = {s: [] for s in SYSTEMS}
+            for _ in range(args.rounds):
+                for s in SYSTEMS:
+                    res[s].append(wrk.run(port[s], args.duration, lua=lua, path=path)["rps"])
+            b = {s: best_spread(v) for s, v in res.items()}
+            notes.append("%s, peakcache / return 200 round by round: %s; peakcache / proxy_cache: "
+                         "%s" % (label, " ".join("%.3f" % (p / max(c, 1)) for p, c in
+                                                 zip(res["peakcache"], res["return 200"])),
+                                 " ".join("%.2f" % (p / max(c, 1)) for p, c in
+                                          zip(res["peakcache"], res["proxy_cache"]))))
+            rows.append((label + " (req/s)",
+                         {s: "%.0f [%.0f-%.0f]" % b[s] for s in SYSTEMS},
+                         b["peakcache"][0] / max(b["proxy_cache"][0], 1),
+                         b["peakcache"][0] / max(b["return 200"][0], 1)))
+            return b
+
+        # hot hits: one key, warmed first
+        if "hot" in only:
+            for s in ("peakcache", "proxy_cache"):
+                for _ in range(3):
+                    get(port[s], "/hot")
+            b = throughput("hot hits", "/hot", "")
+            r = b["peakcache"][0] / b["return 200"][0]
+            goals.append(("hot hits >= 0.85 of return 200", r >= 0.85,
+                          "%.3f (proxy_cache %.3f)" % (r, b["proxy_cache"][0] / b["return 200"][0])))
+
+        # Zipf over 10k warm keys
+        if "zipf" in only:
+            paths = ["/z/%d" % k for k in range(1, ZIPF_KEYS + 1)]
+            tw = time.time()
+            for s in ("peakcache", "proxy_cache"):
+                # each key once, in order, by wrk (then hits on the last keys)
+                lua = LUA_PATHS.replace("if i > #reqs then i = 1 end",
+                                        "if i > #reqs then i = #reqs end")
+                for _ in range(3):
+                    wrk.run(port[s], 3, lua=lua % ",".join('"%s"' % p for p in paths), conns=32)
+                    if all(origin.count(s + " " + p) for p in paths):
+                        break
+            cold = sum(1 for p in paths for s in ("peakcache", "proxy_cache")
+                       if not origin.count(s + " " + p))
+            notes.append("Zipf warm-up took %.0f s." % (time.time() - tw))
+            before = sum(origin.count(p) for p in paths)
+            b = throughput("Zipf 10k keys s=0.99, warm", "/", LUA_ZIPF % (ZIPF_KEYS, ZIPF_S))
+            misses = sum(origin.count(p) for p in paths) - before
+            notes.append("Zipf: %d keys warmed in both caches (%d key-cache pairs not warm); "
+                         "%d origin requests during the measured runs." % (ZIPF_KEYS, cold, misses))
+            r = b["peakcache"][0] / max(b["proxy_cache"][0], 1)
+            goals.append(("Zipf >= 1.3x proxy_cache warm req/s", r >= 1.3, "%.2fx" % r))
+
+        # cold spike
+        if "spike" in only:
+            sp = {s: [] for s in ("peakcache", "proxy_cache")}
+            for rnd in range(args.rounds):
+                for s in sp:
+                    path = "/spike-%s-%d-%d" % (s[:2], rnd, os.getpid())
+                    lat = spike(port[s], path, SPIKE_CLIENTS)
+                    time.sleep(0.2)
+                    ms = [l * 1000 for l, _ in lat]
+                    sp[s].append(dict(p50=pct(ms, 0.5), p99=pct(ms, 0.99), max=max(ms),
+                                      ok=sum(1 for _, ok in lat if ok), origin=origin.count(path)))
+            cell = {}
+            for s, rs in sp.items():
+                p99 = [r["p99"] for r in rs]
+                cell[s] = ("p99 %.0f ms [%.0f-%.0f], p50 %.0f, max %.0f; origin req %s; %s/%d ok"
+                           % (min(p99), min(p99), max(p99), min(r["p50"] for r in rs),
+                              min(r["max"] for r in rs), "/".join(str(r["origin"]) for r in rs),
+                              "/".join(str(r["ok"]) for r in rs), SPIKE_CLIENTS))
+            cell["return 200"] = "-"
+            bp, bc = min(r["p99"] for r in sp["peakcache"]), min(r["p99"] for r in sp["proxy_cache"])
+            rows.append(("cold spike, %d clients, origin %d ms" % (SPIKE_CLIENTS, ORIGIN_DELAY * 1000),
+                         cell, bc / max(bp, 1e-9), None))
+            worst = max(r["p99"] for r in sp["peakcache"])
+            one = all(r["origin"] == 1 for r in sp["peakcache"])
+            allok = all(r["ok"] == SPIKE_CLIENTS for r in sp["peakcache"])
+            goals.append(("cold spike p99 <= 130 ms, 1 origin request (per worker: %d worker%s)"
+                          % (args.workers, "s" if args.workers > 1 else ""),
+                          bp <= 130 and one and allok,
+                          "best p99 %.1f ms, worst %.1f ms; origin requests %s; all 200: %s"
+                          % (bp, worst, "/".join(str(r["origin"]) for r in sp["peakcache"]),
+                             allok)))
+            notes.append("cold spike: ratio column = proxy_cache p99 / peakcache p99 (best "
+                         "rounds); latencies from a client that records each of the %d requests "
+                         "(connections opened first)." % SPIKE_CLIENTS)
+
+        # expiry under load
+        if "expiry" in only:
+            ex = {s: [] for s in ("peakcache", "proxy_cache")}
+            for rnd in range(args.rounds):
+                keys = {s: ["/exp-%s-%d-%d/%d" % (s[:2], rnd, os.getpid(), k)
+                            for k in range(EXPIRY_KEYS)] for s in ex}
+                for s in ex:
+                    warm(port[s], keys[s])
+                time.sleep(2.2)  # every key stale (max-age=2), inside stale-while-revalidate
+                for s in ex:
+                    t0 = time.monotonic()
+                    lua = LUA_PATHS % ",".join('"%s"' % p for p in keys[s])
+                    w = wrk.run(port[s], args.duration + 1, lua=lua)
+                    t1 = time.monotonic()
+                    per = [origin.times(p, t0, t1) for p in keys[s]]
+                    g = [x for ts in per for x in gaps(ts)]
+                    ex[s].append(dict(w, origin=sum(len(ts) for ts in per),
+                                      maxkey=max(len(ts) for ts in per),
+                                      mingap=min(g) if g else float("inf"), window=t1 - t0))
+            cell = {}
+            for s, rs in ex.items():
+                cell[s] = ("max latency %.1f ms [%.1f-%.1f], p99.9 %.1f; %.0f req/s; origin req "
+                           "%s (max %d/key), min gap %.2f s; non-2xx %d"
+                           % (min(r.get("max_ms", 1e9) for r in rs),
+                              min(r.get("max_ms", 1e9) for r in rs),
+                              max(r.get("max_ms", 1e9) for r in rs),
+                              min(r.get("p999_ms", 1e9) for r in rs),
+                              max(r["rps"] for r in rs), "/".join(str(r["origin"]) for r in rs),
+                              max(r["maxkey"] for r in rs), min(r["mingap"] for r in rs),
+                              sum(r.get("non2xx", 0) for r in rs)))
+            cell["return 200"] = "-"
+            rp = max(r["rps"] for r in ex["peakcache"])
+            rows.append(("expiry under load, %d keys max-age=2 swr=30, origin %d ms, %d s"
+                         % (EXPIRY_KEYS, ORIGIN_DELAY * 1000, args.duration + 1), cell,
+                         rp / max(max(r["rps"] for r in ex["proxy_cache"]), 1), None))
+            rs = ex["peakcache"]
+            worst = max(r.get("max_ms", 1e9) for r in rs)
+            goals.append(("expiry: <= 1 origin request per key per expiry, no client > 50 ms",
+                          min(r["mingap"] for r in rs) >= 1.0 and worst <= 50,
+                          "min gap between a key's origin requests %.2f s (>= 1 s: one per "
+                          "expiry); slowest request %.1f ms (worst round), best round %.1f ms"
+                          % (min(r["mingap"] for r in rs), worst,
+                             min(r.get("max_ms", 1e9) for r in rs))))
+
+        # origin down inside stale-if-error
+        if "down" in only:
+            dn = {s: [] for s in ("peakcache", "proxy_cache")}
+            for rnd in range(args.rounds):
+                keys = {s: ["/down-%s-%d-%d/%d" % (s[:2], rnd, os.getpid(), k)
+                            for k in range(DOWN_KEYS)] for s in dn}
+                origin.down = False
+                for s in dn:
+                    warm(port[s], keys[s])
+                origin.down = True
+                time.sleep(1.2)  # stale (max-age=1), inside stale-if-error
+                for s in dn:
+                    t0 = time.monotonic()
+                    lua = LUA_PATHS % ",".join('"%s"' % p for p in keys[s])
+                    w = wrk.run(port[s], args.duration + 1, lua=lua)
+                    t1 = time.monotonic()
+                    per = [origin.times(p, t0, t1) for p in keys[s]]
+                    g = [x for ts in per for x in gaps(ts)]
+                    dn[s].append(dict(w, origin=sum(len(ts) for ts in per),
+                                      maxkey=max(len(ts) for ts in per),
+                                      mingap=min(g) if g else float("inf"), window=t1 - t0))
+                origin.down = False
+            cell = {}
+            for s, rs in dn.items():
+                share = [100.0 * (r.get("requests", 0) - r.get("non2xx", 0) - r.get("errors", 0))
+                         / max(r.get("requests", 1), 1) for r in rs]
+                cell[s] = ("%.3f%% 200 (worst); max latency %.1f ms [%.1f-%.1f]; %.0f req/s; "
+                           "probes %s (max %d/key, allowed %d), min gap %.2f s"
+                           % (min(share), min(r.get("max_ms", 1e9) for r in rs),
+                              min(r.get("max_ms", 1e9) for r in rs),
+                              max(r.get("max_ms", 1e9) for r in rs), max(r["rps"] for r in rs),
+                              "/".join(str(r["origin"]) for r in rs), max(r["maxkey"] for r in rs),
+                              backoff_allowed(min(r["window"] for r in rs)),
+                              min(r["mingap"] for r in rs)))
+            cell["return 200"] = "-"
+            rows.append(("origin down (503), %d keys max-age=1 sie=60, %d s"
+                         % (DOWN_KEYS, args.duration + 1), cell,
+                         max(r["rps"] for r in dn["peakcache"])
+                         / max(max(r["rps"] for r in dn["proxy_cache"]), 1), None))
+            rs = dn["peakcache"]
+            all200 = all(r.get("non2xx", 1) == 0 and r.get("errors", 1) == 0 for r in rs)
+            allowed = backoff_allowed(max(r["window"] for r in rs))
+            probes_ok = all(r["maxkey"] <= allowed for r in rs) and \
+                min(r["mingap"] for r in rs) >= BACKOFF_MIN * 0.95
+            worst = max(r.get("max_ms", 1e9) for r in rs)
+            goals.append(("origin down: 100 % 200", all200,
+                          "non-2xx %d, socket errors %d over %d requests"
+                          % (sum(r.get("non2xx", 0) for r in rs),
+                             sum(r.get("errors", 0) for r in rs),
+                             sum(r.get("requests", 0) for r in rs))))
+            goals.append(("origin down: <= 1 probe per key per back-off interval", probes_ok,
+                          "max %d probes for a key in a %.1f s window (allowed %d: 1 s back-off, "
+                          "doubling), min gap %.2f s"
+                          % (max(r["maxkey"] for r in rs), max(r["window"] for r in rs), allowed,
+                             min(r["mingap"] for r in rs))))
+            goals.append(("origin down: no client waits (slowest <= 50 ms)", worst <= 50,
+                          "slowest request %.1f ms (worst round)" % worst))
+
+        # the table
+        lines = ["nginx %s, %d worker%s, wrk -t1 -c64, %d s runs, %d rounds (best [min-max]); "
+                 "machine: %d cores, shared" % (
+                     subprocess.run([harness.NGINX, "-v"], capture_output=True,
+                                    text=True).stderr.strip().split("/")[-1],
+                     args.workers, "s" if args.workers > 1 else "", args.duration, args.rounds,
+                     os.cpu_count()),
+                 "",
+                 "| scenario | return 200 | peakcache | proxy_cache | peakcache / proxy_cache "
+                 "| peakcache / return 200 |",
+                 "|---|---|---|---|---|---|"]
+        for label, cell, r_pc, r_ceil in rows:
+            lines.append("| %s | %s | %s | %s | %s | %s |" % (
+                label, cell["return 200"], cell["peakcache"], cell["proxy_cache"],
+                "%.2f" % r_pc if r_pc is not None else "-",
+                "%.3f" % r_ceil if r_ceil is not None else "-"))
+        lines += ["", "| goal | met | measured |", "|---|---|---|"]
+        for g, ok, what in goals:
+            lines.append("| %s | %s | %s |" % (g, "yes" if ok else "**no**", what))
+        lines += [""] + ["- " + n for n in notes]
+        lines.append("- bench took %.0f s; module %s" % (time.time() - t_start, args.module))
+        text = "\n".join(lines) + "\n"
         print()
-        print("| scenario | return 200 | peakcache | proxy_cache | peakcache / proxy_cache "
-              "| peakcache / ceiling |")
-        print("|---|---|---|---|---|---|")
-        for label, r in rows:
-            print("| %s | %.0f | %.0f | %.0f | %.2f | %.2f |" % (
-                label, r["return 200"], r["peakcache"], r["proxy_cache"],
-                r["peakcache"] / max(r["proxy_cache"], 1), r["peakcache"] / max(r["return 200"], 1)))
-        for name, (n, p99, ok) in spikes.items():
-            print("| cold spike 200 clients (origin 300 ms here), %s | origin requests %d | "
-                  "p99 %.0f ms | %d/200 ok | | |" % (name, n, p99 * 1000, ok))
+        print(text)
+        os.makedirs(os.path.dirname(args.out), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write("# nginx bench\n\n" + text)
+        log = open(os.path.join(prefix, "error.log")).read()
+        if "signal" in log and "exited" in log:
+            print("nginx worker crashed:\n" + log[-2000:])
+            return 1
     finally:
         proc.send_signal(signal.SIGQUIT)
         try:
@@ -161,7 +601,8 @@ def main():
             proc.kill()
         origin.stop()
         shutil.rmtree(prefix, ignore_errors=True)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -44,5 +44,8 @@ make -C "$work" -f objs/Makefile -j"$(nproc)" modules >"$out/build/make.log" 2>&
     tail -20 "$out/build/make.log" >&2
     exit 1
 }
-cp "$work/objs/ngx_http_peakcache_module.so" "$out/ngx_http_peakcache_module.so"
+# a new file renamed into place: a running nginx that loaded the old one keeps its pages
+# (copying over it in place makes that nginx's workers crash)
+cp "$work/objs/ngx_http_peakcache_module.so" "$out/.ngx_http_peakcache_module.so.new"
+mv -f "$out/.ngx_http_peakcache_module.so.new" "$out/ngx_http_peakcache_module.so"
 echo "built $out/ngx_http_peakcache_module.so"

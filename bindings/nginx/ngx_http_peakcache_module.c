@@ -45,6 +45,17 @@
 /* entry flags: the entry is a Vary marker, its body the Vary value */
 #define NGX_HTTP_PEAKCACHE_VARY_MARKER   0x1
 
+/*
+ * Per-worker memos of the hit path (powers of two): the key of a request
+ * target, and the answer to a plain hit of an entry (see memo_get).  An entry
+ * whose body is larger is not memoized: the memo holds a reference, and an
+ * evicted entry's memory is kept until its slot is reused.
+ */
+#define NGX_HTTP_PEAKCACHE_KEY_SLOTS     16384
+#define NGX_HTTP_PEAKCACHE_KEY_MAX       4096
+#define NGX_HTTP_PEAKCACHE_MEMO_SLOTS    16384
+#define NGX_HTTP_PEAKCACHE_MEMO_BODY     (64 * 1024)
+
 
 /* $peakcache_status values */
 #define NGX_HTTP_PEAKCACHE_MISS          1
@@ -126,6 +137,44 @@ typedef struct {
 } ngx_http_peakcache_loc_conf_t;
 
 
+/*
+ * The headers of an answer from an entry, ready for r->headers_out: the
+ * strings point into `headers` (the HTTP layer's list).  Memoized ones are
+ * counted (the memo table's reference, and one per request using it).
+ */
+typedef struct {
+    ngx_uint_t                     refs;
+    peakcache_entry               *entry;
+    peakcache_http_policy         *policy;
+    peakcache_http_headers        *headers;
+    uint64_t                       valid_from;    /* Unix ms */
+    uint64_t                       valid_until;
+    ngx_uint_t                     status;
+    ngx_uint_t                     nelts;
+    ngx_table_elt_t               *elts;
+    ngx_str_t                      content_type;
+    size_t                         content_type_len;
+    time_t                         last_modified_time;
+    ngx_int_t                      date;
+    ngx_int_t                      etag;
+    ngx_int_t                      server;
+    ngx_int_t                      location;
+    ngx_int_t                      last_modified;
+    ngx_int_t                      content_encoding;
+} ngx_http_peakcache_memo_t;
+
+
+/* a request target's key, as the HTTP layer computed it */
+typedef struct {
+    peakcache_http_policy         *policy;
+    uint32_t                       hash;
+    ngx_uint_t                     flags;         /* https, Host header */
+    ngx_str_t                      host;
+    ngx_str_t                      uri;
+    ngx_str_t                      key;
+} ngx_http_peakcache_key_memo_t;
+
+
 /* a fill in flight in this worker, with the requests of this worker waiting for it */
 typedef struct {
     ngx_str_node_t                 sn;
@@ -152,6 +201,9 @@ typedef struct {
     ngx_msec_t                     deadline;
 
     peakcache_http_request         req;
+    peakcache_entry               *entry;    /* the entry served */
+    ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
+    ngx_str_t                      method_name;
     peakcache_http_store          *store;
     peakcache_entry               *revalidate;
     peakcache_fill                *marker;   /* the primary key's fill */
@@ -178,6 +230,8 @@ typedef struct {
     unsigned                       variant:1;
     unsigned                       stored:1;
     unsigned                       served:1;
+    unsigned                       viewed:1;
+    unsigned                       head:1;   /* a HEAD miss filled by GET */
 } ngx_http_peakcache_ctx_t;
 
 
@@ -211,6 +265,15 @@ static ngx_int_t ngx_http_peakcache_found(ngx_http_request_t *r,
 static uint64_t ngx_http_peakcache_now(void);
 static ngx_int_t ngx_http_peakcache_request_view(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
+static ngx_http_peakcache_memo_t *ngx_http_peakcache_memo_get(
+    ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    peakcache_entry *entry, size_t body_len, uint64_t now);
+static void ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
+    const peakcache_http_header *items, size_t n);
+static void ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
+    ngx_http_peakcache_memo_t *m);
+static void ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m);
+static void ngx_http_peakcache_memo_clear(void);
 static ngx_int_t ngx_http_peakcache_copy_buf(ngx_http_request_t *r,
     peakcache_buf *buf, ngx_str_t *out);
 static ngx_int_t ngx_http_peakcache_variant_key(ngx_http_request_t *r,
@@ -218,7 +281,7 @@ static ngx_int_t ngx_http_peakcache_variant_key(ngx_http_request_t *r,
 static ngx_int_t ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_answer(ngx_http_request_t *r,
-    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, size_t body_len);
 static ngx_int_t ngx_http_peakcache_hold(ngx_http_request_t *r,
     peakcache_entry *entry, peakcache_http_headers *headers);
 static ngx_int_t ngx_http_peakcache_response_view(ngx_http_request_t *r,
@@ -241,10 +304,10 @@ static ngx_int_t ngx_http_peakcache_admit(ngx_http_request_t *r,
 static void ngx_http_peakcache_origin_done(ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_unqueue(ngx_http_peakcache_ctx_t *ctx);
-static ngx_int_t ngx_http_peakcache_set_headers(ngx_http_request_t *r,
-    const peakcache_http_header *items, size_t n);
 static ngx_chain_t * ngx_http_peakcache_entry_body(ngx_http_request_t *r,
     peakcache_entry *entry);
+static ngx_chain_t * ngx_http_peakcache_body_chain(ngx_http_request_t *r,
+    const uint8_t *body, size_t len);
 static ngx_int_t ngx_http_peakcache_send_entry(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
 static ngx_int_t ngx_http_peakcache_key(ngx_http_request_t *r,
@@ -257,6 +320,8 @@ static void ngx_http_peakcache_fail(ngx_http_request_t *r,
 static void ngx_http_peakcache_commit(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_header(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
 static ngx_int_t ngx_http_peakcache_purge_handler(ngx_http_request_t *r);
@@ -474,6 +539,14 @@ static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
 static ngx_http_peakcache_main_conf_t   *ngx_http_peakcache_mcf;
 
+/* this worker's memos of the hit path */
+static ngx_http_peakcache_key_memo_t
+                      *ngx_http_peakcache_keys[NGX_HTTP_PEAKCACHE_KEY_SLOTS];
+static ngx_http_peakcache_memo_t
+                      *ngx_http_peakcache_memos[NGX_HTTP_PEAKCACHE_MEMO_SLOTS];
+
+static ngx_str_t  ngx_http_peakcache_get_method = ngx_string("GET");
+
 
 /* the precontent phase */
 
@@ -536,10 +609,6 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
 
     default: /* NGX_OK */
         break;
-    }
-
-    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     switch (ngx_http_peakcache_key(r, ctx)) {
@@ -652,14 +721,9 @@ ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
                                 : PEAKCACHE_HTTP_MISS;
 
     /*
-     * A HEAD answer has no body to store, and a request that must not be
-     * stored gives the fill back: the next lookup, or a waiter, fills.
+     * A request that must not be stored gives the fill back: the next
+     * lookup, or a waiter, fills.
      */
-
-    if (r->method == NGX_HTTP_HEAD) {
-        peakcache_fill_abandon(fill);
-        return ngx_http_peakcache_to_origin(r, ctx);
-    }
 
     switch (ngx_http_test_predicates(r, ctx->conf->no_store)) {
 
@@ -691,6 +755,23 @@ ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
 
     ctx->fill = fill;
     ctx->request_time = ngx_http_peakcache_now();
+
+    if (r->method == NGX_HTTP_HEAD) {
+        /*
+         * A HEAD answer has no body to store: the fill fetches GET (as
+         * proxy_cache_convert_head), the header filter makes the request a
+         * HEAD again and the body filter keeps the body from the client.
+         */
+        ctx->head = 1;
+        ctx->method_name = r->method_name;
+        r->method = NGX_HTTP_GET;
+        r->method_name = ngx_http_peakcache_get_method;
+
+        if (ctx->viewed) {
+            ctx->req.method.data = (const uint8_t *) "GET";
+            ctx->req.method.len = 3;
+        }
+    }
 
     node = ngx_pcalloc(r->pool, sizeof(ngx_http_peakcache_fill_node_t));
     if (node == NULL) {
@@ -913,6 +994,11 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
         return;
     }
 
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
+        peakcache_refresh_abandon(refresh);
+        return;
+    }
+
     if (ngx_http_subrequest(r, &r->uri, &r->args, &sr, NULL,
                             NGX_HTTP_SUBREQUEST_CLONE
                             |NGX_HTTP_SUBREQUEST_BACKGROUND)
@@ -924,6 +1010,13 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
         peakcache_refresh_abandon(refresh);
         return;
     }
+
+    /*
+     * nginx reads a connection's next request only once the background
+     * subrequests of this one are over: the client is told to reconnect
+     * (Connection: close) rather than wait behind the origin for it.
+     */
+    r->keepalive = 0;
 
     /* a HEAD request is refreshed with a GET: the body is what is stored */
     sr->method = NGX_HTTP_GET;
@@ -938,6 +1031,7 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
 
     sctx->key = ctx->key;
     sctx->req = ctx->req;
+    sctx->viewed = 1;
     ngx_str_set(&sctx->req.method, "GET");
     sctx->refresh = refresh;
     sctx->variant = ctx->variant;
@@ -1036,6 +1130,10 @@ ngx_http_peakcache_request_view(ngx_http_request_t *r,
     peakcache_http_header  *hh;
     peakcache_http_request *req;
 
+    if (ctx->viewed) {
+        return NGX_OK;
+    }
+
     req = &ctx->req;
 
     n = 0;
@@ -1097,6 +1195,14 @@ ngx_http_peakcache_request_view(ngx_http_request_t *r,
     req->path.data = r->unparsed_uri.data;
     req->path.len = r->unparsed_uri.len;
 
+    if (ctx->head) {
+        /* a HEAD miss is filled by GET */
+        req->method.data = (const uint8_t *) "GET";
+        req->method.len = 3;
+    }
+
+    ctx->viewed = 1;
+
     return NGX_OK;
 }
 
@@ -1139,7 +1245,9 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
     peakcache_buf     *buf;
     peakcache_result   rc;
 
-    if (peakcache_entry_body(marker, &vary, &len) != PEAKCACHE_OK) {
+    if (peakcache_entry_body(marker, &vary, &len) != PEAKCACHE_OK
+        || ngx_http_peakcache_request_view(r, ctx) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1206,6 +1314,10 @@ ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     pbuf = NULL;
     list = NULL;
     reval = NULL;
+
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rc = peakcache_http_upstream_request(ctx->conf->policy, &ctx->req, &pbuf,
                                          &list);
@@ -1316,19 +1428,57 @@ failed:
 /* the headers to send from an entry, and which of them nginx must know */
 
 
+/*
+ * The answer to a request that has none of the conditional fields the HTTP
+ * layer evaluates (If-None-Match, If-Modified-Since, If-Match,
+ * If-Unmodified-Since): for a GET or HEAD it is the stored response with Age
+ * and Cache-Status, whatever else the request holds.
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_plain(ngx_http_request_t *r)
+{
+    return r->headers_in.if_none_match == NULL
+           && r->headers_in.if_modified_since == NULL
+           && r->headers_in.if_match == NULL
+           && r->headers_in.if_unmodified_since == NULL;
+}
+
+
 static ngx_int_t
 ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
-    peakcache_entry *entry)
+    peakcache_entry *entry, size_t body_len)
 {
     size_t                        n;
+    uint64_t                      now;
     peakcache_result              rc;
     peakcache_http_answer         a;
+    ngx_http_peakcache_memo_t    *m;
     const peakcache_http_header  *items;
+
+    now = ngx_http_peakcache_now();
+
+    if (ctx->outcome == PEAKCACHE_HTTP_HIT && ngx_http_peakcache_plain(r)) {
+
+        m = ngx_http_peakcache_memo_get(r, ctx, entry, body_len, now);
+
+        if (m) {
+            ngx_http_peakcache_memo_apply(r, m);
+            m->refs++;
+            ctx->memo = m;
+            r->disable_not_modified = 1;
+            ctx->served = 1;
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rc = peakcache_http_serve(ctx->conf->policy, &ctx->req, entry,
                               (uint32_t) ctx->outcome,
-                              (uint16_t) ctx->fwd_status,
-                              ngx_http_peakcache_now(), &a);
+                              (uint16_t) ctx->fwd_status, now, &a);
     if (rc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
                                      "answering from the entry failed");
@@ -1348,11 +1498,19 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    r->headers_out.status = a.status;
-
-    if (ngx_http_peakcache_set_headers(r, items, n) != NGX_OK) {
+    m = ngx_pcalloc(r->pool, sizeof(ngx_http_peakcache_memo_t));
+    if (m == NULL) {
         return NGX_ERROR;
     }
+
+    m->elts = ngx_palloc(r->pool, (n ? n : 1) * sizeof(ngx_table_elt_t));
+    if (m->elts == NULL) {
+        return NGX_ERROR;
+    }
+
+    m->status = a.status;
+    ngx_http_peakcache_memo_fill(m, items, n);
+    ngx_http_peakcache_memo_apply(r, m);
 
     /* the HTTP layer has answered the client's conditions */
     r->disable_not_modified = 1;
@@ -1360,6 +1518,165 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     ctx->served = 1;
 
     return NGX_OK;
+}
+
+
+/*
+ * The memoized answer to a plain hit of `entry` at `now`.  What
+ * peakcache_http_serve answers for it changes only with its Age (Cache-Status
+ * of a fresh hit is "hit; ttl=N", N the lifetime less the Age in seconds): the
+ * memo is built with the HTTP layer's own answer, and kept until the HTTP
+ * layer's Age of the entry changes (found once, by asking it for later
+ * instants).  The memo holds a reference to the entry, so its address names
+ * the same stored value for as long as the memo lives.
+ *
+ * This needs the entry handle to be the stored value's own (the local
+ * backend's Arc): a backend handing out a new handle per hit (the shared
+ * one) would never find its memo and rebuild it on every hit, and must not be
+ * memoized this way (it needs a stable per-value identity from the library).
+ */
+
+static ngx_http_peakcache_memo_t *
+ngx_http_peakcache_memo_get(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, size_t body_len,
+    uint64_t now)
+{
+    size_t                        n;
+    uint64_t                      age, a2, lo, hi, mid;
+    ngx_uint_t                    slot;
+    peakcache_result              rc;
+    peakcache_http_answer         a;
+    peakcache_http_request        req;
+    ngx_http_peakcache_memo_t    *m;
+    const peakcache_http_header  *items;
+
+    slot = ((uintptr_t) entry >> 4) & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 1);
+    m = ngx_http_peakcache_memos[slot];
+
+    if (m
+        && m->entry == entry
+        && m->policy == ctx->conf->policy
+        && now >= m->valid_from
+        && now < m->valid_until)
+    {
+        return m;
+    }
+
+    if (body_len > NGX_HTTP_PEAKCACHE_MEMO_BODY) {
+        return NULL;
+    }
+
+    /* a plain GET: what the answer depends on (see ngx_http_peakcache_plain) */
+
+    ngx_memzero(&req, sizeof(peakcache_http_request));
+    req.method.data = (const uint8_t *) "GET";
+    req.method.len = 3;
+
+    rc = peakcache_http_serve(ctx->conf->policy, &req, entry, PEAKCACHE_HTTP_HIT,
+                              0, now, &a);
+    if (rc != PEAKCACHE_OK) {
+        return NULL;
+    }
+
+    if (a.kind != PEAKCACHE_HTTP_SEND_STORED
+        || peakcache_http_headers_items(a.headers, &items, &n) != PEAKCACHE_OK
+        || peakcache_http_age(entry, now, &age) != PEAKCACHE_OK)
+    {
+        peakcache_http_headers_free(a.headers);
+        return NULL;
+    }
+
+    /* the first instant, within the next second, with another Age */
+
+    lo = now;
+    hi = now + 1000;
+
+    if (peakcache_http_age(entry, hi, &a2) == PEAKCACHE_OK && a2 == age) {
+        lo = hi;
+
+    } else {
+        while (hi - lo > 1) {
+            mid = lo + (hi - lo) / 2;
+
+            if (peakcache_http_age(entry, mid, &a2) != PEAKCACHE_OK) {
+                break;
+            }
+
+            if (a2 == age) {
+                lo = mid;
+
+            } else {
+                hi = mid;
+            }
+        }
+    }
+
+    m = ngx_alloc(sizeof(ngx_http_peakcache_memo_t)
+                  + (n ? n : 1) * sizeof(ngx_table_elt_t), r->connection->log);
+    if (m == NULL) {
+        peakcache_http_headers_free(a.headers);
+        return NULL;
+    }
+
+    ngx_memzero(m, sizeof(ngx_http_peakcache_memo_t));
+
+    if (peakcache_entry_clone(entry, &m->entry) != PEAKCACHE_OK) {
+        peakcache_http_headers_free(a.headers);
+        ngx_free(m);
+        return NULL;
+    }
+
+    m->refs = 1;
+    m->policy = ctx->conf->policy;
+    m->headers = a.headers;
+    m->valid_from = now;
+    m->valid_until = lo + 1;
+    m->status = a.status;
+    m->elts = (ngx_table_elt_t *) (m + 1);
+
+    ngx_http_peakcache_memo_fill(m, items, n);
+
+    if (ngx_http_peakcache_memos[slot]) {
+        ngx_http_peakcache_memo_release(ngx_http_peakcache_memos[slot]);
+    }
+
+    ngx_http_peakcache_memos[slot] = m;
+
+    return m;
+}
+
+
+static void
+ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m)
+{
+    if (--m->refs) {
+        return;
+    }
+
+    peakcache_http_headers_free(m->headers);
+    peakcache_entry_free(m->entry);
+    ngx_free(m);
+}
+
+
+static void
+ngx_http_peakcache_memo_clear(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_PEAKCACHE_MEMO_SLOTS; i++) {
+        if (ngx_http_peakcache_memos[i]) {
+            ngx_http_peakcache_memo_release(ngx_http_peakcache_memos[i]);
+            ngx_http_peakcache_memos[i] = NULL;
+        }
+    }
+
+    for (i = 0; i < NGX_HTTP_PEAKCACHE_KEY_SLOTS; i++) {
+        if (ngx_http_peakcache_keys[i]) {
+            ngx_free(ngx_http_peakcache_keys[i]);
+            ngx_http_peakcache_keys[i] = NULL;
+        }
+    }
 }
 
 
@@ -1535,7 +1852,9 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         break;
     }
 
-    if (ngx_http_peakcache_response_view(r, &head) != NGX_OK) {
+    if (ngx_http_peakcache_response_view(r, &head) != NGX_OK
+        || ngx_http_peakcache_request_view(r, ctx) != NGX_OK)
+    {
         return NGX_ERROR;
     }
 
@@ -1685,6 +2004,10 @@ ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
 
     primary = ctx->key;
 
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     {
     ngx_str_t       vkey;
     peakcache_buf  *buf;
@@ -1789,7 +2112,7 @@ ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
     ctx->fwd_status = status;
 
-    rc = ngx_http_peakcache_answer(r, ctx, ctx->stale);
+    rc = ngx_http_peakcache_answer(r, ctx, ctx->stale, NGX_MAX_SIZE_T_VALUE);
 
     if (rc == NGX_ERROR) {
         return NGX_ERROR;
@@ -2056,6 +2379,14 @@ ngx_http_peakcache_cleanup(void *data)
     peakcache_entry_free(ctx->revalidate);
     ctx->revalidate = NULL;
 
+    peakcache_entry_free(ctx->entry);
+    ctx->entry = NULL;
+
+    if (ctx->memo) {
+        ngx_http_peakcache_memo_release(ctx->memo);
+        ctx->memo = NULL;
+    }
+
     ngx_http_peakcache_origin_done(ctx);
 }
 
@@ -2163,13 +2494,31 @@ ngx_http_peakcache_unqueue(ngx_http_peakcache_ctx_t *ctx)
 
 /* serving an entry */
 
-static ngx_int_t
-ngx_http_peakcache_set_headers(ngx_http_request_t *r,
+/*
+ * The header list of an answer as nginx's table elements (into m->elts,
+ * room for n): the fields nginx writes itself (Content-Type apart, the body's
+ * framing) are left out, and those its filters look for are noted.
+ */
+
+static void
+ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
     const peakcache_http_header *items, size_t n)
 {
     size_t            i, nlen, vlen;
     u_char           *p, *name, *value;
     ngx_table_elt_t  *h;
+
+    m->nelts = 0;
+    m->content_type.len = 0;
+    m->content_type.data = NULL;
+    m->content_type_len = 0;
+    m->last_modified_time = -1;
+    m->date = -1;
+    m->etag = -1;
+    m->server = -1;
+    m->location = -1;
+    m->last_modified = -1;
+    m->content_encoding = -1;
 
     for (i = 0; i < n; i++) {
 
@@ -2181,11 +2530,11 @@ ngx_http_peakcache_set_headers(ngx_http_request_t *r,
         if (nlen == sizeof("Content-Type") - 1
             && ngx_strncasecmp(name, (u_char *) "Content-Type", nlen) == 0)
         {
-            r->headers_out.content_type.data = value;
-            r->headers_out.content_type.len = vlen;
+            m->content_type.data = value;
+            m->content_type.len = vlen;
 
             p = ngx_strlchr(value, value + vlen, ';');
-            r->headers_out.content_type_len = p ? (size_t) (p - value) : vlen;
+            m->content_type_len = p ? (size_t) (p - value) : vlen;
             continue;
         }
 
@@ -2200,15 +2549,10 @@ ngx_http_peakcache_set_headers(ngx_http_request_t *r,
             continue;
         }
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
+        h = &m->elts[m->nelts];
 
+        ngx_memzero(h, sizeof(ngx_table_elt_t));
         h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
         h->key.data = name;
         h->key.len = nlen;
         h->value.data = value;
@@ -2219,30 +2563,29 @@ ngx_http_peakcache_set_headers(ngx_http_request_t *r,
 
         case sizeof("Date") - 1:
             if (ngx_strncasecmp(name, (u_char *) "Date", nlen) == 0) {
-                r->headers_out.date = h;
+                m->date = m->nelts;
 
             } else if (ngx_strncasecmp(name, (u_char *) "ETag", nlen) == 0) {
-                r->headers_out.etag = h;
+                m->etag = m->nelts;
             }
             break;
 
         case sizeof("Server") - 1:
             if (ngx_strncasecmp(name, (u_char *) "Server", nlen) == 0) {
-                r->headers_out.server = h;
+                m->server = m->nelts;
             }
             break;
 
         case sizeof("Location") - 1:
             if (ngx_strncasecmp(name, (u_char *) "Location", nlen) == 0) {
-                r->headers_out.location = h;
+                m->location = m->nelts;
             }
             break;
 
         case sizeof("Last-Modified") - 1:
             if (ngx_strncasecmp(name, (u_char *) "Last-Modified", nlen) == 0) {
-                r->headers_out.last_modified = h;
-                r->headers_out.last_modified_time =
-                                               ngx_parse_http_time(value, vlen);
+                m->last_modified = m->nelts;
+                m->last_modified_time = ngx_parse_http_time(value, vlen);
             }
             break;
 
@@ -2250,13 +2593,83 @@ ngx_http_peakcache_set_headers(ngx_http_request_t *r,
             if (ngx_strncasecmp(name, (u_char *) "Content-Encoding", nlen)
                 == 0)
             {
-                r->headers_out.content_encoding = h;
+                m->content_encoding = m->nelts;
             }
             break;
         }
+
+        m->nelts++;
+    }
+}
+
+
+/*
+ * Copies the answer's headers into the request (its own table elements:
+ * filters change them in place; the strings stay the memo's).
+ */
+
+static void
+ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
+    ngx_http_peakcache_memo_t *m)
+{
+    ngx_uint_t        i;
+    ngx_list_t       *list;
+    ngx_table_elt_t  *h, *elts;
+
+    list = &r->headers_out.headers;
+    elts = NULL;
+
+    if (list->last == &list->part && list->part.nelts == 0
+        && m->nelts <= list->nalloc)
+    {
+        /* the usual case: nothing pushed yet, one copy */
+        elts = list->part.elts;
+        ngx_memcpy(elts, m->elts, m->nelts * sizeof(ngx_table_elt_t));
+        list->part.nelts = m->nelts;
     }
 
-    return NGX_OK;
+    for (i = 0; i < m->nelts; i++) {
+
+        if (elts) {
+            h = &elts[i];
+
+        } else {
+            h = ngx_list_push(list);
+            if (h == NULL) {
+                /* headers_out is out of memory: the fields are dropped */
+                break;
+            }
+
+            *h = m->elts[i];
+        }
+
+        if ((ngx_int_t) i == m->date) {
+            r->headers_out.date = h;
+
+        } else if ((ngx_int_t) i == m->etag) {
+            r->headers_out.etag = h;
+
+        } else if ((ngx_int_t) i == m->server) {
+            r->headers_out.server = h;
+
+        } else if ((ngx_int_t) i == m->location) {
+            r->headers_out.location = h;
+
+        } else if ((ngx_int_t) i == m->last_modified) {
+            r->headers_out.last_modified = h;
+
+        } else if ((ngx_int_t) i == m->content_encoding) {
+            r->headers_out.content_encoding = h;
+        }
+    }
+
+    r->headers_out.status = m->status;
+    r->headers_out.last_modified_time = m->last_modified_time;
+
+    if (m->content_type.len) {
+        r->headers_out.content_type = m->content_type;
+        r->headers_out.content_type_len = m->content_type_len;
+    }
 }
 
 
@@ -2271,8 +2684,6 @@ static ngx_chain_t *
 ngx_http_peakcache_entry_body(ngx_http_request_t *r, peakcache_entry *entry)
 {
     size_t            len;
-    ngx_buf_t        *b;
-    ngx_chain_t      *out;
     const uint8_t    *body;
     peakcache_result  rc;
 
@@ -2282,6 +2693,17 @@ ngx_http_peakcache_entry_body(ngx_http_request_t *r, peakcache_entry *entry)
                                      "reading a stored body failed");
         return NULL;
     }
+
+    return ngx_http_peakcache_body_chain(r, body, len);
+}
+
+
+static ngx_chain_t *
+ngx_http_peakcache_body_chain(ngx_http_request_t *r, const uint8_t *body,
+    size_t len)
+{
+    ngx_buf_t        *b;
+    ngx_chain_t      *out;
 
     b = ngx_calloc_buf(r->pool);
     if (b == NULL) {
@@ -2320,11 +2742,20 @@ ngx_http_peakcache_send_entry(ngx_http_request_t *r,
     ngx_chain_t      *out;
     const uint8_t    *body;
 
-    if (ngx_http_peakcache_hold(r, entry, NULL) != NGX_OK) {
+    /* the request's reference: released with the context */
+
+    if (ctx->entry == NULL) {
+        ctx->entry = entry;
+
+    } else if (ngx_http_peakcache_hold(r, entry, NULL) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    rc = ngx_http_peakcache_answer(r, ctx, entry);
+    if (peakcache_entry_body(entry, &body, &len) != PEAKCACHE_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    rc = ngx_http_peakcache_answer(r, ctx, entry, len);
 
     if (rc != NGX_OK) {
         return rc == NGX_ERROR ? NGX_HTTP_INTERNAL_SERVER_ERROR : rc;
@@ -2333,10 +2764,6 @@ ngx_http_peakcache_send_entry(ngx_http_request_t *r,
     if (r->headers_out.status == NGX_HTTP_NOT_MODIFIED) {
         r->header_only = 1;
         return ngx_http_send_header(r);
-    }
-
-    if (peakcache_entry_body(entry, &body, &len) != PEAKCACHE_OK) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
     r->headers_out.content_length_n = len;
@@ -2348,7 +2775,9 @@ ngx_http_peakcache_send_entry(ngx_http_request_t *r,
         return rc;
     }
 
-    out = ngx_http_peakcache_entry_body(r, entry);
+    /* one buffer pointing into the entry */
+
+    out = ngx_http_peakcache_body_chain(r, body, len);
     if (out == NULL) {
         return NGX_ERROR;
     }
@@ -2362,11 +2791,77 @@ ngx_http_peakcache_send_entry(ngx_http_request_t *r,
 
 /* the HTTP layer: key and store decision */
 
+/*
+ * The key is a function of the request target alone (the scheme, the Host
+ * header or the server name, the method class and the target as received):
+ * each worker keeps the keys it computed, so a hit asks the HTTP layer for
+ * nothing.  Requests with the operator's peakcache_key are not memoized.
+ */
+
 static ngx_int_t
 ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
-    peakcache_buf     *buf;
-    peakcache_result   rc;
+    u_char                          *p;
+    size_t                           size;
+    uint32_t                         hash;
+    ngx_str_t                       *host;
+    ngx_uint_t                       flags, slot;
+    peakcache_buf                   *buf;
+    peakcache_result                 rc;
+    ngx_http_peakcache_key_memo_t   *k;
+
+    host = NULL;
+    hash = 0;
+    flags = 0;
+    slot = 0;
+
+    if (ctx->conf->key == NULL) {
+
+        if (r->headers_in.host) {
+            host = &r->headers_in.host->value;
+            flags |= 2;
+
+        } else {
+            host = &r->headers_in.server;
+        }
+
+#if (NGX_HTTP_SSL)
+        if (r->connection->ssl) {
+            flags |= 1;
+        }
+#endif
+
+        hash = ngx_murmur_hash2(r->unparsed_uri.data, r->unparsed_uri.len)
+               ^ (ngx_murmur_hash2(host->data, host->len) * 0x9e3779b1)
+               ^ (uint32_t) flags;
+
+        slot = hash & (NGX_HTTP_PEAKCACHE_KEY_SLOTS - 1);
+        k = ngx_http_peakcache_keys[slot];
+
+        if (k
+            && k->hash == hash
+            && k->flags == flags
+            && k->policy == ctx->conf->policy
+            && k->uri.len == r->unparsed_uri.len
+            && k->host.len == host->len
+            && ngx_memcmp(k->uri.data, r->unparsed_uri.data, k->uri.len) == 0
+            && ngx_memcmp(k->host.data, host->data, k->host.len) == 0)
+        {
+            ctx->key.data = ngx_pnalloc(r->pool, k->key.len);
+            if (ctx->key.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
+            ctx->key.len = k->key.len;
+
+            return NGX_OK;
+        }
+    }
+
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     buf = NULL;
     rc = peakcache_http_key(ctx->conf->policy, &ctx->req, &buf);
@@ -2397,6 +2892,39 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     if (ngx_http_peakcache_copy_buf(r, buf, &ctx->key) != NGX_OK) {
         return NGX_ERROR;
     }
+
+    size = host->len + r->unparsed_uri.len + ctx->key.len;
+
+    if (size > NGX_HTTP_PEAKCACHE_KEY_MAX) {
+        return NGX_OK;
+    }
+
+    k = ngx_alloc(sizeof(ngx_http_peakcache_key_memo_t) + size,
+                  r->connection->log);
+    if (k == NULL) {
+        return NGX_OK;
+    }
+
+    p = (u_char *) (k + 1);
+
+    k->policy = ctx->conf->policy;
+    k->hash = hash;
+    k->flags = flags;
+    k->host.data = p;
+    k->host.len = host->len;
+    p = ngx_cpymem(p, host->data, host->len);
+    k->uri.data = p;
+    k->uri.len = r->unparsed_uri.len;
+    p = ngx_cpymem(p, r->unparsed_uri.data, r->unparsed_uri.len);
+    k->key.data = p;
+    k->key.len = ctx->key.len;
+    ngx_memcpy(p, ctx->key.data, ctx->key.len);
+
+    if (ngx_http_peakcache_keys[slot]) {
+        ngx_free(ngx_http_peakcache_keys[slot]);
+    }
+
+    ngx_http_peakcache_keys[slot] = k;
 
     return NGX_OK;
 }
@@ -2573,15 +3101,42 @@ ngx_http_peakcache_commit(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 static ngx_int_t
 ngx_http_peakcache_header_filter(ngx_http_request_t *r)
 {
+    ngx_int_t                  rc;
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_peakcache_get_ctx(r);
+
+    if (ctx == NULL || !ctx->head) {
+        return ngx_http_peakcache_header(r, ctx);
+    }
+
+    /*
+     * A HEAD miss filled by GET: the client's method again for the filters
+     * that follow (nginx's header filter sends the head alone), then the
+     * upstream is let read the body on, for the fill (the body filter keeps
+     * it from the client).
+     */
+
+    r->method = NGX_HTTP_HEAD;
+    r->method_name = ctx->method_name;
+
+    rc = ngx_http_peakcache_header(r, ctx);
+
+    r->header_only = 0;
+
+    return rc;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
     ngx_uint_t                 i;
     ngx_str_t                  value;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
     peakcache_buf             *buf;
     peakcache_result           rc;
-    ngx_http_peakcache_ctx_t  *ctx;
-
-    ctx = ngx_http_peakcache_get_ctx(r);
 
     if (ctx == NULL || ctx->served || ctx->header_seen) {
         return ngx_http_next_header_filter(r);
@@ -2673,7 +3228,7 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
 
     if (ctx == NULL || in == NULL
-        || (!ctx->capture && !ctx->swap && !ctx->background))
+        || (!ctx->capture && !ctx->swap && !ctx->background && !ctx->head))
     {
         return ngx_http_next_body_filter(r, in);
     }
@@ -2718,7 +3273,7 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ngx_http_peakcache_commit(r, ctx);
     }
 
-    if (ctx->swap || ctx->background) {
+    if (ctx->swap || ctx->background || ctx->head) {
 
         /* what goes nowhere is consumed, so the upstream reuses its buffers */
 
@@ -2742,7 +3297,7 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
             ctx->stale = NULL;
 
-            if (r->header_only) {
+            if (r->header_only || ctx->head) {
                 return NGX_OK;
             }
 
@@ -3781,6 +4336,8 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
 
     ngx_http_peakcache_mcf = pmcf;
 
+    ngx_http_peakcache_memo_clear();
+
     peakcache_set_log_callback(NULL, ngx_http_peakcache_log_callback);
 
     zones = pmcf->zones.elts;
@@ -3824,6 +4381,8 @@ ngx_http_peakcache_exit_process(ngx_cycle_t *cycle)
     if (ngx_http_peakcache_mcf == NULL) {
         return;
     }
+
+    ngx_http_peakcache_memo_clear();
 
     zones = ngx_http_peakcache_mcf->zones.elts;
 

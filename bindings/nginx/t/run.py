@@ -41,6 +41,7 @@ class Origin:
 
     def __init__(self):
         self.counts = {}
+        self.methods = {}
         self.lock = threading.Lock()
         self.down = False
         self.version = 1
@@ -59,6 +60,7 @@ class Origin:
                 path = self.path.split("?")[0]
                 with origin.lock:
                     origin.counts[path] = origin.counts.get(path, 0) + 1
+                    origin.methods[path] = self.command
                     n = origin.counts[path]
                 headers = {"Content-Type": "text/plain"}
                 status = 200
@@ -183,9 +185,11 @@ class Nginx:
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
+        # nginx reads $NGINX itself (inherited listening sockets): not ours
+        env = {k: v for k, v in os.environ.items() if k != "NGINX"}
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf,
                                       "-e", os.path.join(self.prefix, "error.log")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -331,6 +335,41 @@ class T:
         assert s2 == 200 and h2["x-cache"] == "HIT" and b2 == b"", (h2, b2)
         assert h2["content-length"] == str(len(b))
         assert self.o.count("/head") == 1
+
+    def test_head_miss_fills_with_get(self):
+        c = http.client.HTTPConnection("127.0.0.1", self.p, timeout=10)
+        try:
+            # a private answer: forwarded by GET, not stored, the client gets the head only
+            c.request("HEAD", "/private-head")
+            r = c.getresponse()
+            assert r.status == 200 and r.read() == b"", r.status
+            assert self.o.methods.get("/private-head") == "GET", self.o.methods
+            # a HEAD miss fills the key with a GET (one origin request) ...
+            c.request("HEAD", "/headmiss")
+            r = c.getresponse()
+            h = {k.lower(): v for k, v in r.getheaders()}
+            assert r.status == 200 and r.read() == b"" and h["x-cache"] == "MISS", (r.status, h)
+            assert self.o.methods.get("/headmiss") == "GET", self.o.methods
+            # ... and no body byte followed the head: the same connection goes on
+            c.request("GET", "/headmiss")
+            r = c.getresponse()
+            h2 = {k.lower(): v for k, v in r.getheaders()}
+            b2 = r.read()
+            assert r.status == 200 and h2["x-cache"] == "HIT", (r.status, h2)
+            assert b2 == b"/headmiss v1 n1\n" and h["content-length"] == str(len(b2)), (h, b2)
+        finally:
+            c.close()
+        assert self.o.count("/headmiss") == 1, self.o.count("/headmiss")
+
+    def test_hit_age_advances(self):
+        # hits are answered from a per-worker memo: Age and Cache-Status must still move
+        self.get("/agetick")
+        s, h, _ = self.get("/agetick")
+        time.sleep(1.1)
+        s2, h2, _ = self.get("/agetick")
+        assert h2["x-cache"] == "HIT" and int(h2["age"]) >= int(h["age"]) + 1, (h, h2)
+        assert h2["cache-status"] == "peakcache; hit; ttl=%d" % (60 - int(h2["age"])), h2
+        assert self.o.count("/agetick") == 1
 
     def test_304_to_if_none_match(self):
         self.get("/etag")
