@@ -8,7 +8,8 @@ use crate::region::{
     H_SEQ, UNIT,
 };
 use crate::shard::{
-    self, Counter, Locked, NewRecord, Outcome, Rec, Standing, COUNTERS, MAX_KEY, MAX_TAGS,
+    self, Counter, Evicted, Locked, NewRecord, Optimistic, Outcome, Rec, Standing, COUNTERS,
+    MAX_KEY, MAX_TAGS,
 };
 use crate::tags::{tag_hash, Tags, Verdict};
 use bytes::Bytes;
@@ -483,6 +484,9 @@ enum Step {
     Pending(usize, u32),
 }
 
+/// Optimistic reads tried before taking the shard lock (each fails only if a writer came by).
+const OPTIMISTIC_TRIES: usize = 2;
+
 /// Longest single sleep of a blocked waiter: it then checks the owner's liveness again.
 const LIVENESS_TICK: Duration = Duration::from_millis(50);
 
@@ -835,7 +839,58 @@ impl ShmCache {
     /// Looks `key` up and answers what the caller should do: serve, serve and refresh, fill,
     /// wait, or pass through. See [`Lookup`].
     pub fn lookup(&self, key: &[u8]) -> Lookup {
+        if key.len() <= MAX_KEY {
+            if let Some(hit) = self.lookup_fresh_optimistic(key) {
+                return Lookup::Fresh(hit);
+            }
+        }
         self.lookup_with(key, true)
+    }
+
+    /// The fresh-hit case of `lookup` without the shard lock (see `shard::read_optimistic`):
+    /// `None` for anything else (a miss, a stale entry, a flight past its deadline, a
+    /// pass-through, tags to check, a writer in the way), which the locked lookup decides.
+    fn lookup_fresh_optimistic(&self, key: &[u8]) -> Option<Hit> {
+        let hash = self.key_hash(key);
+        let shard = self.shard_index(hash);
+        let now = self.now_nanos();
+        let frozen = self.frozen();
+        for _ in 0..OPTIMISTIC_TRIES {
+            let mut counted = false;
+            let read = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
+                let r = &p.rec;
+                let overdue = p.meta & shard::M_ACTIVE != 0 && now >= p.deadline;
+                let fresh = frozen || r.standing(now) == Standing::Fresh;
+                let settled = r.ntags == 0 || p.checked_epoch == Tags::new(self.region()).epoch();
+                if p.pass_until > now || overdue || !r.has_value() || !fresh || !settled {
+                    return None;
+                }
+                s.count(Counter::Fresh);
+                counted = true;
+                let mut value = Vec::new();
+                s.copy_value_racy(r, &mut value)?;
+                Some((p.slot, value, *r))
+            });
+            let s = shard::Shard::new(self.region(), shard);
+            match read {
+                Optimistic::Read((slot, value, r)) => {
+                    s.touch(slot);
+                    return Some(Hit {
+                        value: Bytes::from(value),
+                        flags: r.flags,
+                        served: Served::Fresh,
+                        stored_at: r.stored_at,
+                        fresh_until: r.fresh_until(),
+                        revalidate_until: r.revalidate_until(),
+                        error_until: r.error_until(),
+                    });
+                }
+                Optimistic::Absent => return None,
+                Optimistic::Retry if counted => s.uncount(Counter::Fresh),
+                Optimistic::Retry => {}
+            }
+        }
+        None
     }
 
     fn lookup_with(&self, key: &[u8], counted: bool) -> Lookup {
@@ -947,35 +1002,46 @@ impl ShmCache {
             seq: 0,
             tags: &[],
         };
-        let r = self.write_with_room(s, &n, now, frozen)?;
+        let r = self.write_with_room(s, &n, now, frozen).ok()?;
         Some(s.insert_slot(hash, &r))
     }
 
-    /// Writes a record, evicting until it fits and a free slot exists.
+    /// Writes a record, evicting until it fits and a free slot exists. `Err(true)` if the
+    /// policy turned the new entry away (only when its admission plan allowed it), `Err(false)`
+    /// if nothing more could be evicted.
     fn write_with_room(
         &self,
         s: &Locked<'_>,
         n: &NewRecord<'_>,
         now: u64,
         frozen: bool,
-    ) -> Option<Rec> {
+    ) -> Result<Rec, bool> {
         loop {
-            if !s.has_free_slot() {
-                if !s.evict_one(now, frozen) {
-                    return None;
-                }
+            let room = if !s.has_free_slot()
+                || s.free_units() < u64::from(n.units()) + s.reserve_units()
+            {
+                s.evict_one(now, frozen)
+            } else if let Some(r) = s.write_record(n) {
+                return Ok(r);
+            } else if s.defragment(n.units()) {
+                // Enough free units, in pieces: a few records moved rather than evicted.
                 continue;
-            }
-            if let Some(r) = s.write_record(n) {
-                return Some(r);
-            }
-            if !s.evict_one(now, frozen) {
-                return None;
+            } else {
+                s.grow_reserve(n.units());
+                s.evict_one(now, frozen)
+            };
+            match room {
+                Evicted::One => {}
+                Evicted::TheNewEntry => return Err(true),
+                Evicted::Nothing => return Err(false),
             }
         }
     }
 
-    /// Stores a value record for `key`, replacing what was there.
+    /// Stores a value record for `key`, replacing what was there. A key without a value is
+    /// admitted by the policy, which may turn it away if `may_reject` (`Ok(None)`; in-process,
+    /// the entry is admitted and evicted at once). Fills never are: their waiters read the
+    /// value from the region.
     #[allow(clippy::too_many_arguments)]
     fn store(
         &self,
@@ -989,7 +1055,8 @@ impl ShmCache {
         seq: u64,
         now: u64,
         stale: bool,
-    ) -> Result<usize, StoreError> {
+        may_reject: bool,
+    ) -> Result<Option<usize>, StoreError> {
         let mut hashes: Vec<u64> = tags.iter().map(|t| tag_hash(t)).collect();
         hashes.sort_unstable();
         hashes.dedup();
@@ -1006,16 +1073,31 @@ impl ShmCache {
             seq,
             tags: &hashes,
         };
-        let r = self
-            .write_with_room(s, &n, now, self.frozen())
-            .ok_or(StoreError::NoRoom)?;
-        Ok(match s.find(hash, key) {
+        // A key without a value is admitted: decided before making room, as in-process.
+        if s.find(hash, key).is_none_or(|(_, r)| !r.has_value()) {
+            s.plan_admission(hash, n.units(), may_reject);
+        }
+        let written = self.write_with_room(s, &n, now, self.frozen());
+        let r = match written {
+            Ok(r) => r,
+            Err(rejected) => {
+                s.plan.set(None);
+                return if rejected {
+                    Ok(None)
+                } else {
+                    Err(StoreError::NoRoom)
+                };
+            }
+        };
+        let i = match s.find(hash, key) {
             Some((i, _)) => {
                 s.replace_rec(i, &r);
                 i
             }
             None => s.insert_slot(hash, &r),
-        })
+        };
+        s.plan.set(None);
+        Ok(Some(i))
     }
 
     fn check_size(&self, key: &[u8], value: &[u8], ntags: usize) -> Result<(), StoreError> {
@@ -1087,13 +1169,15 @@ impl ShmCache {
                                 t.id,
                                 now,
                                 invalidated,
+                                false,
                             ) {
-                                Ok(i) => {
+                                Ok(Some(i)) => {
                                     s.set_failures(i, 0);
                                     s.set_retry_at(i, 0);
                                     s.set_pass_until(i, 0);
                                     Outcome::Value
                                 }
+                                Ok(None) => Outcome::Pass,
                                 Err(e) => {
                                     result = Err(e);
                                     Outcome::Abandoned
@@ -1163,16 +1247,56 @@ impl ShmCache {
     /// The value of `key` if stored and fresh (or the cache is frozen). Counted as a lookup
     /// (fresh or miss); takes no part in the lifecycle.
     pub fn get(&self, key: &[u8]) -> Option<Bytes> {
-        let mut out = None;
-        self.get_with(key, |s, r| {
-            out = Some(Bytes::copy_from_slice(s.value_bytes(r)))
-        });
-        out
+        let mut value = Vec::new();
+        self.get_into(key, &mut value)?;
+        Some(Bytes::from(value))
     }
 
     /// Like [`get`](Self::get), copying the value into `buf` (cleared first) and returning its
     /// flags word: no allocation once `buf` is large enough.
     pub fn get_into(&self, key: &[u8], buf: &mut Vec<u8>) -> Option<u32> {
+        if key.len() > MAX_KEY {
+            return None;
+        }
+        let hash = self.key_hash(key);
+        let shard = self.shard_index(hash);
+        let now = self.now_nanos();
+        let frozen = self.frozen();
+        // Without the lock first: the value is copied into `buf`, trusted once validated.
+        for _ in 0..OPTIMISTIC_TRIES {
+            let mut counted = false;
+            let read = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
+                let r = &p.rec;
+                if !r.has_value() || !(frozen || now < r.fresh_until()) {
+                    return Some(None);
+                }
+                if r.ntags != 0 && p.checked_epoch != Tags::new(self.region()).epoch() {
+                    return None;
+                }
+                // Counted before the copy (an atomic add after it would wait for its stores);
+                // taken back below if the read turns out torn.
+                s.count(Counter::Fresh);
+                counted = true;
+                buf.clear();
+                s.copy_value_racy(r, buf)?;
+                Some(Some((p.slot, r.flags)))
+            });
+            let s = shard::Shard::new(self.region(), shard);
+            match read {
+                Optimistic::Read(Some((slot, flags))) => {
+                    s.touch(slot);
+                    return Some(flags);
+                }
+                Optimistic::Read(None) | Optimistic::Absent => {
+                    buf.clear();
+                    s.count(Counter::Miss);
+                    return None;
+                }
+                Optimistic::Retry if counted => s.uncount(Counter::Fresh),
+                Optimistic::Retry => {}
+            }
+        }
+        buf.clear();
         let mut flags = None;
         self.get_with(key, |s, r| {
             buf.clear();
@@ -1256,13 +1380,17 @@ impl ShmCache {
             }
             return Err(e);
         }
-        let i = self.store(
-            &s, hash, key, value, flags, freshness, &tags, seq, now, false,
+        let stored = self.store(
+            &s, hash, key, value, flags, freshness, &tags, seq, now, false, true,
         )?;
-        if s.pass_until(i) > now || s.retry_at(i) > now {
-            s.set_pass_until(i, 0);
-            s.set_retry_at(i, 0);
-            s.set_failures(i, 0);
+        // Stored, or turned away by the admission policy: either way the key's back-off and
+        // pass-through end.
+        if let Some(i) = stored.or_else(|| s.find(hash, key).map(|(i, _)| i)) {
+            if s.pass_until(i) > now || s.retry_at(i) > now {
+                s.set_pass_until(i, 0);
+                s.set_retry_at(i, 0);
+                s.set_failures(i, 0);
+            }
         }
         s.count(Counter::Inserts);
         Ok(())
@@ -1316,7 +1444,7 @@ impl ShmCache {
                 // Slots only move up the probe chain on removal: going backwards from the end
                 // of the list keeps the indices still to visit valid, except across the wrap;
                 // re-check the slot holds a value first.
-                if s.slot_rec(i).is_some_and(|r| r.has_value()) {
+                if s.slot_hash(i) != 0 && s.slot_rec(i).is_some_and(|r| r.has_value()) {
                     if s.flight_active(i) {
                         s.invalidate_flight(i);
                     }
@@ -1552,12 +1680,15 @@ impl ShmCache {
             seq,
             tags: tag_hashes,
         };
-        match self.write_with_room(&s, &n, now, self.frozen()) {
-            Some(r) => {
+        s.plan_admission(hash, n.units(), true);
+        let stored = match self.write_with_room(&s, &n, now, self.frozen()) {
+            Ok(r) => {
                 s.insert_slot(hash, &r);
                 true
             }
-            None => false,
-        }
+            Err(_) => false,
+        };
+        s.plan.set(None);
+        stored
     }
 }

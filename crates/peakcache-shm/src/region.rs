@@ -2,7 +2,9 @@
 //!
 //! All `unsafe` code that touches the mapping is here: turning an offset into an atomic or a
 //! byte slice, after a bounds and alignment check that panics (a bug, never undefined
-//! behaviour) when it fails. Everything above works on offsets.
+//! behaviour) when it fails; and the reads of readers without the lock (`*_racy`), which
+//! return `None` instead for a range out of bounds (it came from torn data). Everything above
+//! works on offsets.
 
 use crate::error::ShmError;
 use crate::hash;
@@ -12,12 +14,15 @@ use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 /// `"PEAKSHM\0"` little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
-/// The layout version. Bumped by any change of the layout or of the hash function.
-pub const LAYOUT_VERSION: u32 = 1;
+/// The layout version. Bumped by any change of the layout or of the hash function. 2: the
+/// policy's state (queue links, ghosts, sketch), the version word of optimistic reads, a free
+/// list per size class with two bitmaps instead of the buddy allocator, and record-size hints
+/// and queue bits in the slots' meta word.
+pub const LAYOUT_VERSION: u32 = 2;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
@@ -135,13 +140,47 @@ impl Geometry {
         SHARD_HEADER
     }
 
-    /// Offset of the free-block bitmap inside a shard.
-    pub(crate) fn bitmap_off(&self) -> usize {
-        SHARD_HEADER + self.slots as usize * SLOT_SIZE
+    /// Offset of the policy's queue links inside a shard (8 bytes per slot).
+    pub(crate) fn links_off(&self) -> usize {
+        self.index_off() + self.slots as usize * SLOT_SIZE
     }
 
+    /// Entries of the ghost table (keys the small queue dropped): one per slot.
+    pub(crate) fn ghost_len(&self) -> usize {
+        self.slots as usize
+    }
+
+    /// Offset of the ghost table inside a shard (8 bytes per entry).
+    pub(crate) fn ghost_off(&self) -> usize {
+        self.links_off() + align(self.slots as usize * 8, UNIT)
+    }
+
+    /// Entries of the main ghost table (keys the main queue evicted): a quarter per slot.
+    pub(crate) fn main_ghost_len(&self) -> usize {
+        (self.slots as usize / 4).max(8)
+    }
+
+    pub(crate) fn main_ghost_off(&self) -> usize {
+        self.ghost_off() + align(self.ghost_len() * 8, UNIT)
+    }
+
+    /// 4-bit counters of the frequency sketch: eight per slot (a power of two).
+    pub(crate) fn sketch_counters(&self) -> usize {
+        (self.slots as usize * 8).max(64)
+    }
+
+    pub(crate) fn sketch_off(&self) -> usize {
+        self.main_ghost_off() + align(self.main_ghost_len() * 8, UNIT)
+    }
+
+    /// Offset of the free-block bitmap inside a shard.
+    pub(crate) fn bitmap_off(&self) -> usize {
+        self.sketch_off() + align(self.sketch_counters() / 2, UNIT)
+    }
+
+    /// Two bitmaps of one bit per heap unit: where free spans start, where they end.
     pub(crate) fn bitmap_bytes(&self) -> usize {
-        align((self.heap_units as usize).div_ceil(64) * 8, UNIT)
+        2 * align((self.heap_units as usize).div_ceil(64) * 8, UNIT)
     }
 
     /// Offset of the heap inside a shard.
@@ -181,8 +220,9 @@ pub(crate) struct Mapping {
     len: usize,
 }
 
-// SAFETY: the mapping is plain shared memory; every access through it is atomic, or made under
-// the shard lock that guards the range (the crate's locking discipline, see `bytes`).
+// SAFETY: the mapping is plain shared memory; every access through it is atomic, a read made
+// under the shard lock that guards the range (the crate's locking discipline, see `bytes`), or
+// an opaque copy with the effect of atomic byte loads (`extend_racy`).
 unsafe impl Send for Mapping {}
 // SAFETY: as above.
 unsafe impl Sync for Mapping {}
@@ -265,22 +305,197 @@ impl Mapping {
         unsafe { std::slice::from_raw_parts(self.base.add(off), len) }
     }
 
-    /// Copies `src` to `off`. The caller holds the lock that guards the range.
+    /// Copies `src` to `off`. The caller holds the lock that guards the range. The bytes are
+    /// stored with relaxed atomic stores (words where aligned), so that an optimistic reader
+    /// copying the range at the same time (see `read_racy`) reads torn data, never races.
     #[inline]
     #[track_caller]
     pub(crate) fn write(&self, off: usize, src: &[u8]) {
         self.check(off, src.len(), 1);
-        // SAFETY: in bounds (checked); `src` is process memory, never inside the mapping's range
-        // being written (callers copy from their own buffers); the caller holds the range's lock.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.base.add(off), src.len()) };
+        let mut at = off;
+        let mut rest = src;
+        while at % 8 != 0 && !rest.is_empty() {
+            self.byte(at).store(rest[0], Ordering::Relaxed);
+            at += 1;
+            rest = &rest[1..];
+        }
+        let words = rest.len() / 8;
+        if words > 0 {
+            // SAFETY: `at..at + 8 * words` lies in the checked range and `at` is 8-aligned (the
+            // loop above stops at alignment when bytes remain), so these are valid, aligned
+            // AtomicU64s inside the live mapping (every bit pattern valid).
+            let dst =
+                unsafe { std::slice::from_raw_parts(self.base.add(at).cast::<AtomicU64>(), words) };
+            for (d, s) in dst.iter().zip(rest.chunks_exact(8)) {
+                d.store(
+                    u64::from_ne_bytes(s.try_into().expect("8 bytes")),
+                    Ordering::Relaxed,
+                );
+            }
+            at += words * 8;
+        }
+        for &b in &rest[words * 8..] {
+            self.byte(at).store(b, Ordering::Relaxed);
+            at += 1;
+        }
     }
 
-    /// Zeroes `len` bytes at `off`. The caller holds the lock that guards the range.
+    /// Zeroes `len` bytes at `off`, 8-aligned, a multiple of 8 (atomic stores, as `write`). The
+    /// caller holds the lock that guards the range.
     #[track_caller]
     pub(crate) fn zero(&self, off: usize, len: usize) {
-        self.check(off, len, 1);
-        // SAFETY: in bounds (checked); the caller holds the range's lock.
-        unsafe { std::ptr::write_bytes(self.base.add(off), 0, len) };
+        self.check(off, len, 8);
+        assert!(len % 8 == 0, "zeroing {len} bytes: not whole words");
+        // SAFETY: in bounds and aligned (checked): `len / 8` valid AtomicU64 in the live mapping.
+        let words =
+            unsafe { std::slice::from_raw_parts(self.base.add(off).cast::<AtomicU64>(), len / 8) };
+        for w in words {
+            w.store(0, Ordering::Relaxed);
+        }
+    }
+
+    /// The byte at `off`, as an atomic.
+    #[inline]
+    #[track_caller]
+    fn byte(&self, off: usize) -> &AtomicU8 {
+        self.check(off, 1, 1);
+        // SAFETY: in bounds (checked); AtomicU8 has the size and alignment of u8.
+        unsafe { &*self.base.add(off).cast::<AtomicU8>() }
+    }
+
+    /// `out.len()` 64-bit words from `off` (8-aligned), by relaxed atomic loads: what a reader
+    /// without the lock may read while a writer changes them (torn, never a race). `None` if the
+    /// range is outside the mapping (the offset came from torn data).
+    #[inline]
+    pub(crate) fn read_words_racy(&self, off: usize, out: &mut [u64]) -> Option<()> {
+        let len = out.len().checked_mul(8)?;
+        if off % 8 != 0 || off.checked_add(len)? > self.len {
+            return None;
+        }
+        // SAFETY: in bounds and aligned (checked above): `out.len()` valid AtomicU64s.
+        let src = unsafe {
+            std::slice::from_raw_parts(self.base.add(off).cast::<AtomicU64>(), out.len())
+        };
+        for (o, s) in out.iter_mut().zip(src) {
+            *o = s.load(Ordering::Relaxed);
+        }
+        Some(())
+    }
+
+    /// Calls `f` with the bytes of `off..off + len` in pieces of at most 8 (a word where
+    /// aligned), read by relaxed atomic loads: the range may be written concurrently (torn
+    /// data, never a race; the caller validates what it read afterwards). `None` if the range
+    /// is outside the mapping. `f` returns false to stop early.
+    #[inline]
+    fn each_racy(&self, off: usize, len: usize, mut f: impl FnMut(&[u8]) -> bool) -> Option<bool> {
+        if off.checked_add(len)? > self.len {
+            return None;
+        }
+        let mut at = off;
+        let end = off + len;
+        let head = ((8 - off % 8) % 8).min(len);
+        let mut piece = [0u8; 8];
+        for (k, p) in piece[..head].iter_mut().enumerate() {
+            // SAFETY: `off + k < end <= self.len` (checked above); AtomicU8 has u8's layout.
+            *p = unsafe { &*self.base.add(off + k).cast::<AtomicU8>() }.load(Ordering::Relaxed);
+        }
+        if head > 0 && !f(&piece[..head]) {
+            return Some(false);
+        }
+        at += head;
+        let words = (end - at) / 8;
+        if words > 0 {
+            // SAFETY: `at` is 8-aligned (words remain, so the head reached alignment) and
+            // `at + 8 * words <= end <= self.len` (checked above).
+            let src =
+                unsafe { std::slice::from_raw_parts(self.base.add(at).cast::<AtomicU64>(), words) };
+            for w in src {
+                if !f(&w.load(Ordering::Relaxed).to_ne_bytes()) {
+                    return Some(false);
+                }
+            }
+            at += words * 8;
+        }
+        let tail = end - at;
+        for (k, p) in piece[..tail].iter_mut().enumerate() {
+            // SAFETY: `at + k < end <= self.len` (checked above).
+            *p = unsafe { &*self.base.add(at + k).cast::<AtomicU8>() }.load(Ordering::Relaxed);
+        }
+        Some(tail == 0 || f(&piece[..tail]))
+    }
+
+    /// Appends `len` bytes at `off` to `out`, read racily: the range may be written
+    /// concurrently (torn data, never a race; the caller validates what it read afterwards).
+    /// `None` if the range is outside the mapping.
+    #[cfg(target_arch = "x86_64")]
+    #[inline]
+    pub(crate) fn extend_racy(&self, off: usize, len: usize, out: &mut Vec<u8>) -> Option<()> {
+        if off.checked_add(len)? > self.len {
+            return None;
+        }
+        out.reserve(len);
+        let start = out.len();
+        // SAFETY: the source range `off..off + len` lies inside the live mapping (checked
+        // above) and `out` has room for `len` more bytes (reserved above), a buffer distinct
+        // from the mapping. `rep movsb` is an opaque copy whose effect is that of relaxed atomic
+        // byte loads from the mapping (well defined while another thread or process writes it:
+        // the bytes may be torn, which the caller's version check detects) and plain stores to
+        // `out`'s spare capacity; it uses no stack and leaves the direction flag clear (the ABI
+        // guarantees it clear on entry). All `len` bytes are then initialised, so `set_len` is
+        // sound.
+        unsafe {
+            std::arch::asm!(
+                "rep movsb",
+                inout("rcx") len => _,
+                inout("rsi") self.base.add(off) as *const u8 => _,
+                inout("rdi") out.as_mut_ptr().add(start) => _,
+                options(nostack, preserves_flags)
+            );
+            out.set_len(start + len);
+        }
+        Some(())
+    }
+
+    /// Appends `len` bytes at `off` to `out`, by relaxed atomic loads (see `each_racy`).
+    #[cfg(not(target_arch = "x86_64"))]
+    #[inline]
+    pub(crate) fn extend_racy(&self, off: usize, len: usize, out: &mut Vec<u8>) -> Option<()> {
+        out.reserve(len);
+        self.each_racy(off, len, |p| {
+            out.extend_from_slice(p);
+            true
+        })
+        .map(|_| ())
+    }
+
+    /// Whether the `key.len()` bytes at `off` equal `key`, read racily (see `each_racy`).
+    #[inline]
+    pub(crate) fn eq_racy(&self, off: usize, key: &[u8]) -> Option<bool> {
+        let mut rest = key;
+        self.each_racy(off, key.len(), |p| {
+            let (a, b) = rest.split_at(p.len());
+            rest = b;
+            a == p
+        })
+    }
+
+    /// Asks the CPU to fetch `len` bytes at `off` into its caches (a hint: no effect on
+    /// correctness; out-of-range parts are ignored).
+    #[inline]
+    pub(crate) fn prefetch(&self, off: usize, len: usize) {
+        let end = off.saturating_add(len).min(self.len);
+        let mut at = off & !63;
+        while at < end {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: a prefetch never faults nor changes memory; the address is inside the
+            // mapping anyway (`at < end <= self.len`).
+            unsafe {
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(
+                    self.base.add(at).cast::<i8>(),
+                );
+            }
+            at += 64;
+        }
     }
 
     /// The mutex at `off`.
@@ -310,6 +525,10 @@ pub(crate) struct Layout {
     pub(crate) shards_off: usize,
     pub(crate) stride: usize,
     pub(crate) index_off: usize,
+    pub(crate) links_off: usize,
+    pub(crate) ghost_off: usize,
+    pub(crate) main_ghost_off: usize,
+    pub(crate) sketch_off: usize,
     pub(crate) bitmap_off: usize,
     pub(crate) heap_off: usize,
 }
@@ -320,6 +539,10 @@ impl Layout {
             shards_off: g.shards_off(),
             stride: g.shard_stride(),
             index_off: g.index_off(),
+            links_off: g.links_off(),
+            ghost_off: g.ghost_off(),
+            main_ghost_off: g.main_ghost_off(),
+            sketch_off: g.sketch_off(),
             bitmap_off: g.bitmap_off(),
             heap_off: g.heap_off(),
         }

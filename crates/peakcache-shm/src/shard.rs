@@ -2,31 +2,44 @@
 //! check that rebuilds it after a holder died inside it.
 //!
 //! ```text
-//! shard = header (1 KiB: mutex, dirty flag, counters, allocator heads)
+//! shard = header (1 KiB: mutex, dirty flag, version, counters, allocator heads, policy state)
 //!       | index: `slots` slots of 64 bytes (open addressing, linear probing, backward-shift delete)
-//!       | bitmap: one bit per heap unit, set where a free block starts
-//!       | heap: `heap_units` units of 64 bytes (records, and free blocks of a buddy allocator)
+//!       | policy: queue links (8 bytes per slot), ghost tables, frequency sketch (`policy.rs`)
+//!       | bitmaps: one bit per heap unit where a free span starts, one where it ends
+//!       | heap: `heap_units` units of 64 bytes (records, and free spans on size-class lists)
 //! ```
 //!
 //! Everything read from the region is checked before use: an offset or a length out of range
 //! marks the shard dirty (it is rebuilt at its next lock) and the operation treats the entry as
 //! absent. Nothing here is `unsafe`: it all goes through the bounds-checked `Mapping`.
+//!
+//! **Versions.** Readers may look an entry up without the lock (`read_optimistic`): every
+//! change a reader could see (slots, records, the heap) happens inside a write section, which
+//! makes the shard's version word odd until the lock is released; a reader trusts what it
+//! copied only if the version was even and unchanged from before its first read to after its
+//! last. Access bits (`touch`), counters and futex words are written outside write sections.
 
 use crate::hash::Checksum;
 use crate::mutex::{Acquired, RawMutex};
+use crate::policy::Choice;
 use crate::region::{Geometry, Mapping, Region, SLOT_SIZE, UNIT};
+use std::cell::Cell;
 use std::collections::HashSet;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::fence;
+use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 // Shard header.
 const S_DIRTY: usize = 64;
-const S_HAND: usize = 68;
 const S_ENTRIES: usize = 72;
 const S_USED: usize = 80;
 const S_OCCUPIED: usize = 88;
 const S_FREE_HEADS: usize = 96;
+/// Free lists: one per size class, `floor(log2(units))` of a free span.
 pub(crate) const ORDERS: usize = 32;
 const S_COUNTERS: usize = S_FREE_HEADS + ORDERS * 4;
+/// The version word of optimistic reads: odd while a writer changes the shard. On a line of
+/// its own among the fields only writers write, so readers' counter updates do not evict it.
+pub(crate) const S_VERSION: usize = 448;
 
 // Slot fields.
 const F_HASH: usize = 0;
@@ -41,15 +54,23 @@ const F_RETRY: usize = 48;
 const F_PASS: usize = 56;
 
 // Slot meta bits.
-const M_FREQ: u32 = 0b11;
+pub(crate) const M_FREQ: u32 = 0b11;
 pub(crate) const M_ACTIVE: u32 = 1 << 2;
 pub(crate) const M_REFRESH: u32 = 1 << 3;
 pub(crate) const M_INVALIDATED: u32 = 1 << 4;
 pub(crate) const M_WAITERS: u32 = 1 << 5;
 const M_OUTCOME_SHIFT: u32 = 6;
 const M_OUTCOME: u32 = 0b111 << M_OUTCOME_SHIFT;
+/// The policy's queue of the slot (`Q_*`) and the CLOCK credit it earned in the main queue.
+pub(crate) const M_QUEUE_SHIFT: u32 = 9;
+pub(crate) const M_QUEUE: u32 = 0b11 << M_QUEUE_SHIFT;
+pub(crate) const M_CREDIT_SHIFT: u32 = 11;
+pub(crate) const M_CREDIT: u32 = 0b11 << M_CREDIT_SHIFT;
 const M_FAIL_SHIFT: u32 = 16;
 const M_FAIL: u32 = 0xff << M_FAIL_SHIFT;
+/// The record's size in units (saturated), a hint to prefetch it with the slot.
+const M_UNITS_SHIFT: u32 = 24;
+const M_UNITS: u32 = 0xff << M_UNITS_SHIFT;
 
 // Records.
 const R_MAGIC: usize = 0;
@@ -77,6 +98,16 @@ pub const MAX_KEY: usize = 64 << 10;
 
 // Free blocks.
 const FREE_MAGIC: u32 = 0x4545_5246;
+const FREE_TAIL_MAGIC: u32 = 0x4c49_4154;
+/// Where a free span's tail tag sits in its last unit (clear of the header, for 1-unit spans).
+const FREE_TAIL: usize = 48;
+/// Spans of a record's own size class tried before a larger class.
+const FIRST_FIT_PROBES: usize = 16;
+/// Most units of a record prefetched with its slot (the hardware follows the rest; 2 and 32
+/// were measured slower on 1 KiB hits).
+const PREFETCH_UNITS: u32 = 4;
+/// Windows compared by `defragment`.
+const DEFRAG_CANDIDATES: usize = 8;
 const NONE: u32 = u32::MAX;
 
 /// Record kinds.
@@ -139,7 +170,8 @@ pub(crate) enum Counter {
     EntriesDropped,
 }
 pub(crate) const COUNTERS: usize = Counter::EntriesDropped as usize + 1;
-const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= crate::region::SHARD_HEADER);
+const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_VERSION);
+const _: () = assert!(S_VERSION + 8 <= crate::policy::P_START);
 
 /// Where an entry stands at an instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -226,7 +258,7 @@ impl NewRecord<'_> {
     pub(crate) fn size(key: usize, value: usize, tags: usize) -> u64 {
         (RECORD_HEADER + tags * 8 + key + value) as u64
     }
-    fn units(&self) -> u32 {
+    pub(crate) fn units(&self) -> u32 {
         let size = Self::size(
             self.key.len(),
             self.value.map_or(0, <[u8]>::len),
@@ -250,13 +282,14 @@ struct SlotCopy {
     pass: u64,
 }
 
-/// Initialises the heap of a new shard: one free span over all of it.
+/// Initialises the heap of a new shard: one free span over all of it; and its policy state.
 pub(crate) fn init_heap(region: &Region, shard: usize) {
     let s = Shard::new(region, shard);
     for o in 0..ORDERS {
         s.m.u32(s.base + S_FREE_HEADS + 4 * o).store(NONE, Relaxed);
     }
     s.free_span(0, region.geo.heap_units);
+    s.reset_policy();
 }
 
 /// Marks a shard to be checked and rebuilt at its next lock.
@@ -269,13 +302,23 @@ pub(crate) fn mark_dirty(region: &Region, shard: usize) {
 /// (held by `Locked`), except the counters' reads.
 pub(crate) struct Shard<'a> {
     pub(crate) m: &'a Mapping,
-    g: &'a Geometry,
-    base: usize,
-    mask: usize,
-    /// Absolute offsets of the index, the bitmap and the heap.
+    pub(crate) g: &'a Geometry,
+    pub(crate) base: usize,
+    pub(crate) mask: usize,
+    /// Absolute offsets of the index, the policy's arrays, the bitmap and the heap.
     index: usize,
+    pub(crate) links: usize,
+    pub(crate) ghost: usize,
+    pub(crate) main_ghost: usize,
+    pub(crate) sketch: usize,
     bitmap: usize,
     heap: usize,
+    /// The largest record, in bytes (a bound on lengths read without the lock).
+    max_object: u64,
+    /// Whether this holder of the lock opened a write section (the version word is odd).
+    writing: Cell<bool>,
+    /// The admission planned for the entry being stored (`policy.rs`).
+    pub(crate) plan: Cell<Option<crate::policy::Plan>>,
 }
 
 /// A locked shard; unlocks on drop. If dropped while panicking, the shard is marked dirty: the
@@ -290,6 +333,7 @@ impl Drop for Locked<'_> {
         if std::thread::panicking() {
             self.s.m.u32(self.s.base + S_DIRTY).store(1, Relaxed);
         }
+        self.s.end_write();
         self.mutex.unlock();
     }
 }
@@ -315,6 +359,72 @@ pub(crate) fn lock(region: &Region, shard: usize) -> Option<Locked<'_>> {
     Some(locked)
 }
 
+/// What `evict_one` did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Evicted {
+    /// An entry or a control record went.
+    One,
+    /// The policy turned the entry being stored away (its plan allowed it).
+    TheNewEntry,
+    /// Nothing could go.
+    Nothing,
+}
+
+/// What an optimistic read found.
+pub(crate) enum Optimistic<T> {
+    /// The key has no entry (validated).
+    Absent,
+    /// Found, read and validated: `f`'s answer.
+    Read(T),
+    /// A writer was active or came by, or the entry needs the lock (tags to check, a stale
+    /// window...): take the lock.
+    Retry,
+}
+
+/// What an optimistic reader is given of an entry: its slot and record header (as read, then
+/// validated), and what the slot says of its flight and pass-through.
+pub(crate) struct Peek {
+    pub(crate) slot: usize,
+    pub(crate) rec: Rec,
+    pub(crate) meta: u32,
+    pub(crate) deadline: u64,
+    pub(crate) pass_until: u64,
+    pub(crate) checked_epoch: u64,
+}
+
+/// Looks `key` up in shard `shard` without its lock: `f` decides from the entry's header
+/// whether it can answer (returning `Some(answer)` after copying out what it needs, or `None`
+/// for the lock). Everything read is validated against the shard's version afterwards; the
+/// answer is dropped and `Retry` returned if a writer came by.
+#[inline]
+pub(crate) fn read_optimistic<T>(
+    region: &Region,
+    shard: usize,
+    hash: u64,
+    key: &[u8],
+    f: impl FnOnce(&Shard<'_>, &Peek) -> Option<T>,
+) -> Optimistic<T> {
+    let s = Shard::new(region, shard);
+    let version = s.m.u64(s.base + S_VERSION);
+    let v1 = version.load(Acquire);
+    if v1 & 1 != 0 || s.m.u32(s.base + S_DIRTY).load(Relaxed) != 0 {
+        return Optimistic::Retry;
+    }
+    let answer = match s.peek(hash, key) {
+        Err(()) => return Optimistic::Retry,
+        Ok(None) => Optimistic::Absent,
+        Ok(Some(p)) => match f(&s, &p) {
+            Some(t) => Optimistic::Read(t),
+            None => return Optimistic::Retry,
+        },
+    };
+    fence(Acquire);
+    if version.load(Relaxed) != v1 {
+        return Optimistic::Retry;
+    }
+    answer
+}
+
 impl<'a> Shard<'a> {
     #[inline]
     pub(crate) fn new(region: &'a Region, shard: usize) -> Self {
@@ -326,17 +436,56 @@ impl<'a> Shard<'a> {
             base,
             mask: region.geo.slots as usize - 1,
             index: base + l.index_off,
+            links: base + l.links_off,
+            ghost: base + l.ghost_off,
+            main_ghost: base + l.main_ghost_off,
+            sketch: base + l.sketch_off,
             bitmap: base + l.bitmap_off,
             heap: base + l.heap_off,
+            max_object: region.settings.max_object,
+            writing: Cell::new(false),
+            plan: Cell::new(None),
+        }
+    }
+
+    // ---- write sections -------------------------------------------------------------------
+
+    /// Opens a write section (once per lock holding): the version word goes odd, so that
+    /// optimistic readers retry. Called before any change a reader could see.
+    #[inline]
+    pub(crate) fn begin_write(&self) {
+        if !self.writing.get() {
+            self.writing.set(true);
+            let v = self.m.u64(self.base + S_VERSION);
+            // Odd; already odd if a writer died inside its section (then the rebuild closes it).
+            v.store(v.load(Relaxed) | 1, Relaxed);
+            fence(Release);
+        }
+    }
+
+    /// Closes the write section, if open: the version word goes to the next even value.
+    fn end_write(&self) {
+        if self.writing.replace(false) {
+            let v = self.m.u64(self.base + S_VERSION);
+            v.store((v.load(Relaxed) | 1).wrapping_add(1), Release);
         }
     }
 
     // ---- counters -------------------------------------------------------------------------
 
-    /// Adds one to a counter (under the lock: a plain load and store).
+    /// Adds one to a counter (an atomic add: optimistic readers count without the lock).
+    #[inline]
     pub(crate) fn count(&self, c: Counter) {
-        let w = self.m.u64(self.base + S_COUNTERS + 8 * c as usize);
-        w.store(w.load(Relaxed).wrapping_add(1), Relaxed);
+        self.m
+            .u64(self.base + S_COUNTERS + 8 * c as usize)
+            .fetch_add(1, Relaxed);
+    }
+
+    /// Takes back a `count` (an optimistic read that counted a hit, then found it torn).
+    pub(crate) fn uncount(&self, c: Counter) {
+        self.m
+            .u64(self.base + S_COUNTERS + 8 * c as usize)
+            .fetch_sub(1, Relaxed);
     }
 
     /// A counter's value (no lock needed: a torn count is impossible on a 64-bit word).
@@ -357,15 +506,15 @@ impl<'a> Shard<'a> {
         w.store(w.load(Relaxed).wrapping_add(delta as u64), Relaxed);
     }
 
-    fn mark_corrupt(&self) {
+    pub(crate) fn mark_corrupt(&self) {
         self.m.u32(self.base + S_DIRTY).store(1, Relaxed);
     }
 
     // ---- slots ----------------------------------------------------------------------------
 
     #[inline]
-    fn slot(&self, i: usize) -> usize {
-        self.index + i * SLOT_SIZE
+    pub(crate) fn slot(&self, i: usize) -> usize {
+        self.index + (i & self.mask) * SLOT_SIZE
     }
 
     #[inline]
@@ -378,6 +527,7 @@ impl<'a> Shard<'a> {
     }
     #[inline]
     pub(crate) fn set_meta(&self, i: usize, v: u32) {
+        self.begin_write();
         self.m.u32(self.slot(i) + F_META).store(v, Relaxed)
     }
     pub(crate) fn futex(&self, i: usize) -> &'a std::sync::atomic::AtomicU32 {
@@ -387,6 +537,7 @@ impl<'a> Shard<'a> {
         self.m.u64(self.slot(i) + f).load(Relaxed)
     }
     fn set64(&self, i: usize, f: usize, v: u64) {
+        self.begin_write();
         self.m.u64(self.slot(i) + f).store(v, Relaxed)
     }
     pub(crate) fn flight_id(&self, i: usize) -> u64 {
@@ -427,12 +578,16 @@ impl<'a> Shard<'a> {
         Outcome::from_bits((self.meta(i) & M_OUTCOME) >> M_OUTCOME_SHIFT)
     }
 
-    /// Records an access (the CLOCK's two-bit counter); writes only below its cap.
+    /// Records an access (the slot's two-bit hit counter, collected by the policy); writes
+    /// only below its cap. Outside write sections and without the lock: a compare-and-swap of
+    /// the exact word read, so it never disturbs the other bits a writer sets (a race loses one
+    /// count at most). On a slot that changed hands meanwhile it credits another key: harmless.
     #[inline]
     pub(crate) fn touch(&self, i: usize) {
-        let m = self.meta(i);
+        let w = self.m.u32(self.slot(i) + F_META);
+        let m = w.load(Relaxed);
         if m & M_FREQ < M_FREQ {
-            self.set_meta(i, m + 1);
+            let _ = w.compare_exchange(m, m + 1, Relaxed, Relaxed);
         }
     }
 
@@ -510,6 +665,62 @@ impl<'a> Shard<'a> {
         None
     }
 
+    /// `find` without the lock (see `read_optimistic`): nothing is marked corrupt, anything
+    /// out of range is `Err` (torn data: retry under the lock), and the answer means nothing
+    /// until the version is checked. Prefetches the whole record as soon as the slot names it.
+    #[inline]
+    fn peek(&self, hash: u64, key: &[u8]) -> Result<Option<Peek>, ()> {
+        let mut i = hash as usize & self.mask;
+        for _ in 0..=self.mask {
+            let h = self.slot_hash(i);
+            if h == 0 {
+                return Ok(None);
+            }
+            if h == hash {
+                let s = self.slot(i);
+                let at = self.m.u32(s + F_REC).load(Relaxed);
+                let meta = self.m.u32(s + F_META).load(Relaxed);
+                if at < self.g.heap_units {
+                    let hint =
+                        ((meta & M_UNITS) >> M_UNITS_SHIFT).clamp(1, PREFETCH_UNITS) as usize;
+                    self.m.prefetch(self.unit_off(at), hint * UNIT);
+                }
+                let r = self.rec(at).filter(|r| r.hash == h).ok_or(())?;
+                if r.key_len as usize == key.len()
+                    && self
+                        .m
+                        .eq_racy(self.unit_off(at) + r.key_off(), key)
+                        .ok_or(())?
+                {
+                    return Ok(Some(Peek {
+                        slot: i,
+                        rec: r,
+                        meta,
+                        deadline: self.get64(i, F_DEADLINE),
+                        pass_until: self.get64(i, F_PASS),
+                        checked_epoch: self.m.u64(self.unit_off(at) + R_CHECKED).load(Relaxed),
+                    }));
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+        Ok(None)
+    }
+
+    /// Appends the value of `r` (found by `peek`) to `out`, without the lock: `None` if its
+    /// length is beyond any record's (torn data). Validated by the caller's version check.
+    #[inline]
+    pub(crate) fn copy_value_racy(&self, r: &Rec, out: &mut Vec<u8>) -> Option<()> {
+        if r.value_len as u64 > self.max_object {
+            return None;
+        }
+        self.m.extend_racy(
+            self.unit_off(r.at) + r.value_off(),
+            r.value_len as usize,
+            out,
+        )
+    }
+
     /// The record of slot `i`, checked; a bad one marks the shard for a rebuild.
     #[inline]
     pub(crate) fn slot_rec(&self, i: usize) -> Option<Rec> {
@@ -522,17 +733,17 @@ impl<'a> Shard<'a> {
         r
     }
 
-    /// Decodes and checks the record header at heap unit `at`.
+    /// Decodes and checks the record header at heap unit `at`. Atomic loads, so that it also
+    /// serves readers without the lock (then the result is only trusted after validation).
     #[inline]
     fn rec(&self, at: u32) -> Option<Rec> {
         if at >= self.g.heap_units {
             return None;
         }
-        // One bounds check for the whole header, then plain little-endian reads (the header is
-        // written only under the shard lock, which the caller holds).
-        let h = self.m.bytes(self.unit_off(at), RECORD_HEADER);
-        let r32 = |f: usize| u32::from_le_bytes([h[f], h[f + 1], h[f + 2], h[f + 3]]);
-        let r64 = |f: usize| u64::from(r32(f)) | u64::from(r32(f + 4)) << 32;
+        let mut h = [0u64; RECORD_HEADER / 8];
+        self.m.read_words_racy(self.unit_off(at), &mut h)?;
+        let r64 = |f: usize| h[f / 8];
+        let r32 = |f: usize| (h[f / 8] >> (8 * (f % 8))) as u32;
         if r32(R_MAGIC) != RECORD_MAGIC {
             return None;
         }
@@ -581,6 +792,7 @@ impl<'a> Shard<'a> {
     }
 
     pub(crate) fn set_checked_epoch(&self, r: &Rec, e: u64) {
+        self.begin_write();
         self.m
             .u64(self.unit_off(r.at) + R_CHECKED)
             .store(e, Relaxed)
@@ -589,6 +801,7 @@ impl<'a> Shard<'a> {
     /// Makes the entry stale from `at` on, if it was fresh later than that.
     pub(crate) fn make_stale_at(&self, r: &mut Rec, at: u64) {
         if r.fresh_until() > at {
+            self.begin_write();
             let ttl = at.saturating_sub(r.stored_at) / 1_000_000;
             r.ttl_ms = u32::try_from(ttl).unwrap_or(u32::MAX);
             let o = self.unit_off(r.at);
@@ -600,6 +813,7 @@ impl<'a> Shard<'a> {
     /// Marks the record's tag purges up to `seq` applied.
     pub(crate) fn set_seq(&self, r: &mut Rec, seq: u64) {
         if seq > r.seq {
+            self.begin_write();
             r.seq = seq;
             let o = self.unit_off(r.at);
             self.m.u64(o + R_SEQ).store(seq, Relaxed);
@@ -607,6 +821,9 @@ impl<'a> Shard<'a> {
         }
     }
 
+    /// The record's checksum, over its header (but the last-checked tag epoch, a cache) and
+    /// its tags, key and value. Computed when the record is written and checked only by the
+    /// rebuild after a crash: never on the hit path.
     fn checksum(&self, r: &Rec) -> u64 {
         let o = self.unit_off(r.at);
         let len = r.value_off() + r.value_len as usize;
@@ -619,6 +836,7 @@ impl<'a> Shard<'a> {
     /// Allocates and writes a record; `None` when the heap has no block that large.
     pub(crate) fn write_record(&self, n: &NewRecord<'_>) -> Option<Rec> {
         let units = n.units();
+        self.begin_write();
         let at = self.alloc(units)?;
         let o = self.unit_off(at);
         let m = self.m;
@@ -659,19 +877,48 @@ impl<'a> Shard<'a> {
         Some(r)
     }
 
-    /// Points slot `i` at record `r`, freeing the record it had.
+    /// Points slot `i` at heap unit `at` (`NONE` for nothing), with its size hint.
+    fn set_rec(&self, i: usize, at: u32, units: u32) {
+        self.begin_write();
+        let s = self.slot(i);
+        self.m.u32(s + F_REC).store(at, Relaxed);
+        let meta = self.meta(i) & !M_UNITS;
+        self.set_meta(i, meta | (units.min(255) << M_UNITS_SHIFT));
+    }
+
+    /// Points slot `i` at record `r`, freeing the record it had. The policy sees a new value
+    /// of a cached key as an access (it keeps its place), a value for a key that had none as
+    /// an admission.
     pub(crate) fn replace_rec(&self, i: usize, r: &Rec) {
-        if let Some(old) = self.slot_rec(i) {
+        let old = self.slot_rec(i);
+        let had_value = old.is_some_and(|o| o.has_value());
+        if let Some(old) = old {
             self.release(&old);
         }
-        self.m.u32(self.slot(i) + F_REC).store(r.at, Relaxed);
+        self.set_rec(i, r.at, r.units);
         if r.has_value() {
             self.add(S_ENTRIES, 1);
+        }
+        match (had_value, r.has_value()) {
+            (true, true) => {
+                self.reweigh(i, old.map_or(0, |o| o.units), r.units);
+                self.touch(i);
+            }
+            (false, true) => {
+                self.dequeue(i, 0);
+                self.admit(i, r.units, self.slot_hash(i));
+            }
+            (true, false) => {
+                self.dequeue(i, old.map_or(0, |o| o.units));
+                self.enqueue_control(i);
+            }
+            (false, false) => {}
         }
     }
 
     /// Frees a record's units (it is no longer referenced).
     fn release(&self, r: &Rec) {
+        self.begin_write();
         if r.has_value() {
             self.add(S_ENTRIES, -1);
         }
@@ -685,16 +932,29 @@ impl<'a> Shard<'a> {
         occupied < (self.mask as u64 + 1) * 7 / 8
     }
 
-    /// Takes a new slot for a key of hash `hash`, pointing at record `r`. The caller checked
-    /// `has_free_slot` and that the key has no slot.
+    /// Takes a new slot for a key of hash `hash`, pointing at record `r`, and places it in the
+    /// policy (a value is admitted; a key-only record joins the control records). The caller
+    /// checked `has_free_slot` and that the key has no slot.
     pub(crate) fn insert_slot(&self, hash: u64, r: &Rec) -> usize {
+        let i = self.place_slot(hash, r);
+        if r.has_value() {
+            self.admit(i, r.units, hash);
+        } else {
+            self.enqueue_control(i);
+        }
+        i
+    }
+
+    /// `insert_slot` without the policy (the rebuild threads the queues itself).
+    fn place_slot(&self, hash: u64, r: &Rec) -> usize {
+        self.begin_write();
         let mut i = hash as usize & self.mask;
         while self.slot_hash(i) != 0 {
             i = (i + 1) & self.mask;
         }
         let s = self.slot(i);
         self.m.u32(s + F_META).store(0, Relaxed);
-        self.m.u32(s + F_REC).store(r.at, Relaxed);
+        self.set_rec(i, r.at, r.units);
         self.m.u32(s + F_PID).store(0, Relaxed);
         for f in [F_START, F_FLIGHT, F_DEADLINE, F_RETRY, F_PASS] {
             self.m.u64(s + f).store(0, Relaxed);
@@ -710,7 +970,10 @@ impl<'a> Shard<'a> {
     /// Removes slot `i` and its record (backward-shift deletion: later slots of the probe chain
     /// move up; their waiters are woken to find them again).
     pub(crate) fn remove_slot(&self, i: usize) {
-        if let Some(r) = self.slot_rec(i) {
+        self.begin_write();
+        let r = self.slot_rec(i);
+        self.dequeue(i, r.map_or(0, |r| r.units));
+        if let Some(r) = r {
             self.release(&r);
         }
         self.signal(i, false);
@@ -741,6 +1004,7 @@ impl<'a> Shard<'a> {
     }
 
     fn copy_slot(&self, from: usize, to: usize) {
+        self.begin_write();
         let (a, b) = (self.slot(from), self.slot(to));
         for f in [F_HASH, F_START, F_FLIGHT, F_DEADLINE, F_RETRY, F_PASS] {
             self.m
@@ -754,6 +1018,7 @@ impl<'a> Shard<'a> {
         }
         let meta = self.m.u32(a + F_META).load(Relaxed);
         self.m.u32(b + F_META).store(meta & !M_WAITERS, Relaxed);
+        self.moved(from, to);
         let f = self.futex(to);
         f.store(f.load(Relaxed).wrapping_add(1), Relaxed);
     }
@@ -761,25 +1026,25 @@ impl<'a> Shard<'a> {
     /// Whether slot `i` is idle (no value, no flight, no back-off, no pass-through) and can go.
     pub(crate) fn tidy(&self, i: usize, now: u64) {
         let Some(r) = self.slot_rec(i) else { return };
-        if !r.has_value()
-            && !self.flight_active(i)
-            && self.retry_at(i) <= now
-            && self.pass_until(i) <= now
-        {
+        if !r.has_value() && self.idle(i, now) {
             self.remove_slot(i);
         }
     }
 
-    /// Replaces slot `i`'s value record by a key-only record (keeps the slot's control state).
-    /// Returns false if no room for the key-only record (the slot is then removed).
+    /// Whether slot `i` holds no flight, back-off or pass-through.
+    pub(crate) fn idle(&self, i: usize, now: u64) -> bool {
+        !self.flight_active(i) && self.retry_at(i) <= now && self.pass_until(i) <= now
+    }
+
+    /// Replaces slot `i`'s value record by a key-only record (keeps the slot's control state),
+    /// or removes the slot when it holds no control state.
     pub(crate) fn drop_value(&self, i: usize, now: u64) {
         let Some(r) = self.slot_rec(i) else { return };
         if !r.has_value() {
             return;
         }
         let key = self.key_bytes(&r).to_vec();
-        let keep = self.flight_active(i) || self.retry_at(i) > now || self.pass_until(i) > now;
-        if keep {
+        if !self.idle(i, now) {
             let n = NewRecord {
                 hash: r.hash,
                 key: &key,
@@ -793,10 +1058,14 @@ impl<'a> Shard<'a> {
                 tags: &[],
             };
             // The value's units are freed first, so a key-only record always fits.
+            self.dequeue(i, r.units);
             self.release(&r);
-            self.m.u32(self.slot(i) + F_REC).store(NONE, Relaxed);
+            self.set_rec(i, NONE, 0);
             match self.write_record(&n) {
-                Some(k) => self.m.u32(self.slot(i) + F_REC).store(k.at, Relaxed),
+                Some(k) => {
+                    self.set_rec(i, k.at, k.units);
+                    self.enqueue_control(i);
+                }
                 None => self.remove_slot_without_record(i),
             }
         } else {
@@ -806,7 +1075,7 @@ impl<'a> Shard<'a> {
 
     fn remove_slot_without_record(&self, i: usize) {
         // The slot's record is already released: point it nowhere and remove the slot.
-        self.m.u32(self.slot(i) + F_REC).store(NONE, Relaxed);
+        self.set_rec(i, NONE, 0);
         let dirty = self.m.u32(self.base + S_DIRTY).load(Relaxed);
         self.remove_slot(i);
         // `remove_slot` saw an invalid record and marked the shard dirty: that was expected.
@@ -815,166 +1084,324 @@ impl<'a> Shard<'a> {
 
     // ---- eviction -------------------------------------------------------------------------
 
-    /// Evicts one entry by CLOCK: the hand sweeps the index; dead entries and idle control
-    /// records go at once, others lose a credit per pass and go at zero. Entries with a flight
-    /// in flight are never evicted. Returns false if nothing could be evicted.
-    pub(crate) fn evict_one(&self, now: u64, frozen: bool) -> bool {
-        let slots = self.mask + 1;
-        let hand = self.m.u32(self.base + S_HAND);
-        for _ in 0..slots * 4 {
-            let i = hand.load(Relaxed) as usize & self.mask;
-            hand.store(((i + 1) & self.mask) as u32, Relaxed);
-            if self.slot_hash(i) == 0 || self.flight_active(i) {
-                continue;
-            }
-            let Some(r) = self.slot_rec(i) else {
-                // A bad slot: drop it.
-                self.remove_slot(i);
-                hand.store(i as u32, Relaxed);
-                return true;
-            };
-            let dead = !frozen && r.has_value() && r.standing(now) == Standing::Dead;
-            let m = self.meta(i);
-            if !dead && r.has_value() && m & M_FREQ > 0 {
-                self.set_meta(i, m - 1);
-                continue;
-            }
-            self.count(if !r.has_value() {
-                Counter::EntriesDropped
-            } else if dead {
-                Counter::Expirations
-            } else {
-                Counter::Evictions
-            });
-            self.remove_slot(i);
-            // A later slot may have moved into `i`: look at it again.
-            hand.store(i as u32, Relaxed);
-            return true;
+    /// Makes room for one more record: drops an idle control record if the first few hold
+    /// one, else evicts the entry the policy chooses (`policy.rs`), which may be the one being
+    /// stored. An entry with a flight in progress keeps its slot as a control record.
+    pub(crate) fn evict_one(&self, now: u64, frozen: bool) -> Evicted {
+        if self.drop_idle_control(now) {
+            self.count(Counter::EntriesDropped);
+            return Evicted::One;
         }
-        false
+        match self.choose_victim(now, frozen) {
+            Choice::Leave(i, expired) => {
+                self.count(if expired {
+                    Counter::Expirations
+                } else {
+                    Counter::Evictions
+                });
+                self.drop_value(i, now);
+                Evicted::One
+            }
+            Choice::Reject => {
+                self.count(Counter::Evictions);
+                Evicted::TheNewEntry
+            }
+            Choice::Nothing => Evicted::Nothing,
+        }
     }
 
     // ---- heap -----------------------------------------------------------------------------
+    //
+    // Free space is a set of maximal free spans of any length, each on the free list of its
+    // size class (`floor(log2(len))`, `ORDERS` lists). A span's first unit holds its header
+    // (magic, length, list links), its last unit a tail tag (magic, length); two bitmaps mark
+    // where spans start and end and are the authority (a record's bytes may look like a tag).
+    // Allocation takes the first span long enough among a few of the record's own class, else
+    // the head of a larger class, and gives the rest back; freeing merges the span with free
+    // neighbours on both sides. A record costs exactly its units: no power-of-two rounding, no
+    // alignment, so the heap fills up to what the policy keeps.
 
     #[inline]
     fn unit_off(&self, u: u32) -> usize {
         self.heap + u as usize * UNIT
     }
 
-    fn head(&self, order: usize) -> &'a std::sync::atomic::AtomicU32 {
-        self.m.u32(self.base + S_FREE_HEADS + 4 * order)
+    fn head(&self, class: usize) -> &'a std::sync::atomic::AtomicU32 {
+        self.m.u32(self.base + S_FREE_HEADS + 4 * (class % ORDERS))
     }
 
-    fn bit(&self, u: u32) -> bool {
-        let w = self.m.u64(self.bitmap + (u as usize / 64) * 8);
-        w.load(Relaxed) & (1 << (u % 64)) != 0
+    fn class(len: u32) -> usize {
+        (31 - len.max(1).leading_zeros()) as usize
     }
 
-    fn set_bit(&self, u: u32, on: bool) {
-        let w = self.m.u64(self.bitmap + (u as usize / 64) * 8);
+    /// The bitmap word and bit of unit `u`: of span starts, or of span ends.
+    fn bit_word(&self, u: u32, end: bool) -> (&'a std::sync::atomic::AtomicU64, u64) {
+        let half = self.g.bitmap_bytes() / 2;
+        let off = self.bitmap + if end { half } else { 0 } + (u as usize / 64) * 8;
+        (self.m.u64(off), 1 << (u % 64))
+    }
+
+    fn bit(&self, u: u32, end: bool) -> bool {
+        let (w, b) = self.bit_word(u, end);
+        w.load(Relaxed) & b != 0
+    }
+
+    fn set_bit(&self, u: u32, end: bool, on: bool) {
+        let (w, b) = self.bit_word(u, end);
         let v = w.load(Relaxed);
-        w.store(
-            if on {
-                v | 1 << (u % 64)
-            } else {
-                v & !(1 << (u % 64))
-            },
-            Relaxed,
-        );
+        w.store(if on { v | b } else { v & !b }, Relaxed);
     }
 
-    /// Whether a free block of `order` starts at `u` (bitmap, header and bounds agree).
-    fn is_free_block(&self, u: u32, order: usize) -> bool {
-        (u as u64 + (1u64 << order)) <= self.g.heap_units as u64
-            && self.bit(u)
-            && self.m.u32(self.unit_off(u)).load(Relaxed) == FREE_MAGIC
-            && self.m.u32(self.unit_off(u) + 4).load(Relaxed) as usize == order
-    }
-
-    fn push_free(&self, u: u32, order: usize) {
+    /// The length of the free span starting at `u`, if one does (bitmap, header and bounds
+    /// agree).
+    fn free_len(&self, u: u32) -> Option<u32> {
+        if u >= self.g.heap_units || !self.bit(u, false) {
+            return None;
+        }
         let o = self.unit_off(u);
-        let head = self.head(order);
+        let len = self.m.u32(o + 4).load(Relaxed);
+        let ok = self.m.u32(o).load(Relaxed) == FREE_MAGIC
+            && len >= 1
+            && u as u64 + len as u64 <= self.g.heap_units as u64;
+        ok.then_some(len)
+    }
+
+    fn push_free(&self, u: u32, len: u32) {
+        let o = self.unit_off(u);
+        let head = self.head(Self::class(len));
         let next = head.load(Relaxed);
         self.m.u32(o).store(FREE_MAGIC, Relaxed);
-        self.m.u32(o + 4).store(order as u32, Relaxed);
+        self.m.u32(o + 4).store(len, Relaxed);
         self.m.u32(o + 8).store(NONE, Relaxed);
         self.m.u32(o + 12).store(next, Relaxed);
         if next != NONE && next < self.g.heap_units {
             self.m.u32(self.unit_off(next) + 8).store(u, Relaxed);
         }
         head.store(u, Relaxed);
-        self.set_bit(u, true);
+        let last = u + len - 1;
+        let t = self.unit_off(last) + FREE_TAIL;
+        self.m.u32(t).store(FREE_TAIL_MAGIC, Relaxed);
+        self.m.u32(t + 4).store(len, Relaxed);
+        self.set_bit(u, false, true);
+        self.set_bit(last, true, true);
     }
 
-    fn unlink_free(&self, u: u32, order: usize) {
+    /// Takes the free span at `u` (of length `len`, checked by `free_len`) off its list.
+    fn unlink_free(&self, u: u32, len: u32) {
         let o = self.unit_off(u);
         let prev = self.m.u32(o + 8).load(Relaxed);
         let next = self.m.u32(o + 12).load(Relaxed);
         let units = self.g.heap_units;
         if prev == NONE {
-            self.head(order).store(next, Relaxed);
+            self.head(Self::class(len)).store(next, Relaxed);
         } else if prev < units {
             self.m.u32(self.unit_off(prev) + 12).store(next, Relaxed);
         }
         if next != NONE && next < units {
             self.m.u32(self.unit_off(next) + 8).store(prev, Relaxed);
         }
-        self.set_bit(u, false);
+        let last = u + len - 1;
+        self.set_bit(u, false, false);
+        self.set_bit(last, true, false);
         self.m.u32(o).store(0, Relaxed);
+        self.m
+            .u32(self.unit_off(last) + FREE_TAIL)
+            .store(0, Relaxed);
     }
 
-    /// Allocates `units` contiguous units; the tail of the power-of-two block beyond them is
-    /// given back at once, so a record costs its size rounded up to 64 bytes.
+    /// Allocates `units` contiguous units, exactly.
     fn alloc(&self, units: u32) -> Option<u32> {
-        let k = units.max(1).next_power_of_two().trailing_zeros() as usize;
-        for j in k..ORDERS {
+        let units = units.max(1);
+        let k = Self::class(units);
+        // First fit among the first few spans of the record's own class (lengths
+        // `2^k..2^(k+1)`, some too short)...
+        let mut u = self.head(k).load(Relaxed);
+        for _ in 0..FIRST_FIT_PROBES {
+            if u == NONE {
+                break;
+            }
+            let Some(len) = self.free_len(u) else {
+                self.mark_corrupt();
+                return None;
+            };
+            if len >= units {
+                return Some(self.take(u, len, units));
+            }
+            u = self.m.u32(self.unit_off(u) + 12).load(Relaxed);
+        }
+        // ...else any span of a larger class.
+        for j in k + 1..ORDERS {
             let u = self.head(j).load(Relaxed);
             if u == NONE {
                 continue;
             }
-            if !self.is_free_block(u, j) {
+            let Some(len) = self.free_len(u).filter(|&l| l >= units) else {
                 self.mark_corrupt();
                 return None;
-            }
-            self.unlink_free(u, j);
-            let mut order = j;
-            while order > k {
-                order -= 1;
-                self.push_free(u + (1 << order), order);
-            }
-            let block = 1u32 << k;
-            if units < block {
-                self.free_span(u + units, block - units);
-            }
-            return Some(u);
+            };
+            return Some(self.take(u, len, units));
         }
         None
     }
 
-    /// Frees the span `[u, u + units)`: split into aligned power-of-two blocks, each merged
-    /// with its free buddies.
-    fn free_span(&self, mut u: u32, mut units: u32) {
-        while units > 0 {
-            let align = if u == 0 { 31 } else { u.trailing_zeros() };
-            let fit = 31 - units.leading_zeros();
-            let order = align.min(fit) as usize;
-            self.free_block(u, order);
-            u += 1 << order;
-            units -= 1 << order;
+    /// Takes `units` from the start of the free span at `u` (of `len`), giving the rest back
+    /// (its right neighbour is not free: spans are maximal).
+    fn take(&self, u: u32, len: u32, units: u32) -> u32 {
+        self.unlink_free(u, len);
+        if len > units {
+            self.push_free(u + units, len - units);
         }
+        u
     }
 
-    fn free_block(&self, mut u: u32, mut order: usize) {
-        while order + 1 < ORDERS {
-            let buddy = u ^ (1 << order);
-            if !self.is_free_block(buddy, order) {
-                break;
-            }
-            self.unlink_free(buddy, order);
-            u = u.min(buddy);
-            order += 1;
+    /// Frees the span `[u, u + units)`, merged with the free spans on either side.
+    fn free_span(&self, mut u: u32, mut units: u32) {
+        if units == 0 || u as u64 + units as u64 > self.g.heap_units as u64 {
+            self.mark_corrupt();
+            return;
         }
-        self.push_free(u, order);
+        if let Some(right) = self.free_len(u + units) {
+            self.unlink_free(u + units, right);
+            units += right;
+        }
+        if u > 0 && self.bit(u - 1, true) {
+            let t = self.unit_off(u - 1) + FREE_TAIL;
+            let len = self.m.u32(t + 4).load(Relaxed);
+            let tagged = self.m.u32(t).load(Relaxed) == FREE_TAIL_MAGIC;
+            if tagged && (1..=u).contains(&len) && self.free_len(u - len) == Some(len) {
+                self.unlink_free(u - len, len);
+                u -= len;
+                units += len;
+            } else {
+                self.mark_corrupt();
+            }
+        }
+        self.push_free(u, units);
+    }
+
+    /// Units of heap not used by records.
+    pub(crate) fn free_units(&self) -> u64 {
+        (self.g.heap_units as u64).saturating_sub(self.m.u64(self.base + S_USED).load(Relaxed))
+    }
+
+    /// The length of the block (free span or record) starting at unit `u`.
+    fn block_len(&self, u: u32) -> Option<(u32, bool)> {
+        if let Some(len) = self.free_len(u) {
+            return Some((len, true));
+        }
+        self.rec(u).map(|r| (r.units, false))
+    }
+
+    /// The slot pointing at the record at unit `at` (of key hash `hash`).
+    fn slot_of_record(&self, hash: u64, at: u32) -> Option<usize> {
+        let mut i = hash as usize & self.mask;
+        for _ in 0..=self.mask {
+            let h = self.slot_hash(i);
+            if h == 0 {
+                return None;
+            }
+            if h == hash && self.m.u32(self.slot(i) + F_REC).load(Relaxed) == at {
+                return Some(i);
+            }
+            i = (i + 1) & self.mask;
+        }
+        None
+    }
+
+    /// Makes a free span of at least `units` when the heap has that much free but in pieces:
+    /// picks, among windows starting at a few large free spans, the one holding the fewest
+    /// record units, moves those records into other free spans (their slots follow them), and
+    /// frees the window as one span. Copies at most the window's records (about `units`).
+    /// False if some record finds no room elsewhere (the caller evicts by policy instead, and
+    /// grows the policy's reserve of free units, which gives later moves their room).
+    pub(crate) fn defragment(&self, units: u32) -> bool {
+        self.begin_write();
+        let heap = self.g.heap_units;
+        // Candidate starts: spans of the largest classes first, far enough from the heap's end.
+        let mut starts = Vec::with_capacity(DEFRAG_CANDIDATES);
+        let mut visited = 0;
+        'classes: for class in (0..ORDERS).rev() {
+            let mut u = self.head(class).load(Relaxed);
+            while u != NONE {
+                if self.free_len(u).is_none() {
+                    self.mark_corrupt();
+                    return false;
+                }
+                if u as u64 + units as u64 <= heap as u64 {
+                    starts.push(u);
+                }
+                visited += 1;
+                if starts.len() == DEFRAG_CANDIDATES || visited == 8 * DEFRAG_CANDIDATES {
+                    break 'classes;
+                }
+                u = self.m.u32(self.unit_off(u) + 12).load(Relaxed);
+            }
+        }
+        // The window of least live units: (start, end, live).
+        let mut best: Option<(u32, u32, u64)> = None;
+        for s in starts {
+            let (mut u, mut live) = (s, 0u64);
+            let end = s as u64 + units as u64;
+            while (u as u64) < end && u < heap {
+                let Some((len, free)) = self.block_len(u) else {
+                    self.mark_corrupt();
+                    return false;
+                };
+                if !free {
+                    live += len as u64;
+                }
+                u += len;
+            }
+            if (u as u64) >= end && best.is_none_or(|(_, _, l)| live < l) {
+                best = Some((s, u, live));
+            }
+        }
+        let Some((start, end, _)) = best else {
+            return false;
+        };
+        // Take the window's free spans off their lists, so that no record moves into it.
+        let mut blocks = Vec::new();
+        let mut u = start;
+        while u < end {
+            let Some((len, free)) = self.block_len(u) else {
+                self.mark_corrupt();
+                return false;
+            };
+            if free {
+                self.unlink_free(u, len);
+            }
+            blocks.push((u, len, free));
+            u += len;
+        }
+        // Move each record out (or evict it); on one that can do neither, give back the rest.
+        let mut buf = Vec::new();
+        for (k, &(at, len, free)) in blocks.iter().enumerate() {
+            if free {
+                continue;
+            }
+            let Some(slot) = self.rec(at).and_then(|r| self.slot_of_record(r.hash, at)) else {
+                self.mark_corrupt();
+                return false;
+            };
+            if let Some(to) = self.alloc(len) {
+                buf.clear();
+                buf.extend_from_slice(self.m.bytes(self.unit_off(at), len as usize * UNIT));
+                self.m.write(self.unit_off(to), &buf);
+                self.set_rec(slot, to, len);
+            } else {
+                for &(a, l, _) in &blocks[..k] {
+                    self.free_span(a, l);
+                }
+                for &(a, l, f) in &blocks[k..] {
+                    if f {
+                        self.free_span(a, l);
+                    }
+                }
+                return false;
+            }
+        }
+        self.free_span(start, end - start);
+        true
     }
 
     // ---- check and rebuild ----------------------------------------------------------------
@@ -984,6 +1411,7 @@ impl<'a> Shard<'a> {
     /// re-inserted from the slots kept, the allocator rebuilt from the gaps between records,
     /// the sizes recounted. Flights in progress are kept (their owners are checked as usual).
     pub(crate) fn rebuild(&self) {
+        self.begin_write();
         let slots = self.mask + 1;
         let mut kept: Vec<SlotCopy> = Vec::new();
         let mut seen = HashSet::new();
@@ -1045,7 +1473,7 @@ impl<'a> Shard<'a> {
                 break;
             }
             let r = self.rec(c.rec).expect("checked above");
-            let i = self.insert_slot(c.hash, &r);
+            let i = self.place_slot(c.hash, &r);
             let s = self.slot(i);
             self.set_meta(i, c.meta);
             self.m.u32(s + F_PID).store(c.pid, Relaxed);
@@ -1072,7 +1500,14 @@ impl<'a> Shard<'a> {
             self.free_span(cursor, self.g.heap_units - cursor);
         }
         self.m.u64(self.base + S_USED).store(used, Relaxed);
-        self.m.u32(self.base + S_HAND).store(0, Relaxed);
+        // Policy: queues threaded again from the slots kept (each back in the queue its bits
+        // name), ghosts and sketch forgotten.
+        self.reset_policy();
+        for i in 0..slots {
+            if self.slot_hash(i) != 0 {
+                self.requeue(i);
+            }
+        }
         self.m.u32(self.base + S_DIRTY).store(0, Relaxed);
     }
 
@@ -1088,6 +1523,7 @@ impl<'a> Shard<'a> {
     /// Test hook: scribbles over the shard's allocator heads and the first slot's record
     /// pointer, as a process killed half-way through an update would leave them.
     pub(crate) fn scribble(&self) {
+        self.begin_write();
         for o in 0..ORDERS {
             self.head(o).store(0x0bad_0bad, Relaxed);
         }
