@@ -1387,6 +1387,31 @@ peakcache_result peakcache_cache_region_info(const struct peakcache_cache *cache
                                              struct peakcache_region_info *out);
 
 /**
+ * A number naming the stored value `entry` is a reference to, for a host that memoizes what
+ * it derives from an entry (an nginx worker's prepared response headers): nonzero, the same
+ * for every handle of one stored value, and another for another value; 0 for NULL. Compare
+ * ids for equality only (not a key, not a counter).
+ *
+ * Local backend: the value's address. Handles of one value share it; an address is reused
+ * only after every handle of the value was freed, so a memo that keeps a handle keeps its id
+ * unique.
+ *
+ * Shared backend: each read copies the value out of the region, so handles of one value are
+ * different pointers; the id is derived from the read: the key, the record's store time, the
+ * flags, status, headers and metadata, the body's length and its first and last 64 bytes
+ * (bounded work whatever the size). The same in every process attached to the region; another
+ * once the value is replaced, except for a replacement stored within the same tick of the
+ * region's clock (a few milliseconds) that matches in all of those (a value of the HTTP family
+ * carries its response time in its metadata, so it always differs). Handles from
+ * `peakcache_get` (which does not read the store time) leave the store time out: consistent
+ * among themselves, not equal to a lookup's id of the same value.
+ *
+ * # Safety
+ * `entry` must be NULL or a live entry.
+ */
+uint64_t peakcache_entry_id(const struct peakcache_entry *entry);
+
+/**
  * The stored status code (0 for NULL).
  *
  * # Safety

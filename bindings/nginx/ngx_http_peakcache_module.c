@@ -18,8 +18,11 @@
  *                      the last buffer (a background refresh's body goes nowhere else);
  *   pool cleanups      release every library handle a request still holds.
  *
- * Each worker has its own cache until the library's shared-memory tier exists; purges
- * reach every worker through a small shared purge log.
+ * A zone is either one cache per worker (the default: purges reach every worker
+ * through a small shared purge log), or, with "shared", one cache for all of them
+ * in a shared memory region (the library's shared backend): created in the master
+ * at configuration time, inherited by the workers it forks, reopened (entries kept)
+ * by the next cycle on reload.  Purges and stats of a shared zone are global.
  */
 
 
@@ -93,6 +96,7 @@ typedef struct {
     ngx_str_t                      name;
     size_t                         size;
     ngx_flag_t                     shared;
+    ngx_str_t                      shm_path;  /* shared: empty is anonymous */
     ngx_msec_t                     lock_timeout;
     size_t                         max_object_size;
 
@@ -144,6 +148,7 @@ typedef struct {
  */
 typedef struct {
     ngx_uint_t                     refs;
+    uint64_t                       id;            /* peakcache_entry_id */
     peakcache_entry               *entry;
     peakcache_http_policy         *policy;
     peakcache_http_headers        *headers;
@@ -362,6 +367,12 @@ static char * ngx_http_peakcache_status_page(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static ngx_int_t ngx_http_peakcache_init(ngx_conf_t *cf);
 static ngx_int_t ngx_http_peakcache_init_module(ngx_cycle_t *cycle);
+static ngx_int_t ngx_http_peakcache_status_region(ngx_http_request_t *r,
+    ngx_http_peakcache_zone_t *zone, const uint8_t *data, size_t len);
+static void ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
+    peakcache_config *cfg);
+static ngx_int_t ngx_http_peakcache_open_shared(ngx_conf_t *cf);
+static void ngx_http_peakcache_shared_cleanup(void *data);
 static ngx_int_t ngx_http_peakcache_init_process(ngx_cycle_t *cycle);
 static void ngx_http_peakcache_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_peakcache(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -388,7 +399,7 @@ static ngx_str_t  ngx_http_peakcache_status_names[] = {
 static ngx_command_t  ngx_http_peakcache_commands[] = {
 
     { ngx_string("peakcache_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE23,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
       ngx_http_peakcache_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -1527,13 +1538,10 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
  * of a fresh hit is "hit; ttl=N", N the lifetime less the Age in seconds): the
  * memo is built with the HTTP layer's own answer, and kept until the HTTP
  * layer's Age of the entry changes (found once, by asking it for later
- * instants).  The memo holds a reference to the entry, so its address names
- * the same stored value for as long as the memo lives.
- *
- * This needs the entry handle to be the stored value's own (the local
- * backend's Arc): a backend handing out a new handle per hit (the shared
- * one) would never find its memo and rebuild it on every hit, and must not be
- * memoized this way (it needs a stable per-value identity from the library).
+ * instants).  Memos are keyed by peakcache_entry_id, the same for every
+ * handle of one stored value (the shared backend hands out a new handle, a
+ * fresh copy, on every hit) and another once the value is replaced; the memo
+ * holds a reference to the entry, so the id stays unique while it lives.
  */
 
 static ngx_http_peakcache_memo_t *
@@ -1542,7 +1550,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     uint64_t now)
 {
     size_t                        n;
-    uint64_t                      age, a2, lo, hi, mid;
+    uint64_t                      id, age, a2, lo, hi, mid;
     ngx_uint_t                    slot;
     peakcache_result              rc;
     peakcache_http_answer         a;
@@ -1550,20 +1558,26 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     ngx_http_peakcache_memo_t    *m;
     const peakcache_http_header  *items;
 
-    slot = ((uintptr_t) entry >> 4) & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 1);
+    if (body_len > NGX_HTTP_PEAKCACHE_MEMO_BODY) {
+        return NULL;
+    }
+
+    id = peakcache_entry_id(entry);
+    if (id == 0) {
+        return NULL;
+    }
+
+    slot = (ngx_uint_t) ((id ^ (id >> 17) ^ (id >> 33)) >> 4)
+           & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 1);
     m = ngx_http_peakcache_memos[slot];
 
     if (m
-        && m->entry == entry
+        && m->id == id
         && m->policy == ctx->conf->policy
         && now >= m->valid_from
         && now < m->valid_until)
     {
         return m;
-    }
-
-    if (body_len > NGX_HTTP_PEAKCACHE_MEMO_BODY) {
-        return NULL;
     }
 
     /* a plain GET: what the answer depends on (see ngx_http_peakcache_plain) */
@@ -1627,6 +1641,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     }
 
     m->refs = 1;
+    m->id = id;
     m->policy = ctx->conf->policy;
     m->headers = a.headers;
     m->valid_from = now;
@@ -3581,11 +3596,68 @@ ngx_http_peakcache_status_handler(ngx_http_request_t *r)
 
     /* the bytes are copied: the buffer is the library's */
 
-    rc = ngx_http_peakcache_send_text(r, NGX_HTTP_OK, type, (u_char *) data,
-                                      len);
+    if (type == &json && zone->shared) {
+        rc = ngx_http_peakcache_status_region(r, zone, data, len);
+
+    } else {
+        rc = ngx_http_peakcache_send_text(r, NGX_HTTP_OK, type,
+                                          (u_char *) data, len);
+    }
+
     peakcache_buf_free(buf);
 
     return rc;
+}
+
+
+/*
+ * A shared zone's JSON: the library's counters (region-wide: every worker's
+ * lookups) and the region's geometry and recovery counters after them.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_status_region(ngx_http_request_t *r,
+    ngx_http_peakcache_zone_t *zone, const uint8_t *data, size_t len)
+{
+    u_char                 *p, *last;
+    peakcache_region_info   ri;
+
+    static ngx_str_t  json = ngx_string("application/json");
+
+    while (len && (data[len - 1] == '\n' || data[len - 1] == '\r'
+                   || data[len - 1] == ' '))
+    {
+        len--;
+    }
+
+    if (len < 2 || data[len - 1] != '}'
+        || peakcache_cache_region_info(zone->cache, &ri) != PEAKCACHE_OK)
+    {
+        return ngx_http_peakcache_send_text(r, NGX_HTTP_OK, &json,
+                                            (u_char *) data, len);
+    }
+
+    p = ngx_pnalloc(r->pool, len + 512 + zone->shm_path.len * 6);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_cpymem(p, data, len - 1);
+    last = ngx_sprintf(last, ",\"backend\":\"shared\",\"region_path\":\"");
+    last = (u_char *) ngx_escape_json(last, zone->shm_path.data,
+                                      zone->shm_path.len);
+    last = ngx_sprintf(last, "\",\"region_opened\":%uD,"
+                       "\"region_bytes\":%uL,\"heap_bytes\":%uL,"
+                       "\"region_max_object_bytes\":%uL,\"recoveries\":%uL,"
+                       "\"takeovers\":%uL,\"entries_dropped\":%uL,"
+                       "\"shards\":%uD,\"slots_per_shard\":%uD,"
+                       "\"tags_used\":%uD,\"tag_slots\":%uD}" CRLF,
+                       ri.opened, ri.region_bytes, ri.heap_bytes,
+                       ri.max_object_bytes, ri.recoveries, ri.takeovers,
+                       ri.entries_dropped, ri.shards, ri.slots_per_shard,
+                       ri.tags_used, ri.tag_slots);
+
+    return ngx_http_peakcache_send_text(r, NGX_HTTP_OK, &json, p, last - p);
 }
 
 
@@ -4071,7 +4143,7 @@ static char *
 ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ssize_t                     size;
-    ngx_str_t                  *value, s, shm_name;
+    ngx_str_t                  *value, s, shm_name, path;
     ngx_uint_t                  i;
     ngx_http_peakcache_zone_t  *zone;
 
@@ -4083,6 +4155,7 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     size = 0;
+    ngx_str_null(&path);
 
     for (i = 2; i < cf->args->nelts; i++) {
 
@@ -4107,6 +4180,19 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "path=", 5) == 0) {
+            path.data = value[i].data + 5;
+            path.len = value[i].len - 5;
+
+            if (path.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                            "invalid parameter \"%V\"", &value[i]);
         return NGX_CONF_ERROR;
@@ -4119,16 +4205,44 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (zone->shared) {
-        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
-                           "peakcache_zone \"%V\": \"shared\" is not "
-                           "supported yet, each worker process keeps its "
-                           "own cache of size %z", &zone->name, size);
+    if (path.len && !zone->shared) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"path\" needs the \"shared\" parameter");
+        return NGX_CONF_ERROR;
     }
 
     zone->size = size;
     zone->file = cf->conf_file->file.name.data;
     zone->line = cf->conf_file->line;
+
+    if (zone->shared) {
+        /*
+         * One cache in a shared region, made in postconfiguration: purges
+         * are global, no purge log.  "path=off": an anonymous mapping (gone
+         * on reload); default /dev/shm/peakcache-NAME (kept across reloads
+         * and restarts, until reboot).
+         */
+
+        if (path.len == 3 && ngx_strncmp(path.data, "off", 3) == 0) {
+            ngx_str_null(&zone->shm_path);
+
+        } else if (path.len) {
+            zone->shm_path = path;
+
+        } else {
+            zone->shm_path.len = sizeof("/dev/shm/peakcache-") - 1
+                                 + zone->name.len;
+            zone->shm_path.data = ngx_pnalloc(cf->pool, zone->shm_path.len);
+            if (zone->shm_path.data == NULL) {
+                return NGX_CONF_ERROR;
+            }
+
+            ngx_sprintf(zone->shm_path.data, "/dev/shm/peakcache-%V",
+                        &zone->name);
+        }
+
+        return NGX_CONF_OK;
+    }
 
     /* the purge log every worker reads */
 
@@ -4291,7 +4405,122 @@ ngx_http_peakcache_init(ngx_conf_t *cf)
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_peakcache_body_filter;
 
+    return ngx_http_peakcache_open_shared(cf);
+}
+
+
+/* a zone's cache settings, on either backend */
+
+static void
+ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
+    peakcache_config *cfg)
+{
+    (void) peakcache_config_default(cfg);
+
+    cfg->capacity_bytes = zone->size;
+    cfg->lock_timeout_ms = zone->lock_timeout ? zone->lock_timeout : 5000;
+
+    if (zone->max_object_size) {
+        /* room for the headers and the entry's own weight */
+        cfg->max_object_bytes = zone->max_object_size + 64 * 1024;
+    }
+
+    if (zone->shared) {
+        cfg->backend = PEAKCACHE_BACKEND_SHARED;
+        cfg->shm_path = zone->shm_path.data;
+        cfg->shm_path_len = zone->shm_path.len;
+        cfg->shm_recreate_on_mismatch = true;
+    }
+}
+
+
+/*
+ * The caches of shared zones, made here in the master (or the single process)
+ * at configuration time, so that every worker forked afterwards inherits the
+ * handle and its mapping; workers never reopen it.  The handle is freed with
+ * the cycle's pool.  On reload the new cycle opens the same path while the old
+ * one still has it: it attaches, entries kept (a changed size, shard count or
+ * lock timeout cannot attach: the region is replaced by an empty one, the old
+ * workers finishing on the old, unlinked one).  Nothing is opened by "nginx -t"
+ * or "nginx -s ...": a test must never replace the live region.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_open_shared(ngx_conf_t *cf)
+{
+    ngx_uint_t                        i;
+    peakcache_config                  cfg;
+    peakcache_result                  rc;
+    ngx_pool_cleanup_t               *cln;
+    peakcache_region_info             ri;
+    ngx_http_peakcache_zone_t       **zones, *zone;
+    ngx_http_peakcache_main_conf_t   *pmcf;
+
+    static const char  *opened[] = {
+        "not shared", "an anonymous region made", "created", "attached",
+        "recreated (the old one did not match)"
+    };
+
+    if (ngx_test_config || ngx_process == NGX_PROCESS_SIGNALLER) {
+        return NGX_OK;
+    }
+
+    pmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_peakcache_module);
+    zones = pmcf->zones.elts;
+
+    for (i = 0; i < pmcf->zones.nelts; i++) {
+        zone = zones[i];
+
+        if (!zone->shared || zone->cache) {
+            continue;
+        }
+
+        /* the library's warnings (a region recreated) reach the error log */
+        peakcache_set_log_callback(NULL, ngx_http_peakcache_log_callback);
+
+        cln = ngx_pool_cleanup_add(cf->cycle->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+
+        ngx_http_peakcache_zone_config(zone, &cfg);
+
+        rc = peakcache_cache_new(&cfg, &zone->cache);
+        if (rc != PEAKCACHE_OK) {
+            ngx_http_peakcache_log_error(NGX_LOG_EMERG, cf->log, rc,
+                                         "opening the shared region failed");
+            ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                          "peakcache_zone \"%V\" (%s:%ui): region \"%V\"",
+                          &zone->name, zone->file, zone->line,
+                          &zone->shm_path);
+            return NGX_ERROR;
+        }
+
+        cln->handler = ngx_http_peakcache_shared_cleanup;
+        cln->data = zone;
+
+        if (peakcache_cache_region_info(zone->cache, &ri) == PEAKCACHE_OK) {
+            ngx_log_error(NGX_LOG_NOTICE, cf->log, 0,
+                          "peakcache_zone \"%V\": shared region \"%V\" %s, "
+                          "%uL bytes, %uD shards",
+                          &zone->name, &zone->shm_path,
+                          opened[ri.opened < 5 ? ri.opened : 0],
+                          ri.region_bytes, ri.shards);
+        }
+    }
+
     return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_shared_cleanup(void *data)
+{
+    ngx_http_peakcache_zone_t *zone = data;
+
+    /* this process's handle: the region stays for every other one */
+    peakcache_cache_free(zone->cache);
+    zone->cache = NULL;
 }
 
 
@@ -4345,15 +4574,22 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
     for (i = 0; i < pmcf->zones.nelts; i++) {
         zone = zones[i];
 
-        (void) peakcache_config_default(&cfg);
+        ngx_rbtree_init(&zone->fills, &zone->sentinel,
+                        ngx_str_rbtree_insert_value);
 
-        cfg.capacity_bytes = zone->size;
-        cfg.lock_timeout_ms = zone->lock_timeout ? zone->lock_timeout : 5000;
+        if (zone->shared) {
+            /* the master's handle, inherited: never reopened here */
+            if (zone->cache == NULL) {
+                ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                              "peakcache_zone \"%V\": no shared region",
+                              &zone->name);
+                return NGX_ERROR;
+            }
 
-        if (zone->max_object_size) {
-            /* room for the headers and the entry's own weight */
-            cfg.max_object_bytes = zone->max_object_size + 64 * 1024;
+            continue;
         }
+
+        ngx_http_peakcache_zone_config(zone, &cfg);
 
         rc = peakcache_cache_new(&cfg, &zone->cache);
         if (rc != PEAKCACHE_OK) {
@@ -4361,9 +4597,6 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
                                          "creating the cache failed");
             return NGX_ERROR;
         }
-
-        ngx_rbtree_init(&zone->fills, &zone->sentinel,
-                        ngx_str_rbtree_insert_value);
 
         zone->purge_seq = zone->purge_log ? zone->purge_log->seq : 0;
     }

@@ -593,6 +593,73 @@ static void get_insert_and_previous(void) {
     peakcache_cache_free(cache);
 }
 
+/* peakcache_entry_id: the same for every handle of one stored value (lookups, a waiter's hit, a
+ * clone), another for the value that replaces it (same length included); 0 for NULL. */
+static void entry_id_names_a_stored_value(void) {
+    peakcache_cache *cache = new_cache(0, 0, 0);
+    CHECK(peakcache_entry_id(NULL) == 0);
+
+    peakcache_lookup_result r = lookup(cache, "/id");
+    CHECK(r.kind == PEAKCACHE_LOOKUP_MISS);
+    peakcache_lookup_result w = lookup(cache, "/id");
+    CHECK(w.kind == PEAKCACHE_LOOKUP_WAIT);
+    commit_fill(&r.fill, "same", 10000, 0, 0);
+    peakcache_wait_result wr;
+    CHECK_OK(peakcache_waiter_wait(&w.waiter, 1000, &wr));
+    CHECK(wr.kind == PEAKCACHE_WAIT_HIT && wr.entry != NULL);
+
+    peakcache_lookup_result a = lookup(cache, "/id");
+    peakcache_lookup_result b = lookup(cache, "/id");
+    CHECK(a.kind == PEAKCACHE_LOOKUP_FRESH && b.kind == PEAKCACHE_LOOKUP_FRESH);
+    uint64_t id = peakcache_entry_id(a.entry);
+    CHECK(id != 0);
+    CHECK(peakcache_entry_id(b.entry) == id);
+    CHECK(peakcache_entry_id(wr.entry) == id);
+    peakcache_entry *copy = NULL;
+    CHECK_OK(peakcache_entry_clone(a.entry, &copy));
+    CHECK(peakcache_entry_id(copy) == id);
+    peakcache_entry_free(copy);
+    peakcache_entry_free(wr.entry);
+
+    /* Another key's value: another id. */
+    peakcache_lookup_result o = lookup(cache, "/other");
+    commit_fill(&o.fill, "same", 10000, 0, 0);
+    peakcache_lookup_result oh = lookup(cache, "/other");
+    CHECK(oh.kind == PEAKCACHE_LOOKUP_FRESH && peakcache_entry_id(oh.entry) != id);
+    peakcache_entry_free(oh.entry);
+
+    /* Replaced at once (the old handles still held, as a memo holds them) by a value of the
+     * same length. */
+    peakcache_response *resp = make_response(200, "SAME", 0);
+    CHECK_OK(peakcache_insert(cache, KEY("/id"), &resp, 10000, 0, 0, NULL, 0));
+    peakcache_lookup_result c = lookup(cache, "/id");
+    CHECK(c.kind == PEAKCACHE_LOOKUP_FRESH);
+    uint64_t id2 = peakcache_entry_id(c.entry);
+    CHECK(id2 != 0 && id2 != id);
+    peakcache_lookup_result d = lookup(cache, "/id");
+    CHECK(peakcache_entry_id(d.entry) == id2);
+    CHECK(peakcache_entry_id(a.entry) == id); /* a held handle keeps its id */
+
+    /* peakcache_get's handles agree among themselves. */
+    peakcache_entry *g1 = NULL, *g2 = NULL;
+    CHECK_OK(peakcache_get(cache, KEY("/id"), &g1));
+    CHECK_OK(peakcache_get(cache, KEY("/id"), &g2));
+    CHECK(g1 != NULL && g2 != NULL);
+    CHECK(peakcache_entry_id(g1) != 0 && peakcache_entry_id(g1) == peakcache_entry_id(g2));
+    CHECK(peakcache_entry_id(g1) != id);
+    if (!shared_backend()) {
+        CHECK(peakcache_entry_id(g1) == id2); /* the value's own address */
+    }
+    peakcache_entry_free(g1);
+    peakcache_entry_free(g2);
+
+    peakcache_entry_free(a.entry);
+    peakcache_entry_free(b.entry);
+    peakcache_entry_free(c.entry);
+    peakcache_entry_free(d.entry);
+    peakcache_cache_free(cache);
+}
+
 static void run_all(void) {
     RUN(miss_commit_then_fresh);
     RUN(stale_hands_one_refresh);
@@ -613,6 +680,7 @@ static void run_all(void) {
     RUN(panic_is_a_code_and_prints_nothing);
     RUN(version_matches_header);
     RUN(get_insert_and_previous);
+    RUN(entry_id_names_a_stored_value);
 }
 
 /* Every test on both backends: the C ABI promises one lifecycle whatever holds the entries. */

@@ -42,6 +42,7 @@ class Origin:
     def __init__(self):
         self.counts = {}
         self.methods = {}
+        self.workers = {}  # path -> the X-Worker (nginx worker pid) of each request
         self.lock = threading.Lock()
         self.down = False
         self.version = 1
@@ -62,11 +63,17 @@ class Origin:
                     origin.counts[path] = origin.counts.get(path, 0) + 1
                     origin.methods[path] = self.command
                     n = origin.counts[path]
+                    origin.workers.setdefault(path, []).append(self.headers.get("X-Worker"))
                 headers = {"Content-Type": "text/plain"}
                 status = 200
                 body = ("%s v%d n%d\n" % (path, origin.version, n)).encode()
                 if path.startswith("/slow"):
                     time.sleep(0.3)
+                    headers["Cache-Control"] = "max-age=60"
+                elif path.startswith("/killslow"):
+                    # the first fetch hangs (its worker is killed meanwhile), the next is quick
+                    if n == 1:
+                        time.sleep(3)
                     headers["Cache-Control"] = "max-age=60"
                 elif path.startswith("/swr"):
                     headers["Cache-Control"] = "max-age=1, stale-while-revalidate=30"
@@ -144,7 +151,7 @@ http {{
     scgi_temp_path {prefix}/scgi;
 
     peakcache_zone main size=32m;
-    peakcache_zone other size=1m shared;
+    peakcache_zone other size=1m shared path={prefix}/other.shm;
 
     server {{
         listen 127.0.0.1:{port} backlog=1024;
@@ -175,12 +182,55 @@ http {{
 """
 
 
+# Several workers on one shared zone (a region file in the prefix); reuseport spreads the
+# connections over the workers; X-Pid tells the client, X-Worker the origin, which one answered.
+SHARED_CONF = """
+load_module {module};
+{user}
+worker_processes {workers};
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+
+    peakcache_zone sz size=8m shared path={prefix}/sz.shm;
+
+    server {{
+        listen 127.0.0.1:{port} backlog=1024 reuseport;
+
+        location / {{
+            peakcache sz;
+            peakcache_lock_timeout 5s;
+            add_header X-Cache $peakcache_status always;
+            add_header X-Pid $pid always;
+            proxy_set_header X-Worker $pid;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /purge {{
+            peakcache_purge sz;
+        }}
+        location /status {{
+            peakcache_status_page sz;
+        }}
+    }}
+}}
+"""
+
+
 class Nginx:
-    def __init__(self, origin, workers=1):
+    def __init__(self, origin, workers=1, template=CONF):
         self.prefix = tempfile.mkdtemp(prefix="peakcache-nginx-")
         self.port = free_port()
         user = "user root root;" if os.geteuid() == 0 else ""
-        conf = CONF.format(module=MODULE, user=user, workers=workers, prefix=self.prefix,
+        conf = template.format(module=MODULE, user=user, workers=workers, prefix=self.prefix,
                            port=self.port, origin=origin.port)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
@@ -437,22 +487,181 @@ class T:
         assert h["x-cache"] == "HIT", h
         assert self.o.count("/camp") == 1
 
-    def test_shared_warning_logged(self):
-        assert "\"shared\" is not supported yet" in self.ngx.log()
+    def test_shared_zone_opened(self):
+        log = self.ngx.log()
+        assert "shared region" in log and "other.shm" in log, log[-2000:]
+        assert "not supported" not in log
 
 
 def test_multi_worker(origin):
+    """Two workers, per-worker zones: at most one fill per worker."""
     ngx = Nginx(origin, workers=2)
     try:
         res = burst(ngx.port, "/mw", 40)
         assert all(r[0] == 200 for r in res)
         res = burst(ngx.port, "/mw", 40)
         assert all(r[0] == 200 for r in res)
-        # each worker its own cache for now: at most one fill per worker
         assert origin.count("/mw") <= 2, origin.count("/mw")
         assert "signal 11" not in ngx.log() and "[alert]" not in ngx.log()
     finally:
         ngx.stop()
+
+
+class Shared:
+    """Four workers on one shared zone."""
+
+    def __init__(self, ngx, origin):
+        self.ngx, self.o, self.p = ngx, origin, ngx.port
+
+    def get(self, path, **kw):
+        return request(self.p, path, **kw)
+
+    def status(self):
+        s, _, b = self.get("/status")
+        assert s == 200, s
+        return json.loads(b)
+
+    def test_shared_cold_burst_one_origin_request(self):
+        res = burst(self.p, "/slow-shared", 50)
+        assert all(r and r[0] == 200 for r in res), [r[:1] for r in res if r]
+        assert len({r[2] for r in res}) == 1
+        pids = {r[1]["x-pid"] for r in res}
+        assert len(pids) > 1, pids  # the burst reached several workers ...
+        assert self.o.count("/slow-shared") == 1, self.o.count("/slow-shared")  # ... one fetch
+        assert max(r[3] for r in res) < 2.0, max(r[3] for r in res)
+
+    def test_shared_hits_in_every_worker(self):
+        self.get("/sh-hit")
+        res = [self.get("/sh-hit") for _ in range(24)]
+        assert all(h["x-cache"] == "HIT" for _, h, _ in res), [h["x-cache"] for _, h, _ in res]
+        assert len({h["x-pid"] for _, h, _ in res}) > 1
+        assert self.o.count("/sh-hit") == 1
+        for _, h, _ in res:  # the answer memo, keyed by peakcache_entry_id
+            assert h["cache-status"] == "peakcache; hit; ttl=%d" % (60 - int(h["age"])), h
+
+    def test_shared_purge_seen_by_every_worker(self):
+        for _ in range(12):
+            self.get("/sh-purge")
+        assert self.o.count("/sh-purge") == 1
+        s, _, b = self.get("/purge?url=/sh-purge")
+        assert s == 200 and json.loads(b)["found"] is True, b
+        res = [self.get("/sh-purge") for _ in range(16)]
+        assert [h["x-cache"] for _, h, _ in res] == ["MISS"] + ["HIT"] * 15, \
+            [(h["x-cache"], h["x-pid"]) for _, h, _ in res]
+        assert len({h["x-pid"] for _, h, _ in res}) > 1
+        assert self.o.count("/sh-purge") == 2, self.o.count("/sh-purge")
+
+    def test_shared_stats_add_up(self):
+        before = [self.status() for _ in range(4)]
+        assert before[0]["backend"] == "shared" and before[0]["shards"] >= 1, before[0]
+        assert "sz.shm" in before[0]["region_path"], before[0]
+        res = [self.get("/sh-stats") for _ in range(40)]
+        pids = {h["x-pid"] for _, h, _ in res}
+        after = self.status()
+        d = {k: after[k] - before[-1][k] for k in ("lookups", "miss", "fresh", "fills_committed")}
+        assert len(pids) > 1, pids
+        assert d == {"lookups": 40, "miss": 1, "fresh": 39, "fills_committed": 1}, (d, pids)
+        assert after["entries"] >= 1
+
+    def test_shared_killed_filler_taken_over(self):
+        first = {}
+
+        def filler():
+            try:
+                first["r"] = request(self.p, "/killslow", timeout=10)
+            except Exception as e:  # its worker is killed under it
+                first["r"] = e
+
+        t = threading.Thread(target=filler)
+        t.start()
+        deadline = time.time() + 3
+        while not self.o.workers.get("/killslow") and time.time() < deadline:
+            time.sleep(0.01)
+        victim = int(self.o.workers["/killslow"][0])
+        res = [None] * 24
+        start = threading.Barrier(len(res) + 1)
+
+        def waiter(i):
+            start.wait()
+            try:
+                res[i] = request(self.p, "/killslow", timeout=10)
+            except Exception as e:
+                res[i] = e
+
+        threads = [threading.Thread(target=waiter, args=(i,)) for i in range(len(res))]
+        for th in threads:
+            th.start()
+        start.wait()
+        time.sleep(0.3)  # the waiters are parked on the fill
+        os.kill(victim, signal.SIGKILL)
+        t0 = time.time()
+        for th in threads:
+            th.join(15)
+        t.join(15)
+        ok = [r for r in res if isinstance(r, tuple)]
+        lost = [r for r in res if not isinstance(r, tuple)]  # connections of the killed worker
+        assert ok and all(r[0] == 200 for r in ok), [r[:2] for r in ok if r[0] != 200]
+        assert all(b"/killslow v1 n2" in r[2] for r in ok), [r[2] for r in ok]
+        assert len(lost) < len(res) // 2, lost
+        assert time.time() - t0 < 2.0, time.time() - t0  # taken over, not the lock timeout
+        assert self.o.count("/killslow") == 2, self.o.count("/killslow")
+        # the clients of the killed worker retry: a hit, in a respawned or another worker
+        for _ in lost + [first.get("r")]:
+            s, h, b = self.get("/killslow")
+            assert s == 200 and h["x-cache"] == "HIT", (s, h)
+        assert self.o.count("/killslow") == 2
+        log = self.ngx.log()
+        assert "exited on signal 9" in log, log[-2000:]
+        assert self.status()["takeovers"] >= 1
+
+    def test_shared_reload_keeps_entries(self):
+        self.get("/sh-reload")
+        s, h, _ = self.get("/sh-reload")
+        assert h["x-cache"] == "HIT"
+        old = {self.get("/sh-reload")[1]["x-pid"] for _ in range(16)}
+        self.ngx.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            s, h, _ = self.get("/sh-reload")
+            if h["x-pid"] not in old:
+                break
+            time.sleep(0.05)
+        assert h["x-pid"] not in old, "no new worker answered"
+        assert s == 200 and h["x-cache"] == "HIT", h  # a new cycle's worker: entries kept
+        assert self.o.count("/sh-reload") == 1
+        assert "attached" in self.ngx.log()
+
+
+def run_shared(origin, k):
+    names = [n for n in dir(Shared) if n.startswith("test_") and k in n]
+    if not names:
+        return 0, 0
+    passed = failed = 0
+    ngx = Nginx(origin, workers=4, template=SHARED_CONF)
+    try:
+        t = Shared(ngx, origin)
+        # reload last: it changes the workers
+        for name in sorted(names, key=lambda n: "reload" in n):
+            start = time.time()
+            try:
+                getattr(t, name)()
+                passed += 1
+                print("ok   %-45s %.2fs" % (name, time.time() - start))
+            except Exception as e:
+                failed += 1
+                print("FAIL %-45s %r" % (name, e))
+        log = ngx.log()
+        # the worker the kill test killed is the one expected "[alert] ... signal 9"
+        bad = [l for l in log.splitlines() if ("[alert]" in l or "[emerg]" in l or
+               ("signal" in l and "exited" in l)) and "exited on signal 9" not in l]
+        if bad:
+            failed += 1
+            print("FAIL shared: worker crashed or alert:\n" + "\n".join(bad))
+    finally:
+        ngx.stop(keep=failed > 0)
+        if failed:
+            print("shared nginx prefix kept: " + ngx.prefix)
+    return passed, failed
 
 
 def main():
@@ -490,6 +699,9 @@ def main():
             except Exception as e:
                 failed += 1
                 print("FAIL %-45s %r" % ("test_multi_worker", e))
+        p, f = run_shared(origin, args.k)
+        passed += p
+        failed += f
         log = ngx.log()
         crashes = [l for l in log.splitlines() if "signal" in l and "exited" in l]
         if crashes:

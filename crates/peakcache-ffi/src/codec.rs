@@ -191,6 +191,7 @@ pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
         header_bytes,
         body,
         meta,
+        id: 0,
     })
 }
 

@@ -116,6 +116,7 @@ impl peakcache_entry {
     /// bytes copied out of the region), or why it could not be.
     pub(crate) fn from_shm_hit(
         hit: peakcache_shm::Hit,
+        key: &[u8],
     ) -> Result<(*mut peakcache_entry, HitInfo), crate::codec::DecodeError> {
         let flags = hit.flags();
         let served = served(hit.served());
@@ -125,7 +126,10 @@ impl peakcache_entry {
             clock_ms(hit.revalidate_until()),
             clock_ms(hit.error_until()),
         );
-        let value = Arc::new(crate::codec::decode(hit.into_value(), flags)?);
+        let stored_at = u64::try_from(hit.stored_at().as_nanos()).unwrap_or(u64::MAX);
+        let mut value = crate::codec::decode(hit.into_value(), flags)?;
+        value.id = shm_value_id(key, stored_at, &value);
+        let value = Arc::new(value);
         let info = HitInfo {
             status: value.status,
             body: value.body.as_ptr(),
@@ -150,6 +154,93 @@ impl peakcache_entry {
         // SAFETY: a live handle is an `Arc<Stored>` pointer, alive while the caller holds it.
         unsafe { arg(entry.cast::<Stored>(), "entry") }
     }
+}
+
+/// Folds `bytes` into `h`, eight bytes at a time (a multiply-mix, not a checksum: ids are
+/// compared for equality only).
+#[inline]
+fn fold(mut h: u64, bytes: &[u8]) -> u64 {
+    let mut chunks = bytes.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes([c[0], c[1], c[2], c[3], c[4], c[5], c[6], c[7]]);
+        h = (h ^ w).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+    let mut tail = [0u8; 8];
+    let rest = chunks.remainder();
+    tail[..rest.len()].copy_from_slice(rest);
+    h = (h ^ u64::from_le_bytes(tail)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    mix(h ^ bytes.len() as u64)
+}
+
+/// A 64-bit finalizer (splitmix64's), so nearby inputs give unrelated ids.
+#[inline]
+fn mix(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Body bytes taken into an id at each end of the body.
+const ID_BODY_ENDS: usize = 64;
+
+/// The `peakcache_entry_id` of a value decoded from the shared region. The region keeps no
+/// number per stored record that a read exposes, and its store times come from a coarse clock
+/// (a few milliseconds), so an id is derived from what a read gives: the key, the record's
+/// store time (`stored_at_nanos`; 0 for `peakcache_get`, which does not learn it), the flags,
+/// the status, every header and the metadata, and the body's length and its first and last
+/// [`ID_BODY_ENDS`] bytes. Bounded work whatever the body's size; the same for every read of
+/// one stored value in any process; another for a replaced value unless the replacement was
+/// stored in the same clock tick with the same status, headers, metadata and body length and
+/// ends (a value of the HTTP family carries its response time in its metadata, so never).
+/// Never 0.
+pub(crate) fn shm_value_id(key: &[u8], stored_at_nanos: u64, value: &Stored) -> u64 {
+    let body = &value.body[..];
+    let head = &body[..body.len().min(ID_BODY_ENDS)];
+    let tail = &body[body.len().saturating_sub(ID_BODY_ENDS)..];
+    let mut h = fold(0x243f_6a88_85a3_08d3, key);
+    h = mix(h ^ stored_at_nanos);
+    h = mix(h ^ (u64::from(value.flags) << 16 | u64::from(value.status)));
+    h = fold(h, &value.header_bytes);
+    h = mix(h ^ value.headers.len() as u64);
+    h = fold(h, &value.meta);
+    h = fold(h, head);
+    h = fold(h, tail);
+    mix(h ^ body.len() as u64).max(1)
+}
+
+/// A number naming the stored value `entry` is a reference to, for a host that memoizes what
+/// it derives from an entry (an nginx worker's prepared response headers): nonzero, the same
+/// for every handle of one stored value, and another for another value; 0 for NULL. Compare
+/// ids for equality only (not a key, not a counter).
+///
+/// Local backend: the value's address. Handles of one value share it; an address is reused
+/// only after every handle of the value was freed, so a memo that keeps a handle keeps its id
+/// unique.
+///
+/// Shared backend: each read copies the value out of the region, so handles of one value are
+/// different pointers; the id is derived from the read: the key, the record's store time, the
+/// flags, status, headers and metadata, the body's length and its first and last 64 bytes
+/// (bounded work whatever the size). The same in every process attached to the region; another
+/// once the value is replaced, except for a replacement stored within the same tick of the
+/// region's clock (a few milliseconds) that matches in all of those (a value of the HTTP family
+/// carries its response time in its metadata, so it always differs). Handles from
+/// `peakcache_get` (which does not read the store time) leave the store time out: consistent
+/// among themselves, not equal to a lookup's id of the same value.
+///
+/// # Safety
+/// `entry` must be NULL or a live entry.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_entry_id(entry: *const peakcache_entry) -> u64 {
+    boundary_or(0, || {
+        // SAFETY: the caller promises a live entry.
+        unsafe { peakcache_entry::stored(entry) }.map_or(0, |s| {
+            if s.id != 0 {
+                s.id
+            } else {
+                entry as usize as u64
+            }
+        })
+    })
 }
 
 /// The stored status code (0 for NULL).

@@ -169,13 +169,13 @@ fn lookup_shared(
     Ok(match s.shm.lookup(key) {
         ShmLookup::Fresh(hit) => {
             let (entry, info) =
-                peakcache_entry::from_shm_hit(hit).map_err(|e| corrupt(&s.shm, key, e))?;
+                peakcache_entry::from_shm_hit(hit, key).map_err(|e| corrupt(&s.shm, key, e))?;
             peakcache_lookup_result::with(PEAKCACHE_LOOKUP_FRESH, entry, info)
         }
         ShmLookup::Stale(hit, refresh) => {
             // A value that does not decode abandons the ticket (dropped here) with the key.
             let (entry, info) =
-                peakcache_entry::from_shm_hit(hit).map_err(|e| corrupt(&s.shm, key, e))?;
+                peakcache_entry::from_shm_hit(hit, key).map_err(|e| corrupt(&s.shm, key, e))?;
             let mut r = peakcache_lookup_result::with(PEAKCACHE_LOOKUP_STALE, entry, info);
             if let Some(refresh) = refresh {
                 r.refresh = Box::into_raw(Box::new(peakcache_refresh {
@@ -232,7 +232,10 @@ pub unsafe extern "C" fn peakcache_get(
                 match s.shm.get_into(key, &mut buf) {
                     None => null_mut(),
                     Some(flags) => match crate::codec::decode(buf.into(), flags) {
-                        Ok(v) => peakcache_entry::into_raw(std::sync::Arc::new(v)),
+                        Ok(mut v) => {
+                            v.id = crate::entry::shm_value_id(key, 0, &v);
+                            peakcache_entry::into_raw(std::sync::Arc::new(v))
+                        }
                         Err(e) => return Err(corrupt(&s.shm, key, e)),
                     },
                 }

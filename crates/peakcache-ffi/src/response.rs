@@ -121,6 +121,7 @@ impl peakcache_response {
             header_bytes,
             body,
             meta: self.meta.into_boxed_slice(),
+            id: 0,
         }
     }
 }

@@ -361,7 +361,7 @@ pub unsafe extern "C" fn peakcache_fill_fail(
                 let key = fill.key().to_vec();
                 match fill.fail() {
                     None => std::ptr::null_mut(),
-                    Some(h) => match peakcache_entry::from_shm_hit(h) {
+                    Some(h) => match peakcache_entry::from_shm_hit(h, &key) {
                         Ok((e, _)) => e,
                         Err(err) => return Err(corrupt(&shm, &key, err)),
                     },

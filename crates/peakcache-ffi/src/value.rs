@@ -22,6 +22,10 @@ pub(crate) struct Stored {
     pub(crate) header_bytes: Vec<u8>,
     pub(crate) body: Bytes,
     pub(crate) meta: Box<[u8]>,
+    /// `peakcache_entry_id` of a value decoded from the shared region (a fresh copy per read,
+    /// so its address names nothing): derived from its record when it was read. 0 for a value
+    /// of the local backend, whose `Arc` address is its identity.
+    pub(crate) id: u64,
 }
 
 /// What the value of an entry costs beyond its bytes: the `Arc` allocation of [`Stored`]

@@ -124,7 +124,7 @@ fn resolved_shared(
     match r {
         ShmResolved::Hit(hit) => {
             let (entry, info) =
-                peakcache_entry::from_shm_hit(hit).map_err(|e| corrupt(&shm, key, e))?;
+                peakcache_entry::from_shm_hit(hit, key).map_err(|e| corrupt(&shm, key, e))?;
             with_hit(&mut w, entry, info);
         }
         ShmResolved::Fill(fill) => {
