@@ -12,7 +12,7 @@ use peakcache::{
 };
 use peakcache_http::{
     CacheStatus, ConditionalAnswer, Fwd, Key, Policy, RequestDirectives, Reuse, StaleGrant,
-    StaleUse, StaleWindows, Vary,
+    StaleUse, StaleWindows, Store, Vary,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -482,8 +482,21 @@ impl Proxy {
             }
             Err(_) => return Fetched::Failed(job.fail(), None, Some(OriginError::Timeout)),
         };
-        store.prepare(&mut head);
         let status = head.status.as_u16();
+        Fetched::Stored(self.store(key, lookup_key, job, &store, head, body), status)
+    }
+
+    /// Readies a response to store (RFC 9111 §3.1), stores it for `job` and returns it.
+    fn store(
+        &self,
+        key: &Key,
+        lookup_key: &Bytes,
+        job: Job,
+        store: &Store,
+        mut head: http::response::Parts,
+        body: Bytes,
+    ) -> Arc<Cached> {
+        store.prepare(&mut head);
         let cached = Arc::new(Cached {
             parts: head,
             body,
@@ -500,7 +513,7 @@ impl Proxy {
             &store.tags,
             &store.vary,
         );
-        Fetched::Stored(cached, status)
+        cached
     }
 
     /// Stores a fetched response under the ticket's key and, when it varies, under its variant
@@ -551,7 +564,7 @@ impl Proxy {
         sent: SystemTime,
         received: SystemTime,
     ) -> Fetched {
-        let Ok(mut merged) = self.policy.merge_304(&stored.parts, &not_modified) else {
+        let Ok(merged) = self.policy.merge_304(&stored.parts, &not_modified) else {
             return Fetched::Failed(job.fail(), None, None);
         };
         let Ok(store) = self.policy.on_response(up, &merged, sent, received) else {
@@ -561,23 +574,7 @@ impl Proxy {
                 body::full(stored.body.clone()),
             ));
         };
-        store.prepare(&mut merged);
-        let cached = Arc::new(Cached {
-            parts: merged,
-            body: stored.body.clone(),
-            meta: store.meta,
-            vary: store.vary.clone(),
-            vary_key: store.vary_key.clone(),
-        });
-        self.commit(
-            key,
-            lookup_key,
-            job,
-            cached.clone(),
-            store.freshness,
-            &store.tags,
-            &store.vary,
-        );
+        let cached = self.store(key, lookup_key, job, &store, merged, stored.body.clone());
         Fetched::Stored(cached, StatusCode::NOT_MODIFIED.as_u16())
     }
 
