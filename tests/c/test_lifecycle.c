@@ -177,15 +177,22 @@ static void fail_serves_stale_if_error(void) {
     CHECK(b.served == PEAKCACHE_SERVED_STALE_IF_ERROR);
     peakcache_entry_free(b.entry);
 
-    /* After the back-off (200 ms here), one caller probes again. */
+    /* After the back-off (200 ms here), one caller probes again, in the background: it is
+     * served the stale entry with a refresh ticket, and nobody waits for the origin. */
     sleep_ms(250);
     peakcache_lookup_result p = lookup(cache, "k");
-    CHECK(p.kind == PEAKCACHE_LOOKUP_MISS);
-    commit_fill(&p.fill, "back", 10000, 0, 0);
+    CHECK(p.kind == PEAKCACHE_LOOKUP_STALE && p.refresh != NULL);
+    CHECK(p.served == PEAKCACHE_SERVED_STALE_IF_ERROR);
+    peakcache_entry_free(p.entry);
+    peakcache_response *resp = make_response(200, "back", 0);
+    CHECK_OK(peakcache_refresh_commit(&p.refresh, &resp, 10000, 0, 0, NULL, 0));
+    peakcache_lookup_result f = lookup(cache, "k");
+    CHECK(f.kind == PEAKCACHE_LOOKUP_FRESH && body_is(f.entry, "back"));
+    peakcache_entry_free(f.entry);
 
     peakcache_stats st;
     CHECK_OK(peakcache_cache_stats(cache, &st));
-    CHECK(st.fills_failed == 1 && st.stale_if_error == 1);
+    CHECK(st.fills_failed == 1 && st.stale_if_error == 2 && st.refreshes_committed == 1);
     peakcache_cache_free(cache);
 }
 

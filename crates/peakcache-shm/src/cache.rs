@@ -955,6 +955,18 @@ impl ShmCache {
                 count(Counter::StaleIfError);
                 return Lookup::Stale(self.hit(&s, &r, Served::StaleIfError), None);
             }
+            (Standing::StaleIfError, Some(i), Some(r))
+                if counted && !flight && s.failures(i) > 0 =>
+            {
+                // The origin failed and the back-off has passed: probe it again in the
+                // background, serving the stale-if-error entry meanwhile (as in-process).
+                s.touch(i);
+                count(Counter::StaleIfError);
+                let hit = self.hit(&s, &r, Served::StaleIfError);
+                let t = self.start_flight(&s, i, key, hash, now, Kind::Refresh);
+                s.count(Counter::RefreshesStarted);
+                return Lookup::Stale(hit, Some(Refresh(t)));
+            }
             _ => {}
         }
         if let Some(i) = slot.filter(|_| flight) {

@@ -430,7 +430,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             let backing_off = control.is_some_and(|c| now < c.retry_at);
             // The origin failed last time and one caller is probing it: the others are served
             // the stale-if-error entry at once instead of waiting for the probe.
-            let probing = flight.is_some() && control.is_some_and(|c| c.failures > 0);
+            let failed_before = control.is_some_and(|c| c.failures > 0);
+            let probing = flight.is_some() && failed_before;
             match (standing, idx) {
                 (Standing::Fresh, Some(i)) => {
                     let n = s.node(i);
@@ -453,6 +454,17 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 (Standing::StaleIfError, Some(i)) if backing_off || probing => {
                     s.node(i).links.touch();
                     self.serve_stale(s.node(i), standing, counted)
+                }
+                (Standing::StaleIfError, Some(i)) if counted && failed_before => {
+                    // The origin failed and the back-off has passed: probe it again, but in the
+                    // background, serving the stale-if-error entry meanwhile, so no caller waits
+                    // on an origin known to be failing.
+                    s.node(i).links.touch();
+                    let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
+                    self.count(counted, Counter::StaleIfError);
+                    self.inner.counters.incr(Counter::RefreshesStarted);
+                    let hit = self.hit(s.node(i), Served::StaleIfError);
+                    Lookup::Stale(hit, Some(Refresh(ticket)))
                 }
                 _ => match flight {
                     Some(flight) => {

@@ -114,8 +114,10 @@
 //! Past its swr window but inside sie, an entry is fetched again; if the fetch fails,
 //! [`Fill::fail`] returns the stale entry and hands it to every waiter. The key then backs off
 //! (1 s, doubling up to 60 s by default, see [`Builder::retry_backoff`]): lookups get the stale
-//! entry without a fetch until one caller probes again, so a dead origin sees one probe per key
-//! per back-off interval, not a stream.
+//! entry without a fetch until the back-off passes; then one caller is handed a [`Refresh`]
+//! ticket with the stale entry and probes the origin in the background, while everyone keeps
+//! being served the stale entry. A dead origin sees one probe per key per back-off interval,
+//! not a stream, and nobody waits for it.
 //!
 //! ```
 //! use peakcache::{Cache, Freshness, Lookup, ManualClock, Served};

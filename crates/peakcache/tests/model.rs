@@ -357,6 +357,16 @@ impl Model {
             self.start(key, Kind::Refresh);
             return Expect::Stale(value.unwrap(), Served::Stale, true);
         }
+        // The origin failed before and the back-off has passed: a background probe, served
+        // stale (a waiter re-looking up is not handed it, and fills instead).
+        if standing == Some(Standing::StaleIfError)
+            && control.failures > 0
+            && control.flight.is_none()
+            && !for_waiter
+        {
+            self.start(key, Kind::Refresh);
+            return Expect::Stale(value.unwrap(), Served::StaleIfError, true);
+        }
         if control.flight.is_some() {
             Expect::Wait
         } else {
