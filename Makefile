@@ -88,9 +88,10 @@ bench-nginx: nginx-module
 bench-shm:
 	cargo bench -p peakcache-shm --bench shm
 
-# The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy, when the
-# suite is present (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
-conformance:
+# The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy and against
+# nginx with the module, both as their READMEs configure them, when the suite is present
+# (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
+conformance: nginx-module
 	bash tests/cache-tests.sh
 
 bench:
