@@ -8,7 +8,8 @@ CARGO ?= cargo
 DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/share/nginx/src/configure:nginx-dev \
 	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
-	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser
+	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser \
+	redis-server:redis-server
 
 .PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance \
 	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm
