@@ -256,6 +256,7 @@
 
 mod cache;
 mod error;
+mod file;
 mod futex;
 mod hash;
 mod mutex;
@@ -267,7 +268,7 @@ mod snapshot;
 mod tags;
 
 pub use cache::{
-    Builder, Fill, Hit, Lookup, Refresh, RegionInfo, Resolved, Restored, ShmCache, Waiter,
+    Builder, Fill, Hit, Lookup, Previous, Refresh, RegionInfo, Resolved, Restored, ShmCache, Waiter,
 };
 pub use error::{ShmError, StoreError};
 pub use peakcache::{Clock, Freshness, ManualClock, PurgeMode, Served, Stats};

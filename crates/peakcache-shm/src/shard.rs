@@ -20,7 +20,7 @@
 //! last. Access bits (`touch`), counters and futex words are written outside write sections.
 
 use crate::hash::Checksum;
-use crate::mutex::{Acquired, RawMutex};
+use crate::mutex::{self, Acquired, LockError, RawMutex};
 use crate::policy::Choice;
 use crate::region::{Geometry, Mapping, Region, SLOT_SIZE, UNIT};
 use std::cell::Cell;
@@ -30,6 +30,8 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 // Shard header.
 const S_DIRTY: usize = 64;
+/// Who is repairing the shard's mutex (a pid; 0: nobody). See `mutex::lock_repairing`.
+pub(crate) const S_REPAIR: usize = 68;
 const S_ENTRIES: usize = 72;
 const S_USED: usize = 80;
 const S_OCCUPIED: usize = 88;
@@ -168,8 +170,9 @@ pub(crate) enum Counter {
     Recoveries,
     Takeovers,
     EntriesDropped,
+    LockTimeouts,
 }
-pub(crate) const COUNTERS: usize = Counter::EntriesDropped as usize + 1;
+pub(crate) const COUNTERS: usize = Counter::LockTimeouts as usize + 1;
 const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_VERSION);
 const _: () = assert!(S_VERSION + 8 <= crate::policy::P_START);
 
@@ -345,18 +348,27 @@ impl<'a> std::ops::Deref for Locked<'a> {
     }
 }
 
-/// Locks shard `shard`. A shard whose last holder died inside it, or marked dirty, is checked
-/// and rebuilt first. `None` if the lock is unusable.
-pub(crate) fn lock(region: &Region, shard: usize) -> Option<Locked<'_>> {
+/// Locks shard `shard`, waiting at most the region's lock bound. A shard whose last holder
+/// died inside it, or marked dirty, is checked and rebuilt first; a mutex left unrecoverable is
+/// initialised again after marking the shard for that check.
+pub(crate) fn lock(region: &Region, shard: usize) -> Result<Locked<'_>, LockError> {
     let s = Shard::new(region, shard);
     let mutex = region.map.mutex(s.base);
-    let acquired = mutex.lock().ok()?;
+    let repair = region.map.u32(s.base + S_REPAIR);
+    let (acquired, repaired) =
+        mutex::lock_repairing(mutex, repair, region.lock_bound, || s.mark_corrupt())?;
+    if repaired {
+        (region.report)(&format!(
+            "peakcache-shm: the lock of shard {shard} was left unrecoverable; initialised \
+             again, and the shard checked and rebuilt"
+        ));
+    }
     let locked = Locked { s, mutex };
     if acquired == Acquired::OwnerDied || locked.m.u32(locked.base + S_DIRTY).load(Relaxed) != 0 {
         locked.rebuild();
         locked.count(Counter::Recoveries);
     }
-    Some(locked)
+    Ok(locked)
 }
 
 /// What `evict_one` did.
