@@ -1936,3 +1936,74 @@ impl ShmCache {
         stored
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` bytes of zero pages, mapped but never touched (no memory used).
+    struct Untouched(*mut libc::c_void, usize);
+
+    impl Untouched {
+        fn new(len: usize) -> Untouched {
+            // SAFETY: a fresh private mapping the kernel places; read-only, never written.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            Untouched(p, len)
+        }
+
+        fn bytes(&self) -> &[u8] {
+            // SAFETY: `len` readable bytes (zero pages) live as long as `self`.
+            unsafe { std::slice::from_raw_parts(self.0.cast(), self.1) }
+        }
+    }
+
+    impl Drop for Untouched {
+        fn drop(&mut self) {
+            // SAFETY: unmaps what `new` mapped, once.
+            unsafe { libc::munmap(self.0, self.1) };
+        }
+    }
+
+    #[test]
+    fn a_value_of_4_gib_or_more_is_refused_whatever_the_regions_object_limit() {
+        // A region whose object limit is beyond 32 bits (as another build could have made).
+        let b = Builder::default().max_bytes(1 << 20).shards(1);
+        let geo = b.geometry().unwrap();
+        let mut settings = b.settings(&geo, 1);
+        settings.max_object = 1 << 40;
+        let region = Region::anonymous(geo, settings, &b.attach_settings()).unwrap();
+        let cache = ShmCache::from_region(region, None);
+        let big = Untouched::new((4 << 30) + 1);
+        let ttl = Freshness::new(Duration::from_secs(60));
+        let too_large = |r: Result<(), StoreError>| {
+            matches!(r, Err(StoreError::TooLarge { size, limit })
+                if size > 4 << 30 && limit == u64::from(u32::MAX))
+        };
+        cache.insert(b"k", b"small", ttl).unwrap();
+        assert!(too_large(cache.insert(b"k", big.bytes(), ttl)));
+        assert_eq!(
+            cache.get(b"k"),
+            None,
+            "the outdated value is not served either"
+        );
+        let Lookup::Miss(fill) = cache.lookup(b"f") else {
+            panic!("a miss")
+        };
+        let Lookup::Wait(waiter) = cache.lookup(b"f") else {
+            panic!("a wait")
+        };
+        assert!(too_large(fill.commit(big.bytes(), ttl)));
+        assert!(matches!(waiter.try_wait(), Ok(Resolved::Pass)));
+        assert_eq!(cache.stats().rejected_too_large, 2);
+    }
+}

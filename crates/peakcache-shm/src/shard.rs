@@ -1043,9 +1043,14 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// Whether slot `i` holds no flight, back-off or pass-through.
+    /// Whether slot `i` holds no flight, back-off or pass-through, nor the outcome of a flight
+    /// that its waiters must still read: a flight that ended without a value for them (not
+    /// stored: too large, no room) keeps its slot until its deadline, so that they fetch for
+    /// themselves rather than find the key gone and fill it one after another.
     pub(crate) fn idle(&self, i: usize, now: u64) -> bool {
-        !self.flight_active(i) && self.retry_at(i) <= now && self.pass_until(i) <= now
+        let unread =
+            matches!(self.outcome(i), Outcome::Pass | Outcome::TooLarge) && self.deadline(i) > now;
+        !self.flight_active(i) && self.retry_at(i) <= now && self.pass_until(i) <= now && !unread
     }
 
     /// Replaces slot `i`'s value record by a key-only record (keeps the slot's control state),

@@ -207,8 +207,8 @@ fn a_stopped_lock_holder_costs_callers_one_bound_and_nothing_once_it_continues()
     std::thread::sleep(Duration::from_millis(600));
     signal(holder.id(), libc::SIGCONT);
     finish(holder, Duration::from_secs(10));
-    for s in 0..4 {
-        let k = &missing[s][1];
+    for keys in &missing {
+        let k = &keys[1];
         let Lookup::Miss(fill) = bounded("a miss", || cache.lookup(k.as_bytes())) else {
             panic!("{k}: fills after the holder continued")
         };
@@ -362,4 +362,70 @@ fn an_unrecoverable_shard_lock_is_repaired_after_the_shard_is_checked() {
         lines.iter().any(|l| l.contains("unrecoverable")),
         "{lines:?}"
     );
+}
+
+/// A snapshot's output that, on every write, checks that each shard's lock is free (an insert
+/// into each shard, by this very thread, would wait out the bound if the snapshot held it).
+struct CheckingSink {
+    cache: ShmCache,
+    probes: Vec<String>,
+    held: usize,
+    bytes: Vec<u8>,
+}
+
+impl std::io::Write for CheckingSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        for k in &self.probes {
+            if self
+                .cache
+                .insert(k.as_bytes(), b"probe", Freshness::new(HOUR))
+                .is_err()
+            {
+                self.held += 1;
+            }
+        }
+        self.bytes.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn a_snapshot_writes_with_no_shard_lock_held() {
+    let cache = ShmCache::builder()
+        .max_bytes(8 << 20)
+        .shards(2)
+        .lock_bound(Duration::from_millis(50))
+        .report(|_: &str| {})
+        .anonymous()
+        .unwrap();
+    // Over a MiB of entries per shard, in case a writer flushed in the middle of a shard.
+    for i in 0..2400u32 {
+        let k = format!("key-{i}");
+        cache
+            .insert(
+                k.as_bytes(),
+                &value_of(&k).repeat(20)[..2000],
+                Freshness::new(HOUR),
+            )
+            .unwrap();
+    }
+    let probes = keys_by_shard(&cache, "probe", 2, 1).concat();
+    let mut sink = CheckingSink {
+        cache: cache.clone(),
+        probes,
+        held: 0,
+        bytes: Vec::new(),
+    };
+    let written = cache.snapshot_to(&mut sink).unwrap();
+    assert!(written >= 2000, "{written}");
+    assert_eq!(sink.held, 0, "a write found a shard lock held");
+    assert_eq!(cache.region_info().lock_timeouts, 0);
+    // What was written is a whole snapshot.
+    let file = TempRegion::new("snapshot-to");
+    std::fs::write(&file.0, &sink.bytes).unwrap();
+    let other = ShmCache::builder().max_bytes(8 << 20).anonymous().unwrap();
+    assert_eq!(other.restore(&file.0).unwrap().restored, written);
 }

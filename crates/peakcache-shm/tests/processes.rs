@@ -52,6 +52,15 @@ fn child() {
             std::thread::sleep(Duration::from_secs(30));
             drop(fill);
         }
+        "fill-and-exit" => {
+            let Lookup::Miss(fill) = cache.lookup(arg.as_bytes()) else {
+                panic!("the child fills")
+            };
+            println!("filling");
+            // Leaves without completing (or dropping) the fill; the parent does not reap it
+            // yet: a zombie owner.
+            std::mem::forget(fill);
+        }
         "refresh-and-hang" => {
             let Lookup::Stale(_, Some(refresh)) = cache.lookup(arg.as_bytes()) else {
                 panic!("the child refreshes")
@@ -235,6 +244,36 @@ fn a_lookup_after_the_filler_died_fills_instead_of_waiting() {
     read_until(&mut child, "filling", Duration::from_secs(10));
     kill(child);
     assert!(matches!(cache.lookup(b"k"), Lookup::Miss(_)));
+}
+
+#[test]
+fn a_filler_that_exited_is_taken_over_before_its_parent_reaps_it() {
+    let region = TempRegion::new("zombie");
+    let cache = create(&region.0);
+    let mut child = spawn("fill-and-exit", &region.0, "k");
+    read_until(&mut child, "filling", Duration::from_secs(10));
+    // Exited, not reaped: `kill(pid, 0)` still finds it, /proc says `Z`.
+    let stat = format!("/proc/{}/stat", child.id());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stat)
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < until, "the child did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!("a zombie's fill is taken over, not waited for")
+    };
+    fill.commit(b"v", Freshness::new(HOUR)).unwrap();
+    assert_eq!(cache.region_info().takeovers, 1);
+    child.wait().unwrap();
 }
 
 #[test]
