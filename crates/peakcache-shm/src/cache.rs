@@ -174,8 +174,10 @@ impl Builder {
         self
     }
 
-    /// Whether [`open`](Builder::open) replaces a file holding an unusable or differently
-    /// configured region (default) or fails with the reason.
+    /// Whether [`open`](Builder::open) replaces a file of ours holding an unusable or
+    /// differently configured region (default) or fails with the reason. Never a file refused
+    /// for its type, owner or permissions ([`ShmError::Refused`]): whoever planted it must
+    /// not decide what happens.
     pub fn recreate_on_mismatch(mut self, on: bool) -> Self {
         self.recreate = on;
         self
@@ -187,21 +189,26 @@ impl Builder {
         self
     }
 
-    /// The user and group who must own the region file (default: this process's effective
-    /// user and group). A region file owned by anyone else is refused
-    /// ([`ShmError::Refused`]); a new one is created for them (`fchown`, which needs
-    /// privilege to give a file away: e.g. nginx's master, running as root, creating the
-    /// region for its workers' user). Snapshots this process restores may be owned by this
-    /// user too.
-    pub fn owner(mut self, uid: u32, gid: u32) -> Self {
+    /// The user who must own the region file (default: this process's effective user). A
+    /// region file owned by anyone else is refused ([`ShmError::Refused`]); a new one is
+    /// created for this user (`fchown`, which needs privilege to give a file away: e.g.
+    /// nginx's master, running as root, creating the region for its workers' user). A
+    /// snapshot this cache restores may be owned by this user too.
+    pub fn owner(mut self, uid: u32) -> Self {
         self.owner_uid = Some(uid);
+        self
+    }
+
+    /// The group of a new region file, and the group allowed to share one with
+    /// [`group_shared`](Builder::group_shared) (default: this process's effective group).
+    pub fn group(mut self, gid: u32) -> Self {
         self.owner_gid = Some(gid);
         self
     }
 
-    /// Lets the owner's group share the region, deliberately: a new file gets mode 0660 and
-    /// the owner's group; an existing one may have group permissions if its group is that
-    /// group. Default off: mode 0600, and a file with any group or other permission is
+    /// Lets a group share the region, deliberately: a new file gets mode 0660 and the
+    /// [`group`](Builder::group); an existing one may have group permissions if its group is
+    /// that group. Default off: mode 0600, and a file with any group or other permission is
     /// refused. Permissions for other users are always refused.
     pub fn group_shared(mut self, on: bool) -> Self {
         self.group_shared = on;
@@ -857,13 +864,16 @@ impl ShmCache {
     /// Locks shard `shard`, waiting at most the lock bound; `None` (counted and reported) if
     /// its lock was not acquired: the caller goes on without the cache.
     fn lock_shard(&self, shard: usize) -> Option<Locked<'_>> {
+        self.region().flush_reports();
         match shard::lock(self.region(), shard) {
             Ok(s) => Some(s),
             Err(e) => {
                 if matches!(e, LockError::TimedOut) {
                     shard::Shard::new(self.region(), shard).count(Counter::LockTimeouts);
                 }
-                self.region().lock_failed(&format!("shard {shard}"), &e);
+                if let Some(line) = self.region().lock_failure(&format!("shard {shard}"), &e) {
+                    (self.region().report)(&line);
+                }
                 None
             }
         }
@@ -1781,6 +1791,13 @@ impl ShmCache {
             }
             f();
         }
+    }
+
+    /// Test hook: calls `f` while holding the tag table's lock (bounded: nothing if it is not
+    /// acquired).
+    #[doc(hidden)]
+    pub fn debug_with_tags_locked(&self, f: impl FnOnce()) {
+        Tags::new(self.region()).with_lock(f);
     }
 
     /// Test hook: the shard `key` belongs to.

@@ -151,9 +151,9 @@ impl RawMutex {
 /// Locks `mutex` (see `RawMutex::lock`), repairing it first if it was left unrecoverable,
 /// rather than failing forever: the one process that wins `repair` (the pid of whoever is
 /// repairing; 0: nobody) calls `mark` (the caller marks what the mutex guards to be checked
-/// and rebuilt by the next holder, before anyone uses it), initialises the mutex again and
-/// locks it. Everyone else, meanwhile, gets `TimedOut` without touching the mutex. The
-/// second value is whether this call repaired it.
+/// and rebuilt by the next holder, before anyone uses it), initialises the mutex again, calls
+/// `report` (no lock held) and locks it. Everyone else, meanwhile, gets `TimedOut` without
+/// touching the mutex.
 ///
 /// An unrecoverable mutex fails every lock at once, so nobody sleeps on it while it is
 /// initialised again; a locker that read `repair` as 0 just before the repair began and
@@ -165,7 +165,8 @@ pub(crate) fn lock_repairing(
     repair: &AtomicU32,
     bound: Duration,
     mark: impl FnOnce(),
-) -> Result<(Acquired, bool), LockError> {
+    report: impl FnOnce(),
+) -> Result<Acquired, LockError> {
     let repairer = repair.load(Ordering::Acquire);
     if repairer != 0 && crate::process::exists(repairer) {
         return Err(LockError::TimedOut);
@@ -183,9 +184,10 @@ pub(crate) fn lock_repairing(
             let reinit = mutex.reinit();
             repair.store(0, Ordering::Release);
             reinit.map_err(LockError::Other)?;
-            mutex.lock(bound).map(|a| (a, true))
+            report();
+            mutex.lock(bound)
         }
-        other => other.map(|a| (a, false)),
+        other => other,
     }
 }
 

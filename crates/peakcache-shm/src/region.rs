@@ -601,6 +601,9 @@ pub(crate) struct Region {
     /// Lock timeouts not reported yet, and when the last report was made (monotonic ns).
     unreported: AtomicU64,
     last_report: AtomicU64,
+    /// A report made while a lock was held, for the next caller that holds none.
+    deferred: std::sync::Mutex<Option<String>>,
+    has_deferred: std::sync::atomic::AtomicBool,
 }
 
 /// The header checksum: bytes `0..H_CHECKSUM`.
@@ -669,12 +672,14 @@ impl Region {
             owner: attach.owner,
             unreported: AtomicU64::new(0),
             last_report: AtomicU64::new(0),
+            deferred: std::sync::Mutex::new(None),
+            has_deferred: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
-    /// Reports a lock of `what` that was not acquired (`e`): the first at once, then at most
-    /// one line a second with the count since the last.
-    pub(crate) fn lock_failed(&self, what: &str, e: &LockError) {
+    /// The line reporting a lock of `what` that was not acquired (`e`): the first at once,
+    /// then at most one a second with the count since the last; `None` in between.
+    pub(crate) fn lock_failure(&self, what: &str, e: &LockError) -> Option<String> {
         self.unreported.fetch_add(1, Ordering::Relaxed);
         let now = mono_nanos();
         let last = self.last_report.load(Ordering::Relaxed);
@@ -684,7 +689,7 @@ impl Region {
                 .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
                 .is_err()
         {
-            return;
+            return None;
         }
         let n = self.unreported.swap(0, Ordering::Relaxed);
         let why = match e {
@@ -695,11 +700,33 @@ impl Region {
             LockError::NotRecoverable => "is being repaired".to_string(),
             LockError::Other(e) => format!("is unusable ({e})"),
         };
-        (self.report)(&format!(
+        Some(format!(
             "peakcache-shm: the lock of {what} {why}: answered without the cache ({n} such \
              answer{} since the last report)",
             if n == 1 { "" } else { "s" }
-        ));
+        ))
+    }
+
+    /// Keeps `line` to be reported by the next caller that holds no lock (the report may
+    /// call back into the cache).
+    pub(crate) fn defer_report(&self, line: String) {
+        *self.deferred.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
+        self.has_deferred.store(true, Ordering::Release);
+    }
+
+    /// Reports what `defer_report` kept. Called with no lock held.
+    #[inline]
+    pub(crate) fn flush_reports(&self) {
+        if self.has_deferred.swap(false, Ordering::Acquire) {
+            let line = self
+                .deferred
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(line) = line {
+                (self.report)(&line);
+            }
+        }
     }
 
     /// A new region in an anonymous shared mapping (inherited by children forked later): a
@@ -892,7 +919,7 @@ impl Region {
             };
             // The file lock serialises the checks of attaching (and a re-initialisation of
             // locks after a reboot); a file replaced while we waited for it is opened again.
-            let _lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
+            let lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
             if !same_file(&file, path) {
                 continue;
             }
@@ -908,11 +935,18 @@ impl Region {
                 .and_then(|map| Region::validate(map, len, attach))
                 .and_then(|region| {
                     region.matches(&geo, &settings)?;
-                    region.after_attach(path)?;
-                    Ok(region)
+                    let note = region.after_attach(path)?;
+                    Ok((region, note))
                 });
             return match attached {
-                Ok(region) => Ok((region, Opened::Attached)),
+                Ok((region, note)) => {
+                    // Reported once the file lock is released (the report may open the cache).
+                    drop(lock);
+                    if let Some(note) = note {
+                        (region.report)(&note);
+                    }
+                    Ok((region, Opened::Attached))
+                }
                 Err(e) if recreate => {
                     // Replace the file (ours, checked above): processes still attached to the
                     // old one keep their (now unlinked) region; new processes get the new one.
@@ -940,7 +974,7 @@ impl Region {
         let owner = attach.owner;
         let file = file::open_checked(path, true, |md| owner.check_region(path, md))?
             .ok_or_else(|| io("open", io::Error::from(io::ErrorKind::NotFound)))?;
-        let _lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
+        let lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
         let len = file.metadata().map_err(|e| io("fstat", e))?.len();
         if len < HEADER_SIZE as u64 {
             return Err(ShmError::Truncated {
@@ -950,7 +984,11 @@ impl Region {
         }
         let map = Mapping::map(Some(&file), len as usize).map_err(|e| io("mmap", e))?;
         let region = Region::validate(map, len, attach)?;
-        region.after_attach(path)?;
+        let note = region.after_attach(path)?;
+        drop(lock);
+        if let Some(note) = note {
+            (region.report)(&note);
+        }
         Ok(region)
     }
 
@@ -997,16 +1035,16 @@ impl Region {
     /// After a reboot, a file region's locks name holders of another boot and its clock
     /// offset another boot's monotonic clock: reset both (under the file lock), and check
     /// every shard. Lock words this crate did not initialise in this boot (no stamp) are not
-    /// trusted either: initialised again the same way.
-    fn after_attach(&self, path: &Path) -> Result<(), ShmError> {
+    /// trusted either: initialised again the same way. Returns what to report, if anything.
+    fn after_attach(&self, path: &Path) -> Result<Option<String>, ShmError> {
         let m = &self.map;
         let boot = boot_id();
         let same_boot = m.u64(H_BOOT_ID).load(Ordering::Acquire) == boot;
         if same_boot && m.u64(H_LOCK_STAMP).load(Ordering::Acquire) == lock_stamp(boot) {
-            return Ok(());
+            return Ok(None);
         }
         self.init_locks()?;
-        (self.report)(&format!(
+        let note = format!(
             "peakcache-shm: region {}: its locks {}; initialised again and every shard checked",
             path.display(),
             if same_boot {
@@ -1014,7 +1052,7 @@ impl Region {
             } else {
                 "come from another boot"
             }
-        ));
+        );
         if !same_boot {
             // Region time continues from the wall time elapsed since creation, so entries
             // keep their age across the reboot.
@@ -1030,7 +1068,7 @@ impl Region {
         m.u64(H_LOCK_STAMP)
             .store(lock_stamp(boot), Ordering::Release);
         m.u64(H_BOOT_ID).store(boot, Ordering::Release);
-        Ok(())
+        Ok(Some(note))
     }
 }
 

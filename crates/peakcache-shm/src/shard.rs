@@ -355,14 +355,18 @@ pub(crate) fn lock(region: &Region, shard: usize) -> Result<Locked<'_>, LockErro
     let s = Shard::new(region, shard);
     let mutex = region.map.mutex(s.base);
     let repair = region.map.u32(s.base + S_REPAIR);
-    let (acquired, repaired) =
-        mutex::lock_repairing(mutex, repair, region.lock_bound, || s.mark_corrupt())?;
-    if repaired {
-        (region.report)(&format!(
-            "peakcache-shm: the lock of shard {shard} was left unrecoverable; initialised \
-             again, and the shard checked and rebuilt"
-        ));
-    }
+    let acquired = mutex::lock_repairing(
+        mutex,
+        repair,
+        region.lock_bound,
+        || s.mark_corrupt(),
+        || {
+            (region.report)(&format!(
+                "peakcache-shm: the lock of shard {shard} was left unrecoverable; \
+                 initialised again, the shard to be checked and rebuilt before use"
+            ))
+        },
+    )?;
     let locked = Locked { s, mutex };
     if acquired == Acquired::OwnerDied || locked.m.u32(locked.base + S_DIRTY).load(Relaxed) != 0 {
         locked.rebuild();

@@ -134,28 +134,39 @@ impl<'a> Tags<'a> {
     /// it could not be locked.
     fn lock(&self) -> bool {
         let repair = self.r.map.u32(H_TAG_REPAIR);
+        let repaired = || {
+            self.r.defer_report(
+                "peakcache-shm: the tag table's lock was left unrecoverable; initialised again"
+                    .to_string(),
+            )
+        };
+        let bound = self.r.lock_bound;
         match mutex::lock_repairing(
             self.r.map.mutex(H_TAG_MUTEX),
             repair,
-            self.r.lock_bound,
+            bound,
             || {},
+            repaired,
         ) {
-            Ok((_, repaired)) => {
-                if repaired {
-                    (self.r.report)(
-                        "peakcache-shm: the tag table's lock was left unrecoverable; \
-                         initialised again",
-                    );
-                }
-                true
-            }
+            Ok(_) => true,
             Err(e) => {
                 if matches!(e, LockError::TimedOut) {
                     self.r.map.u64(H_TAG_LOCK_TIMEOUTS).fetch_add(1, Relaxed);
                 }
-                self.r.lock_failed("the tag table", &e);
+                // Perhaps asked with a shard lock held: reported by the next caller.
+                if let Some(line) = self.r.lock_failure("the tag table", &e) {
+                    self.r.defer_report(line);
+                }
                 false
             }
+        }
+    }
+
+    /// Calls `f` holding the table's lock (test support).
+    pub(crate) fn with_lock(&self, f: impl FnOnce()) {
+        if self.lock() {
+            f();
+            self.r.map.mutex(H_TAG_MUTEX).unlock();
         }
     }
 

@@ -170,7 +170,7 @@ fn a_valid_region_owned_by_another_user_is_refused_and_not_replaced() {
     refused(builder().max_bytes(2 << 20).open(&path));
     assert_eq!(std::fs::metadata(&path).unwrap().ino(), ino, "not replaced");
     // The same file is attached by whoever is configured as its owner.
-    let (cache, opened) = builder().owner(NOBODY, NOBODY).open(&path).unwrap();
+    let (cache, opened) = builder().owner(NOBODY).group(NOBODY).open(&path).unwrap();
     assert_eq!(opened, Opened::Attached);
     assert_eq!(cache.get(b"k").as_deref(), Some(&b"v"[..]));
 }
@@ -190,10 +190,10 @@ fn group_or_other_permission_bits_are_refused_unless_the_group_is_allowed() {
     // Group sharing, set explicitly: 0660 with the allowed group attaches; other bits never.
     chown(&path, 0, NOBODY);
     chmod(&path, 0o660);
-    let shared = || builder().owner(0, NOBODY).group_shared(true);
+    let shared = || builder().owner(0).group(NOBODY).group_shared(true);
     let (_, opened) = shared().open(&path).unwrap();
     assert_eq!(opened, Opened::Attached);
-    let (msg, _, _, _) = refused(builder().owner(0, 0).group_shared(true).open(&path));
+    let (msg, _, _, _) = refused(builder().owner(0).group(0).group_shared(true).open(&path));
     assert!(msg.contains("gid 0"), "another group is refused: {msg}");
     chmod(&path, 0o664);
     refused(shared().open(&path));
@@ -245,7 +245,8 @@ fn a_new_region_is_private_to_its_owner_and_leaves_no_temporary_file() {
     let shared = dir.join("shared");
     drop(
         builder()
-            .owner(0, NOBODY)
+            .owner(0)
+            .group(NOBODY)
             .group_shared(true)
             .open(&shared)
             .unwrap(),

@@ -238,6 +238,51 @@ fn a_stopped_lock_holder_costs_callers_one_bound_and_nothing_once_it_continues()
     );
 }
 
+#[test]
+fn a_held_tag_table_lock_neither_serves_nor_drops_tagged_entries_and_loses_no_purge() {
+    let (lines, report) = collect();
+    let cache = ShmCache::builder()
+        .max_bytes(1 << 20)
+        .lock_bound(BOUND)
+        .report(report)
+        .anonymous()
+        .unwrap();
+    cache
+        .insert_tagged(b"tagged", b"t", Freshness::new(HOUR), &["post:1"])
+        .unwrap();
+    cache.insert(b"plain", b"p", Freshness::new(HOUR)).unwrap();
+    let (locked_tx, locked_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let cache = cache.clone();
+        std::thread::spawn(move || {
+            cache.debug_with_tags_locked(|| {
+                locked_tx.send(()).unwrap();
+                let _ = release_rx.recv_timeout(Duration::from_secs(10));
+            })
+        })
+    };
+    locked_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The tagged entry's purges cannot be checked: not served, not dropped; others served.
+    assert!(matches!(
+        bounded("a tagged lookup", || cache.lookup(b"tagged")),
+        Lookup::Pass
+    ));
+    assert!(matches!(cache.lookup(b"plain"), Lookup::Fresh(_)));
+    // A tag purge meanwhile is folded into the cache-wide mark, never lost.
+    bounded("a tag purge", || cache.purge_tag("post:1", PurgeMode::Hard));
+    release_tx.send(()).unwrap();
+    holder.join().unwrap();
+    assert!(matches!(cache.lookup(b"tagged"), Lookup::Miss(_)), "purged");
+    assert!(matches!(cache.lookup(b"plain"), Lookup::Fresh(_)));
+    assert!(cache.region_info().lock_timeouts >= 2);
+    let lines = lines.lock().unwrap();
+    assert!(
+        lines.iter().any(|l| l.contains("the tag table")),
+        "{lines:?}"
+    );
+}
+
 /// Rewrites bytes of the file at `path`.
 fn poke(path: &Path, at: u64, bytes: &[u8]) {
     use std::io::{Seek, SeekFrom, Write};

@@ -43,7 +43,7 @@ fn a_region_created_by_root_for_another_user_is_theirs_and_they_attach_it() {
     let own = dir.join(format!("peakcache-owner-root-{}", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let builder = || ShmCache::builder().max_bytes(1 << 20).shards(1);
-    let (cache, opened) = builder().owner(NOBODY, NOBODY).open(&path).unwrap();
+    let (cache, opened) = builder().owner(NOBODY).group(NOBODY).open(&path).unwrap();
     assert_eq!(opened, Opened::Created);
     let md = std::fs::metadata(&path).unwrap();
     assert_eq!(
