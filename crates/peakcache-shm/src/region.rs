@@ -717,7 +717,10 @@ impl Region {
     /// Reports what `defer_report` kept. Called with no lock held.
     #[inline]
     pub(crate) fn flush_reports(&self) {
-        if self.has_deferred.swap(false, Ordering::Acquire) {
+        // A load first: the common case writes nothing to the shared flag.
+        if self.has_deferred.load(Ordering::Relaxed)
+            && self.has_deferred.swap(false, Ordering::Acquire)
+        {
             let line = self
                 .deferred
                 .lock()
