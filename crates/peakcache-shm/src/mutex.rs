@@ -12,7 +12,7 @@
 //! while waiting lengthens or shortens that one wait).
 
 use std::io;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 /// Bytes reserved for one mutex in the region layout.
@@ -148,12 +148,18 @@ impl RawMutex {
     }
 }
 
+/// A repair claimed this long ago (seconds) by a process that still exists is taken for an
+/// abandoned one (its repairer died and the pid was reused): a repair takes microseconds.
+const REPAIR_STALE_SECS: u32 = 2;
+
 /// Locks `mutex` (see `RawMutex::lock`), repairing it first if it was left unrecoverable,
 /// rather than failing forever: the one process that wins `repair` (the pid of whoever is
-/// repairing; 0: nobody) calls `mark` (the caller marks what the mutex guards to be checked
-/// and rebuilt by the next holder, before anyone uses it), initialises the mutex again, calls
+/// repairing in its high half and when it began, in seconds of the monotonic clock, in its
+/// low half; 0: nobody) calls `mark` (the caller marks what the mutex guards to be checked and
+/// rebuilt by the next holder, before anyone uses it), initialises the mutex again, calls
 /// `report` (no lock held) and locks it. Everyone else, meanwhile, gets `TimedOut` without
-/// touching the mutex.
+/// touching the mutex. A claim whose repairer no longer exists, or that is older than
+/// `REPAIR_STALE_SECS`, is taken over.
 ///
 /// An unrecoverable mutex fails every lock at once, so nobody sleeps on it while it is
 /// initialised again; a locker that read `repair` as 0 just before the repair began and
@@ -162,20 +168,23 @@ impl RawMutex {
 /// which this crate never does).
 pub(crate) fn lock_repairing(
     mutex: RawMutex,
-    repair: &AtomicU32,
+    repair: &AtomicU64,
     bound: Duration,
     mark: impl FnOnce(),
     report: impl FnOnce(),
 ) -> Result<Acquired, LockError> {
-    let repairer = repair.load(Ordering::Acquire);
-    if repairer != 0 && crate::process::exists(repairer) {
+    let now = (crate::region::mono_nanos() / 1_000_000_000) as u32;
+    let claim = repair.load(Ordering::Acquire);
+    let (repairer, since) = ((claim >> 32) as u32, claim as u32);
+    if claim != 0 && now.wrapping_sub(since) < REPAIR_STALE_SECS && crate::process::exists(repairer)
+    {
         return Err(LockError::TimedOut);
     }
     match mutex.lock(bound) {
         Err(LockError::NotRecoverable) => {
-            let me = std::process::id();
+            let me = (u64::from(std::process::id()) << 32) | u64::from(now);
             if repair
-                .compare_exchange(repairer, me, Ordering::AcqRel, Ordering::Relaxed)
+                .compare_exchange(claim, me, Ordering::AcqRel, Ordering::Relaxed)
                 .is_err()
             {
                 return Err(LockError::TimedOut);

@@ -74,8 +74,8 @@ pub(crate) const H_FOLD_MARK: usize = 240;
 pub(crate) const H_TAG_MUTEX: usize = 320;
 pub(crate) const H_TAG_PURGES: usize = 384;
 pub(crate) const H_TAG_COUNT: usize = 392;
-/// Who is repairing the tag table's mutex (a pid; 0: nobody).
-pub(crate) const H_TAG_REPAIR: usize = 396;
+/// Who is repairing the tag table's mutex, and since when (see `mutex::lock_repairing`).
+pub(crate) const H_TAG_REPAIR: usize = 416;
 /// `lock_stamp(boot id)` once this crate has initialised the locks in this boot: lock words
 /// without it (another boot, another program) are never trusted.
 pub(crate) const H_LOCK_STAMP: usize = 400;
@@ -812,12 +812,12 @@ impl Region {
     fn init_locks(&self) -> Result<(), ShmError> {
         let io = |e| ShmError::io("pthread_mutex_init", None, e);
         self.map.mutex(H_TAG_MUTEX).init().map_err(io)?;
-        self.map.u32(H_TAG_REPAIR).store(0, Ordering::Relaxed);
+        self.map.u64(H_TAG_REPAIR).store(0, Ordering::Relaxed);
         for shard in 0..self.geo.shards as usize {
             let base = self.geo.shard_base(shard);
             self.map.mutex(base).init().map_err(io)?;
             self.map
-                .u32(base + crate::shard::S_REPAIR)
+                .u64(base + crate::shard::S_REPAIR)
                 .store(0, Ordering::Relaxed);
         }
         Ok(())

@@ -30,8 +30,6 @@ use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 // Shard header.
 const S_DIRTY: usize = 64;
-/// Who is repairing the shard's mutex (a pid; 0: nobody). See `mutex::lock_repairing`.
-pub(crate) const S_REPAIR: usize = 68;
 const S_ENTRIES: usize = 72;
 const S_USED: usize = 80;
 const S_OCCUPIED: usize = 88;
@@ -39,6 +37,8 @@ const S_FREE_HEADS: usize = 96;
 /// Free lists: one per size class, `floor(log2(units))` of a free span.
 pub(crate) const ORDERS: usize = 32;
 const S_COUNTERS: usize = S_FREE_HEADS + ORDERS * 4;
+/// Who is repairing the shard's mutex, and since when (see `mutex::lock_repairing`).
+pub(crate) const S_REPAIR: usize = 432;
 /// The version word of optimistic reads: odd while a writer changes the shard. On a line of
 /// its own among the fields only writers write, so readers' counter updates do not evict it.
 pub(crate) const S_VERSION: usize = 448;
@@ -173,7 +173,7 @@ pub(crate) enum Counter {
     LockTimeouts,
 }
 pub(crate) const COUNTERS: usize = Counter::LockTimeouts as usize + 1;
-const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_VERSION);
+const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_REPAIR);
 const _: () = assert!(S_VERSION + 8 <= crate::policy::P_START);
 
 /// Where an entry stands at an instant.
@@ -354,7 +354,7 @@ impl<'a> std::ops::Deref for Locked<'a> {
 pub(crate) fn lock(region: &Region, shard: usize) -> Result<Locked<'_>, LockError> {
     let s = Shard::new(region, shard);
     let mutex = region.map.mutex(s.base);
-    let repair = region.map.u32(s.base + S_REPAIR);
+    let repair = region.map.u64(s.base + S_REPAIR);
     let acquired = mutex::lock_repairing(
         mutex,
         repair,

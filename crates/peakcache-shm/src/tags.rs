@@ -133,7 +133,7 @@ impl<'a> Tags<'a> {
     /// Locks the table (bounded; repaired if unrecoverable). False, reported and counted, if
     /// it could not be locked.
     fn lock(&self) -> bool {
-        let repair = self.r.map.u32(H_TAG_REPAIR);
+        let repair = self.r.map.u64(H_TAG_REPAIR);
         let repaired = || {
             self.r.defer_report(
                 "peakcache-shm: the tag table's lock was left unrecoverable; initialised again"
