@@ -144,6 +144,7 @@ fn a_stopped_lock_holder_costs_callers_one_bound_and_nothing_once_it_continues()
     let mut holder = spawn("hold-lock", &region.0, &format!("{},1200", stored[held][0]));
     read_until(&mut holder, "locked", Duration::from_secs(10));
     signal(holder.id(), libc::SIGSTOP);
+    let stopped = Instant::now();
     // Another process reads every stored key meanwhile.
     let all: Vec<&str> = stored.iter().flatten().map(String::as_str).collect();
     let mut probe = spawn("probe", &region.0, &format!("{};700", all.join(",")));
@@ -205,6 +206,7 @@ fn a_stopped_lock_holder_costs_callers_one_bound_and_nothing_once_it_continues()
     );
     // Continued: the holder releases, and everything works on every shard.
     std::thread::sleep(Duration::from_millis(600));
+    let stopped_for = stopped.elapsed();
     signal(holder.id(), libc::SIGCONT);
     finish(holder, Duration::from_secs(10));
     for keys in &missing {
@@ -227,9 +229,10 @@ fn a_stopped_lock_holder_costs_callers_one_bound_and_nothing_once_it_continues()
         "every lock not acquired is counted: {timeouts}"
     );
     let lines = lines.lock().unwrap();
+    let most = stopped_for.as_secs() as usize + 1;
     assert!(
-        !lines.is_empty() && lines.len() <= 2,
-        "reported, a line a second: {lines:?}"
+        !lines.is_empty() && lines.len() <= most,
+        "reported, at most a line a second: {lines:?}"
     );
     assert!(
         lines[0].contains("shard 0") && lines[0].contains("200 ms"),
