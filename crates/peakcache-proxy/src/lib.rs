@@ -12,6 +12,7 @@
 
 pub mod admin;
 pub mod body;
+mod cluster;
 pub mod config;
 pub mod handler;
 pub mod origin;
