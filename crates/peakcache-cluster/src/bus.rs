@@ -78,18 +78,20 @@ pub(crate) async fn read(shared: Arc<Shared>) {
         let Some(c) = conn.as_mut() else { continue };
         let sent = Instant::now();
         let step = match &pos {
-            None => first_contact(&shared, c).await.map(|p| (p, false)),
+            None => first_contact(&shared, c).await.map(|p| (p, None)),
             Some(p) => read_once(&shared, c, p).await,
         };
         match step {
-            Ok((next, caught_up)) => {
+            Ok((next, read)) => {
                 backoff.reset();
                 shared.answered();
-                if caught_up && shared.lag.synced(sent) {
-                    eprintln!(
-                        "peakcache-cluster {}: caught up with the bus",
-                        shared.config.name
-                    );
+                if let Some(at) = read.and_then(|r| r.synced_at(sent, shared.config.block())) {
+                    if shared.lag.synced(at) {
+                        eprintln!(
+                            "peakcache-cluster {}: caught up with the bus",
+                            shared.config.name
+                        );
+                    }
                 }
                 pos = Some(next);
             }
@@ -98,6 +100,32 @@ pub(crate) async fn read(shared: Arc<Shared>) {
                 shared.failed("reading the bus", &e);
                 backoff.pause().await;
             }
+        }
+    }
+}
+
+/// What one read of the bus got.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Read {
+    /// Nothing new: it blocked its full time.
+    Empty,
+    /// Every entry there was when the server answered.
+    Everything,
+    /// A full batch: there may be more.
+    Batch,
+    /// The bus's history was lost: read again from its start.
+    Reset,
+}
+
+impl Read {
+    /// When the host is known to have had every purge, for a read sent at `sent` that blocks
+    /// at most `block`: when the server answered, which is no earlier than it was sent, and no
+    /// earlier than `block` after that for a read that timed out empty.
+    fn synced_at(self, sent: Instant, block: Duration) -> Option<Instant> {
+        match self {
+            Read::Empty => Some((sent + block).min(Instant::now())),
+            Read::Everything => Some(sent),
+            Read::Batch | Read::Reset => None,
         }
     }
 }
@@ -142,13 +170,13 @@ async fn first_contact(shared: &Shared, c: &mut MultiplexedConnection) -> RedisR
     Ok(Position { id, seq })
 }
 
-/// One blocking read from `pos`; applies what it got and returns the new position and whether
-/// the host has caught up (read everything there was when the read was sent).
+/// One blocking read from `pos`; applies what it got and returns the new position and what
+/// the read got.
 async fn read_once(
     shared: &Shared,
     c: &mut MultiplexedConnection,
     pos: &Position,
-) -> RedisResult<(Position, bool)> {
+) -> RedisResult<(Position, Option<Read>)> {
     let block = shared.config.block();
     let mut pipe = redis::pipe();
     pipe.cmd("GET")
@@ -172,11 +200,15 @@ async fn read_once(
             id: "0-0".into(),
             seq: 0,
         };
-        return Ok((start, false));
+        return Ok((start, Some(Read::Reset)));
     }
     let entries = parse_xread(reply);
-    let caught_up = entries.len() < BATCH;
-    Ok((apply(shared, pos.clone(), entries), caught_up))
+    let read = match entries.len() {
+        0 => Read::Empty,
+        n if n < BATCH => Read::Everything,
+        _ => Read::Batch,
+    };
+    Ok((apply(shared, pos.clone(), entries), Some(read)))
 }
 
 /// Applies other hosts' purges in order. A gap in the purge numbers means entries were trimmed

@@ -276,11 +276,13 @@ impl Cluster {
         }
         let token = shared.token();
         let deadline = Instant::now() + shared.config.lock_timeout;
+        // A host with purges not yet on the stream could read back what it just purged (their
+        // versions are not set yet), and its copy would be refused for a purge number read
+        // before them: let them land first, briefly.
+        let _ = shared.outbox.drain(shared.config.op_timeout).await;
         let mut lost = false;
         let mut copy_rejected = false;
         loop {
-            // A host with purges not yet on the stream could read back what it just purged:
-            // their versions are not set yet.
             let want_copy = !copy_rejected && shared.outbox.len() == 0;
             let notify = shared.wakeups.register(key);
             let woken = notify.notified();

@@ -341,6 +341,8 @@ pub(crate) struct Outbox {
     queue: Mutex<VecDeque<(u64, Purge)>>,
     next: AtomicU64,
     pub(crate) ready: Notify,
+    /// Notified when the last queued purge is published.
+    drained: Notify,
     limit: usize,
 }
 
@@ -350,6 +352,7 @@ impl Outbox {
             queue: Mutex::new(VecDeque::new()),
             next: AtomicU64::new(0),
             ready: Notify::new(),
+            drained: Notify::new(),
             limit,
         }
     }
@@ -396,6 +399,25 @@ impl Outbox {
         if q.front().is_some_and(|(front, _)| *front == id) {
             q.pop_front();
         }
+        if q.is_empty() {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Waits until every queued purge is published, at most `within`; true if it was.
+    pub(crate) async fn drain(&self, within: Duration) -> bool {
+        let published = async {
+            loop {
+                let drained = self.drained.notified();
+                tokio::pin!(drained);
+                drained.as_mut().enable();
+                if self.len() == 0 {
+                    return;
+                }
+                drained.await;
+            }
+        };
+        tokio::time::timeout(within, published).await.is_ok()
     }
 
     pub(crate) fn len(&self) -> usize {
