@@ -39,7 +39,9 @@ struct Host {
 fn config(url: &str, tune: impl FnOnce(&mut Config)) -> Config {
     let mut c = Config::new(url);
     c.name = "test".into();
-    c.op_timeout = Duration::from_millis(100);
+    // Generous, so a loaded machine does not send a host alone; the tests of the fallback
+    // set their own.
+    c.op_timeout = Duration::from_millis(500);
     c.lock_timeout = Duration::from_secs(2);
     c.backoff_min = Duration::from_millis(20);
     c.backoff_max = Duration::from_millis(200);
@@ -260,7 +262,7 @@ async fn a_host_cut_off_longer_than_max_lag_is_lagging_until_it_has_replayed_the
     let (noticed, lag) = (cut.elapsed(), b.cluster.stats().bus_lag);
     assert!(lag >= Duration::from_millis(300), "past max_lag: {lag:?}");
     assert!(
-        noticed < Duration::from_millis(450),
+        noticed < Duration::from_millis(700),
         "promptly: {noticed:?}"
     );
     assert!(b.seen.has(&SOFT_ALL), "nothing is fresh any more");
@@ -353,7 +355,10 @@ async fn a_lease_released_without_a_copy_sends_the_waiter_to_the_origin_at_once(
     drop(held); // uncacheable, or the origin failed
     let (held_by_b, waited) = waiter.await.unwrap();
     assert!(held_by_b, "b takes the lease and fetches");
-    assert!(waited < Duration::from_millis(600), "{waited:?}");
+    assert!(
+        waited < Duration::from_millis(1000),
+        "not at the lock timeout: {waited:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -371,7 +376,7 @@ async fn a_waiter_fetches_alone_after_the_lock_timeout() {
     let waited = started.elapsed();
     assert!(!l.is_held(), "b fetches alone");
     assert!(
-        waited >= Duration::from_millis(290) && waited < Duration::from_millis(600),
+        waited >= Duration::from_millis(290) && waited < Duration::from_millis(1000),
         "{waited:?}"
     );
     assert_eq!(b.cluster.stats().lease_waits_timed_out, 1);
@@ -390,7 +395,7 @@ async fn a_lease_that_expires_goes_to_the_next_host() {
     let l = lease(&b, b"k").await;
     // A duplicate fetch after the lease expired: acceptable; a stuck visitor is not.
     assert!(l.is_held());
-    assert!(started.elapsed() < Duration::from_millis(600));
+    assert!(started.elapsed() < Duration::from_millis(1000));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -480,7 +485,7 @@ async fn bodies_above_the_limit_skip_the_second_level_cache() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_a_miss_waits_one_timeout_at_most_then_none() {
     let mut redis = RedisServer::start();
-    let a = host(&redis.url(), |_| {}).await;
+    let a = host(&redis.url(), |c| c.op_timeout = Duration::from_millis(100)).await;
     redis.kill();
     let started = Instant::now();
     let l = lease(&a, b"/x").await;
@@ -504,7 +509,7 @@ async fn with_redis_down_a_miss_waits_one_timeout_at_most_then_none() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paused_redis_costs_a_miss_one_timeout_at_most() {
     let redis = RedisServer::start();
-    let a = host(&redis.url(), |_| {}).await;
+    let a = host(&redis.url(), |c| c.op_timeout = Duration::from_millis(100)).await;
     redis.pause();
     let started = Instant::now();
     assert!(!lease(&a, b"/x").await.is_held());

@@ -69,10 +69,11 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
         Some("1") | Some("true") => PurgeMode::Soft,
         _ => PurgeMode::Hard,
     };
-    let scope = if proxy.cluster().is_some() {
-        "every host"
-    } else {
-        "this host"
+    let scope = match proxy.cluster().map(|c| c.stats().connected) {
+        Some(true) => "every host",
+        // Queued: published, in order, when Redis answers again.
+        Some(false) => "this host (the others when Redis answers again)",
+        None => "this host",
     };
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
