@@ -6,12 +6,14 @@
 #   pool a: user A, 4 workers       pool b: user B, 4 workers (its name needs escaping)
 #   pool c: user B, 1 worker, php_admin_value[peakcache.shm_path] = pool a's region
 #   pool d: user A, 1 worker, its default region file planted beforehand by user B (mode 0666)
+#   pool e: user A, 1 worker, fpm_get_status in disable_functions (it cannot learn its name)
 #
 # Checks: each pool gets its own region file (/dev/shm/peakcache-php-<uid>-<pool>, 0600, owned
 # by the pool's user); what a sets, b does not see, and what b sets under the same key a never
 # reads; remember() computes once per pool across that pool's workers (single flight per pool);
 # c is refused a's region (another user's file) and d the planted file, each with the reason in
-# the log, and each still answers from a cache of its own; a reload (SIGUSR2) keeps a's entries;
+# the log, and each still answers from a cache of its own; e, which cannot learn its pool's
+# name, shares no region rather than guess; a reload (SIGUSR2) keeps a's entries;
 # a pool whose user changes gets a new region and does not see the old one.
 # Needs root (useradd, pools under other users). Users, region files and servers are removed
 # on exit, whatever happens.
@@ -76,8 +78,8 @@ region_d="/dev/shm/peakcache-php-$uid_a-e2e-d"
 chmod 755 "$tmp"
 cp "$here/app.php" "$tmp/app.php"
 chmod 644 "$tmp/app.php"
-for p in a b c d; do mkdir -p "$tmp/$p"; done
-chown "$user_a" "$tmp/a" "$tmp/d"
+for p in a b c d e; do mkdir -p "$tmp/$p"; done
+chown "$user_a" "$tmp/a" "$tmp/d" "$tmp/e"
 chown "$user_b" "$tmp/b" "$tmp/c"
 
 # User B plants pool d's default region file before FPM starts: a file anyone may write.
@@ -88,7 +90,7 @@ chmod 666 "$region_d"
 
 port="$(free_port)"
 locations=""
-for p in a b c d; do
+for p in a b c d e; do
     locations="$locations
         location /$p/ {
             fastcgi_pass unix:$tmp/$p.sock;
@@ -123,6 +125,7 @@ CONF
         pool "$pool_b" b "$user_b" 4
         pool e2e-c c "$user_b" 1 "php_admin_value[peakcache.shm_path] = $region_a"
         pool e2e-d d "$user_a" 1
+        pool e2e-e e "$user_a" 1 "php_admin_value[disable_functions] = fpm_get_status"
     } >"$tmp/fpm.conf"
 }
 
@@ -142,7 +145,7 @@ wait_ready() { # wait_ready POOL
 # Pool a answers first, so its workers create its region before pool c asks for that file.
 wait_pools() {
     local p
-    for p in a b c d; do wait_ready "$p" || exit 1; done
+    for p in a b c d e; do wait_ready "$p" || exit 1; done
 }
 
 reload_fpm() { # SIGUSR2, then wait for the master to say it is ready again
@@ -223,13 +226,19 @@ rd=$(get d op=region)
 [ "$rd" = "NULL" ] && grep -q "peakcache: the shared memory region $region_d cannot be used" "$tmp/fpm.log"
 check "pool d refused the region file user b planted at its default path (0666)" $? "region() = $rd; $(grep -m1 -o "peakcache: the shared memory region $region_d[^\"]*" "$tmp/fpm.log" || echo 'no refusal in fpm.log')"
 
-# 6. A reload (SIGUSR2) keeps pool a's region and entries: new workers attach to the same file.
+# 6. Pool e cannot learn its name: no default region (it would be every such pool's), logged.
+re=$(get e op=region)
+e_own=$(get e 'op=set&key=k&value=e'; get e 'op=get&key=k')
+[ "$re" = "NULL" ] && [ "$e_own" = "true'e'" ] && grep -q "peakcache: this PHP-FPM worker cannot learn its pool's name" "$tmp/fpm.log"
+check "pool e, without fpm_get_status(): no default region, logged, a cache of its own" $? "region() = $re, set/get = $e_own"
+
+# 7. A reload (SIGUSR2) keeps pool a's region and entries: new workers attach to the same file.
 reload_fpm
 after_reload=$(get a 'op=get&key=k')
 [ "$after_reload" = "'from-a'" ] && [ "$(get a op=region)" = "'$region_a'" ]
 check "after a reload pool a attaches to its region again, entries kept" $? "get('k') = $after_reload"
 
-# 7. Pool a's user changes (to b): a new region under the new user, the old one out of reach.
+# 8. Pool a's user changes (to b): a new region under the new user, the old one out of reach.
 write_fpm_conf "$user_b"
 reload_fpm
 ra2=$(get a op=region)
