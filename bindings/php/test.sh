@@ -40,7 +40,7 @@ cd "$build"
 log="$build/phpt.log"
 # TEST_PHP_ARGS: our -d settings win over run-tests' defaults; --show-diff prints failures.
 make test NO_INTERACTION=1 TESTS="--no-color --show-diff $valgrind tests" >"$log" 2>&1
-tr '\r' '\n' <"$log" | grep -E '^(PASS|FAIL|SKIP|BORK|LEAK)' || true
+tr '\r' '\n' <"$log" | grep -a -E '^(PASS|FAIL|SKIP|BORK|LEAK)' || true
 phpt_pass=$(sed -n 's/^Tests passed *: *\([0-9]*\).*/\1/p' "$log")
 phpt_fail=$(sed -n 's/^Tests failed *: *\([0-9]*\).*/\1/p' "$log")
 phpt_total=$(ls "$build"/tests/*.phpt | wc -l)
@@ -52,7 +52,7 @@ if [ $((phpt_pass + phpt_fail)) -lt "$phpt_total" ]; then
     phpt_fail=$((phpt_total - phpt_pass))
 elif [ "$phpt_fail" -gt 0 ]; then
     sed -n '/^FAILED TEST SUMMARY/,$p' "$log"
-    grep -A40 '^========DIFF========' "$log" | head -200
+    grep -a -A40 '^========DIFF========' "$log" | head -200
 fi
 echo "phpt: $phpt_pass passed, $phpt_fail failed"
 passed=$((passed + phpt_pass))
