@@ -36,6 +36,7 @@
 
 #include <peakcache.h>
 #include <ctype.h>
+#include <fcntl.h>
 #include <syslog.h>
 #include <unistd.h>
 
@@ -1556,11 +1557,8 @@ static PHP_GSHUTDOWN_FUNCTION(peakcache)
 
 /* {{{ the pool: made in each process from the settings in effect there */
 
-/* Pool-name bytes kept in a default region's file name (FPM's scoreboard keeps 31). */
+/* Pool-name bytes kept as they are in a default region's file name. */
 #define PC_POOL_NAME_MAX 64
-/* fpm_get_status() answers false while another process holds FPM's scoreboard lock (for
- * microseconds): this many tries, a millisecond apart. */
-#define PC_FPM_STATUS_ATTEMPTS 10
 
 /* The library matches the header this file was built against (checked once, at MINIT). */
 static bool pc_library_ok;
@@ -1679,55 +1677,88 @@ static bool pc_open_region(const char *path)
 	return true;
 }
 
-/* The name of the PHP-FPM pool this worker serves, as fpm_get_status() reports it (FPM's
- * scoreboard keeps the first 31 bytes of the [name]); NULL when it cannot be learned
- * (fpm_get_status in disable_functions, or no scoreboard: php-fpm -i). */
-static zend_string *pc_fpm_pool_name(void)
+/* The start and end of this process's argv and environ strings: fields 48 (arg_start) and 51
+ * (env_end) of /proc/self/stat, counted after the command name, which may hold spaces. */
+static bool pc_args_area(uintptr_t *start, uintptr_t *end)
 {
-	zend_function *fn = zend_hash_str_find_ptr(CG(function_table), ZEND_STRL("fpm_get_status"));
-	int attempt;
+	char buf[4096], *p, *field, *save = NULL;
+	ssize_t n;
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), i;
 
-	if (!fn) {
-		return NULL;
+	if (fd < 0) {
+		return false;
 	}
-	for (attempt = 0; attempt < PC_FPM_STATUS_ATTEMPTS; attempt++) {
-		zval status, *pool;
-		zend_string *name = NULL;
-
-		ZVAL_UNDEF(&status);
-		zend_call_known_function(fn, NULL, NULL, &status, 0, NULL, NULL);
-		if (Z_TYPE(status) == IS_ARRAY
-			&& (pool = zend_hash_str_find(Z_ARRVAL(status), ZEND_STRL("pool"))) != NULL
-			&& Z_TYPE_P(pool) == IS_STRING && Z_STRLEN_P(pool) > 0) {
-			name = zend_string_copy(Z_STR_P(pool));
-		}
-		zval_ptr_dtor(&status);
-		if (EG(exception)) {
-			zend_clear_exception();
-		}
-		if (name) {
-			return name;
-		}
-		usleep(1000);
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0) {
+		return false;
 	}
-	return NULL;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p) {
+		return false;
+	}
+	*start = *end = 0;
+	/* The field after the name is field 3. */
+	for (i = 3, field = strtok_r(p + 1, " ", &save); field; i++, field = strtok_r(NULL, " ", &save)) {
+		if (i == 48) {
+			*start = (uintptr_t)strtoull(field, NULL, 10);
+		} else if (i == 51) {
+			*end = (uintptr_t)strtoull(field, NULL, 10);
+			break;
+		}
+	}
+	return *start != 0 && *end > *start;
 }
 
-/* A pool name as a file name: kept when made of [A-Za-z0-9._-] alone; otherwise each other byte
- * becomes '_' and the name's FNV-1a hash is appended, so two names never share one file. */
-static void pc_pool_file_name(const zend_string *pool, char *out, size_t cap)
+/* The name of the PHP-FPM pool this worker serves, from the title FPM gives its workers,
+ * "php-fpm: pool NAME" (what ps shows), which it writes over the process's argv and environ
+ * strings, cut 2 bytes short of their end. *name points into that memory. False, with *why,
+ * when the title is not FPM's or may have been cut: the end of a long name could be what tells
+ * two pools apart. */
+static bool pc_fpm_pool_name(const char **name, size_t *len, const char **why)
+{
+	static const char prefix[] = "php-fpm: pool ";
+	uintptr_t start, end;
+	const char *title;
+	size_t title_len;
+
+	if (!pc_args_area(&start, &end)) {
+		*why = "/proc/self/stat does not say where its process title is";
+		return false;
+	}
+	title = (const char *)start;
+	title_len = strnlen(title, end - start);
+	if (title_len < sizeof prefix || memcmp(title, prefix, sizeof prefix - 1) != 0) {
+		*why = "its process title is not FPM's \"php-fpm: pool NAME\"";
+		return false;
+	}
+	if (title_len + 3 >= end - start) {
+		*why = "its process title (\"php-fpm: pool NAME\") is cut short: the name is too long for "
+			"the room FPM has for it";
+		return false;
+	}
+	*name = title + sizeof prefix - 1;
+	*len = title_len - (sizeof prefix - 1);
+	return true;
+}
+
+/* A pool name as a file name: kept when made of [A-Za-z0-9._-] alone and at most
+ * PC_POOL_NAME_MAX bytes; otherwise each other byte becomes '_', the name is cut there, and its
+ * FNV-1a hash is appended, so two names never share one file. */
+static void pc_pool_file_name(const char *pool, size_t len, char *out, size_t cap)
 {
 	uint64_t hash = 0xcbf29ce484222325ULL;
 	size_t i, n = 0;
-	bool changed = ZSTR_LEN(pool) > PC_POOL_NAME_MAX;
+	bool changed = len > PC_POOL_NAME_MAX;
 
-	for (i = 0; i < ZSTR_LEN(pool); i++) {
-		unsigned char c = (unsigned char)ZSTR_VAL(pool)[i];
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)pool[i];
 		hash = (hash ^ c) * 0x100000001b3ULL;
 		if (n < PC_POOL_NAME_MAX && n + 1 < cap) {
-			bool plain = isalnum(c) || c == '.' || c == '_' || c == '-';
-			out[n++] = plain && c < 0x80 ? (char)c : '_';
-			changed = changed || !plain || c >= 0x80;
+			bool plain = c < 0x80 && (isalnum(c) || c == '.' || c == '_' || c == '-');
+			out[n++] = plain ? (char)c : '_';
+			changed = changed || !plain;
 		}
 	}
 	out[n] = '\0';
@@ -1745,22 +1776,20 @@ static bool pc_default_region(char *path, size_t cap)
 {
 	unsigned long euid = (unsigned long)geteuid();
 	char file_name[PC_POOL_NAME_MAX + 32];
-	zend_string *pool;
+	const char *pool, *why;
+	size_t pool_len;
 
 	if (!pc_is_fpm()) {
 		snprintf(path, cap, "/dev/shm/peakcache-php-%lu", euid);
 		return true;
 	}
-	pool = pc_fpm_pool_name();
-	if (!pool) {
+	if (!pc_fpm_pool_name(&pool, &pool_len, &why)) {
 		snprintf(pc_region_refused, sizeof pc_region_refused, "this PHP-FPM worker cannot learn "
-			"its pool's name (fpm_get_status() is disabled or failed); set "
-			"php_admin_value[peakcache.shm_path] for the pool");
+			"its pool's name (%s); set php_admin_value[peakcache.shm_path] for the pool", why);
 		pc_log("peakcache: %s; this process uses a cache of its own instead", pc_region_refused);
 		return false;
 	}
-	pc_pool_file_name(pool, file_name, sizeof file_name);
-	zend_string_release(pool);
+	pc_pool_file_name(pool, pool_len, file_name, sizeof file_name);
 	snprintf(path, cap, "/dev/shm/peakcache-php-%lu-%s", euid, file_name);
 	return true;
 }
