@@ -7,15 +7,16 @@
 #   pool c: user B, 1 worker, php_admin_value[peakcache.shm_path] = pool a's region
 #   pool d: user A, 1 worker, its default region file planted beforehand by user B (mode 0666)
 #   pool e: user A, 1 worker, a name longer than the room FPM has for its process title
+#   pool f: user A, 30 workers, added at the end for 10 reloads of 60 concurrent first requests
 #
 # Checks: each pool gets its own region file (/dev/shm/peakcache-php-<uid>-<pool>, 0600, owned
 # by the pool's user); what a sets, b does not see, and what b sets under the same key a never
 # reads; remember() computes once per pool across that pool's workers (single flight per pool);
 # c is refused a's region (another user's file) and d the planted file, each with the reason in
 # the log, and each still answers from a cache of its own; e, whose name FPM cut short in the
-# worker's process title, shares no region rather than guess; a reload (SIGUSR2) keeps a's entries;
-# a pool whose user changes gets a new region and does not see the old one; 30 fresh workers
-# learning their pool at once crash nothing.
+# worker's process title, shares no region rather than guess; a reload (SIGUSR2) keeps a's
+# entries; a pool whose user changes gets a new region and does not see the old one; 30 fresh
+# workers learning their pool at once crash nothing.
 # Needs root (useradd, pools under other users). Users, region files and servers are removed
 # on exit, whatever happens.
 #
