@@ -1,5 +1,6 @@
 //! Counters: as a struct, as Prometheus text (the core's) and as JSON.
 
+use crate::abi;
 use crate::bytes::{arg, writable};
 use crate::cache::peakcache_cache;
 use crate::panic::{boundary_unit, try_boundary};
@@ -66,6 +67,8 @@ pub struct peakcache_stats {
     /// The capacity, in bytes of weight.
     pub capacity: u64,
 }
+
+crate::abi::sized!(peakcache_stats, capacity);
 
 impl From<Stats> for peakcache_stats {
     fn from(s: Stats) -> Self {
@@ -135,17 +138,22 @@ impl From<Stats> for peakcache_stats {
 ///
 /// # Safety
 /// `cache` must be NULL or live; `out` NULL or writable.
+///
+/// Exported as `peakcache_cache_stats_sized` with the size of `*out` last; the header's `peakcache_cache_stats` macro passes
+/// `sizeof(peakcache_stats)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_cache_stats(
+pub unsafe extern "C" fn peakcache_cache_stats_sized(
     cache: *const peakcache_cache,
     out: *mut peakcache_stats,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_stats>(out_size)?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(c.stats().into()) };
+        unsafe { abi::write(out, out_size, &c.stats().into()) };
         Ok(())
     })
 }
