@@ -191,7 +191,8 @@ pub struct Stats {
     /// [`Builder::max_tag_marks`](crate::Builder::max_tag_marks).
     pub tag_marks: u64,
     /// How many times the tag purge records reached their cap and the oldest half was folded
-    /// into one cache-wide record (each fold may purge tagged entries no purge named).
+    /// into one cache-wide record (each fold may purge tagged entries no purge named). Always 0
+    /// from the shared-memory tier, whose region does not count its folds.
     pub tag_folds: u64,
     /// Entries stored now.
     pub entries: u64,
