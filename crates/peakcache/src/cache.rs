@@ -856,7 +856,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Each purge of a new tag keeps one record, up to [`Builder::max_tag_marks`]; past that
     /// the oldest half of the records is folded into one that matches every tagged entry fetched
     /// before them. A purge therefore never matches fewer entries than it names, and may match
-    /// more once the table has been folded.
+    /// more once the table has been folded. The purge that folds walks the records once (so the
+    /// cost stays constant amortized over the `max / 2` purges of new tags between folds).
     pub fn purge_tag(&self, tag: impl AsRef<[u8]>, mode: PurgeMode) {
         self.inner.tags.purge(tag.as_ref(), mode, self.now_nanos());
         self.inner.counters.incr(Counter::TagPurges);
