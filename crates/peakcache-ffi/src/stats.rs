@@ -98,6 +98,10 @@ impl From<Stats> for peakcache_stats {
             expirations,
             purges,
             tag_purges,
+            // Not in the C struct yet: the tag table's bound reaches the hosts' status pages
+            // with issue 10's hostile suite.
+            tag_marks: _,
+            tag_folds: _,
             entries,
             weight,
             capacity,
