@@ -1285,6 +1285,16 @@ typedef struct peakcache_stats {
      * The capacity, in bytes of weight.
      */
     uint64_t capacity;
+    /**
+     * Purge records kept (one per recently purged tag; bounded: see the core's
+     * `Builder::max_tag_marks`; for the shared backend, the region's tag slots in use). Added
+     * after the first layout.
+     */
+    uint64_t tag_marks;
+    /**
+     * Times the oldest half of the purge records was folded into one cache-wide record.
+     */
+    uint64_t tag_folds;
 } peakcache_stats;
 
 /**

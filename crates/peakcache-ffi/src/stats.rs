@@ -66,6 +66,12 @@ pub struct peakcache_stats {
     pub weight: u64,
     /// The capacity, in bytes of weight.
     pub capacity: u64,
+    /// Purge records kept (one per recently purged tag; bounded: see the core's
+    /// `Builder::max_tag_marks`; for the shared backend, the region's tag slots in use). Added
+    /// after the first layout.
+    pub tag_marks: u64,
+    /// Times the oldest half of the purge records was folded into one cache-wide record.
+    pub tag_folds: u64,
 }
 
 crate::abi::sized!(peakcache_stats, capacity);
@@ -98,10 +104,8 @@ impl From<Stats> for peakcache_stats {
             expirations,
             purges,
             tag_purges,
-            // Not in the C struct yet: the tag table's bound reaches the hosts' status pages
-            // with issue 10's hostile suite.
-            tag_marks: _,
-            tag_folds: _,
+            tag_marks,
+            tag_folds,
             entries,
             weight,
             capacity,
@@ -133,6 +137,8 @@ impl From<Stats> for peakcache_stats {
             entries,
             weight,
             capacity,
+            tag_marks,
+            tag_folds,
         }
     }
 }
@@ -272,7 +278,7 @@ pub unsafe extern "C" fn peakcache_buf_free(buf: *mut peakcache_buf) {
 }
 
 /// The stats as (name, value) in field order, for the text formats.
-fn fields(s: &peakcache_stats) -> [(&'static str, u64); 26] {
+fn fields(s: &peakcache_stats) -> [(&'static str, u64); 28] {
     [
         ("lookups", s.lookups),
         ("fresh", s.fresh),
@@ -300,6 +306,8 @@ fn fields(s: &peakcache_stats) -> [(&'static str, u64); 26] {
         ("entries", s.entries),
         ("weight", s.weight),
         ("capacity", s.capacity),
+        ("tag_marks", s.tag_marks),
+        ("tag_folds", s.tag_folds),
     ]
 }
 
