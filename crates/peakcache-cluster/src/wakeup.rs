@@ -1,5 +1,12 @@
 //! Waking the hosts that wait for another host's fill: one subscription per host to the
 //! cluster's `filled` channel, whose messages are the keys whose lease was released.
+//!
+//! One channel for the cluster rather than one per key: a host subscribes once, at start, so a
+//! wait costs no `SUBSCRIBE` round trip and cannot miss an announcement sent between its
+//! lookup and its subscription (the waiter registers locally before it asks Redis). The price
+//! is that every host hears every release: one short message per fill per host, small beside
+//! the fills themselves. Keyspace notifications would need the server's
+//! `notify-keyspace-events` setting, which a host should not have to change.
 
 use crate::stats::incr;
 use crate::{connect_timeout, Backoff, Shared};
