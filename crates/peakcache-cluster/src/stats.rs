@@ -181,6 +181,12 @@ impl ClusterStats {
             &one(u64::from(self.lagging)),
         );
         family(
+            "caught_up",
+            "gauge",
+            "1 once the host has read the bus to its end, while it stays within max_lag (readiness).",
+            &one(u64::from(self.caught_up)),
+        );
+        family(
             "connected",
             "gauge",
             "1 while Redis answers.",
