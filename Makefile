@@ -13,7 +13,7 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 
 .PHONY: all test lint unit test-loom deps bench replay demo clean ffi header-check test-c conformance \
 	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm \
-	bench-cluster
+	bench-cluster test-cluster
 
 all: test
 
@@ -26,7 +26,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: nothing to install"; fi
 
-test: deps lint unit test-loom header-check test-c test-php test-nginx
+test: deps lint unit test-loom header-check test-c test-php test-nginx test-cluster
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -84,6 +84,14 @@ test-nginx: nginx-module
 # nginx sources in NGINX_FULL_SRC: Debian's nginx-dev ships headers only).
 test-nginx-asan: ffi
 	bindings/nginx/build-asan.sh
+
+# Two nginx hosts (each with its host agent as shield) and two PHP pools (each with its agent),
+# on a redis-server and a counting origin of their own: a cold page costs one origin request
+# for both nginx hosts, a purge through one nginx's purge location or one pool's purgeTag()
+# reaches the other host (tests/cluster/run.py, about 10 s).
+test-cluster: nginx-module php-ext
+	$(CARGO) build -p peakcache-proxy
+	python3 tests/cluster/run.py
 
 # Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
 # proxy_cache and `return 200`, same run, configured as the README says (worker_processes auto,

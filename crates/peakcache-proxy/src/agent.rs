@@ -301,7 +301,6 @@ impl Inner {
             let cache = region.follower.cache();
             cache.wait_journal(&cursor, TICK);
             let events = cache.read_journal(&mut cursor, BATCH);
-            let read_any = !events.is_empty();
             self.handle(events);
             let published = self.cluster().is_none_or(|c| c.unpublished() == 0);
             let mut saved = self.saved.lock();
@@ -310,24 +309,32 @@ impl Inner {
                 self.save(&saved);
             }
             drop(saved);
-            if !read_any && checked.elapsed() >= FILE_CHECK {
+            if checked.elapsed() >= FILE_CHECK {
                 checked = Instant::now();
-                if let Some(next) = self.replaced(&region) {
+                if let Some(next) = self.replaced(&region, &mut cursor) {
                     cursor = next;
                 }
             }
         }
     }
 
-    /// If the host replaced the region file, follows the new region from its first purge and
-    /// returns the cursor to read it from.
-    fn replaced(&self, region: &Attached) -> Option<JournalCursor> {
+    /// If the host replaced the region file, publishes what is left in the old region's
+    /// journal (`cursor`), then follows the new region from its first purge and returns the
+    /// cursor to read it from.
+    fn replaced(&self, region: &Attached, cursor: &mut JournalCursor) -> Option<JournalCursor> {
         use std::os::unix::fs::MetadataExt;
         let now = std::fs::metadata(&self.path)
             .ok()
             .map(|m| (m.dev(), m.ino()))?;
         if Some(now) == region.follower.cache().file_id() {
             return None;
+        }
+        loop {
+            let events = region.follower.cache().read_journal(cursor, BATCH);
+            if events.is_empty() {
+                break;
+            }
+            self.handle(events);
         }
         let attached = match attach(&self.path) {
             Ok(a) => a,

@@ -49,10 +49,12 @@ pub struct Config {
     /// Whether this process answers visitors on `listen` (and fetches from `origin`): always,
     /// except an agent given no `--origin`.
     pub serves: bool,
-    /// Take the scheme of a request's key from its `X-Forwarded-Proto` (`http` or `https`):
-    /// set for the shield (`--region` with `--origin`), which hears only the host's nginx on
-    /// loopback, so that its keys are the ones nginx purges.
-    pub trust_forwarded_proto: bool,
+    /// This proxy is the shield of the host's nginx (`--region` with `--origin`), which it
+    /// hears alone, on loopback: a request's key takes its scheme from `X-Forwarded-Proto`
+    /// (`http` or `https`), so that it is the key nginx computes and purges; and the origin's
+    /// `Surrogate-Key` and targeted fields (`CDN-Cache-Control`, `Surrogate-Control`) go on to
+    /// nginx, the cache in front, which needs the tags to purge and the same lifetimes.
+    pub shield: bool,
 }
 
 impl Default for Config {
@@ -72,7 +74,7 @@ impl Default for Config {
             cluster: None,
             region: None,
             serves: true,
-            trust_forwarded_proto: false,
+            shield: false,
         }
     }
 }
@@ -184,7 +186,7 @@ impl Config {
         match (origin, &c.region) {
             (Some(o), region) => {
                 c.origin = o;
-                c.trust_forwarded_proto = region.is_some();
+                c.shield = region.is_some();
             }
             (None, Some(_)) if listen_given => {
                 return Err("--listen needs --origin (without it the agent serves nobody)".into())
@@ -379,18 +381,18 @@ mod agent_tests {
             c.region.as_deref(),
             Some(std::path::Path::new("/dev/shm/peakcache-main"))
         );
-        assert!(!c.serves && !c.trust_forwarded_proto);
+        assert!(!c.serves && !c.shield);
         let shield = Config::from_args(args(
             "--region /dev/shm/peakcache-main --cluster redis://r:1 --listen 127.0.0.1:8090 \
              --origin http://127.0.0.1:9000",
         ))
         .unwrap()
         .unwrap();
-        assert!(shield.serves && shield.trust_forwarded_proto);
+        assert!(shield.serves && shield.shield);
         let plain = Config::from_args(args("--origin http://a:1"))
             .unwrap()
             .unwrap();
-        assert!(plain.serves && !plain.trust_forwarded_proto && plain.region.is_none());
+        assert!(plain.serves && !plain.shield && plain.region.is_none());
         let err = |s: &str| Config::from_args(args(s)).unwrap_err();
         assert!(err("--region /x --cluster redis://r:1 --listen 127.0.0.1:1").contains("--origin"));
         assert!(err("--cluster redis://r:1").contains("--origin is required"));

@@ -216,6 +216,8 @@ impl Proxy {
                 sie: config.stale_if_error_grace,
             },
             honour_request_directives: config.honour_request_directives,
+            forward_tag_fields: config.shield,
+            forward_targeted_fields: config.shield,
             ..Default::default()
         };
         let frozen = peakcache_http::Config {
@@ -320,7 +322,7 @@ impl Proxy {
         let (mut parts, incoming) = request.into_parts();
         // Before the key: what `Connection` names is for this hop alone (peakcache_http::upstream).
         peakcache_http::strip_hop_by_hop(&mut parts.headers);
-        if self.config.trust_forwarded_proto {
+        if self.config.shield {
             take_forwarded_scheme(&mut parts);
         }
         if parts.method != Method::GET && parts.method != Method::HEAD {

@@ -468,8 +468,14 @@ async fn start_origin() -> (Arc<AtomicU64>, String) {
     (count, format!("http://{addr}"))
 }
 
-/// A request as the host's nginx sends it to its shield.
+/// A request as the host's nginx sends it to its shield: the body.
 async fn via_shield(shield: &str, path: &str) -> String {
+    via_shield_with_tags(shield, path).await.0
+}
+
+/// A request as the host's nginx sends it to its shield: the body and the `Surrogate-Key`
+/// passed on to nginx.
+async fn via_shield_with_tags(shield: &str, path: &str) -> (String, Option<String>) {
     let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
     let req = Request::get(format!("{shield}{path}"))
         .header("host", "shop.example")
@@ -478,8 +484,12 @@ async fn via_shield(shield: &str, path: &str) -> String {
         .unwrap();
     let response = client.request(req).await.expect("the shield answers");
     assert!(response.status().is_success());
+    let tags = response
+        .headers()
+        .get("surrogate-key")
+        .map(|v| v.to_str().unwrap().to_string());
     let body = response.into_body().collect().await.unwrap().to_bytes();
-    String::from_utf8(body.to_vec()).unwrap()
+    (String::from_utf8(body.to_vec()).unwrap(), tags)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -509,7 +519,11 @@ async fn the_shield_fetches_once_for_the_cluster_and_every_purge_reaches_its_cac
         format!("http://127.0.0.1:{port_a}"),
         format!("http://127.0.0.1:{port_b}"),
     );
-    assert_eq!(via_shield(&shield_a, "/p").await, "/p #1");
+    assert_eq!(
+        via_shield_with_tags(&shield_a, "/p").await,
+        ("/p #1".to_string(), Some("post:7".to_string())),
+        "nginx in front gets the tags: its purges by tag need them"
+    );
     assert_eq!(
         via_shield(&shield_b, "/p").await,
         "/p #1",
