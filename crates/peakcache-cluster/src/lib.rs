@@ -11,6 +11,8 @@
 //! - [The second-level cache](#the-second-level-cache): a page fetched by one host is served by
 //!   the others from Redis.
 //! - [Redis down](#redis-down): never a visitor's error.
+//! - [Hosts whose cache outlives the process](#hosts-whose-cache-outlives-the-process): nginx
+//!   and PHP-FPM through their shared region.
 //! - [Metrics](#metrics).
 //!
 //! A host starts one [`Cluster`] with the [`LocalCache`] it owns (the crate depends on the core,
@@ -139,6 +141,20 @@
 //! asking Redis on the visitors' path until the bus reader reconnects (with back-off from
 //! `backoff_min` to `backoff_max`), and meanwhile acts alone: its own cache, its own single
 //! flight, its purges applied locally and queued. No visitor gets an error because of Redis.
+//!
+//! ## Hosts whose cache outlives the process
+//!
+//! An nginx or PHP-FPM host keeps its cache in a shared memory region that outlives any one
+//! process, and its purges are made by its workers, not through this crate. Its agent
+//! (`peakcache-proxy --region`) therefore:
+//! - publishes the workers' purges with [`Cluster::publish`] (already applied: not applied
+//!   again), and [`Cluster::unpublished`] tells it when they are all on the stream;
+//! - saves the bus position its [`LocalCache::caught_up`] is told after every read, and starts
+//!   again with [`Start::Resume`] from it, so purges published while it was stopped are
+//!   applied (or, if the stream no longer holds them, everything is marked stale);
+//! - starts with [`Start::Unknown`] when it has no position: the region's entries were stored
+//!   without the cluster's purges, so they are marked stale at first contact
+//!   (`soft_purges_everything_total{reason="joined"}`).
 //!
 //! ## Metrics
 //!
