@@ -20,7 +20,8 @@ import sys
 import time
 import urllib.parse
 
-from harness import DEFAULT_HOST, OriginControl, send_request
+import naive
+from harness import DEFAULT_HOST, OriginControl, Response, send_request
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
@@ -408,4 +409,51 @@ class NginxFastcgiHost(NginxHost):
                                                                                "fpm.log"))
 
 
+class NaiveHost(Host):
+    """One of naive.py's deliberately wrong caches, in front of origin.py (for --self-check)."""
+
+    mode = None
+
+    def start(self):
+        self.py = PythonOrigin(os.path.join(self.dir, "origin"))
+        self.origin = self.py.control
+        self.server = naive.serve(self.mode, self.py.port)
+        self.port = self.server.server_address[1]
+
+    def stop(self):
+        if getattr(self, "server", None):
+            self.server.shutdown()
+            self.server.server_close()
+        if getattr(self, "py", None):
+            self.py.stop()
+
+    def purge(self, method, query, source=None):
+        return send_request(self.port, method, "/_purge?" + query, source=source)
+
+    def purge_url_query(self, path, host=DEFAULT_HOST, scheme="http"):
+        return "url=" + urllib.parse.quote(path, safe="/")
+
+    def counters(self):
+        return {}
+
+    def freeze(self, frozen):
+        r = Response()
+        r.status = 200
+        return r
+
+    def logs(self):
+        return ""
+
+
+class NaiveStoreHost(NaiveHost):
+    name = "naive-store"
+    mode = "store"
+
+
+class NaivePassHost(NaiveHost):
+    name = "naive-pass"
+    mode = "pass"
+
+
 HOSTS = {cls.name: cls for cls in (ProxyHost, NginxProxyHost, NginxFastcgiHost)}
+SELF_CHECK_HOSTS = {cls.name: cls for cls in (NaiveStoreHost, NaivePassHost)}

@@ -85,8 +85,9 @@ def run_case(host, case, results):
 def run_host(name, selected, workdir, results, phase, solo_lock):
     """Starts one host, runs its side-by-side cases, waits for the other hosts, then its solo
     cases one host at a time (load and timing they must own), and stops it."""
-    mine = [c for c in selected if name in c.hosts]
-    host = hosts.HOSTS[name](workdir)
+    naive = name in hosts.SELF_CHECK_HOSTS
+    mine = [c for c in selected if naive or name in c.hosts]
+    host = (hosts.SELF_CHECK_HOSTS if naive else hosts.HOSTS)[name](workdir)
     try:
         host.start()
     except Exception as e:
@@ -113,7 +114,7 @@ def summary(selected, names, results):
         cells = []
         for n in names:
             outcome = results.outcomes.get((c.name, n))
-            if n not in c.hosts:
+            if n not in c.hosts and n not in hosts.SELF_CHECK_HOSTS:
                 cells.append("-")
             elif outcome is None:
                 cells.append("?")
@@ -122,13 +123,25 @@ def summary(selected, names, results):
                 cells.append("ok" if outcome[0] else "FAIL")
                 failed += not outcome[0]
         print("%-62s %s" % (c.name, " ".join("%-13s" % x for x in cells)))
-    total = sum(1 for c in selected for n in names if n in c.hosts)
+    total = sum(1 for c in selected for n in names
+                if n in c.hosts or n in hosts.SELF_CHECK_HOSTS)
     for n in names:
         mine = [o for (cn, h), o in results.outcomes.items() if h == n]
         print("%s: %d passed, %d failed" % (n, sum(o[0] for o in mine),
                                             sum(not o[0] for o in mine)))
     print("hostile: %d of %d passed" % (total - failed, total))
     return failed
+
+
+def self_check(selected, results):
+    """Every case must fail on at least one deliberately wrong cache; 0 when it does."""
+    blind = [c.name for c in selected
+             if all(results.outcomes.get((c.name, n), (False,))[0] for n in hosts.SELF_CHECK_HOSTS)]
+    print("\nself-check: %d of %d cases caught a wrong cache" % (len(selected) - len(blind),
+                                                               len(selected)))
+    for name in blind:
+        print("self-check: %s passed on every wrong cache: it cannot fail" % name)
+    return len(blind)
 
 
 def write_markdown(path, selected, names, results):
@@ -158,6 +171,8 @@ def list_cases(selected):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--host", default="all", choices=["all"] + list(hosts.HOSTS))
+    ap.add_argument("--self-check", action="store_true",
+                    help="run every case against naive.py's wrong caches: each must fail")
     ap.add_argument("-k", dest="substr", help="only cases whose name contains this")
     ap.add_argument("-v", action="store_true", help="a failing case's requests and records")
     ap.add_argument("--list", action="store_true", help="print the cases as a table, run none")
@@ -166,15 +181,18 @@ def main():
     args = ap.parse_args()
 
     names = list(hosts.HOSTS) if args.host == "all" else [args.host]
+    if args.self_check:
+        names = list(hosts.SELF_CHECK_HOSTS)
     selected = [c for c in harness.CASES if not args.substr or args.substr in c.name]
     if args.list:
         list_cases(selected)
         return 0
-    names = [n for n in names if any(n in c.hosts for c in selected)]
+    names = [n for n in names if n in hosts.SELF_CHECK_HOSTS or any(n in c.hosts for c in selected)]
     if not selected or not names:
         print("hostile: no case selected")
         return 2
-    build_missing(names)
+    if not args.self_check:
+        build_missing(names)
 
     workdir = tempfile.mkdtemp(prefix="peakcache-hostile-")
     results = Results(args.v)
@@ -189,6 +207,8 @@ def main():
         t.join()
     failed = summary(selected, names, results)
     print("hostile: %.0f s" % (time.time() - t0))
+    if args.self_check:
+        failed = self_check(selected, results)
     if args.markdown:
         write_markdown(args.markdown, selected, names, results)
     if args.keep or failed:
