@@ -11,7 +11,8 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser
 
 .PHONY: all test lint unit deps bench replay demo clean ffi header-check test-c conformance \
-	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm
+	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm \
+	test-hostile
 
 all: test
 
@@ -76,6 +77,13 @@ test-nginx: nginx-module
 # nginx sources in NGINX_FULL_SRC: Debian's nginx-dev ships headers only).
 test-nginx-asan: ffi
 	bindings/nginx/build-asan.sh
+
+# The hostile suite (tests/hostile): hostile and everyday-but-odd traffic against
+# peakcache-proxy, nginx + proxy_pass and nginx + fastcgi_pass to PHP-FPM, about 45 s; one line
+# per case and host. Not part of `test` until the hosts pass it.
+test-hostile: deps nginx-module
+	$(CARGO) build --release -p peakcache-proxy
+	python3 tests/hostile/run.py
 
 # Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
 # proxy_cache and `return 200`, same run, about 3 minutes; writes target/nginx-bench/summary.md.

@@ -73,7 +73,10 @@ def stop_process(proc, sig=signal.SIGTERM):
 
 
 def make_certificate(directory):
-    """A self-signed certificate for the nginx hosts' TLS listener (https purge URLs)."""
+    """A self-signed certificate for the nginx hosts' TLS listener (https purge URLs), or None
+    without openssl (the https case then says so)."""
+    if shutil.which("openssl") is None:
+        return None
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     if not os.path.exists(cert):
         subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
@@ -202,10 +205,7 @@ http {{
 {http_extra}
     server {{
         listen 127.0.0.1:{port};
-        listen 127.0.0.1:{tls_port} ssl;
-        ssl_certificate {cert};
-        ssl_certificate_key {key};
-{locations}
+{tls}{locations}
         location = /_purge {{
             allow 127.0.0.1;
             deny all;
@@ -224,6 +224,12 @@ http {{
         }}
     }}
 }}
+"""
+
+# A TLS listener beside the README's plain one, so https pages (and their purge) exist.
+TLS_LISTEN = """        listen 127.0.0.1:{tls_port} ssl;
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
 """
 
 PROXY_LOCATION = """
@@ -303,11 +309,16 @@ class NginxHost(Host):
         os.makedirs(self.prefix)
 
     def write_conf(self, http_extra, locations):
-        cert, key = make_certificate(os.path.dirname(self.dir))
+        pair = make_certificate(os.path.dirname(self.dir))
+        tls = ""
+        if pair is None:
+            self.tls_port = None
+        else:
+            tls = TLS_LISTEN.format(tls_port=self.tls_port, cert=pair[0], key=pair[1])
         conf = NGINX_CONF.format(
             module=MODULE, user="user root root;" if os.geteuid() == 0 else "",
-            prefix=self.prefix, port=self.port, tls_port=self.tls_port, cert=cert, key=key,
-            http_extra=http_extra, locations=locations)
+            prefix=self.prefix, port=self.port, tls=tls, http_extra=http_extra,
+            locations=locations)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)

@@ -13,6 +13,7 @@ import argparse
 import concurrent.futures
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -157,8 +158,39 @@ def write_markdown(path, selected, names, results):
             f.write("| `%s` | %s |\n" % (c.name, " | ".join(cells)))
 
 
+def serve(names, workdir):
+    """Starts the hosts and leaves them running for curl until interrupted; each has the page
+    /demo/page.php (ETag, max-age=2, stale-while-revalidate=30) and its origin's log."""
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    started = []
+    try:
+        for name in names:
+            host = hosts.HOSTS[name](workdir)
+            started.append(host)
+            host.start()
+            host.origin.define("/demo/page.php", {
+                "headers": [["Cache-Control", harness.cache_control()]], "etag": '"v1"',
+                "body": harness.PAGE})
+            print("%-13s http://127.0.0.1:%d/demo/page.php%s  origin log %s" % (
+                name, host.port, "  https port %d" % host.tls_port if host.tls_port else "",
+                host.origin.log_path), flush=True)
+        print("hostile: serving until interrupted (specs: README.md, \"The origin\")", flush=True)
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for host in started:
+            host.stop()
+
+
 def list_cases(selected):
-    """The README's table: every case, its class, hosts and issue 10 observations."""
+    """The README's tables: issue 10's observations to cases, then every case with its class,
+    hosts and what a user relies on."""
+    print("| issue 10 | cases |\n|---|---|")
+    for obs in sorted({o for c in selected for o in c.observations}):
+        print("| %d | %s |" % (obs, ", ".join("`%s`" % c.name for c in selected
+                                             if obs in c.observations)))
+    print()
     print("| case | class | hosts | issue 10 | what a user relies on |\n|---|---|---|---|---|")
     for c in selected:
         where = "all" if c.hosts == harness.ALL_HOSTS else ", ".join(c.hosts)
@@ -178,6 +210,8 @@ def main():
     ap.add_argument("--list", action="store_true", help="print the cases as a table, run none")
     ap.add_argument("--markdown", help="also write the results table to this file")
     ap.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    ap.add_argument("--serve", action="store_true",
+                    help="start the hosts and keep them running for curl, run no case")
     args = ap.parse_args()
 
     names = list(hosts.HOSTS) if args.host == "all" else [args.host]
@@ -195,6 +229,10 @@ def main():
         build_missing(names)
 
     workdir = tempfile.mkdtemp(prefix="peakcache-hostile-")
+    if args.serve:
+        serve(names, workdir)
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 0
     results = Results(args.v)
     phase = threading.Barrier(len(names))
     solo_lock = threading.Lock()
@@ -211,7 +249,7 @@ def main():
         failed = self_check(selected, results)
     if args.markdown:
         write_markdown(args.markdown, selected, names, results)
-    if args.keep or failed:
+    if args.keep:
         print("hostile: logs in %s" % workdir)
     else:
         shutil.rmtree(workdir, ignore_errors=True)

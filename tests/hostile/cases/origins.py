@@ -1,6 +1,7 @@
 """Everyday origins: a peak on a cold page, an origin that fails, one with validators, and
 nginx's own error and redirect pages."""
 
+import math
 import queue
 import threading
 import time
@@ -60,8 +61,19 @@ def test_validators_origin_one_request_per_key_per_expiry(ctx):
         ctx.expect_page(ctx.get(p), p, "the first visitor of %s" % p, 1)
     duration = 4.0
     answers = load(ctx, keys, 50, duration)
+    start, end = answers[0][0], answers[-1][0] + 0.1
     for p in keys:
         ctx.quiet(p, idle=0.3)
+    allowed = math.ceil(duration / 1) + 1
+    during = {p: [x for x in ctx.origin(p) if start <= x.t <= end] for p in keys}
+    if not ctx.check(all(len(x) <= allowed for x in during.values()),
+                     "origin requests per key during %.0f s at 50/s: %s (at most %d with "
+                     "max-age=1), %d of them conditional; the origin sends no Date, as PHP behind "
+                     "FastCGI does" % (
+                         duration, ", ".join("%s %d" % (p.rsplit("/", 1)[-1], len(x))
+                                             for p, x in during.items()), allowed,
+                         sum(conditional(r) for x in during.values() for r in x))):
+        return
     for p in keys:
         recs = ctx.origin(p)
         ctx.expect_one_per_expiry(p, max_age=1, what=p.rsplit("/", 1)[-1])

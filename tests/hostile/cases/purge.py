@@ -76,6 +76,7 @@ def test_purge_url_with_encoded_plus(ctx):
       why="only the nginx hosts have a TLS listener (https pages)")
 def test_purge_https_url(ctx):
     """`?url=https://host/path` purges the page visitors fetched over https."""
+    expect(ctx.host.tls_port, "no TLS listener: making its certificate needs openssl")
     p = ctx.path()
     ctx.page(p, max_age=LONG)
     ctx.expect_page(ctx.get(p, tls=True), p, "the first https visitor", 1)
