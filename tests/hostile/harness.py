@@ -1,8 +1,8 @@
 """What every case uses: a raw HTTP client, the origin's records, a case's context and checks.
 
 The client writes requests byte for byte (duplicate headers, absolute-form targets, bodies on a
-GET, a missing Host) and reads answers without trusting them: a body after a HEAD answer or a
-304 is noticed, not swallowed.
+GET, a missing Host) and reads answers without trusting them: bytes after a HEAD answer are
+noticed, not swallowed.
 """
 
 import base64
@@ -66,9 +66,7 @@ class Response:
         self.status = 0
         self.headers = []
         self.body = b""
-        self.interim = []  # statuses of 1xx answers before the final one
         self.extra = b""  # bytes that came after the answer's end (a body after HEAD, ...)
-        self.elapsed = 0.0
         self.error = None  # why no answer came (connection closed, timeout)
 
     def header(self, name):
@@ -186,7 +184,6 @@ class Conn:
         a 100 (or 1 s), as a client that sent `Expect: 100-continue` does."""
         head, body = build_request(method, target, headers, body, host)
         r = Response()
-        t0 = time.time()
         try:
             if expect_continue:
                 self.send(head)
@@ -206,7 +203,6 @@ class Conn:
                 self.sock.settimeout(self.timeout)
         except (OSError, EOFError, ValueError) as e:
             r.error = str(e) or type(e).__name__
-        r.elapsed = time.time() - t0
         return r
 
     def read_answer(self, r, method):
@@ -224,8 +220,7 @@ class Conn:
                 k, _, v = h.partition(":")
                 r.headers.append((k.strip(), v.strip()))
             if 100 <= r.status < 200 and r.status != 101:
-                r.interim.append(r.status)
-                continue
+                continue  # an interim answer (100 Continue): the final one follows
             break
         if method == "HEAD" or r.status in (204, 304):
             return
@@ -456,8 +451,9 @@ class Ctx:
                          expect_continue, extra_wait)
         pairs = headers.items() if isinstance(headers, dict) else headers
         shown = "; ".join("%s: %s" % (k, v) for k, v in pairs)
-        self.note("%s %s%s [%s] -> %s" % (method, target, " (Host %s)" % host if host != DEFAULT_HOST
-                                          else "", clip(shown, 160), r.brief()), target)
+        where = " (Host %s)" % host if host != DEFAULT_HOST else ""
+        self.note("%s %s%s [%s] -> %s" % (method, target, where, clip(shown, 160), r.brief()),
+                  target)
         return r
 
     def get(self, path, headers=(), **kw):
@@ -546,11 +542,6 @@ class Ctx:
         if n is not None:
             expect(r.served_n() in (n if isinstance(n, (set, list, tuple)) else {n}),
                    "%s: got answer #%s, expected #%s: %s" % (what, r.served_n(), n, r.brief()))
-
-    def expect_all_pages(self, rs, path, what, allowed):
-        """Every answer in `rs` is a whole page of `path` from an origin answer in `allowed`."""
-        for i, r in enumerate(rs):
-            self.expect_page(r, path, "%s %d of %d" % (what, i + 1, len(rs)), allowed)
 
     def expect_one_per_expiry(self, path, max_age=MAX_AGE, records=None, what="fills"):
         """The origin's requests for `path` (or `records`) come at most once per expiry: any

@@ -128,9 +128,6 @@ class Host:
         """The host's status counters by name (JSON keys, or Prometheus series)."""
         raise NotImplementedError
 
-    def logs(self):
-        raise NotImplementedError
-
 
 class ProxyHost(Host):
     """peakcache-proxy as its README starts it."""
@@ -177,9 +174,6 @@ class ProxyHost(Host):
         """Freezes (or thaws) the cache through the admin API; the answer."""
         return send_request(self.admin, "POST", "/freeze" if frozen else "/thaw",
                             host="127.0.0.1:%d" % self.admin)
-
-    def logs(self):
-        return tail(self.log)
 
 
 NGINX_CONF = """
@@ -350,9 +344,6 @@ class NginxHost(Host):
         except ValueError:
             return {}
 
-    def logs(self):
-        return tail(self.error_log)
-
 
 class NginxProxyHost(NginxHost):
     """nginx + module in front of `proxy_pass`, as bindings/nginx/README.md configures it."""
@@ -415,10 +406,6 @@ class NginxFastcgiHost(NginxHost):
         self.stop_nginx()
         stop_process(getattr(self, "fpm", None), signal.SIGQUIT)
 
-    def logs(self):
-        return tail(self.error_log) + "\n--- php-fpm ---\n" + tail(os.path.join(self.dir,
-                                                                               "fpm.log"))
-
 
 class NaiveHost(Host):
     """One of naive.py's deliberately wrong caches, in front of origin.py (for --self-check)."""
@@ -451,9 +438,6 @@ class NaiveHost(Host):
         r = Response()
         r.status = 200
         return r
-
-    def logs(self):
-        return ""
 
 
 class NaiveStoreHost(NaiveHost):

@@ -44,7 +44,8 @@ function request_headers(): array
             $out[] = [header_name(substr($k, 5)), (string) $v];
         }
     }
-    foreach (['CONTENT_LENGTH' => 'Content-Length', 'CONTENT_TYPE' => 'Content-Type'] as $k => $name) {
+    $bodyParams = ['CONTENT_LENGTH' => 'Content-Length', 'CONTENT_TYPE' => 'Content-Type'];
+    foreach ($bodyParams as $k => $name) {
         if (isset($_SERVER[$k]) && $_SERVER[$k] !== '') {
             $out[] = [$name, (string) $_SERVER[$k]];
         }
@@ -88,7 +89,7 @@ function record(string $dir, string $path, array $line): int
 
 function expand(string $template, array $req, int $n): string
 {
-    return preg_replace_callback('/\{(n|path|method|query|h:[A-Za-z0-9-]+)\}/', function ($m) use ($req, $n) {
+    $fill = function (array $m) use ($req, $n): string {
         switch ($m[1]) {
             case 'n':
                 return (string) $n;
@@ -100,7 +101,8 @@ function expand(string $template, array $req, int $n): string
                 return $req['query'];
         }
         return request_header($req['headers'], substr($m[1], 2)) ?? '-';
-    }, $template);
+    };
+    return preg_replace_callback('/\{(n|path|method|query|h:[A-Za-z0-9-]+)\}/', $fill, $template);
 }
 
 function etag_matches(string $ifNoneMatch, string $etag): bool

@@ -35,7 +35,8 @@ UNSAFE_BODY = "done {method} {path}\n"
 
 def spec_file(state_dir, path):
     """Where the spec of `path` (the raw path, without the query) lives."""
-    return os.path.join(state_dir, "specs", hashlib.md5(path.encode("latin-1")).hexdigest() + ".json")
+    name = hashlib.md5(path.encode("latin-1")).hexdigest() + ".json"
+    return os.path.join(state_dir, "specs", name)
 
 
 def split_target(target):

@@ -52,7 +52,7 @@ class Results:
         self.lock = threading.Lock()
         self.outcomes = {}  # (case name, host) -> (ok, reason, seconds)
 
-    def add(self, host, case, ok, reason, seconds, ctx=None, host_obj=None):
+    def add(self, host, case, ok, reason, seconds, ctx=None):
         with self.lock:
             self.outcomes[(case.name, host)] = (ok, reason, seconds)
             if ok:
@@ -80,7 +80,7 @@ def run_case(host, case, results):
         reason = "harness error: %s: %s (%s:%d)" % (type(e).__name__, e,
                                                     os.path.basename(tb.filename), tb.lineno)
     ok = reason is None
-    results.add(host.name, case, ok, reason, time.time() - t0, ctx, host)
+    results.add(host.name, case, ok, reason, time.time() - t0, ctx)
 
 
 def run_host(name, selected, workdir, results, phase, solo_lock):
