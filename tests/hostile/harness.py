@@ -318,6 +318,11 @@ def describe(records, limit=4):
     return "origin got %d: %s%s" % (len(records), shown, more)
 
 
+def is_conditional(record):
+    """Whether the origin was asked a conditional GET (it answers 304 when the page matches)."""
+    return record.has("If-None-Match") or record.has("If-Modified-Since")
+
+
 class OriginControl:
     """The harness's side of an origin: writes specs, reads the request log."""
 
@@ -543,14 +548,16 @@ class Ctx:
             expect(r.served_n() in (n if isinstance(n, (set, list, tuple)) else {n}),
                    "%s: got answer #%s, expected #%s: %s" % (what, r.served_n(), n, r.brief()))
 
-    def expect_one_per_expiry(self, path, max_age=MAX_AGE, records=None, what="fills"):
+    def expect_one_per_expiry(self, path, max_age=MAX_AGE, records=None, what="one per expiry"):
         """The origin's requests for `path` (or `records`) come at most once per expiry: any
         two are max-age apart, and there are no more than the time elapsed allows."""
         recs = self.origin(path) if records is None else records
         for a, b in zip(recs, recs[1:]):
+            renewed = " (#%d, a conditional refresh, did not renew the entry)" % a.n \
+                if is_conditional(a) else ""
             expect(b.t - a.t >= max_age - EXPIRY_SLACK,
-                   "%s: origin got #%d and #%d %.2f s apart with max-age=%d (%s)"
-                   % (what, a.n, b.n, b.t - a.t, max_age, describe(recs)))
+                   "%s: origin got #%d and #%d %.2f s apart with max-age=%d%s; %s"
+                   % (what, a.n, b.n, b.t - a.t, max_age, renewed, describe(recs)))
         if recs:
             allowed = math.ceil((time.time() - recs[0].t) / max_age) + 1
             expect(len(recs) <= allowed, "%s: origin got %d requests in %.1f s, max-age=%d: %s"

@@ -6,16 +6,12 @@ import queue
 import threading
 import time
 
-from harness import NGINX_HOSTS, Fail, case, describe, expect
+from harness import NGINX_HOSTS, Fail, case, describe, expect, is_conditional
 
 EVERYDAY = "everyday origins"
 VALIDATORS = "origin with validators"
 ERRORS = "error pages"
 LAST_MODIFIED = "Mon, 01 Jan 2024 00:00:00 GMT"
-
-
-def conditional(rec):
-    return '"v1"' in (rec.header("If-None-Match") or "") or rec.has("If-Modified-Since")
 
 
 def load(ctx, keys, rate, duration, workers=8):
@@ -72,12 +68,12 @@ def test_validators_origin_one_request_per_key_per_expiry(ctx):
                      "FastCGI does" % (
                          duration, ", ".join("%s %d" % (p.rsplit("/", 1)[-1], len(x))
                                              for p, x in during.items()), allowed,
-                         sum(conditional(r) for x in during.values() for r in x))):
+                         sum(is_conditional(r) for x in during.values() for r in x))):
         return
     for p in keys:
         recs = ctx.origin(p)
         ctx.expect_one_per_expiry(p, max_age=1, what=p.rsplit("/", 1)[-1])
-        revalidations = [x for x in recs if conditional(x)]
+        revalidations = [x for x in recs if is_conditional(x)]
         ctx.check(revalidations, "%s: no conditional refresh reached the origin: %s"
                   % (p.rsplit("/", 1)[-1], describe(recs)))
         mine = [(at, r) for at, q, r in answers if q == p]
@@ -146,7 +142,7 @@ def test_304_renews_the_entry_with_or_without_date(ctx):
         ctx.until_stale(p)
         ctx.get(p)
         recs = ctx.settle(p, 2)
-        if not ctx.check(len(recs) == 2 and conditional(recs[1]),
+        if not ctx.check(len(recs) == 2 and is_conditional(recs[1]),
                          "%s: the refresh was not conditional: %s" % (label, describe(recs))):
             continue
         for i in range(8):
