@@ -43,6 +43,18 @@
  *   2^32-1 ms (49 days). The core's times are its own monotonic clock (peakcache_cache_now_ms);
  *   the HTTP family's are wall-clock Unix milliseconds (they meet Date headers).
  * - Enum arguments are passed as uint32_t and checked (PEAKCACHE_ERR_INVALID when unknown).
+ * - Sizes. The structs the host allocates and the library fills or reads (peakcache_config,
+ *   peakcache_http_config, peakcache_lookup_result, peakcache_wait_result, peakcache_stats,
+ *   peakcache_region_info, peakcache_http_decision, peakcache_http_answer) only ever gain fields
+ *   at their end, and travel with their size: each function taking one is exported as
+ *   <name>_sized(..., size_t size), the size last, and this header defines <name>(...) as a
+ *   macro adding the sizeof the host was compiled with. The library reads only the fields the host's struct has (the
+ *   others take their defaults) and writes only as many bytes as it has, so a host built against
+ *   an older header keeps working with a newer library. A struct smaller than the first layout,
+ *   or a newer host's struct with fields this library does not know set, is
+ *   PEAKCACHE_ERR_INVALID. The borrowed views (peakcache_bytes, peakcache_http_header,
+ *   peakcache_http_request, peakcache_http_response_head) are frozen. PEAKCACHE_ABI_VERSION
+ *   changes when anything else changes: check it against peakcache_abi_version() at start-up.
  *
  * Lifecycle: peakcache_lookup answers FRESH (serve entry), STALE (serve entry; if refresh is
  * non-NULL refresh it in the background), MISS (fetch, then complete fill), WAIT (resolve waiter:
@@ -75,6 +87,13 @@
 #include <stdint.h>
 
 /**
+ * The version of the C ABI (`PEAKCACHE_ABI_VERSION`): changes whenever a change is more than
+ * appending fields to the sized structs or adding functions. Compare it with
+ * `peakcache_abi_version()` at start-up.
+ */
+#define PEAKCACHE_ABI_VERSION 1
+
+/**
  * What each entry costs against the capacity beyond its key, status, flags, headers and body
  * (the cache's node and the value's allocation). An entry's weight is
  * `key_len + 2 + 4 + sum(name_len + value_len + PEAKCACHE_HEADER_OVERHEAD) + body_len + meta_len
@@ -87,6 +106,12 @@
  * (`peakcache_config.default_swr_ms` / `default_sie_ms`).
  */
 #define PEAKCACHE_WINDOW_DEFAULT UINT64_MAX
+
+/**
+ * `peakcache_config.shm_owner_uid` / `shm_owner_gid`: the effective id of the process calling
+ * `peakcache_cache_new`.
+ */
+#define PEAKCACHE_SHM_EFFECTIVE_ID UINT32_MAX
 
 /**
  * `peakcache_config.backend`: the entries live in this process's memory (the default).
@@ -159,7 +184,7 @@
 /**
  * The minor version of the header.
  */
-#define PEAKCACHE_VERSION_MINOR 1
+#define PEAKCACHE_VERSION_MINOR 2
 
 /**
  * The patch version of the header.
@@ -277,7 +302,9 @@ enum peakcache_http_answer_kind
     PEAKCACHE_HTTP_SEND_NOT_MODIFIED = 2,
     /**
      * The request has preconditions the cache does not evaluate (`If-Match`,
-     * `If-Unmodified-Since`): forward it. `headers` is NULL.
+     * `If-Unmodified-Since`), or request directives the policy honours
+     * (`peakcache_http_config.honour_request_directives`) rule the stored response out: forward
+     * this request alone (store nothing, leave the entry as it is). `headers` is NULL.
      */
     PEAKCACHE_HTTP_FORWARD = 3,
 };
@@ -286,6 +313,34 @@ enum peakcache_http_answer_kind
 typedef enum peakcache_http_answer_kind peakcache_http_answer_kind;
 #else
 typedef uint32_t peakcache_http_answer_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Whose doing a `peakcache_http_dont_store` reason is (`peakcache_http_dont_store_cause`).
+ */
+enum peakcache_http_cause
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The response's own directives or status: the host may end the fill or refresh with
+     * `peakcache_fill_uncacheable` / `peakcache_refresh_uncacheable` (hit-for-pass).
+     */
+    PEAKCACHE_HTTP_CAUSE_RESPONSE = 0,
+    /**
+     * Something in one visitor's request: serve that request from the origin and give the
+     * ticket back untouched (`peakcache_fill_abandon`, `peakcache_refresh_abandon`), so no
+     * visitor can switch a key off for everyone.
+     */
+    PEAKCACHE_HTTP_CAUSE_REQUEST = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum peakcache_http_cause peakcache_http_cause;
+#else
+typedef uint32_t peakcache_http_cause;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -695,8 +750,8 @@ typedef struct peakcache_config {
      * (nginx workers, PHP-FPM workers), with the same lifecycle and single flight across
      * processes. Every function works on both; the differences are documented where they apply
      * (values are copied out of the region on every read; `capacity_bytes` is bytes of the
-     * region's heap, records rounded up to 64 bytes; `peakcache_fill_previous` always gives
-     * NULL). Another value: `PEAKCACHE_ERR_INVALID`.
+     * region's heap, records rounded up to 64 bytes, every page reserved when the region is
+     * made). Another value: `PEAKCACHE_ERR_INVALID`.
      */
     uint32_t backend;
     /**
@@ -704,7 +759,9 @@ typedef struct peakcache_config {
      * during `peakcache_cache_new`). Under `/dev/shm` (e.g. `/dev/shm/peakcache-NAME`) the
      * region is memory that outlives the processes until reboot; on a disk file system it also
      * outlives a reboot. Every process that opens the same path with the same settings shares
-     * one cache: the first creates the file (mode 0600), the others attach, keeping its entries.
+     * one cache: the first creates the file (mode 0600, see `shm_owner_uid`), the others attach,
+     * keeping its entries. A file system too small for the region is `PEAKCACHE_ERR_IO` here,
+     * naming the bytes needed and available, never a SIGBUS later.
      * NULL (default) with length 0: an anonymous shared mapping instead, shared only with the
      * children this process forks after `peakcache_cache_new` (create it in nginx's master or
      * PHP-FPM's master before the workers are forked; the handle is inherited by them).
@@ -724,9 +781,45 @@ typedef struct peakcache_config {
      * configured (another layout version, size, shard count, settings, or a damaged header),
      * `true` (default) replaces it by a new, empty region (logged at `PEAKCACHE_LOG_WARN` with
      * the reason; `peakcache_cache_region_info` says `PEAKCACHE_REGION_RECREATED`), `false` fails
-     * with `PEAKCACHE_ERR_REGION` and leaves the file alone.
+     * with `PEAKCACHE_ERR_REGION` and leaves the file alone. A file refused for its type, owner
+     * or permissions (see `shm_owner_uid`) is never replaced, whatever this says.
      */
     bool shm_recreate_on_mismatch;
+    /**
+     * Shared backend with a path: the user who must own the region file.
+     * `PEAKCACHE_SHM_EFFECTIVE_ID` (default): the effective user of the process calling
+     * `peakcache_cache_new`. An existing file is refused (`PEAKCACHE_ERR_REGION`, the path, its
+     * owner, its mode and the reason in `peakcache_last_error`, the file left alone) when it is
+     * not a regular file (a symbolic link is not followed), not owned by this user, or has any
+     * permission for other users (or for its group, unless `shm_group_shared`). A new file is
+     * made under a temporary name beside the path, mode 0600, given to this user and group
+     * (which needs privilege: nginx's master, as root, creating the region for its workers'
+     * user), and moved to the path without replacing a file made meanwhile.
+     */
+    uint32_t shm_owner_uid;
+    /**
+     * Shared backend with a path: the group of a new region file, and the group allowed to
+     * share it with `shm_group_shared`. `PEAKCACHE_SHM_EFFECTIVE_ID` (default): the effective
+     * group.
+     */
+    uint32_t shm_owner_gid;
+    /**
+     * Shared backend with a path: `true` lets `shm_owner_gid` share the region deliberately (a
+     * new file gets mode 0660; an existing one may have group permissions if its group is that
+     * group). Default `false`: mode 0600, any group or other permission refused. Permissions
+     * for other users are always refused.
+     */
+    bool shm_group_shared;
+    /**
+     * Shared backend: the longest a call waits for a lock of the region that another process
+     * holds (a holder stopped by SIGSTOP or a debugger, or stuck) before going on without the
+     * cache: a lookup answers `PEAKCACHE_LOOKUP_PASS`, a get finds nothing, an insert or commit
+     * answers `PEAKCACHE_ERR_REGION` (nothing stored; a fill's waiters are released at its lock
+     * timeout), a purge `PEAKCACHE_ERR_REGION` (not done); each time is counted and logged at
+     * `PEAKCACHE_LOG_WARN` (at most a line a second). 0 (default): `lock_timeout_ms`, at least
+     * 10 and at most 1000.
+     */
+    uint64_t shm_lock_bound_ms;
 } peakcache_config;
 
 /**
@@ -782,6 +875,11 @@ typedef struct peakcache_region_info {
      * Tag table slots.
      */
     uint32_t tag_slots;
+    /**
+     * Times a caller gave up waiting for a shard lock held past `shm_lock_bound_ms` (a stopped
+     * or stuck process) and served from the origin instead (added after the first layout).
+     */
+    uint64_t lock_timeouts;
 } peakcache_region_info;
 
 /**
@@ -891,6 +989,15 @@ typedef struct peakcache_http_config {
      * is stored stale, reusable only by revalidation or inside stale windows.
      */
     uint64_t default_ttl_ms;
+    /**
+     * Act on a request's own `Cache-Control` / `Pragma` (RFC 9111 §5.2.1) for the visitor who
+     * sent them: `no-store` makes `peakcache_http_key` answer `PEAKCACHE_ERR_NOT_CACHEABLE`
+     * (forward that request untouched), and `no-cache`, `max-age`, `min-fresh` that rule out
+     * the stored response make `peakcache_http_serve` answer `PEAKCACHE_HTTP_FORWARD`. Default
+     * false: ignored for shared entries, as Varnish, Fastly and Cloudflare do. Fills and
+     * refreshes never carry them either way. Hosts should leave it off while frozen.
+     */
+    bool honour_request_directives;
 } peakcache_http_config;
 
 /**
@@ -1178,6 +1285,16 @@ typedef struct peakcache_stats {
      * The capacity, in bytes of weight.
      */
     uint64_t capacity;
+    /**
+     * Purge records kept (one per recently purged tag; bounded: see the core's
+     * `Builder::max_tag_marks`; for the shared backend, the region's tag slots in use). Added
+     * after the first layout.
+     */
+    uint64_t tag_marks;
+    /**
+     * Times the oldest half of the purge records was folded into one cache-wide record.
+     */
+    uint64_t tag_folds;
 } peakcache_stats;
 
 /**
@@ -1239,22 +1356,39 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * The ABI version of the loaded library (`PEAKCACHE_ABI_VERSION` of the header it was built
+ * with). A host that finds another value than its own header's must not use the library.
+ */
+uint32_t peakcache_abi_version(void);
+
+/**
  * Writes the default settings into `*cfg`.
  *
+ * Exported as `peakcache_config_default_sized` with the size of `*cfg` last; the header's
+ * `peakcache_config_default` macro passes `sizeof(peakcache_config)` (see the header's "Sizes"
+ * convention).
+ *
  * # Safety
- * `cfg` must be NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` writable bytes.
  */
-peakcache_result peakcache_config_default(struct peakcache_config *cfg);
+peakcache_result peakcache_config_default_sized(struct peakcache_config *cfg,
+                                                size_t cfg_size);
 
 /**
  * Creates a cache with the settings in `*cfg` (NULL: every default) in `*out`.
  * `PEAKCACHE_ERR_INVALID` for a capacity of 0 or more than 65536 shards.
  *
+ * Exported as `peakcache_cache_new_sized` with the size of `*cfg` last; the header's
+ * `peakcache_cache_new` macro passes `sizeof(peakcache_config)`: fields a host built against an
+ * older header does not have take their defaults.
+ *
  * # Safety
- * `cfg` must be NULL or point to a `peakcache_config`; `out` must be NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` readable bytes of a `peakcache_config`; `out` must
+ * be NULL or writable.
  */
-peakcache_result peakcache_cache_new(const struct peakcache_config *cfg,
-                                     struct peakcache_cache **out);
+peakcache_result peakcache_cache_new_sized(const struct peakcache_config *cfg,
+                                           struct peakcache_cache **out,
+                                           size_t cfg_size);
 
 /**
  * Frees a cache handle. NULL is a no-op. Entries, tickets and waiters still held stay valid;
@@ -1270,7 +1404,9 @@ void peakcache_cache_free(struct peakcache_cache *cache);
  * Purges `key`. Hard (`soft == false`): removed at once. Soft: made stale now, so it is still
  * served inside its stale windows (counted from now) while one caller refreshes it. A fill of
  * the key in flight stores its value already stale. `*found` (if `found` is not NULL) tells
- * whether an entry or a fill of the key existed.
+ * whether an entry or a fill of the key existed. Shared backend: `PEAKCACHE_ERR_REGION` (the
+ * reason in `peakcache_last_error`) if the purge could not be done, its shard's lock held by a
+ * stopped or stuck process past `shm_lock_bound_ms`.
  *
  * # Safety
  * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `found` NULL or
@@ -1382,9 +1518,13 @@ peakcache_result peakcache_cache_restore(const struct peakcache_cache *cache,
  *
  * # Safety
  * `cache` must be NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_cache_region_info_sized` with the size of `*out` last; the header's `peakcache_cache_region_info` macro passes
+ * `sizeof(peakcache_region_info)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_cache_region_info(const struct peakcache_cache *cache,
-                                             struct peakcache_region_info *out);
+peakcache_result peakcache_cache_region_info_sized(const struct peakcache_cache *cache,
+                                                   struct peakcache_region_info *out,
+                                                   size_t out_size);
 
 /**
  * A number naming the stored value `entry` is a reference to, for a host that memoizes what
@@ -1513,22 +1653,31 @@ void peakcache_http_headers_free(struct peakcache_http_headers *headers);
 /**
  * Writes the default HTTP settings into `*cfg` (its strings point to static text).
  *
+ * Exported as `peakcache_http_config_default_sized` with the size of `*cfg` last; the
+ * header's `peakcache_http_config_default` macro passes `sizeof(peakcache_http_config)`.
+ *
  * # Safety
- * `cfg` must be NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` writable bytes.
  */
-peakcache_result peakcache_http_config_default(struct peakcache_http_config *cfg);
+peakcache_result peakcache_http_config_default_sized(struct peakcache_http_config *cfg,
+                                                     size_t cfg_size);
 
 /**
  * Creates an HTTP policy with the settings in `*cfg` (NULL: every default) in `*out`. Copies
  * what `cfg` points to. `PEAKCACHE_ERR_INVALID` for text that is not UTF-8, a scheme other than
  * http or https, an empty query parameter or prefix, or an unknown `set_cookie`.
  *
+ * Exported as `peakcache_http_policy_new_sized` with the size of `*cfg` last; the header's
+ * `peakcache_http_policy_new` macro passes `sizeof(peakcache_http_config)`.
+ *
  * # Safety
- * `cfg` must be NULL or point to a `peakcache_http_config` whose pointers are NULL (with a
- * length or count of 0) or point to what their lengths and counts say; `out` NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` readable bytes of a `peakcache_http_config` whose
+ * pointers are NULL (with a length or count of 0) or point to what their lengths and counts
+ * say; `out` NULL or writable.
  */
-peakcache_result peakcache_http_policy_new(const struct peakcache_http_config *cfg,
-                                           struct peakcache_http_policy **out);
+peakcache_result peakcache_http_policy_new_sized(const struct peakcache_http_config *cfg,
+                                                 struct peakcache_http_policy **out,
+                                                 size_t cfg_size);
 
 /**
  * Frees a policy. NULL is a no-op. Must not race with other calls using it.
@@ -1584,12 +1733,16 @@ peakcache_result peakcache_http_variant_key(const struct peakcache_http_policy *
                                             struct peakcache_buf **out);
 
 /**
- * What to send upstream on a miss, so the origin sees nothing the key leaves out: `*path`
- * receives the path and query without the ignored (campaign) parameters, `*headers` the
- * request's fields without the unkeyed ones (`X-Forwarded-Host`, ...) and without the client's
- * `If-None-Match` / `If-Modified-Since` (answer those with `peakcache_http_serve`), with
- * `Accept-Encoding` reduced to the coding this cache would pick. Send these instead of the
- * client's. Both are written only on success.
+ * What a fill or refresh sends upstream, defined once for every host, so the origin sees
+ * nothing of one visitor that the key leaves out: `*path` receives the path and query without
+ * the ignored (campaign) parameters; `*headers` the request's fields without the hop-by-hop
+ * ones and those the visitor's `Connection` names (never `Host`), without the unkeyed ones
+ * (`X-Forwarded-Host`, ...), and without `Range`, `If-Range`, `If-Match`,
+ * `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since` (answer the client's with
+ * `peakcache_http_serve`), `Cache-Control`, `Pragma`, `Authorization`, `Expect`,
+ * `Content-Length`, `Transfer-Encoding` and `Content-Type`; `Accept-Encoding` is reduced to the
+ * coding this cache would pick. Send these instead of the client's, with the method `GET` and
+ * no body, then apply the operator's own rewrites. Both are written only on success.
  *
  * # Safety
  * As `peakcache_http_key`; `path` and `headers` NULL or writable.
@@ -1676,14 +1829,18 @@ peakcache_result peakcache_http_age(const struct peakcache_entry *entry,
  * # Safety
  * `policy` must be NULL or live; `request` NULL or as its fields document; `entry` NULL or
  * live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_http_serve_sized` with the size of `*out` last; the header's `peakcache_http_serve` macro passes
+ * `sizeof(peakcache_http_answer)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_http_serve(const struct peakcache_http_policy *policy,
-                                      const struct peakcache_http_request *request,
-                                      const struct peakcache_entry *entry,
-                                      uint32_t outcome,
-                                      uint16_t fwd_status,
-                                      uint64_t now_ms,
-                                      struct peakcache_http_answer *out);
+peakcache_result peakcache_http_serve_sized(const struct peakcache_http_policy *policy,
+                                            const struct peakcache_http_request *request,
+                                            const struct peakcache_entry *entry,
+                                            uint32_t outcome,
+                                            uint16_t fwd_status,
+                                            uint64_t now_ms,
+                                            struct peakcache_http_answer *out,
+                                            size_t out_size);
 
 /**
  * The fields to add to the upstream request revalidating `entry` (RFC 9111 §4.3.1), in
@@ -1704,6 +1861,12 @@ peakcache_result peakcache_http_revalidation_headers(const struct peakcache_http
 const char *peakcache_http_dont_store_str(uint32_t reason);
 
 /**
+ * Whose doing a `peakcache_http_dont_store` reason is. `PEAKCACHE_HTTP_STORE` and unknown values
+ * answer `PEAKCACHE_HTTP_CAUSE_RESPONSE`.
+ */
+peakcache_http_cause peakcache_http_dont_store_cause(uint32_t reason);
+
+/**
  * Decides whether to store an upstream response, and how, in `*out` (see
  * `peakcache_http_decision`). `request` is the request as sent upstream (or the client's);
  * `request_time_ms` when it was sent and `response_time_ms` when the response's head arrived,
@@ -1715,13 +1878,17 @@ const char *peakcache_http_dont_store_str(uint32_t reason);
  * # Safety
  * `policy` must be NULL or live; `request` and `response` NULL or as their fields document;
  * `out` NULL or writable.
+ *
+ * Exported as `peakcache_http_on_response_sized` with the size of `*out` last; the header's `peakcache_http_on_response` macro passes
+ * `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_http_on_response(const struct peakcache_http_policy *policy,
-                                            const struct peakcache_http_request *request,
-                                            const struct peakcache_http_response_head *response,
-                                            uint64_t request_time_ms,
-                                            uint64_t response_time_ms,
-                                            struct peakcache_http_decision *out);
+peakcache_result peakcache_http_on_response_sized(const struct peakcache_http_policy *policy,
+                                                  const struct peakcache_http_request *request,
+                                                  const struct peakcache_http_response_head *response,
+                                                  uint64_t request_time_ms,
+                                                  uint64_t response_time_ms,
+                                                  struct peakcache_http_decision *out,
+                                                  size_t out_size);
 
 /**
  * Revalidation answered `304 Not Modified`: merges the 304 `not_modified` into the stored
@@ -1735,14 +1902,18 @@ peakcache_result peakcache_http_on_response(const struct peakcache_http_policy *
  *
  * # Safety
  * As `peakcache_http_on_response`; `entry` NULL or a live entry.
+ *
+ * Exported as `peakcache_http_revalidate_sized` with the size of `*out` last; the header's `peakcache_http_revalidate` macro passes
+ * `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_http_revalidate(const struct peakcache_http_policy *policy,
-                                           const struct peakcache_http_request *request,
-                                           const struct peakcache_entry *entry,
-                                           const struct peakcache_http_response_head *not_modified,
-                                           uint64_t request_time_ms,
-                                           uint64_t response_time_ms,
-                                           struct peakcache_http_decision *out);
+peakcache_result peakcache_http_revalidate_sized(const struct peakcache_http_policy *policy,
+                                                 const struct peakcache_http_request *request,
+                                                 const struct peakcache_entry *entry,
+                                                 const struct peakcache_http_response_head *not_modified,
+                                                 uint64_t request_time_ms,
+                                                 uint64_t response_time_ms,
+                                                 struct peakcache_http_decision *out,
+                                                 size_t out_size);
 
 /**
  * A new response to commit in `*out`: the decided status, the headers to store (the fields a
@@ -1808,11 +1979,15 @@ void peakcache_set_log_callback(void *userdata,
  *
  * # Safety
  * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `out` NULL or writable.
+ *
+ * Exported as `peakcache_lookup_sized` with the size of `*out` last; the header's `peakcache_lookup` macro passes
+ * `sizeof(peakcache_lookup_result)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_lookup(const struct peakcache_cache *cache,
-                                  const uint8_t *key,
-                                  size_t key_len,
-                                  struct peakcache_lookup_result *out);
+peakcache_result peakcache_lookup_sized(const struct peakcache_cache *cache,
+                                        const uint8_t *key,
+                                        size_t key_len,
+                                        struct peakcache_lookup_result *out,
+                                        size_t out_size);
 
 /**
  * The entry of `key[0..key_len]` if it is stored and fresh (or the cache is frozen): `*out` is
@@ -1945,9 +2120,13 @@ void peakcache_clear_last_error(void);
  *
  * # Safety
  * `cache` must be NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_cache_stats_sized` with the size of `*out` last; the header's `peakcache_cache_stats` macro passes
+ * `sizeof(peakcache_stats)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_cache_stats(const struct peakcache_cache *cache,
-                                       struct peakcache_stats *out);
+peakcache_result peakcache_cache_stats_sized(const struct peakcache_cache *cache,
+                                             struct peakcache_stats *out,
+                                             size_t out_size);
 
 /**
  * The counters in the Prometheus text exposition format (0.0.4), in `*out`: every metric named
@@ -1996,7 +2175,9 @@ void peakcache_buf_free(struct peakcache_buf *buf);
  *
  * Consumes `*fill` and `*resp` whatever the result, setting both to NULL; if the commit cannot
  * happen (an invalid argument) the fill is abandoned. `PEAKCACHE_ERR_TOO_LARGE`: the value was
- * not stored (heavier than the object limit), but waiters still got it.
+ * not stored (heavier than the object limit), but waiters still got it. Shared backend:
+ * `PEAKCACHE_ERR_REGION` when the key's shard lock was held by a stopped or stuck process past
+ * `shm_lock_bound_ms` (nothing stored; serve the response you have).
  *
  * # Safety
  * `fill` and `resp` must be NULL or point to handles that are NULL or live; `tags` NULL or
@@ -2111,8 +2292,8 @@ peakcache_result peakcache_insert(const struct peakcache_cache *cache,
  * The value the fill's key still has stored past its stale windows, if any, for revalidation
  * (e.g. a conditional request from its `ETag`; `peakcache_http_revalidation_headers` builds it):
  * `*out` is a new entry reference (free it with `peakcache_entry_free`), or NULL. Never serve it
- * as it is. The fill stays usable. Shared backend: always NULL (the region does not hand a fill
- * the value it replaces; fetch unconditionally).
+ * as it is. The fill stays usable. On both backends (shared: a copy taken out of the region when
+ * the fill began; NULL, logged, if that copy does not decode).
  *
  * # Safety
  * `fill` must be NULL or live; `out` NULL or writable.
@@ -2132,10 +2313,14 @@ const char *peakcache_version(void);
  *
  * # Safety
  * `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_waiter_wait_sized` with the size of `*out` last; the header's `peakcache_waiter_wait` macro passes
+ * `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_waiter_wait(struct peakcache_waiter **waiter,
-                                       uint64_t timeout_ms,
-                                       struct peakcache_wait_result *out);
+peakcache_result peakcache_waiter_wait_sized(struct peakcache_waiter **waiter,
+                                             uint64_t timeout_ms,
+                                             struct peakcache_wait_result *out,
+                                             size_t out_size);
 
 /**
  * Resolves without blocking. `PEAKCACHE_OK`: the answer is in `*out` and `*waiter` was consumed
@@ -2145,9 +2330,13 @@ peakcache_result peakcache_waiter_wait(struct peakcache_waiter **waiter,
  *
  * # Safety
  * `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_waiter_poll_sized` with the size of `*out` last; the header's `peakcache_waiter_poll` macro passes
+ * `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_waiter_poll(struct peakcache_waiter **waiter,
-                                       struct peakcache_wait_result *out);
+peakcache_result peakcache_waiter_poll_sized(struct peakcache_waiter **waiter,
+                                             struct peakcache_wait_result *out,
+                                             size_t out_size);
 
 /**
  * Frees a waiter not resolved (the fill goes on without it). NULL is a no-op.
@@ -2162,3 +2351,21 @@ void peakcache_waiter_free(struct peakcache_waiter *waiter);
 #endif  // __cplusplus
 
 #endif  /* PEAKCACHE_H */
+
+/* The sized entry points under their plain names (see "Sizes" at the top). */
+#ifndef PEAKCACHE_SIZED_NAMES
+#define PEAKCACHE_SIZED_NAMES
+/* Variadic, so an argument that is itself a macro expanding to several (a ptr, len pair) works. */
+#define peakcache_config_default(...) peakcache_config_default_sized(__VA_ARGS__, sizeof(peakcache_config))
+#define peakcache_cache_new(...) peakcache_cache_new_sized(__VA_ARGS__, sizeof(peakcache_config))
+#define peakcache_cache_region_info(...) peakcache_cache_region_info_sized(__VA_ARGS__, sizeof(peakcache_region_info))
+#define peakcache_cache_stats(...) peakcache_cache_stats_sized(__VA_ARGS__, sizeof(peakcache_stats))
+#define peakcache_lookup(...) peakcache_lookup_sized(__VA_ARGS__, sizeof(peakcache_lookup_result))
+#define peakcache_waiter_wait(...) peakcache_waiter_wait_sized(__VA_ARGS__, sizeof(peakcache_wait_result))
+#define peakcache_waiter_poll(...) peakcache_waiter_poll_sized(__VA_ARGS__, sizeof(peakcache_wait_result))
+#define peakcache_http_config_default(...) peakcache_http_config_default_sized(__VA_ARGS__, sizeof(peakcache_http_config))
+#define peakcache_http_policy_new(...) peakcache_http_policy_new_sized(__VA_ARGS__, sizeof(peakcache_http_config))
+#define peakcache_http_serve(...) peakcache_http_serve_sized(__VA_ARGS__, sizeof(peakcache_http_answer))
+#define peakcache_http_on_response(...) peakcache_http_on_response_sized(__VA_ARGS__, sizeof(peakcache_http_decision))
+#define peakcache_http_revalidate(...) peakcache_http_revalidate_sized(__VA_ARGS__, sizeof(peakcache_http_decision))
+#endif /* PEAKCACHE_SIZED_NAMES */

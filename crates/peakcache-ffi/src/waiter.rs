@@ -5,6 +5,7 @@
 //! NULL, so a second use is `PEAKCACHE_ERR_NULL`; `PEAKCACHE_PENDING` (poll only) leaves it in
 //! place for the next poll. `peakcache_waiter_free` gives up a waiter not resolved.
 
+use crate::abi;
 use crate::bytes::{take, writable};
 use crate::cache::Context;
 use crate::codec::corrupt;
@@ -27,11 +28,12 @@ pub struct peakcache_waiter {
     pub(crate) cx: Context,
 }
 
-/// A waiter of either backend. The shared one keeps a handle on its cache, for the fill it may
-/// resolve to and to purge a value that does not decode.
+/// A waiter of either backend. The shared one keeps its key (copied once, so a poll allocates
+/// nothing) and a handle on its cache, for the fill it may resolve to and to purge a value that
+/// does not decode.
 pub(crate) enum WaiterKind {
     Local(Waiter<Value>),
-    Shared(peakcache_shm::Waiter, ShmCache),
+    Shared(Box<[u8]>, peakcache_shm::Waiter, ShmCache),
 }
 
 /// What a waiter resolved to.
@@ -82,6 +84,8 @@ pub struct peakcache_wait_result {
     /// HIT: when its stale-if-error window ends, same clock.
     pub error_until_ms: u64,
 }
+
+crate::abi::sized!(peakcache_wait_result, error_until_ms);
 
 fn empty_result() -> peakcache_wait_result {
     peakcache_wait_result {
@@ -190,28 +194,32 @@ fn resolved(r: Resolved<Value>, cx: Context) -> peakcache_wait_result {
 ///
 /// # Safety
 /// `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+///
+/// Exported as `peakcache_waiter_wait_sized` with the size of `*out` last; the header's `peakcache_waiter_wait` macro passes
+/// `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_waiter_wait(
+pub unsafe extern "C" fn peakcache_waiter_wait_sized(
     waiter: *mut *mut peakcache_waiter,
     timeout_ms: u64,
     out: *mut peakcache_wait_result,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // Checked before taking the waiter, so a NULL `out` does not cost the caller its waiter.
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_wait_result>(out_size)?;
         // SAFETY: the caller promises a valid slot.
         let w = unsafe { take(waiter, "waiter") }?;
         let cx = w.cx;
         let timeout = Duration::from_millis(timeout_ms);
         let r = match w.waiter {
             WaiterKind::Local(waiter) => resolved(waiter.wait(timeout), cx),
-            WaiterKind::Shared(waiter, shm) => {
-                let key = waiter.key().to_vec();
+            WaiterKind::Shared(key, waiter, shm) => {
                 resolved_shared(waiter.wait(timeout), shm, &key, cx)?
             }
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(r) };
+        unsafe { abi::write(out, out_size, &r) };
         Ok(())
     })
 }
@@ -223,46 +231,45 @@ pub unsafe extern "C" fn peakcache_waiter_wait(
 ///
 /// # Safety
 /// `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+///
+/// Exported as `peakcache_waiter_poll_sized` with the size of `*out` last; the header's `peakcache_waiter_poll` macro passes
+/// `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_waiter_poll(
+pub unsafe extern "C" fn peakcache_waiter_poll_sized(
     waiter: *mut *mut peakcache_waiter,
     out: *mut peakcache_wait_result,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_wait_result>(out_size)?;
         // Taken out (slot NULL) while polling: should anything panic, the slot is left NULL
-        // rather than pointing at a half-used waiter.
+        // rather than pointing at a half-used waiter. A pending waiter goes back into the same
+        // allocation, so the caller's pointer keeps its value and a poll allocates nothing.
         // SAFETY: the caller promises a valid slot.
-        let w = unsafe { take(waiter, "waiter") }?;
+        let mut w = unsafe { take(waiter, "waiter") }?;
         let cx = w.cx;
-        let pending = match w.waiter {
+        w.waiter = match w.waiter {
             WaiterKind::Local(waiter) => match waiter.try_wait() {
                 Ok(r) => {
                     // SAFETY: checked non-NULL; the caller promises it is writable.
-                    unsafe { out.write(resolved(r, cx)) };
+                    unsafe { abi::write(out, out_size, &resolved(r, cx)) };
                     return Ok(());
                 }
                 Err(again) => WaiterKind::Local(again),
             },
-            WaiterKind::Shared(waiter, shm) => {
-                let key = waiter.key().to_vec();
-                match waiter.try_wait() {
-                    Ok(r) => {
-                        let r = resolved_shared(r, shm, &key, cx)?;
-                        // SAFETY: checked non-NULL; the caller promises it is writable.
-                        unsafe { out.write(r) };
-                        return Ok(());
-                    }
-                    Err(again) => WaiterKind::Shared(again, shm),
+            WaiterKind::Shared(key, waiter, shm) => match waiter.try_wait() {
+                Ok(r) => {
+                    let r = resolved_shared(r, shm, &key, cx)?;
+                    // SAFETY: checked non-NULL; the caller promises it is writable.
+                    unsafe { abi::write(out, out_size, &r) };
+                    return Ok(());
                 }
-            }
+                Err(again) => WaiterKind::Shared(key, again, shm),
+            },
         };
-        let back = Box::into_raw(Box::new(peakcache_waiter {
-            waiter: pending,
-            cx,
-        }));
         // SAFETY: `take` checked the slot non-NULL and writable.
-        unsafe { waiter.write(back) };
+        unsafe { waiter.write(Box::into_raw(w)) };
         Err(PEAKCACHE_PENDING)
     })
 }

@@ -5,12 +5,13 @@
 use super::policy::peakcache_http_policy;
 use super::request::{self, peakcache_http_request};
 use super::{meta, peakcache_http_headers, stored_parts, unix_ms};
+use crate::abi;
 use crate::bytes::{arg, writable};
 use crate::entry::peakcache_entry;
 use crate::panic::try_boundary;
 use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID};
 use crate::stats::peakcache_buf;
-use peakcache_http::{CacheStatus, ConditionalAnswer, EntryMeta, Fwd, Policy, StaleUse};
+use peakcache_http::{CacheStatus, ConditionalAnswer, EntryMeta, Fwd, Policy, Reuse, StaleUse};
 use std::ptr::null_mut;
 use std::time::SystemTime;
 
@@ -209,7 +210,9 @@ pub enum peakcache_http_answer_kind {
     /// The client's copy is current: send `304` with `headers`, no body.
     PEAKCACHE_HTTP_SEND_NOT_MODIFIED = 2,
     /// The request has preconditions the cache does not evaluate (`If-Match`,
-    /// `If-Unmodified-Since`): forward it. `headers` is NULL.
+    /// `If-Unmodified-Since`), or request directives the policy honours
+    /// (`peakcache_http_config.honour_request_directives`) rule the stored response out: forward
+    /// this request alone (store nothing, leave the entry as it is). `headers` is NULL.
     PEAKCACHE_HTTP_FORWARD = 3,
 }
 
@@ -227,6 +230,8 @@ pub struct peakcache_http_answer {
     pub headers: *mut peakcache_http_headers,
 }
 
+crate::abi::sized!(peakcache_http_answer, headers);
+
 /// Answers `request` from `entry` at `now_ms` (Unix milliseconds), in `*out`: evaluates the
 /// client's `If-None-Match` / `If-Modified-Since` (RFC 9111 §4.3.2) and gives the status and the
 /// complete header list to send (a 304's, or the stored response's), with `Age` and the
@@ -238,8 +243,11 @@ pub struct peakcache_http_answer {
 /// # Safety
 /// `policy` must be NULL or live; `request` NULL or as its fields document; `entry` NULL or
 /// live; `out` NULL or writable.
+///
+/// Exported as `peakcache_http_serve_sized` with the size of `*out` last; the header's `peakcache_http_serve` macro passes
+/// `sizeof(peakcache_http_answer)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_serve(
+pub unsafe extern "C" fn peakcache_http_serve_sized(
     policy: *const peakcache_http_policy,
     request: *const peakcache_http_request,
     entry: *const peakcache_entry,
@@ -247,6 +255,7 @@ pub unsafe extern "C" fn peakcache_http_serve(
     fwd_status: u16,
     now_ms: u64,
     out: *mut peakcache_http_answer,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live policy.
@@ -255,10 +264,17 @@ pub unsafe extern "C" fn peakcache_http_serve(
         let (stored, meta) = unsafe { entry_meta(entry) }?;
         let outcome = peakcache_http_outcome::from_u32(outcome)?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_http_answer>(out_size)?;
         // SAFETY: the caller promises the request.
         let req = unsafe { request::read(p, request) }?;
         let parts = stored_parts(stored)?;
-        let (kind, mut sent) = match p.answer_conditional(&req.parts, &parts) {
+        let now = unix_ms(now_ms);
+        let answer = if p.reuse(&req.parts, &meta, now) == Reuse::Revalidate {
+            ConditionalAnswer::Forward
+        } else {
+            p.answer_conditional(&req.parts, &parts)
+        };
+        let (kind, mut sent) = match answer {
             ConditionalAnswer::NotModified(nm) => (
                 peakcache_http_answer_kind::PEAKCACHE_HTTP_SEND_NOT_MODIFIED,
                 nm,
@@ -274,11 +290,10 @@ pub unsafe extern "C" fn peakcache_http_serve(
                     headers: null_mut(),
                 };
                 // SAFETY: checked non-NULL; the caller promises it is writable.
-                unsafe { out.write(a) };
+                unsafe { abi::write(out, out_size, &a) };
                 return Ok(());
             }
         };
-        let now = unix_ms(now_ms);
         let status = cache_status(p, outcome, fwd_status, false, Some(&meta), now);
         p.finish_response(&mut sent.headers, Some(&meta), now, &status);
         let a = peakcache_http_answer {
@@ -287,7 +302,7 @@ pub unsafe extern "C" fn peakcache_http_serve(
             headers: peakcache_http_headers::into_raw(&sent.headers),
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(a) };
+        unsafe { abi::write(out, out_size, &a) };
         Ok(())
     })
 }

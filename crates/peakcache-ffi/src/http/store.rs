@@ -5,6 +5,7 @@
 use super::policy::peakcache_http_policy;
 use super::request::{self, peakcache_http_request, peakcache_http_response_head};
 use super::{meta, stored_parts, unix_ms};
+use crate::abi;
 use crate::bytes::{arg, peakcache_bytes, writable};
 use crate::cache::millis;
 use crate::entry::peakcache_entry;
@@ -107,6 +108,37 @@ pub extern "C" fn peakcache_http_dont_store_str(reason: u32) -> *const c_char {
     })
 }
 
+/// Whose doing a `peakcache_http_dont_store` reason is (`peakcache_http_dont_store_cause`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum peakcache_http_cause {
+    /// The response's own directives or status: the host may end the fill or refresh with
+    /// `peakcache_fill_uncacheable` / `peakcache_refresh_uncacheable` (hit-for-pass).
+    PEAKCACHE_HTTP_CAUSE_RESPONSE = 0,
+    /// Something in one visitor's request: serve that request from the origin and give the
+    /// ticket back untouched (`peakcache_fill_abandon`, `peakcache_refresh_abandon`), so no
+    /// visitor can switch a key off for everyone.
+    PEAKCACHE_HTTP_CAUSE_REQUEST = 1,
+}
+
+/// Whose doing a `peakcache_http_dont_store` reason is. `PEAKCACHE_HTTP_STORE` and unknown values
+/// answer `PEAKCACHE_HTTP_CAUSE_RESPONSE`.
+#[no_mangle]
+pub extern "C" fn peakcache_http_dont_store_cause(reason: u32) -> peakcache_http_cause {
+    use peakcache_http_dont_store::*;
+    let request = [
+        PEAKCACHE_HTTP_DONT_STORE_METHOD,
+        PEAKCACHE_HTTP_DONT_STORE_HEAD_REQUEST,
+        PEAKCACHE_HTTP_DONT_STORE_REQUEST_NO_STORE,
+        PEAKCACHE_HTTP_DONT_STORE_AUTHORIZATION,
+    ];
+    if request.iter().any(|r| *r as u32 == reason) {
+        peakcache_http_cause::PEAKCACHE_HTTP_CAUSE_REQUEST
+    } else {
+        peakcache_http_cause::PEAKCACHE_HTTP_CAUSE_RESPONSE
+    }
+}
+
 /// What `peakcache_http_on_response` and `peakcache_http_revalidate` decided.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
@@ -126,6 +158,8 @@ pub struct peakcache_http_decision {
     /// `peakcache_http_store_free` once committed.
     pub store: *mut peakcache_http_store,
 }
+
+crate::abi::sized!(peakcache_http_decision, store);
 
 /// A decision to store (owned by the caller): the response to commit
 /// (`peakcache_http_store_response`), its tags (`peakcache_http_store_tags`) and its Vary
@@ -208,26 +242,31 @@ fn decide(
 /// # Safety
 /// `policy` must be NULL or live; `request` and `response` NULL or as their fields document;
 /// `out` NULL or writable.
+///
+/// Exported as `peakcache_http_on_response_sized` with the size of `*out` last; the header's `peakcache_http_on_response` macro passes
+/// `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_on_response(
+pub unsafe extern "C" fn peakcache_http_on_response_sized(
     policy: *const peakcache_http_policy,
     request: *const peakcache_http_request,
     response: *const peakcache_http_response_head,
     request_time_ms: u64,
     response_time_ms: u64,
     out: *mut peakcache_http_decision,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live policy.
         let p = &unsafe { arg(policy, "policy") }?.policy;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_http_decision>(out_size)?;
         // SAFETY: the caller promises the request.
         let req = unsafe { request::read(p, request) }?;
         // SAFETY: the caller promises the response head.
         let resp = unsafe { request::read_response(response, "response") }?;
         let d = decide(p, &req, resp, None, (request_time_ms, response_time_ms))?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(d) };
+        unsafe { abi::write(out, out_size, &d) };
         Ok(())
     })
 }
@@ -243,8 +282,11 @@ pub unsafe extern "C" fn peakcache_http_on_response(
 ///
 /// # Safety
 /// As `peakcache_http_on_response`; `entry` NULL or a live entry.
+///
+/// Exported as `peakcache_http_revalidate_sized` with the size of `*out` last; the header's `peakcache_http_revalidate` macro passes
+/// `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_revalidate(
+pub unsafe extern "C" fn peakcache_http_revalidate_sized(
     policy: *const peakcache_http_policy,
     request: *const peakcache_http_request,
     entry: *const peakcache_entry,
@@ -252,6 +294,7 @@ pub unsafe extern "C" fn peakcache_http_revalidate(
     request_time_ms: u64,
     response_time_ms: u64,
     out: *mut peakcache_http_decision,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live policy.
@@ -259,6 +302,7 @@ pub unsafe extern "C" fn peakcache_http_revalidate(
         // SAFETY: the caller promises a live entry.
         let stored = unsafe { peakcache_entry::stored(entry) }?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_http_decision>(out_size)?;
         // SAFETY: the caller promises the request.
         let req = unsafe { request::read(p, request) }?;
         // SAFETY: the caller promises the response head.
@@ -273,7 +317,7 @@ pub unsafe extern "C" fn peakcache_http_revalidate(
         let body = Some(stored.body.clone());
         let d = decide(p, &req, merged, body, (request_time_ms, response_time_ms))?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(d) };
+        unsafe { abi::write(out, out_size, &d) };
         Ok(())
     })
 }
