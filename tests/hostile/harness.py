@@ -520,6 +520,27 @@ class Ctx:
         if wait > 0:
             time.sleep(wait)
 
+    def trials(self, fn, count):
+        """Runs fn(i) for i in range(count) side by side (independent trials on their own
+        paths: with two nginx workers, a fault of one worker shows in some trials only) and
+        fails with the first trial that failed."""
+        errors = [None] * count
+
+        def one(i):
+            try:
+                fn(i)
+            except Exception as e:  # re-raised below, in the case's own thread
+                errors[i] = e
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(count)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for e in errors:
+            if e is not None:
+                raise e
+
     # checks shared by many cases
 
     def check(self, condition, message, once=None):

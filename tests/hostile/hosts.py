@@ -303,7 +303,7 @@ class NginxHost(Host):
         os.makedirs(self.prefix)
 
     def write_conf(self, http_extra, locations):
-        pair = make_certificate(os.path.dirname(self.dir))
+        pair = make_certificate(self.dir)
         tls = ""
         if pair is None:
             self.tls_port = None

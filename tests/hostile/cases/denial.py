@@ -56,35 +56,43 @@ def followers_from_cache(ctx, p, count, passed=()):
 
 
 def passed_alone(ctx, header, value, state):
-    """A visitor the cache must not serve from the shared entry (Authorization, a logged-in
-    cookie) at `state`: passed to the origin alone, nothing stored from it, and the entry, its
-    refresh and the following anonymous visitors untouched."""
-    p = ctx.path()
+    """Visitors the cache must not serve from the shared entry (Authorization, a logged-in
+    cookie) at `state`: each passed to the origin alone, nothing stored from them, and the
+    entry, its refresh and the following anonymous visitors untouched. In four trials at once,
+    each with two such visitors: with two workers, each may land on either one."""
+    ctx.trials(lambda i: passed_alone_once(ctx, header, "%s%d-" % (value, i), state, i), 4)
+
+
+def passed_alone_once(ctx, header, value, state, trial, visitors=2):
+    """One trial of passed_alone() on its own path."""
+    p = ctx.path("trial-%d" % trial)
     ctx.page(p, body="page {path} n={n} who={h:%s} " % header + "x" * 32 + "\n")
-    who = "the `%s` visitor at %s" % (header, state)
     if state != "miss":
         ctx.expect_page(ctx.get(p), p, "the first visitor", 1)
         if state == "stale":
             ctx.until_stale(p)
-    r = ctx.get(p, [(header, value)])
+    values = ["%s%d" % (value, i) for i in range(visitors)]
+    answers = [ctx.get(p, [(header, v)]) for v in values]
     recs = ctx.quiet(p)
-    mine = [x for x in recs if value in x.values(header)]
-    expect(len(mine) == 1, "%s was not passed to the origin with its %s (%s); it got %s"
-           % (who, header, describe(recs), r.brief()))
-    expect(r.status == 200 and ("who=" + value).encode() in r.body,
-           "%s got %s, expected the origin's answer #%d to it" % (who, r.brief(), mine[0].n))
-    if state == "stale":
-        # the first anonymous visitor takes the refresh the passed visitor left alone
+    for i, (v, r) in enumerate(zip(values, answers)):
+        mine = [x for x in recs if v in x.values(header)]
+        who = "trial %d: the `%s` visitor %d of %d at %s" % (trial + 1, header, i + 1, visitors,
+                                                               state)
+        expect(len(mine) == 1, "%s was not passed to the origin with its %s (%s); it got %s"
+               % (who, header, describe(recs), r.brief()))
+        expect(r.status == 200 and ("who=" + v + " ").encode() in r.body,
+               "%s got %s, expected the origin's answer #%d to it" % (who, r.brief(), mine[0].n))
+    passed = [x for x in recs if x.has(header)]
+    if state in ("miss", "stale"):
+        # the first anonymous visitor fills, or takes the refresh the passed ones left alone
         first = ctx.get(p)
         expect(first.status == 200 and value.encode() not in first.body,
-               "the first anonymous visitor after it got %s" % first.brief())
+               "trial %d: the first anonymous visitor after them got %s" % (trial + 1,
+                                                                              first.brief()))
         ctx.quiet(p)
-    if state == "miss":
-        ctx.expect_page(ctx.get(p), p, "the first anonymous visitor")
-        ctx.quiet(p)
-    followers_from_cache(ctx, p, 20, passed=mine)
+    followers_from_cache(ctx, p, 20, passed=passed)
     recs = ctx.origin(p)
-    others = [x for x in recs if x not in mine]
+    others = [x for x in recs if x not in passed]
     for rec in others:
         expect(not rec.has(header), "a fill or refresh carried %s: %s" % (header, rec.brief()))
     ctx.expect_one_per_expiry(p, records=others, what="fills and refreshes")
@@ -170,56 +178,62 @@ def test_authorization_at_miss_is_passed_and_not_stored(ctx):
     """A visitor with `Authorization` on a cold page is answered by the origin (which sees the
     credentials once); nothing of that answer is stored; anonymous visitors get one fill without
     Authorization and then hits."""
-    passed_alone(ctx, "Authorization", "Bearer hostile-at-miss", "miss")
+    passed_alone(ctx, "Authorization", "Bearer hostile-at-miss-", "miss")
 
 
 @case(DENIAL, obs=(1,))
 def test_authorization_at_fresh_is_passed_and_entry_kept(ctx):
     """A visitor with `Authorization` on a fresh page is passed to the origin; the entry stays:
     the next 20 anonymous visitors are hits."""
-    passed_alone(ctx, "Authorization", "Bearer hostile-at-fresh", "fresh")
+    passed_alone(ctx, "Authorization", "Bearer hostile-at-fresh-", "fresh")
 
 
 @case(DENIAL, obs=(1,))
 def test_authorization_at_refresh_leaves_refresh_alone(ctx):
     """A visitor with `Authorization` on a stale page is passed to the origin alone; the next
     anonymous visitor starts the one refresh (without Authorization), which is stored."""
-    passed_alone(ctx, "Authorization", "Bearer hostile-at-stale", "stale")
+    passed_alone(ctx, "Authorization", "Bearer hostile-at-stale-", "stale")
 
 
 @case(DENIAL, obs=(1,))
 def test_authorization_during_fill_leaves_waiters_alone(ctx):
-    """While a slow fill is in flight, a visitor with `Authorization` is passed to the origin on
-    its own; the anonymous visitors waiting for the fill all get the fill's page, and none of
-    them ever gets the answer made for the credentials."""
-    p = ctx.path()
+    """While a slow fill is in flight, visitors with `Authorization` are each passed to the
+    origin on their own; the anonymous visitors waiting for the fill all get the fill's page,
+    and none of them ever gets an answer made for credentials."""
+    ctx.trials(lambda i: authorization_during_fill(ctx, i), 3)
+
+
+def authorization_during_fill(ctx, trial):
+    """One trial: a slow fill, credentialed visitors while it runs, then anonymous waiters."""
+    p = ctx.path("trial-%d" % trial)
     ctx.page(p, delay=0.8, body="page {path} n={n} who={h:Authorization} " + "x" * 32 + "\n")
-    token = "Bearer hostile-during-fill"
     answers = {}
 
     def visit(name, headers, start):
         time.sleep(start)
         answers[name] = ctx.get(p, headers)
 
-    plan = [("filler", [], 0.0), ("credentials", [("Authorization", token)], 0.2)]
-    plan += [("waiter %d" % i, [], 0.4) for i in range(5)]
+    starts = (0.02, 0.1, 0.25)
+    tokens = ["Bearer hostile-%d-during-fill-%.2f" % (trial, at) for at in starts]
+    plan = [("filler", [], 0.0)]
+    plan += [(token, [("Authorization", token)], at) for at, token in zip(starts, tokens)]
+    plan += [("waiter %d" % i, [], 0.4) for i in range(4)]
     threads = [threading.Thread(target=visit, args=x) for x in plan]
     for t in threads:
         t.start()
     for t in threads:
         t.join(20)
     recs = ctx.quiet(p)
-    mine = [x for x in recs if token in x.values("Authorization")]
-    fills = [x for x in recs if x not in mine]
-    expect(len(mine) == 1, "the Authorization visitor was not passed alone: %s; it got %s"
-           % (describe(recs), answers["credentials"].brief()))
-    expect(len(fills) == 1, "the fill was not single: %s" % describe(recs))
-    expect(token.encode() in answers["credentials"].body,
-           "the Authorization visitor got %s, not the origin's answer #%d to it"
-           % (answers["credentials"].brief(), mine[0].n))
+    fills = [x for x in recs if not x.has("Authorization")]
+    for token in tokens:
+        mine = [x for x in recs if token in x.values("Authorization")]
+        expect(len(mine) == 1 and token.encode() in answers[token].body,
+               "trial %d: the visitor with `Authorization: %s` was not passed alone: it got %s; "
+               "%s" % (trial + 1, token, answers[token].brief(), describe(recs)))
+    expect(len(fills) == 1, "trial %d: the fill was not single: %s" % (trial + 1, describe(recs)))
     for name, r in sorted(answers.items()):
-        if name != "credentials":
-            ctx.expect_page(r, p, "the %s" % name, fills[0].n)
+        if name not in tokens:
+            ctx.expect_page(r, p, "trial %d: the %s" % (trial + 1, name), fills[0].n)
 
 
 @case(DENIAL, hosts=("nginx-proxy",), obs=(3,),
@@ -245,7 +259,7 @@ def test_cookie_removed_by_operator_never_reaches_origin(ctx):
 def test_login_cookie_at_miss_is_passed_and_not_stored(ctx):
     """A `wordpress_logged_in` visitor on a cold page reaches PHP with its cookie; its page is
     not stored; anonymous visitors get one fill without the cookie, then hits."""
-    passed_alone(ctx, "Cookie", "wordpress_logged_in_hostile=editor", "miss")
+    passed_alone(ctx, "Cookie", "wordpress_logged_in_hostile=editor-", "miss")
 
 
 @case(DENIAL, hosts=("nginx-fastcgi",), obs=(1,),
@@ -253,7 +267,7 @@ def test_login_cookie_at_miss_is_passed_and_not_stored(ctx):
 def test_login_cookie_bypasses_and_stores_nothing(ctx):
     """A `wordpress_logged_in` visitor on a stale page reaches PHP with its cookie (bypass),
     nothing is stored from it, and anonymous visitors keep getting the shared page."""
-    passed_alone(ctx, "Cookie", "wordpress_logged_in_hostile=editor", "stale")
+    passed_alone(ctx, "Cookie", "wordpress_logged_in_hostile=editor-", "stale")
 
 
 @case(DENIAL, hosts=("nginx-fastcgi",), obs=(1,),
@@ -261,7 +275,7 @@ def test_login_cookie_bypasses_and_stores_nothing(ctx):
 def test_login_cookie_at_fresh_is_passed_and_entry_kept(ctx):
     """A `wordpress_logged_in` visitor on a fresh page reaches PHP; the next 20 anonymous
     visitors still get the stored page."""
-    passed_alone(ctx, "Cookie", "wordpress_logged_in_hostile=editor", "fresh")
+    passed_alone(ctx, "Cookie", "wordpress_logged_in_hostile=editor-", "fresh")
 
 
 @case(DENIAL, obs=(1,))
