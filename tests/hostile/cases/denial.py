@@ -174,6 +174,20 @@ def test_pragma_no_cache_at_refresh_does_not_pass_key(ctx):
 
 
 @case(DENIAL, obs=(1,))
+def test_only_if_cached_at_miss_is_served_and_stored(ctx):
+    """`Cache-Control: only-if-cached` on a cold page is ignored like any request directive: the
+    visitor gets the page (not a 504), one fill without it, then hits."""
+    served_like_anyone(ctx, "Cache-Control", "only-if-cached", "miss")
+
+
+@case(DENIAL, obs=(1,))
+def test_min_fresh_at_fresh_is_served_from_cache(ctx):
+    """`Cache-Control: min-fresh=60` on a page fresh for less than that is ignored: served from
+    the cache, no refetch."""
+    served_like_anyone(ctx, "Cache-Control", "min-fresh=60", "fresh")
+
+
+@case(DENIAL, obs=(1,))
 def test_authorization_at_miss_is_passed_and_not_stored(ctx):
     """A visitor with `Authorization` on a cold page is answered by the origin (which sees the
     credentials once); nothing of that answer is stored; anonymous visitors get one fill without

@@ -68,6 +68,38 @@ def test_method_override_never_reaches_other_visitors(ctx):
     reflected_header(ctx, "X-HTTP-Method-Override", "DELETE")
 
 
+@case(POISONING, obs=(3,))
+def test_forwarded_never_reaches_other_visitors(ctx):
+    """A page the origin built from an attacker's `Forwarded: host=...` (RFC 7239) is never served
+    to anyone else."""
+    reflected_header(ctx, "Forwarded", "host=evil.example;proto=http")
+
+
+@case(POISONING, obs=(3,))
+def test_campaign_parameters_are_one_page_without_them_upstream(ctx):
+    """Campaign links (`utm_*`, `gclid`, `fbclid`) are the page without them: the fill's URL
+    carries none of them, and every campaign link is then a hit on that one page; other query
+    parameters still make other pages."""
+    p = ctx.path()
+    ctx.page(p, body="page {path} n={n} query={query} " + "x" * 32 + "\n")
+    first = ctx.get(p + "?utm_source=news&id=7&gclid=abc")
+    ctx.expect_page(first, p, "the first campaign visitor", 1)
+    recs = ctx.quiet(p)
+    for rec in recs:
+        ctx.check(not any(x in rec.target + "&" + rec.query for x in ("utm_", "gclid")),
+                  "the fill's URL carried the campaign parameters: %s (query %r)"
+                  % (rec.brief(), rec.query))
+    expect(b"query=id=7 " in first.body, "the first campaign visitor got %s: a page made for "
+           "query %r" % (first.brief(), first.body.split(b"query=")[-1].split(b" ")[0]))
+    for query in ("id=7", "id=7&utm_campaign=spring&fbclid=x", "utm_medium=mail&id=7"):
+        target = p + "?" + query
+        ctx.expect_page(ctx.get(target), p, "the visitor of %s" % target, 1)
+    ctx.expect_page(ctx.get(p + "?id=8&utm_source=news"), p, "the visitor of id=8 (another "
+                    "page)", 2)
+    recs = ctx.origin(p)
+    expect(len(recs) == 2, "campaign links: %s" % describe(recs))
+
+
 def acceptable_labels(accept_encoding):
     """The Accept-Encoding values the origin may have seen for a body this visitor can be
     given: its own, or identity (a cache may fill every variant with identity); a visitor that
@@ -129,7 +161,8 @@ def clip_host(body):
 
 HOP_BY_HOP = [("Connection", "keep-alive, X-Hop-Secret, Upgrade"), ("Connection", "TE"),
               ("X-Hop-Secret", "s3cret"), ("TE", "trailers"), ("Keep-Alive", "timeout=5"),
-              ("Upgrade", "hostile/1")]
+              ("Upgrade", "hostile/1"), ("Proxy-Authorization", "Basic aG9zdGlsZTpwcm94eQ==")]
+HOP_BY_HOP_NAMES = ("TE", "Keep-Alive", "Upgrade", "X-Hop-Secret", "Proxy-Authorization")
 
 
 def hop_by_hop(ctx, state):
@@ -145,7 +178,7 @@ def hop_by_hop(ctx, state):
            "at %s: %s, expected one %s" % (state, describe(recs),
                                            "fill" if state == "miss" else "refresh"))
     last = recs[-1]
-    carried = [name for name in ("TE", "Keep-Alive", "Upgrade", "X-Hop-Secret") if last.has(name)]
+    carried = [name for name in HOP_BY_HOP_NAMES if last.has(name)]
     if len(last.values("Connection")) > 1:
         carried.append("%d Connection headers" % len(last.values("Connection")))
     ctx.check(not carried, "the %s at %s carried %s: %s" % (
@@ -156,8 +189,8 @@ def hop_by_hop(ctx, state):
 
 @case(POISONING, obs=(3,))
 def test_hop_by_hop_headers_never_reach_origin_on_fill(ctx):
-    """A fill never carries TE, Keep-Alive, Upgrade, a second Connection or a field the
-    visitor's Connection names; the page is stored and served."""
+    """A fill never carries TE, Keep-Alive, Upgrade, Proxy-Authorization, a second Connection
+    or a field the visitor's Connection names; the page is stored and served."""
     hop_by_hop(ctx, "miss")
 
 
