@@ -83,15 +83,21 @@ def run_case(host, case, results):
     results.add(host.name, case, ok, reason, time.time() - t0, ctx)
 
 
+# Every host started, so that an interrupted run stops them all.
+STARTED = []
+
+
 def run_host(name, selected, workdir, results, phase, solo_lock):
     """Starts one host, runs its side-by-side cases, waits for the other hosts, then its solo
     cases one host at a time (load and timing they must own), and stops it."""
     naive = name in hosts.SELF_CHECK_HOSTS
     mine = [c for c in selected if naive or name in c.hosts]
     host = (hosts.SELF_CHECK_HOSTS if naive else hosts.HOSTS)[name](workdir)
+    STARTED.append(host)
     try:
         host.start()
     except Exception as e:
+        host.stop()  # what did start (an origin, PHP-FPM) must not outlive the run
         for c in mine:
             results.add(name, c, False, "host did not start: %s" % e, 0.0)
         phase.wait()
@@ -238,11 +244,19 @@ def main():
     solo_lock = threading.Lock()
     t0 = time.time()
     threads = [threading.Thread(target=run_host, args=(n, selected, workdir, results, phase,
-                                                         solo_lock)) for n in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+                                                         solo_lock), daemon=True) for n in names]
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        print("hostile: interrupted; stopping the hosts", flush=True)
+        for host in STARTED:
+            host.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
+        return 130
     failed = summary(selected, names, results)
     print("hostile: %.0f s" % (time.time() - t0))
     if args.self_check:
