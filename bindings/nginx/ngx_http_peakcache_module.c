@@ -237,6 +237,7 @@ typedef struct {
     unsigned                       served:1;
     unsigned                       viewed:1;
     unsigned                       head:1;   /* a HEAD miss filled by GET */
+    unsigned                       unsent:1; /* no upstream request made */
 } ngx_http_peakcache_ctx_t;
 
 
@@ -285,6 +286,12 @@ static ngx_int_t ngx_http_peakcache_variant_key(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *marker);
 static ngx_int_t ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_bodiless(ngx_http_request_t *r);
+static ngx_table_elt_t *ngx_http_peakcache_push_header(ngx_http_request_t *r,
+    const peakcache_http_header *item);
+static void ngx_http_peakcache_clear_header_shortcuts(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_header_shortcut(ngx_http_request_t *r,
+    ngx_table_elt_t *h);
 static ngx_int_t ngx_http_peakcache_answer(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, size_t body_len);
 static ngx_int_t ngx_http_peakcache_hold(ngx_http_request_t *r,
@@ -580,6 +587,11 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
             return ngx_http_peakcache_resolved(r, ctx);
 
         default:
+            if (ctx->unsent) {
+                /* a refresh whose upstream request could not be made */
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             /* a background refresh, or a request internally redirected */
             return NGX_DECLINED;
         }
@@ -1059,7 +1071,12 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
         sctx->revalidate = NULL;
     }
 
-    (void) ngx_http_peakcache_upstream_request(sr, sctx);
+    if (ngx_http_peakcache_upstream_request(sr, sctx) != NGX_OK) {
+        /* never the client's request instead: a later lookup retries */
+        peakcache_refresh_abandon(sctx->refresh);
+        sctx->refresh = NULL;
+        sctx->unsent = 1;
+    }
 }
 
 
@@ -1302,9 +1319,13 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
 
 
 /*
- * What is sent upstream on a fill or refresh is what the key covers: the
- * HTTP layer drops campaign parameters, unkeyed fields and the client's
- * conditional fields; a refresh adds its own validators.
+ * What a fill or refresh sends upstream is the HTTP layer's definition (the
+ * path without campaign parameters; the fields without hop-by-hop, unkeyed,
+ * conditional and framing ones), a bodiless GET; a refresh adds its own
+ * validators.  The request's header list is rebuilt as nginx itself builds
+ * one, so proxy_set_header, fastcgi_param and proxy's own removals (Connection,
+ * TE, Keep-Alive, Expect, Upgrade, Content-Length) apply to it exactly as they
+ * would without the cache.
  */
 
 
@@ -1312,28 +1333,30 @@ static ngx_int_t
 ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
-    u_char                        *q;
-    size_t                         i, n;
-    ngx_str_t                      path;
-    ngx_list_t                     headers;
-    ngx_table_elt_t               *h;
-    peakcache_buf                 *pbuf;
-    peakcache_result               rc;
-    peakcache_http_headers        *list, *reval;
-    const peakcache_http_header   *items;
+    u_char                       *q;
+    size_t                        i, n, nreval;
+    ngx_str_t                     path;
+    ngx_int_t                     rc;
+    ngx_table_elt_t              *h;
+    peakcache_buf                *pbuf;
+    peakcache_result              prc;
+    peakcache_http_headers       *list, *reval;
+    const peakcache_http_header  *items, *ritems;
 
     pbuf = NULL;
     list = NULL;
     reval = NULL;
+    ritems = NULL;
+    nreval = 0;
 
     if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = peakcache_http_upstream_request(ctx->conf->policy, &ctx->req, &pbuf,
-                                         &list);
-    if (rc != PEAKCACHE_OK) {
-        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+    prc = peakcache_http_upstream_request(ctx->conf->policy, &ctx->req, &pbuf,
+                                          &list);
+    if (prc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, prc,
                                      "preparing the upstream request failed");
         return NGX_ERROR;
     }
@@ -1360,79 +1383,267 @@ ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
         }
     }
 
-    if (ctx->revalidate) {
-        rc = peakcache_http_revalidation_headers(ctx->conf->policy,
-                                                 ctx->revalidate, &reval);
-        if (rc != PEAKCACHE_OK) {
-            reval = NULL;
-        }
-    }
-
-    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
-        != NGX_OK)
+    if (ctx->revalidate
+        && peakcache_http_revalidation_headers(ctx->conf->policy,
+                                               ctx->revalidate, &reval)
+           == PEAKCACHE_OK
+        && peakcache_http_headers_items(reval, &ritems, &nreval)
+           != PEAKCACHE_OK)
     {
-        goto failed;
+        nreval = 0;
     }
 
-    for (list = list; list; list = reval, reval = NULL) {
+    rc = NGX_ERROR;
 
-        if (peakcache_http_headers_items(list, &items, &n) != PEAKCACHE_OK) {
-            goto failed;
+    if (peakcache_http_headers_items(list, &items, &n) != PEAKCACHE_OK
+        || ngx_http_peakcache_bodiless(r) != NGX_OK
+        || ngx_list_init(&r->headers_in.headers, r->pool,
+                         ngx_max(n + nreval, 1), sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
+        goto done;
+    }
+
+    ngx_http_peakcache_clear_header_shortcuts(r);
+
+    for (i = 0; i < n; i++) {
+        h = ngx_http_peakcache_push_header(r, &items[i]);
+
+        if (h == NULL || ngx_http_peakcache_header_shortcut(r, h) != NGX_OK) {
+            goto done;
         }
+    }
 
-        for (i = 0; i < n; i++) {
-            h = ngx_list_push(&headers);
-            if (h == NULL) {
-                goto failed;
-            }
+    /*
+     * The cache's own validators reach the upstream only: no shortcut, so
+     * the filters answering the client never read them as the client's.
+     */
 
-            ngx_memzero(h, sizeof(ngx_table_elt_t));
-
-            h->hash = 1;
-            h->key.len = items[i].name_len;
-            h->key.data = ngx_pnalloc(r->pool, items[i].name_len
-                                               + items[i].value_len + 1);
-            if (h->key.data == NULL) {
-                goto failed;
-            }
-
-            ngx_memcpy(h->key.data, items[i].name, items[i].name_len);
-            h->lowcase_key = h->key.data;
-
-            h->value.len = items[i].value_len;
-            h->value.data = h->key.data + items[i].name_len;
-            ngx_memcpy(h->value.data, items[i].value, items[i].value_len);
-            h->value.data[h->value.len] = '\0';
-
-            if (h->key.len == sizeof("host") - 1
-                && ngx_strncasecmp(h->key.data, (u_char *) "host", 4) == 0)
-            {
-                r->headers_in.host = h;
-            }
+    for (i = 0; i < nreval; i++) {
+        if (ngx_http_peakcache_push_header(r, &ritems[i]) == NULL) {
+            goto done;
         }
-
-        peakcache_http_headers_free(list);
     }
 
-    r->headers_in.headers = headers;
+    rc = NGX_OK;
 
-    if (r != r->main) {
-        r->headers_in.if_modified_since = NULL;
-        r->headers_in.if_unmodified_since = NULL;
-        r->headers_in.if_match = NULL;
-        r->headers_in.if_none_match = NULL;
-        r->headers_in.range = NULL;
-        r->headers_in.if_range = NULL;
-    }
-
-    return NGX_OK;
-
-failed:
+done:
 
     peakcache_http_headers_free(list);
     peakcache_http_headers_free(reval);
 
-    return NGX_ERROR;
+    return rc;
+}
+
+
+/*
+ * A fill or refresh sends no body, and no field saying it has one.  A refresh
+ * is a subrequest with its own copy of headers_in: its framing is cleared.  A
+ * fill is the client's request itself, whose body must still leave the
+ * connection: nginx discards a body by counting it down in
+ * headers_in.content_length_n, so the framing can be cleared only once it is
+ * gone.  A body that arrived with the header is discarded now; any other one is
+ * never read, and the connection is closed after the answer (a lingering close
+ * drops the rest), so no byte of it is ever taken for a request.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_bodiless(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    if (r != r->main) {
+        r->request_body = NULL;
+
+    } else {
+        /* nothing invites the client to send a body (100 Continue) */
+        r->expect_tested = 1;
+
+        if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+
+            if (
+#if (NGX_HTTP_V2)
+                r->stream ||
+#endif
+                (!r->headers_in.chunked
+                 && r->header_in->last - r->header_in->pos
+                    >= r->headers_in.content_length_n))
+            {
+                rc = ngx_http_discard_request_body(r);
+                if (rc != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+            } else {
+                r->keepalive = 0;
+                r->lingering_close = 1;
+            }
+        }
+    }
+
+    r->headers_in.content_length_n = -1;
+    r->headers_in.chunked = 0;
+
+    return NGX_OK;
+}
+
+
+/* a header field as nginx's request parser makes one: hashed, with its lowercase name */
+
+static ngx_table_elt_t *
+ngx_http_peakcache_push_header(ngx_http_request_t *r,
+    const peakcache_http_header *item)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(r->pool, 2 * (item->name_len + 1) + item->value_len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    h->key.len = item->name_len;
+    h->key.data = p;
+    p = ngx_cpymem(p, item->name, item->name_len);
+    *p++ = '\0';
+
+    h->lowcase_key = p;
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
+    p += item->name_len;
+    *p++ = '\0';
+
+    h->value.len = item->value_len;
+    h->value.data = p;
+    p = ngx_cpymem(p, item->value, item->value_len);
+    *p = '\0';
+
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return h;
+}
+
+
+/*
+ * The shortcuts of headers_in (host, cookies, user_agent, range, ...) point
+ * into the header list: they are cleared, then set again from the new list,
+ * as nginx's parser sets them, for every field nginx knows.
+ */
+
+#if (nginx_version < 1023000)
+
+static ngx_array_t *
+ngx_http_peakcache_multi_shortcut(ngx_http_request_t *r, ngx_http_header_t *hh)
+{
+    /* before 1.23, the fields that may repeat are arrays */
+
+#if (NGX_HTTP_X_FORWARDED_FOR)
+    if (hh->offset == offsetof(ngx_http_headers_in_t, x_forwarded_for)) {
+        return &r->headers_in.x_forwarded_for;
+    }
+#endif
+
+    if (hh->offset == offsetof(ngx_http_headers_in_t, cookies)) {
+        return &r->headers_in.cookies;
+    }
+
+    return NULL;
+}
+
+#endif
+
+
+static void
+ngx_http_peakcache_clear_header_shortcuts(ngx_http_request_t *r)
+{
+    ngx_http_header_t  *hh;
+
+    for (hh = ngx_http_headers_in; hh->name.len; hh++) {
+
+#if (nginx_version < 1023000)
+        ngx_array_t  *a;
+
+        a = ngx_http_peakcache_multi_shortcut(r, hh);
+
+        if (a) {
+            /* a subrequest's copy shares its parent's elements: never reused */
+            ngx_memzero(a, sizeof(ngx_array_t));
+            continue;
+        }
+#endif
+
+        *(ngx_table_elt_t **) ((char *) &r->headers_in + hh->offset) = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_header_shortcut(ngx_http_request_t *r, ngx_table_elt_t *h)
+{
+    ngx_table_elt_t            **ph;
+    ngx_http_header_t           *hh;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+
+    hh = ngx_hash_find(&cmcf->headers_in_hash, h->hash, h->lowcase_key,
+                       h->key.len);
+    if (hh == NULL) {
+        return NGX_OK;
+    }
+
+    ph = (ngx_table_elt_t **) ((char *) &r->headers_in + hh->offset);
+
+#if (nginx_version < 1023000)
+    {
+    ngx_array_t  *a;
+
+    a = ngx_http_peakcache_multi_shortcut(r, hh);
+
+    if (a) {
+        if (a->nalloc == 0
+            && ngx_array_init(a, r->pool, 2, sizeof(ngx_table_elt_t *))
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ph = ngx_array_push(a);
+        if (ph == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ph = h;
+
+        return NGX_OK;
+    }
+    }
+
+    /* the first of the field's lines, as nginx's parser keeps */
+
+    if (*ph == NULL) {
+        *ph = h;
+    }
+
+#else
+
+    /* every line of the field, chained */
+
+    while (*ph) {
+        ph = &(*ph)->next;
+    }
+
+    *ph = h;
+
+#endif
+
+    return NGX_OK;
 }
 
 

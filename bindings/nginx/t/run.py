@@ -43,6 +43,7 @@ class Origin:
         self.counts = {}
         self.methods = {}
         self.workers = {}  # path -> the X-Worker (nginx worker pid) of each request
+        self.seen = {}  # path -> every request as received: method, header lines, body, time
         self.lock = threading.Lock()
         self.down = False
         self.version = 1
@@ -57,16 +58,35 @@ class Origin:
             def do_HEAD(self):
                 self.do_GET()
 
+            def read_body(self):
+                # what a real server does: wait for the bytes Content-Length announces
+                n = int(self.headers.get("Content-Length") or 0)
+                if n <= 0:
+                    return b""
+                self.connection.settimeout(3)
+                try:
+                    return self.rfile.read(n)
+                except OSError:
+                    return b"<timed out>"
+
             def do_GET(self):
                 path = self.path.split("?")[0]
+                t0 = time.time()
+                body_in = self.read_body()
                 with origin.lock:
                     origin.counts[path] = origin.counts.get(path, 0) + 1
                     origin.methods[path] = self.command
                     n = origin.counts[path]
                     origin.workers.setdefault(path, []).append(self.headers.get("X-Worker"))
+                    origin.seen.setdefault(path, []).append({
+                        "method": self.command, "headers": list(self.headers.items()),
+                        "body": body_in, "waited": time.time() - t0})
+                # the behaviour is chosen by the last path segment (/nc/swr is /swr)
+                name = "/" + path.rsplit("/", 1)[-1]
                 headers = {"Content-Type": "text/plain"}
                 status = 200
                 body = ("%s v%d n%d\n" % (path, origin.version, n)).encode()
+                path = name
                 if path.startswith("/slow"):
                     time.sleep(0.3)
                     headers["Cache-Control"] = "max-age=60"
@@ -119,6 +139,12 @@ class Origin:
             daemon_threads = True
             request_queue_size = 512
 
+            def handle_error(self, request, client_address):
+                # nginx may close an upstream connection early (a client gone, a test
+                # dropping the origin's answer): not an origin failure
+                if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+                    super().handle_error(request, client_address)
+
         self.port = free_port()
         self.server = Server(("127.0.0.1", self.port), Handler)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -127,6 +153,16 @@ class Origin:
     def count(self, path):
         with self.lock:
             return self.counts.get(path, 0)
+
+    def requests(self, path):
+        with self.lock:
+            return list(self.seen.get(path, []))
+
+    def wait_count(self, path, n, timeout=3.0):
+        deadline = time.time() + timeout
+        while self.count(path) < n and time.time() < deadline:
+            time.sleep(0.01)
+        return self.count(path)
 
     def stop(self):
         self.server.shutdown()
@@ -162,6 +198,12 @@ http {{
             peakcache_no_store $arg_nostore;
             peakcache_lock_timeout 5s;
             peakcache_max_object_size 1m;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /nc/ {{
+            peakcache main;
+            proxy_set_header Cookie "";
             add_header X-Cache $peakcache_status always;
             proxy_pass http://127.0.0.1:{origin};
         }}
@@ -276,6 +318,43 @@ def request(port, path, method="GET", headers=None, timeout=10):
         return r.status, {k.lower(): v for k, v in r.getheaders()}, body
     finally:
         c.close()
+
+
+def fields(req, name):
+    """The values of every `name` line of a request the origin received."""
+    return [v for k, v in req["headers"] if k.lower() == name.lower()]
+
+
+def raw_exchange(port, data, responses=2, timeout=5):
+    """Sends raw bytes, reads up to `responses` answers (status, headers, body) until the
+    connection closes; returns them and the seconds the first one took."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    t0 = time.time()
+    out, first = [], None
+    try:
+        s.sendall(data)
+        f = s.makefile("rb")
+        while len(out) < responses:
+            line = f.readline()
+            if not line:
+                break
+            status = int(line.split()[1])
+            headers = {}
+            while True:
+                h = f.readline()
+                if h in (b"\r\n", b"\n", b""):
+                    break
+                k, _, v = h.decode("latin-1").partition(":")
+                headers[k.strip().lower()] = v.strip()
+            body = f.read(int(headers.get("content-length", 0)))
+            out.append((status, headers, body))
+            if first is None:
+                first = time.time() - t0
+    except OSError:
+        pass
+    finally:
+        s.close()
+    return out, first
 
 
 def burst(port, path, n, headers=None):
@@ -410,6 +489,76 @@ class T:
         finally:
             c.close()
         assert self.o.count("/headmiss") == 1, self.o.count("/headmiss")
+
+    # what a fill or refresh sends: the operator's rules, none of the visitor's quirks
+
+    QUIRKS = {"Cookie": "uid=alice", "Connection": "X-Private", "X-Private": "secret",
+              "TE": "trailers", "Keep-Alive": "300", "Range": "bytes=0-3", "Upgrade": "h2c"}
+
+    def assert_fill_request(self, req):
+        h = req["headers"]
+        assert req["method"] == "GET", req
+        assert fields(req, "Cookie") == [], h  # proxy_set_header Cookie ""
+        assert len(fields(req, "Connection")) == 1, h  # proxy's own, the visitor's dropped
+        for name in ("TE", "Keep-Alive", "Upgrade", "X-Private", "Range", "Content-Length",
+                     "Transfer-Encoding", "Expect"):
+            assert fields(req, name) == [], (name, h)
+        assert len(fields(req, "Host")) == 1, h
+
+    def test_fill_sends_only_what_the_operator_allows(self):
+        s, h, b = self.get("/nc/fill", headers=self.QUIRKS)
+        assert s == 200 and h["x-cache"] == "MISS" and b == b"/nc/fill v1 n1\n", (s, h, b)
+        reqs = self.o.requests("/nc/fill")
+        assert len(reqs) == 1, reqs
+        self.assert_fill_request(reqs[0])
+
+    def test_refresh_sends_only_what_the_operator_allows(self):
+        self.get("/nc/swr-quirks")
+        time.sleep(1.2)
+        s, h, b = self.get("/nc/swr-quirks", headers=self.QUIRKS)
+        # the visitor's Range is served from the stored page; the refresh fetches it whole
+        assert s == 206 and h["x-cache"] == "UPDATING" and b == b"/nc/", (s, h, b)
+        assert self.o.wait_count("/nc/swr-quirks", 2) == 2
+        reqs = self.o.requests("/nc/swr-quirks")
+        self.assert_fill_request(reqs[1])
+
+    def test_fill_with_a_body_is_bodiless(self):
+        # a GET whose body looks like a request: never forwarded, never read as one
+        smuggled = b"GET /smuggled HTTP/1.1\r\nHost: localhost\r\n\r\n"
+        out, took = raw_exchange(self.p, b"GET /body-cl HTTP/1.1\r\nHost: localhost\r\n"
+                                 b"Content-Length: %d\r\n\r\n" % len(smuggled) + smuggled
+                                 + b"GET /body-next HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        assert out and out[0][0] == 200 and out[0][2] == b"/body-cl v1 n1\n", out
+        assert took < 1.0, took
+        assert self.o.count("/smuggled") == 0
+        req = self.o.requests("/body-cl")[0]
+        self.assert_fill_request(req)
+        assert req["body"] == b"" and req["waited"] < 0.5, req
+        if len(out) > 1:  # the connection went on: the next request was the real one
+            assert out[1][0] == 200 and out[1][2].startswith(b"/body-next"), out
+
+    def test_fill_with_an_unfinished_body_answers_at_once(self):
+        for path, head, body in (
+                ("/body-part", b"Content-Length: 100000\r\n", b"x" * 10),
+                ("/body-chunked", b"Transfer-Encoding: chunked\r\n", b"5\r\nhello\r\n"),
+                ("/body-expect", b"Content-Length: 5\r\nExpect: 100-continue\r\n", b"")):
+            out, took = raw_exchange(self.p, b"GET " + path.encode() + b" HTTP/1.1\r\n"
+                                     b"Host: localhost\r\n" + head + b"\r\n" + body, 1)
+            assert out and out[0][0] == 200 and out[0][2].startswith(path.encode()), (path, out)
+            assert took < 1.0, (path, took)
+            req = self.o.requests(path)[0]
+            self.assert_fill_request(req)
+            assert req["body"] == b"", (path, req)
+
+    def test_refresh_with_a_body_is_bodiless(self):
+        self.get("/swr-body")
+        time.sleep(1.2)
+        out, took = raw_exchange(self.p, b"GET /swr-body HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n"
+                                 b"Content-Length: 4\r\n\r\nbody" % self.p, 1)
+        assert out and out[0][1]["x-cache"] == "UPDATING", out
+        assert self.o.wait_count("/swr-body", 2) == 2
+        req = self.o.requests("/swr-body")[1]
+        assert fields(req, "Content-Length") == [] and req["body"] == b"", req
 
     def test_hit_age_advances(self):
         # hits are answered from a per-worker memo: Age and Cache-Status must still move
