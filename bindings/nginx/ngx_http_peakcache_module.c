@@ -357,6 +357,9 @@ static ngx_int_t ngx_http_peakcache_status_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_peakcache_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_peakcache_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_peakcache_request_method_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static void ngx_http_peakcache_wrap_request_method(ngx_conf_t *cf);
 static void * ngx_http_peakcache_create_main_conf(ngx_conf_t *cf);
 static char * ngx_http_peakcache_init_main_conf(ngx_conf_t *cf, void *conf);
 static void * ngx_http_peakcache_create_loc_conf(ngx_conf_t *cf);
@@ -552,6 +555,7 @@ static ngx_http_variable_t  ngx_http_peakcache_vars[] = {
 };
 
 
+static ngx_http_get_variable_pt          ngx_http_peakcache_request_method;
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
@@ -2201,6 +2205,15 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ctx->stored = 1;
     ctx->capture = 1;
     r->filter_need_in_memory = 1;
+
+    if (r == r->main) {
+        /*
+         * The page is fetched for everyone: a client that leaves once it has
+         * the head (a HEAD) does not end the fill, as the upstream's check of
+         * a broken client connection would.
+         */
+        r->read_event_handler = ngx_http_block_reading;
+    }
 
     return NGX_OK;
 }
@@ -4157,6 +4170,70 @@ ngx_http_peakcache_key_variable(ngx_http_request_t *r,
 }
 
 
+/*
+ * $request_method is the main request's method: fastcgi_params sends it as
+ * REQUEST_METHOD, so a refresh started by a HEAD would ask PHP for a HEAD,
+ * and PHP's empty answer would be stored.  In a refresh it is the method the
+ * refresh is sent with (GET); everywhere else nginx's own.  It is a
+ * non-cacheable variable: every consumer (fastcgi_param, the access log)
+ * evaluates it for the request at hand.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_request_method_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
+
+    if (ctx == NULL || !ctx->background) {
+        return ngx_http_peakcache_request_method(r, v, data);
+    }
+
+    v->len = r->method_name.len;
+    v->data = r->method_name.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_wrap_request_method(ngx_conf_t *cf)
+{
+    ngx_uint_t                  i;
+    ngx_hash_key_t             *key;
+    ngx_http_variable_t        *v;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    key = cmcf->variables_keys->keys.elts;
+
+    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+
+        if (key[i].key.len != sizeof("request_method") - 1
+            || ngx_strncmp(key[i].key.data, "request_method",
+                           key[i].key.len) != 0)
+        {
+            continue;
+        }
+
+        v = key[i].value;
+
+        if (v->get_handler != ngx_http_peakcache_request_method_variable) {
+            ngx_http_peakcache_request_method = v->get_handler;
+            v->get_handler = ngx_http_peakcache_request_method_variable;
+        }
+
+        return;
+    }
+}
+
+
 /* configuration */
 
 static ngx_int_t
@@ -4615,6 +4692,8 @@ ngx_http_peakcache_init(ngx_conf_t *cf)
 
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_peakcache_body_filter;
+
+    ngx_http_peakcache_wrap_request_method(cf);
 
     return ngx_http_peakcache_open_shared(cf);
 }

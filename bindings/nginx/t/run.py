@@ -28,6 +28,8 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", "..")
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 MODULE = os.environ.get("PEAKCACHE_MODULE",
                         os.path.join(ROOT, "target/nginx/ngx_http_peakcache_module.so"))
+PHP_FPM = os.environ.get("PHP_FPM", "php-fpm8.2")
+FASTCGI_PARAMS = "/etc/nginx/fastcgi_params"
 
 
 def free_port():
@@ -180,6 +182,8 @@ error_log {prefix}/error.log info;
 events {{ worker_connections 1024; }}
 http {{
     access_log {prefix}/access.log combined;
+    log_format methods '$request_method $request_uri $peakcache_status';
+    access_log {prefix}/methods.log methods;
     client_body_temp_path {prefix}/body;
     proxy_temp_path {prefix}/proxy;
     fastcgi_temp_path {prefix}/fastcgi;
@@ -206,6 +210,13 @@ http {{
             proxy_set_header Cookie "";
             add_header X-Cache $peakcache_status always;
             proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /php/ {{
+            peakcache main;
+            add_header X-Cache $peakcache_status always;
+            include fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME {php_app};
+            fastcgi_pass unix:{fpm_sock};
         }}
         location /purge {{
             allow 127.0.0.1;
@@ -267,13 +278,69 @@ http {{
 """
 
 
+# The README's WordPress location: fastcgi_params as Debian ships it, PHP-FPM on a socket.
+PHP_APP = r"""<?php
+file_put_contents(__DIR__ . '/requests.log',
+    $_SERVER['REQUEST_METHOD'] . ' ' . $_SERVER['REQUEST_URI'] . "\n", FILE_APPEND | LOCK_EX);
+header('Cache-Control: max-age=1, stale-while-revalidate=30');
+header('Content-Type: text/plain');
+echo 'page ', $_SERVER['REQUEST_URI'], ' for ', $_SERVER['REQUEST_METHOD'], "\n";
+"""
+
+
+class Fpm:
+    """A PHP-FPM pool on a unix socket in its own temp dir, serving PHP_APP."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="peakcache-fpm-")
+        self.sock = os.path.join(self.dir, "fpm.sock")
+        self.app = os.path.join(self.dir, "app.php")
+        with open(self.app, "w") as f:
+            f.write(PHP_APP)
+        root = os.geteuid() == 0
+        with open(os.path.join(self.dir, "fpm.conf"), "w") as f:
+            f.write("[global]\npid = %s/fpm.pid\nerror_log = %s/fpm.log\ndaemonize = no\n"
+                    "[app]\n%slisten = %s\npm = static\npm.max_children = 2\n"
+                    % (self.dir, self.dir, "user = root\ngroup = root\n" if root else "",
+                       self.sock))
+        self.proc = subprocess.Popen([PHP_FPM, "-n", "-F", "-y", os.path.join(self.dir, "fpm.conf")]
+                                     + (["-R"] if root else []),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.time() + 10
+        while not os.path.exists(self.sock):
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("php-fpm did not start (%s)" % PHP_FPM)
+            time.sleep(0.05)
+
+    def requests(self, uri):
+        """The methods PHP saw for `uri`, in order."""
+        try:
+            with open(os.path.join(self.dir, "requests.log")) as f:
+                lines = f.read().split()
+        except FileNotFoundError:
+            return []
+        return [m for m, u in zip(lines[0::2], lines[1::2]) if u == uri]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGQUIT)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 class Nginx:
-    def __init__(self, origin, workers=1, template=CONF):
+    def __init__(self, origin, workers=1, template=CONF, fpm=None):
         self.prefix = tempfile.mkdtemp(prefix="peakcache-nginx-")
         self.port = free_port()
         user = "user root root;" if os.geteuid() == 0 else ""
         conf = template.format(module=MODULE, user=user, workers=workers, prefix=self.prefix,
-                           port=self.port, origin=origin.port)
+                               port=self.port, origin=origin.port,
+                               fpm_sock=fpm.sock if fpm else "", php_app=fpm.app if fpm else "")
+        shutil.copy(FASTCGI_PARAMS, self.prefix)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -375,8 +442,8 @@ def burst(port, path, n, headers=None):
 
 
 class T:
-    def __init__(self, ngx, origin):
-        self.ngx, self.o, self.p = ngx, origin, ngx.port
+    def __init__(self, ngx, origin, fpm):
+        self.ngx, self.o, self.p, self.fpm = ngx, origin, ngx.port, fpm
 
     def get(self, path, **kw):
         return request(self.p, path, **kw)
@@ -560,6 +627,47 @@ class T:
         req = self.o.requests("/swr-body")[1]
         assert fields(req, "Content-Length") == [] and req["body"] == b"", req
 
+    # a HEAD (an uptime monitor) never blanks a page: the origin is asked with GET
+
+    def test_head_at_miss_fresh_and_stale_through_fastcgi(self):
+        uri = "/php/monitored"
+        s, h, b = self.get(uri, method="HEAD")
+        assert s == 200 and h["x-cache"] == "MISS" and b == b"", (s, h)
+        s, h, b = self.get(uri, method="HEAD")
+        assert s == 200 and h["x-cache"] == "HIT", (s, h)
+        time.sleep(1.2)
+        s, h, b = self.get(uri, method="HEAD")
+        assert s == 200 and h["x-cache"] == "UPDATING" and b == b"", (s, h)
+        deadline = time.time() + 3
+        while len(self.fpm.requests(uri)) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)  # the refresh's commit
+        assert self.fpm.requests(uri) == ["GET", "GET"], self.fpm.requests(uri)
+        s, h, b = self.get(uri)
+        assert s == 200 and h["x-cache"] == "HIT", (s, h)
+        assert b == b"page /php/monitored for GET\n", b
+        # the visitors' own method is what nginx logs
+        deadline = time.time() + 2
+        while True:
+            with open(os.path.join(self.ngx.prefix, "methods.log")) as f:
+                log = [l for l in f.read().splitlines() if " %s " % uri in l]
+            if len(log) >= 4 or time.time() > deadline:
+                break
+            time.sleep(0.02)
+        assert log == ["HEAD %s MISS" % uri, "HEAD %s HIT" % uri, "HEAD %s UPDATING" % uri,
+                       "GET %s HIT" % uri], log
+
+    def test_head_at_stale_through_proxy(self):
+        self.get("/swr-head")
+        time.sleep(1.2)
+        s, h, b = self.get("/swr-head", method="HEAD")
+        assert s == 200 and h["x-cache"] == "UPDATING" and b == b"", (s, h)
+        assert self.o.wait_count("/swr-head", 2) == 2
+        assert [r["method"] for r in self.o.requests("/swr-head")] == ["GET", "GET"]
+        time.sleep(0.4)  # the slow refresh's commit
+        s, h, b = self.get("/swr-head")
+        assert h["x-cache"] == "HIT" and b == b"/swr-head v1 n2\n", (h, b)
+
     def test_hit_age_advances(self):
         # hits are answered from a per-worker memo: Age and Cache-Status must still move
         self.get("/agetick")
@@ -642,9 +750,9 @@ class T:
         assert "not supported" not in log
 
 
-def test_multi_worker(origin):
+def test_multi_worker(origin, fpm):
     """Two workers, per-worker zones: at most one fill per worker."""
-    ngx = Nginx(origin, workers=2)
+    ngx = Nginx(origin, workers=2, fpm=fpm)
     try:
         res = burst(ngx.port, "/mw", 40)
         assert all(r[0] == 200 for r in res)
@@ -824,11 +932,12 @@ def main():
 
     t0 = time.time()
     origin = Origin()
-    ngx = Nginx(origin)
+    fpm = Fpm()
+    ngx = Nginx(origin, fpm=fpm)
     failed = 0
     passed = 0
     try:
-        t = T(ngx, origin)
+        t = T(ngx, origin, fpm)
         names = [n for n in dir(T) if n.startswith("test_") and args.k in n]
         for name in names:
             start = time.time()
@@ -842,7 +951,7 @@ def main():
         if "multi" in "test_multi_worker" and args.k in "test_multi_worker":
             start = time.time()
             try:
-                test_multi_worker(origin)
+                test_multi_worker(origin, fpm)
                 passed += 1
                 print("ok   %-45s %.2fs" % ("test_multi_worker", time.time() - start))
             except Exception as e:
@@ -858,6 +967,7 @@ def main():
             print("FAIL worker crashed:\n" + "\n".join(crashes))
     finally:
         ngx.stop(keep=args.keep or failed > 0)
+        fpm.stop()
         origin.stop()
     if failed:
         print("nginx prefix kept: " + ngx.prefix)
