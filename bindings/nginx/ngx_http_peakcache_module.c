@@ -18,11 +18,10 @@
  *                      the last buffer (a background refresh's body goes nowhere else);
  *   pool cleanups      release every library handle a request still holds.
  *
- * A zone is either one cache per worker (the default: purges reach every worker
- * through a small shared purge log), or, with "shared", one cache for all of them
- * in a shared memory region (the library's shared backend): created in the master
- * at configuration time, inherited by the workers it forks, reopened (entries kept)
- * by the next cycle on reload.  Purges and stats of a shared zone are global.
+ * A zone is one cache for every worker, in a shared memory region (the library's
+ * shared backend): created in the master at configuration time, inherited by the
+ * workers it forks, reopened (entries kept) by the next cycle on reload.  Single
+ * flight, purges and stats are global.
  */
 
 
@@ -36,14 +35,9 @@
 /* how often a waiter whose fill runs elsewhere polls it */
 #define NGX_HTTP_PEAKCACHE_POLL_MS       4
 
-/* purge log: records kept for workers that have not applied them yet */
-#define NGX_HTTP_PEAKCACHE_PURGE_SLOTS   64
-#define NGX_HTTP_PEAKCACHE_PURGE_LEN     1024
-
 #define NGX_HTTP_PEAKCACHE_PURGE_KEY     1
 #define NGX_HTTP_PEAKCACHE_PURGE_TAG     2
-#define NGX_HTTP_PEAKCACHE_PURGE_ALL     3
-#define NGX_HTTP_PEAKCACHE_PURGE_URL     4
+#define NGX_HTTP_PEAKCACHE_PURGE_URL     3
 
 /* entry flags: the entry is a Vary marker, its body the Vary value */
 #define NGX_HTTP_PEAKCACHE_VARY_MARKER   0x1
@@ -78,38 +72,18 @@
 
 
 typedef struct {
-    ngx_uint_t                     seq;
-    ngx_uint_t                     type;
-    ngx_uint_t                     soft;
-    size_t                         len;
-    u_char                         data[NGX_HTTP_PEAKCACHE_PURGE_LEN];
-} ngx_http_peakcache_purge_rec_t;
-
-
-typedef struct {
-    ngx_atomic_t                   seq;
-    ngx_http_peakcache_purge_rec_t rec[NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
-} ngx_http_peakcache_purge_log_t;
-
-
-typedef struct {
     ngx_str_t                      name;
     size_t                         size;
-    ngx_flag_t                     shared;
-    ngx_str_t                      shm_path;  /* shared: empty is anonymous */
+    ngx_str_t                      shm_path;  /* empty: an anonymous mapping */
     ngx_msec_t                     lock_timeout;
     size_t                         max_object_size;
 
     u_char                        *file;
     ngx_uint_t                     line;
 
-    ngx_shm_zone_t                *shm_zone;
-    ngx_http_peakcache_purge_log_t *purge_log;
-    ngx_slab_pool_t               *shpool;
-    ngx_uint_t                     purge_seq;
+    peakcache_cache               *cache;     /* the master's, inherited */
 
     /* this worker's */
-    peakcache_cache               *cache;
     ngx_uint_t                     origin_active;
     ngx_rbtree_t                   fills;
     ngx_rbtree_node_t              sentinel;
@@ -340,11 +314,6 @@ static ngx_int_t ngx_http_peakcache_purge_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_send_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *data, size_t len);
-static ngx_int_t ngx_http_peakcache_purge_publish(ngx_http_request_t *r,
-    ngx_http_peakcache_zone_t *zone, ngx_uint_t type, ngx_uint_t soft,
-    ngx_str_t *what);
-static void ngx_http_peakcache_purge_apply(ngx_http_peakcache_zone_t *zone,
-    ngx_log_t *log);
 static ngx_int_t ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone,
     ngx_uint_t type, ngx_uint_t soft, u_char *data, size_t len,
     ngx_uint_t *found, ngx_log_t *log);
@@ -369,8 +338,6 @@ static ngx_http_peakcache_zone_t * ngx_http_peakcache_zone_get(ngx_conf_t *cf,
     ngx_str_t *name, ngx_uint_t define);
 static char * ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_peakcache_init_shm_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
 static char * ngx_http_peakcache_purge(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char * ngx_http_peakcache_status_page(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -610,8 +577,6 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
     if (plcf->zone->cache == NULL) {
         return NGX_DECLINED;
     }
-
-    ngx_http_peakcache_purge_apply(plcf->zone, r->connection->log);
 
     ctx = ngx_http_peakcache_create_ctx(r, plcf->zone, plcf);
     if (ctx == NULL) {
@@ -1945,7 +1910,7 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
     ngx_table_elt_t        *h;
     peakcache_http_header  *hh;
 
-    n = 1;
+    n = 2;
     for (part = &r->headers_out.headers.part; part; part = part->next) {
         n += part->nelts;
     }
@@ -1956,6 +1921,29 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
     }
 
     n = 0;
+
+    if (r->headers_out.date == NULL) {
+        /*
+         * The upstream hides the origin's Date from the client (proxy_hide_header),
+         * but the response's age is counted from it; without one, from now, as
+         * the Date nginx sends.  A 304 merged without it would keep the stored
+         * Date, and the renewed entry would be as old as the one it renews.
+         */
+
+        hh[n].name = (const uint8_t *) "Date";
+        hh[n].name_len = sizeof("Date") - 1;
+
+        if (r->upstream && r->upstream->headers_in.date) {
+            hh[n].value = r->upstream->headers_in.date->value.data;
+            hh[n].value_len = r->upstream->headers_in.date->value.len;
+
+        } else {
+            hh[n].value = ngx_cached_http_time.data;
+            hh[n].value_len = ngx_cached_http_time.len;
+        }
+
+        n++;
+    }
 
     if (r->headers_out.content_type.len) {
         p = r->headers_out.content_type.data;
@@ -3670,9 +3658,6 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    /* apply what other workers published first, then publish ours */
-    ngx_http_peakcache_purge_apply(zone, r->connection->log);
-
     found = 0;
     any = 0;
     p = what.data;
@@ -3700,21 +3685,6 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
 
         if (len == 0) {
             continue;
-        }
-
-        if (len > NGX_HTTP_PEAKCACHE_PURGE_LEN) {
-            return ngx_http_peakcache_send_text(r, NGX_HTTP_BAD_REQUEST,
-                                                &text, (u_char *) "too long"
-                                                CRLF, sizeof("too long") + 1);
-        }
-
-        arg.data = start;
-        arg.len = len;
-
-        if (ngx_http_peakcache_purge_publish(r, zone, type, soft, &arg)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         if (ngx_http_peakcache_purge_one(zone, type, soft, start, len, &found,
@@ -3793,8 +3763,6 @@ ngx_http_peakcache_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    ngx_http_peakcache_purge_apply(zone, r->connection->log);
-
     buf = NULL;
 
     if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK
@@ -3820,7 +3788,7 @@ ngx_http_peakcache_status_handler(ngx_http_request_t *r)
 
     /* the bytes are copied: the buffer is the library's */
 
-    if (type == &json && zone->shared) {
+    if (type == &json) {
         rc = ngx_http_peakcache_status_region(r, zone, data, len);
 
     } else {
@@ -3920,111 +3888,6 @@ ngx_http_peakcache_send_text(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
-}
-
-
-/*
- * Purges reach every worker: each purge is appended to a small log in
- * shared memory, and each worker applies what it has not applied yet
- * before its next lookup.  A worker that fell behind by more than the log
- * holds clears its cache.
- */
-
-static ngx_int_t
-ngx_http_peakcache_purge_publish(ngx_http_request_t *r,
-    ngx_http_peakcache_zone_t *zone, ngx_uint_t type, ngx_uint_t soft,
-    ngx_str_t *what)
-{
-    ngx_uint_t                       seq;
-    ngx_http_peakcache_purge_rec_t  *rec;
-
-    if (zone->purge_log == NULL) {
-        return NGX_OK;
-    }
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    seq = zone->purge_log->seq + 1;
-    rec = &zone->purge_log->rec[seq % NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
-
-    rec->seq = seq;
-    rec->type = type;
-    rec->soft = soft;
-    rec->len = what->len;
-    ngx_memcpy(rec->data, what->data, what->len);
-
-    ngx_memory_barrier();
-    zone->purge_log->seq = seq;
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    /* this worker applies it now, and need not again */
-    if (zone->purge_seq == seq - 1) {
-        zone->purge_seq = seq;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_peakcache_purge_apply(ngx_http_peakcache_zone_t *zone, ngx_log_t *log)
-{
-    size_t                           len;
-    ngx_uint_t                       seq, type, soft, found;
-    peakcache_result                 rc;
-    ngx_http_peakcache_purge_rec_t  *rec;
-    u_char                           data[NGX_HTTP_PEAKCACHE_PURGE_LEN];
-
-    if (zone->purge_log == NULL
-        || zone->purge_log->seq == zone->purge_seq
-        || zone->cache == NULL)
-    {
-        return;
-    }
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    if (zone->purge_log->seq - zone->purge_seq
-        >= NGX_HTTP_PEAKCACHE_PURGE_SLOTS)
-    {
-        zone->purge_seq = zone->purge_log->seq;
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "peakcache: too many purges to replay in \"%V\", "
-                      "clearing this worker's cache", &zone->name);
-
-        rc = peakcache_clear(zone->cache);
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_log_error(NGX_LOG_ERR, log, rc,
-                                         "clearing the cache failed");
-        }
-
-        return;
-    }
-
-    while (zone->purge_seq != zone->purge_log->seq) {
-        seq = zone->purge_seq + 1;
-        rec = &zone->purge_log->rec[seq % NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
-
-        type = rec->type;
-        soft = rec->soft;
-        len = rec->len;
-        ngx_memcpy(data, rec->data, len);
-
-        zone->purge_seq = seq;
-
-        /* the library is not called with the shared lock held */
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        (void) ngx_http_peakcache_purge_one(zone, type, soft, data, len,
-                                            &found, log);
-
-        ngx_shmtx_lock(&zone->shpool->mutex);
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
 }
 
 
@@ -4427,11 +4290,20 @@ ngx_http_peakcache_zone_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t define)
 }
 
 
+/*
+ * peakcache_zone NAME size=N [path=FILE|off]: one cache for every worker, in
+ * a shared memory region made in postconfiguration.  The default file,
+ * /dev/shm/peakcache-NAME, is kept across reloads and restarts (until
+ * reboot); "path=off" is an anonymous mapping, empty again on every reload.
+ * "shared", the keyword of the time zones were per worker by default, is
+ * still accepted and changes nothing.
+ */
+
 static char *
 ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ssize_t                     size;
-    ngx_str_t                  *value, s, shm_name, path;
+    ngx_str_t                  *value, s, path;
     ngx_uint_t                  i;
     ngx_http_peakcache_zone_t  *zone;
 
@@ -4464,7 +4336,6 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strcmp(value[i].data, "shared") == 0) {
-            zone->shared = 1;
             continue;
         }
 
@@ -4493,103 +4364,27 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (path.len && !zone->shared) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"path\" needs the \"shared\" parameter");
-        return NGX_CONF_ERROR;
-    }
-
     zone->size = size;
     zone->file = cf->conf_file->file.name.data;
     zone->line = cf->conf_file->line;
 
-    if (zone->shared) {
-        /*
-         * One cache in a shared region, made in postconfiguration: purges
-         * are global, no purge log.  "path=off": an anonymous mapping (gone
-         * on reload); default /dev/shm/peakcache-NAME (kept across reloads
-         * and restarts, until reboot).
-         */
+    if (path.len == 3 && ngx_strncmp(path.data, "off", 3) == 0) {
+        ngx_str_null(&zone->shm_path);
 
-        if (path.len == 3 && ngx_strncmp(path.data, "off", 3) == 0) {
-            ngx_str_null(&zone->shm_path);
+    } else if (path.len) {
+        zone->shm_path = path;
 
-        } else if (path.len) {
-            zone->shm_path = path;
-
-        } else {
-            zone->shm_path.len = sizeof("/dev/shm/peakcache-") - 1
-                                 + zone->name.len;
-            zone->shm_path.data = ngx_pnalloc(cf->pool, zone->shm_path.len);
-            if (zone->shm_path.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_sprintf(zone->shm_path.data, "/dev/shm/peakcache-%V",
-                        &zone->name);
+    } else {
+        zone->shm_path.len = sizeof("/dev/shm/peakcache-") - 1 + zone->name.len;
+        zone->shm_path.data = ngx_pnalloc(cf->pool, zone->shm_path.len);
+        if (zone->shm_path.data == NULL) {
+            return NGX_CONF_ERROR;
         }
 
-        return NGX_CONF_OK;
+        ngx_sprintf(zone->shm_path.data, "/dev/shm/peakcache-%V", &zone->name);
     }
-
-    /* the purge log every worker reads */
-
-    shm_name.len = sizeof("peakcache_purge:") - 1 + zone->name.len;
-    shm_name.data = ngx_pnalloc(cf->pool, shm_name.len);
-    if (shm_name.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_sprintf(shm_name.data, "peakcache_purge:%V", &zone->name);
-
-    zone->shm_zone = ngx_shared_memory_add(cf, &shm_name,
-                                   sizeof(ngx_http_peakcache_purge_log_t)
-                                   + 64 * 1024,
-                                   &ngx_http_peakcache_module);
-    if (zone->shm_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    zone->shm_zone->init = ngx_http_peakcache_init_shm_zone;
-    zone->shm_zone->data = zone;
 
     return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_http_peakcache_init_shm_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_peakcache_zone_t *ozone = data;
-
-    ngx_slab_pool_t            *shpool;
-    ngx_http_peakcache_zone_t  *zone;
-
-    zone = shm_zone->data;
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    zone->shpool = shpool;
-
-    if (ozone) {
-        /* a reload keeps the log: workers of the new cycle start fresh */
-        zone->purge_log = ozone->purge_log;
-        return NGX_OK;
-    }
-
-    if (shm_zone->shm.exists) {
-        zone->purge_log = shpool->data;
-        return NGX_OK;
-    }
-
-    zone->purge_log = ngx_slab_calloc(shpool,
-                                      sizeof(ngx_http_peakcache_purge_log_t));
-    if (zone->purge_log == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool->data = zone->purge_log;
-
-    return NGX_OK;
 }
 
 
@@ -4699,7 +4494,7 @@ ngx_http_peakcache_init(ngx_conf_t *cf)
 }
 
 
-/* a zone's cache settings, on either backend */
+/* a zone's cache settings */
 
 static void
 ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
@@ -4715,12 +4510,10 @@ ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
         cfg->max_object_bytes = zone->max_object_size + 64 * 1024;
     }
 
-    if (zone->shared) {
-        cfg->backend = PEAKCACHE_BACKEND_SHARED;
-        cfg->shm_path = zone->shm_path.data;
-        cfg->shm_path_len = zone->shm_path.len;
-        cfg->shm_recreate_on_mismatch = true;
-    }
+    cfg->backend = PEAKCACHE_BACKEND_SHARED;
+    cfg->shm_path = zone->shm_path.data;
+    cfg->shm_path_len = zone->shm_path.len;
+    cfg->shm_recreate_on_mismatch = true;
 }
 
 
@@ -4761,7 +4554,7 @@ ngx_http_peakcache_open_shared(ngx_conf_t *cf)
     for (i = 0; i < pmcf->zones.nelts; i++) {
         zone = zones[i];
 
-        if (!zone->shared || zone->cache) {
+        if (zone->cache) {
             continue;
         }
 
@@ -4842,8 +4635,6 @@ static ngx_int_t
 ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                        i;
-    peakcache_config                  cfg;
-    peakcache_result                  rc;
     ngx_http_peakcache_zone_t       **zones, *zone;
     ngx_http_peakcache_main_conf_t   *pmcf;
 
@@ -4867,28 +4658,13 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
         ngx_rbtree_init(&zone->fills, &zone->sentinel,
                         ngx_str_rbtree_insert_value);
 
-        if (zone->shared) {
-            /* the master's handle, inherited: never reopened here */
-            if (zone->cache == NULL) {
-                ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                              "peakcache_zone \"%V\": no shared region",
-                              &zone->name);
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_http_peakcache_zone_config(zone, &cfg);
-
-        rc = peakcache_cache_new(&cfg, &zone->cache);
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_log_error(NGX_LOG_EMERG, cycle->log, rc,
-                                         "creating the cache failed");
+        /* the master's handle, inherited: never reopened here */
+        if (zone->cache == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "peakcache_zone \"%V\": no shared region",
+                          &zone->name);
             return NGX_ERROR;
         }
-
-        zone->purge_seq = zone->purge_log ? zone->purge_log->seq : 0;
     }
 
     return NGX_OK;
