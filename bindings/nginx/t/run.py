@@ -82,7 +82,7 @@ class Origin:
                     origin.workers.setdefault(path, []).append(self.headers.get("X-Worker"))
                     origin.seen.setdefault(path, []).append({
                         "method": self.command, "headers": list(self.headers.items()),
-                        "body": body_in, "waited": time.time() - t0})
+                        "body": body_in, "waited": time.time() - t0, "t": t0})
                 # the behaviour is chosen by the last path segment (/nc/swr is /swr)
                 name = "/" + path.rsplit("/", 1)[-1]
                 headers = {"Content-Type": "text/plain"}
@@ -440,6 +440,29 @@ def raw_exchange(port, data, responses=2, timeout=5):
     return out, first
 
 
+def load(port, paths, seconds, threads=8):
+    """Clients in `threads` threads asking for `paths` in turn for `seconds`: every answer
+    (status, headers) or exception."""
+    out = []
+    stop = time.time() + seconds
+
+    def one(i):
+        k = i
+        while time.time() < stop:
+            try:
+                out.append(request(port, paths[k % len(paths)])[:2])
+            except Exception as e:
+                out.append(e)
+            k += 1
+
+    ts = [threading.Thread(target=one, args=(i,)) for i in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(seconds + 15)
+    return out
+
+
 def burst(port, path, n, headers=None):
     results = [None] * n
     start = threading.Barrier(n)
@@ -687,6 +710,34 @@ class T:
         time.sleep(0.4)  # the slow refresh's commit
         s, h, b = self.get("/swr-head")
         assert h["x-cache"] == "HIT" and b == b"/swr-head v1 n2\n", (h, b)
+
+    # an everyday origin: validators, and a 304 to a conditional refresh
+
+    def test_revalidation_once_per_key_per_expiry_under_load(self):
+        keys = ["/val-load%d" % i for i in range(4)]
+        for k in keys:
+            self.get(k)
+        t0 = time.time()
+        res = load(self.p, keys, 4.5)
+        rate = len(res) / (time.time() - t0)
+        bad = [r for r in res if not isinstance(r, tuple) or r[0] != 200]
+        assert not bad and rate > 100, (bad[:3], rate)
+        for k in keys:
+            reqs = self.o.requests(k)
+            times = [r["t"] for r in reqs]
+            gaps = [b - a for a, b in zip(times, times[1:])]
+            # max-age=2 over 4.5 s: the fill, then one conditional request per expiry
+            assert 2 <= len(reqs) <= 4 and min(gaps) >= 1.0, (k, len(reqs), gaps, rate)
+            assert all(fields(r, "If-None-Match") == ['"/%s-v1"' % k[1:]] for r in reqs[1:])
+        # after a 304 the entry is fresh again: its Age restarts
+        k, n = keys[0], self.o.count(keys[0])
+        deadline = time.time() + 4
+        while self.o.count(k) == n and time.time() < deadline:
+            self.get(k)
+            time.sleep(0.05)
+        time.sleep(0.2)
+        s, h, b = self.get(k)
+        assert h["x-cache"] == "HIT" and int(h["age"]) <= 1 and b == b"/val-load0 v1\n", (h, b)
 
     def test_hit_age_advances(self):
         # hits are answered from a per-worker memo: Age and Cache-Status must still move
