@@ -78,7 +78,9 @@ test-nginx-asan: ffi
 	bindings/nginx/build-asan.sh
 
 # Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
-# proxy_cache and `return 200`, same run, about 3 minutes; writes target/nginx-bench/summary.md.
+# proxy_cache and `return 200`, same run, configured as the README says (worker_processes auto,
+# the default zone) against an origin with ETags that answers 304s; about 3 minutes; writes
+# target/nginx-bench/summary.md.
 bench-nginx: nginx-module
 	python3 benches/nginx/bench.py
 
@@ -86,9 +88,10 @@ bench-nginx: nginx-module
 bench-shm:
 	cargo bench -p peakcache-shm --bench shm
 
-# The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy, when the
-# suite is present (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
-conformance:
+# The public HTTP caching test suite (http-tests/cache-tests) against peakcache-proxy and against
+# nginx with the module, both as their READMEs configure them, when the suite is present
+# (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
+conformance: nginx-module
 	bash tests/cache-tests.sh
 
 bench:

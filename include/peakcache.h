@@ -277,7 +277,9 @@ enum peakcache_http_answer_kind
     PEAKCACHE_HTTP_SEND_NOT_MODIFIED = 2,
     /**
      * The request has preconditions the cache does not evaluate (`If-Match`,
-     * `If-Unmodified-Since`): forward it. `headers` is NULL.
+     * `If-Unmodified-Since`), or request directives the policy honours
+     * (`peakcache_http_config.honour_request_directives`) rule the stored response out: forward
+     * this request alone (store nothing, leave the entry as it is). `headers` is NULL.
      */
     PEAKCACHE_HTTP_FORWARD = 3,
 };
@@ -286,6 +288,34 @@ enum peakcache_http_answer_kind
 typedef enum peakcache_http_answer_kind peakcache_http_answer_kind;
 #else
 typedef uint32_t peakcache_http_answer_kind;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
+ * Whose doing a `peakcache_http_dont_store` reason is (`peakcache_http_dont_store_cause`).
+ */
+enum peakcache_http_cause
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+    /**
+     * The response's own directives or status: the host may end the fill or refresh with
+     * `peakcache_fill_uncacheable` / `peakcache_refresh_uncacheable` (hit-for-pass).
+     */
+    PEAKCACHE_HTTP_CAUSE_RESPONSE = 0,
+    /**
+     * Something in one visitor's request: serve that request from the origin and give the
+     * ticket back untouched (`peakcache_fill_abandon`, `peakcache_refresh_abandon`), so no
+     * visitor can switch a key off for everyone.
+     */
+    PEAKCACHE_HTTP_CAUSE_REQUEST = 1,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum peakcache_http_cause peakcache_http_cause;
+#else
+typedef uint32_t peakcache_http_cause;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -891,6 +921,15 @@ typedef struct peakcache_http_config {
      * is stored stale, reusable only by revalidation or inside stale windows.
      */
     uint64_t default_ttl_ms;
+    /**
+     * Act on a request's own `Cache-Control` / `Pragma` (RFC 9111 §5.2.1) for the visitor who
+     * sent them: `no-store` makes `peakcache_http_key` answer `PEAKCACHE_ERR_NOT_CACHEABLE`
+     * (forward that request untouched), and `no-cache`, `max-age`, `min-fresh` that rule out
+     * the stored response make `peakcache_http_serve` answer `PEAKCACHE_HTTP_FORWARD`. Default
+     * false: ignored for shared entries, as Varnish, Fastly and Cloudflare do. Fills and
+     * refreshes never carry them either way. Hosts should leave it off while frozen.
+     */
+    bool honour_request_directives;
 } peakcache_http_config;
 
 /**
@@ -1584,12 +1623,16 @@ peakcache_result peakcache_http_variant_key(const struct peakcache_http_policy *
                                             struct peakcache_buf **out);
 
 /**
- * What to send upstream on a miss, so the origin sees nothing the key leaves out: `*path`
- * receives the path and query without the ignored (campaign) parameters, `*headers` the
- * request's fields without the unkeyed ones (`X-Forwarded-Host`, ...) and without the client's
- * `If-None-Match` / `If-Modified-Since` (answer those with `peakcache_http_serve`), with
- * `Accept-Encoding` reduced to the coding this cache would pick. Send these instead of the
- * client's. Both are written only on success.
+ * What a fill or refresh sends upstream, defined once for every host, so the origin sees
+ * nothing of one visitor that the key leaves out: `*path` receives the path and query without
+ * the ignored (campaign) parameters; `*headers` the request's fields without the hop-by-hop
+ * ones and those the visitor's `Connection` names (never `Host`), without the unkeyed ones
+ * (`X-Forwarded-Host`, ...), and without `Range`, `If-Range`, `If-Match`,
+ * `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since` (answer the client's with
+ * `peakcache_http_serve`), `Cache-Control`, `Pragma`, `Authorization`, `Expect`,
+ * `Content-Length`, `Transfer-Encoding` and `Content-Type`; `Accept-Encoding` is reduced to the
+ * coding this cache would pick. Send these instead of the client's, with the method `GET` and
+ * no body, then apply the operator's own rewrites. Both are written only on success.
  *
  * # Safety
  * As `peakcache_http_key`; `path` and `headers` NULL or writable.
@@ -1702,6 +1745,12 @@ peakcache_result peakcache_http_revalidation_headers(const struct peakcache_http
  * static NUL-terminated string, for logs. Never NULL; never free it.
  */
 const char *peakcache_http_dont_store_str(uint32_t reason);
+
+/**
+ * Whose doing a `peakcache_http_dont_store` reason is. `PEAKCACHE_HTTP_STORE` and unknown values
+ * answer `PEAKCACHE_HTTP_CAUSE_RESPONSE`.
+ */
+peakcache_http_cause peakcache_http_dont_store_cause(uint32_t reason);
 
 /**
  * Decides whether to store an upstream response, and how, in `*out` (see

@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Runs the public HTTP caching test suite (https://github.com/http-tests/cache-tests, results at
-# https://cache-tests.fyi) through peakcache-proxy and prints a summary.
+# https://cache-tests.fyi) through peakcache-proxy and through nginx with the peakcache module,
+# and prints a summary for each.
 #
-#   tests/cache-tests.sh            every test; JSON to target/cache-tests/results.json
-#   tests/cache-tests.sh -i ID      one test, with the requests and responses it saw
-#   tests/cache-tests.sh -l         also list every test that did not pass
+#   tests/cache-tests.sh                  both hosts; JSON to target/cache-tests/<host>/
+#   tests/cache-tests.sh --host proxy     one host (proxy or nginx)
+#   tests/cache-tests.sh -i ID            one test, with the requests and responses it saw
+#   tests/cache-tests.sh -l               also list every test that did not pass
 #
-# PROXY_ARGS adds options to the proxy, e.g. PROXY_ARGS="--stale-if-error-grace 60s" to measure
-# with an operator grace for stale-if-error (the default run uses the proxy's defaults).
+# Both hosts run with their defaults, as the READMEs configure them (nginx: the default zone,
+# `peakcache` in the location, `proxy_pass` to the suite's server). PROXY_ARGS adds options to
+# the proxy, e.g. PROXY_ARGS="--stale-if-error-grace 60s"; NGINX_LOCATION adds directives to
+# nginx's location, e.g. NGINX_LOCATION="peakcache_honour_request_directives on;".
 #
 # The suite is not part of this repository. Get it once with
 #   git clone https://github.com/http-tests/cache-tests /tmp/cache-tests && (cd /tmp/cache-tests && npm i)
@@ -26,11 +30,13 @@ out="$root/target/cache-tests"
 
 one_id=""
 list_failures=""
+hosts="proxy nginx"
 while [ $# -gt 0 ]; do
   case "$1" in
     -i) one_id="${2:?-i needs a test id}"; shift 2 ;;
     -l) list_failures="--list-failures"; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    --host) hosts="${2:?--host needs proxy or nginx}"; shift 2 ;;
+    -h|--help) sed -n '2,22p' "$0"; exit 0 ;;
     *) echo "cache-tests.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -46,9 +52,6 @@ if [ ! -d "$suite/node_modules" ]; then
   echo "cache-tests: installing the suite's dependencies (npm i)" >&2
   (cd "$suite" && npm i --no-audit --no-fund >/dev/null)
 fi
-
-echo "cache-tests: building peakcache-proxy" >&2
-(cd "$root" && "$cargo" build --release -q -p peakcache-proxy)
 
 mkdir -p "$out"
 work="$(mktemp -d)"
@@ -98,33 +101,96 @@ origin_port="$(free_port)"
 pids+=($!)
 wait_for "the suite's server" "http://127.0.0.1:$origin_port/" "$work/server.log"
 
-proxy_port="$(free_port)"
-"$root/target/release/peakcache-proxy" --listen "127.0.0.1:$proxy_port" \
-  --origin "http://127.0.0.1:$origin_port" --size 64MiB ${PROXY_ARGS:-} >"$work/proxy.log" 2>&1 &
-pids+=($!)
-wait_for "peakcache-proxy" "http://127.0.0.1:$proxy_port/" "$work/proxy.log"
+case " $hosts " in *" nginx "*)
+  module="$root/target/nginx/ngx_http_peakcache_module.so"
+  [ -f "$module" ] || { echo "cache-tests: $module missing: run make nginx-module" >&2; exit 1; } ;;
+esac
+case " $hosts " in *" proxy "*)
+  echo "cache-tests: building peakcache-proxy" >&2
+  (cd "$root" && "$cargo" build --release -q -p peakcache-proxy) ;;
+esac
 
-base="http://127.0.0.1:$proxy_port"
-if [ -n "$one_id" ]; then
-  (cd "$suite" && npm run --silent cli --base="$base" --id="$one_id")
-  exit 0
-fi
-
-echo "cache-tests: running the suite through $base (origin on port $origin_port); a few minutes" >&2
-(cd "$suite" && npm run --silent cli --base="$base") >"$work/results.json"
-python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/results.json" || {
-  echo "cache-tests: the CLI did not print JSON:" >&2
-  head -c 2000 "$work/results.json" >&2
-  exit 1
+# Starts one host in front of the suite's server and sets `base` to its URL (not run in a
+# subshell: `pids` must keep the host's pid for the cleanup).
+start_proxy() {
+  local port
+  port="$(free_port)"
+  "$root/target/release/peakcache-proxy" --listen "127.0.0.1:$port" \
+    --origin "http://127.0.0.1:$origin_port" --size 64MiB ${PROXY_ARGS:-} >"$work/proxy.log" 2>&1 &
+  pids+=($!)
+  wait_for "peakcache-proxy" "http://127.0.0.1:$port/" "$work/proxy.log"
+  base="http://127.0.0.1:$port"
 }
-mv "$work/results.json" "$out/results.json"
 
-# The test definitions (group, id, kind, dependencies) the summary needs.
-(cd "$suite" && node --input-type=module -e '
-  const { default: suites } = await import(process.argv[1])
-  const pick = ({ id, kind, depends_on, browser_only, cdn_only, browser_skip }) =>
-    ({ id, kind, depends_on, browser_only, cdn_only, browser_skip })
-  console.log(JSON.stringify(suites.map(s => ({ id: s.id, name: s.name, tests: s.tests.map(pick) }))))
-' "file://$suite/tests/index.mjs") >"$out/definitions.json"
+start_nginx() {
+  local port prefix="$work/nginx"
+  port="$(free_port)"
+  mkdir -p "$prefix"
+  local user=""
+  [ "$(id -u)" = 0 ] && user="user root root;"
+  cat >"$prefix/nginx.conf" <<CONF
+load_module $module;
+$user
+worker_processes auto;
+daemon off;
+pid $prefix/nginx.pid;
+error_log $prefix/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    client_body_temp_path $prefix/body;
+    proxy_temp_path $prefix/proxy;
+    fastcgi_temp_path $prefix/fastcgi;
+    uwsgi_temp_path $prefix/uwsgi;
+    scgi_temp_path $prefix/scgi;
+    peakcache_zone conformance size=64m;
+    server {
+        listen 127.0.0.1:$port;
+        location / {
+            peakcache conformance;
+            ${NGINX_LOCATION:-}
+            proxy_pass http://127.0.0.1:$origin_port;
+        }
+    }
+}
+CONF
+  # nginx reads $NGINX itself (inherited listening sockets): never pass one on
+  env -u NGINX "${NGINX_BIN:-nginx}" -p "$prefix" -c "$prefix/nginx.conf" -e "$prefix/error.log" \
+    >"$prefix/stdout.log" 2>&1 &
+  pids+=($!)
+  wait_for "nginx" "http://127.0.0.1:$port/" "$prefix/error.log"
+  base="http://127.0.0.1:$port"
+}
 
-python3 "$here/cache-tests-summary.py" "$out/definitions.json" "$out/results.json" $list_failures
+for host in $hosts; do
+  case "$host" in
+    proxy) start_proxy ;;
+    nginx) start_nginx ;;
+    *) echo "cache-tests: unknown host $host (proxy or nginx)" >&2; exit 2 ;;
+  esac
+  if [ -n "$one_id" ]; then
+    echo "== $host" >&2
+    (cd "$suite" && npm run --silent cli --base="$base" --id="$one_id")
+    continue
+  fi
+  echo "cache-tests: running the suite through $host at $base (origin on port $origin_port); a few minutes" >&2
+  (cd "$suite" && npm run --silent cli --base="$base") >"$work/results.json"
+  python3 -c 'import json, sys; json.load(open(sys.argv[1]))' "$work/results.json" || {
+    echo "cache-tests: the CLI did not print JSON:" >&2
+    head -c 2000 "$work/results.json" >&2
+    exit 1
+  }
+  mkdir -p "$out/$host"
+  mv "$work/results.json" "$out/$host/results.json"
+  if [ ! -f "$out/definitions.json" ]; then
+    # The test definitions (group, id, kind, dependencies) the summary needs.
+    (cd "$suite" && node --input-type=module -e '
+      const { default: suites } = await import(process.argv[1])
+      const pick = ({ id, kind, depends_on, browser_only, cdn_only, browser_skip }) =>
+        ({ id, kind, depends_on, browser_only, cdn_only, browser_skip })
+      console.log(JSON.stringify(suites.map(s => ({ id: s.id, name: s.name, tests: s.tests.map(pick) }))))
+    ' "file://$suite/tests/index.mjs") >"$out/definitions.json"
+  fi
+  echo "== $host"
+  python3 "$here/cache-tests-summary.py" "$out/definitions.json" "$out/$host/results.json" $list_failures
+done

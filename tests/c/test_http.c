@@ -493,6 +493,99 @@ static void client_conditionals_are_answered_from_the_entry(void) {
     peakcache_http_policy_free(p);
 }
 
+/* What one visitor sends never reaches a shared fill, and only the response may switch a key
+ * off (DESIGN.md, "What a shared fill sends"). */
+static void a_fill_carries_nothing_of_one_visitor(void) {
+    peakcache_http_policy *p = new_policy(NULL);
+    peakcache_http_header h[] = {
+        HDR("Host", "shop.example"),        HDR("Connection", "keep-alive, X-Visitor"),
+        HDR("X-Visitor", "alice"),          HDR("TE", "trailers"),
+        HDR("Range", "bytes=0-3"),          HDR("If-Range", "\"v1\""),
+        HDR("If-Match", "\"v1\""),          HDR("If-Unmodified-Since", DATE0),
+        HDR("Cache-Control", "no-store"),   HDR("Pragma", "no-cache"),
+        HDR("Expect", "100-continue"),      HDR("Content-Length", "5"),
+        HDR("Transfer-Encoding", "chunked"), HDR("Cookie", "a=b")};
+    peakcache_http_request r = request("HEAD", "/doc", h, COUNT(h));
+    char key[128];
+    key_of(p, &r, key, sizeof key); /* no-store is ignored by default: the visitor is keyed */
+    CHECK(strcmp(key, "GET https://shop.example/doc") == 0);
+    peakcache_buf *path = NULL;
+    peakcache_http_headers *up = NULL;
+    CHECK_OK(peakcache_http_upstream_request(p, &r, &path, &up));
+    CHECK(buf_is(path, "/doc"));
+    const char *gone[] = {"connection", "x-visitor", "te", "range", "if-range", "if-match",
+                          "if-unmodified-since", "cache-control", "pragma", "expect",
+                          "content-length", "transfer-encoding"};
+    for (size_t i = 0; i < COUNT(gone); i++) {
+        if (has_value(up, gone[i], NULL)) fprintf(stderr, "    %s reached the origin\n", gone[i]);
+        CHECK(!has_value(up, gone[i], NULL));
+    }
+    CHECK(has_value(up, "host", "shop.example"));
+    CHECK(has_value(up, "cookie", "a=b"));
+    peakcache_http_headers_free(up);
+
+    /* Authorization: that visitor alone goes to the origin, no ticket is taken. */
+    peakcache_http_header auth[] = {HDR("Host", "shop.example"), HDR("Authorization", "Bearer x")};
+    peakcache_http_request a = request("GET", "/doc", auth, COUNT(auth));
+    peakcache_buf *buf = SENTINEL;
+    CHECK_RC(peakcache_http_key(p, &a, &buf), PEAKCACHE_ERR_NOT_CACHEABLE);
+    CHECK(buf == SENTINEL);
+
+    /* Only a response-caused reason may set hit-for-pass. */
+    CHECK(peakcache_http_dont_store_cause(PEAKCACHE_HTTP_DONT_STORE_REQUEST_NO_STORE) ==
+          PEAKCACHE_HTTP_CAUSE_REQUEST);
+    CHECK(peakcache_http_dont_store_cause(PEAKCACHE_HTTP_DONT_STORE_AUTHORIZATION) ==
+          PEAKCACHE_HTTP_CAUSE_REQUEST);
+    CHECK(peakcache_http_dont_store_cause(PEAKCACHE_HTTP_DONT_STORE_HEAD_REQUEST) ==
+          PEAKCACHE_HTTP_CAUSE_REQUEST);
+    CHECK(peakcache_http_dont_store_cause(PEAKCACHE_HTTP_DONT_STORE_NO_STORE) ==
+          PEAKCACHE_HTTP_CAUSE_RESPONSE);
+    CHECK(peakcache_http_dont_store_cause(PEAKCACHE_HTTP_DONT_STORE_PRIVATE) ==
+          PEAKCACHE_HTTP_CAUSE_RESPONSE);
+    CHECK(peakcache_http_dont_store_cause(9999) == PEAKCACHE_HTTP_CAUSE_RESPONSE);
+    peakcache_http_policy_free(p);
+}
+
+/* Request directives are ignored for shared entries unless the operator honours them; then
+ * they apply to the visitor who sent them alone. */
+static void request_directives_apply_only_when_honoured(void) {
+    peakcache_http_policy *ignoring = new_policy(NULL);
+    peakcache_http_config cfg;
+    CHECK_OK(peakcache_http_config_default(&cfg));
+    CHECK(!cfg.honour_request_directives);
+    cfg.honour_request_directives = true;
+    peakcache_http_policy *honouring = new_policy(&cfg);
+    peakcache_cache *cache = new_cache(0, 0, 0);
+    peakcache_http_header rh[] = {HDR("host", "shop.example")};
+    peakcache_http_request plain = request("GET", "/doc", rh, COUNT(rh));
+    peakcache_entry *e = etag_entry(ignoring, cache, &plain, "doc");
+
+    peakcache_http_header nc[] = {HDR("host", "shop.example"), HDR("Cache-Control", "no-cache")};
+    peakcache_http_request no_cache = request("GET", "/doc", nc, COUNT(nc));
+    peakcache_http_answer a;
+    CHECK_OK(peakcache_http_serve(ignoring, &no_cache, e, PEAKCACHE_HTTP_HIT, 0, T0 + 500, &a));
+    CHECK(a.kind == PEAKCACHE_HTTP_SEND_STORED);
+    peakcache_http_headers_free(a.headers);
+    CHECK_OK(peakcache_http_serve(honouring, &no_cache, e, PEAKCACHE_HTTP_HIT, 0, T0 + 500, &a));
+    CHECK(a.kind == PEAKCACHE_HTTP_FORWARD && a.headers == NULL);
+    CHECK_OK(peakcache_http_serve(honouring, &plain, e, PEAKCACHE_HTTP_HIT, 0, T0 + 500, &a));
+    CHECK(a.kind == PEAKCACHE_HTTP_SEND_STORED);
+    peakcache_http_headers_free(a.headers);
+
+    peakcache_http_header ns[] = {HDR("host", "shop.example"), HDR("Cache-Control", "no-store")};
+    peakcache_http_request no_store = request("GET", "/doc", ns, COUNT(ns));
+    char key[128];
+    key_of(ignoring, &no_store, key, sizeof key);
+    CHECK(strcmp(key, "GET https://shop.example/doc") == 0);
+    peakcache_buf *buf = SENTINEL;
+    CHECK_RC(peakcache_http_key(honouring, &no_store, &buf), PEAKCACHE_ERR_NOT_CACHEABLE);
+    CHECK(buf == SENTINEL);
+    peakcache_entry_free(e);
+    peakcache_cache_free(cache);
+    peakcache_http_policy_free(ignoring);
+    peakcache_http_policy_free(honouring);
+}
+
 static void a_post_invalidates_the_target_and_its_location(void) {
     peakcache_http_policy *p = new_policy(NULL);
     peakcache_cache *cache = new_cache(0, 0, 0);
@@ -724,6 +817,8 @@ int main(void) {
     RUN(vary_accept_encoding_gives_one_variant_per_coding);
     RUN(etag_revalidation_merges_a_304_and_shares_the_body);
     RUN(client_conditionals_are_answered_from_the_entry);
+    RUN(a_fill_carries_nothing_of_one_visitor);
+    RUN(request_directives_apply_only_when_honoured);
     RUN(a_post_invalidates_the_target_and_its_location);
     RUN(cache_status_names_every_outcome);
     RUN(misuse_gives_codes_not_crashes);

@@ -196,7 +196,7 @@ fn lookup_shared(
         ShmLookup::Wait(waiter) => {
             let mut r = none(PEAKCACHE_LOOKUP_WAIT);
             r.waiter = Box::into_raw(Box::new(peakcache_waiter {
-                waiter: WaiterKind::Shared(waiter, s.shm.clone()),
+                waiter: WaiterKind::Shared(waiter.key().into(), waiter, s.shm.clone()),
                 cx,
             }));
             r

@@ -27,11 +27,12 @@ pub struct peakcache_waiter {
     pub(crate) cx: Context,
 }
 
-/// A waiter of either backend. The shared one keeps a handle on its cache, for the fill it may
-/// resolve to and to purge a value that does not decode.
+/// A waiter of either backend. The shared one keeps its key (copied once, so a poll allocates
+/// nothing) and a handle on its cache, for the fill it may resolve to and to purge a value that
+/// does not decode.
 pub(crate) enum WaiterKind {
     Local(Waiter<Value>),
-    Shared(peakcache_shm::Waiter, ShmCache),
+    Shared(Box<[u8]>, peakcache_shm::Waiter, ShmCache),
 }
 
 /// What a waiter resolved to.
@@ -205,8 +206,7 @@ pub unsafe extern "C" fn peakcache_waiter_wait(
         let timeout = Duration::from_millis(timeout_ms);
         let r = match w.waiter {
             WaiterKind::Local(waiter) => resolved(waiter.wait(timeout), cx),
-            WaiterKind::Shared(waiter, shm) => {
-                let key = waiter.key().to_vec();
+            WaiterKind::Shared(key, waiter, shm) => {
                 resolved_shared(waiter.wait(timeout), shm, &key, cx)?
             }
         };
@@ -231,11 +231,12 @@ pub unsafe extern "C" fn peakcache_waiter_poll(
     try_boundary(|| {
         let out = writable(out, "out")?;
         // Taken out (slot NULL) while polling: should anything panic, the slot is left NULL
-        // rather than pointing at a half-used waiter.
+        // rather than pointing at a half-used waiter. A pending waiter goes back into the same
+        // allocation, so the caller's pointer keeps its value and a poll allocates nothing.
         // SAFETY: the caller promises a valid slot.
-        let w = unsafe { take(waiter, "waiter") }?;
+        let mut w = unsafe { take(waiter, "waiter") }?;
         let cx = w.cx;
-        let pending = match w.waiter {
+        w.waiter = match w.waiter {
             WaiterKind::Local(waiter) => match waiter.try_wait() {
                 Ok(r) => {
                     // SAFETY: checked non-NULL; the caller promises it is writable.
@@ -244,25 +245,18 @@ pub unsafe extern "C" fn peakcache_waiter_poll(
                 }
                 Err(again) => WaiterKind::Local(again),
             },
-            WaiterKind::Shared(waiter, shm) => {
-                let key = waiter.key().to_vec();
-                match waiter.try_wait() {
-                    Ok(r) => {
-                        let r = resolved_shared(r, shm, &key, cx)?;
-                        // SAFETY: checked non-NULL; the caller promises it is writable.
-                        unsafe { out.write(r) };
-                        return Ok(());
-                    }
-                    Err(again) => WaiterKind::Shared(again, shm),
+            WaiterKind::Shared(key, waiter, shm) => match waiter.try_wait() {
+                Ok(r) => {
+                    let r = resolved_shared(r, shm, &key, cx)?;
+                    // SAFETY: checked non-NULL; the caller promises it is writable.
+                    unsafe { out.write(r) };
+                    return Ok(());
                 }
-            }
+                Err(again) => WaiterKind::Shared(key, again, shm),
+            },
         };
-        let back = Box::into_raw(Box::new(peakcache_waiter {
-            waiter: pending,
-            cx,
-        }));
         // SAFETY: `take` checked the slot non-NULL and writable.
-        unsafe { waiter.write(back) };
+        unsafe { waiter.write(Box::into_raw(w)) };
         Err(PEAKCACHE_PENDING)
     })
 }

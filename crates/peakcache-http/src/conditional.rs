@@ -8,6 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{request, response, Method, StatusCode};
 
 use crate::age::{header_date, parse_http_date};
+use crate::upstream::connection_listed;
 
 /// An entity tag (RFC 9110 §8.8.3).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -171,17 +172,6 @@ const NOT_UPDATED: &[&str] = &[
     "proxy-authentication-info",
     "proxy-authorization",
 ];
-
-/// Names listed in `Connection` (RFC 9110 §7.6.1).
-pub(crate) fn connection_listed(headers: &HeaderMap) -> Vec<HeaderName> {
-    headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .filter_map(|n| HeaderName::from_bytes(n.trim().as_bytes()).ok())
-        .collect()
-}
 
 /// Does the 304 identify the stored response? RFC 9111 §4.3.4: a strong tag must match
 /// strongly, a weak tag weakly, a `Last-Modified` alone must be equal. A 304 without any

@@ -114,6 +114,16 @@ pub struct Config {
     pub unkeyed_request_fields: Vec<HeaderName>,
     /// The scheme of requests whose URI has none (origin-form). Default `https`.
     pub default_scheme: String,
+    /// Act on a request's own cache directives (RFC 9111 §5.2.1: `no-store`, `no-cache`,
+    /// `max-age`, `min-fresh`, `only-if-cached`, and `Pragma: no-cache`). Default false: they
+    /// are ignored for shared entries, as Varnish, Fastly and Cloudflare do, so no visitor can
+    /// make everyone's page bypass the cache or refetch it at will. When true, they apply to
+    /// the visitor who sent them alone: `no-store` forwards that request without the cache
+    /// ([`NotCacheable::RequestNoStore`](crate::NotCacheable::RequestNoStore)), and `no-cache`,
+    /// `max-age` or `min-fresh` that rule out the stored response make [`crate::Policy::reuse`]
+    /// answer [`Reuse::Revalidate`](crate::Reuse::Revalidate). A fill or refresh never carries
+    /// them either way. Hosts ignore them while the cache is frozen.
+    pub honour_request_directives: bool,
 }
 
 impl Default for Config {
@@ -159,6 +169,7 @@ impl Default for Config {
                 "forwarded",
             ]),
             default_scheme: "https".to_owned(),
+            honour_request_directives: false,
         }
     }
 }

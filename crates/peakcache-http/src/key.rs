@@ -2,15 +2,20 @@
 //!
 //! A key is `GET <scheme>://<host>[:<port>]<path>[?<query>]` as bytes:
 //! - GET and HEAD share the `GET` class; no other method is cacheable.
-//! - The scheme and host are lowercased; the default port of the scheme (80, 443) is dropped;
-//!   userinfo is dropped.
+//! - The scheme and host are lowercased; a trailing dot of the host is dropped (`a.test.` is
+//!   `a.test`, as nginx routes it); the default port of the scheme (80, 443) is dropped. An
+//!   authority with userinfo (RFC 9110 §4.2.4: treat it as an error) or a port that is not a
+//!   number has no key, so it is never cached under the bare host.
 //! - The path is kept byte for byte.
 //! - Query parameters named in [`Config::ignored_query_params`] or starting with one of
 //!   [`Config::ignored_query_prefixes`] (campaign tracking: `utm_*`, `gclid`, `fbclid`, ...)
 //!   are removed; the others keep their order and encoding, since order can be meaningful.
 //!
 //! The key is built only from the request line and `Host`: nothing else in the request
-//! (`X-Forwarded-Host` and the like) changes it. A key never contains a NUL byte, so
+//! (`X-Forwarded-Host` and the like) changes it. A request the cache must not answer for
+//! everyone has no key either: one with `Authorization` (RFC 9111 §3.5; as Varnish, it is
+//! passed to the origin, and nothing of it is stored), and, only when
+//! [`Config::honour_request_directives`] is set, one with `Cache-Control: no-store`. A key never contains a NUL byte, so
 //! [`Key::variant`] can use NUL as a separator.
 
 use std::fmt;
@@ -21,6 +26,7 @@ use http::uri::{Authority, PathAndQuery, Uri};
 use http::Method;
 
 use crate::config::Config;
+use crate::request::RequestDirectives;
 use crate::vary::VaryKey;
 
 /// Why a request has no cache key.
@@ -35,6 +41,11 @@ pub enum NotCacheable {
     InvalidHost,
     /// The scheme is neither `http` nor `https`.
     Scheme(String),
+    /// The request carries `Authorization`: the answer is that visitor's (RFC 9111 §3.5).
+    Authorization,
+    /// The request has `Cache-Control: no-store` and the operator honours request directives
+    /// ([`Config::honour_request_directives`]).
+    RequestNoStore,
 }
 
 impl fmt::Display for NotCacheable {
@@ -44,6 +55,8 @@ impl fmt::Display for NotCacheable {
             NotCacheable::NoHost => f.write_str("request names no host"),
             NotCacheable::InvalidHost => f.write_str("request host is invalid"),
             NotCacheable::Scheme(s) => write!(f, "scheme {s} is not cacheable"),
+            NotCacheable::Authorization => f.write_str("request has Authorization"),
+            NotCacheable::RequestNoStore => f.write_str("request has no-store"),
         }
     }
 }
@@ -127,16 +140,27 @@ fn default_port(scheme: &str) -> u16 {
 }
 
 fn normalise_authority(scheme: &str, authority: &Authority) -> Result<String, NotCacheable> {
+    let text = authority.as_str();
+    if text.contains('@') {
+        // Userinfo: RFC 9110 §4.2.4 says to treat it as an error; never key it as the host.
+        return Err(NotCacheable::InvalidHost);
+    }
     let host = authority.host();
+    let port = match &text[host.len()..] {
+        "" | ":" => None,
+        rest => match rest.strip_prefix(':').map(str::parse::<u16>) {
+            Some(Ok(port)) => Some(port),
+            _ => return Err(NotCacheable::InvalidHost),
+        },
+    };
+    let host = host.strip_suffix('.').unwrap_or(host);
     if host.is_empty() {
         return Err(NotCacheable::InvalidHost);
     }
     let mut out = host.to_ascii_lowercase();
-    if let Some(port) = authority.port_u16() {
-        if port != default_port(scheme) {
-            out.push(':');
-            out.push_str(&port.to_string());
-        }
+    if let Some(port) = port.filter(|p| *p != default_port(scheme)) {
+        out.push(':');
+        out.push_str(&port.to_string());
     }
     Ok(out)
 }
@@ -241,6 +265,12 @@ pub(crate) fn request_key(
         return Err(NotCacheable::Method(method.clone()));
     }
     let origin = request_origin(config, uri, headers, scheme)?;
+    if headers.contains_key(header::AUTHORIZATION) {
+        return Err(NotCacheable::Authorization);
+    }
+    if config.honour_request_directives && RequestDirectives::from_headers(headers).no_store {
+        return Err(NotCacheable::RequestNoStore);
+    }
     Ok(key_for(config, &origin, uri))
 }
 
@@ -310,9 +340,73 @@ mod tests {
             text(key("http://[::1]:8080/", None)),
             "GET http://[::1]:8080/"
         );
+    }
+
+    #[test]
+    fn rfc9110_4_2_4_userinfo_and_bad_ports_have_no_key() {
         assert_eq!(
-            text(key("http://user:pw@example.com/", None)),
-            "GET http://example.com/"
+            key("http://user:pw@example.com/", None),
+            Err(NotCacheable::InvalidHost)
+        );
+        assert_eq!(
+            key("/", Some("user@example.com")),
+            Err(NotCacheable::InvalidHost)
+        );
+        assert_eq!(
+            key("/", Some("example.com:abc")),
+            Err(NotCacheable::InvalidHost)
+        );
+        assert_eq!(
+            key("/", Some("example.com:99999")),
+            Err(NotCacheable::InvalidHost)
+        );
+        assert_eq!(
+            key("/", Some("example.com:80x")),
+            Err(NotCacheable::InvalidHost)
+        );
+        assert_eq!(
+            text(key("/", Some("example.com:"))),
+            "GET https://example.com/"
+        );
+    }
+
+    #[test]
+    fn a_trailing_dot_and_case_do_not_split_a_host() {
+        let plain = text(key("/x", Some("a.test")));
+        assert_eq!(text(key("/x", Some("A.Test."))), plain);
+        assert_eq!(text(key("/x", Some("a.test.:443"))), plain);
+        assert_eq!(text(key("https://A.TEST./x", None)), plain);
+        assert_eq!(key("/x", Some(".")), Err(NotCacheable::InvalidHost));
+        assert_ne!(text(key("/x", Some("a.test:8443"))), plain);
+    }
+
+    #[test]
+    fn rfc9111_3_5_requests_with_authorization_are_passed() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("h"));
+        h.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer x"));
+        let r = request_key(
+            &Config::default(),
+            &Method::GET,
+            &"/".parse().unwrap(),
+            &h,
+            None,
+        );
+        assert_eq!(r, Err(NotCacheable::Authorization));
+    }
+
+    #[test]
+    fn request_no_store_passes_only_when_request_directives_are_honoured() {
+        let mut h = HeaderMap::new();
+        h.insert(header::HOST, HeaderValue::from_static("h"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let uri: Uri = "/".parse().unwrap();
+        let mut cfg = Config::default();
+        assert!(request_key(&cfg, &Method::GET, &uri, &h, None).is_ok());
+        cfg.honour_request_directives = true;
+        assert_eq!(
+            request_key(&cfg, &Method::GET, &uri, &h, None),
+            Err(NotCacheable::RequestNoStore)
         );
     }
 

@@ -18,8 +18,10 @@
 //!
 //! # A proxy's flow
 //!
-//! 1. **Key.** [`Policy::key`] gives the primary key (`GET https://host/path?query`, campaign
-//!    parameters removed) or [`NotCacheable`]: forward such requests untouched.
+//! 1. **Key.** Remove the hop-by-hop fields first ([`strip_hop_by_hop`]: those the visitor's
+//!    `Connection` names too), then [`Policy::key`] gives the primary key
+//!    (`GET https://host/path?query`, campaign parameters removed) or [`NotCacheable`]: forward
+//!    such requests untouched (unsafe methods, `Authorization`, invalid hosts).
 //! 2. **Lookup.** Under the primary key keep either the response (when it has no `Vary`) or the
 //!    response's [`Vary`] (when it has one). In the second case compute the request's
 //!    [`VaryKey`] with [`Policy::vary_key`] and look up [`Key::variant`]`(&vary_key)`, which is
@@ -28,11 +30,15 @@
 //!    [`Policy::answer_conditional`] may give a 304. Otherwise serve the stored response. Either
 //!    way, [`Policy::finish_response`] sets `Age` from the stored [`EntryMeta`], removes fields
 //!    meant only for this cache and appends `Cache-Status`.
-//! 4. **Miss.** [`Policy::prepare_upstream`] removes from the upstream request what the key
-//!    ignores (campaign parameters, `X-Forwarded-Host`, ...), so nothing outside the key shapes
-//!    what is stored under it. Send it, noting `request_time` and `response_time`.
+//! 4. **Miss.** [`Policy::prepare_upstream`] makes the fill's request: a bodiless `GET` without
+//!    what the key ignores (campaign parameters, `X-Forwarded-Host`, ...) and without one
+//!    visitor's quirks (preconditions, `Range`, request directives, credentials), so nothing
+//!    outside the key shapes what is stored under it ([`upstream`]). Send it, noting
+//!    `request_time` and `response_time`.
 //! 5. **Store.** [`Policy::on_response`] gives a [`Store`] (freshness, entry metadata, tags,
 //!    Vary, fields to drop) or the [`DontStore`] reason. [`Store::prepare`] readies the response.
+//!    Only a reason whose [`DontStore::cause`] is [`Cause::Response`] may make the key pass
+//!    through for a while; a [`Cause::Request`] one leaves the entry and its tickets alone.
 //! 6. **Revalidate.** For a stale entry, add [`Policy::conditional_request_headers`] to the
 //!    upstream request; on a 304, [`Policy::merge_304`] updates the stored headers and
 //!    [`Policy::on_response`] on the merged response gives the new freshness.
@@ -94,6 +100,10 @@
 //! ```
 //!
 //! # Deliberate choices
+//! - Request directives (`Cache-Control: no-cache`, `max-age=0`, `no-store`, `Pragma`) are
+//!   ignored for shared entries by default, as Varnish, Fastly and Cloudflare do: one visitor
+//!   cannot make the page bypass the cache or be refetched for everyone.
+//!   [`Config::honour_request_directives`] applies them to the visitor who sent them.
 //! - Repeated freshness directives with different values (`max-age=1, max-age=2`) make the
 //!   response stale: RFC 9111 §4.2.1 allows that or the first value, and staleness agrees with
 //!   both `Cache-Control` (first wins) and Structured Fields (last wins) readings.
@@ -123,6 +133,7 @@ pub mod status;
 pub mod storable;
 pub mod tags;
 pub mod targeted;
+pub mod upstream;
 pub mod vary;
 
 pub use conditional::{ConditionalAnswer, EntityTag, NotUpdated};
@@ -134,6 +145,7 @@ pub use key::{Key, NotCacheable};
 pub use policy::{Policy, Store};
 pub use request::{RequestDirectives, Reuse};
 pub use status::{CacheStatus, Fwd};
-pub use storable::DontStore;
+pub use storable::{Cause, DontStore};
 pub use targeted::{DirectiveSource, ResponseDirectives};
+pub use upstream::{fill_request, strip_hop_by_hop};
 pub use vary::{Vary, VaryKey};

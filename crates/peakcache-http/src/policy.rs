@@ -13,11 +13,12 @@ use crate::entry::EntryMeta;
 use crate::freshness::{freshness_lifetime, windows, Lifetime};
 use crate::invalidate;
 use crate::key::{request_key, upstream_uri, Key, NotCacheable};
-use crate::request::RequestDirectives;
+use crate::request::{RequestDirectives, Reuse};
 use crate::status::CacheStatus;
 use crate::storable::{self, DontStore};
 use crate::tags;
 use crate::targeted::{DirectiveSource, ResponseDirectives};
+use crate::upstream::fill_request;
 use crate::vary::{pick_encoding, vary_key, Vary, VaryKey};
 
 /// The decision to store a response, with everything needed to store and later serve it.
@@ -105,17 +106,29 @@ impl Policy {
         )
     }
 
-    /// Turns a client's request into the request to send upstream on a miss, so that the
-    /// origin sees nothing the key leaves out:
+    /// Turns a client's request into the request a fill or refresh sends upstream, so that the
+    /// origin sees nothing of one visitor that the key leaves out (DESIGN.md, "What a shared
+    /// fill sends"):
+    /// - the method is `GET` and the request has no body: `Content-Length`,
+    ///   `Transfer-Encoding`, `Expect` and `Content-Type` go;
+    /// - hop-by-hop fields and those the visitor's `Connection` names go (see
+    ///   [`strip_hop_by_hop`](crate::strip_hop_by_hop), which hosts call before keying);
+    /// - the visitor's preconditions and ranges (`If-None-Match`, `If-Modified-Since`,
+    ///   `If-Match`, `If-Unmodified-Since`, `If-Range`, `Range`), request directives
+    ///   (`Cache-Control`, `Pragma`) and `Authorization` go: the fill fetches the whole current
+    ///   representation for everyone, and the visitor's own conditions are answered from it
+    ///   ([`Policy::answer_conditional`]);
     /// - ignored query parameters are removed from the URI;
     /// - [`Config::unkeyed_request_fields`] (`X-Forwarded-Host`, ...) are removed; add your own
     ///   forwarding fields afterwards from values that are in the key;
     /// - `Host` is set from the URI's authority when the URI has one (RFC 9112 §3.2.2);
     /// - `Accept-Encoding` is replaced by the one coding this cache would pick (see
-    ///   [`crate::vary`]), unless [`Config::encodings`] is empty;
-    /// - the client's `If-None-Match` and `If-Modified-Since` are removed, so the origin sends
-    ///   a full response the cache can store; answer them with [`Policy::answer_conditional`].
+    ///   [`crate::vary`]), unless [`Config::encodings`] is empty.
+    ///
+    /// A host's own rewrites (nginx's `proxy_set_header`, `fastcgi_param`) apply afterwards,
+    /// exactly as they would without the cache.
     pub fn prepare_upstream(&self, request: &mut request::Parts) {
+        fill_request(request);
         request.uri = upstream_uri(&self.config, &request.uri);
         for name in &self.config.unkeyed_request_fields {
             request.headers.remove(name);
@@ -139,8 +152,6 @@ impl Policy {
                 request.headers.insert(header::ACCEPT_ENCODING, v);
             }
         }
-        request.headers.remove(header::IF_NONE_MATCH);
-        request.headers.remove(header::IF_MODIFIED_SINCE);
     }
 
     /// Decides whether to store `response`, received at `response_time` for `request` (the
@@ -216,11 +227,24 @@ impl Policy {
         tags::tags(response_headers, &self.config.tag_fields)
     }
 
-    /// The request's own cache directives (RFC 9111 §5.2.1, `Pragma` §5.4). Before serving a
-    /// stored response, ask [`RequestDirectives::reuse`] whether it must be validated first, and
-    /// answer `only-if-cached` requests that find nothing usable with 504 (§5.2.1.7).
+    /// The request's own cache directives (RFC 9111 §5.2.1, `Pragma` §5.4) this cache acts on:
+    /// none unless [`Config::honour_request_directives`] is set. Before serving a stored
+    /// response, ask [`RequestDirectives::reuse`] (or [`Policy::reuse`]) whether it must be
+    /// validated first, and answer `only-if-cached` requests that find nothing usable with 504
+    /// (§5.2.1.7).
     pub fn request_directives(&self, request: &request::Parts) -> RequestDirectives {
-        RequestDirectives::from_headers(&request.headers)
+        if self.config.honour_request_directives {
+            RequestDirectives::from_headers(&request.headers)
+        } else {
+            RequestDirectives::default()
+        }
+    }
+
+    /// Whether the stored response described by `entry` may answer `request` at `now` as it is:
+    /// always [`Reuse::Serve`] unless request directives are honoured (see
+    /// [`Policy::request_directives`]).
+    pub fn reuse(&self, request: &request::Parts, entry: &EntryMeta, now: SystemTime) -> Reuse {
+        self.request_directives(request).reuse(entry, now)
     }
 
     /// The fields to add to the upstream request when revalidating a stored response
@@ -757,6 +781,103 @@ mod tests {
             key_before,
             "the upstream request has the client's key"
         );
+    }
+
+    #[test]
+    fn a_fill_of_a_hostile_request_is_a_plain_get_that_stores() {
+        let p = Policy::default();
+        let mut r = req(
+            "HEAD",
+            "/p",
+            &[
+                ("host", "example.com"),
+                ("cache-control", "no-store, no-cache, max-age=0"),
+                ("pragma", "no-cache"),
+                ("range", "bytes=0-3"),
+                ("if-match", "\"x\""),
+                ("connection", "x-visitor"),
+                ("x-visitor", "1"),
+            ],
+        );
+        let key_before = p.key(&r).unwrap();
+        p.prepare_upstream(&mut r);
+        assert_eq!(r.method, http::Method::GET);
+        for gone in [
+            "cache-control",
+            "pragma",
+            "range",
+            "if-match",
+            "x-visitor",
+            "connection",
+        ] {
+            assert!(!r.headers.contains_key(gone), "{gone} reached the origin");
+        }
+        assert_eq!(p.key(&r).unwrap(), key_before);
+        let stored = decide(&p, &r, &resp(200, &[("cache-control", "max-age=60")]));
+        assert!(
+            stored.is_ok(),
+            "a fill's own request never stops it storing"
+        );
+    }
+
+    #[test]
+    fn only_the_response_may_switch_a_key_off() {
+        use crate::storable::Cause;
+        let p = Policy::default();
+        let ok = resp(200, &[("cache-control", "max-age=60")]);
+        for (request, why) in [
+            (
+                get(&[("cache-control", "no-store")]),
+                DontStore::RequestNoStore,
+            ),
+            (
+                get(&[("authorization", "Bearer x")]),
+                DontStore::Authorization,
+            ),
+            (req("HEAD", "/p", &[("host", "h")]), DontStore::HeadRequest),
+        ] {
+            let e = decide(&p, &request, &ok).unwrap_err();
+            assert_eq!(e, why);
+            assert_eq!(e.cause(), Cause::Request, "{e}");
+        }
+        for cc in ["no-store", "private, max-age=60"] {
+            let e = decide(&p, &get(&[]), &resp(200, &[("cache-control", cc)])).unwrap_err();
+            assert_eq!(e.cause(), Cause::Response, "{e}");
+        }
+        let e = decide(
+            &p,
+            &get(&[]),
+            &resp(206, &[("cache-control", "max-age=60")]),
+        );
+        assert_eq!(e.unwrap_err().cause(), Cause::Response);
+    }
+
+    #[test]
+    fn request_directives_are_ignored_unless_honoured() {
+        let e = EntryMeta {
+            response_time: t(0),
+            initial_age: Duration::ZERO,
+            lifetime: secs(60),
+            windows: StaleWindows::default(),
+            origin_windows: StaleWindows::default(),
+        };
+        let r = get(&[
+            ("cache-control", "no-cache, max-age=0"),
+            ("pragma", "no-cache"),
+        ]);
+        let ignoring = Policy::default();
+        assert_eq!(
+            ignoring.request_directives(&r),
+            RequestDirectives::default()
+        );
+        assert_eq!(ignoring.reuse(&r, &e, t(1)), Reuse::Serve);
+        let honouring = Policy::new(Config {
+            honour_request_directives: true,
+            ..Config::default()
+        });
+        assert!(honouring.request_directives(&r).no_cache);
+        assert_eq!(honouring.reuse(&r, &e, t(1)), Reuse::Revalidate);
+        assert_eq!(honouring.reuse(&get(&[]), &e, t(1)), Reuse::Serve);
     }
 
     #[test]

@@ -6,11 +6,11 @@ use std::fmt;
 use http::header::{self, HeaderName};
 use http::{request, response, Method, StatusCode};
 
-use crate::conditional::connection_listed;
 use crate::config::{Config, SetCookie};
 use crate::directives::{Directives, FieldScope, Syntax};
 use crate::freshness::{has_explicit_freshness, heuristic_allowed};
 use crate::targeted::ResponseDirectives;
+use crate::upstream::connection_listed;
 
 /// Why a response is not stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,6 +49,39 @@ pub enum DontStore {
     /// Stored, it could never be used: stale on arrival, no stale windows, and no validator to
     /// revalidate it with.
     NotReusable,
+}
+
+/// Whose doing a [`DontStore`] is: it decides what a host may do to the key.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Cause {
+    /// The response's own directives or status: the origin says this URL is not to be shared,
+    /// so the host may let the key pass through for a while (hit-for-pass).
+    Response,
+    /// Something in one visitor's request (its method, `no-store`, `Authorization`): serve that
+    /// request from the origin and leave the entry, its refresh ticket and its waiters as they
+    /// are. A visitor must never be able to switch a key off for everyone.
+    Request,
+}
+
+impl DontStore {
+    /// Whose doing this is: see [`Cause`].
+    pub fn cause(&self) -> Cause {
+        match self {
+            DontStore::Method(_)
+            | DontStore::HeadRequest
+            | DontStore::RequestNoStore
+            | DontStore::Authorization => Cause::Request,
+            DontStore::StatusNotFinal
+            | DontStore::NotModified
+            | DontStore::StatusNotUnderstood
+            | DontStore::NoStore
+            | DontStore::Private
+            | DontStore::SetCookie
+            | DontStore::VaryStar
+            | DontStore::NoFreshness
+            | DontStore::NotReusable => Cause::Response,
+        }
+    }
 }
 
 impl fmt::Display for DontStore {

@@ -31,6 +31,11 @@ pub struct Config {
     /// where `must-revalidate`, `proxy-revalidate`, `no-cache` or `s-maxage` forbid it, and
     /// `Cache-Status` says `detail=grace-if-error`. Default zero: only the origin's windows.
     pub stale_if_error_grace: Duration,
+    /// Act on visitors' own `Cache-Control` / `Pragma` (`no-store`, `no-cache`, `max-age`,
+    /// `min-fresh`, `only-if-cached`), for the visitor who sent them alone. Default false: they
+    /// are ignored for shared entries, as Varnish, Fastly and Cloudflare do; never applied
+    /// while the cache is frozen. Fills and refreshes never carry them either way.
+    pub honour_request_directives: bool,
 }
 
 impl Default for Config {
@@ -46,6 +51,7 @@ impl Default for Config {
             origin_concurrency: 64,
             pass_hold: Duration::from_secs(10),
             stale_if_error_grace: Duration::ZERO,
+            honour_request_directives: false,
         }
     }
 }
@@ -66,6 +72,10 @@ usage: peakcache-proxy --origin http://HOST:PORT [options]
   --stale-if-error-grace DURATION
                              serve stale this long past expiry when the origin fails, even
                              without the origin's stale-if-error (default 0: off)
+  --honour-request-directives
+                             act on visitors' Cache-Control/Pragma (no-cache, max-age,
+                             no-store, only-if-cached) for that visitor alone; by default
+                             they are ignored (a visitor cannot refetch or bypass the cache)
 
 DURATION is a number with ms, s or m; SIZE a number with B, KiB, MiB, GiB (or k, M, G).
 ";
@@ -79,6 +89,10 @@ impl Config {
         while let Some(flag) = args.next() {
             if flag == "--help" || flag == "-h" {
                 return Ok(None);
+            }
+            if flag == "--honour-request-directives" {
+                c.honour_request_directives = true;
+                continue;
             }
             let value = args.next().ok_or_else(|| format!("{flag} needs a value"))?;
             let bad = |what: &str| format!("{flag} {value:?}: {what}");
@@ -187,6 +201,16 @@ mod tests {
         assert_eq!(c.size, 256 << 20);
         assert_eq!(c.origin.authority().unwrap().as_str(), "127.0.0.1:9000");
         assert_eq!(c.stale_if_error_grace, Duration::ZERO);
+        assert!(
+            !c.honour_request_directives,
+            "request directives are ignored by default"
+        );
+        let c = Config::from_args(args(
+            "--honour-request-directives --origin http://127.0.0.1:9000",
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(c.honour_request_directives);
     }
 
     #[test]

@@ -11,8 +11,8 @@ use peakcache::{
     Cache, Fill, Freshness, Hit, InsertError, Lookup, PurgeMode, Refresh, Resolved, Served,
 };
 use peakcache_http::{
-    CacheStatus, ConditionalAnswer, Fwd, Key, Policy, RequestDirectives, Reuse, StaleGrant,
-    StaleUse, StaleWindows, Store, Vary,
+    CacheStatus, Cause, ConditionalAnswer, DontStore, Fwd, Key, Policy, RequestDirectives, Reuse,
+    StaleGrant, StaleUse, StaleWindows, Store, Vary,
 };
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -26,6 +26,8 @@ pub struct Proxy {
     /// Primary key -> the fields its responses vary on.
     pub(crate) vary: Cache<Arc<Vary>>,
     pub(crate) policy: Policy,
+    /// `policy` with request directives ignored: what applies while the cache is frozen.
+    frozen_policy: Policy,
     pub(crate) origin: Origin,
     pub(crate) config: Config,
 }
@@ -145,12 +147,18 @@ impl Proxy {
                 swr: Duration::ZERO,
                 sie: config.stale_if_error_grace,
             },
+            honour_request_directives: config.honour_request_directives,
             ..Default::default()
+        };
+        let frozen = peakcache_http::Config {
+            honour_request_directives: false,
+            ..http.clone()
         };
         Proxy {
             cache,
             vary,
             policy: Policy::new(http),
+            frozen_policy: Policy::new(frozen),
             origin,
             config,
         }
@@ -176,22 +184,33 @@ impl Proxy {
         self.cache.purge_tag(tag, mode);
     }
 
+    /// The rules that apply to a visitor's request now: request directives are never honoured
+    /// while the cache is frozen.
+    fn visitor_policy(&self) -> &Policy {
+        if self.cache.is_frozen() {
+            &self.frozen_policy
+        } else {
+            &self.policy
+        }
+    }
+
     /// Answers one visitor request.
     pub async fn handle(self: Arc<Self>, request: Request<Incoming>) -> Response<Body> {
-        let (parts, incoming) = request.into_parts();
+        let (mut parts, incoming) = request.into_parts();
+        // Before the key: what `Connection` names is for this hop alone (peakcache_http::upstream).
+        peakcache_http::strip_hop_by_hop(&mut parts.headers);
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return self.forward_unsafe(parts, incoming).await;
         }
-        let Ok(key) = self.policy.key(&parts) else {
-            return self
-                .forward(parts, body::stream(incoming), Fwd::Bypass)
-                .await;
-        };
-        if parts.headers.contains_key(header::AUTHORIZATION) {
-            // RFC 9111 §3.5: a shared cache must not answer a request with credentials from a
-            // response stored for someone else; it forwards it.
+        // A GET or HEAD goes upstream bodiless (a fill always; a pass too, so the origin is never
+        // told to wait for bytes that are not sent).
+        parts.headers.remove(header::CONTENT_LENGTH);
+        parts.headers.remove(header::EXPECT);
+        // Unkeyed (Authorization, an invalid host, no-store when honoured): this visitor alone
+        // goes to the origin; no entry or ticket is touched.
+        let Ok(key) = self.visitor_policy().key(&parts) else {
             return self.forward(parts, body::empty(), Fwd::Bypass).await;
-        }
+        };
         let (lookup_key, fwd) = match self.vary.get(key.as_bytes()) {
             Some(vary) => (
                 key.variant(&self.policy.vary_key(&vary, &parts.headers)),
@@ -199,7 +218,7 @@ impl Proxy {
             ),
             None => (key.clone().into_bytes(), Fwd::UriMiss),
         };
-        let rq = self.policy.request_directives(&parts);
+        let rq = self.visitor_policy().request_directives(&parts);
         match self.cache.lookup(&lookup_key) {
             Lookup::Fresh(hit) => {
                 if rq.reuse(&hit.value().meta, SystemTime::now()) == Reuse::Revalidate {
@@ -224,15 +243,12 @@ impl Proxy {
                 }
                 if let Some(refresh) = refresh {
                     let this = self.clone();
-                    let (req, key, lookup_key, stored) = (
-                        parts.clone(),
-                        key.clone(),
-                        lookup_key.clone(),
-                        hit.value().clone(),
-                    );
+                    // Revalidated only as this request's variant (see `fill`).
+                    let stored = Some(hit.value().clone()).filter(|c| self.fits(&parts, c));
+                    let (req, key, lookup_key) = (parts.clone(), key.clone(), lookup_key.clone());
                     tokio::spawn(async move {
                         let _ = this
-                            .fetch(&req, &key, &lookup_key, Job::Refresh(refresh), Some(stored))
+                            .fetch(&req, &key, &lookup_key, Job::Refresh(refresh), stored)
                             .await;
                     });
                 }
@@ -242,17 +258,9 @@ impl Proxy {
                 if rq.only_if_cached {
                     return not_cached();
                 }
-                if rq.no_store {
-                    // Nothing of this exchange may be stored (RFC 9111 §5.2.1.5).
-                    drop(fill);
-                    return self.forward(parts, body::empty(), Fwd::Request).await;
-                }
                 self.fill(parts, key, lookup_key, fill, fwd).await
             }
             Lookup::Wait(_) | Lookup::Pass if rq.only_if_cached => not_cached(),
-            Lookup::Wait(_) if rq.no_store => {
-                self.forward(parts, body::empty(), Fwd::Request).await
-            }
             Lookup::Wait(waiter) => {
                 match tokio::time::timeout(self.config.lock_timeout, waiter).await {
                     Ok(Resolved::Hit(hit)) => {
@@ -291,10 +299,6 @@ impl Proxy {
         if rq.only_if_cached {
             return not_cached();
         }
-        if rq.no_store {
-            drop(job);
-            return self.forward(parts, body::empty(), fwd).await;
-        }
         self.complete(parts, key, lookup_key, job, Some(stored), fwd)
             .await
     }
@@ -309,7 +313,9 @@ impl Proxy {
         fill: Fill<Arc<Cached>>,
         fwd: Fwd,
     ) -> Response<Body> {
-        let stored = fill.previous().cloned();
+        // Revalidate the expired copy only if it is this request's variant: a 304 merged into
+        // another variant's response would store it under this one's key.
+        let stored = fill.previous().filter(|c| self.fits(&parts, c)).cloned();
         let fwd = if stored.is_some() { Fwd::Stale } else { fwd };
         self.complete(parts, key, lookup_key, Job::Fill(fill), stored, fwd)
             .await
@@ -355,7 +361,14 @@ impl Proxy {
         }
     }
 
-    /// The origin failed: the stale copy if the origin's windows allow it, else its error.
+    /// Whether `cached` answers this request's variant (always, when it does not vary).
+    fn fits(&self, parts: &request::Parts, cached: &Cached) -> bool {
+        cached.vary.is_empty()
+            || self.policy.vary_key(&cached.vary, &parts.headers) == cached.vary_key
+    }
+
+    /// The origin failed: the stale copy if the origin's windows allow it and it is this
+    /// request's variant, else the origin's error.
     async fn failed(
         &self,
         parts: &request::Parts,
@@ -363,7 +376,7 @@ impl Proxy {
         response: Option<Response<Body>>,
         error: Option<OriginError>,
     ) -> Response<Body> {
-        if let Some(hit) = stale {
+        if let Some(hit) = stale.filter(|h| self.fits(parts, h.value())) {
             let now = SystemTime::now();
             let cached = hit.value().clone();
             let grant = cached
@@ -457,8 +470,8 @@ impl Proxy {
         }
         let store = match self.policy.on_response(&up, &head, sent, received) {
             Ok(store) => store,
-            Err(_) => {
-                job.uncacheable(self.config.pass_hold);
+            Err(why) => {
+                self.give_up(job, &why);
                 return Fetched::Passed(Response::from_parts(head, body::stream(incoming)));
             }
         };
@@ -484,6 +497,16 @@ impl Proxy {
         };
         let status = head.status.as_u16();
         Fetched::Stored(self.store(key, lookup_key, job, &store, head, body), status)
+    }
+
+    /// Completes a ticket whose response is not stored: only the response's own directives may
+    /// make the key pass through for a while; a reason in the request (which a fill's request,
+    /// stripped by `prepare_upstream`, should never have) leaves the entry and its tickets alone.
+    fn give_up(&self, job: Job, why: &DontStore) {
+        match why.cause() {
+            Cause::Response => job.uncacheable(self.config.pass_hold),
+            Cause::Request => drop(job),
+        }
     }
 
     /// Readies a response to store (RFC 9111 §3.1), stores it for `job` and returns it.
@@ -567,12 +590,15 @@ impl Proxy {
         let Ok(merged) = self.policy.merge_304(&stored.parts, &not_modified) else {
             return Fetched::Failed(job.fail(), None, None);
         };
-        let Ok(store) = self.policy.on_response(up, &merged, sent, received) else {
-            job.uncacheable(self.config.pass_hold);
-            return Fetched::Passed(Response::from_parts(
-                merged,
-                body::full(stored.body.clone()),
-            ));
+        let store = match self.policy.on_response(up, &merged, sent, received) {
+            Ok(store) => store,
+            Err(why) => {
+                self.give_up(job, &why);
+                return Fetched::Passed(Response::from_parts(
+                    merged,
+                    body::full(stored.body.clone()),
+                ));
+            }
         };
         let cached = self.store(key, lookup_key, job, &store, merged, stored.body.clone());
         Fetched::Stored(cached, StatusCode::NOT_MODIFIED.as_u16())
@@ -586,9 +612,7 @@ impl Proxy {
         status: Option<CacheStatus>,
     ) -> Response<Body> {
         let cached = hit.value().clone();
-        if !cached.vary.is_empty()
-            && self.policy.vary_key(&cached.vary, &parts.headers) != cached.vary_key
-        {
+        if !self.fits(parts, &cached) {
             // A waiter of a fill for another variant (only before the URL's Vary is known).
             return self
                 .forward(parts.clone(), body::empty(), Fwd::VaryMiss)

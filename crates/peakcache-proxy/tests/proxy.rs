@@ -49,6 +49,8 @@ struct Origin {
     pages: Mutex<Vec<(&'static str, Page)>>,
     /// Requests that carried If-None-Match.
     conditional: AtomicU64,
+    /// Every request received: path, headers, body length.
+    seen: Mutex<Vec<(String, http::HeaderMap, usize)>>,
 }
 
 impl Origin {
@@ -56,8 +58,26 @@ impl Origin {
         self.hits.lock().unwrap().get(path).copied().unwrap_or(0)
     }
 
+    /// The headers of every request the origin got for `path`.
+    fn requests(&self, path: &str) -> Vec<(http::HeaderMap, usize)> {
+        self.seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(p, ..)| p == path)
+            .map(|(_, h, n)| (h.clone(), *n))
+            .collect()
+    }
+
     async fn answer(self: Arc<Self>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_string();
+        let (parts, incoming) = req.into_parts();
+        let received = incoming.collect().await.map_or(0, |b| b.to_bytes().len());
+        self.seen
+            .lock()
+            .unwrap()
+            .push((path.clone(), parts.headers.clone(), received));
+        let req = Request::from_parts(parts, ());
         *self.hits.lock().unwrap().entry(path.clone()).or_default() += 1;
         let n = self.total.fetch_add(1, Ordering::SeqCst) + 1;
         let page = self
@@ -89,7 +109,12 @@ impl Origin {
                     .unwrap();
             }
         }
-        let mut body = format!("{path} #{n} ").into_bytes();
+        let host = req
+            .headers()
+            .get("host")
+            .map(|h| h.to_str().unwrap_or("?").to_owned())
+            .unwrap_or_default();
+        let mut body = format!("{path} #{n} host={host} ").into_bytes();
         body.resize(page.body_len.max(body.len()), b'.');
         let etag = page.etag.map_or_else(|| format!("\"v{n}\""), str::to_owned);
         let mut r = Response::builder()
@@ -192,6 +217,20 @@ impl Rig {
     async fn get_with(&self, path: &str, headers: &[(&str, &str)]) -> Answer {
         self.send_with("GET", format!("{}{path}", self.url), headers)
             .await
+    }
+
+    /// Sends `request` as raw bytes on a new connection and returns everything the proxy
+    /// answers until it closes the connection (send `Connection: close`).
+    async fn raw(&self, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(self.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        s.write_all(request.as_bytes()).await.unwrap();
+        let mut out = Vec::new();
+        let read = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out)).await;
+        assert!(read.is_ok(), "the proxy answered within 5 s");
+        String::from_utf8_lossy(&out).into_owned()
     }
 
     async fn admin(&self, path_and_query: &str) -> Answer {
@@ -509,7 +548,7 @@ async fn rfc9111_4_4_an_unsafe_method_also_forgets_the_copy_kept_for_revalidatio
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc9111_5_2_1_4_request_no_cache_validates_a_fresh_response_first() {
-    let rig = rig(|_| {}).await;
+    let rig = rig(|c| c.honour_request_directives = true).await;
     rig.set(
         "/n",
         Page {
@@ -545,7 +584,7 @@ async fn rfc9111_5_2_1_4_request_no_cache_validates_a_fresh_response_first() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rfc9111_5_2_1_7_only_if_cached_answers_504_on_a_miss_and_serves_a_hit() {
-    let rig = rig(|_| {}).await;
+    let rig = rig(|c| c.honour_request_directives = true).await;
     let miss = rig
         .get_with("/oic", &[("cache-control", "only-if-cached")])
         .await;
@@ -623,4 +662,217 @@ async fn rfc9213_3_cdn_cache_control_is_forwarded_to_clients() {
         .await
         .cache_status
         .starts_with("peakcache; hit"));
+}
+
+/// What one visitor sends never reaches a shared fill, and never switches a key off (issue 10).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_directives_are_ignored_by_default_at_miss_fresh_and_stale() {
+    let rig = rig(|_| {}).await;
+    rig.set("/rd", page("max-age=1, stale-while-revalidate=30"));
+    let hostile: &[(&str, &str)] = &[
+        ("cache-control", "no-store, no-cache, max-age=0"),
+        ("pragma", "no-cache"),
+    ];
+    // Miss: filled for everyone, without the visitor's directives.
+    let first = rig.get_with("/rd", hostile).await;
+    assert_eq!(first.status, 200);
+    // Fresh: served from the cache.
+    let fresh = rig.get_with("/rd", hostile).await;
+    assert!(
+        fresh.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        fresh.cache_status
+    );
+    assert_eq!(rig.origin.count("/rd"), 1);
+    // Stale: served at once, refreshed once in the background, the key keeps caching.
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let stale = rig.get_with("/rd", hostile).await;
+    assert!(
+        stale.cache_status.contains("stale-while-revalidate"),
+        "{}",
+        stale.cache_status
+    );
+    for _ in 0..100 {
+        if rig.origin.count("/rd") == 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for _ in 0..20 {
+        let a = rig.get("/rd").await;
+        assert!(
+            a.cache_status.starts_with("peakcache; hit"),
+            "{}",
+            a.cache_status
+        );
+    }
+    assert_eq!(
+        rig.origin.count("/rd"),
+        2,
+        "one fill and one refresh, no pass"
+    );
+    for (headers, _) in rig.origin.requests("/rd") {
+        assert!(!headers.contains_key("cache-control"), "{headers:?}");
+        assert!(!headers.contains_key("pragma"), "{headers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn authorization_passes_that_visitor_and_leaves_the_entry_alone() {
+    let rig = rig(|_| {}).await;
+    rig.set("/au", page("max-age=60"));
+    let _ = rig.get("/au").await;
+    let authed = rig.get_with("/au", &[("authorization", "Bearer x")]).await;
+    assert!(
+        authed.cache_status.contains("fwd=bypass"),
+        "{}",
+        authed.cache_status
+    );
+    let after = rig.get("/au").await;
+    assert!(
+        after.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        after.cache_status
+    );
+    let seen = rig.origin.requests("/au");
+    assert_eq!(seen.len(), 2);
+    assert!(
+        !seen[0].0.contains_key("authorization"),
+        "the fill carried no credentials"
+    );
+    assert!(
+        seen[1].0.contains_key("authorization"),
+        "the pass carried them"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_range_request_fills_the_whole_page_for_everyone() {
+    let rig = rig(|_| {}).await;
+    rig.set("/rg", page("max-age=60"));
+    let ranged = rig
+        .get_with("/rg", &[("range", "bytes=0-3"), ("if-range", "\"v1\"")])
+        .await;
+    assert_eq!(ranged.status, 200);
+    let plain = rig.get("/rg").await;
+    assert!(
+        plain.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        plain.cache_status
+    );
+    assert_eq!(plain.body.len(), 100);
+    let seen = rig.origin.requests("/rg");
+    assert_eq!(seen.len(), 1);
+    assert!(!seen[0].0.contains_key("range") && !seen[0].0.contains_key("if-range"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9110_7_6_1_connection_cannot_drop_host_or_reach_the_origin() {
+    let rig = rig(|_| {}).await;
+    rig.set("/ch", page("max-age=60"));
+    let a = rig
+        .raw("GET /ch HTTP/1.1\r\nHost: a.test\r\nConnection: host, x-secret, close\r\nX-Secret: 1\r\nTE: trailers\r\n\r\n")
+        .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(
+        a.contains("host=a.test"),
+        "the origin saw the visitor's host: {a}"
+    );
+    let b = rig
+        .raw("GET /ch HTTP/1.1\r\nHost: b.test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert!(b.contains("host=b.test"), "b.test is its own key: {b}");
+    for (headers, _) in rig.origin.requests("/ch") {
+        for gone in ["x-secret", "te", "connection"] {
+            assert!(
+                !headers.contains_key(gone),
+                "{gone} reached the origin: {headers:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_with_a_body_is_filled_bodiless_and_the_origin_does_not_wait() {
+    let rig = rig(|_| {}).await;
+    rig.set("/body", page("max-age=60"));
+    let started = Instant::now();
+    let a = rig
+        .raw("GET /body HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\nExpect: 100-continue\r\nConnection: close\r\n\r\nhello")
+        .await;
+    assert!(a.starts_with("HTTP/1.1 200"), "{a}");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "answered at once"
+    );
+    let seen = rig.origin.requests("/body");
+    assert_eq!(seen.len(), 1);
+    let (headers, body) = &seen[0];
+    assert_eq!(*body, 0);
+    for gone in ["content-length", "transfer-encoding", "expect"] {
+        assert!(!headers.contains_key(gone), "{gone}: {headers:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rfc9110_4_2_4_userinfo_and_bad_ports_are_never_keyed_as_the_bare_host() {
+    let rig = rig(|_| {}).await;
+    rig.set("/hp", page("max-age=60"));
+    for host in ["user@h.test", "h.test:abc"] {
+        let a = rig
+            .raw(&format!(
+                "GET /hp HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+            ))
+            .await;
+        assert!(!a.contains("stored"), "{host} was stored: {a}");
+    }
+    let plain = rig
+        .raw("GET /hp HTTP/1.1\r\nHost: h.test\r\nConnection: close\r\n\r\n")
+        .await;
+    assert!(
+        plain.contains("fwd=uri-miss"),
+        "the bare host was never filled: {plain}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn honoured_request_directives_are_ignored_while_frozen() {
+    let rig = rig(|c| c.honour_request_directives = true).await;
+    rig.set("/fz", page("max-age=60"));
+    let _ = rig.get("/fz").await;
+    let frozen = rig.admin("/freeze").await;
+    assert_eq!(frozen.status, 200);
+    for cc in ["no-cache", "no-store", "max-age=0"] {
+        let a = rig.get_with("/fz", &[("cache-control", cc)]).await;
+        assert!(
+            a.cache_status.starts_with("peakcache; hit"),
+            "{cc}: {}",
+            a.cache_status
+        );
+    }
+    assert_eq!(rig.origin.count("/fz"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_if_error_never_serves_another_variant() {
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/sv",
+        Page {
+            extra: vec![("vary", "accept-language")],
+            ..page("max-age=1, stale-if-error=60")
+        },
+    );
+    let en = rig.get_with("/sv", &[("accept-language", "en")]).await;
+    assert_eq!(en.status, 200);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    rig.origin.failing.store(true, Ordering::SeqCst);
+    let de = rig.get_with("/sv", &[("accept-language", "de")]).await;
+    assert_ne!(
+        de.body, en.body,
+        "the English page was served to a German visitor"
+    );
+    let en_again = rig.get_with("/sv", &[("accept-language", "en")]).await;
+    assert_eq!(en_again.status, 200);
+    assert_eq!(en_again.body, en.body, "its own variant is served stale");
 }

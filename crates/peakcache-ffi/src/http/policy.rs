@@ -59,6 +59,13 @@ pub struct peakcache_http_config {
     /// statuses RFC 9110 §15.1 lets a cache give a heuristic lifetime. Default 0: such a response
     /// is stored stale, reusable only by revalidation or inside stale windows.
     pub default_ttl_ms: u64,
+    /// Act on a request's own `Cache-Control` / `Pragma` (RFC 9111 §5.2.1) for the visitor who
+    /// sent them: `no-store` makes `peakcache_http_key` answer `PEAKCACHE_ERR_NOT_CACHEABLE`
+    /// (forward that request untouched), and `no-cache`, `max-age`, `min-fresh` that rule out
+    /// the stored response make `peakcache_http_serve` answer `PEAKCACHE_HTTP_FORWARD`. Default
+    /// false: ignored for shared entries, as Varnish, Fastly and Cloudflare do. Fills and
+    /// refreshes never carry them either way. Hosts should leave it off while frozen.
+    pub honour_request_directives: bool,
 }
 
 impl Default for peakcache_http_config {
@@ -81,6 +88,7 @@ impl Default for peakcache_http_config {
             grace_sie_ms: 0,
             stale_with_s_maxage: false,
             default_ttl_ms: 0,
+            honour_request_directives: false,
         }
     }
 }
@@ -202,6 +210,7 @@ unsafe fn config(cfg: &peakcache_http_config) -> Result<Config, peakcache_result
     };
     c.stale_with_s_maxage = cfg.stale_with_s_maxage;
     c.heuristic.default_ttl = Duration::from_millis(cfg.default_ttl_ms);
+    c.honour_request_directives = cfg.honour_request_directives;
     Ok(c)
 }
 

@@ -95,7 +95,10 @@ pub(crate) unsafe fn read(
     };
     let path = if path.is_empty() { &b"/"[..] } else { path };
     // SAFETY: the caller promises the header records.
-    let headers = unsafe { header_map(r.headers, r.nheaders, "request.headers") }?;
+    let mut headers = unsafe { header_map(r.headers, r.nheaders, "request.headers") }?;
+    // Before anything reads them: what `Connection` names is for this hop alone, so it shapes
+    // neither the key, nor the variant, nor what a fill sends.
+    peakcache_http::strip_hop_by_hop(&mut headers);
     let uri = target(policy, scheme.as_deref(), authority, path, &headers)?;
     let (mut parts, ()) = http::Request::new(()).into_parts();
     parts.method = method;
@@ -230,12 +233,16 @@ pub unsafe extern "C" fn peakcache_http_variant_key(
     })
 }
 
-/// What to send upstream on a miss, so the origin sees nothing the key leaves out: `*path`
-/// receives the path and query without the ignored (campaign) parameters, `*headers` the
-/// request's fields without the unkeyed ones (`X-Forwarded-Host`, ...) and without the client's
-/// `If-None-Match` / `If-Modified-Since` (answer those with `peakcache_http_serve`), with
-/// `Accept-Encoding` reduced to the coding this cache would pick. Send these instead of the
-/// client's. Both are written only on success.
+/// What a fill or refresh sends upstream, defined once for every host, so the origin sees
+/// nothing of one visitor that the key leaves out: `*path` receives the path and query without
+/// the ignored (campaign) parameters; `*headers` the request's fields without the hop-by-hop
+/// ones and those the visitor's `Connection` names (never `Host`), without the unkeyed ones
+/// (`X-Forwarded-Host`, ...), and without `Range`, `If-Range`, `If-Match`,
+/// `If-Unmodified-Since`, `If-None-Match`, `If-Modified-Since` (answer the client's with
+/// `peakcache_http_serve`), `Cache-Control`, `Pragma`, `Authorization`, `Expect`,
+/// `Content-Length`, `Transfer-Encoding` and `Content-Type`; `Accept-Encoding` is reduced to the
+/// coding this cache would pick. Send these instead of the client's, with the method `GET` and
+/// no body, then apply the operator's own rewrites. Both are written only on success.
 ///
 /// # Safety
 /// As `peakcache_http_key`; `path` and `headers` NULL or writable.

@@ -10,7 +10,7 @@ use crate::entry::peakcache_entry;
 use crate::panic::try_boundary;
 use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID};
 use crate::stats::peakcache_buf;
-use peakcache_http::{CacheStatus, ConditionalAnswer, EntryMeta, Fwd, Policy, StaleUse};
+use peakcache_http::{CacheStatus, ConditionalAnswer, EntryMeta, Fwd, Policy, Reuse, StaleUse};
 use std::ptr::null_mut;
 use std::time::SystemTime;
 
@@ -209,7 +209,9 @@ pub enum peakcache_http_answer_kind {
     /// The client's copy is current: send `304` with `headers`, no body.
     PEAKCACHE_HTTP_SEND_NOT_MODIFIED = 2,
     /// The request has preconditions the cache does not evaluate (`If-Match`,
-    /// `If-Unmodified-Since`): forward it. `headers` is NULL.
+    /// `If-Unmodified-Since`), or request directives the policy honours
+    /// (`peakcache_http_config.honour_request_directives`) rule the stored response out: forward
+    /// this request alone (store nothing, leave the entry as it is). `headers` is NULL.
     PEAKCACHE_HTTP_FORWARD = 3,
 }
 
@@ -258,7 +260,13 @@ pub unsafe extern "C" fn peakcache_http_serve(
         // SAFETY: the caller promises the request.
         let req = unsafe { request::read(p, request) }?;
         let parts = stored_parts(stored)?;
-        let (kind, mut sent) = match p.answer_conditional(&req.parts, &parts) {
+        let now = unix_ms(now_ms);
+        let answer = if p.reuse(&req.parts, &meta, now) == Reuse::Revalidate {
+            ConditionalAnswer::Forward
+        } else {
+            p.answer_conditional(&req.parts, &parts)
+        };
+        let (kind, mut sent) = match answer {
             ConditionalAnswer::NotModified(nm) => (
                 peakcache_http_answer_kind::PEAKCACHE_HTTP_SEND_NOT_MODIFIED,
                 nm,
@@ -278,7 +286,6 @@ pub unsafe extern "C" fn peakcache_http_serve(
                 return Ok(());
             }
         };
-        let now = unix_ms(now_ms);
         let status = cache_status(p, outcome, fwd_status, false, Some(&meta), now);
         p.finish_response(&mut sent.headers, Some(&meta), now, &status);
         let a = peakcache_http_answer {

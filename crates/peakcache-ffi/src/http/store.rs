@@ -107,6 +107,37 @@ pub extern "C" fn peakcache_http_dont_store_str(reason: u32) -> *const c_char {
     })
 }
 
+/// Whose doing a `peakcache_http_dont_store` reason is (`peakcache_http_dont_store_cause`).
+#[repr(u32)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum peakcache_http_cause {
+    /// The response's own directives or status: the host may end the fill or refresh with
+    /// `peakcache_fill_uncacheable` / `peakcache_refresh_uncacheable` (hit-for-pass).
+    PEAKCACHE_HTTP_CAUSE_RESPONSE = 0,
+    /// Something in one visitor's request: serve that request from the origin and give the
+    /// ticket back untouched (`peakcache_fill_abandon`, `peakcache_refresh_abandon`), so no
+    /// visitor can switch a key off for everyone.
+    PEAKCACHE_HTTP_CAUSE_REQUEST = 1,
+}
+
+/// Whose doing a `peakcache_http_dont_store` reason is. `PEAKCACHE_HTTP_STORE` and unknown values
+/// answer `PEAKCACHE_HTTP_CAUSE_RESPONSE`.
+#[no_mangle]
+pub extern "C" fn peakcache_http_dont_store_cause(reason: u32) -> peakcache_http_cause {
+    use peakcache_http_dont_store::*;
+    let request = [
+        PEAKCACHE_HTTP_DONT_STORE_METHOD,
+        PEAKCACHE_HTTP_DONT_STORE_HEAD_REQUEST,
+        PEAKCACHE_HTTP_DONT_STORE_REQUEST_NO_STORE,
+        PEAKCACHE_HTTP_DONT_STORE_AUTHORIZATION,
+    ];
+    if request.iter().any(|r| *r as u32 == reason) {
+        peakcache_http_cause::PEAKCACHE_HTTP_CAUSE_REQUEST
+    } else {
+        peakcache_http_cause::PEAKCACHE_HTTP_CAUSE_RESPONSE
+    }
+}
+
 /// What `peakcache_http_on_response` and `peakcache_http_revalidate` decided.
 #[repr(C)]
 #[derive(Clone, Copy, Debug)]
