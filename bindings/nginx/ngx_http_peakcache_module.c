@@ -107,11 +107,13 @@ typedef struct {
     ngx_msec_t                     pass_hold;
     size_t                         max_object_size;
     ngx_uint_t                     origin_concurrency;
+    ngx_flag_t                     honour_request_directives;
 
     ngx_http_peakcache_zone_t     *purge;
     ngx_http_peakcache_zone_t     *status_page;
 
     peakcache_http_policy         *policy;
+    peakcache_http_policy         *frozen_policy;  /* request directives ignored */
 } ngx_http_peakcache_loc_conf_t;
 
 
@@ -147,8 +149,8 @@ typedef struct {
 typedef struct {
     peakcache_http_policy         *policy;
     uint32_t                       hash;
-    ngx_uint_t                     flags;         /* https, Host header */
-    ngx_str_t                      host;
+    ngx_uint_t                     https;
+    ngx_str_t                      host;          /* the authority */
     ngx_str_t                      uri;
     ngx_str_t                      key;
 } ngx_http_peakcache_key_memo_t;
@@ -166,6 +168,7 @@ typedef struct {
     ngx_http_peakcache_zone_t     *zone;
     ngx_http_peakcache_loc_conf_t *conf;
     ngx_str_t                      key;
+    ngx_str_t                      authority;
 
     peakcache_fill                *fill;
     peakcache_refresh             *refresh;
@@ -179,7 +182,9 @@ typedef struct {
     ngx_queue_t                    queue;
     ngx_msec_t                     deadline;
 
-    peakcache_http_request         req;
+    peakcache_http_policy         *policy;   /* the location's, or frozen_policy */
+    peakcache_http_request         req;      /* the visitor's */
+    peakcache_http_request         sent;     /* the fill's or refresh's */
     peakcache_entry               *entry;    /* the entry served */
     ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
     ngx_str_t                      method_name;
@@ -254,6 +259,8 @@ static void ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
     ngx_http_peakcache_memo_t *m);
 static void ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m);
 static void ngx_http_peakcache_memo_clear(void);
+static ngx_int_t ngx_http_peakcache_headers_view(ngx_http_request_t *r,
+    peakcache_http_request *req);
 static ngx_int_t ngx_http_peakcache_copy_buf(ngx_http_request_t *r,
     peakcache_buf *buf, ngx_str_t *out);
 static ngx_int_t ngx_http_peakcache_variant_key(ngx_http_request_t *r,
@@ -296,9 +303,17 @@ static ngx_chain_t * ngx_http_peakcache_body_chain(ngx_http_request_t *r,
     const uint8_t *body, size_t len);
 static ngx_int_t ngx_http_peakcache_send_entry(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
+static ngx_int_t ngx_http_peakcache_authority(ngx_http_request_t *r,
+    ngx_str_t *authority);
+static ngx_uint_t ngx_http_peakcache_keyed_by_target(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_key(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_origin_failed(ngx_http_request_t *r);
+static void ngx_http_peakcache_not_stored(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, uint32_t reason);
+static void ngx_http_peakcache_give_back(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const char *reason);
 static void ngx_http_peakcache_give_up(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, const char *reason);
 static void ngx_http_peakcache_fail(ngx_http_request_t *r,
@@ -357,8 +372,10 @@ static char *ngx_http_peakcache(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_peakcache_url_key(ngx_http_request_t *r,
     ngx_http_peakcache_loc_conf_t *plcf, ngx_str_t *url, ngx_str_t *key);
 static void ngx_http_peakcache_policy_cleanup(void *data);
-static ngx_int_t ngx_http_peakcache_create_policy(ngx_conf_t *cf,
-    ngx_http_peakcache_loc_conf_t *conf);
+static ngx_int_t ngx_http_peakcache_create_policies(ngx_conf_t *cf,
+    ngx_http_peakcache_loc_conf_t *prev, ngx_http_peakcache_loc_conf_t *conf);
+static peakcache_http_policy *ngx_http_peakcache_policy(ngx_conf_t *cf,
+    peakcache_http_config *hcf);
 
 
 static ngx_str_t  ngx_http_peakcache_status_names[] = {
@@ -457,6 +474,13 @@ static ngx_command_t  ngx_http_peakcache_commands[] = {
       ngx_conf_set_num_slot,
       NGX_HTTP_LOC_CONF_OFFSET,
       offsetof(ngx_http_peakcache_loc_conf_t, origin_concurrency),
+      NULL },
+
+    { ngx_string("peakcache_honour_request_directives"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, honour_request_directives),
       NULL },
 
     { ngx_string("peakcache_purge"),
@@ -581,6 +605,13 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
     ctx = ngx_http_peakcache_create_ctx(r, plcf->zone, plcf);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->policy != plcf->frozen_policy
+        && peakcache_is_frozen(plcf->zone->cache))
+    {
+        /* what is stored is served as it is: no visitor's directive counts */
+        ctx->policy = plcf->frozen_policy;
     }
 
     ctx->outcome = PEAKCACHE_HTTP_PASS;
@@ -1022,6 +1053,8 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
     }
 
     sctx->key = ctx->key;
+    sctx->authority = ctx->authority;
+    sctx->policy = ctx->policy;
     sctx->req = ctx->req;
     sctx->viewed = 1;
     ngx_str_set(&sctx->req.method, "GET");
@@ -1121,10 +1154,6 @@ static ngx_int_t
 ngx_http_peakcache_request_view(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_uint_t              i, n;
-    ngx_list_part_t        *part;
-    ngx_table_elt_t        *h;
-    peakcache_http_header  *hh;
     peakcache_http_request *req;
 
     if (ctx->viewed) {
@@ -1132,6 +1161,57 @@ ngx_http_peakcache_request_view(ngx_http_request_t *r,
     }
 
     req = &ctx->req;
+
+    if (ngx_http_peakcache_headers_view(r, req) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    req->method.data = r->method_name.data;
+    req->method.len = r->method_name.len;
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        req->scheme.data = (const uint8_t *) "https";
+        req->scheme.len = sizeof("https") - 1;
+    } else
+#endif
+    {
+        req->scheme.data = (const uint8_t *) "http";
+        req->scheme.len = sizeof("http") - 1;
+    }
+
+    if (ctx->authority.data == NULL
+        && ngx_http_peakcache_authority(r, &ctx->authority) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    req->authority.data = ctx->authority.data;
+    req->authority.len = ctx->authority.len;
+
+    req->path.data = r->unparsed_uri.data;
+    req->path.len = r->unparsed_uri.len;
+
+    if (ctx->head) {
+        /* a HEAD miss is filled by GET */
+        req->method.data = (const uint8_t *) "GET";
+        req->method.len = 3;
+    }
+
+    ctx->viewed = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_headers_view(ngx_http_request_t *r,
+    peakcache_http_request *req)
+{
+    ngx_uint_t              i, n;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
+    peakcache_http_header  *hh;
 
     n = 0;
     for (part = &r->headers_in.headers.part; part; part = part->next) {
@@ -1168,37 +1248,6 @@ ngx_http_peakcache_request_view(ngx_http_request_t *r,
 
     req->headers = hh;
     req->nheaders = n;
-
-    req->method.data = r->method_name.data;
-    req->method.len = r->method_name.len;
-
-#if (NGX_HTTP_SSL)
-    if (r->connection->ssl) {
-        req->scheme.data = (const uint8_t *) "https";
-        req->scheme.len = sizeof("https") - 1;
-    } else
-#endif
-    {
-        req->scheme.data = (const uint8_t *) "http";
-        req->scheme.len = sizeof("http") - 1;
-    }
-
-    if (r->headers_in.host == NULL) {
-        /* HTTP/2 and absolute request targets name the host elsewhere */
-        req->authority.data = r->headers_in.server.data;
-        req->authority.len = r->headers_in.server.len;
-    }
-
-    req->path.data = r->unparsed_uri.data;
-    req->path.len = r->unparsed_uri.len;
-
-    if (ctx->head) {
-        /* a HEAD miss is filled by GET */
-        req->method.data = (const uint8_t *) "GET";
-        req->method.len = 3;
-    }
-
-    ctx->viewed = 1;
 
     return NGX_OK;
 }
@@ -1249,7 +1298,7 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
     }
 
     buf = NULL;
-    rc = peakcache_http_variant_key(ctx->conf->policy, &ctx->req, vary, len,
+    rc = peakcache_http_variant_key(ctx->policy, &ctx->req, vary, len,
                                     &buf);
     if (rc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
@@ -1322,7 +1371,7 @@ ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    prc = peakcache_http_upstream_request(ctx->conf->policy, &ctx->req, &pbuf,
+    prc = peakcache_http_upstream_request(ctx->policy, &ctx->req, &pbuf,
                                           &list);
     if (prc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, prc,
@@ -1353,7 +1402,7 @@ ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     }
 
     if (ctx->revalidate
-        && peakcache_http_revalidation_headers(ctx->conf->policy,
+        && peakcache_http_revalidation_headers(ctx->policy,
                                                ctx->revalidate, &reval)
            == PEAKCACHE_OK
         && peakcache_http_headers_items(reval, &ritems, &nreval)
@@ -1392,6 +1441,18 @@ ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
         if (ngx_http_peakcache_push_header(r, &ritems[i]) == NULL) {
             goto done;
         }
+    }
+
+    /* what was sent: the store decision is about it, not the visitor's */
+
+    ctx->sent = ctx->req;
+    ctx->sent.method.data = (const uint8_t *) "GET";
+    ctx->sent.method.len = 3;
+    ctx->sent.path.data = r->unparsed_uri.data;
+    ctx->sent.path.len = r->unparsed_uri.len;
+
+    if (ngx_http_peakcache_headers_view(r, &ctx->sent) != NGX_OK) {
+        goto done;
     }
 
     rc = NGX_OK;
@@ -1622,8 +1683,9 @@ ngx_http_peakcache_header_shortcut(ngx_http_request_t *r, ngx_table_elt_t *h)
 /*
  * The answer to a request that has none of the conditional fields the HTTP
  * layer evaluates (If-None-Match, If-Modified-Since, If-Match,
- * If-Unmodified-Since): for a GET or HEAD it is the stored response with Age
- * and Cache-Status, whatever else the request holds.
+ * If-Unmodified-Since): for a GET or HEAD, under a policy that ignores request
+ * directives, it is the stored response with Age and Cache-Status, whatever
+ * else the request holds.
  */
 
 static ngx_uint_t
@@ -1649,7 +1711,10 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
 
     now = ngx_http_peakcache_now();
 
-    if (ctx->outcome == PEAKCACHE_HTTP_HIT && ngx_http_peakcache_plain(r)) {
+    if (ctx->outcome == PEAKCACHE_HTTP_HIT
+        && ctx->policy == ctx->conf->frozen_policy
+        && ngx_http_peakcache_plain(r))
+    {
 
         m = ngx_http_peakcache_memo_get(r, ctx, entry, body_len, now);
 
@@ -1667,7 +1732,7 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    rc = peakcache_http_serve(ctx->conf->policy, &ctx->req, entry,
+    rc = peakcache_http_serve(ctx->policy, &ctx->req, entry,
                               (uint32_t) ctx->outcome,
                               (uint16_t) ctx->fwd_status, now, &a);
     if (rc != PEAKCACHE_OK) {
@@ -1753,7 +1818,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
 
     if (m
         && m->id == id
-        && m->policy == ctx->conf->policy
+        && m->policy == ctx->policy
         && now >= m->valid_from
         && now < m->valid_until)
     {
@@ -1766,7 +1831,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     req.method.data = (const uint8_t *) "GET";
     req.method.len = 3;
 
-    rc = peakcache_http_serve(ctx->conf->policy, &req, entry, PEAKCACHE_HTTP_HIT,
+    rc = peakcache_http_serve(ctx->policy, &req, entry, PEAKCACHE_HTTP_HIT,
                               0, now, &a);
     if (rc != PEAKCACHE_OK) {
         return NULL;
@@ -1822,7 +1887,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
 
     m->refs = 1;
     m->id = id;
-    m->policy = ctx->conf->policy;
+    m->policy = ctx->policy;
     m->headers = a.headers;
     m->valid_from = now;
     m->valid_until = lo + 1;
@@ -2016,6 +2081,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ngx_uint_t                     status;
     const uint8_t                 *vary;
     peakcache_result               rc;
+    peakcache_http_request        *sent;
     peakcache_http_decision        d;
     peakcache_http_response_head   head;
 
@@ -2037,22 +2103,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
 
     if (r->upstream == NULL || r->upstream->headers_in.status_n != status) {
         /* not the origin's answer (an error page, a redirect) */
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "peakcache: \"%V\" not stored: not the upstream's "
-                      "response", &ctx->key);
-
-        if (ctx->fill) {
-            peakcache_fill_abandon(ctx->fill);
-            ctx->fill = NULL;
-        }
-
-        if (ctx->refresh) {
-            peakcache_refresh_abandon(ctx->refresh);
-            ctx->refresh = NULL;
-        }
-
-        ngx_http_peakcache_fill_done(ctx);
-
+        ngx_http_peakcache_give_back(r, ctx, "not the upstream's response");
         return NGX_OK;
     }
 
@@ -2076,11 +2127,13 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    sent = ctx->sent.method.len ? &ctx->sent : &ctx->req;
+
     ngx_memzero(&d, sizeof(peakcache_http_decision));
 
     if (status == NGX_HTTP_NOT_MODIFIED && ctx->refresh && ctx->revalidate) {
 
-        rc = peakcache_http_revalidate(ctx->conf->policy, &ctx->req,
+        rc = peakcache_http_revalidate(ctx->policy, sent,
                                        ctx->revalidate, &head,
                                        ctx->request_time,
                                        ngx_http_peakcache_now(), &d);
@@ -2104,8 +2157,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         }
 
         if (d.reason != PEAKCACHE_HTTP_STORE) {
-            ngx_http_peakcache_give_up(r, ctx,
-                                       peakcache_http_dont_store_str(d.reason));
+            ngx_http_peakcache_not_stored(r, ctx, d.reason);
             return NGX_OK;
         }
 
@@ -2126,7 +2178,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    rc = peakcache_http_on_response(ctx->conf->policy, &ctx->req, &head,
+    rc = peakcache_http_on_response(ctx->policy, sent, &head,
                                     ctx->request_time,
                                     ngx_http_peakcache_now(), &d);
     if (rc != PEAKCACHE_OK) {
@@ -2137,8 +2189,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     }
 
     if (d.reason != PEAKCACHE_HTTP_STORE) {
-        ngx_http_peakcache_give_up(r, ctx,
-                                   peakcache_http_dont_store_str(d.reason));
+        ngx_http_peakcache_not_stored(r, ctx, d.reason);
         return NGX_OK;
     }
 
@@ -2240,7 +2291,7 @@ ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
     peakcache_buf  *buf;
 
     buf = NULL;
-    rc = peakcache_http_variant_key(ctx->conf->policy, &ctx->req, vary, vlen,
+    rc = peakcache_http_variant_key(ctx->policy, &ctx->req, vary, vlen,
                                     &buf);
     if (rc != PEAKCACHE_OK) {
         return NGX_ERROR;
@@ -2447,17 +2498,27 @@ ngx_http_peakcache_policy_cleanup(void *data)
 }
 
 
-static ngx_int_t
-ngx_http_peakcache_create_policy(ngx_conf_t *cf,
-    ngx_http_peakcache_loc_conf_t *conf)
-{
-    peakcache_result        rc;
-    ngx_pool_cleanup_t     *cln;
-    peakcache_http_config   hcf;
+/*
+ * The location's HTTP policy and, when it honours request directives, its
+ * twin that ignores them, used while the zone is frozen.  A location whose
+ * settings are its parent's shares the parent's.
+ */
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
+static ngx_int_t
+ngx_http_peakcache_create_policies(ngx_conf_t *cf,
+    ngx_http_peakcache_loc_conf_t *prev, ngx_http_peakcache_loc_conf_t *conf)
+{
+    peakcache_http_config  hcf;
+
+    if (prev->policy
+        && prev->default_ttl == conf->default_ttl
+        && prev->default_swr == conf->default_swr
+        && prev->default_sie == conf->default_sie
+        && prev->honour_request_directives == conf->honour_request_directives)
+    {
+        conf->policy = prev->policy;
+        conf->frozen_policy = prev->frozen_policy;
+        return NGX_OK;
     }
 
     (void) peakcache_http_config_default(&hcf);
@@ -2466,17 +2527,50 @@ ngx_http_peakcache_create_policy(ngx_conf_t *cf,
     hcf.default_swr_ms = conf->default_swr;
     hcf.default_sie_ms = conf->default_sie;
 
-    rc = peakcache_http_policy_new(&hcf, &conf->policy);
-    if (rc != PEAKCACHE_OK) {
-        ngx_http_peakcache_log_error(NGX_LOG_EMERG, cf->log, rc,
-                                     "creating the HTTP policy failed");
+    conf->frozen_policy = ngx_http_peakcache_policy(cf, &hcf);
+    if (conf->frozen_policy == NULL) {
         return NGX_ERROR;
     }
 
-    cln->handler = ngx_http_peakcache_policy_cleanup;
-    cln->data = conf->policy;
+    if (!conf->honour_request_directives) {
+        conf->policy = conf->frozen_policy;
+        return NGX_OK;
+    }
+
+    hcf.honour_request_directives = true;
+
+    conf->policy = ngx_http_peakcache_policy(cf, &hcf);
+    if (conf->policy == NULL) {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
+}
+
+
+static peakcache_http_policy *
+ngx_http_peakcache_policy(ngx_conf_t *cf, peakcache_http_config *hcf)
+{
+    peakcache_result        rc;
+    ngx_pool_cleanup_t     *cln;
+    peakcache_http_policy  *policy;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    rc = peakcache_http_policy_new(hcf, &policy);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_EMERG, cf->log, rc,
+                                     "creating the HTTP policy failed");
+        return NULL;
+    }
+
+    cln->handler = ngx_http_peakcache_policy_cleanup;
+    cln->data = policy;
+
+    return policy;
 }
 
 
@@ -2534,6 +2628,7 @@ ngx_http_peakcache_create_ctx(ngx_http_request_t *r,
     ctx->request = r;
     ctx->zone = zone;
     ctx->conf = plcf;
+    ctx->policy = plcf->policy;
 
     cln->handler = ngx_http_peakcache_cleanup;
     cln->data = ctx;
@@ -3019,11 +3114,91 @@ ngx_http_peakcache_send_entry(ngx_http_request_t *r,
 /* the HTTP layer: key and store decision */
 
 /*
- * The key is a function of the request target alone (the scheme, the Host
- * header or the server name, the method class and the target as received):
- * each worker keeps the keys it computed, so a hit asks the HTTP layer for
- * nothing.  Requests with the operator's peakcache_key are not memoized.
+ * The authority a request is keyed by: the host nginx routed it by
+ * (headers_in.server: the request line's host for an absolute target, else
+ * the Host field's, lowercased, without a trailing dot) with the port that
+ * came with it.  A Host field that disagrees with an absolute target names
+ * what was not served, so it is not what is keyed.
  */
+
+static ngx_int_t
+ngx_http_peakcache_authority(ngx_http_request_t *r, ngx_str_t *authority)
+{
+    u_char     *p, *last;
+    ngx_str_t   port, *host, *server;
+
+    server = &r->headers_in.server;
+    host = r->headers_in.host ? &r->headers_in.host->value : NULL;
+    ngx_str_null(&port);
+
+    if (r->host_end) {
+        host = NULL;
+
+        if (r->port_end) {
+            port.data = r->host_end + 1;
+            port.len = r->port_end - port.data;
+        }
+
+    } else if (host) {
+        p = host->data;
+        last = host->data + host->len;
+
+        if (p < last && *p == '[') {
+            p = ngx_strlchr(p, last, ']');
+        }
+
+        p = p ? ngx_strlchr(p, last, ':') : NULL;
+
+        if (p) {
+            port.data = p + 1;
+            port.len = last - port.data;
+        }
+    }
+
+    if (port.len == 0) {
+        *authority = *server;
+        return NGX_OK;
+    }
+
+    if (host
+        && host->len == server->len + 1 + port.len
+        && ngx_strncmp(host->data, server->data, server->len) == 0)
+    {
+        /* the usual case: the Host field is already "host:port" */
+        *authority = *host;
+        return NGX_OK;
+    }
+
+    authority->len = server->len + 1 + port.len;
+    authority->data = ngx_pnalloc(r->pool, authority->len);
+    if (authority->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(authority->data, "%V:%V", server, &port);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A request the HTTP layer keys by its target alone (the scheme, the
+ * authority, the method class and the target as received): one without
+ * Authorization (such a request has no key), under a policy that ignores
+ * request directives (else Cache-Control: no-store has none either), without
+ * the operator's peakcache_key.  Each worker keeps the keys it computed for
+ * those, so a hit asks the HTTP layer for nothing.
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_keyed_by_target(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    return ctx->conf->key == NULL
+           && r->headers_in.authorization == NULL
+           && ctx->policy == ctx->conf->frozen_policy;
+}
+
 
 static ngx_int_t
 ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
@@ -3032,58 +3207,51 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     size_t                           size;
     uint32_t                         hash;
     ngx_str_t                       *host;
-    ngx_uint_t                       flags, slot;
+    ngx_uint_t                       https, memo, slot;
     peakcache_buf                   *buf;
     peakcache_result                 rc;
     ngx_http_peakcache_key_memo_t   *k;
 
-    host = NULL;
-    hash = 0;
-    flags = 0;
-    slot = 0;
+    if (ngx_http_peakcache_authority(r, &ctx->authority) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-    if (ctx->conf->key == NULL) {
-
-        if (r->headers_in.host) {
-            host = &r->headers_in.host->value;
-            flags |= 2;
-
-        } else {
-            host = &r->headers_in.server;
-        }
+    host = &ctx->authority;
+    https = 0;
 
 #if (NGX_HTTP_SSL)
-        if (r->connection->ssl) {
-            flags |= 1;
-        }
+    if (r->connection->ssl) {
+        https = 1;
+    }
 #endif
 
-        hash = ngx_murmur_hash2(r->unparsed_uri.data, r->unparsed_uri.len)
-               ^ (ngx_murmur_hash2(host->data, host->len) * 0x9e3779b1)
-               ^ (uint32_t) flags;
+    hash = ngx_murmur_hash2(r->unparsed_uri.data, r->unparsed_uri.len)
+           ^ (ngx_murmur_hash2(host->data, host->len) * 0x9e3779b1)
+           ^ (uint32_t) https;
 
-        slot = hash & (NGX_HTTP_PEAKCACHE_KEY_SLOTS - 1);
-        k = ngx_http_peakcache_keys[slot];
+    slot = hash & (NGX_HTTP_PEAKCACHE_KEY_SLOTS - 1);
+    memo = ngx_http_peakcache_keyed_by_target(r, ctx);
+    k = ngx_http_peakcache_keys[slot];
 
-        if (k
-            && k->hash == hash
-            && k->flags == flags
-            && k->policy == ctx->conf->policy
-            && k->uri.len == r->unparsed_uri.len
-            && k->host.len == host->len
-            && ngx_memcmp(k->uri.data, r->unparsed_uri.data, k->uri.len) == 0
-            && ngx_memcmp(k->host.data, host->data, k->host.len) == 0)
-        {
-            ctx->key.data = ngx_pnalloc(r->pool, k->key.len);
-            if (ctx->key.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
-            ctx->key.len = k->key.len;
-
-            return NGX_OK;
+    if (memo
+        && k
+        && k->hash == hash
+        && k->https == https
+        && k->policy == ctx->policy
+        && k->uri.len == r->unparsed_uri.len
+        && k->host.len == host->len
+        && ngx_memcmp(k->uri.data, r->unparsed_uri.data, k->uri.len) == 0
+        && ngx_memcmp(k->host.data, host->data, k->host.len) == 0)
+    {
+        ctx->key.data = ngx_pnalloc(r->pool, k->key.len);
+        if (ctx->key.data == NULL) {
+            return NGX_ERROR;
         }
+
+        ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
+        ctx->key.len = k->key.len;
+
+        return NGX_OK;
     }
 
     if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
@@ -3091,7 +3259,7 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     }
 
     buf = NULL;
-    rc = peakcache_http_key(ctx->conf->policy, &ctx->req, &buf);
+    rc = peakcache_http_key(ctx->policy, &ctx->req, &buf);
 
     if (rc == PEAKCACHE_ERR_NOT_CACHEABLE || rc == PEAKCACHE_ERR_MALFORMED) {
         ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
@@ -3122,7 +3290,7 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
     size = host->len + r->unparsed_uri.len + ctx->key.len;
 
-    if (size > NGX_HTTP_PEAKCACHE_KEY_MAX) {
+    if (!memo || size > NGX_HTTP_PEAKCACHE_KEY_MAX) {
         return NGX_OK;
     }
 
@@ -3134,9 +3302,9 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
     p = (u_char *) (k + 1);
 
-    k->policy = ctx->conf->policy;
+    k->policy = ctx->policy;
     k->hash = hash;
-    k->flags = flags;
+    k->https = https;
     k->host.data = p;
     k->host.len = host->len;
     p = ngx_cpymem(p, host->data, host->len);
@@ -3185,6 +3353,61 @@ ngx_http_peakcache_origin_failed(ngx_http_request_t *r)
 
 /* the response as it leaves the upstream, before gzip, SSI and add_header */
 
+
+/*
+ * A response the HTTP layer does not store.  Only the response's own reasons
+ * may make the key pass through for a while (hit-for-pass); a reason found in
+ * this one visitor's request leaves the entry, its refresh ticket and its
+ * waiters as they were.
+ */
+
+static void
+ngx_http_peakcache_not_stored(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, uint32_t reason)
+{
+    if (peakcache_http_dont_store_cause(reason) == PEAKCACHE_HTTP_CAUSE_REQUEST)
+    {
+        ngx_http_peakcache_give_back(r, ctx,
+                                     peakcache_http_dont_store_str(reason));
+        return;
+    }
+
+    ngx_http_peakcache_give_up(r, ctx, peakcache_http_dont_store_str(reason));
+}
+
+
+/* the tickets given back untouched: a waiter, or the next lookup, fills */
+
+static void
+ngx_http_peakcache_give_back(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const char *reason)
+{
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "peakcache: \"%V\" not stored: %s", &ctx->key, reason);
+
+    if (ctx->fill) {
+        peakcache_fill_abandon(ctx->fill);
+        ctx->fill = NULL;
+    }
+
+    if (ctx->marker) {
+        peakcache_fill_abandon(ctx->marker);
+        ctx->marker = NULL;
+    }
+
+    if (ctx->refresh) {
+        peakcache_refresh_abandon(ctx->refresh);
+        ctx->refresh = NULL;
+    }
+
+    peakcache_http_store_free(ctx->store);
+    ctx->store = NULL;
+
+    ngx_http_peakcache_fill_done(ctx);
+}
+
+
+/* the key passes through for peakcache_pass_hold (hit-for-pass) */
 
 static void
 ngx_http_peakcache_give_up(ngx_http_request_t *r,
@@ -3404,7 +3627,7 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
         }
 
         if (h[i].hash
-            && !peakcache_http_forward_field(ctx->conf->policy, h[i].key.data,
+            && !peakcache_http_forward_field(ctx->policy, h[i].key.data,
                                              h[i].key.len))
         {
             h[i].hash = 0;
@@ -3412,7 +3635,7 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     }
 
     buf = NULL;
-    rc = peakcache_http_cache_status(ctx->conf->policy, (uint32_t) ctx->outcome,
+    rc = peakcache_http_cache_status(ctx->policy, (uint32_t) ctx->outcome,
                                      (uint16_t) r->headers_out.status,
                                      ctx->stored ? true : false, NULL,
                                      ngx_http_peakcache_now(), &buf);
@@ -4190,6 +4413,7 @@ ngx_http_peakcache_create_loc_conf(ngx_conf_t *cf)
     conf->pass_hold = NGX_CONF_UNSET_MSEC;
     conf->max_object_size = NGX_CONF_UNSET_SIZE;
     conf->origin_concurrency = NGX_CONF_UNSET_UINT;
+    conf->honour_request_directives = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -4214,17 +4438,13 @@ ngx_http_peakcache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1024 * 1024);
     ngx_conf_merge_uint_value(conf->origin_concurrency,
                               prev->origin_concurrency, 0);
+    ngx_conf_merge_value(conf->honour_request_directives,
+                         prev->honour_request_directives, 0);
 
-    if (conf->zone || conf->purge) {
-        if (prev->policy
-            && prev->default_swr == conf->default_swr
-            && prev->default_sie == conf->default_sie)
-        {
-            conf->policy = prev->policy;
-
-        } else if (ngx_http_peakcache_create_policy(cf, conf) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
+    if ((conf->zone || conf->purge)
+        && ngx_http_peakcache_create_policies(cf, prev, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (conf->zone) {

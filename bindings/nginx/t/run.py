@@ -110,6 +110,11 @@ class Origin:
                     if origin.down:
                         status, body = 503, b"origin down\n"
                         headers["Cache-Control"] = "no-store"
+                elif path.startswith("/nostore"):
+                    headers["Cache-Control"] = "no-store"
+                elif path.startswith("/cookie"):
+                    headers["Cache-Control"] = "max-age=60"
+                    headers["Set-Cookie"] = "sid=%d" % n
                 elif path.startswith("/private"):
                     time.sleep(0.3)
                     headers["Cache-Control"] = "private"
@@ -227,6 +232,12 @@ http {{
             include fastcgi_params;
             fastcgi_param SCRIPT_FILENAME {php_app};
             fastcgi_pass unix:{fpm_sock};
+        }}
+        location /honour/ {{
+            peakcache {zone};
+            peakcache_honour_request_directives on;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
         }}
         location /purge {{
             allow 127.0.0.1;
@@ -738,6 +749,103 @@ class T:
         time.sleep(0.2)
         s, h, b = self.get(k)
         assert h["x-cache"] == "HIT" and int(h["age"]) <= 1 and b == b"/val-load0 v1\n", (h, b)
+
+    # no visitor switches a key off: request-side reasons serve that visitor alone
+
+    VISITOR_QUIRKS = [("no-store", {"Cache-Control": "no-store"}),
+                      ("no-cache", {"Cache-Control": "no-cache"}),
+                      ("pragma", {"Pragma": "no-cache"}),
+                      ("max-age0", {"Cache-Control": "max-age=0"}),
+                      ("auth", {"Authorization": "Basic dXNlcjpwYXNz"}),
+                      ("range", {"Range": "bytes=0-3"})]
+
+    def assert_served_from_cache(self, path, body):
+        for _ in range(3):
+            s, h, b = self.get(path)
+            assert s == 200 and h["x-cache"] == "HIT" and b == body, (path, s, h, b)
+
+    def assert_quirk_answer(self, name, path, res, cached):
+        s, h, b = res
+        if name == "auth":
+            # passed to the origin untouched, as the visitor sent it
+            assert h["x-cache"] == "BYPASS", (path, h)
+            req = self.o.requests(path)[-1]
+            assert fields(req, "Authorization") == ["Basic dXNlcjpwYXNz"], req
+        elif name == "range" and cached:
+            assert s == 206 and b == cached[:4], (path, s, h, b)
+        else:
+            assert s == 200 and b.startswith(path.encode()), (path, s, h, b)
+
+    def test_request_quirks_at_miss_never_switch_a_key_off(self):
+        for name, quirk in self.VISITOR_QUIRKS:
+            path = "/rq-miss-" + name
+            self.assert_quirk_answer(name, path, self.get(path, headers=quirk), None)
+            self.get(path)  # the fill (a visitor with a quirk may have filled already)
+            n = self.o.count(path)
+            assert n <= 2, (path, n)
+            self.assert_served_from_cache(path, ("%s v1 n%d\n" % (path, n)).encode())
+            assert self.o.count(path) == n
+
+    def test_request_quirks_when_fresh_never_switch_a_key_off(self):
+        for name, quirk in self.VISITOR_QUIRKS:
+            path = "/rq-fresh-" + name
+            _, _, body = self.get(path)
+            self.assert_quirk_answer(name, path, self.get(path, headers=quirk), body)
+            self.assert_served_from_cache(path, body)
+            assert self.o.count(path) == (2 if name == "auth" else 1), (path, self.o.count(path))
+
+    def test_request_quirks_when_stale_never_switch_a_key_off(self):
+        paths = ["/swr-rq-" + name for name, _ in self.VISITOR_QUIRKS]
+        bodies = [self.get(p)[2] for p in paths]
+        time.sleep(1.2)
+        for (name, quirk), path, body in zip(self.VISITOR_QUIRKS, paths, bodies):
+            self.assert_quirk_answer(name, path, self.get(path, headers=quirk), body)
+        # the one refresh of each (started by the quirky visitor, or by the next one)
+        for path in paths:
+            s, h, b = self.get(path)
+            assert s == 200 and h["x-cache"] in ("HIT", "UPDATING"), (path, h)
+        time.sleep(0.5)
+        for (name, _), path in zip(self.VISITOR_QUIRKS, paths):
+            n = self.o.count(path)
+            assert n == (3 if name == "auth" else 2), (path, n)
+            self.assert_served_from_cache(path, ("%s v1 n%d\n" % (path, n)).encode())
+
+    def test_request_quirks_never_hold_waiters(self):
+        # a slow fill in flight: visitors with quirks never take it over nor pass the key
+        res = [None] * 13
+        quirks = [{}] * 7 + [q for _, q in self.VISITOR_QUIRKS]
+
+        def one(i):
+            res[i] = request(self.p, "/slow-rq", headers=quirks[i])
+
+        ts = [threading.Thread(target=one, args=(i,)) for i in range(len(quirks))]
+        ts[0].start()
+        time.sleep(0.1)
+        for t in ts[1:]:
+            t.start()
+        for t in ts:
+            t.join(10)
+        assert all(r and r[0] in (200, 206) for r in res), [r and r[:2] for r in res]
+        assert self.o.count("/slow-rq") == 2, self.o.count("/slow-rq")  # the fill, Authorization
+        self.assert_served_from_cache("/slow-rq", b"/slow-rq v1 n1\n")
+
+    def test_response_directives_still_pass(self):
+        for path in ("/private-x", "/nostore-x", "/cookie-x"):
+            for _ in range(2):
+                s, h, _ = self.get(path)
+                assert h["x-cache"] == "MISS", (path, h)
+            assert self.o.count(path) == 2, (path, self.o.count(path))
+
+    def test_honour_request_directives_on(self):
+        _, _, body = self.get("/honour/p")
+        s, h, b = self.get("/honour/p", headers={"Cache-Control": "no-cache"})
+        assert s == 200 and b == b"/honour/p v1 n2\n", (s, h, b)  # this visitor: the origin
+        s, h, b = self.get("/honour/p", headers={"Cache-Control": "no-store"})
+        assert h["x-cache"] == "BYPASS" and b == b"/honour/p v1 n3\n", (h, b)
+        s, h, b = self.get("/honour/p", headers={"Pragma": "no-cache"})
+        assert b == b"/honour/p v1 n4\n", (h, b)
+        self.assert_served_from_cache("/honour/p", body)  # the entry was left alone
+        assert self.o.count("/honour/p") == 4
 
     def test_hit_age_advances(self):
         # hits are answered from a per-worker memo: Age and Cache-Status must still move
