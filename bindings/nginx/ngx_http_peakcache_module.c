@@ -217,6 +217,7 @@ typedef struct {
     unsigned                       viewed:1;
     unsigned                       head:1;   /* a HEAD miss filled by GET */
     unsigned                       unsent:1; /* no upstream request made */
+    unsigned                       redirected:1;  /* internally, once */
 } ngx_http_peakcache_ctx_t;
 
 
@@ -319,6 +320,8 @@ static void ngx_http_peakcache_give_up(ngx_http_request_t *r,
 static void ngx_http_peakcache_fail(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_commit(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_invalidate(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_header(ngx_http_request_t *r,
@@ -2014,7 +2017,11 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
         p = r->headers_out.content_type.data;
         len = r->headers_out.content_type.len;
 
-        if (r->headers_out.charset.len) {
+        /* as nginx's header filter: a charset not in the value already */
+
+        if (r->headers_out.content_type_len == r->headers_out.content_type.len
+            && r->headers_out.charset.len)
+        {
             len += sizeof("; charset=") - 1 + r->headers_out.charset.len;
 
             p = ngx_pnalloc(r->pool, len);
@@ -2101,8 +2108,14 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (r->upstream == NULL || r->upstream->headers_in.status_n != status) {
-        /* not the origin's answer (an error page, a redirect) */
+    if (ctx->redirected
+        || r->upstream == NULL
+        || r->upstream->headers_in.status_n != status)
+    {
+        /*
+         * Not the origin's answer to the requested URL: an error_page, an
+         * X-Accel-Redirect or another internal redirect answered instead.
+         */
         ngx_http_peakcache_give_back(r, ctx, "not the upstream's response");
         return NGX_OK;
     }
@@ -2426,9 +2439,9 @@ ngx_http_peakcache_url_key(ngx_http_request_t *r,
     ngx_http_peakcache_loc_conf_t *plcf, ngx_str_t *url, ngx_str_t *key)
 {
     u_char                  *p, *last;
+    ngx_str_t                authority;
     peakcache_buf           *buf;
     peakcache_result         rc;
-    peakcache_http_header    host;
     peakcache_http_request   req;
 
     ngx_memzero(&req, sizeof(peakcache_http_request));
@@ -2465,18 +2478,22 @@ ngx_http_peakcache_url_key(ngx_http_request_t *r,
         req.path.len = last - p;
 
     } else {
-        /* a path: the host of the purge request */
+        /* a path: on the purge request's own scheme and authority */
         req.path.data = url->data;
         req.path.len = url->len;
 
-        if (r->headers_in.host) {
-            host.name = (const uint8_t *) "host";
-            host.name_len = 4;
-            host.value = r->headers_in.host->value.data;
-            host.value_len = r->headers_in.host->value.len;
-            req.headers = &host;
-            req.nheaders = 1;
+#if (NGX_HTTP_SSL)
+        if (r->connection->ssl) {
+            ngx_str_set(&req.scheme, "https");
         }
+#endif
+
+        if (ngx_http_peakcache_authority(r, &authority) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        req.authority.data = authority.data;
+        req.authority.len = authority.len;
     }
 
     buf = NULL;
@@ -2599,6 +2616,7 @@ ngx_http_peakcache_get_ctx(ngx_http_request_t *r)
 
             if (ctx->request == r) {
                 ngx_http_set_ctx(r, ctx, ngx_http_peakcache_module);
+                ctx->redirected = 1;
                 return ctx;
             }
         }
@@ -3546,6 +3564,57 @@ ngx_http_peakcache_commit(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 }
 
 
+/*
+ * An unsafe request answered without an error (RFC 9111 section 4.4): its
+ * target, and the same-origin Location and Content-Location of the answer,
+ * are removed with every variant (each is tagged with its primary key).
+ */
+
+static void
+ngx_http_peakcache_invalidate(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    size_t                         i, n;
+    ngx_uint_t                     found;
+    peakcache_result               rc;
+    peakcache_http_keys           *keys;
+    const peakcache_bytes         *items;
+    peakcache_http_response_head   head;
+
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK
+        || ngx_http_peakcache_response_view(r, &head) != NGX_OK)
+    {
+        return;
+    }
+
+    keys = NULL;
+
+    rc = peakcache_http_invalidations(ctx->policy, &ctx->req, &head, &keys);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
+                                     "no keys to invalidate");
+        return;
+    }
+
+    if (peakcache_http_keys_items(keys, &items, &n) == PEAKCACHE_OK) {
+
+        for (i = 0; i < n; i++) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "peakcache invalidates \"%*s\"", items[i].len,
+                           items[i].data);
+
+            (void) ngx_http_peakcache_purge_one(ctx->zone,
+                                                NGX_HTTP_PEAKCACHE_PURGE_URL, 0,
+                                                (u_char *) items[i].data,
+                                                items[i].len, &found,
+                                                r->connection->log);
+        }
+    }
+
+    peakcache_http_keys_free(keys);
+}
+
+
 /* filters */
 
 static ngx_int_t
@@ -3607,6 +3676,10 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
     if (r != r->main || ctx->outcome == 0) {
         return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx->outcome == PEAKCACHE_HTTP_METHOD) {
+        ngx_http_peakcache_invalidate(r, ctx);
     }
 
     /* a forwarded response: without this cache's own fields, with its status */
@@ -3781,6 +3854,7 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
     static u_char     usage[] =
         "usage: ?url=<url or /path> | ?tag=<tag> | ?key=<key> | "
         "Surrogate-Key: <tags>; add &soft=1 for a soft purge" CRLF;
+    static u_char     methods[] = "purge with PURGE or POST" CRLF;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_peakcache_module);
     zone = plcf->purge;
@@ -3788,6 +3862,28 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (r->method != NGX_HTTP_POST
+        && (r->method_name.len != sizeof("PURGE") - 1
+            || ngx_strncmp(r->method_name.data, "PURGE", 5) != 0))
+    {
+        /* never a GET: a page's image or link in a browser must not purge */
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "PURGE, POST");
+
+        return ngx_http_peakcache_send_text(r, NGX_HTTP_NOT_ALLOWED, &text,
+                                            methods, sizeof(methods) - 1);
     }
 
     soft = (ngx_http_arg(r, (u_char *) "soft", 4, &arg) == NGX_OK
@@ -3816,17 +3912,15 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /*
+         * Decoded once: "%2B" is "+", and "+" stays "+" (a URL's "+" is no
+         * space, and a key keeps its target's bytes as received).
+         */
+
         what.data = p;
         start = arg.data;
         ngx_unescape_uri(&p, &start, arg.len, 0);
         what.len = p - what.data;
-
-        /* a "+" in a query component is a space */
-        for (i = 0; i < what.len; i++) {
-            if (what.data[i] == '+') {
-                what.data[i] = ' ';
-            }
-        }
     }
 
     if (type == NGX_HTTP_PEAKCACHE_PURGE_KEY
@@ -4237,6 +4331,8 @@ static ngx_int_t
 ngx_http_peakcache_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    u_char                    *p;
+    size_t                     i;
     ngx_http_peakcache_ctx_t  *ctx;
 
     ctx = ngx_http_peakcache_get_ctx(r);
@@ -4246,11 +4342,26 @@ ngx_http_peakcache_key_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /*
+     * A variant's key holds control bytes (a NUL before its Vary part, a
+     * newline between fields): shown as spaces, so the value is safe in a
+     * header or a log.
+     */
+
+    v->data = ngx_pnalloc(r->pool, ctx->key.len);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ctx->key.len;
+
+    for (p = v->data, i = 0; i < ctx->key.len; i++) {
+        *p++ = ctx->key.data[i] < 0x20 ? ' ' : ctx->key.data[i];
+    }
+
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
-    v->len = ctx->key.len;
-    v->data = ctx->key.data;
 
     return NGX_OK;
 }

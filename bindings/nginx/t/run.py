@@ -60,6 +60,25 @@ class Origin:
             def do_HEAD(self):
                 self.do_GET()
 
+            # unsafe methods: the status and Location the test asks for (X-Answer, X-Location)
+            def do_POST(self):
+                path = self.path.split("?")[0]
+                self.read_body()
+                with origin.lock:
+                    origin.counts[path] = origin.counts.get(path, 0) + 1
+                    origin.seen.setdefault(path, []).append({
+                        "method": self.command, "headers": list(self.headers.items()),
+                        "body": b"", "waited": 0, "t": time.time()})
+                self.send_response(int(self.headers.get("X-Answer", "200")))
+                for name in ("Location", "Content-Location"):
+                    if self.headers.get("X-" + name):
+                        self.send_header(name, self.headers["X-" + name])
+                self.send_header("Content-Length", "3")
+                self.end_headers()
+                self.wfile.write(b"ok\n")
+
+            do_PUT = do_DELETE = do_PATCH = do_POST
+
             def read_body(self):
                 # what a real server does: wait for the bytes Content-Length announces
                 n = int(self.headers.get("Content-Length") or 0)
@@ -101,6 +120,8 @@ class Origin:
                     headers["Cache-Control"] = "max-age=1, stale-while-revalidate=30"
                     if n > 1:
                         time.sleep(0.3)
+                elif path.startswith("/sw2"):
+                    headers["Cache-Control"] = "max-age=2, stale-while-revalidate=30"
                 elif path.startswith("/sie"):
                     headers["Cache-Control"] = "max-age=1, stale-if-error=60"
                     if origin.down == "close":
@@ -126,6 +147,12 @@ class Origin:
                     body = ("%s v%d\n" % (path, origin.version)).encode()
                     if self.headers.get("If-None-Match") == headers["ETag"]:
                         status, body = 304, b""
+                elif path.startswith("/missing"):
+                    status, body = 404, b"origin 404\n"
+                    headers["Cache-Control"] = "max-age=60"
+                elif path.startswith("/xaccel"):
+                    headers["Cache-Control"] = "max-age=60"
+                    headers["X-Accel-Redirect"] = "/accel-files/secret.txt"
                 elif path.startswith("/etag"):
                     headers["Cache-Control"] = "max-age=60"
                     headers["ETag"] = '"v1"'
@@ -218,6 +245,7 @@ http {{
             peakcache_max_object_size 1m;
             add_header X-Cache $peakcache_status always;
             add_header X-Pid $pid always;
+            add_header X-Key $peakcache_key always;
             proxy_pass http://127.0.0.1:{origin};
         }}
         location /nc/ {{
@@ -232,6 +260,22 @@ http {{
             include fastcgi_params;
             fastcgi_param SCRIPT_FILENAME {php_app};
             fastcgi_pass unix:{fpm_sock};
+        }}
+        location /ep/ {{
+            peakcache {zone};
+            peakcache_default_ttl 60s;
+            proxy_intercept_errors on;
+            error_page 404 /errors/404.html;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /errors/ {{
+            internal;
+            root {prefix}/static;
+        }}
+        location /accel-files/ {{
+            internal;
+            root {prefix}/static;
         }}
         location /honour/ {{
             peakcache {zone};
@@ -303,7 +347,7 @@ http {{
 PHP_APP = r"""<?php
 file_put_contents(__DIR__ . '/requests.log',
     $_SERVER['REQUEST_METHOD'] . ' ' . $_SERVER['REQUEST_URI'] . "\n", FILE_APPEND | LOCK_EX);
-header('Cache-Control: max-age=1, stale-while-revalidate=30');
+header('Cache-Control: max-age=2, stale-while-revalidate=30');
 header('Content-Type: text/plain');
 echo 'page ', $_SERVER['REQUEST_URI'], ' for ', $_SERVER['REQUEST_METHOD'], "\n";
 """
@@ -366,6 +410,14 @@ class Nginx:
                                port=self.port, origin=origin.port, zone=self.zone,
                                fpm_sock=fpm.sock if fpm else "", php_app=fpm.app if fpm else "")
         shutil.copy(FASTCGI_PARAMS, self.prefix)
+        # files nginx serves itself, a year old: storable by heuristic freshness
+        for name, text in (("errors/404.html", "error page\n"),
+                           ("accel-files/secret.txt", "internal file\n")):
+            path = os.path.join(self.prefix, "static", name)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, "w") as f:
+                f.write(text)
+            os.utime(path, (time.time() - 365 * 86400,) * 2)
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
@@ -689,7 +741,7 @@ class T:
         assert s == 200 and h["x-cache"] == "MISS" and b == b"", (s, h)
         s, h, b = self.get(uri, method="HEAD")
         assert s == 200 and h["x-cache"] == "HIT", (s, h)
-        time.sleep(1.2)
+        time.sleep(2.2)  # max-age=2: stale, and fresh again for a second once refreshed
         s, h, b = self.get(uri, method="HEAD")
         assert s == 200 and h["x-cache"] == "UPDATING" and b == b"", (s, h)
         deadline = time.time() + 3
@@ -700,6 +752,7 @@ class T:
         s, h, b = self.get(uri)
         assert s == 200 and h["x-cache"] == "HIT", (s, h)
         assert b == b"page /php/monitored for GET\n", b
+        assert h["content-type"] == "text/plain;charset=UTF-8", h  # as PHP sent it
         # the visitors' own method is what nginx logs
         deadline = time.time() + 2
         while True:
@@ -712,15 +765,15 @@ class T:
                        "GET %s HIT" % uri], log
 
     def test_head_at_stale_through_proxy(self):
-        self.get("/swr-head")
-        time.sleep(1.2)
-        s, h, b = self.get("/swr-head", method="HEAD")
+        self.get("/sw2-head")
+        time.sleep(2.2)
+        s, h, b = self.get("/sw2-head", method="HEAD")
         assert s == 200 and h["x-cache"] == "UPDATING" and b == b"", (s, h)
-        assert self.o.wait_count("/swr-head", 2) == 2
-        assert [r["method"] for r in self.o.requests("/swr-head")] == ["GET", "GET"]
-        time.sleep(0.4)  # the slow refresh's commit
-        s, h, b = self.get("/swr-head")
-        assert h["x-cache"] == "HIT" and b == b"/swr-head v1 n2\n", (h, b)
+        assert self.o.wait_count("/sw2-head", 2) == 2
+        assert [r["method"] for r in self.o.requests("/sw2-head")] == ["GET", "GET"]
+        time.sleep(0.1)  # the refresh's commit
+        s, h, b = self.get("/sw2-head")
+        assert h["x-cache"] == "HIT" and b == b"/sw2-head v1 n2\n", (h, b)
 
     # an everyday origin: validators, and a 304 to a conditional refresh
 
@@ -795,16 +848,17 @@ class T:
             assert self.o.count(path) == (2 if name == "auth" else 1), (path, self.o.count(path))
 
     def test_request_quirks_when_stale_never_switch_a_key_off(self):
-        paths = ["/swr-rq-" + name for name, _ in self.VISITOR_QUIRKS]
+        # max-age=2: a renewed entry stays fresh while the test reads it (Date has seconds)
+        paths = ["/sw2-rq-" + name for name, _ in self.VISITOR_QUIRKS]
         bodies = [self.get(p)[2] for p in paths]
-        time.sleep(1.2)
+        time.sleep(2.2)
         for (name, quirk), path, body in zip(self.VISITOR_QUIRKS, paths, bodies):
             self.assert_quirk_answer(name, path, self.get(path, headers=quirk), body)
         # the one refresh of each (started by the quirky visitor, or by the next one)
         for path in paths:
             s, h, b = self.get(path)
             assert s == 200 and h["x-cache"] in ("HIT", "UPDATING"), (path, h)
-        time.sleep(0.5)
+        time.sleep(0.3)
         for (name, _), path in zip(self.VISITOR_QUIRKS, paths):
             n = self.o.count(path)
             assert n == (3 if name == "auth" else 2), (path, n)
@@ -867,11 +921,11 @@ class T:
 
     def test_purge_url_hard_and_soft(self):
         self.get("/pu")
-        s, h, b = self.get("/purge?url=/pu")
+        s, h, b = self.get("/purge?url=/pu", method="PURGE")
         assert s == 200 and json.loads(b)["found"] is True, b
         s, h, _ = self.get("/pu")
         assert h["x-cache"] == "MISS" and self.o.count("/pu") == 2, h
-        s, h, b = self.get("/purge?url=/pu&soft=1")
+        s, h, b = self.get("/purge?url=/pu&soft=1", method="POST")
         assert s == 200, b
         s, h, _ = self.get("/pu")
         assert h["x-cache"] == "UPDATING", h  # served stale, refreshed in the background
@@ -881,19 +935,90 @@ class T:
     def test_purge_tag_hard_and_soft(self):
         self.get("/tag1")
         self.get("/tag2")
-        s, _, b = self.get("/purge?tag=t-1")
+        s, _, b = self.get("/purge?tag=t-1", method="PURGE")
         assert s == 200, b
         assert self.get("/tag1")[1]["x-cache"] == "MISS"
         assert self.get("/tag2")[1]["x-cache"] == "HIT"
         s, _, b = self.get("/purge", headers={"Surrogate-Key": "all-tags"}, method="POST")
         assert s == 200, b
         assert self.get("/tag2")[1]["x-cache"] == "MISS"
-        s, _, b = self.get("/purge?tag=all-tags&soft=1")
+        s, _, b = self.get("/purge?tag=all-tags&soft=1", method="PURGE")
         assert self.get("/tag2")[1]["x-cache"] == "UPDATING"
 
     def test_purge_denied(self):
-        s, _, _ = self.get("/purge-denied?url=/pu")
+        s, _, _ = self.get("/purge-denied?url=/pu", method="PURGE")
         assert s == 403, s
+
+    def test_purge_takes_purge_and_post_only(self):
+        # a page in an intranet browser (GET, HEAD, a form's PUT...) never purges
+        self.get("/pm")
+        for method in ("GET", "HEAD", "PUT", "DELETE", "OPTIONS"):
+            s, h, _ = self.get("/purge?url=/pm", method=method)
+            assert s == 405 and h.get("allow") == "PURGE, POST", (method, s, h)
+        assert self.get("/pm")[1]["x-cache"] == "HIT"
+
+    def test_purge_url_with_scheme_and_encoding(self):
+        host = "127.0.0.1:%d" % self.p
+        for path in ("/pe-a%2Bb", "/pe-a+b", "/pe-c?q=1+2"):
+            self.get(path)
+        cases = [("http%3A%2F%2F" + host + "%2Fpe-a%252Bb", "/pe-a%2Bb"),  # %2B stays in the key
+                 ("%2Fpe-a%2Bb", "/pe-a+b"),                               # decoded once: +
+                 ("/pe-c?q=1+2", "/pe-c?q=1+2")]                           # + is not a space
+        for url, path in cases:
+            s, _, b = self.get("/purge?url=" + url, method="PURGE")
+            assert s == 200 and json.loads(b)["found"] is True, (url, b)
+            assert json.loads(b)["target"] == "GET http://%s%s" % (host, path), (url, b)
+            assert self.get(path)[1]["x-cache"] == "MISS", path
+        # the scheme of an absolute URL is kept: an https key is not this http page
+        s, _, b = self.get("/purge?url=https://%s/pe-c?q=1+2" % host, method="PURGE")
+        assert s == 200 and json.loads(b)["target"].startswith("GET https://"), b
+        assert json.loads(b)["found"] is False, b
+        assert self.get("/pe-c?q=1+2")[1]["x-cache"] == "HIT"
+
+    # keys and invalidation
+
+    def test_key_is_the_host_nginx_routed(self):
+        # an absolute target is routed by its own host, whatever the Host field says
+        out, _ = raw_exchange(self.p, b"GET http://site.example/kh HTTP/1.1\r\n"
+                              b"Host: other.example\r\n\r\n", 1)
+        assert out and out[0][1]["x-key"] == "GET http://site.example/kh", out
+        s, h, _ = self.get("/kh", headers={"Host": "Site.Example."})
+        assert h["x-cache"] == "HIT" and h["x-key"] == "GET http://site.example/kh", h
+        s, h, _ = self.get("/kh", headers={"Host": "other.example"})
+        assert h["x-cache"] == "MISS", h
+        s, h, _ = self.get("/kh", headers={"Host": "site.example:8080"})
+        assert h["x-key"] == "GET http://site.example:8080/kh", h
+        assert self.o.count("/kh") == 3
+
+    def test_unsafe_methods_invalidate(self):
+        host = "127.0.0.1:%d" % self.p
+        for path in ("/inv-target", "/inv-loc", "/inv-cloc", "/inv-kept", "/vary-inv"):
+            self.get(path)
+        self.get("/vary-inv", headers={"Accept-Encoding": "gzip"})
+        for method, path, hdrs in (
+                ("POST", "/inv-target", {"X-Location": "/inv-loc",
+                                         "X-Content-Location": "http://%s/inv-cloc" % host}),
+                ("PUT", "/vary-inv", {}),
+                ("DELETE", "/inv-kept", {"X-Answer": "404"}),        # an error: nothing
+                ("PATCH", "/inv-other", {"X-Location": "http://elsewhere.example/inv-kept"})):
+            s, h, _ = self.get(path, method=method, headers=hdrs)
+            assert s == int(hdrs.get("X-Answer", 200)), (method, path, s)
+        for path in ("/inv-target", "/inv-loc", "/inv-cloc", "/vary-inv"):
+            assert self.get(path)[1]["x-cache"] == "MISS", path
+        assert self.get("/vary-inv", headers={"Accept-Encoding": "gzip"})[1]["x-cache"] == "MISS"
+        assert self.get("/inv-kept")[1]["x-cache"] == "HIT"
+
+    def test_error_page_never_stored_as_the_url(self):
+        for _ in range(2):
+            s, h, b = self.get("/ep/missing")
+            assert s == 404 and b == b"error page\n", (s, b)
+        assert self.o.count("/ep/missing") == 2
+
+    def test_x_accel_redirect_never_stored_as_the_url(self):
+        for _ in range(2):
+            s, h, b = self.get("/xaccel")
+            assert s == 200 and b == b"internal file\n", (s, b)
+        assert self.o.count("/xaccel") == 2
 
     def test_status_json_and_prometheus(self):
         s, h, b = self.get("/status")
@@ -967,7 +1092,7 @@ class Shared:
         for _ in range(12):
             self.get("/sh-purge")
         assert self.o.count("/sh-purge") == 1
-        s, _, b = self.get("/purge?url=/sh-purge")
+        s, _, b = self.get("/purge?url=/sh-purge", method="PURGE")
         assert s == 200 and json.loads(b)["found"] is True, b
         res = [self.get("/sh-purge") for _ in range(16)]
         assert [h["x-cache"] for _, h, _ in res] == ["MISS"] + ["HIT"] * 15, \
