@@ -284,8 +284,13 @@ static ngx_int_t ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, const uint8_t *vary, size_t vlen);
+static ngx_int_t ngx_http_peakcache_renew(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_http_request *sent,
+    peakcache_http_response_head *head);
 static ngx_int_t ngx_http_peakcache_swap(ngx_http_request_t *r,
-    ngx_http_peakcache_ctx_t *ctx, ngx_uint_t status);
+    ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_previous(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_http_peakcache_ctx_t * ngx_http_peakcache_get_ctx(
     ngx_http_request_t *r);
 static ngx_http_peakcache_ctx_t * ngx_http_peakcache_create_ctx(
@@ -782,6 +787,8 @@ ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
     ctx->fill = fill;
     ctx->request_time = ngx_http_peakcache_now();
 
+    ngx_http_peakcache_previous(r, ctx);
+
     if (r->method == NGX_HTTP_HEAD) {
         /*
          * A HEAD answer has no body to store: the fill fetches GET (as
@@ -819,6 +826,41 @@ ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A key past its stale windows may still hold its last response: the fill
+ * asks the origin whether it changed (a conditional request from its
+ * validators), and a 304 renews it.  Not for a client with preconditions the
+ * cache does not evaluate (If-Match, If-Unmodified-Since): the renewed page
+ * could not answer them.
+ */
+
+static void
+ngx_http_peakcache_previous(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    peakcache_entry  *prev;
+
+    if (r->headers_in.if_match || r->headers_in.if_unmodified_since) {
+        return;
+    }
+
+    prev = NULL;
+
+    if (peakcache_fill_previous(ctx->fill, &prev) != PEAKCACHE_OK
+        || prev == NULL)
+    {
+        return;
+    }
+
+    if (peakcache_entry_flags(prev) & NGX_HTTP_PEAKCACHE_VARY_MARKER) {
+        peakcache_entry_free(prev);
+        return;
+    }
+
+    ctx->revalidate = prev;
 }
 
 
@@ -2098,7 +2140,15 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         ngx_http_peakcache_fail(r, ctx);
 
         if (ctx->stale && r == r->main) {
-            return ngx_http_peakcache_swap(r, ctx, status);
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "peakcache: origin failed (%ui), serving a stale "
+                          "\"%V\"", status, &ctx->key);
+
+            ctx->status = NGX_HTTP_PEAKCACHE_STALE;
+            ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
+            ctx->fwd_status = status;
+
+            return ngx_http_peakcache_swap(r, ctx);
         }
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -2144,51 +2194,8 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
 
     ngx_memzero(&d, sizeof(peakcache_http_decision));
 
-    if (status == NGX_HTTP_NOT_MODIFIED && ctx->refresh && ctx->revalidate) {
-
-        rc = peakcache_http_revalidate(ctx->policy, sent,
-                                       ctx->revalidate, &head,
-                                       ctx->request_time,
-                                       ngx_http_peakcache_now(), &d);
-
-        if (rc == PEAKCACHE_ERR_VALIDATOR_MISMATCH) {
-            /* another version: a later lookup refreshes unconditionally */
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "peakcache: 304 for another version of \"%V\"",
-                          &ctx->key);
-            peakcache_refresh_abandon(ctx->refresh);
-            ctx->refresh = NULL;
-            ngx_http_peakcache_origin_done(ctx);
-            return NGX_OK;
-        }
-
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
-                                         "merging the 304 failed");
-            ngx_http_peakcache_give_up(r, ctx, "could not merge the 304");
-            return NGX_OK;
-        }
-
-        if (d.reason != PEAKCACHE_HTTP_STORE) {
-            ngx_http_peakcache_not_stored(r, ctx, d.reason);
-            return NGX_OK;
-        }
-
-        ctx->store = d.store;
-        ctx->ttl = d.ttl_ms;
-        ctx->swr = d.swr_ms;
-        ctx->sie = d.sie_ms;
-
-        rc = peakcache_http_store_response(ctx->store, &ctx->resp);
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_give_up(r, ctx, "could not build the response");
-            return NGX_OK;
-        }
-
-        ctx->status = NGX_HTTP_PEAKCACHE_REVALIDATED;
-        ngx_http_peakcache_commit(r, ctx);
-
-        return NGX_OK;
+    if (status == NGX_HTTP_NOT_MODIFIED && ctx->revalidate) {
+        return ngx_http_peakcache_renew(r, ctx, sent, &head);
     }
 
     rc = peakcache_http_on_response(ctx->policy, sent, &head,
@@ -2371,18 +2378,107 @@ ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
 }
 
 
+/*
+ * A 304 to the validators of a stored response (a refresh, or the fill of a
+ * key past its stale windows): the stored response is renewed with the 304's
+ * fields.  A fill's client asked for the page, not for a 304: it is sent the
+ * renewed entry, or the one the origin confirmed when it cannot be renewed.
+ */
+
 static ngx_int_t
-ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
-    ngx_uint_t status)
+ngx_http_peakcache_renew(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    peakcache_http_request *sent, peakcache_http_response_head *head)
+{
+    ngx_uint_t               fill;
+    peakcache_entry         *entry;
+    peakcache_result         rc;
+    peakcache_http_decision  d;
+
+    fill = (ctx->fill != NULL && r == r->main);
+
+    ngx_memzero(&d, sizeof(peakcache_http_decision));
+
+    rc = peakcache_http_revalidate(ctx->policy, sent, ctx->revalidate, head,
+                                   ctx->request_time, ngx_http_peakcache_now(),
+                                   &d);
+
+    if (rc == PEAKCACHE_ERR_VALIDATOR_MISMATCH) {
+        /* another version: a later lookup fetches it unconditionally */
+        ngx_http_peakcache_give_back(r, ctx, "304 for another version");
+
+    } else if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "merging the 304 failed");
+        ngx_http_peakcache_give_back(r, ctx, "could not merge the 304");
+
+    } else if (d.reason != PEAKCACHE_HTTP_STORE) {
+        ngx_http_peakcache_not_stored(r, ctx, d.reason);
+
+    } else {
+        ctx->store = d.store;
+        ctx->ttl = d.ttl_ms;
+        ctx->swr = d.swr_ms;
+        ctx->sie = d.sie_ms;
+
+        if (peakcache_http_store_response(ctx->store, &ctx->resp)
+            != PEAKCACHE_OK)
+        {
+            ngx_http_peakcache_give_back(r, ctx,
+                                         "could not build the response");
+
+        } else {
+            ctx->status = NGX_HTTP_PEAKCACHE_REVALIDATED;
+            ngx_http_peakcache_commit(r, ctx);
+        }
+    }
+
+    if (!fill) {
+        return NGX_OK;
+    }
+
+    entry = NULL;
+
+    if (ctx->status != NGX_HTTP_PEAKCACHE_REVALIDATED
+        || peakcache_get(ctx->zone->cache, ctx->key.data, ctx->key.len, &entry)
+           != PEAKCACHE_OK)
+    {
+        entry = NULL;
+    }
+
+    if (entry == NULL
+        && peakcache_entry_clone(ctx->revalidate, &entry) != PEAKCACHE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->stale = entry;
+    ctx->status = NGX_HTTP_PEAKCACHE_REVALIDATED;
+    ctx->outcome = PEAKCACHE_HTTP_REVALIDATED;
+    ctx->fwd_status = NGX_HTTP_NOT_MODIFIED;
+
+    /* just confirmed by the origin: no request directive asks for more */
+    ctx->policy = ctx->conf->frozen_policy;
+
+    return ngx_http_peakcache_swap(r, ctx);
+}
+
+
+/*
+ * The client is sent ctx->stale instead of the upstream's answer (a
+ * stale-if-error entry, or a renewed one): its headers now, its body by the
+ * body filter, which drops the upstream's.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
     size_t           len;
     ngx_int_t        rc;
+    ngx_uint_t       status;
     ngx_list_t       trailers;
     const uint8_t   *body;
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "peakcache: origin failed (%ui), serving a stale \"%V\"",
-                  status, &ctx->key);
+    status = r->headers_out.status;
 
     trailers = r->headers_out.trailers;
     ngx_memzero(&r->headers_out, sizeof(ngx_http_headers_out_t));
@@ -2399,10 +2495,6 @@ ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     r->headers_out.last_modified_time = -1;
     r->err_status = 0;
 
-    ctx->status = NGX_HTTP_PEAKCACHE_STALE;
-    ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
-    ctx->fwd_status = status;
-
     rc = ngx_http_peakcache_answer(r, ctx, ctx->stale, NGX_MAX_SIZE_T_VALUE);
 
     if (rc == NGX_ERROR) {
@@ -2410,7 +2502,7 @@ ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     }
 
     if (rc == NGX_DECLINED) {
-        /* nothing else to send: the client gets a bare error */
+        /* nothing else to send: the client gets the bare upstream status */
         r->headers_out.status = status;
         r->headers_out.content_length_n = 0;
         r->header_only = 1;

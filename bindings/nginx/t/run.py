@@ -139,9 +139,10 @@ class Origin:
                 elif path.startswith("/private"):
                     time.sleep(0.3)
                     headers["Cache-Control"] = "private"
-                elif path.startswith("/val"):
+                elif path.startswith("/val") or path.startswith("/vexp"):
                     # an everyday origin: validators, and a 304 to a conditional request
-                    headers["Cache-Control"] = "max-age=2, stale-while-revalidate=30"
+                    headers["Cache-Control"] = ("max-age=1" if path.startswith("/vexp") else
+                                                "max-age=2, stale-while-revalidate=30")
                     headers["ETag"] = '"%s-v%d"' % (name, origin.version)
                     headers["Last-Modified"] = "Sat, 05 Dec 2026 10:00:00 GMT"
                     body = ("%s v%d\n" % (path, origin.version)).encode()
