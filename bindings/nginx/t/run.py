@@ -29,6 +29,7 @@ NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 MODULE = os.environ.get("PEAKCACHE_MODULE",
                         os.path.join(ROOT, "target/nginx/ngx_http_peakcache_module.so"))
 PHP_FPM = os.environ.get("PHP_FPM", "php-fpm8.2")
+LIBPEAKCACHE = os.environ.get("PEAKCACHE_LIB", os.path.join(ROOT, "target/release/libpeakcache.a"))
 FASTCGI_PARAMS = "/etc/nginx/fastcgi_params"
 
 
@@ -467,6 +468,23 @@ def request(port, path, method="GET", headers=None, timeout=10):
         c.close()
 
 
+_freeze_tool = []
+
+
+def freeze(ngx, on):
+    """Freezes (or thaws) a running nginx's default zone from outside, as any process attached
+    to its region may: bindings/nginx/t/freeze.c, built once per run."""
+    if not _freeze_tool:
+        exe = os.path.join(tempfile.mkdtemp(prefix="peakcache-freeze-"), "freeze")
+        subprocess.run(["cc", "-I", os.path.join(ROOT, "include"), "-o", exe,
+                        os.path.join(ROOT, "bindings/nginx/t/freeze.c"), LIBPEAKCACHE,
+                        "-lpthread", "-ldl", "-lm"], check=True)
+        _freeze_tool.append(exe)
+    # the zone's settings: size=32m, peakcache_max_object_size 1m (+64 KiB), lock 5 s
+    subprocess.run([_freeze_tool[0], ngx.region, str(32 << 20), str((1 << 20) + (64 << 10)),
+                    "5000", "on" if on else "off"], check=True)
+
+
 def fields(req, name):
     """The values of every `name` line of a request the origin received."""
     return [v for k, v in req["headers"] if k.lower() == name.lower()]
@@ -901,6 +919,38 @@ class T:
         assert b == b"/honour/p v1 n4\n", (h, b)
         self.assert_served_from_cache("/honour/p", body)  # the entry was left alone
         assert self.o.count("/honour/p") == 4
+
+    def test_request_directives_ignored_while_frozen(self):
+        _, _, body = self.get("/honour/frozen")
+        freeze(self.ngx, True)
+        try:
+            for quirk in ({"Cache-Control": "no-cache"}, {"Cache-Control": "no-store"},
+                          {"Pragma": "no-cache"}, {"Cache-Control": "max-age=0"}):
+                s, h, b = self.get("/honour/frozen", headers=quirk)
+                assert s == 200 and h["x-cache"] == "HIT" and b == body, (quirk, h, b)
+        finally:
+            freeze(self.ngx, False)
+        s, h, b = self.get("/honour/frozen", headers={"Cache-Control": "no-cache"})
+        assert b == b"/honour/frozen v1 n2\n", (h, b)  # thawed: honoured again
+        assert self.o.count("/honour/frozen") == 2
+
+    def test_config_test_touches_no_region(self):
+        # nginx -t with a zone the live region could not take, and a new one: nothing opened
+        before = os.stat(self.ngx.region)
+        fresh = os.path.join(self.ngx.prefix, "new.shm")
+        with open(self.ngx.conf) as f:
+            conf = f.read().replace("%s size=32m" % self.ngx.zone, "%s size=64m" % self.ngx.zone)
+        conf = conf.replace("other.shm", "new.shm")
+        path = os.path.join(self.ngx.prefix, "test.conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        r = subprocess.run([NGINX, "-t", "-p", self.ngx.prefix, "-c", path, "-e",
+                            os.path.join(self.ngx.prefix, "test.log")], capture_output=True)
+        assert r.returncode == 0, r.stderr
+        after = os.stat(self.ngx.region)
+        assert (before.st_ino, before.st_size) == (after.st_ino, after.st_size)
+        assert not os.path.exists(fresh)
+        assert self.get("/status")[0] == 200
 
     def test_hit_age_advances(self):
         # hits are answered from a per-worker memo: Age and Cache-Status must still move
