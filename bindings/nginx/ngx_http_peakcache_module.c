@@ -4320,7 +4320,7 @@ ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone, ngx_uint_t type,
         rc = peakcache_purge_tag(zone->cache, data, len, soft ? true : false);
         break;
 
-    case NGX_HTTP_PEAKCACHE_PURGE_URL:
+    default: /* NGX_HTTP_PEAKCACHE_PURGE_URL: the key and its variants */
         rc = peakcache_purge(zone->cache, data, len, soft ? true : false, &f);
 
         if (rc == PEAKCACHE_OK) {
@@ -4328,10 +4328,6 @@ ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone, ngx_uint_t type,
                                      soft ? true : false);
         }
 
-        break;
-
-    default:
-        rc = peakcache_clear(zone->cache);
         break;
     }
 
