@@ -89,6 +89,12 @@
 #define PEAKCACHE_WINDOW_DEFAULT UINT64_MAX
 
 /**
+ * `peakcache_config.shm_owner_uid` / `shm_owner_gid`: the effective id of the process calling
+ * `peakcache_cache_new`.
+ */
+#define PEAKCACHE_SHM_EFFECTIVE_ID UINT32_MAX
+
+/**
  * `peakcache_config.backend`: the entries live in this process's memory (the default).
  */
 #define PEAKCACHE_BACKEND_LOCAL 0
@@ -725,8 +731,8 @@ typedef struct peakcache_config {
      * (nginx workers, PHP-FPM workers), with the same lifecycle and single flight across
      * processes. Every function works on both; the differences are documented where they apply
      * (values are copied out of the region on every read; `capacity_bytes` is bytes of the
-     * region's heap, records rounded up to 64 bytes; `peakcache_fill_previous` always gives
-     * NULL). Another value: `PEAKCACHE_ERR_INVALID`.
+     * region's heap, records rounded up to 64 bytes, every page reserved when the region is
+     * made). Another value: `PEAKCACHE_ERR_INVALID`.
      */
     uint32_t backend;
     /**
@@ -734,7 +740,9 @@ typedef struct peakcache_config {
      * during `peakcache_cache_new`). Under `/dev/shm` (e.g. `/dev/shm/peakcache-NAME`) the
      * region is memory that outlives the processes until reboot; on a disk file system it also
      * outlives a reboot. Every process that opens the same path with the same settings shares
-     * one cache: the first creates the file (mode 0600), the others attach, keeping its entries.
+     * one cache: the first creates the file (mode 0600, see `shm_owner_uid`), the others attach,
+     * keeping its entries. A file system too small for the region is `PEAKCACHE_ERR_IO` here,
+     * naming the bytes needed and available, never a SIGBUS later.
      * NULL (default) with length 0: an anonymous shared mapping instead, shared only with the
      * children this process forks after `peakcache_cache_new` (create it in nginx's master or
      * PHP-FPM's master before the workers are forked; the handle is inherited by them).
@@ -754,9 +762,45 @@ typedef struct peakcache_config {
      * configured (another layout version, size, shard count, settings, or a damaged header),
      * `true` (default) replaces it by a new, empty region (logged at `PEAKCACHE_LOG_WARN` with
      * the reason; `peakcache_cache_region_info` says `PEAKCACHE_REGION_RECREATED`), `false` fails
-     * with `PEAKCACHE_ERR_REGION` and leaves the file alone.
+     * with `PEAKCACHE_ERR_REGION` and leaves the file alone. A file refused for its type, owner
+     * or permissions (see `shm_owner_uid`) is never replaced, whatever this says.
      */
     bool shm_recreate_on_mismatch;
+    /**
+     * Shared backend with a path: the user who must own the region file.
+     * `PEAKCACHE_SHM_EFFECTIVE_ID` (default): the effective user of the process calling
+     * `peakcache_cache_new`. An existing file is refused (`PEAKCACHE_ERR_REGION`, the path, its
+     * owner, its mode and the reason in `peakcache_last_error`, the file left alone) when it is
+     * not a regular file (a symbolic link is not followed), not owned by this user, or has any
+     * permission for other users (or for its group, unless `shm_group_shared`). A new file is
+     * made under a temporary name beside the path, mode 0600, given to this user and group
+     * (which needs privilege: nginx's master, as root, creating the region for its workers'
+     * user), and moved to the path without replacing a file made meanwhile.
+     */
+    uint32_t shm_owner_uid;
+    /**
+     * Shared backend with a path: the group of a new region file, and the group allowed to
+     * share it with `shm_group_shared`. `PEAKCACHE_SHM_EFFECTIVE_ID` (default): the effective
+     * group.
+     */
+    uint32_t shm_owner_gid;
+    /**
+     * Shared backend with a path: `true` lets `shm_owner_gid` share the region deliberately (a
+     * new file gets mode 0660; an existing one may have group permissions if its group is that
+     * group). Default `false`: mode 0600, any group or other permission refused. Permissions
+     * for other users are always refused.
+     */
+    bool shm_group_shared;
+    /**
+     * Shared backend: the longest a call waits for a lock of the region that another process
+     * holds (a holder stopped by SIGSTOP or a debugger, or stuck) before going on without the
+     * cache: a lookup answers `PEAKCACHE_LOOKUP_PASS`, a get finds nothing, an insert or commit
+     * answers `PEAKCACHE_ERR_REGION` (nothing stored; a fill's waiters are released at its lock
+     * timeout), a purge `PEAKCACHE_ERR_REGION` (not done); each time is counted and logged at
+     * `PEAKCACHE_LOG_WARN` (at most a line a second). 0 (default): `lock_timeout_ms`, at least
+     * 10 and at most 1000.
+     */
+    uint64_t shm_lock_bound_ms;
 } peakcache_config;
 
 /**
@@ -1309,7 +1353,9 @@ void peakcache_cache_free(struct peakcache_cache *cache);
  * Purges `key`. Hard (`soft == false`): removed at once. Soft: made stale now, so it is still
  * served inside its stale windows (counted from now) while one caller refreshes it. A fill of
  * the key in flight stores its value already stale. `*found` (if `found` is not NULL) tells
- * whether an entry or a fill of the key existed.
+ * whether an entry or a fill of the key existed. Shared backend: `PEAKCACHE_ERR_REGION` (the
+ * reason in `peakcache_last_error`) if the purge could not be done, its shard's lock held by a
+ * stopped or stuck process past `shm_lock_bound_ms`.
  *
  * # Safety
  * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `found` NULL or
@@ -2045,7 +2091,9 @@ void peakcache_buf_free(struct peakcache_buf *buf);
  *
  * Consumes `*fill` and `*resp` whatever the result, setting both to NULL; if the commit cannot
  * happen (an invalid argument) the fill is abandoned. `PEAKCACHE_ERR_TOO_LARGE`: the value was
- * not stored (heavier than the object limit), but waiters still got it.
+ * not stored (heavier than the object limit), but waiters still got it. Shared backend:
+ * `PEAKCACHE_ERR_REGION` when the key's shard lock was held by a stopped or stuck process past
+ * `shm_lock_bound_ms` (nothing stored; serve the response you have).
  *
  * # Safety
  * `fill` and `resp` must be NULL or point to handles that are NULL or live; `tags` NULL or
@@ -2160,8 +2208,8 @@ peakcache_result peakcache_insert(const struct peakcache_cache *cache,
  * The value the fill's key still has stored past its stale windows, if any, for revalidation
  * (e.g. a conditional request from its `ETag`; `peakcache_http_revalidation_headers` builds it):
  * `*out` is a new entry reference (free it with `peakcache_entry_free`), or NULL. Never serve it
- * as it is. The fill stays usable. Shared backend: always NULL (the region does not hand a fill
- * the value it replaces; fetch unconditionally).
+ * as it is. The fill stays usable. On both backends (shared: a copy taken out of the region when
+ * the fill began; NULL, logged, if that copy does not decode).
  *
  * # Safety
  * `fill` must be NULL or live; `out` NULL or writable.

@@ -1,9 +1,13 @@
 /* The shared backend across processes: one region file (under /dev/shm, else /tmp, removed at
  * the end) opened by a parent and by the children it forks; single flight across processes, a
  * waiter in one process resolved by a commit in another, purges seen everywhere, a fill held by
- * a process killed with SIGKILL taken over by another. Also an anonymous region inherited across
- * fork(), snapshots and the region's configuration checks. Every wait is bounded: children arm
- * alarm(), the parent kills what outlives its deadline. */
+ * a process killed with SIGKILL taken over by another, an expired value handed to the next
+ * filler in another process for revalidation. Also an anonymous region inherited across fork(),
+ * snapshots, the region's configuration checks, and files that are not to be trusted (planted
+ * by another user, symbolic links, too open), owners set for another user, and a file system too
+ * small for the region (a tmpfs mounted for the test). Every wait is bounded: children arm
+ * alarm(), the parent kills what outlives its deadline. The trust tests give files to `nobody`
+ * and mount a tmpfs: they run as root (as `make test` does here). */
 #define _GNU_SOURCE
 #include "check.h"
 
@@ -12,8 +16,12 @@
 #include <signal.h>
 #include <stdatomic.h>
 #include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+enum { NOBODY = 65534 };
 
 static char region_path[256];
 static char snapshot_path[256];
@@ -440,6 +448,156 @@ static void region_file_attach_mismatch_and_snapshot(void) {
     peakcache_cache_free(local);
 }
 
+/* ---- revalidation: the previous value across processes ----------------------------------- */
+
+static void expect_previous(void *arg) {
+    (void)arg;
+    peakcache_cache *cache = open_region();
+    peakcache_lookup_result r = lookup(cache, "/expired");
+    CHECK(r.kind == PEAKCACHE_LOOKUP_MISS);
+    peakcache_entry *prev = NULL;
+    CHECK_OK(peakcache_fill_previous(r.fill, &prev));
+    CHECK(prev != NULL && body_is(prev, "v1") && peakcache_entry_flags(prev) == 7);
+    peakcache_entry_free(prev);
+    /* A 304: the old body again, with new freshness. */
+    peakcache_response *resp = make_response(200, "v1", 7);
+    CHECK_OK(peakcache_fill_commit(&r.fill, &resp, 60000, 0, 0, NULL, 0));
+    peakcache_cache_free(cache);
+}
+
+static void previous_value_reaches_a_filler_in_another_process(void) {
+    peakcache_cache *cache = open_region();
+    peakcache_response *resp = make_response(200, "v1", 7);
+    CHECK_OK(peakcache_insert(cache, KEY("/expired"), &resp, 50, 0, 0, NULL, 0));
+    sleep_ms(120); /* past its freshness, no stale window: dead but still stored */
+    CHECK(reap(spawn(expect_previous, NULL, 10), 10000));
+    peakcache_lookup_result r = lookup(cache, "/expired");
+    CHECK(r.kind == PEAKCACHE_LOOKUP_FRESH && body_is(r.entry, "v1"));
+    peakcache_entry_free(r.entry);
+    peakcache_cache_free(cache);
+}
+
+/* ---- files that are not to be trusted --------------------------------------------------- */
+
+/* A config for the region file at `path`. */
+static void config_at(peakcache_config *cfg, const char *path) {
+    CHECK_OK(peakcache_config_default(cfg));
+    cfg->backend = PEAKCACHE_BACKEND_SHARED;
+    cfg->shm_path = (const uint8_t *)path;
+    cfg->shm_path_len = strlen(path);
+    cfg->capacity_bytes = 1u << 20;
+}
+
+/* Whether the last error names all of `a`, `b` and `c`. */
+static int last_error_names(const char *a, const char *b, const char *c) {
+    char err[1024];
+    peakcache_last_error(err, sizeof err);
+    int ok = strstr(err, a) && strstr(err, b) && strstr(err, c);
+    if (!ok) fprintf(stderr, "last error: %s\n", err);
+    return ok;
+}
+
+static void untrusted_region_files_are_refused_with_path_owner_and_reason(void) {
+    CHECK(geteuid() == 0); /* gives files to nobody */
+    char path[300], target[300];
+    snprintf(path, sizeof path, "%s.planted", region_path);
+    snprintf(target, sizeof target, "%s.target", region_path);
+    peakcache_config cfg;
+    peakcache_cache *c = NULL;
+
+    /* Planted by another user, world-writable: refused, left alone, even with recreate on. */
+    FILE *f = fopen(path, "w");
+    CHECK(f != NULL);
+    if (f) fclose(f);
+    CHECK(chown(path, NOBODY, NOBODY) == 0 && chmod(path, 0666) == 0);
+    config_at(&cfg, path);
+    CHECK(cfg.shm_recreate_on_mismatch && cfg.shm_owner_uid == PEAKCACHE_SHM_EFFECTIVE_ID);
+    CHECK_RC(peakcache_cache_new(&cfg, &c), PEAKCACHE_ERR_REGION);
+    CHECK(c == NULL && last_error_names(path, "uid 65534", "mode 0666"));
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_uid == NOBODY && st.st_size == 0);
+    unlink(path);
+
+    /* A symbolic link: not followed, its target untouched. */
+    f = fopen(target, "w");
+    CHECK(f != NULL);
+    if (f) {
+        fputs("precious", f);
+        fclose(f);
+    }
+    CHECK(symlink(target, path) == 0);
+    CHECK_RC(peakcache_cache_new(&cfg, &c), PEAKCACHE_ERR_REGION);
+    CHECK(last_error_names(path, "symbolic link", "refusing"));
+    CHECK(stat(target, &st) == 0 && st.st_size == 8);
+    unlink(path);
+    unlink(target);
+}
+
+static void owner_settings_make_the_region_theirs(void) {
+    CHECK(geteuid() == 0); /* gives the file away */
+    char path[300];
+    snprintf(path, sizeof path, "%s.owned", region_path);
+    unlink(path);
+    peakcache_config cfg;
+    peakcache_cache *c = NULL;
+    config_at(&cfg, path);
+    cfg.shm_owner_uid = NOBODY;
+    cfg.shm_owner_gid = NOBODY;
+    CHECK_OK(peakcache_cache_new(&cfg, &c));
+    struct stat st;
+    CHECK(stat(path, &st) == 0 && st.st_uid == NOBODY && st.st_gid == NOBODY &&
+          (st.st_mode & 07777) == 0600);
+    peakcache_cache_free(c);
+    /* Root's default (its own uid) refuses nobody's file; the same settings attach it. */
+    config_at(&cfg, path);
+    CHECK_RC(peakcache_cache_new(&cfg, &c), PEAKCACHE_ERR_REGION);
+    cfg.shm_owner_uid = NOBODY;
+    cfg.shm_owner_gid = NOBODY;
+    CHECK_OK(peakcache_cache_new(&cfg, &c));
+    peakcache_region_info info;
+    CHECK_OK(peakcache_cache_region_info(c, &info));
+    CHECK(info.opened == PEAKCACHE_REGION_ATTACHED);
+    peakcache_cache_free(c);
+    unlink(path);
+
+    /* Group sharing, deliberately: 0660 with the group. */
+    config_at(&cfg, path);
+    cfg.shm_owner_gid = NOBODY;
+    cfg.shm_group_shared = true;
+    CHECK_OK(peakcache_cache_new(&cfg, &c));
+    CHECK(stat(path, &st) == 0 && st.st_uid == 0 && st.st_gid == NOBODY &&
+          (st.st_mode & 07777) == 0660);
+    peakcache_cache_free(c);
+    /* Without it, the same file is too open. */
+    cfg.shm_group_shared = false;
+    CHECK_RC(peakcache_cache_new(&cfg, &c), PEAKCACHE_ERR_REGION);
+    CHECK(last_error_names(path, "mode 0660", "group"));
+    unlink(path);
+}
+
+static void a_region_too_large_for_its_file_system_fails_at_creation(void) {
+    CHECK(geteuid() == 0); /* mounts a tmpfs */
+    char dir[300], path[340];
+    snprintf(dir, sizeof dir, "/tmp/peakcache-ctest-tmpfs-%ld", (long)getpid());
+    snprintf(path, sizeof path, "%s/region", dir);
+    CHECK(mkdir(dir, 0700) == 0 || errno == EEXIST);
+    if (mount("tmpfs", dir, "tmpfs", 0, "size=8m") != 0) {
+        fprintf(stderr, "mount tmpfs on %s: %s\n", dir, strerror(errno));
+        CHECK(!"mount failed");
+        rmdir(dir);
+        return;
+    }
+    peakcache_config cfg;
+    peakcache_cache *c = NULL;
+    config_at(&cfg, path);
+    cfg.capacity_bytes = 64u << 20;
+    CHECK_RC(peakcache_cache_new(&cfg, &c), PEAKCACHE_ERR_IO);
+    CHECK(c == NULL && last_error_names(path, "no room", "available"));
+    CHECK(access(path, F_OK) != 0); /* nothing left behind */
+    umount2(dir, MNT_DETACH);
+    rmdir(dir);
+}
+
 int main(void) {
     pick_paths();
     RUN(one_fill_per_key_across_processes);
@@ -448,6 +606,10 @@ int main(void) {
     RUN(killed_filler_is_taken_over);
     RUN(anonymous_region_is_shared_with_children);
     RUN(region_file_attach_mismatch_and_snapshot);
+    RUN(previous_value_reaches_a_filler_in_another_process);
+    RUN(untrusted_region_files_are_refused_with_path_owner_and_reason);
+    RUN(owner_settings_make_the_region_theirs);
+    RUN(a_region_too_large_for_its_file_system_fails_at_creation);
     unlink(region_path);
     unlink(snapshot_path);
     return summary("test_shared");

@@ -56,14 +56,16 @@ pub struct peakcache_config {
     /// (nginx workers, PHP-FPM workers), with the same lifecycle and single flight across
     /// processes. Every function works on both; the differences are documented where they apply
     /// (values are copied out of the region on every read; `capacity_bytes` is bytes of the
-    /// region's heap, records rounded up to 64 bytes; `peakcache_fill_previous` always gives
-    /// NULL). Another value: `PEAKCACHE_ERR_INVALID`.
+    /// region's heap, records rounded up to 64 bytes, every page reserved when the region is
+    /// made). Another value: `PEAKCACHE_ERR_INVALID`.
     pub backend: u32,
     /// Shared backend: the region file, `shm_path[0..shm_path_len]` (bytes, no NUL; read only
     /// during `peakcache_cache_new`). Under `/dev/shm` (e.g. `/dev/shm/peakcache-NAME`) the
     /// region is memory that outlives the processes until reboot; on a disk file system it also
     /// outlives a reboot. Every process that opens the same path with the same settings shares
-    /// one cache: the first creates the file (mode 0600), the others attach, keeping its entries.
+    /// one cache: the first creates the file (mode 0600, see `shm_owner_uid`), the others attach,
+    /// keeping its entries. A file system too small for the region is `PEAKCACHE_ERR_IO` here,
+    /// naming the bytes needed and available, never a SIGBUS later.
     /// NULL (default) with length 0: an anonymous shared mapping instead, shared only with the
     /// children this process forks after `peakcache_cache_new` (create it in nginx's master or
     /// PHP-FPM's master before the workers are forked; the handle is inherited by them).
@@ -77,9 +79,41 @@ pub struct peakcache_config {
     /// configured (another layout version, size, shard count, settings, or a damaged header),
     /// `true` (default) replaces it by a new, empty region (logged at `PEAKCACHE_LOG_WARN` with
     /// the reason; `peakcache_cache_region_info` says `PEAKCACHE_REGION_RECREATED`), `false` fails
-    /// with `PEAKCACHE_ERR_REGION` and leaves the file alone.
+    /// with `PEAKCACHE_ERR_REGION` and leaves the file alone. A file refused for its type, owner
+    /// or permissions (see `shm_owner_uid`) is never replaced, whatever this says.
     pub shm_recreate_on_mismatch: bool,
+    /// Shared backend with a path: the user who must own the region file.
+    /// `PEAKCACHE_SHM_EFFECTIVE_ID` (default): the effective user of the process calling
+    /// `peakcache_cache_new`. An existing file is refused (`PEAKCACHE_ERR_REGION`, the path, its
+    /// owner, its mode and the reason in `peakcache_last_error`, the file left alone) when it is
+    /// not a regular file (a symbolic link is not followed), not owned by this user, or has any
+    /// permission for other users (or for its group, unless `shm_group_shared`). A new file is
+    /// made under a temporary name beside the path, mode 0600, given to this user and group
+    /// (which needs privilege: nginx's master, as root, creating the region for its workers'
+    /// user), and moved to the path without replacing a file made meanwhile.
+    pub shm_owner_uid: u32,
+    /// Shared backend with a path: the group of a new region file, and the group allowed to
+    /// share it with `shm_group_shared`. `PEAKCACHE_SHM_EFFECTIVE_ID` (default): the effective
+    /// group.
+    pub shm_owner_gid: u32,
+    /// Shared backend with a path: `true` lets `shm_owner_gid` share the region deliberately (a
+    /// new file gets mode 0660; an existing one may have group permissions if its group is that
+    /// group). Default `false`: mode 0600, any group or other permission refused. Permissions
+    /// for other users are always refused.
+    pub shm_group_shared: bool,
+    /// Shared backend: the longest a call waits for a lock of the region that another process
+    /// holds (a holder stopped by SIGSTOP or a debugger, or stuck) before going on without the
+    /// cache: a lookup answers `PEAKCACHE_LOOKUP_PASS`, a get finds nothing, an insert or commit
+    /// answers `PEAKCACHE_ERR_REGION` (nothing stored; a fill's waiters are released at its lock
+    /// timeout), a purge `PEAKCACHE_ERR_REGION` (not done); each time is counted and logged at
+    /// `PEAKCACHE_LOG_WARN` (at most a line a second). 0 (default): `lock_timeout_ms`, at least
+    /// 10 and at most 1000.
+    pub shm_lock_bound_ms: u64,
 }
+
+/// `peakcache_config.shm_owner_uid` / `shm_owner_gid`: the effective id of the process calling
+/// `peakcache_cache_new`.
+pub const PEAKCACHE_SHM_EFFECTIVE_ID: u32 = u32::MAX;
 
 /// `peakcache_config.backend`: the entries live in this process's memory (the default).
 pub const PEAKCACHE_BACKEND_LOCAL: u32 = 0;
@@ -104,6 +138,10 @@ impl Default for peakcache_config {
             shm_path_len: 0,
             shm_max_entries: 0,
             shm_recreate_on_mismatch: true,
+            shm_owner_uid: PEAKCACHE_SHM_EFFECTIVE_ID,
+            shm_owner_gid: PEAKCACHE_SHM_EFFECTIVE_ID,
+            shm_group_shared: false,
+            shm_lock_bound_ms: 0,
         }
     }
 }
@@ -266,7 +304,7 @@ pub const PEAKCACHE_REGION_RECREATED: u32 = 4;
 /// `peakcache_last_error`.
 pub(crate) fn shm_error(what: &str, e: ShmError) -> peakcache_result {
     let code = match e {
-        ShmError::Io { .. } => PEAKCACHE_ERR_IO,
+        ShmError::Io { .. } | ShmError::NoSpace { .. } => PEAKCACHE_ERR_IO,
         ShmError::InvalidConfig(_) => PEAKCACHE_ERR_INVALID,
         _ => PEAKCACHE_ERR_REGION,
     };
@@ -293,7 +331,18 @@ fn shared_cache(cfg: &peakcache_config) -> Result<Shared, peakcache_result> {
         .lock_timeout(ms(cfg.lock_timeout_ms))
         .retry_backoff(ms(cfg.retry_backoff_min_ms), ms(cfg.retry_backoff_max_ms))
         .refresh_retry(ms(cfg.refresh_retry_ms))
-        .recreate_on_mismatch(cfg.shm_recreate_on_mismatch);
+        .recreate_on_mismatch(cfg.shm_recreate_on_mismatch)
+        .group_shared(cfg.shm_group_shared)
+        .report(|line: &str| log::emit(PEAKCACHE_LOG_WARN, line));
+    if cfg.shm_owner_uid != PEAKCACHE_SHM_EFFECTIVE_ID {
+        b = b.owner(cfg.shm_owner_uid);
+    }
+    if cfg.shm_owner_gid != PEAKCACHE_SHM_EFFECTIVE_ID {
+        b = b.group(cfg.shm_owner_gid);
+    }
+    if cfg.shm_lock_bound_ms > 0 {
+        b = b.lock_bound(ms(cfg.shm_lock_bound_ms));
+    }
     if cfg.shards > 0 {
         b = b.shards(cfg.shards);
     }
@@ -372,7 +421,9 @@ pub unsafe extern "C" fn peakcache_cache_free(cache: *mut peakcache_cache) {
 /// Purges `key`. Hard (`soft == false`): removed at once. Soft: made stale now, so it is still
 /// served inside its stale windows (counted from now) while one caller refreshes it. A fill of
 /// the key in flight stores its value already stale. `*found` (if `found` is not NULL) tells
-/// whether an entry or a fill of the key existed.
+/// whether an entry or a fill of the key existed. Shared backend: `PEAKCACHE_ERR_REGION` (the
+/// reason in `peakcache_last_error`) if the purge could not be done, its shard's lock held by a
+/// stopped or stuck process past `shm_lock_bound_ms`.
 ///
 /// # Safety
 /// `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `found` NULL or
@@ -392,7 +443,10 @@ pub unsafe extern "C" fn peakcache_purge(
         let key = unsafe { slice(key, key_len, "key") }?;
         let hit = match &c.backend {
             Backend::Local(cache) => cache.purge(key, mode(soft)),
-            Backend::Shared(s) => s.shm.purge(key, mode(soft)),
+            Backend::Shared(s) => s
+                .shm
+                .try_purge(key, mode(soft))
+                .map_err(|e| fail(PEAKCACHE_ERR_REGION, format_args!("purge not done: {e}")))?,
         };
         if !found.is_null() {
             // SAFETY: non-NULL; the caller promises it is writable.

@@ -14,7 +14,9 @@ use crate::entry::peakcache_entry;
 use crate::log::{self, PEAKCACHE_LOG_WARN};
 use crate::panic::{boundary_unit, try_boundary};
 use crate::response::peakcache_response;
-use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID, PEAKCACHE_ERR_TOO_LARGE};
+use crate::result::{
+    fail, peakcache_result, PEAKCACHE_ERR_INVALID, PEAKCACHE_ERR_REGION, PEAKCACHE_ERR_TOO_LARGE,
+};
 use crate::value::Stored;
 use crate::Value;
 use peakcache::{Fill, Freshness, InsertError, Refresh};
@@ -116,7 +118,14 @@ fn not_stored(e: &dyn std::fmt::Display) -> peakcache_result {
 }
 
 fn shm_committed(r: Result<(), StoreError>) -> Result<(), peakcache_result> {
-    r.map_err(|e| not_stored(&e))
+    r.map_err(|e| match e {
+        StoreError::LockTimeout { .. } => {
+            let msg = format!("peakcache: {e}");
+            log::emit(PEAKCACHE_LOG_WARN, &msg);
+            fail(PEAKCACHE_ERR_REGION, msg)
+        }
+        e => not_stored(&e),
+    })
 }
 
 /// The bytes a value becomes in the shared region (its flags go in the region's flags word).
@@ -239,7 +248,9 @@ unsafe fn abandon<T>(handle: *mut T) {
 ///
 /// Consumes `*fill` and `*resp` whatever the result, setting both to NULL; if the commit cannot
 /// happen (an invalid argument) the fill is abandoned. `PEAKCACHE_ERR_TOO_LARGE`: the value was
-/// not stored (heavier than the object limit), but waiters still got it.
+/// not stored (heavier than the object limit), but waiters still got it. Shared backend:
+/// `PEAKCACHE_ERR_REGION` when the key's shard lock was held by a stopped or stuck process past
+/// `shm_lock_bound_ms` (nothing stored; serve the response you have).
 ///
 /// # Safety
 /// `fill` and `resp` must be NULL or point to handles that are NULL or live; `tags` NULL or
@@ -446,11 +457,23 @@ pub unsafe extern "C" fn peakcache_insert(
     })
 }
 
+/// The entry handle of a shared fill's previous value: decoded, with the id a hit on that stored
+/// value had (see `shm_value_id`).
+fn previous_entry(
+    p: &peakcache_shm::Previous,
+    key: &[u8],
+) -> Result<*mut peakcache_entry, codec::DecodeError> {
+    let mut value = codec::decode(p.value().clone(), p.flags())?;
+    let stored_at = u64::try_from(p.stored_at().as_nanos()).unwrap_or(u64::MAX);
+    value.id = crate::entry::shm_value_id(key, stored_at, &value);
+    Ok(peakcache_entry::into_raw(Arc::new(value)))
+}
+
 /// The value the fill's key still has stored past its stale windows, if any, for revalidation
 /// (e.g. a conditional request from its `ETag`; `peakcache_http_revalidation_headers` builds it):
 /// `*out` is a new entry reference (free it with `peakcache_entry_free`), or NULL. Never serve it
-/// as it is. The fill stays usable. Shared backend: always NULL (the region does not hand a fill
-/// the value it replaces; fetch unconditionally).
+/// as it is. The fill stays usable. On both backends (shared: a copy taken out of the region when
+/// the fill began; NULL, logged, if that copy does not decode).
 ///
 /// # Safety
 /// `fill` must be NULL or live; `out` NULL or writable.
@@ -467,8 +490,20 @@ pub unsafe extern "C" fn peakcache_fill_previous(
             FillKind::Local(fill) => fill.previous().map_or(std::ptr::null_mut(), |v| {
                 peakcache_entry::into_raw(v.clone())
             }),
-            // The shared tier does not hand a fill the value it replaces.
-            FillKind::Shared(..) => std::ptr::null_mut(),
+            FillKind::Shared(fill, _) => {
+                match fill.previous().map(|p| previous_entry(p, fill.key())) {
+                    None => std::ptr::null_mut(),
+                    Some(Ok(e)) => e,
+                    Some(Err(err)) => {
+                        // Nothing to revalidate: the fill fetches unconditionally and replaces it.
+                        log::emit(
+                            PEAKCACHE_LOG_WARN,
+                            &format!("peakcache: previous value not revalidated: {err}"),
+                        );
+                        std::ptr::null_mut()
+                    }
+                }
+            }
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(entry) };

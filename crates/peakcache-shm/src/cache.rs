@@ -2,10 +2,12 @@
 //! region.
 
 use crate::error::{ShmError, StoreError};
+use crate::file::Owner;
+use crate::mutex::LockError;
 use crate::process;
 use crate::region::{
-    self, Geometry, Opened, Region, Settings, FLAG_REGION_CLOCK, H_CLOCK, H_FROZEN, H_MONO_OFFSET,
-    H_SEQ, UNIT,
+    self, Attach, Geometry, Opened, Region, Settings, FLAG_REGION_CLOCK, H_CLOCK, H_FROZEN,
+    H_MONO_OFFSET, H_SEQ, H_TAG_LOCK_TIMEOUTS, UNIT,
 };
 use crate::shard::{
     self, Counter, Evicted, Locked, NewRecord, Optimistic, Outcome, Rec, Standing, COUNTERS,
@@ -60,6 +62,11 @@ pub struct Builder {
     region_clock: bool,
     recreate: bool,
     seed: Option<u64>,
+    owner_uid: Option<u32>,
+    owner_gid: Option<u32>,
+    group_shared: bool,
+    lock_bound: Option<Duration>,
+    report: Option<region::Report>,
 }
 
 impl Default for Builder {
@@ -78,6 +85,11 @@ impl Default for Builder {
             region_clock: false,
             recreate: true,
             seed: None,
+            owner_uid: None,
+            owner_gid: None,
+            group_shared: false,
+            lock_bound: None,
+            report: None,
         }
     }
 }
@@ -162,8 +174,10 @@ impl Builder {
         self
     }
 
-    /// Whether [`open`](Builder::open) replaces a file holding an unusable or differently
-    /// configured region (default) or fails with the reason.
+    /// Whether [`open`](Builder::open) replaces a file of ours holding an unusable or
+    /// differently configured region (default) or fails with the reason. Never a file refused
+    /// for its type, owner or permissions ([`ShmError::Refused`]): whoever planted it must
+    /// not decide what happens.
     pub fn recreate_on_mismatch(mut self, on: bool) -> Self {
         self.recreate = on;
         self
@@ -173,6 +187,65 @@ impl Builder {
     pub fn hash_seed(mut self, seed: u64) -> Self {
         self.seed = Some(seed);
         self
+    }
+
+    /// The user who must own the region file (default: this process's effective user). A
+    /// region file owned by anyone else is refused ([`ShmError::Refused`]); a new one is
+    /// created for this user (`fchown`, which needs privilege to give a file away: e.g.
+    /// nginx's master, running as root, creating the region for its workers' user). A
+    /// snapshot this cache restores may be owned by this user too.
+    pub fn owner(mut self, uid: u32) -> Self {
+        self.owner_uid = Some(uid);
+        self
+    }
+
+    /// The group of a new region file, and the group allowed to share one with
+    /// [`group_shared`](Builder::group_shared) (default: this process's effective group).
+    pub fn group(mut self, gid: u32) -> Self {
+        self.owner_gid = Some(gid);
+        self
+    }
+
+    /// Lets a group share the region, deliberately: a new file gets mode 0660 and the
+    /// [`group`](Builder::group); an existing one may have group permissions if its group is
+    /// that group. Default off: mode 0600, and a file with any group or other permission is
+    /// refused. Permissions for other users are always refused.
+    pub fn group_shared(mut self, on: bool) -> Self {
+        self.group_shared = on;
+        self
+    }
+
+    /// How long this attachment waits for a shard's (or the tag table's) lock before going on
+    /// without the cache: a lookup answers [`Lookup::Pass`], `get` a miss, `insert` and
+    /// commits [`StoreError::LockTimeout`], [`try_purge`](ShmCache::try_purge) the same;
+    /// each such time is counted ([`RegionInfo::lock_timeouts`]) and reported (at most a
+    /// line a second). A lock is held for microseconds; only a holder that is stopped
+    /// (`SIGSTOP`, a debugger) or stuck exceeds this. Default: the lock timeout, at least
+    /// 10 ms and at most 1 s.
+    pub fn lock_bound(mut self, bound: Duration) -> Self {
+        self.lock_bound = Some(bound);
+        self
+    }
+
+    /// Where this attachment reports what an operator should know (a lock not acquired in
+    /// time, locks initialised again after a reboot, a repaired lock): one line each.
+    /// Default: standard error.
+    pub fn report(mut self, report: impl Fn(&str) + Send + Sync + 'static) -> Self {
+        self.report = Some(Arc::new(report));
+        self
+    }
+
+    fn attach_settings(&self) -> Attach {
+        let effective = Owner::effective();
+        Attach {
+            lock_bound: self.lock_bound,
+            report: self.report.clone().unwrap_or_else(region::report_to_stderr),
+            owner: Owner {
+                uid: self.owner_uid.unwrap_or(effective.uid),
+                gid: self.owner_gid.unwrap_or(effective.gid),
+                group_shared: self.group_shared,
+            },
+        }
     }
 
     fn geometry(&self) -> Result<Geometry, ShmError> {
@@ -212,7 +285,12 @@ impl Builder {
             retry_min: nanos(self.retry_min),
             retry_max: nanos(self.retry_max),
             refresh_retry: nanos(self.refresh_retry),
-            max_object: self.max_object.unwrap_or(heap / 8).clamp(UNIT as u64, heap),
+            // A record's lengths are 32-bit: nothing of 4 GiB or more is ever stored.
+            max_object: self
+                .max_object
+                .unwrap_or(heap / 8)
+                .clamp(UNIT as u64, heap)
+                .min(u64::from(u32::MAX)),
             seed,
             flags: if self.region_clock {
                 FLAG_REGION_CLOCK
@@ -228,7 +306,7 @@ impl Builder {
     pub fn anonymous(self) -> Result<ShmCache, ShmError> {
         let geo = self.geometry()?;
         let settings = self.settings(&geo, self.seed.unwrap_or_else(region::random_u64));
-        let region = Region::anonymous(geo, settings)?;
+        let region = Region::anonymous(geo, settings, &self.attach_settings())?;
         Ok(ShmCache::from_region(region, self.clock))
     }
 
@@ -237,18 +315,33 @@ impl Builder {
     /// configuration, creates it if missing or empty, and otherwise replaces it by a new, empty
     /// region (saying why in [`Opened::Recreated`]) or, with
     /// [`recreate_on_mismatch(false)`](Builder::recreate_on_mismatch), fails.
+    ///
+    /// A file that is not to be trusted is refused ([`ShmError::Refused`], never replaced):
+    /// not a regular file (a symbolic link is not followed), not owned by the
+    /// [`owner`](Builder::owner), or with permissions for other users (or for its group,
+    /// unless [`group_shared`](Builder::group_shared)). A new region is made under a temporary
+    /// name beside `path` (mode 0600, or 0660 group-shared, given to the owner), with every
+    /// page reserved ([`ShmError::NoSpace`] if the file system cannot hold it), and only then
+    /// moved to `path`, never over a file another process created meanwhile (that one is
+    /// attached instead).
     pub fn open(self, path: impl AsRef<Path>) -> Result<(ShmCache, Opened), ShmError> {
         let geo = self.geometry()?;
         let settings = self.settings(&geo, self.seed.unwrap_or_else(region::random_u64));
-        let (region, opened) =
-            Region::open_file(path.as_ref(), geo, settings, self.recreate, true)?;
+        let (region, opened) = Region::open_file(
+            path.as_ref(),
+            geo,
+            settings,
+            self.recreate,
+            &self.attach_settings(),
+        )?;
         Ok((ShmCache::from_region(region, self.clock), opened))
     }
 
-    /// Attaches to the existing region file at `path`, whatever its configuration; only the
-    /// clock of this builder applies. Fails on a missing, truncated, corrupted or foreign file.
+    /// Attaches to the existing region file at `path`, whatever its configuration; the clock,
+    /// owner, lock bound and report of this builder apply. Fails on a missing, truncated,
+    /// corrupted, foreign or untrusted file (see [`open`](Builder::open)).
     pub fn attach(self, path: impl AsRef<Path>) -> Result<ShmCache, ShmError> {
-        let region = Region::attach_file(path.as_ref())?;
+        let region = Region::attach_file(path.as_ref(), &self.attach_settings())?;
         Ok(ShmCache::from_region(region, self.clock))
     }
 }
@@ -312,6 +405,34 @@ impl Hit {
     }
 }
 
+/// The value a key still had stored when its fill began, past its stale windows (or inside
+/// stale-if-error only, with nothing failed yet): a copy of its bytes and flags, for
+/// revalidation (an HTTP conditional request from its `ETag` or `Last-Modified`, whose 304
+/// commits these bytes again with new freshness). Never to be served as it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Previous {
+    value: Bytes,
+    flags: u32,
+    stored_at: u64,
+}
+
+impl Previous {
+    /// The value (a copy).
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+
+    /// The flags word stored with it.
+    pub fn flags(&self) -> u32 {
+        self.flags
+    }
+
+    /// When it was stored (region time).
+    pub fn stored_at(&self) -> Duration {
+        Duration::from_nanos(self.stored_at)
+    }
+}
+
 /// The answer of [`ShmCache::lookup`] (see [`peakcache::Lookup`]: the same lifecycle).
 #[must_use = "a Miss or Stale answer carries a ticket that must be used or dropped"]
 pub enum Lookup {
@@ -343,6 +464,16 @@ pub enum Resolved {
     TimedOut,
 }
 
+/// An entry after its tag purges were applied.
+enum Settled {
+    /// Still there (perhaps made stale by a soft purge).
+    Kept(Rec),
+    /// Hard-purged: its value was dropped.
+    Dropped,
+    /// The tag table's lock was not acquired: whether a purge applies is unknown.
+    Unknown(Rec),
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Fill,
@@ -358,6 +489,7 @@ struct Ticket {
     kind: Kind,
     pid: u32,
     done: bool,
+    previous: Option<Previous>,
 }
 
 enum Finish<'a> {
@@ -451,6 +583,13 @@ ticket_methods!(Fill);
 ticket_methods!(Refresh);
 
 impl Fill {
+    /// The value the key still had stored past its stale windows when this fill began, if any
+    /// (see [`Previous`]), as in-process [`peakcache::Fill::previous`]: revalidate it instead
+    /// of fetching it whole, never serve it as it is.
+    pub fn previous(&self) -> Option<&Previous> {
+        self.0.previous.as_ref()
+    }
+
     /// The fetch failed: returns the entry still inside its stale-if-error window, if any, and
     /// hands the same to every waiter. The key then backs off.
     pub fn fail(self) -> Option<Hit> {
@@ -549,13 +688,14 @@ impl Waiter {
                         s.tidy(i, now);
                         return Step::Done(Resolved::TimedOut);
                     }
-                    if !c.owner_alive(&s, i, now) {
+                    if !c.owner_alive(&s, i) {
                         let refresh = s.meta(i) & shard::M_REFRESH != 0;
                         c.take_over(&s, i, refresh);
-                        let Some((i, _)) = s.find(self.hash, &self.key) else {
+                        let Some((i, r)) = s.find(self.hash, &self.key) else {
                             return Step::Done(Resolved::TimedOut);
                         };
-                        let t = c.start_flight(&s, i, &self.key, self.hash, now, Kind::Fill);
+                        let mut t = c.start_flight(&s, i, &self.key, self.hash, now, Kind::Fill);
+                        t.previous = r.has_value().then(|| c.previous(&s, &r));
                         return Step::Done(Resolved::Fill(Fill(t)));
                     }
                     let (word, seen) = if register {
@@ -627,6 +767,9 @@ pub struct RegionInfo {
     pub takeovers: u64,
     /// Slots dropped by checks (bad record) or evicted control records.
     pub entries_dropped: u64,
+    /// Times a shard's or the tag table's lock was not acquired within the lock bound (the
+    /// caller went on without the cache), in every process.
+    pub lock_timeouts: u64,
     /// Tag table slots in use, and their number.
     pub tags_used: u32,
     /// Slots of the tag table.
@@ -712,15 +855,40 @@ impl ShmCache {
         ((hash >> 40) & self.inner.shard_mask) as usize
     }
 
+    /// Locks `hash`'s shard (see `lock_shard`).
     #[inline]
     fn lock(&self, hash: u64) -> Option<Locked<'_>> {
-        shard::lock(self.region(), self.shard_index(hash))
+        self.lock_shard(self.shard_index(hash))
     }
 
-    fn count(&self, hash: u64, c: Counter) {
-        if let Some(s) = self.lock(hash) {
-            s.count(c);
+    /// Locks shard `shard`, waiting at most the lock bound; `None` (counted and reported) if
+    /// its lock was not acquired: the caller goes on without the cache.
+    fn lock_shard(&self, shard: usize) -> Option<Locked<'_>> {
+        self.region().flush_reports();
+        match shard::lock(self.region(), shard) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                if matches!(e, LockError::TimedOut) {
+                    shard::Shard::new(self.region(), shard).count(Counter::LockTimeouts);
+                }
+                if let Some(line) = self.region().lock_failure(&format!("shard {shard}"), &e) {
+                    (self.region().report)(&line);
+                }
+                None
+            }
         }
+    }
+
+    /// The error of an operation whose shard lock was not acquired.
+    fn lock_timeout(&self) -> StoreError {
+        StoreError::LockTimeout {
+            bound_ms: u64::try_from(self.region().lock_bound.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    /// Counts `c` on `hash`'s shard (counters are atomic: no lock needed).
+    fn count(&self, hash: u64, c: Counter) {
+        shard::Shard::new(self.region(), self.shard_index(hash)).count(c);
     }
 
     fn frozen(&self) -> bool {
@@ -744,16 +912,9 @@ impl ShmCache {
     }
 
     /// Whether slot `i`'s flight owner lives.
-    fn owner_alive(&self, s: &Locked<'_>, i: usize, now: u64) -> bool {
+    fn owner_alive(&self, s: &Locked<'_>, i: usize) -> bool {
         let (pid, start) = s.owner(i);
-        let started = s
-            .deadline(i)
-            .saturating_sub(self.region().settings.lock_timeout);
-        process::alive(
-            pid,
-            start,
-            Duration::from_nanos(now.saturating_sub(started)),
-        )
+        process::alive(pid, start)
     }
 
     /// Ends slot `i`'s flight, whose owner died, as abandoned.
@@ -789,38 +950,41 @@ impl ShmCache {
             kind,
             pid: me.0,
             done: false,
+            previous: None,
         }
     }
 
-    /// Applies tag purges to slot `i`'s entry: a hard-purged value is dropped (`None`), a
-    /// soft-purged one made stale from the purge on.
-    fn settle_tags(&self, s: &Locked<'_>, i: usize, mut r: Rec, now: u64) -> Option<Rec> {
+    /// Applies tag purges to slot `i`'s entry: a hard-purged value is dropped, a soft-purged
+    /// one made stale from the purge on.
+    fn settle_tags(&self, s: &Locked<'_>, i: usize, mut r: Rec, now: u64) -> Settled {
         if !r.has_value() || r.ntags == 0 {
-            return Some(r);
+            return Settled::Kept(r);
         }
         let tags = Tags::new(self.region());
         let epoch = tags.epoch();
         if s.checked_epoch(&r) == epoch {
-            return Some(r);
+            return Settled::Kept(r);
         }
         match tags.verdict(r.seq, s.tag_hashes(&r)) {
             Verdict::Live => {
                 s.set_checked_epoch(&r, epoch);
-                Some(r)
+                Settled::Kept(r)
             }
             Verdict::Purged => {
                 s.drop_value(i, now);
-                None
+                Settled::Dropped
             }
             Verdict::StaleSince { at, seq } => {
                 s.make_stale_at(&mut r, at);
                 s.set_seq(&mut r, seq);
-                Some(r)
+                Settled::Kept(r)
             }
+            Verdict::Unknown => Settled::Unknown(r),
         }
     }
 
     /// Finds `key` with its tag purges applied: `(slot, value record if servable-looking)`.
+    /// A value whose tags could not be checked is not servable (`None`).
     fn find_settled(
         &self,
         s: &Locked<'_>,
@@ -830,9 +994,10 @@ impl ShmCache {
     ) -> Option<(usize, Option<Rec>)> {
         let (i, r) = s.find(hash, key)?;
         match self.settle_tags(s, i, r, now) {
-            Some(r) => Some((i, r.has_value().then_some(r))),
+            Settled::Kept(r) => Some((i, r.has_value().then_some(r))),
+            Settled::Unknown(_) => Some((i, None)),
             // The value went (and perhaps the slot, moving others): find it again.
-            None => s.find(hash, key).map(|(i, _)| (i, None)),
+            Settled::Dropped => s.find(hash, key).map(|(i, _)| (i, None)),
         }
     }
 
@@ -899,6 +1064,9 @@ impl ShmCache {
         }
         let hash = self.key_hash(key);
         let Some(s) = self.lock(hash) else {
+            if counted {
+                self.count(hash, Counter::Pass);
+            }
             return Lookup::Pass;
         };
         let count = |c| {
@@ -919,10 +1087,16 @@ impl ShmCache {
                 s.end_flight(i, Outcome::TimedOut);
             }
         }
-        let found = first.and_then(|(i, r)| match self.settle_tags(&s, i, r, now) {
-            Some(r) => Some((i, r.has_value().then_some(r))),
-            None => s.find(hash, key).map(|(i, _)| (i, None)),
-        });
+        let found = match first.map(|(i, r)| (i, self.settle_tags(&s, i, r, now))) {
+            None => None,
+            Some((i, Settled::Kept(r))) => Some((i, r.has_value().then_some(r))),
+            Some((_, Settled::Dropped)) => s.find(hash, key).map(|(i, _)| (i, None)),
+            Some((_, Settled::Unknown(_))) => {
+                // Whether a purge applies is unknown: neither serve it nor fill over it.
+                count(Counter::Pass);
+                return Lookup::Pass;
+            }
+        };
         let slot = found.map(|(i, _)| i);
         let rec = found.and_then(|(_, r)| r);
         let standing = match rec {
@@ -970,7 +1144,7 @@ impl ShmCache {
             _ => {}
         }
         if let Some(i) = slot.filter(|_| flight) {
-            if self.owner_alive(&s, i, now) {
+            if self.owner_alive(&s, i) {
                 count(Counter::Wait);
                 return Lookup::Wait(Waiter {
                     cache: self.clone(),
@@ -990,7 +1164,18 @@ impl ShmCache {
             return Lookup::Pass;
         };
         count(Counter::Miss);
-        Lookup::Miss(Fill(self.start_flight(&s, i, key, hash, now, Kind::Fill)))
+        let mut ticket = self.start_flight(&s, i, key, hash, now, Kind::Fill);
+        // Past its windows but still stored: the filler may revalidate it.
+        ticket.previous = rec.map(|r| self.previous(&s, &r));
+        Lookup::Miss(Fill(ticket))
+    }
+
+    fn previous(&self, s: &Locked<'_>, r: &Rec) -> Previous {
+        Previous {
+            value: Bytes::copy_from_slice(s.value_bytes(r)),
+            flags: r.flags,
+            stored_at: r.stored_at,
+        }
     }
 
     /// A slot with a key-only record for `key` (which has none), making room if needed.
@@ -1112,9 +1297,11 @@ impl ShmCache {
         Ok(Some(i))
     }
 
+    /// Whether a record of this size may be stored: within the object limit, and (whatever
+    /// the limit of a region made by another build) its lengths within 32 bits.
     fn check_size(&self, key: &[u8], value: &[u8], ntags: usize) -> Result<(), StoreError> {
         let size = NewRecord::size(key.len(), value.len(), ntags.min(MAX_TAGS));
-        let limit = self.region().settings.max_object;
+        let limit = self.region().settings.max_object.min(u64::from(u32::MAX));
         if size.div_ceil(UNIT as u64) * UNIT as u64 > limit || key.len() > MAX_KEY {
             return Err(StoreError::TooLarge { size, limit });
         }
@@ -1138,7 +1325,8 @@ impl ShmCache {
     fn finish(&self, t: &Ticket, how: Finish<'_>) -> (Result<(), StoreError>, Option<Hit>) {
         let refresh = t.kind == Kind::Refresh;
         let Some(s) = self.lock(t.hash) else {
-            return (Err(StoreError::NoRoom), None);
+            // The flight stays until its lock timeout releases its waiters.
+            return (Err(self.lock_timeout()), None);
         };
         let now = self.now_nanos();
         let key = &t.key[..];
@@ -1191,8 +1379,10 @@ impl ShmCache {
                                 }
                                 Ok(None) => Outcome::Pass,
                                 Err(e) => {
+                                    // No room: the waiters fetch for themselves, at once,
+                                    // rather than one after another as successive fillers.
                                     result = Err(e);
-                                    Outcome::Abandoned
+                                    Outcome::Pass
                                 }
                             }
                         } else {
@@ -1339,7 +1529,7 @@ impl ShmCache {
                                 true
                             }
                             Verdict::StaleSince { .. } => frozen,
-                            Verdict::Purged => false,
+                            Verdict::Purged | Verdict::Unknown => false,
                         }
                 };
                 if live {
@@ -1381,7 +1571,7 @@ impl ShmCache {
         let hash = self.key_hash(key);
         let seq = self.next_seq();
         let Some(s) = self.lock(hash) else {
-            return Err(StoreError::NoRoom);
+            return Err(self.lock_timeout());
         };
         let now = self.now_nanos();
         if let Err(e) = self.check_size(key, value, tags.len()) {
@@ -1410,33 +1600,43 @@ impl ShmCache {
 
     /// Purges `key`: hard removes it, soft makes it stale now (served in its stale windows
     /// while one caller refreshes). A fill in flight stores its value already stale. Returns
-    /// whether an entry or a fill was found.
+    /// whether an entry or a fill was found; false too if the purge could not be done (its
+    /// shard's lock was not acquired within the bound): [`try_purge`](Self::try_purge) tells
+    /// the two apart.
     pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
+        self.try_purge(key, mode).unwrap_or(false)
+    }
+
+    /// [`purge`](Self::purge), or [`StoreError::LockTimeout`] if it was not done.
+    pub fn try_purge(&self, key: &[u8], mode: PurgeMode) -> Result<bool, StoreError> {
         let hash = self.key_hash(key);
         let Some(s) = self.lock(hash) else {
-            return false;
+            return Err(self.lock_timeout());
         };
         let now = self.now_nanos();
         let mut found = false;
-        if let Some((i, _)) = s.find(hash, key) {
+        if let Some((i, r)) = s.find(hash, key) {
             if s.flight_active(i) {
                 s.invalidate_flight(i);
                 found = true;
             }
-        }
-        if let Some((i, Some(mut r))) = self.find_settled(&s, hash, key, now) {
-            found = true;
-            match mode {
-                PurgeMode::Hard => {
-                    s.drop_value(i, now);
+            // A value whose tags cannot be checked now is purged all the same.
+            let value = match self.settle_tags(&s, i, r, now) {
+                Settled::Kept(r) | Settled::Unknown(r) => Some(r).filter(Rec::has_value),
+                Settled::Dropped => None,
+            };
+            if let Some(mut r) = value {
+                found = true;
+                match mode {
+                    PurgeMode::Hard => s.drop_value(i, now),
+                    PurgeMode::Soft => s.make_stale_at(&mut r, now),
                 }
-                PurgeMode::Soft => s.make_stale_at(&mut r, now),
             }
         }
         if found {
             s.count(Counter::Purges);
         }
-        found
+        Ok(found)
     }
 
     /// Purges every entry tagged `tag` whose fetch started before now, in every process, in
@@ -1446,10 +1646,11 @@ impl ShmCache {
     }
 
     /// Removes every entry. Fills in flight go on and store their values already stale.
+    /// A shard whose lock is not acquired within the bound is left as it is (reported).
     pub fn clear(&self) {
         let now = self.now_nanos();
         for shard in 0..self.region().geo.shards as usize {
-            let Some(s) = shard::lock(self.region(), shard) else {
+            let Some(s) = self.lock_shard(shard) else {
                 continue;
             };
             for (i, _) in s.value_slots().into_iter().rev() {
@@ -1553,7 +1754,9 @@ impl ShmCache {
             info.recoveries += s.counter(Counter::Recoveries as usize);
             info.takeovers += s.counter(Counter::Takeovers as usize);
             info.entries_dropped += s.counter(Counter::EntriesDropped as usize);
+            info.lock_timeouts += s.counter(Counter::LockTimeouts as usize);
         }
+        info.lock_timeouts += r.map.u64(H_TAG_LOCK_TIMEOUTS).load(Relaxed);
         info
     }
 
@@ -1577,7 +1780,8 @@ impl ShmCache {
 
     /// Test hook: locks `key`'s shard, optionally scribbles over its allocator and index as a
     /// process killed half-way through an update would leave them, then calls `f` while still
-    /// holding the lock. A test kills the process inside `f`; the next locker recovers.
+    /// holding the lock. A test kills (or stops) the process inside `f`; the next locker
+    /// recovers (or gives up after the lock bound).
     #[doc(hidden)]
     pub fn debug_with_shard_locked(&self, key: &[u8], scribble: bool, f: impl FnOnce()) {
         let hash = self.key_hash(key);
@@ -1589,54 +1793,88 @@ impl ShmCache {
         }
     }
 
+    /// Test hook: calls `f` while holding the tag table's lock (bounded: nothing if it is not
+    /// acquired).
+    #[doc(hidden)]
+    pub fn debug_with_tags_locked(&self, f: impl FnOnce()) {
+        Tags::new(self.region()).with_lock(f);
+    }
+
+    /// Test hook: the shard `key` belongs to.
+    #[doc(hidden)]
+    pub fn debug_shard_of(&self, key: &[u8]) -> usize {
+        self.shard_index(self.key_hash(key))
+    }
+
+    /// Test hook: leaves `key`'s shard lock `ENOTRECOVERABLE`, as a holder that inherited it
+    /// from a dead one and released it without making it consistent would.
+    #[doc(hidden)]
+    pub fn debug_make_shard_lock_unrecoverable(&self, key: &[u8]) {
+        let s = shard::Shard::new(self.region(), self.shard_index(self.key_hash(key)));
+        self.region().map.mutex(s.base).make_unrecoverable();
+    }
+
     // ---- snapshots --------------------------------------------------------------------------
 
-    /// Writes every servable entry to `path`, shard by shard under each shard's lock (so each
-    /// shard is a consistent cut while the cache keeps serving), into a temporary file renamed
-    /// over `path` once complete and synced. Returns the number of entries written.
+    /// Writes every servable entry to `path` (see [`snapshot_to`](Self::snapshot_to)) into a
+    /// new temporary file beside it (created exclusively, mode 0600, nothing followed),
+    /// renamed over `path` once complete and synced. Returns the number of entries written.
     pub fn snapshot(&self, path: impl AsRef<Path>) -> Result<u64, ShmError> {
         crate::snapshot::write(self, path.as_ref())
+    }
+
+    /// Writes every servable entry to `out`, shard by shard: each shard's entries are copied
+    /// into memory under its lock (a consistent cut of that shard while the cache keeps
+    /// serving), and written to `out` after the lock is released, so a slow `out` (a disk, a
+    /// socket) never holds up a shard. A shard whose lock is not acquired within the bound is
+    /// left out (reported). Returns the number of entries written. Memory: one shard's entries
+    /// at a time.
+    pub fn snapshot_to(&self, out: impl std::io::Write) -> Result<u64, ShmError> {
+        crate::snapshot::write_to(self, out)
     }
 
     /// Loads a snapshot written by [`snapshot`](Self::snapshot) (by this region or another of
     /// any geometry): the file is validated like a region (magic, version, lengths, a checksum
     /// per entry), entries keep their age (wall time since the snapshot included), and those
-    /// that fail a check, are dead by now or find no room are skipped.
+    /// that fail a check, are dead by now or find no room are skipped. The file is not
+    /// followed if it is a symbolic link, and refused ([`ShmError::Refused`]) unless it is a
+    /// regular file owned by this process's user, the region's owner or root, that no other
+    /// user may write (its entries are served to every visitor).
     pub fn restore(&self, path: impl AsRef<Path>) -> Result<Restored, ShmError> {
         crate::snapshot::read(self, path.as_ref())
     }
 
-    /// Calls `f` with every servable entry of every shard, under that shard's lock:
-    /// `(key, value, flags, age_ns, ttl_ms, swr_ms, sie_ms, tag hashes)`.
-    pub(crate) fn for_each_entry(
+    /// Calls `f` with every servable entry of shard `shard`, under its lock:
+    /// `(key, value, flags, age_ns, [ttl_ms, swr_ms, sie_ms], tag hashes)`. False (reported)
+    /// if the shard's lock was not acquired within the bound.
+    pub(crate) fn for_each_entry_of(
         &self,
+        shard: usize,
         mut f: impl FnMut(&[u8], &[u8], u32, u64, [u32; 3], &[u64]),
-    ) {
-        for shard in 0..self.region().geo.shards as usize {
-            let Some(s) = shard::lock(self.region(), shard) else {
+    ) -> bool {
+        let Some(s) = self.lock_shard(shard) else {
+            return false;
+        };
+        let now = self.now_nanos();
+        let mut i = 0;
+        let slots = self.region().geo.slots as usize;
+        while i < slots {
+            if s.slot_hash(i) == 0 {
+                i += 1;
+                continue;
+            }
+            let Some(r) = s.slot_rec(i) else {
+                i += 1;
                 continue;
             };
-            let now = self.now_nanos();
-            let mut i = 0;
-            let slots = self.region().geo.slots as usize;
-            while i < slots {
-                if s.slot_hash(i) == 0 {
-                    i += 1;
-                    continue;
-                }
-                let Some(r) = s.slot_rec(i) else {
-                    i += 1;
-                    continue;
-                };
-                let before = s.slot_hash(i);
-                let settled = self.settle_tags(&s, i, r, now);
-                if s.slot_hash(i) != before {
-                    // The slot was removed (hard-purged) and another moved in: look again.
-                    continue;
-                }
-                if let Some(r) =
-                    settled.filter(|r| r.has_value() && r.standing(now) != Standing::Dead)
-                {
+            let before = s.slot_hash(i);
+            let settled = self.settle_tags(&s, i, r, now);
+            if s.slot_hash(i) != before {
+                // The slot was removed (hard-purged) and another moved in: look again.
+                continue;
+            }
+            if let Settled::Kept(r) = settled {
+                if r.has_value() && r.standing(now) != Standing::Dead {
                     let tags: Vec<u64> = s.tag_hashes(&r).collect();
                     f(
                         s.key_bytes(&r),
@@ -1647,9 +1885,20 @@ impl ShmCache {
                         &tags,
                     );
                 }
-                i += 1;
             }
+            i += 1;
         }
+        true
+    }
+
+    /// The number of shards.
+    pub(crate) fn shards(&self) -> usize {
+        self.region().geo.shards as usize
+    }
+
+    /// Who must own the region file, and may own a snapshot it restores.
+    pub(crate) fn owner(&self) -> Owner {
+        self.region().owner
     }
 
     /// Stores a restored entry aged `age` with raw tag hashes; false if not stored.
@@ -1702,5 +1951,76 @@ impl ShmCache {
         };
         s.plan.set(None);
         stored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `len` bytes of zero pages, mapped but never touched (no memory used).
+    struct Untouched(*mut libc::c_void, usize);
+
+    impl Untouched {
+        fn new(len: usize) -> Untouched {
+            // SAFETY: a fresh private mapping the kernel places; read-only, never written.
+            let p = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    len,
+                    libc::PROT_READ,
+                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_NORESERVE,
+                    -1,
+                    0,
+                )
+            };
+            assert_ne!(p, libc::MAP_FAILED);
+            Untouched(p, len)
+        }
+
+        fn bytes(&self) -> &[u8] {
+            // SAFETY: `len` readable bytes (zero pages) live as long as `self`.
+            unsafe { std::slice::from_raw_parts(self.0.cast(), self.1) }
+        }
+    }
+
+    impl Drop for Untouched {
+        fn drop(&mut self) {
+            // SAFETY: unmaps what `new` mapped, once.
+            unsafe { libc::munmap(self.0, self.1) };
+        }
+    }
+
+    #[test]
+    fn a_value_of_4_gib_or_more_is_refused_whatever_the_regions_object_limit() {
+        // A region whose object limit is beyond 32 bits (as another build could have made).
+        let b = Builder::default().max_bytes(1 << 20).shards(1);
+        let geo = b.geometry().unwrap();
+        let mut settings = b.settings(&geo, 1);
+        settings.max_object = 1 << 40;
+        let region = Region::anonymous(geo, settings, &b.attach_settings()).unwrap();
+        let cache = ShmCache::from_region(region, None);
+        let big = Untouched::new((4 << 30) + 1);
+        let ttl = Freshness::new(Duration::from_secs(60));
+        let too_large = |r: Result<(), StoreError>| {
+            matches!(r, Err(StoreError::TooLarge { size, limit })
+                if size > 4 << 30 && limit == u64::from(u32::MAX))
+        };
+        cache.insert(b"k", b"small", ttl).unwrap();
+        assert!(too_large(cache.insert(b"k", big.bytes(), ttl)));
+        assert_eq!(
+            cache.get(b"k"),
+            None,
+            "the outdated value is not served either"
+        );
+        let Lookup::Miss(fill) = cache.lookup(b"f") else {
+            panic!("a miss")
+        };
+        let Lookup::Wait(waiter) = cache.lookup(b"f") else {
+            panic!("a wait")
+        };
+        assert!(too_large(fill.commit(big.bytes(), ttl)));
+        assert!(matches!(waiter.try_wait(), Ok(Resolved::Pass)));
+        assert_eq!(cache.stats().rejected_too_large, 2);
     }
 }

@@ -45,6 +45,34 @@ pub enum ShmError {
     NotReady,
     /// A configuration value is out of range.
     InvalidConfig(String),
+    /// The file at the path is not one this process may trust: not a regular file (a symbolic
+    /// link, a directory, a FIFO, a device), not owned by the expected owner, or readable or
+    /// writable by other users. It is left as it is (never replaced, never followed).
+    Refused {
+        /// The path.
+        path: PathBuf,
+        /// What is there, if it is not a regular file ("symbolic link", "directory", ...).
+        kind: &'static str,
+        /// Its owner's user id.
+        uid: u32,
+        /// Its group id.
+        gid: u32,
+        /// Its permission bits (`st_mode & 0o7777`).
+        mode: u32,
+        /// Why it is refused, and what to do about it.
+        reason: String,
+    },
+    /// The file system (or the memory) cannot hold the region: refused at creation, rather
+    /// than crashing attached processes with `SIGBUS` when they first touch a page that has no
+    /// room behind it.
+    NoSpace {
+        /// The region file, or `None` for an anonymous region.
+        path: Option<PathBuf>,
+        /// Bytes the region needs.
+        needed: u64,
+        /// Bytes the file system has available (`statvfs`), when known.
+        available: Option<u64>,
+    },
 }
 
 impl ShmError {
@@ -84,6 +112,34 @@ impl fmt::Display for ShmError {
                 f.write_str("region not initialised (its creator is still at work or died)")
             }
             ShmError::InvalidConfig(why) => write!(f, "invalid configuration: {why}"),
+            ShmError::Refused {
+                path,
+                kind,
+                uid,
+                gid,
+                mode,
+                reason,
+            } => write!(
+                f,
+                "refusing {}, a {kind} owned by uid {uid} (gid {gid}) with mode {mode:04o}: {reason}",
+                path.display()
+            ),
+            ShmError::NoSpace {
+                path,
+                needed,
+                available,
+            } => {
+                match path {
+                    Some(p) => write!(f, "no room for the region {}: ", p.display())?,
+                    None => f.write_str("no room for the anonymous region: ")?,
+                }
+                write!(f, "it needs {needed} bytes")?;
+                match available {
+                    Some(a) => write!(f, ", the file system has {a} available"),
+                    None => f.write_str(", and the system could not reserve them"),
+                }?;
+                f.write_str(" (make the region smaller or the file system larger)")
+            }
         }
     }
 }
@@ -97,7 +153,8 @@ impl std::error::Error for ShmError {
     }
 }
 
-/// Why a value was not stored.
+/// Why a value was not stored (or, for [`ShmCache::try_purge`](crate::ShmCache::try_purge), a
+/// purge not done).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum StoreError {
     /// The entry (record header, tags, key and value) is larger than the largest object the
@@ -109,8 +166,16 @@ pub enum StoreError {
         limit: u64,
     },
     /// No room could be made (every entry of the shard is being filled), or the shard lock is
-    /// unusable. Nothing was stored.
+    /// unusable. Nothing was stored. Waiters of a fill were released to fetch for themselves.
     NoRoom,
+    /// The shard's lock was not acquired within the lock bound (see
+    /// [`Builder::lock_bound`](crate::Builder::lock_bound)): a process holding it is stopped or
+    /// stuck. Nothing was done; a fill stays in flight until its lock timeout releases its
+    /// waiters.
+    LockTimeout {
+        /// The bound waited, in milliseconds.
+        bound_ms: u64,
+    },
 }
 
 impl fmt::Display for StoreError {
@@ -121,6 +186,11 @@ impl fmt::Display for StoreError {
                 "entry of {size} bytes is larger than the object limit {limit}; not cached"
             ),
             StoreError::NoRoom => f.write_str("no room could be made in the shard; not cached"),
+            StoreError::LockTimeout { bound_ms } => write!(
+                f,
+                "the shard's lock was not acquired within {bound_ms} ms (a process holding it \
+                 is stopped or stuck); nothing was done"
+            ),
         }
     }
 }

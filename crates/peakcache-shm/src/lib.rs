@@ -18,6 +18,7 @@
 //! - [Locking, waiting, crash recovery](#locking-waiting-crash-recovery)
 //! - [Measured](#measured)
 //! - [What survives a crash, a restart and a reboot](#what-survives-a-crash-a-restart-and-a-reboot)
+//! - [What is refused, and why](#what-is-refused-and-why)
 //! - [Differences from the in-process cache](#differences-from-the-in-process-cache)
 //!
 //! ## Quick start
@@ -72,10 +73,12 @@
 //!              creation wall time, checksum of all of these
 //!            mutable: ready word, frozen, global sequence, tag epoch, region clock word,
 //!              boot id, monotonic offset, the cache-wide tag mark, the tag table's robust
-//!              mutex, tag purge count
+//!              mutex, tag purge count, the tag table's repair word, the lock stamp (the
+//!              boot the locks were initialised in, by this crate), tag lock timeouts
 //! 4 KiB    tag table: tag slots x 80 bytes (tag hash, last hard purge, last 4 soft purges)
 //! ...      shards, each aligned to 4 KiB:
-//!            shard header (1 KiB): robust mutex, dirty flag, entry and byte counts, the
+//!            shard header (1 KiB): robust mutex, dirty flag, repair word, entry and byte
+//!              counts, the
 //!              free-list heads of 32 size classes, the shard's counters, the version word of
 //!              optimistic reads (a cache line of its own), the policy's state (queue heads,
 //!              lengths and weights, small-queue target, ghost and sketch bookkeeping, the
@@ -99,9 +102,13 @@
 //!              lists, merged with their free neighbours when freed
 //! ```
 //!
-//! Attaching checks the magic, the version, the header checksum, that every derived offset and
-//! the total size follow from the geometry, and that the file is as long as the header says;
-//! a failure is a [`ShmError`] naming the problem, never undefined behaviour.
+//! Attaching checks the file first (see [What is refused, and why](#what-is-refused-and-why)),
+//! then the magic, the version, the header checksum, that every derived offset and the total
+//! size follow from the geometry, and that the file is as long as the header says (a shorter
+//! file is [`ShmError::Truncated`], never mapped past its end); a failure is a [`ShmError`]
+//! naming the problem, never undefined behaviour. Every page of a new region is reserved when it
+//! is made (`posix_fallocate`, on a region file or on the memory file behind an anonymous
+//! region), so no access can meet a page with no room behind it.
 //!
 //! ## Memory per entry
 //!
@@ -149,6 +156,31 @@
 //!
 //! - **Locks.** One `pthread_mutex_t` per shard (and one for the tag table), initialised
 //!   `PTHREAD_PROCESS_SHARED` and `PTHREAD_MUTEX_ROBUST`. Every write takes its shard's lock.
+//! - **Bounded waits.** A lock is waited for at most the lock bound ([`Builder::lock_bound`];
+//!   default the lock timeout, at least 10 ms and at most 1 s: a lock is held for
+//!   microseconds, a holder that keeps it longer is stopped or stuck, and a caller then loses
+//!   at most a second before it goes to the origin). A holder that is alive but does not
+//!   release (stopped by `SIGSTOP` or a debugger, stuck on I/O) makes each caller needing that
+//!   lock give up after the bound: [`lookup`](ShmCache::lookup) answers [`Lookup::Pass`]
+//!   (serve from the origin), `get` a miss, `insert` and commits
+//!   [`StoreError::LockTimeout`], [`try_purge`](ShmCache::try_purge) the same. Each is
+//!   counted ([`RegionInfo::lock_timeouts`], in every process) and reported through
+//!   [`Builder::report`] (at most a line a second per attachment, with the count; never while
+//!   a lock is held). Fresh hits of that shard are still served by optimistic reads. An
+//!   uncontended lock is a `trylock`; only a contended one waits in
+//!   `pthread_mutex_timedlock`, whose deadline is on the wall clock (a step of the wall clock
+//!   while waiting lengthens or shortens that one wait). If the tag table's lock is held, an
+//!   entry with tags whose purges cannot be checked is neither served nor dropped (the lookup
+//!   passes), and a tag purge is folded into the cache-wide mark without the lock (it
+//!   over-purges tagged entries, it is never lost).
+//! - **Locks not to be trusted.** Lock words from another boot (the boot id in the header is
+//!   not `/proc/sys/kernel/random/boot_id`'s) or not initialised by this crate in this boot (no
+//!   lock stamp) are initialised again at the first attach, under the file lock, and every
+//!   shard is checked before use (reported). A mutex left `ENOTRECOVERABLE` (a holder released
+//!   an inherited `EOWNERDEAD` lock without making it consistent; this crate never does) is
+//!   initialised again by the first locker to claim its repair word, after marking the shard to
+//!   be checked and rebuilt by its next holder, instead of answering `Pass` forever; the others
+//!   pass meanwhile.
 //! - **Reads without the lock.** [`get`](ShmCache::get), [`get_into`](ShmCache::get_into) and
 //!   the fresh case of [`lookup`](ShmCache::lookup) first read optimistically (a seqlock): a
 //!   writer makes its shard's version word odd before its first change a reader could see
@@ -175,8 +207,11 @@
 //!   Waiters sleep on the slot's 32-bit futex word (`FUTEX_WAIT` without the private flag, so it
 //!   works across processes on the shared mapping) with a timeout, or poll it
 //!   ([`Waiter::try_wait`]); every end of a flight bumps the word and wakes them. A waiter that
-//!   finds the owner dead (`kill(pid, 0)` fails with `ESRCH`, or the start time differs) takes
-//!   the fill over at once; past the lock timeout every waiter is released.
+//!   finds the owner dead (`kill(pid, 0)` fails with `ESRCH`, `/proc/PID/stat` says it exited
+//!   and awaits its parent's `wait` (a zombie, `Z`), or its start time differs: the pid was
+//!   reused) takes the fill over at once; past the lock timeout every waiter is released. A
+//!   flight that ends with nothing stored for its waiters (too large, no room) keeps its slot
+//!   until its deadline so that every waiter reads why and fetches for itself at once.
 //! - **Eviction.** See [Eviction](#eviction): allocation evicts (or moves records) until the
 //!   record fits.
 //! - **Tags.** A table of tag hash -> purge marks in the region; an entry records its tags'
@@ -194,8 +229,51 @@
 //! | a worker is killed (SIGKILL, segfault) outside the cache | nothing is lost; its fills are taken over by their waiters as soon as one finds it dead, or by the next lookup; its refresh tickets are handed out again after the lock timeout |
 //! | a worker is killed inside a shard lock | the next locker checks and rebuilds that shard; the entries being written are dropped, the rest are kept ([`RegionInfo::recoveries`]) |
 //! | every process stops and starts again (nginx restart, PHP-FPM reload) | a file region is kept: [`Builder::open`] attaches to it when its header is valid and matches the configuration ([`Opened::Attached`]); otherwise it is replaced and [`Opened::Recreated`] says why. An anonymous region ends with its last process |
-//! | reboot | a region under `/dev/shm` is gone (memory); a region file on disk is attached again: its locks are re-initialised, every shard checked, and region time continues from the wall time since creation, so entries keep their age. Or restore a snapshot: [`ShmCache::snapshot`] writes the servable entries shard by shard (each under its lock) to a temporary file renamed into place; [`ShmCache::restore`] validates and loads it into any region, entries keeping their age |
-//! | a region file of another version, size or a corrupted one | refused with a [`ShmError`] (`VersionMismatch`, `ConfigMismatch`, `HeaderChecksum`, `Truncated`, `BadMagic`, `BadLayout`); `open` replaces it by default |
+//! | a process stopped (`SIGSTOP`, a debugger) or stuck while holding a shard lock | callers needing that lock wait at most the lock bound, then go on without the cache (`Pass`, a miss, `LockTimeout`), counted and reported; fresh hits are still served; when the holder continues, everything works as before |
+//! | reboot | a region under `/dev/shm` is gone (memory); a region file on disk is attached again: its locks (of another boot) are initialised again, every shard checked, and region time continues from the wall time since creation, so entries keep their age. Or restore a snapshot: [`ShmCache::snapshot`] copies each shard's servable entries out under its lock and writes them after releasing it, into a new temporary file (exclusive, 0600) renamed into place; [`ShmCache::restore`] validates and loads it into any region, entries keeping their age |
+//! | a region file of another version, size or a corrupted one | refused with a [`ShmError`] (`VersionMismatch`, `ConfigMismatch`, `HeaderChecksum`, `Truncated`, `BadMagic`, `BadLayout`); `open` replaces it by default (a file of ours: see the next section for the files never replaced) |
+//! | a mutex left `ENOTRECOVERABLE` | initialised again after the shard is marked to be checked and rebuilt; the entries that pass the check are kept |
+//!
+//! ## What is refused, and why
+//!
+//! A region file is memory that every attached process serves pages from and writes lock words
+//! into, so whoever can write it decides what every visitor gets and can wedge every worker.
+//! Under `/dev/shm` (world-writable) any local user can put a file at the path before the
+//! cache starts. What [`Builder::open`] and [`Builder::attach`] find at the path is therefore
+//! looked at (`lstat`) before it is opened, opened with `O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC`,
+//! and checked again on the descriptor:
+//!
+//! | found at the path | what happens | why |
+//! |---|---|---|
+//! | nothing | a new region is made under a temporary name beside the path (`O_CREAT \| O_EXCL \| O_NOFOLLOW`, mode 0600, given to the [owner](Builder::owner)), its pages reserved, its header initialised, then moved in with `renameat2(RENAME_NOREPLACE)` (or `link`); if another process put a file there meanwhile, that one is attached instead | no process ever sees a half-made region, and none replaces another's |
+//! | a symbolic link (even dangling), a directory, a FIFO, a socket, a device | refused: [`ShmError::Refused`] naming the path, the kind of file, its owner, its mode and the reason; not followed, not opened (a FIFO cannot block the start), left alone | a link leads anywhere the planter chose |
+//! | a regular file not owned by the owner (default: the effective user) | refused, left alone | another user made it: they could read every cached page, plant pages served to every visitor, scribble on the locks |
+//! | a regular file with permissions for other users, or for its group (unless [`group_shared`](Builder::group_shared) is set and its group is the [group](Builder::group)) | refused, left alone | other users could read or write it |
+//! | an empty file of ours | replaced by a new region | made by something that stopped before writing a region |
+//! | a file of ours holding a region of another version or configuration, damaged, or shorter than its header says | replaced by a new region (or refused with [`recreate_on_mismatch(false)`](Builder::recreate_on_mismatch)) | stale, and ours |
+//! | a file system without room for the region | [`ShmError::NoSpace`] at creation, naming the bytes needed and available (`statvfs`); the temporary file removed | a sparse region would crash workers with `SIGBUS` later, when they first write a page with no room behind it |
+//!
+//! `recreate_on_mismatch` never replaces a refused file: what an attacker's file holds must not
+//! decide what happens to it. To remove a refused file is the operator's decision.
+//!
+//! A snapshot's temporary file is created the same way (`O_EXCL | O_NOFOLLOW`, 0600; a name
+//! planted in advance, a link or not, is skipped for another), synced, then renamed over the
+//! snapshot path (a link there is replaced, its target untouched). A snapshot to restore is
+//! opened without following links and refused unless it is a regular file owned by this
+//! process's user, the owner or root, that no other user may write: its entries would be
+//! served to every visitor.
+//!
+//! **Truncation while attached.** Anyone who can write the region file can still truncate it
+//! while processes have it mapped; their next access to a page past the new end is a `SIGBUS`.
+//! By the rules above only the owner (and root) can write it, and the owner is the user the
+//! cache's processes run as: the same trust domain, which can already stop or kill those
+//! processes, or write any byte of the region. Nothing a process of another user can do to the
+//! file reaches an attached process.
+//!
+//! **Several users.** By default a region belongs to one user. A privileged creator (nginx's
+//! master as root) sets [`owner`](Builder::owner) to the workers' user, so that the file is
+//! theirs from the start; [`group_shared`](Builder::group_shared) lets one group share a
+//! region, deliberately.
 //!
 //! ## Measured
 //!
@@ -237,7 +315,12 @@
 //!
 //! - Values are bytes and a flags word, copied on every read (no shared references).
 //! - A value too large to store is refused ([`StoreError::TooLarge`]) and its waiters get
-//!   [`Resolved::Pass`] (the in-process cache hands them the value it could not store).
+//!   [`Resolved::Pass`] (the in-process cache hands them the value it could not store); so do
+//!   the waiters of a commit that finds no room ([`StoreError::NoRoom`]). A value of 4 GiB or
+//!   more is always too large (a record's lengths are 32-bit).
+//! - A fill's [`previous`](Fill::previous) value (for revalidation) is a copy of the bytes and
+//!   flags taken out of the region when the fill began ([`Previous`]); a fill taken over from
+//!   a dead owner has one too.
 //! - Waiters block or poll; there is no `Future`.
 //! - A refresh ticket whose owner died is handed out again after the lock timeout (the stale
 //!   entry is served meanwhile); only fills are taken over at once.
@@ -256,6 +339,7 @@
 
 mod cache;
 mod error;
+mod file;
 mod futex;
 mod hash;
 mod mutex;
@@ -267,7 +351,7 @@ mod snapshot;
 mod tags;
 
 pub use cache::{
-    Builder, Fill, Hit, Lookup, Refresh, RegionInfo, Resolved, Restored, ShmCache, Waiter,
+    Builder, Fill, Hit, Lookup, Previous, Refresh, RegionInfo, Resolved, Restored, ShmCache, Waiter,
 };
 pub use error::{ShmError, StoreError};
 pub use peakcache::{Clock, Freshness, ManualClock, PurgeMode, Served, Stats};

@@ -4,7 +4,6 @@
 //! ticks since boot), so a pid reused by a later process is not mistaken for the owner.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 /// The `(pid, start time)` of this process, read once per pid (a forked child reads its own).
 pub(crate) fn me() -> (u32, u64) {
@@ -23,17 +22,38 @@ pub(crate) fn me() -> (u32, u64) {
 
 /// The start time of process `pid`, if it exists and /proc is readable.
 pub(crate) fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may hold spaces: count from its end.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(19)?.parse().ok()
+    stat(pid).map(|(_, start)| start)
 }
 
-/// Whether the owner `(pid, start)` of a flight running for `age` is still alive. Errs on the
-/// side of "alive" (the lock timeout then releases the flight): a pid that exists is checked
-/// against the recorded start time only once the flight is older than a second, since a pid
-/// is not reused that fast.
-pub(crate) fn alive(pid: u32, start: u64, age: Duration) -> bool {
+/// What `/proc/PID/stat` says of a process: its state letter and its start time.
+fn stat(pid: u32) -> Option<(u8, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold spaces: count from its end.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = *rest.next()?.as_bytes().first()?;
+    Some((state, rest.nth(18)?.parse().ok()?))
+}
+
+/// Whether a process `pid` exists (a zombie included; `kill(pid, 0)` does not fail with
+/// `ESRCH`).
+pub(crate) fn exists(pid: u32) -> bool {
+    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
+        return false;
+    };
+    if pid_t <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
+    let r = unsafe { libc::kill(pid_t, 0) };
+    r == 0 || std::io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH)
+}
+
+/// Whether the owner `(pid, start)` of a flight is still alive: it exists, has not exited (a
+/// zombie, `Z`, waiting for its parent to reap it, is dead: it will never complete the
+/// flight), and started when the owner did (a reused pid is another process). Errs on the
+/// side of "alive" when `/proc` cannot tell (the lock timeout then releases the flight).
+/// Only asked by callers about to wait (never on a hit): one read of `/proc/PID/stat`.
+pub(crate) fn alive(pid: u32, start: u64) -> bool {
     if pid == 0 {
         return false;
     }
@@ -41,36 +61,53 @@ pub(crate) fn alive(pid: u32, start: u64, age: Duration) -> bool {
     if pid == my_pid {
         return start == my_start;
     }
-    let Ok(pid_t) = libc::pid_t::try_from(pid) else {
-        return false;
-    };
-    // SAFETY: kill with signal 0 sends nothing; it only checks that the process exists.
-    let r = unsafe { libc::kill(pid_t, 0) };
-    if r != 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH) {
+    if !exists(pid) {
         return false;
     }
-    if age >= Duration::from_secs(1) && start != 0 {
-        if let Some(now_start) = start_time(pid) {
-            return now_start == start;
-        }
+    match stat(pid) {
+        Some((b'Z' | b'X' | b'x', _)) => false,
+        Some((_, now_start)) => start == 0 || now_start == start,
+        None => true,
     }
-    true
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    use std::time::{Duration, Instant};
+
     #[test]
     fn this_process_is_alive_and_a_reused_pid_is_not() {
         let (pid, start) = me();
         assert!(start > 0);
-        assert!(alive(pid, start, Duration::ZERO));
-        assert!(!alive(pid, start + 1, Duration::ZERO));
+        assert!(alive(pid, start));
+        assert!(!alive(pid, start + 1));
         // A child that exited and was reaped no longer exists.
         let mut child = std::process::Command::new("true").spawn().unwrap();
         let cpid = child.id();
         child.wait().unwrap();
-        assert!(!alive(cpid, 1, Duration::ZERO));
+        assert!(!alive(cpid, 1));
+    }
+
+    #[test]
+    fn a_zombie_is_dead_and_a_live_child_with_another_start_time_is_not_the_owner() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("0.2")
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let start = start_time(pid).expect("the child's start time");
+        assert!(alive(pid, start), "running");
+        assert!(!alive(pid, start + 1), "another process under a reused pid");
+        // Exited, not reaped: a zombie, which `kill(pid, 0)` still finds.
+        let until = Instant::now() + Duration::from_secs(5);
+        while stat(pid).map(|(s, _)| s) != Some(b'Z') {
+            assert!(Instant::now() < until, "the child did not exit");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(exists(pid), "a zombie exists");
+        assert!(!alive(pid, start), "a zombie never completes a flight");
+        child.wait().unwrap();
     }
 }

@@ -7,22 +7,26 @@
 //! works on offsets.
 
 use crate::error::ShmError;
+use crate::file::{self, NewFile, Owner};
 use crate::hash;
-use crate::mutex::{RawMutex, MUTEX_SPACE};
-use std::fs::{File, OpenOptions};
+use crate::mutex::{LockError, RawMutex, MUTEX_SPACE};
+use std::fs::File;
 use std::io;
-use std::os::unix::fs::OpenOptionsExt;
-use std::os::unix::io::AsRawFd;
+use std::os::unix::io::{AsRawFd, FromRawFd};
 use std::path::Path;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicU8, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
 
 /// `"PEAKSHM\0"` little-endian.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
 /// The layout version. Bumped by any change of the layout or of the hash function. 2: the
 /// policy's state (queue links, ghosts, sketch), the version word of optimistic reads, a free
 /// list per size class with two bitmaps instead of the buddy allocator, and record-size hints
-/// and queue bits in the slots' meta word.
-pub const LAYOUT_VERSION: u32 = 2;
+/// and queue bits in the slots' meta word. 3: the lock stamp and the repair words (locks of
+/// another boot or program re-initialised, unrecoverable locks repaired), a lock-timeout
+/// counter per shard, and pages reserved at creation (a layout 2 file may be sparse).
+pub const LAYOUT_VERSION: u32 = 3;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
@@ -70,6 +74,13 @@ pub(crate) const H_FOLD_MARK: usize = 240;
 pub(crate) const H_TAG_MUTEX: usize = 320;
 pub(crate) const H_TAG_PURGES: usize = 384;
 pub(crate) const H_TAG_COUNT: usize = 392;
+/// Who is repairing the tag table's mutex, and since when (see `mutex::lock_repairing`).
+pub(crate) const H_TAG_REPAIR: usize = 416;
+/// `lock_stamp(boot id)` once this crate has initialised the locks in this boot: lock words
+/// without it (another boot, another program) are never trusted.
+pub(crate) const H_LOCK_STAMP: usize = 400;
+/// Times the tag table's lock was not acquired within the bound.
+pub(crate) const H_TAG_LOCK_TIMEOUTS: usize = 408;
 
 /// Header flag: the region carries its own clock word (advanced by hand, for tests).
 pub(crate) const FLAG_REGION_CLOCK: u32 = 1;
@@ -80,6 +91,15 @@ pub(crate) const TIME_START: u64 = 1 << 53;
 
 /// Largest shard count accepted.
 pub(crate) const MAX_SHARDS: u32 = 4096;
+
+/// The longest a lock is waited for by default (or the lock timeout, if shorter): a holder
+/// alive but not releasing (stopped, stuck) costs each caller at most this, then the caller
+/// goes on without the cache.
+pub(crate) const LOCK_BOUND_MAX: Duration = Duration::from_secs(1);
+/// The shortest default bound: a holder preempted on a busy host is not taken for a stuck one.
+pub(crate) const LOCK_BOUND_MIN: Duration = Duration::from_millis(10);
+/// Lock timeouts are reported at most this often per attachment (with their count).
+const REPORT_EVERY: u64 = 1_000_000_000;
 
 /// The shape of a region: everything its offsets are computed from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -549,12 +569,41 @@ impl Layout {
     }
 }
 
+/// Where an attachment reports what an operator should know: one line each.
+pub(crate) type Report = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// The default report: standard error (an nginx worker's goes to its error log).
+pub(crate) fn report_to_stderr() -> Report {
+    Arc::new(|line: &str| eprintln!("{line}"))
+}
+
+/// What one attachment sets for itself (none of it is in the region).
+#[derive(Clone)]
+pub(crate) struct Attach {
+    /// How long a shard or tag lock is waited for; `None`: the lock timeout, between
+    /// `LOCK_BOUND_MIN` and `LOCK_BOUND_MAX`.
+    pub(crate) lock_bound: Option<Duration>,
+    pub(crate) report: Report,
+    /// Who must own a region file (and may own snapshots).
+    pub(crate) owner: Owner,
+}
+
 /// A mapped, validated region.
 pub(crate) struct Region {
     pub(crate) map: Mapping,
     pub(crate) geo: Geometry,
     pub(crate) layout: Layout,
     pub(crate) settings: Settings,
+    /// How long this attachment waits for a lock.
+    pub(crate) lock_bound: Duration,
+    pub(crate) report: Report,
+    pub(crate) owner: Owner,
+    /// Lock timeouts not reported yet, and when the last report was made (monotonic ns).
+    unreported: AtomicU64,
+    last_report: AtomicU64,
+    /// A report made while a lock was held, for the next caller that holds none.
+    deferred: std::sync::Mutex<Option<String>>,
+    has_deferred: std::sync::atomic::AtomicBool,
 }
 
 /// The header checksum: bytes `0..H_CHECKSUM`.
@@ -567,6 +616,11 @@ pub(crate) fn boot_id() -> u64 {
     std::fs::read("/proc/sys/kernel/random/boot_id")
         .map(|b| hash::hash(0, &b) | 1)
         .unwrap_or(0)
+}
+
+/// The stamp this crate writes after initialising a region's locks in boot `boot`.
+fn lock_stamp(boot: u64) -> u64 {
+    hash::hash(0x6c6f_636b_7374_616d, &boot.to_le_bytes()) | 1
 }
 
 /// `CLOCK_MONOTONIC_COARSE`: host-wide, so every process of the host reads the same time.
@@ -604,15 +658,102 @@ pub(crate) fn random_u64() -> u64 {
 }
 
 impl Region {
-    /// A new region in an anonymous shared mapping (inherited by children forked later).
-    pub(crate) fn anonymous(geo: Geometry, settings: Settings) -> Result<Region, ShmError> {
-        let map = Mapping::map(None, geo.total()).map_err(|e| ShmError::io("mmap", None, e))?;
-        let region = Region {
+    fn new(map: Mapping, geo: Geometry, settings: Settings, attach: &Attach) -> Region {
+        let lock_bound = attach.lock_bound.unwrap_or_else(|| {
+            Duration::from_nanos(settings.lock_timeout).clamp(LOCK_BOUND_MIN, LOCK_BOUND_MAX)
+        });
+        Region {
             map,
-            geo,
             layout: Layout::of(&geo),
+            geo,
             settings,
+            lock_bound,
+            report: attach.report.clone(),
+            owner: attach.owner,
+            unreported: AtomicU64::new(0),
+            last_report: AtomicU64::new(0),
+            deferred: std::sync::Mutex::new(None),
+            has_deferred: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// The line reporting a lock of `what` that was not acquired (`e`): the first at once,
+    /// then at most one a second with the count since the last; `None` in between.
+    pub(crate) fn lock_failure(&self, what: &str, e: &LockError) -> Option<String> {
+        self.unreported.fetch_add(1, Ordering::Relaxed);
+        let now = mono_nanos();
+        let last = self.last_report.load(Ordering::Relaxed);
+        if (last != 0 && now.wrapping_sub(last) < REPORT_EVERY)
+            || self
+                .last_report
+                .compare_exchange(last, now.max(1), Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
+        {
+            return None;
+        }
+        let n = self.unreported.swap(0, Ordering::Relaxed);
+        let why = match e {
+            LockError::TimedOut => format!(
+                "was not acquired within {} ms (a process holding it is stopped or stuck)",
+                self.lock_bound.as_millis()
+            ),
+            LockError::NotRecoverable => "is being repaired".to_string(),
+            LockError::Other(e) => format!("is unusable ({e})"),
         };
+        Some(format!(
+            "peakcache-shm: the lock of {what} {why}: answered without the cache ({n} such \
+             answer{} since the last report)",
+            if n == 1 { "" } else { "s" }
+        ))
+    }
+
+    /// Keeps `line` to be reported by the next caller that holds no lock (the report may
+    /// call back into the cache).
+    pub(crate) fn defer_report(&self, line: String) {
+        *self.deferred.lock().unwrap_or_else(|e| e.into_inner()) = Some(line);
+        self.has_deferred.store(true, Ordering::Release);
+    }
+
+    /// Reports what `defer_report` kept. Called with no lock held.
+    #[inline]
+    pub(crate) fn flush_reports(&self) {
+        // A load first: the common case writes nothing to the shared flag.
+        if self.has_deferred.load(Ordering::Relaxed)
+            && self.has_deferred.swap(false, Ordering::Acquire)
+        {
+            let line = self
+                .deferred
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take();
+            if let Some(line) = line {
+                (self.report)(&line);
+            }
+        }
+    }
+
+    /// A new region in an anonymous shared mapping (inherited by children forked later): a
+    /// memory file (`memfd_create`) with every page reserved, mapped and closed.
+    pub(crate) fn anonymous(
+        geo: Geometry,
+        settings: Settings,
+        attach: &Attach,
+    ) -> Result<Region, ShmError> {
+        // SAFETY: a valid NUL-terminated name; memfd_create makes a new descriptor.
+        let fd = unsafe { libc::memfd_create(c"peakcache-shm".as_ptr(), libc::MFD_CLOEXEC) };
+        if fd < 0 {
+            return Err(ShmError::io(
+                "memfd_create",
+                None,
+                io::Error::last_os_error(),
+            ));
+        }
+        // SAFETY: `fd` was just opened and is owned by nothing else.
+        let file = unsafe { File::from_raw_fd(fd) };
+        file::reserve(&file, geo.total() as u64, None)?;
+        let map =
+            Mapping::map(Some(&file), geo.total()).map_err(|e| ShmError::io("mmap", None, e))?;
+        let region = Region::new(map, geo, settings, attach);
         region.init()?;
         Ok(region)
     }
@@ -652,6 +793,8 @@ impl Region {
         m.u64(H_SEQ).store(1, Ordering::Relaxed);
         m.u64(H_CLOCK).store(0, Ordering::Relaxed);
         m.u64(H_BOOT_ID).store(boot_id(), Ordering::Relaxed);
+        m.u64(H_LOCK_STAMP)
+            .store(lock_stamp(boot_id()), Ordering::Relaxed);
         // Region time starts at `TIME_START`, so that entries restored from a snapshot can be
         // dated in the past.
         m.u64(H_MONO_OFFSET)
@@ -669,17 +812,23 @@ impl Region {
     fn init_locks(&self) -> Result<(), ShmError> {
         let io = |e| ShmError::io("pthread_mutex_init", None, e);
         self.map.mutex(H_TAG_MUTEX).init().map_err(io)?;
+        self.map.u64(H_TAG_REPAIR).store(0, Ordering::Relaxed);
         for shard in 0..self.geo.shards as usize {
+            let base = self.geo.shard_base(shard);
+            self.map.mutex(base).init().map_err(io)?;
             self.map
-                .mutex(self.geo.shard_base(shard))
-                .init()
-                .map_err(io)?;
+                .u64(base + crate::shard::S_REPAIR)
+                .store(0, Ordering::Relaxed);
         }
         Ok(())
     }
 
     /// Validates the header of `map` and returns the region it describes.
-    pub(crate) fn validate(map: Mapping, file_len: u64) -> Result<Region, ShmError> {
+    pub(crate) fn validate(
+        map: Mapping,
+        file_len: u64,
+        attach: &Attach,
+    ) -> Result<Region, ShmError> {
         if (map.len() as u64) < HEADER_SIZE as u64 || file_len < HEADER_SIZE as u64 {
             return Err(ShmError::Truncated {
                 expected: HEADER_SIZE as u64,
@@ -746,88 +895,90 @@ impl Region {
                 settings.max_object
             )));
         }
-        Ok(Region {
-            map,
-            layout: Layout::of(&geo),
-            geo,
-            settings,
-        })
+        Ok(Region::new(map, geo, settings, attach))
     }
 
-    /// Opens (or creates) the region file at `path`. See `Builder::open`.
+    /// Opens (or creates) the region file at `path`. See `Builder::open`. A file that is not
+    /// to be trusted (`Owner::check_region`) is refused, never replaced.
     pub(crate) fn open_file(
         path: &Path,
         geo: Geometry,
         settings: Settings,
         recreate: bool,
-        check_config: bool,
+        attach: &Attach,
     ) -> Result<(Region, Opened), ShmError> {
         let io = |op, e| ShmError::io(op, Some(path), e);
-        // The file lock serialises creation and the checks of attaching: a process never sees
-        // a half-initialised header (the lock is released when `file` is closed below). A file
-        // replaced while we waited for its lock is opened again.
-        let (file, _lock) = loop {
-            let file = OpenOptions::new()
-                .read(true)
-                .write(true)
-                .create(true)
-                .truncate(false)
-                .mode(0o600)
-                .open(path)
-                .map_err(|e| io("open", e))?;
-            let lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
-            if same_file(&file, path) {
-                break (file, lock);
-            }
-        };
-        let len = file.metadata().map_err(|e| io("stat", e))?.len();
-        if len == 0 {
-            let region = Self::create_in(&file, path, geo, settings)?;
-            return Ok((region, Opened::Created));
-        }
-        let attached = Mapping::map(Some(&file), len as usize)
-            .map_err(|e| io("mmap", e))
-            .and_then(|map| Region::validate(map, len))
-            .and_then(|region| {
-                if check_config {
-                    region.matches(&geo, &settings)?;
+        let owner = attach.owner;
+        // Each turn either ends or found the path changed under it (another creator won the
+        // race, a stale file was replaced): bounded, as something may keep removing the file.
+        for _ in 0..16 {
+            let found = file::open_checked(path, true, |md| owner.check_region(path, md))?;
+            let Some(file) = found else {
+                let (new, region) = Self::create(path, geo, settings, attach)?;
+                if new.place(path)? {
+                    return Ok((region, Opened::Created));
                 }
-                region.after_attach()?;
-                Ok(region)
-            });
-        match attached {
-            Ok(region) => Ok((region, Opened::Attached)),
-            Err(e) if recreate => {
-                // Replace the file: processes still attached to the old one keep their (now
-                // unlinked) region; new processes get the new one.
-                let reason = e.to_string();
-                let tmp = path.with_extension(format!("new.{}", std::process::id()));
-                let new = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .open(&tmp)
-                    .map_err(|e| io("create", e))?;
-                let _new_lock = FileLock::exclusive(&new).map_err(|e| io("flock", e))?;
-                let region = Self::create_in(&new, &tmp, geo, settings)?;
-                std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
-                Ok((region, Opened::Recreated(reason)))
+                continue;
+            };
+            // The file lock serialises the checks of attaching (and a re-initialisation of
+            // locks after a reboot); a file replaced while we waited for it is opened again.
+            let lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
+            if !same_file(&file, path) {
+                continue;
             }
-            Err(e) => Err(e),
+            let len = file.metadata().map_err(|e| io("fstat", e))?.len();
+            if len == 0 {
+                // Ours, and empty: made by something that stopped before writing a region.
+                let (new, region) = Self::create(path, geo, settings, attach)?;
+                new.replace(path)?;
+                return Ok((region, Opened::Created));
+            }
+            let attached = Mapping::map(Some(&file), len as usize)
+                .map_err(|e| io("mmap", e))
+                .and_then(|map| Region::validate(map, len, attach))
+                .and_then(|region| {
+                    region.matches(&geo, &settings)?;
+                    let note = region.after_attach(path)?;
+                    Ok((region, note))
+                });
+            return match attached {
+                Ok((region, note)) => {
+                    // Reported once the file lock is released (the report may open the cache).
+                    drop(lock);
+                    if let Some(note) = note {
+                        (region.report)(&note);
+                    }
+                    Ok((region, Opened::Attached))
+                }
+                Err(e) if recreate => {
+                    // Replace the file (ours, checked above): processes still attached to the
+                    // old one keep their (now unlinked) region; new processes get the new one.
+                    let reason = e.to_string();
+                    let (new, region) = Self::create(path, geo, settings, attach)?;
+                    new.replace(path)?;
+                    Ok((region, Opened::Recreated(reason)))
+                }
+                Err(e) => Err(e),
+            };
         }
+        Err(io(
+            "open",
+            io::Error::new(
+                io::ErrorKind::Interrupted,
+                "the file kept changing while it was being opened",
+            ),
+        ))
     }
 
-    /// Attaches to an existing region file, whatever its configuration.
-    pub(crate) fn attach_file(path: &Path) -> Result<Region, ShmError> {
+    /// Attaches to an existing region file, whatever its configuration (still refusing a file
+    /// that is not to be trusted).
+    pub(crate) fn attach_file(path: &Path, attach: &Attach) -> Result<Region, ShmError> {
         let io = |op, e| ShmError::io(op, Some(path), e);
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(path)
-            .map_err(|e| io("open", e))?;
-        let _lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
-        let len = file.metadata().map_err(|e| io("stat", e))?.len();
+        let owner = attach.owner;
+        let file = file::open_checked(path, true, |md| owner.check_region(path, md))?
+            .ok_or_else(|| io("open", io::Error::from(io::ErrorKind::NotFound)))?;
+        let lock = FileLock::exclusive(&file).map_err(|e| io("flock", e))?;
+        let len = file.metadata().map_err(|e| io("fstat", e))?.len();
         if len < HEADER_SIZE as u64 {
             return Err(ShmError::Truncated {
                 expected: HEADER_SIZE as u64,
@@ -835,30 +986,31 @@ impl Region {
             });
         }
         let map = Mapping::map(Some(&file), len as usize).map_err(|e| io("mmap", e))?;
-        let region = Region::validate(map, len)?;
-        region.after_attach()?;
+        let region = Region::validate(map, len, attach)?;
+        let note = region.after_attach(path)?;
+        drop(lock);
+        if let Some(note) = note {
+            (region.report)(&note);
+        }
         Ok(region)
     }
 
-    fn create_in(
-        file: &File,
+    /// A new region beside `path` under a temporary name: owned as configured, every page
+    /// reserved, initialised; not yet at `path`.
+    fn create(
         path: &Path,
         geo: Geometry,
         settings: Settings,
-    ) -> Result<Region, ShmError> {
-        let io = |op, e| ShmError::io(op, Some(path), e);
-        file.set_len(0).map_err(|e| io("truncate", e))?;
-        file.set_len(geo.total() as u64)
-            .map_err(|e| io("truncate", e))?;
-        let map = Mapping::map(Some(file), geo.total()).map_err(|e| io("mmap", e))?;
-        let region = Region {
-            map,
-            geo,
-            layout: Layout::of(&geo),
-            settings,
-        };
+        attach: &Attach,
+    ) -> Result<(NewFile, Region), ShmError> {
+        let owner = attach.owner;
+        let new = NewFile::create(path, owner.mode(), Some((owner.uid, owner.gid)))?;
+        file::reserve(&new.file, geo.total() as u64, Some(path))?;
+        let map = Mapping::map(Some(&new.file), geo.total())
+            .map_err(|e| ShmError::io("mmap", Some(path), e))?;
+        let region = Region::new(map, geo, settings, attach);
         region.init()?;
-        Ok(region)
+        Ok((new, region))
     }
 
     /// Whether the region is what the configuration asks for.
@@ -885,33 +1037,48 @@ impl Region {
 
     /// After a reboot, a file region's locks name holders of another boot and its clock
     /// offset another boot's monotonic clock: reset both (under the file lock), and check
-    /// every shard.
-    fn after_attach(&self) -> Result<(), ShmError> {
+    /// every shard. Lock words this crate did not initialise in this boot (no stamp) are not
+    /// trusted either: initialised again the same way. Returns what to report, if anything.
+    fn after_attach(&self, path: &Path) -> Result<Option<String>, ShmError> {
         let m = &self.map;
         let boot = boot_id();
-        if m.u64(H_BOOT_ID).load(Ordering::Acquire) == boot {
-            return Ok(());
+        let same_boot = m.u64(H_BOOT_ID).load(Ordering::Acquire) == boot;
+        if same_boot && m.u64(H_LOCK_STAMP).load(Ordering::Acquire) == lock_stamp(boot) {
+            return Ok(None);
         }
         self.init_locks()?;
-        // Region time continues from the wall time elapsed since creation, so entries keep
-        // their age across the reboot.
-        let since = wall_nanos().saturating_sub(m.u64(H_CREATED_WALL).load(Ordering::Relaxed));
-        m.u64(H_MONO_OFFSET).store(
-            since.saturating_add(TIME_START).wrapping_sub(mono_nanos()),
-            Ordering::Relaxed,
+        let note = format!(
+            "peakcache-shm: region {}: its locks {}; initialised again and every shard checked",
+            path.display(),
+            if same_boot {
+                "were not initialised by peakcache in this boot"
+            } else {
+                "come from another boot"
+            }
         );
+        if !same_boot {
+            // Region time continues from the wall time elapsed since creation, so entries
+            // keep their age across the reboot.
+            let since = wall_nanos().saturating_sub(m.u64(H_CREATED_WALL).load(Ordering::Relaxed));
+            m.u64(H_MONO_OFFSET).store(
+                since.saturating_add(TIME_START).wrapping_sub(mono_nanos()),
+                Ordering::Relaxed,
+            );
+        }
         for shard in 0..self.geo.shards as usize {
             crate::shard::mark_dirty(self, shard);
         }
+        m.u64(H_LOCK_STAMP)
+            .store(lock_stamp(boot), Ordering::Release);
         m.u64(H_BOOT_ID).store(boot, Ordering::Release);
-        Ok(())
+        Ok(Some(note))
     }
 }
 
 /// Whether `path` still names the file open as `file`.
 fn same_file(file: &File, path: &Path) -> bool {
     use std::os::unix::fs::MetadataExt;
-    match (file.metadata(), std::fs::metadata(path)) {
+    match (file.metadata(), std::fs::symlink_metadata(path)) {
         (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
         _ => false,
     }

@@ -20,7 +20,7 @@
 //! last. Access bits (`touch`), counters and futex words are written outside write sections.
 
 use crate::hash::Checksum;
-use crate::mutex::{Acquired, RawMutex};
+use crate::mutex::{self, Acquired, LockError, RawMutex};
 use crate::policy::Choice;
 use crate::region::{Geometry, Mapping, Region, SLOT_SIZE, UNIT};
 use std::cell::Cell;
@@ -37,6 +37,8 @@ const S_FREE_HEADS: usize = 96;
 /// Free lists: one per size class, `floor(log2(units))` of a free span.
 pub(crate) const ORDERS: usize = 32;
 const S_COUNTERS: usize = S_FREE_HEADS + ORDERS * 4;
+/// Who is repairing the shard's mutex, and since when (see `mutex::lock_repairing`).
+pub(crate) const S_REPAIR: usize = 432;
 /// The version word of optimistic reads: odd while a writer changes the shard. On a line of
 /// its own among the fields only writers write, so readers' counter updates do not evict it.
 pub(crate) const S_VERSION: usize = 448;
@@ -168,9 +170,10 @@ pub(crate) enum Counter {
     Recoveries,
     Takeovers,
     EntriesDropped,
+    LockTimeouts,
 }
-pub(crate) const COUNTERS: usize = Counter::EntriesDropped as usize + 1;
-const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_VERSION);
+pub(crate) const COUNTERS: usize = Counter::LockTimeouts as usize + 1;
+const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_REPAIR);
 const _: () = assert!(S_VERSION + 8 <= crate::policy::P_START);
 
 /// Where an entry stands at an instant.
@@ -345,18 +348,31 @@ impl<'a> std::ops::Deref for Locked<'a> {
     }
 }
 
-/// Locks shard `shard`. A shard whose last holder died inside it, or marked dirty, is checked
-/// and rebuilt first. `None` if the lock is unusable.
-pub(crate) fn lock(region: &Region, shard: usize) -> Option<Locked<'_>> {
+/// Locks shard `shard`, waiting at most the region's lock bound. A shard whose last holder
+/// died inside it, or marked dirty, is checked and rebuilt first; a mutex left unrecoverable is
+/// initialised again after marking the shard for that check.
+pub(crate) fn lock(region: &Region, shard: usize) -> Result<Locked<'_>, LockError> {
     let s = Shard::new(region, shard);
     let mutex = region.map.mutex(s.base);
-    let acquired = mutex.lock().ok()?;
+    let repair = region.map.u64(s.base + S_REPAIR);
+    let acquired = mutex::lock_repairing(
+        mutex,
+        repair,
+        region.lock_bound,
+        || s.mark_corrupt(),
+        || {
+            (region.report)(&format!(
+                "peakcache-shm: the lock of shard {shard} was left unrecoverable; \
+                 initialised again, the shard to be checked and rebuilt before use"
+            ))
+        },
+    )?;
     let locked = Locked { s, mutex };
     if acquired == Acquired::OwnerDied || locked.m.u32(locked.base + S_DIRTY).load(Relaxed) != 0 {
         locked.rebuild();
         locked.count(Counter::Recoveries);
     }
-    Some(locked)
+    Ok(locked)
 }
 
 /// What `evict_one` did.
@@ -1031,9 +1047,14 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// Whether slot `i` holds no flight, back-off or pass-through.
+    /// Whether slot `i` holds no flight, back-off or pass-through, nor the outcome of a flight
+    /// that its waiters must still read: a flight that ended without a value for them (not
+    /// stored: too large, no room) keeps its slot until its deadline, so that they fetch for
+    /// themselves rather than find the key gone and fill it one after another.
     pub(crate) fn idle(&self, i: usize, now: u64) -> bool {
-        !self.flight_active(i) && self.retry_at(i) <= now && self.pass_until(i) <= now
+        let unread =
+            matches!(self.outcome(i), Outcome::Pass | Outcome::TooLarge) && self.deadline(i) > now;
+        !self.flight_active(i) && self.retry_at(i) <= now && self.pass_until(i) <= now && !unread
     }
 
     /// Replaces slot `i`'s value record by a key-only record (keeps the slot's control state),

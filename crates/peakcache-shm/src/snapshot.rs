@@ -15,11 +15,10 @@
 
 use crate::cache::{Restored, ShmCache};
 use crate::error::ShmError;
+use crate::file::{self, NewFile};
 use crate::hash::Checksum;
 use crate::region::wall_nanos;
-use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Write};
 use std::path::Path;
 
 const MAGIC: &[u8; 8] = b"PKSNAP\0\0";
@@ -28,75 +27,85 @@ const END: &[u8; 8] = b"PKSNEND\0";
 pub const SNAPSHOT_VERSION: u32 = 1;
 const FIXED: usize = 4 * 7 + 8;
 
+/// Writes the snapshot into a new file beside `path` (exclusive, 0600, nothing followed),
+/// synced, then renamed over `path`.
 pub(crate) fn write(cache: &ShmCache, path: &Path) -> Result<u64, ShmError> {
-    let io = |op, e| ShmError::io(op, Some(path), e);
-    let tmp = path.with_extension(format!("tmp.{}", std::process::id()));
-    let file = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(|e| io("create", e))?;
-    let mut out = BufWriter::with_capacity(1 << 20, file);
-    let mut head = Vec::with_capacity(24);
-    head.extend_from_slice(MAGIC);
-    head.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
-    head.extend_from_slice(&0u32.to_le_bytes());
-    head.extend_from_slice(&wall_nanos().to_le_bytes());
-    out.write_all(&head).map_err(|e| io("write", e))?;
+    let new = NewFile::create(path, 0o600, None)?;
+    let count = write_to(cache, &new.file).map_err(|e| match e {
+        ShmError::Io { op, source, .. } => ShmError::io(op, Some(path), source),
+        e => e,
+    })?;
+    new.file
+        .sync_all()
+        .map_err(|e| ShmError::io("fsync", Some(path), e))?;
+    new.replace(path)?;
+    Ok(count)
+}
+
+/// Writes the snapshot to `out`: each shard's entries copied into memory under its lock, then
+/// written with the lock released.
+pub(crate) fn write_to(cache: &ShmCache, mut out: impl Write) -> Result<u64, ShmError> {
+    let io = |e| ShmError::io("write", None, e);
+    let mut buf = Vec::with_capacity(1 << 16);
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&SNAPSHOT_VERSION.to_le_bytes());
+    buf.extend_from_slice(&0u32.to_le_bytes());
+    buf.extend_from_slice(&wall_nanos().to_le_bytes());
+    out.write_all(&buf).map_err(io)?;
     let mut count = 0u64;
-    let mut err = None;
-    let mut buf = Vec::new();
-    // Each shard is copied into `buf` under its lock, then written after it is released.
-    cache.for_each_entry(|key, value, flags, age, w, tags| {
-        let mut e = Vec::with_capacity(FIXED + tags.len() * 8 + key.len() + value.len() + 12);
-        for x in [
-            key.len() as u32,
-            value.len() as u32,
-            flags,
-            w[0],
-            w[1],
-            w[2],
-            tags.len() as u32,
-        ] {
-            e.extend_from_slice(&x.to_le_bytes());
-        }
-        e.extend_from_slice(&age.to_le_bytes());
-        for t in tags {
-            e.extend_from_slice(&t.to_le_bytes());
-        }
-        e.extend_from_slice(key);
-        e.extend_from_slice(value);
-        let mut c = Checksum::new();
-        c.add(&e);
-        e.extend_from_slice(&c.finish().to_le_bytes());
-        buf.extend_from_slice(&(e.len() as u32).to_le_bytes());
-        buf.extend_from_slice(&e);
-        count += 1;
-        if buf.len() >= 1 << 20 && err.is_none() {
-            if let Err(e) = out.write_all(&buf) {
-                err = Some(e);
-            }
-            buf.clear();
-        }
-    });
-    if let Some(e) = err {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io("write", e));
+    for shard in 0..cache.shards() {
+        buf.clear();
+        cache.for_each_entry_of(shard, |key, value, flags, age, w, tags| {
+            encode_entry(&mut buf, key, value, flags, age, w, tags);
+            count += 1;
+        });
+        // The shard's lock is released: the disk may take its time.
+        out.write_all(&buf).map_err(io)?;
     }
+    buf.clear();
     buf.extend_from_slice(END);
     buf.extend_from_slice(&count.to_le_bytes());
-    let done = out
-        .write_all(&buf)
-        .and_then(|_| out.into_inner().map_err(|e| e.into_error()))
-        .and_then(|f: File| f.sync_all());
-    if let Err(e) = done {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io("write", e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| io("rename", e))?;
+    out.write_all(&buf).map_err(io)?;
+    out.flush().map_err(io)?;
     Ok(count)
+}
+
+/// Appends one entry (length, fields, tags, key, value, checksum) to `buf`.
+fn encode_entry(
+    buf: &mut Vec<u8>,
+    key: &[u8],
+    value: &[u8],
+    flags: u32,
+    age: u64,
+    w: [u32; 3],
+    tags: &[u64],
+) {
+    let len_at = buf.len();
+    buf.extend_from_slice(&0u32.to_le_bytes());
+    let body = buf.len();
+    // Lengths fit in u32: a record's are 32-bit, and the key's bounded by `MAX_KEY`.
+    for x in [
+        key.len() as u32,
+        value.len() as u32,
+        flags,
+        w[0],
+        w[1],
+        w[2],
+        tags.len() as u32,
+    ] {
+        buf.extend_from_slice(&x.to_le_bytes());
+    }
+    buf.extend_from_slice(&age.to_le_bytes());
+    for t in tags {
+        buf.extend_from_slice(&t.to_le_bytes());
+    }
+    buf.extend_from_slice(key);
+    buf.extend_from_slice(value);
+    let mut c = Checksum::new();
+    c.add(&buf[body..]);
+    buf.extend_from_slice(&c.finish().to_le_bytes());
+    let len = (buf.len() - body) as u32;
+    buf[len_at..body].copy_from_slice(&len.to_le_bytes());
 }
 
 fn u32_at(b: &[u8], at: usize) -> u32 {
@@ -109,10 +118,11 @@ fn u64_at(b: &[u8], at: usize) -> u64 {
 
 pub(crate) fn read(cache: &ShmCache, path: &Path) -> Result<Restored, ShmError> {
     let io = |op, e| ShmError::io(op, Some(path), e);
+    let owner = cache.owner();
+    let mut file = file::open_checked(path, false, |md| owner.check_snapshot(path, md))?
+        .ok_or_else(|| io("open", std::io::Error::from(std::io::ErrorKind::NotFound)))?;
     let mut data = Vec::new();
-    File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut data))
-        .map_err(|e| io("read", e))?;
+    file.read_to_end(&mut data).map_err(|e| io("read", e))?;
     if data.len() < 24 + 16 {
         return Err(ShmError::Truncated {
             expected: 40,

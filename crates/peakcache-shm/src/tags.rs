@@ -10,8 +10,10 @@
 //! may then match more tagged entries than it named, never fewer.
 
 use crate::hash;
+use crate::mutex::{self, LockError};
 use crate::region::{
-    Region, H_FOLD_MARK, H_SEQ, H_TAG_COUNT, H_TAG_EPOCH, H_TAG_MUTEX, H_TAG_PURGES, TAG_SIZE,
+    Region, H_FOLD_MARK, H_SEQ, H_TAG_COUNT, H_TAG_EPOCH, H_TAG_LOCK_TIMEOUTS, H_TAG_MUTEX,
+    H_TAG_PURGES, H_TAG_REPAIR, TAG_SIZE,
 };
 use peakcache::PurgeMode;
 use std::sync::atomic::Ordering::{Relaxed, SeqCst};
@@ -35,6 +37,9 @@ pub(crate) enum Verdict {
         seq: u64,
     },
     Purged,
+    /// The table's lock was not acquired within the bound: neither serve the entry nor drop
+    /// it (the caller answers without the cache).
+    Unknown,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -61,7 +66,7 @@ impl Mark {
                     at: a.min(at),
                     seq: s.max(newest),
                 },
-                Verdict::Purged => Verdict::Purged,
+                Verdict::Purged | Verdict::Unknown => v,
                 Verdict::Live => Verdict::StaleSince { at, seq: newest },
             },
         }
@@ -125,6 +130,46 @@ impl<'a> Tags<'a> {
         }
     }
 
+    /// Locks the table (bounded; repaired if unrecoverable). False, reported and counted, if
+    /// it could not be locked.
+    fn lock(&self) -> bool {
+        let repair = self.r.map.u64(H_TAG_REPAIR);
+        let repaired = || {
+            self.r.defer_report(
+                "peakcache-shm: the tag table's lock was left unrecoverable; initialised again"
+                    .to_string(),
+            )
+        };
+        let bound = self.r.lock_bound;
+        match mutex::lock_repairing(
+            self.r.map.mutex(H_TAG_MUTEX),
+            repair,
+            bound,
+            || {},
+            repaired,
+        ) {
+            Ok(_) => true,
+            Err(e) => {
+                if matches!(e, LockError::TimedOut) {
+                    self.r.map.u64(H_TAG_LOCK_TIMEOUTS).fetch_add(1, Relaxed);
+                }
+                // Perhaps asked with a shard lock held: reported by the next caller.
+                if let Some(line) = self.r.lock_failure("the tag table", &e) {
+                    self.r.defer_report(line);
+                }
+                false
+            }
+        }
+    }
+
+    /// Calls `f` holding the table's lock (test support).
+    pub(crate) fn with_lock(&self, f: impl FnOnce()) {
+        if self.lock() {
+            f();
+            self.r.map.mutex(H_TAG_MUTEX).unlock();
+        }
+    }
+
     fn slot_off(&self, i: usize) -> usize {
         self.r.geo.tags_off() + i * TAG_SIZE
     }
@@ -151,10 +196,12 @@ impl<'a> Tags<'a> {
     pub(crate) fn purge(&self, tag: &[u8], mode: PurgeMode, now: u64) {
         let hash = tag_hash(tag);
         let mutex = self.r.map.mutex(H_TAG_MUTEX);
-        if mutex.lock().is_err() {
-            // An unusable lock: fold the purge into the cache-wide mark without it (a purge
-            // must never be lost; the mark's words are written whole).
+        if !self.lock() {
+            // The lock is held by a stopped process, or unusable: fold the purge into the
+            // cache-wide mark without it (a purge must never be lost; the mark's words are
+            // written whole), over-purging every tagged entry.
             self.purge_into(H_FOLD_MARK, mode, now);
+            self.r.map.u64(H_TAG_EPOCH).fetch_add(1, SeqCst);
             return;
         }
         let limit = self.r.geo.tag_slots as usize * 3 / 4;
@@ -200,12 +247,12 @@ impl<'a> Tags<'a> {
     /// The verdict on an entry fetched at `seq` with tags `hashes`.
     pub(crate) fn verdict(&self, seq: u64, hashes: impl Iterator<Item = u64>) -> Verdict {
         let mutex = self.r.map.mutex(H_TAG_MUTEX);
-        if mutex.lock().is_err() {
-            return Verdict::Purged;
+        if !self.lock() {
+            return Verdict::Unknown;
         }
         let mut v = self.read(H_FOLD_MARK).verdict(seq, Verdict::Live);
         for h in hashes {
-            if v == Verdict::Purged {
+            if matches!(v, Verdict::Purged | Verdict::Unknown) {
                 break;
             }
             if let Some((i, true)) = self.probe(h) {

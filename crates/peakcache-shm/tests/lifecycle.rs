@@ -396,6 +396,60 @@ fn a_dead_entry_is_a_miss<B: Backend>() {
     let _ = miss(&c, b"k");
 }
 
+fn a_miss_of_an_expired_but_stored_entry_hands_its_value_to_the_filler<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"v1", windows(1, 0, 0), &[]);
+    clock.advance(2 * SEC);
+    let fill = miss(&c, b"k");
+    assert_eq!(fill.previous().as_deref(), Some(&b"v1"[..]));
+    // A 304: the old body committed again with new freshness.
+    assert!(fill.commit(b"v1", windows(1, 0, 0), &[]));
+    expect_fresh(&c, b"k", b"v1");
+    clock.advance(2 * SEC);
+    c.insert(b"other", b"x", windows(1, 0, 0), &[]);
+    assert_eq!(miss(&c, b"k").previous().as_deref(), Some(&b"v1"[..]));
+}
+
+fn a_miss_inside_stale_if_error_before_any_failure_hands_the_previous_value<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"v1", windows(1, 0, 100), &[]);
+    clock.advance(2 * SEC);
+    assert_eq!(miss(&c, b"k").previous().as_deref(), Some(&b"v1"[..]));
+}
+
+fn no_previous_value_for_a_new_key_after_a_hard_purge_or_an_uncacheable_answer<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    assert_eq!(miss(&c, b"new").previous(), None);
+    c.insert(b"k", b"v1", windows(1, 0, 0), &[]);
+    c.purge(b"k", PurgeMode::Hard);
+    assert_eq!(miss(&c, b"k").previous(), None);
+    c.insert(b"k", b"v1", windows(1, 0, 0), &[]);
+    clock.advance(2 * SEC);
+    miss(&c, b"k").uncacheable(SEC);
+    clock.advance(2 * SEC);
+    assert_eq!(miss(&c, b"k").previous(), None);
+}
+
+fn a_soft_purged_entry_without_stale_windows_is_revalidated<B: Backend>() {
+    let (c, _) = cache::<B>();
+    c.insert(b"k", b"v1", windows(100, 0, 0), &[]);
+    assert!(c.purge(b"k", PurgeMode::Soft));
+    assert_eq!(miss(&c, b"k").previous().as_deref(), Some(&b"v1"[..]));
+}
+
+fn a_waiter_taking_over_an_abandoned_fill_gets_the_previous_value<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"v1", windows(1, 0, 0), &[]);
+    clock.advance(2 * SEC);
+    let fill = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    drop(fill);
+    let Ok(R::Fill(fill)) = w.try_wait() else {
+        panic!("the waiter takes over")
+    };
+    assert_eq!(fill.previous().as_deref(), Some(&b"v1"[..]));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod inproc {
@@ -435,4 +489,99 @@ both!(
     a_value_handed_out_survives_replacement_and_eviction,
     the_capacity_holds_under_many_inserts,
     a_dead_entry_is_a_miss,
+    a_miss_of_an_expired_but_stored_entry_hands_its_value_to_the_filler,
+    a_miss_inside_stale_if_error_before_any_failure_hands_the_previous_value,
+    no_previous_value_for_a_new_key_after_a_hard_purge_or_an_uncacheable_answer,
+    a_soft_purged_entry_without_stale_windows_is_revalidated,
+    a_waiter_taking_over_an_abandoned_fill_gets_the_previous_value,
 );
+
+// ---- the shared backend only -------------------------------------------------------------
+
+fn shm_cache(clock: &ManualClock) -> peakcache_shm::ShmCache {
+    peakcache_shm::ShmCache::builder()
+        .clock(clock.clone())
+        .max_bytes(1 << 20)
+        .anonymous()
+        .unwrap()
+}
+
+#[test]
+fn shm_the_previous_value_is_a_copy_with_its_flags_and_store_time() {
+    let clock = ManualClock::new();
+    let c = shm_cache(&clock);
+    c.insert_full(b"k", b"v1", 7, windows(1, 0, 0), &[] as &[&[u8]])
+        .unwrap();
+    let stored_at = c.now();
+    clock.advance(2 * SEC);
+    let peakcache_shm::Lookup::Miss(fill) = c.lookup(b"k") else {
+        panic!("a miss")
+    };
+    let prev = fill.previous().expect("the expired value").clone();
+    // Replaced meanwhile (by an insert): the copy the filler holds does not change.
+    c.insert(b"k", b"v2", windows(10, 0, 0)).unwrap();
+    assert_eq!((&prev.value()[..], prev.flags()), (&b"v1"[..], 7));
+    assert_eq!(prev.stored_at(), stored_at);
+    drop(fill);
+}
+
+#[test]
+fn shm_a_commit_without_room_releases_its_waiters_at_once() {
+    let clock = ManualClock::new();
+    // One shard of 8 slots, 7 usable: seven fills in flight take them all, so a value can
+    // find no room (control records in flight are never evicted).
+    let c = peakcache_shm::ShmCache::builder()
+        .clock(clock.clone())
+        .max_bytes(64 << 10)
+        .shards(1)
+        .max_entries(7)
+        .anonymous()
+        .unwrap();
+    let fills: Vec<_> = (0..7u8)
+        .map(|i| match c.lookup(&[i]) {
+            peakcache_shm::Lookup::Miss(f) => f,
+            _ => panic!("a miss"),
+        })
+        .collect();
+    let waiters: Vec<_> = (0..3)
+        .map(|_| match c.lookup(&[0]) {
+            peakcache_shm::Lookup::Wait(w) => w,
+            _ => panic!("a wait"),
+        })
+        .collect();
+    let mut fills = fills.into_iter();
+    let first = fills.next().unwrap();
+    assert_eq!(
+        first.commit(b"v", windows(10, 0, 0)),
+        Err(peakcache_shm::StoreError::NoRoom)
+    );
+    // Every waiter fetches for itself now, none becomes the next filler (one after another).
+    for w in waiters {
+        assert!(matches!(w.try_wait(), Ok(peakcache_shm::Resolved::Pass)));
+    }
+}
+
+#[test]
+fn shm_a_too_large_commit_releases_its_waiters_with_pass() {
+    let clock = ManualClock::new();
+    let c = peakcache_shm::ShmCache::builder()
+        .clock(clock.clone())
+        .max_bytes(1 << 20)
+        .max_object_bytes(1024)
+        .anonymous()
+        .unwrap();
+    let peakcache_shm::Lookup::Miss(fill) = c.lookup(b"big") else {
+        panic!("a miss")
+    };
+    let peakcache_shm::Lookup::Wait(w) = c.lookup(b"big") else {
+        panic!("a wait")
+    };
+    let e = fill.commit(&[0u8; 4096], windows(10, 0, 0));
+    assert!(
+        matches!(e, Err(peakcache_shm::StoreError::TooLarge { .. })),
+        "{e:?}"
+    );
+    // The region tidies the key's slot only after the waiters could read why.
+    assert!(matches!(w.try_wait(), Ok(peakcache_shm::Resolved::Pass)));
+    assert!(matches!(c.lookup(b"big"), peakcache_shm::Lookup::Miss(_)));
+}

@@ -13,43 +13,13 @@
 
 use peakcache::{Freshness, PurgeMode};
 use peakcache_shm::{Lookup, Opened, Resolved, ShmCache, ShmError};
-use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::path::Path;
+use std::process::Child;
 use std::time::{Duration, Instant};
 
-const ROLE: &str = "PEAKCACHE_SHM_ROLE";
-const REGION: &str = "PEAKCACHE_SHM_REGION";
-const ARG: &str = "PEAKCACHE_SHM_ARG";
-const HOUR: Duration = Duration::from_secs(3600);
+mod procs;
 
-/// A region file path unique to this test, removed on drop.
-struct TempRegion(PathBuf);
-
-impl TempRegion {
-    fn new(name: &str) -> Self {
-        static N: AtomicU32 = AtomicU32::new(0);
-        let dir = if Path::new("/dev/shm").is_dir() {
-            PathBuf::from("/dev/shm")
-        } else {
-            std::env::temp_dir()
-        };
-        let p = dir.join(format!(
-            "peakcache-test-{}-{}-{name}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        ));
-        let _ = std::fs::remove_file(&p);
-        TempRegion(p)
-    }
-}
-
-impl Drop for TempRegion {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
+use procs::{finish, kill, read_until, spawn, TempRegion, HOUR};
 
 fn builder() -> peakcache_shm::Builder {
     ShmCache::builder()
@@ -64,76 +34,13 @@ fn create(path: &Path) -> ShmCache {
     c
 }
 
-fn spawn(role: &str, region: &Path, arg: &str) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .env(REGION, region)
-        .env(ARG, arg)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn child")
-}
-
-/// Reads the child's stdout until a line starting with `prefix`; returns that line.
-fn read_until(child: &mut Child, prefix: &str, within: Duration) -> String {
-    let out = child.stdout.take().expect("stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    let wanted = prefix.to_string();
-    std::thread::spawn(move || {
-        let mut reader = BufReader::new(out);
-        let mut line = String::new();
-        let mut found = None;
-        while reader.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            if found.is_none() && line.starts_with(&wanted) {
-                found = Some(line.trim().to_string());
-                let _ = tx.send(found.clone());
-            }
-            line.clear();
-        }
-        let _ = tx.send(None);
-    });
-    match rx.recv_timeout(within) {
-        Ok(Some(line)) => line,
-        _ => {
-            let _ = child.kill();
-            panic!("child did not print {prefix:?} within {within:?}");
-        }
-    }
-}
-
-/// Waits for the child to exit successfully within `within`, killing it otherwise.
-fn finish(mut child: Child, within: Duration) {
-    let deadline = Instant::now() + within;
-    loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            assert!(status.success(), "child failed: {status}");
-            return;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("child still running after {within:?}");
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-}
-
-fn kill(mut child: Child) {
-    child.kill().expect("SIGKILL");
-    child.wait().expect("reap");
-}
-
 // ---- the children ---------------------------------------------------------------------------
 
 #[test]
 fn child() {
-    let Ok(role) = std::env::var(ROLE) else {
+    let Some((role, path, arg)) = procs::role() else {
         return;
     };
-    let path = PathBuf::from(std::env::var(REGION).unwrap());
-    let arg = std::env::var(ARG).unwrap_or_default();
     let cache = ShmCache::attach(&path).expect("attach");
     match role.as_str() {
         "hammer" => hammer(&cache, &arg),
@@ -144,6 +51,15 @@ fn child() {
             println!("filling");
             std::thread::sleep(Duration::from_secs(30));
             drop(fill);
+        }
+        "fill-and-exit" => {
+            let Lookup::Miss(fill) = cache.lookup(arg.as_bytes()) else {
+                panic!("the child fills")
+            };
+            println!("filling");
+            // Leaves without completing (or dropping) the fill; the parent does not reap it
+            // yet: a zombie owner.
+            std::mem::forget(fill);
         }
         "refresh-and-hang" => {
             let Lookup::Stale(_, Some(refresh)) = cache.lookup(arg.as_bytes()) else {
@@ -328,6 +244,36 @@ fn a_lookup_after_the_filler_died_fills_instead_of_waiting() {
     read_until(&mut child, "filling", Duration::from_secs(10));
     kill(child);
     assert!(matches!(cache.lookup(b"k"), Lookup::Miss(_)));
+}
+
+#[test]
+fn a_filler_that_exited_is_taken_over_before_its_parent_reaps_it() {
+    let region = TempRegion::new("zombie");
+    let cache = create(&region.0);
+    let mut child = spawn("fill-and-exit", &region.0, "k");
+    read_until(&mut child, "filling", Duration::from_secs(10));
+    // Exited, not reaped: `kill(pid, 0)` still finds it, /proc says `Z`.
+    let stat = format!("/proc/{}/stat", child.id());
+    let until = Instant::now() + Duration::from_secs(10);
+    while !std::fs::read_to_string(&stat)
+        .map(|s| {
+            s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
+        .unwrap_or(false)
+    {
+        assert!(Instant::now() < until, "the child did not exit");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!("a zombie's fill is taken over, not waited for")
+    };
+    fill.commit(b"v", Freshness::new(HOUR)).unwrap();
+    assert_eq!(cache.region_info().takeovers, 1);
+    child.wait().unwrap();
 }
 
 #[test]

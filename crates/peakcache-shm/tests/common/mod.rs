@@ -54,6 +54,9 @@ impl R {
 
 /// A fill or refresh ticket. Dropping it abandons it.
 pub trait Ticket {
+    /// For a fill: the value still stored past its windows, for revalidation; for a refresh:
+    /// None.
+    fn previous(&self) -> Option<Vec<u8>>;
     fn commit(self: Box<Self>, value: &[u8], f: Freshness, tags: &[&str]) -> bool;
     /// For a fill: the stale-if-error value handed back; for a refresh: None.
     fn fail(self: Box<Self>) -> Option<(Vec<u8>, Served)>;
@@ -132,6 +135,9 @@ fn in_resolved(r: peakcache::Resolved<Bytes>) -> R {
 }
 
 impl Ticket for InFill {
+    fn previous(&self) -> Option<Vec<u8>> {
+        self.0.previous().map(|v| v.to_vec())
+    }
     fn commit(self: Box<Self>, value: &[u8], f: Freshness, tags: &[&str]) -> bool {
         self.0
             .commit_tagged(Bytes::copy_from_slice(value), f, tags)
@@ -146,6 +152,9 @@ impl Ticket for InFill {
 }
 
 impl Ticket for InRefresh {
+    fn previous(&self) -> Option<Vec<u8>> {
+        None
+    }
     fn commit(self: Box<Self>, value: &[u8], f: Freshness, tags: &[&str]) -> bool {
         self.0
             .commit_tagged(Bytes::copy_from_slice(value), f, tags)
@@ -248,6 +257,9 @@ fn shm_resolved(r: peakcache_shm::Resolved) -> R {
 }
 
 impl Ticket for ShmFill {
+    fn previous(&self) -> Option<Vec<u8>> {
+        self.0.previous().map(|p| p.value().to_vec())
+    }
     fn commit(self: Box<Self>, value: &[u8], f: Freshness, tags: &[&str]) -> bool {
         self.0.commit_tagged(value, f, tags).is_ok()
     }
@@ -260,6 +272,9 @@ impl Ticket for ShmFill {
 }
 
 impl Ticket for ShmRefresh {
+    fn previous(&self) -> Option<Vec<u8>> {
+        None
+    }
     fn commit(self: Box<Self>, value: &[u8], f: Freshness, tags: &[&str]) -> bool {
         self.0.commit_tagged(value, f, tags).is_ok()
     }
