@@ -952,6 +952,22 @@ class T:
         assert not os.path.exists(fresh)
         assert self.get("/status")[0] == 200
 
+    def test_expired_entry_revalidated_by_its_fill(self):
+        # past its stale windows: the fill asks with the stored validators, a 304 renews it
+        for method in ("GET", "HEAD"):
+            path = "/vexp-" + method.lower()
+            _, _, body = self.get(path)
+            time.sleep(2.2)
+            s, h, b = self.get(path, method=method)
+            assert s == 200 and h["x-cache"] == "REVALIDATED", (path, s, h)
+            assert b == (body if method == "GET" else b""), (path, b)
+            assert h["content-length"] == str(len(body)), h
+            reqs = self.o.requests(path)
+            assert len(reqs) == 2, (path, len(reqs))
+            assert fields(reqs[1], "If-None-Match") == ['"%s-v1"' % path], reqs[1]
+            s, h, b = self.get(path)
+            assert h["x-cache"] == "HIT" and int(h["age"]) <= 1 and b == body, (path, h, b)
+
     def test_hit_age_advances(self):
         # hits are answered from a per-worker memo: Age and Cache-Status must still move
         self.get("/agetick")
