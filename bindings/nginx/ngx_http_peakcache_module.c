@@ -372,6 +372,8 @@ static ngx_int_t ngx_http_peakcache_status_region(ngx_http_request_t *r,
 static void ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
     peakcache_config *cfg);
 static ngx_int_t ngx_http_peakcache_open_shared(ngx_conf_t *cf);
+static ngx_int_t ngx_http_peakcache_region_owner(ngx_conf_t *cf,
+    peakcache_config *cfg);
 static void ngx_http_peakcache_shared_cleanup(void *data);
 static ngx_int_t ngx_http_peakcache_init_process(ngx_cycle_t *cycle);
 static void ngx_http_peakcache_exit_process(ngx_cycle_t *cycle);
@@ -4987,6 +4989,10 @@ ngx_http_peakcache_open_shared(ngx_conf_t *cf)
 
         ngx_http_peakcache_zone_config(zone, &cfg);
 
+        if (ngx_http_peakcache_region_owner(cf, &cfg) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
         rc = peakcache_cache_new(&cfg, &zone->cache);
         if (rc != PEAKCACHE_OK) {
             ngx_http_peakcache_log_error(NGX_LOG_EMERG, cf->log, rc,
@@ -5010,6 +5016,52 @@ ngx_http_peakcache_open_shared(ngx_conf_t *cf)
                           ri.region_bytes, ri.shards);
         }
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The region file belongs to the workers' user, not to root: a master started
+ * as root creates it for them (and the library refuses a file owned by anyone
+ * else).  That user is the "user" directive's, or, without one, the default
+ * nginx's core module will pick (NGX_USER, NGX_GROUP).  A master that is not
+ * root makes the file its own.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_region_owner(ngx_conf_t *cf, peakcache_config *cfg)
+{
+    struct group     *grp;
+    struct passwd    *pwd;
+    ngx_core_conf_t  *ccf;
+
+    if (geteuid() != 0) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        cfg->shm_owner_uid = ccf->user;
+        cfg->shm_owner_gid = ccf->group;
+        return NGX_OK;
+    }
+
+    pwd = getpwnam(NGX_USER);
+    grp = getgrnam(NGX_GROUP);
+
+    if (pwd == NULL || grp == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "peakcache: no user \"" NGX_USER "\" or group \""
+                      NGX_GROUP "\" to own the shared regions "
+                      "(set the \"user\" directive before \"http\")");
+        return NGX_ERROR;
+    }
+
+    cfg->shm_owner_uid = pwd->pw_uid;
+    cfg->shm_owner_gid = grp->gr_gid;
 
     return NGX_OK;
 }

@@ -10,10 +10,12 @@ NGINX (default /usr/sbin/nginx) and PEAKCACHE_MODULE (default target/nginx/...so
 """
 
 import argparse
+import grp
 import http.client
 import http.server
 import json
 import os
+import pwd
 import shutil
 import signal
 import socket
@@ -400,14 +402,16 @@ class Fpm:
 
 
 class Nginx:
-    def __init__(self, origin, workers=4, template=CONF, fpm=None):
+    def __init__(self, origin, workers=4, template=CONF, fpm=None, zone=None, user="root"):
         self.prefix = tempfile.mkdtemp(prefix="peakcache-nginx-")
+        os.chmod(self.prefix, 0o755)  # workers of another user read their paths in it
         self.port = free_port()
         # the zone as an operator writes it (its region in the default place), named for this
         # run so that runs side by side never share one
-        self.zone = "t%d" % self.port
+        self.zone = zone or "t%d" % self.port
         self.region = "/dev/shm/peakcache-" + self.zone
-        user = "user root root;" if os.geteuid() == 0 else ""
+        user = "user %s %s;" % (user, grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name) \
+            if os.geteuid() == 0 else ""
         conf = template.format(module=MODULE, user=user, workers=workers, prefix=self.prefix,
                                port=self.port, origin=origin.port, zone=self.zone,
                                fpm_sock=fpm.sock if fpm else "", php_app=fpm.app if fpm else "")
@@ -443,7 +447,7 @@ class Nginx:
         with open(os.path.join(self.prefix, "error.log")) as f:
             return f.read()
 
-    def stop(self, keep=False):
+    def stop(self, keep=False, keep_region=False):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGQUIT)
             try:
@@ -453,7 +457,7 @@ class Nginx:
                 self.proc.wait()
         if not keep:
             shutil.rmtree(self.prefix, ignore_errors=True)
-        if os.path.exists(self.region):
+        if os.path.exists(self.region) and not keep_region:
             os.unlink(self.region)
 
 
@@ -1248,6 +1252,64 @@ class Shared:
         assert "attached" in self.ngx.log()
 
 
+# A master started as root, its workers another user's: the region is theirs.
+OWNER_CONF = """
+load_module {module};
+{user}
+worker_processes 2;
+daemon off;
+master_process on;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    peakcache_zone {zone} size=4m;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{
+            peakcache {zone};
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+    }}
+}}
+"""
+
+
+def test_region_belongs_to_the_workers_user(origin):
+    user = "nobody" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+    host = {"Host": "owner.example"}
+    ngx = Nginx(origin, template=OWNER_CONF, user=user)
+    zone = ngx.zone
+    try:
+        st = os.stat(ngx.region)
+        assert st.st_uid == pwd.getpwnam(user).pw_uid and st.st_mode & 0o077 == 0, \
+            (st.st_uid, oct(st.st_mode))
+        assert [request(ngx.port, "/own", headers=host)[1]["x-cache"] for _ in range(2)] == \
+            ["MISS", "HIT"]
+        # a reload attaches to the workers' file, and so does a restart
+        old = ngx.proc.pid
+        ngx.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + 5
+        while "attached" not in ngx.log() and time.time() < deadline:
+            time.sleep(0.05)
+        assert request(ngx.port, "/own", headers=host)[1]["x-cache"] == "HIT"
+        bad = [l for l in ngx.log().splitlines() if "[emerg]" in l or "[alert]" in l]
+        assert not bad and old == ngx.proc.pid, bad
+        ngx.stop(keep_region=True)
+        ngx = Nginx(origin, template=OWNER_CONF, user=user, zone=zone)
+        assert request(ngx.port, "/own", headers=host)[1]["x-cache"] == "HIT", ngx.log()[-2000:]
+        assert origin.count("/own") == 1
+    finally:
+        ngx.stop()
+
+
 def run_shared(origin, k):
     names = [n for n in dir(Shared) if n.startswith("test_") and k in n]
     if not names:
@@ -1307,6 +1369,16 @@ def main():
             except Exception as e:  # report every failure, keep going
                 failed += 1
                 print("FAIL %-45s %r" % (name, e))
+        if args.k in "test_region_belongs_to_the_workers_user":
+            start = time.time()
+            try:
+                test_region_belongs_to_the_workers_user(origin)
+                passed += 1
+                print("ok   %-45s %.2fs" % ("test_region_belongs_to_the_workers_user",
+                                           time.time() - start))
+            except Exception as e:
+                failed += 1
+                print("FAIL %-45s %r" % ("test_region_belongs_to_the_workers_user", e))
         p, f = run_shared(origin, args.k)
         passed += p
         failed += f
