@@ -1107,6 +1107,8 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
     ngx_str_set(&sctx->req.method, "GET");
     sctx->refresh = refresh;
     sctx->variant = ctx->variant;
+    sctx->vary = ctx->vary;
+    sctx->primary = ctx->primary;
     sctx->background = 1;
     sctx->status = NGX_HTTP_PEAKCACHE_EXPIRED;
     sctx->outcome = PEAKCACHE_HTTP_REVALIDATED;
@@ -1374,6 +1376,16 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
                    vkey.data + vkey.len - p);
         vkey = key;
     }
+
+    /* the marker's Vary: a refresh finding another one cannot store under vkey */
+
+    ctx->vary.data = ngx_pnalloc(r->pool, len);
+    if (ctx->vary.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->vary.data, vary, len);
+    ctx->vary.len = len;
 
     ctx->primary = ctx->key;
     ctx->key = vkey;
@@ -2129,7 +2141,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
     size_t                         vlen;
-    ngx_uint_t                     status;
+    ngx_uint_t                     status, found;
     const uint8_t                 *vary;
     peakcache_result               rc;
     peakcache_http_request        *sent;
@@ -2241,6 +2253,23 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
 
     if (peakcache_http_store_vary(ctx->store, &vary, &vlen) != PEAKCACHE_OK) {
         vlen = 0;
+    }
+
+    if (ctx->variant
+        && (vlen != ctx->vary.len || ngx_memcmp(vary, ctx->vary.data, vlen) != 0))
+    {
+        /*
+         * The page varies on other fields now: the key of this variant is
+         * not its key.  The marker goes, so the next lookup fills the page
+         * anew, with its new Vary; this client gets the origin's answer.
+         */
+        (void) ngx_http_peakcache_purge_one(ctx->zone,
+                                            NGX_HTTP_PEAKCACHE_PURGE_KEY, 0,
+                                            ctx->primary.data,
+                                            ctx->primary.len, &found,
+                                            r->connection->log);
+        ngx_http_peakcache_give_back(r, ctx, "varies on other fields now");
+        return NGX_OK;
     }
 
     if (vlen && !ctx->variant) {

@@ -52,6 +52,7 @@ class Origin:
         self.lock = threading.Lock()
         self.down = False
         self.version = 1
+        self.vary_on = "Accept-Encoding"
         origin = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -166,6 +167,12 @@ class Origin:
                 elif path.startswith("/tag"):
                     headers["Cache-Control"] = "max-age=60, stale-while-revalidate=30"
                     headers["Surrogate-Key"] = "t-" + path[4:] + " all-tags"
+                elif path.startswith("/vchange"):
+                    # varies on Accept-Encoding, then (origin.vary_on) on another field
+                    headers["Cache-Control"] = "max-age=1, stale-while-revalidate=30"
+                    headers["Vary"] = origin.vary_on
+                    body = ("%s %s=%s n%d\n" % (path, origin.vary_on, self.headers.get(
+                        origin.vary_on, "-"), n)).encode()
                 elif path.startswith("/vary"):
                     headers["Cache-Control"] = "max-age=60"
                     headers["Vary"] = "Accept-Encoding"
@@ -1112,6 +1119,28 @@ class T:
         assert s1 == s2 == s3 == 200
         assert b1 == b3 and h3["x-cache"] == "HIT", (b1, b3, h3)
         assert b1 != b2
+
+    def test_vary_change_never_crosses_variants(self):
+        visitors = [{"Accept-Encoding": "gzip", "Accept-Language": "en"},
+                    {"Accept-Encoding": "gzip", "Accept-Language": "fr"},
+                    {"Accept-Encoding": "br", "Accept-Language": "fr"}]
+        for v in visitors:
+            self.get("/vchange", headers=v)
+        time.sleep(1.2)
+        self.o.vary_on = "Accept-Language"
+        try:
+            for rnd in range(3):
+                for v in visitors:
+                    s, h, b = self.get("/vchange", headers=v)
+                    assert s == 200, (rnd, v, s)
+                    text = b.decode()
+                    # a stale answer from before the change, or one made for this visitor
+                    assert ("Accept-Encoding=%s" % v["Accept-Encoding"] in text
+                            and h["x-cache"] == "UPDATING") \
+                        or "Accept-Language=%s" % v["Accept-Language"] in text, (rnd, v, h, b)
+                time.sleep(0.3)
+        finally:
+            self.o.vary_on = "Accept-Encoding"
 
     def test_campaign_parameters_share_a_key(self):
         self.get("/camp?utm_source=a&p=1")
