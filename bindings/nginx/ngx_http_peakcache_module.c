@@ -185,6 +185,7 @@ typedef struct {
     peakcache_http_policy         *policy;   /* the location's, or frozen_policy */
     peakcache_http_request         req;      /* the visitor's */
     peakcache_http_request         sent;     /* the fill's or refresh's */
+    ngx_buf_t                     *held;     /* a deferred page, as sent */
     peakcache_entry               *entry;    /* the entry served */
     ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
     ngx_str_t                      method_name;
@@ -217,6 +218,8 @@ typedef struct {
     unsigned                       viewed:1;
     unsigned                       head:1;   /* a HEAD miss filled by GET */
     unsigned                       unsent:1; /* no upstream request made */
+    unsigned                       conditional:1; /* If-None-Match, -Since */
+    unsigned                       defer:1;  /* the head waits for the commit */
     unsigned                       redirected:1;  /* internally, once */
 } ngx_http_peakcache_ctx_t;
 
@@ -330,6 +333,14 @@ static void ngx_http_peakcache_invalidate(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_header(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_forwarded(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_uint_t ngx_http_peakcache_defer(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_send_deferred(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_send_swapped(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -1480,6 +1491,11 @@ ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     {
         goto done;
     }
+
+    /* the visitor's own conditions are answered from the stored page */
+    ctx->conditional = (r == r->main
+                        && (r->headers_in.if_none_match
+                            || r->headers_in.if_modified_since));
 
     ngx_http_peakcache_clear_header_shortcuts(r);
 
@@ -3773,13 +3789,6 @@ ngx_http_peakcache_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
-    ngx_str_t                  value;
-    ngx_list_part_t           *part;
-    ngx_table_elt_t           *h;
-    peakcache_buf             *buf;
-    peakcache_result           rc;
-
     if (ctx == NULL || ctx->served || ctx->header_seen) {
         return ngx_http_next_header_filter(r);
     }
@@ -3795,6 +3804,10 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
         if (ctx->swap) {
             return ngx_http_next_header_filter(r);
         }
+
+        if (ngx_http_peakcache_defer(r, ctx)) {
+            return NGX_OK;
+        }
     }
 
     if (r != r->main || ctx->outcome == 0) {
@@ -3805,7 +3818,22 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
         ngx_http_peakcache_invalidate(r, ctx);
     }
 
-    /* a forwarded response: without this cache's own fields, with its status */
+    return ngx_http_peakcache_forwarded(r, ctx);
+}
+
+
+/* a forwarded response: without this cache's own fields, with its status */
+
+static ngx_int_t
+ngx_http_peakcache_forwarded(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_str_t                  value;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    peakcache_buf             *buf;
+    peakcache_result           rc;
 
     part = &r->headers_out.headers.part;
     h = part->elts;
@@ -3861,20 +3889,136 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 }
 
 
+/*
+ * A client whose own If-None-Match / If-Modified-Since were left out of the
+ * fill is answered from the stored page by the HTTP layer (a 304 when they
+ * hold): its head waits until the page is stored.  Only for a page whose
+ * length is known and within peakcache_max_object_size: the whole of it is
+ * kept for the client, should it not be stored after all.
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_defer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    off_t  len;
+
+    len = r->headers_out.content_length_n;
+
+    if (!ctx->capture || !ctx->conditional || r != r->main
+        || len < 0 || len > (off_t) ctx->conf->max_object_size)
+    {
+        return 0;
+    }
+
+    ctx->held = ngx_create_temp_buf(r->pool, len ? (size_t) len : 1);
+    if (ctx->held == NULL) {
+        return 0;
+    }
+
+    ctx->defer = 1;
+
+    return 1;
+}
+
+
+/* the deferred head, and the page: the stored one, else as the origin sent it */
+
+static ngx_int_t
+ngx_http_peakcache_send_deferred(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_int_t         rc;
+    ngx_chain_t       out;
+    peakcache_entry  *entry;
+
+    ctx->defer = 0;
+    entry = NULL;
+
+    if (peakcache_get(ctx->zone->cache, ctx->key.data, ctx->key.len, &entry)
+        == PEAKCACHE_OK
+        && entry)
+    {
+        ctx->stale = entry;
+        ctx->fwd_status = r->headers_out.status;
+
+        if (ngx_http_peakcache_swap(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_next_header_filter(r);
+
+        if (rc == NGX_ERROR || rc > NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_peakcache_send_swapped(r, ctx);
+    }
+
+    /* what follows from the upstream is consumed, as after a swap */
+    ctx->swap = 1;
+    ctx->swap_sent = 1;
+
+    rc = ngx_http_peakcache_forwarded(r, ctx);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    ctx->held->last_buf = 1;
+    ctx->held->last_in_chain = 1;
+
+    out.buf = ctx->held;
+    out.next = NULL;
+
+    return ngx_http_next_body_filter(r, &out);
+}
+
+
+/* the body of the entry swapped in (ctx->stale), once */
+
+static ngx_int_t
+ngx_http_peakcache_send_swapped(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_chain_t  *out;
+
+    ctx->swap_sent = 1;
+
+    out = ngx_http_peakcache_entry_body(r, ctx->stale);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_peakcache_hold(r, ctx->stale, NULL) != NGX_OK) {
+        ctx->stale = NULL;
+        return NGX_ERROR;
+    }
+
+    ctx->stale = NULL;
+
+    if (r->header_only || ctx->head) {
+        return NGX_OK;
+    }
+
+    return ngx_http_next_body_filter(r, out);
+}
+
+
 static ngx_int_t
 ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     size_t                     size;
     ngx_buf_t                 *b;
     ngx_uint_t                 last;
-    ngx_chain_t               *cl, *out;
+    ngx_chain_t               *cl;
     peakcache_result           rc;
     ngx_http_peakcache_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
 
     if (ctx == NULL || in == NULL
-        || (!ctx->capture && !ctx->swap && !ctx->background && !ctx->head))
+        || (!ctx->capture && !ctx->swap && !ctx->background && !ctx->head
+            && !ctx->defer))
     {
         return ngx_http_next_body_filter(r, in);
     }
@@ -3886,6 +4030,12 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         if (b->last_buf || (r != r->main && b->last_in_chain)) {
             last = 1;
+        }
+
+        if (ctx->defer && ngx_buf_in_memory(b)) {
+            size = ngx_min((size_t) (b->last - b->pos),
+                           (size_t) (ctx->held->end - ctx->held->last));
+            ctx->held->last = ngx_cpymem(ctx->held->last, b->pos, size);
         }
 
         if (!ctx->capture || ngx_buf_special(b)) {
@@ -3919,6 +4069,16 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ngx_http_peakcache_commit(r, ctx);
     }
 
+    if (ctx->defer) {
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return last ? ngx_http_peakcache_send_deferred(r, ctx) : NGX_OK;
+    }
+
     if (ctx->swap || ctx->background || ctx->head) {
 
         /* what goes nowhere is consumed, so the upstream reuses its buffers */
@@ -3929,25 +4089,7 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (ctx->swap && !ctx->swap_sent) {
-            ctx->swap_sent = 1;
-
-            out = ngx_http_peakcache_entry_body(r, ctx->stale);
-            if (out == NULL) {
-                return NGX_ERROR;
-            }
-
-            if (ngx_http_peakcache_hold(r, ctx->stale, NULL) != NGX_OK) {
-                ctx->stale = NULL;
-                return NGX_ERROR;
-            }
-
-            ctx->stale = NULL;
-
-            if (r->header_only || ctx->head) {
-                return NGX_OK;
-            }
-
-            return ngx_http_next_body_filter(r, out);
+            return ngx_http_peakcache_send_swapped(r, ctx);
         }
 
         return NGX_OK;

@@ -161,6 +161,10 @@ class Origin:
                 elif path.startswith("/etag"):
                     headers["Cache-Control"] = "max-age=60"
                     headers["ETag"] = '"v1"'
+                elif path.startswith("/mid"):
+                    headers["Cache-Control"] = "max-age=60"
+                    headers["ETag"] = '"mid"'
+                    body = b"m" * (200 * 1024)
                 elif path.startswith("/big"):
                     headers["Cache-Control"] = "max-age=60"
                     body = b"x" * (2 * 1024 * 1024)
@@ -244,6 +248,7 @@ http {{
 
     peakcache_zone {zone} size=32m;
     peakcache_zone other size=1m shared path={prefix}/other.shm;
+    peakcache_zone tiny size=128k path={prefix}/tiny.shm;
 
     server {{
         listen 127.0.0.1:{port} backlog=1024 reuseport;
@@ -287,6 +292,11 @@ http {{
         location /accel-files/ {{
             internal;
             root {prefix}/static;
+        }}
+        location /small/ {{
+            peakcache tiny;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
         }}
         location /honour/ {{
             peakcache {zone};
@@ -1141,6 +1151,35 @@ class T:
                 time.sleep(0.3)
         finally:
             self.o.vary_on = "Accept-Encoding"
+
+    def test_conditionals_at_miss_answered_from_the_fill(self):
+        lm = "Sat, 05 Dec 2026 10:00:00 GMT"
+        for path, method, cond, status in (
+                ("/val-c1", "GET", {"If-None-Match": '"/val-c1-v1"'}, 304),
+                ("/val-c2", "GET", {"If-Modified-Since": lm}, 304),
+                ("/val-c3", "GET", {"If-None-Match": '"other"'}, 200),
+                ("/val-c4", "HEAD", {"If-None-Match": '"/val-c4-v1"'}, 304),
+                ("/val-c5", "HEAD", {"If-None-Match": '"other"'}, 200)):
+            s, h, b = self.get(path, method=method, headers=cond)
+            body = (status == 200 and method == "GET")
+            assert s == status and (b != b"") == body, (path, s, h, b)
+            assert h["x-cache"] == "MISS" and "etag" in h, (path, h)
+            req = self.o.requests(path)[0]
+            assert fields(req, "If-None-Match") == fields(req, "If-Modified-Since") == [], req
+            for _ in range(2):
+                s, h, b = self.get(path)
+                assert s == 200 and h["x-cache"] == "HIT", (path, s, h)
+                assert b == ("%s v1\n" % path).encode(), (path, b)
+            assert self.o.count(path) == 1, (path, self.o.count(path))
+
+    def test_conditional_at_miss_of_a_page_too_heavy_to_store(self):
+        # the zone "tiny" (128k) cannot hold 200 KiB: the held page goes out as the origin sent it
+        for _ in range(2):
+            s, h, b = self.get("/small/mid", headers={"If-None-Match": '"zzz"'})
+            assert s == 200 and b == b"m" * (200 * 1024), (s, h, len(b))
+            assert h["x-cache"] == "MISS" and h["content-length"] == str(200 * 1024), h
+        assert self.o.count("/small/mid") == 2
+        assert "heavier than the zone's largest object" in self.ngx.log()
 
     def test_campaign_parameters_share_a_key(self):
         self.get("/camp?utm_source=a&p=1")
