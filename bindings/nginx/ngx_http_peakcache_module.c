@@ -185,7 +185,9 @@ typedef struct {
     peakcache_http_policy         *policy;   /* the location's, or frozen_policy */
     peakcache_http_request         req;      /* the visitor's */
     peakcache_http_request         sent;     /* the fill's or refresh's */
-    ngx_buf_t                     *held;     /* a deferred page, as sent */
+    ngx_chain_t                   *held;     /* a deferred page, as sent */
+    ngx_chain_t                  **held_last;
+    size_t                         held_size;
     peakcache_entry               *entry;    /* the entry served */
     ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
     ngx_str_t                      method_name;
@@ -339,7 +341,9 @@ static ngx_int_t ngx_http_peakcache_forwarded(ngx_http_request_t *r,
 static ngx_uint_t ngx_http_peakcache_defer(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_send_deferred(ngx_http_request_t *r,
-    ngx_http_peakcache_ctx_t *ctx);
+    ngx_http_peakcache_ctx_t *ctx, ngx_uint_t last);
+static ngx_int_t ngx_http_peakcache_hold_body(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, ngx_buf_t *b);
 static ngx_int_t ngx_http_peakcache_send_swapped(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_body_filter(ngx_http_request_t *r,
@@ -2063,26 +2067,36 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
     n = 0;
 
     if (r->headers_out.date == NULL) {
+
         /*
-         * The upstream hides the origin's Date from the client (proxy_hide_header),
-         * but the response's age is counted from it; without one, from now, as
-         * the Date nginx sends.  A 304 merged without it would keep the stored
-         * Date, and the renewed entry would be as old as the one it renews.
+         * The upstream hides the origin's Date from the client
+         * (proxy_hide_header), but the response's age is counted from it.
+         * Without one, the HTTP layer counts from when the response came,
+         * to the millisecond; but a 304 merged without one would keep the
+         * stored Date, and the renewed entry would be as old as the one it
+         * renews: it gets the second after it came (an HTTP date has
+         * seconds; rounded down, it would age the page by up to a second).
          */
 
-        hh[n].name = (const uint8_t *) "Date";
-        hh[n].name_len = sizeof("Date") - 1;
-
         if (r->upstream && r->upstream->headers_in.date) {
+            hh[n].name = (const uint8_t *) "Date";
+            hh[n].name_len = sizeof("Date") - 1;
             hh[n].value = r->upstream->headers_in.date->value.data;
             hh[n].value_len = r->upstream->headers_in.date->value.len;
+            n++;
 
-        } else {
-            hh[n].value = ngx_cached_http_time.data;
-            hh[n].value_len = ngx_cached_http_time.len;
+        } else if (r->headers_out.status == NGX_HTTP_NOT_MODIFIED) {
+            p = ngx_pnalloc(r->pool, sizeof("Mon, 28 Sep 1970 06:00:00 GMT"));
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            hh[n].name = (const uint8_t *) "Date";
+            hh[n].name_len = sizeof("Date") - 1;
+            hh[n].value = p;
+            hh[n].value_len = ngx_http_time(p, ngx_time() + 1) - p;
+            n++;
         }
-
-        n++;
     }
 
     if (r->headers_out.content_type.len) {
@@ -3892,50 +3906,89 @@ ngx_http_peakcache_forwarded(ngx_http_request_t *r,
 /*
  * A client whose own If-None-Match / If-Modified-Since were left out of the
  * fill is answered from the stored page by the HTTP layer (a 304 when they
- * hold): its head waits until the page is stored.  Only for a page whose
- * length is known and within peakcache_max_object_size: the whole of it is
- * kept for the client, should it not be stored after all.
+ * hold): its head waits until the page is stored, and the page is kept for it
+ * meanwhile (up to peakcache_max_object_size, beyond which it would not be
+ * stored anyway), should it not be stored after all.
  */
 
 static ngx_uint_t
 ngx_http_peakcache_defer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
-    off_t  len;
-
-    len = r->headers_out.content_length_n;
-
     if (!ctx->capture || !ctx->conditional || r != r->main
-        || len < 0 || len > (off_t) ctx->conf->max_object_size)
+        || r->headers_out.content_length_n > (off_t) ctx->conf->max_object_size)
     {
         return 0;
     }
 
-    ctx->held = ngx_create_temp_buf(r->pool, len ? (size_t) len : 1);
-    if (ctx->held == NULL) {
-        return 0;
-    }
-
     ctx->defer = 1;
+    ctx->held = NULL;
+    ctx->held_last = &ctx->held;
+    ctx->held_size = 0;
 
     return 1;
 }
 
 
-/* the deferred head, and the page: the stored one, else as the origin sent it */
+/* a copy of what the upstream sent, for a deferred client */
+
+static ngx_int_t
+ngx_http_peakcache_hold_body(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, ngx_buf_t *b)
+{
+    size_t        size;
+    ngx_buf_t    *copy;
+    ngx_chain_t  *cl;
+
+    size = b->last - b->pos;
+
+    if (size == 0 || ctx->head) {
+        return NGX_OK;
+    }
+
+    copy = ngx_create_temp_buf(r->pool, size);
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    copy->last = ngx_cpymem(copy->pos, b->pos, size);
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = copy;
+    cl->next = NULL;
+
+    *ctx->held_last = cl;
+    ctx->held_last = &cl->next;
+    ctx->held_size += size;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The deferred head, and the page: at the end, the stored one, else the page as
+ * the origin sent it; before the end (it grew past what could be stored), the
+ * origin's head and what came of the page so far, and the rest as it comes.
+ */
 
 static ngx_int_t
 ngx_http_peakcache_send_deferred(ngx_http_request_t *r,
-    ngx_http_peakcache_ctx_t *ctx)
+    ngx_http_peakcache_ctx_t *ctx, ngx_uint_t last)
 {
     ngx_int_t         rc;
+    ngx_buf_t        *b;
     ngx_chain_t       out;
     peakcache_entry  *entry;
 
     ctx->defer = 0;
     entry = NULL;
 
-    if (peakcache_get(ctx->zone->cache, ctx->key.data, ctx->key.len, &entry)
-        == PEAKCACHE_OK
+    if (last
+        && peakcache_get(ctx->zone->cache, ctx->key.data, ctx->key.len, &entry)
+           == PEAKCACHE_OK
         && entry)
     {
         ctx->stale = entry;
@@ -3954,23 +4007,31 @@ ngx_http_peakcache_send_deferred(ngx_http_request_t *r,
         return ngx_http_peakcache_send_swapped(r, ctx);
     }
 
-    /* what follows from the upstream is consumed, as after a swap */
-    ctx->swap = 1;
-    ctx->swap_sent = 1;
-
     rc = ngx_http_peakcache_forwarded(r, ctx);
 
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || ctx->head) {
         return rc;
     }
 
-    ctx->held->last_buf = 1;
-    ctx->held->last_in_chain = 1;
+    if (last) {
+        /* what follows from the upstream is consumed, as after a swap */
+        ctx->swap = 1;
+        ctx->swap_sent = 1;
 
-    out.buf = ctx->held;
-    out.next = NULL;
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
 
-    return ngx_http_next_body_filter(r, &out);
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+        out.buf = b;
+        out.next = NULL;
+        *ctx->held_last = &out;
+    }
+
+    return ngx_http_next_body_filter(r, ctx->held);
 }
 
 
@@ -4032,10 +4093,11 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             last = 1;
         }
 
-        if (ctx->defer && ngx_buf_in_memory(b)) {
-            size = ngx_min((size_t) (b->last - b->pos),
-                           (size_t) (ctx->held->end - ctx->held->last));
-            ctx->held->last = ngx_cpymem(ctx->held->last, b->pos, size);
+        if (ctx->defer
+            && ngx_buf_in_memory(b)
+            && ngx_http_peakcache_hold_body(r, ctx, b) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (!ctx->capture || ngx_buf_special(b)) {
@@ -4076,7 +4138,12 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             cl->buf->file_pos = cl->buf->file_last;
         }
 
-        return last ? ngx_http_peakcache_send_deferred(r, ctx) : NGX_OK;
+        if (last || !ctx->capture) {
+            /* the end, or more than will be stored: the client waits no more */
+            return ngx_http_peakcache_send_deferred(r, ctx, last);
+        }
+
+        return NGX_OK;
     }
 
     if (ctx->swap || ctx->background || ctx->head) {

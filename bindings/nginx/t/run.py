@@ -370,6 +370,15 @@ file_put_contents(__DIR__ . '/requests.log',
     $_SERVER['REQUEST_METHOD'] . ' ' . $_SERVER['REQUEST_URI'] . "\n", FILE_APPEND | LOCK_EX);
 header('Cache-Control: max-age=2, stale-while-revalidate=30');
 header('Content-Type: text/plain');
+if (strpos($_SERVER['REQUEST_URI'], '/php/val') === 0) {
+    // validators, a 304 to a matching conditional request, and no Date (PHP sends none)
+    header('ETag: "v1"');
+    header('Last-Modified: Sat, 05 Dec 2026 10:00:00 GMT');
+    if (($_SERVER['HTTP_IF_NONE_MATCH'] ?? '') === '"v1"') {
+        http_response_code(304);
+        exit;
+    }
+}
 echo 'page ', $_SERVER['REQUEST_URI'], ' for ', $_SERVER['REQUEST_METHOD'], "\n";
 """
 
@@ -1171,6 +1180,35 @@ class T:
                 assert s == 200 and h["x-cache"] == "HIT", (path, s, h)
                 assert b == ("%s v1\n" % path).encode(), (path, b)
             assert self.o.count(path) == 1, (path, self.o.count(path))
+
+    def test_conditionals_at_miss_through_fastcgi(self):
+        # PHP sends no Content-Length: the page is held while it is stored
+        s, h, b = self.get("/php/val-miss", headers={"If-None-Match": '"v1"'})
+        assert s == 304 and b == b"" and h["x-cache"] == "MISS", (s, h, b)
+        s, h, b = self.get("/php/val-miss2", headers={"If-None-Match": '"v0"'})
+        assert s == 200 and b == b"page /php/val-miss2 for GET\n", (s, h, b)
+        for uri in ("/php/val-miss", "/php/val-miss2"):
+            s, h, b = self.get(uri)
+            assert s == 200 and h["x-cache"] == "HIT" and b.startswith(b"page "), (uri, h, b)
+            assert self.fpm.requests(uri) == ["GET"], (uri, self.fpm.requests(uri))
+
+    def test_304_without_date_renews_for_a_whole_max_age(self):
+        # PHP's 304 has no Date: the renewed page is fresh for max-age=2 from the 304
+        uri = "/php/val-renew"
+        self.get(uri)
+        time.sleep(2.2)
+        s, h, _ = self.get(uri)
+        assert h["x-cache"] == "UPDATING", h
+        deadline = time.time() + 3
+        while len(self.fpm.requests(uri)) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)
+        t0 = time.time()
+        while time.time() - t0 < 1.6:
+            s, h, b = self.get(uri)
+            assert s == 200 and h["x-cache"] == "HIT" and int(h["age"]) <= 1, (h, b)
+            time.sleep(0.1)
+        assert self.fpm.requests(uri) == ["GET", "GET"], self.fpm.requests(uri)
 
     def test_conditional_at_miss_of_a_page_too_heavy_to_store(self):
         # the zone "tiny" (128k) cannot hold 200 KiB: the held page goes out as the origin sent it
