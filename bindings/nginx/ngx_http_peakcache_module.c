@@ -18,10 +18,10 @@
  *                      the last buffer (a background refresh's body goes nowhere else);
  *   pool cleanups      release every library handle a request still holds.
  *
- * A zone is one cache for every worker, in a shared memory region (the library's
- * shared backend): created in the master at configuration time, inherited by the
- * workers it forks, reopened (entries kept) by the next cycle on reload.  Single
- * flight, purges and stats are global.
+ * A zone is one cache for every worker, in a shared memory region (the
+ * library's shared backend): created in the master at configuration time,
+ * inherited by the workers it forks, reopened (entries kept) by the next cycle
+ * on reload.  Single flight, purges and stats are global.
  */
 
 
@@ -113,7 +113,7 @@ typedef struct {
     ngx_http_peakcache_zone_t     *status_page;
 
     peakcache_http_policy         *policy;
-    peakcache_http_policy         *frozen_policy;  /* request directives ignored */
+    peakcache_http_policy         *frozen_policy; /* request directives off */
 } ngx_http_peakcache_loc_conf_t;
 
 
@@ -182,7 +182,7 @@ typedef struct {
     ngx_queue_t                    queue;
     ngx_msec_t                     deadline;
 
-    peakcache_http_policy         *policy;   /* the location's, or frozen_policy */
+    peakcache_http_policy         *policy;   /* the location's, or frozen */
     peakcache_http_request         req;      /* the visitor's */
     peakcache_http_request         sent;     /* the fill's or refresh's */
     ngx_chain_t                   *held;     /* a deferred page, as sent */
@@ -1392,7 +1392,7 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
         vkey = key;
     }
 
-    /* the marker's Vary: a refresh finding another one cannot store under vkey */
+    /* the marker's Vary: an answer with another one is not stored under vkey */
 
     ctx->vary.data = ngx_pnalloc(r->pool, len);
     if (ctx->vary.data == NULL) {
@@ -1597,7 +1597,7 @@ ngx_http_peakcache_bodiless(ngx_http_request_t *r)
 }
 
 
-/* a header field as nginx's request parser makes one: hashed, with its lowercase name */
+/* a header field as nginx's parser makes one: hashed, its name lowercased */
 
 static ngx_table_elt_t *
 ngx_http_peakcache_push_header(ngx_http_request_t *r,
@@ -1671,13 +1671,14 @@ ngx_http_peakcache_multi_shortcut(ngx_http_request_t *r, ngx_http_header_t *hh)
 static void
 ngx_http_peakcache_clear_header_shortcuts(ngx_http_request_t *r)
 {
+#if (nginx_version < 1023000)
+    ngx_array_t        *a;
+#endif
     ngx_http_header_t  *hh;
 
     for (hh = ngx_http_headers_in; hh->name.len; hh++) {
 
 #if (nginx_version < 1023000)
-        ngx_array_t  *a;
-
         a = ngx_http_peakcache_multi_shortcut(r, hh);
 
         if (a) {
@@ -1695,6 +1696,9 @@ ngx_http_peakcache_clear_header_shortcuts(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_peakcache_header_shortcut(ngx_http_request_t *r, ngx_table_elt_t *h)
 {
+#if (nginx_version < 1023000)
+    ngx_array_t                 *a;
+#endif
     ngx_table_elt_t            **ph;
     ngx_http_header_t           *hh;
     ngx_http_core_main_conf_t   *cmcf;
@@ -1710,8 +1714,6 @@ ngx_http_peakcache_header_shortcut(ngx_http_request_t *r, ngx_table_elt_t *h)
     ph = (ngx_table_elt_t **) ((char *) &r->headers_in + hh->offset);
 
 #if (nginx_version < 1023000)
-    {
-    ngx_array_t  *a;
 
     a = ngx_http_peakcache_multi_shortcut(r, hh);
 
@@ -1731,7 +1733,6 @@ ngx_http_peakcache_header_shortcut(ngx_http_request_t *r, ngx_table_elt_t *h)
         *ph = h;
 
         return NGX_OK;
-    }
     }
 
     /* the first of the field's lines, as nginx's parser keeps */
@@ -2286,7 +2287,8 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     }
 
     if (ctx->variant
-        && (vlen != ctx->vary.len || ngx_memcmp(vary, ctx->vary.data, vlen) != 0))
+        && (vlen != ctx->vary.len
+            || ngx_memcmp(vary, ctx->vary.data, vlen) != 0))
     {
         /*
          * The page varies on other fields now: the key of this variant is

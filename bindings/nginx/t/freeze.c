@@ -1,7 +1,7 @@
 /*
- * freeze PATH CAPACITY MAX_OBJECT LOCK_MS on|off: freezes or thaws the cache of a
- * running nginx from outside, as any process attached to its region may (the
- * settings must be the zone's, or the region would not be the same one).
+ * freeze PATH CAPACITY MAX_OBJECT LOCK_MS on|off: freezes or thaws the cache
+ * of a running nginx from outside, as any process attached to its region may
+ * (the settings must be the zone's, or the region would not be the same one).
  * Exit status 0 on success; the library's error on stderr otherwise.
  */
 
@@ -21,7 +21,8 @@ main(int argc, char **argv)
     peakcache_result  rc;
 
     if (argc != 6) {
-        fprintf(stderr, "usage: freeze PATH CAPACITY MAX_OBJECT LOCK_MS on|off\n");
+        fprintf(stderr,
+                "usage: freeze PATH CAPACITY MAX_OBJECT LOCK_MS on|off\n");
         return 2;
     }
 
