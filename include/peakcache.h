@@ -43,6 +43,18 @@
  *   2^32-1 ms (49 days). The core's times are its own monotonic clock (peakcache_cache_now_ms);
  *   the HTTP family's are wall-clock Unix milliseconds (they meet Date headers).
  * - Enum arguments are passed as uint32_t and checked (PEAKCACHE_ERR_INVALID when unknown).
+ * - Sizes. The structs the host allocates and the library fills or reads (peakcache_config,
+ *   peakcache_http_config, peakcache_lookup_result, peakcache_wait_result, peakcache_stats,
+ *   peakcache_region_info, peakcache_http_decision, peakcache_http_answer) only ever gain fields
+ *   at their end, and travel with their size: each function taking one is exported as
+ *   <name>_sized(..., size_t size), the size last, and this header defines <name>(...) as a
+ *   macro adding the sizeof the host was compiled with. The library reads only the fields the host's struct has (the
+ *   others take their defaults) and writes only as many bytes as it has, so a host built against
+ *   an older header keeps working with a newer library. A struct smaller than the first layout,
+ *   or a newer host's struct with fields this library does not know set, is
+ *   PEAKCACHE_ERR_INVALID. The borrowed views (peakcache_bytes, peakcache_http_header,
+ *   peakcache_http_request, peakcache_http_response_head) are frozen. PEAKCACHE_ABI_VERSION
+ *   changes when anything else changes: check it against peakcache_abi_version() at start-up.
  *
  * Lifecycle: peakcache_lookup answers FRESH (serve entry), STALE (serve entry; if refresh is
  * non-NULL refresh it in the background), MISS (fetch, then complete fill), WAIT (resolve waiter:
@@ -73,6 +85,13 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+/**
+ * The version of the C ABI (`PEAKCACHE_ABI_VERSION`): changes whenever a change is more than
+ * appending fields to the sized structs or adding functions. Compare it with
+ * `peakcache_abi_version()` at start-up.
+ */
+#define PEAKCACHE_ABI_VERSION 1
 
 /**
  * What each entry costs against the capacity beyond its key, status, flags, headers and body
@@ -165,7 +184,7 @@
 /**
  * The minor version of the header.
  */
-#define PEAKCACHE_VERSION_MINOR 1
+#define PEAKCACHE_VERSION_MINOR 2
 
 /**
  * The patch version of the header.
@@ -856,6 +875,11 @@ typedef struct peakcache_region_info {
      * Tag table slots.
      */
     uint32_t tag_slots;
+    /**
+     * Times a caller gave up waiting for a shard lock held past `shm_lock_bound_ms` (a stopped
+     * or stuck process) and served from the origin instead (added after the first layout).
+     */
+    uint64_t lock_timeouts;
 } peakcache_region_info;
 
 /**
@@ -1261,6 +1285,16 @@ typedef struct peakcache_stats {
      * The capacity, in bytes of weight.
      */
     uint64_t capacity;
+    /**
+     * Purge records kept (one per recently purged tag; bounded: see the core's
+     * `Builder::max_tag_marks`; for the shared backend, the region's tag slots in use). Added
+     * after the first layout.
+     */
+    uint64_t tag_marks;
+    /**
+     * Times the oldest half of the purge records was folded into one cache-wide record.
+     */
+    uint64_t tag_folds;
 } peakcache_stats;
 
 /**
@@ -1322,22 +1356,39 @@ extern "C" {
 #endif // __cplusplus
 
 /**
+ * The ABI version of the loaded library (`PEAKCACHE_ABI_VERSION` of the header it was built
+ * with). A host that finds another value than its own header's must not use the library.
+ */
+uint32_t peakcache_abi_version(void);
+
+/**
  * Writes the default settings into `*cfg`.
  *
+ * Exported as `peakcache_config_default_sized` with the size of `*cfg` last; the header's
+ * `peakcache_config_default` macro passes `sizeof(peakcache_config)` (see the header's "Sizes"
+ * convention).
+ *
  * # Safety
- * `cfg` must be NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` writable bytes.
  */
-peakcache_result peakcache_config_default(struct peakcache_config *cfg);
+peakcache_result peakcache_config_default_sized(struct peakcache_config *cfg,
+                                                size_t cfg_size);
 
 /**
  * Creates a cache with the settings in `*cfg` (NULL: every default) in `*out`.
  * `PEAKCACHE_ERR_INVALID` for a capacity of 0 or more than 65536 shards.
  *
+ * Exported as `peakcache_cache_new_sized` with the size of `*cfg` last; the header's
+ * `peakcache_cache_new` macro passes `sizeof(peakcache_config)`: fields a host built against an
+ * older header does not have take their defaults.
+ *
  * # Safety
- * `cfg` must be NULL or point to a `peakcache_config`; `out` must be NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` readable bytes of a `peakcache_config`; `out` must
+ * be NULL or writable.
  */
-peakcache_result peakcache_cache_new(const struct peakcache_config *cfg,
-                                     struct peakcache_cache **out);
+peakcache_result peakcache_cache_new_sized(const struct peakcache_config *cfg,
+                                           struct peakcache_cache **out,
+                                           size_t cfg_size);
 
 /**
  * Frees a cache handle. NULL is a no-op. Entries, tickets and waiters still held stay valid;
@@ -1467,9 +1518,13 @@ peakcache_result peakcache_cache_restore(const struct peakcache_cache *cache,
  *
  * # Safety
  * `cache` must be NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_cache_region_info_sized` with the size of `*out` last; the header's `peakcache_cache_region_info` macro passes
+ * `sizeof(peakcache_region_info)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_cache_region_info(const struct peakcache_cache *cache,
-                                             struct peakcache_region_info *out);
+peakcache_result peakcache_cache_region_info_sized(const struct peakcache_cache *cache,
+                                                   struct peakcache_region_info *out,
+                                                   size_t out_size);
 
 /**
  * A number naming the stored value `entry` is a reference to, for a host that memoizes what
@@ -1598,22 +1653,31 @@ void peakcache_http_headers_free(struct peakcache_http_headers *headers);
 /**
  * Writes the default HTTP settings into `*cfg` (its strings point to static text).
  *
+ * Exported as `peakcache_http_config_default_sized` with the size of `*cfg` last; the
+ * header's `peakcache_http_config_default` macro passes `sizeof(peakcache_http_config)`.
+ *
  * # Safety
- * `cfg` must be NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` writable bytes.
  */
-peakcache_result peakcache_http_config_default(struct peakcache_http_config *cfg);
+peakcache_result peakcache_http_config_default_sized(struct peakcache_http_config *cfg,
+                                                     size_t cfg_size);
 
 /**
  * Creates an HTTP policy with the settings in `*cfg` (NULL: every default) in `*out`. Copies
  * what `cfg` points to. `PEAKCACHE_ERR_INVALID` for text that is not UTF-8, a scheme other than
  * http or https, an empty query parameter or prefix, or an unknown `set_cookie`.
  *
+ * Exported as `peakcache_http_policy_new_sized` with the size of `*cfg` last; the header's
+ * `peakcache_http_policy_new` macro passes `sizeof(peakcache_http_config)`.
+ *
  * # Safety
- * `cfg` must be NULL or point to a `peakcache_http_config` whose pointers are NULL (with a
- * length or count of 0) or point to what their lengths and counts say; `out` NULL or writable.
+ * `cfg` must be NULL or point to `cfg_size` readable bytes of a `peakcache_http_config` whose
+ * pointers are NULL (with a length or count of 0) or point to what their lengths and counts
+ * say; `out` NULL or writable.
  */
-peakcache_result peakcache_http_policy_new(const struct peakcache_http_config *cfg,
-                                           struct peakcache_http_policy **out);
+peakcache_result peakcache_http_policy_new_sized(const struct peakcache_http_config *cfg,
+                                                 struct peakcache_http_policy **out,
+                                                 size_t cfg_size);
 
 /**
  * Frees a policy. NULL is a no-op. Must not race with other calls using it.
@@ -1765,14 +1829,18 @@ peakcache_result peakcache_http_age(const struct peakcache_entry *entry,
  * # Safety
  * `policy` must be NULL or live; `request` NULL or as its fields document; `entry` NULL or
  * live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_http_serve_sized` with the size of `*out` last; the header's `peakcache_http_serve` macro passes
+ * `sizeof(peakcache_http_answer)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_http_serve(const struct peakcache_http_policy *policy,
-                                      const struct peakcache_http_request *request,
-                                      const struct peakcache_entry *entry,
-                                      uint32_t outcome,
-                                      uint16_t fwd_status,
-                                      uint64_t now_ms,
-                                      struct peakcache_http_answer *out);
+peakcache_result peakcache_http_serve_sized(const struct peakcache_http_policy *policy,
+                                            const struct peakcache_http_request *request,
+                                            const struct peakcache_entry *entry,
+                                            uint32_t outcome,
+                                            uint16_t fwd_status,
+                                            uint64_t now_ms,
+                                            struct peakcache_http_answer *out,
+                                            size_t out_size);
 
 /**
  * The fields to add to the upstream request revalidating `entry` (RFC 9111 §4.3.1), in
@@ -1810,13 +1878,17 @@ peakcache_http_cause peakcache_http_dont_store_cause(uint32_t reason);
  * # Safety
  * `policy` must be NULL or live; `request` and `response` NULL or as their fields document;
  * `out` NULL or writable.
+ *
+ * Exported as `peakcache_http_on_response_sized` with the size of `*out` last; the header's `peakcache_http_on_response` macro passes
+ * `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_http_on_response(const struct peakcache_http_policy *policy,
-                                            const struct peakcache_http_request *request,
-                                            const struct peakcache_http_response_head *response,
-                                            uint64_t request_time_ms,
-                                            uint64_t response_time_ms,
-                                            struct peakcache_http_decision *out);
+peakcache_result peakcache_http_on_response_sized(const struct peakcache_http_policy *policy,
+                                                  const struct peakcache_http_request *request,
+                                                  const struct peakcache_http_response_head *response,
+                                                  uint64_t request_time_ms,
+                                                  uint64_t response_time_ms,
+                                                  struct peakcache_http_decision *out,
+                                                  size_t out_size);
 
 /**
  * Revalidation answered `304 Not Modified`: merges the 304 `not_modified` into the stored
@@ -1830,14 +1902,18 @@ peakcache_result peakcache_http_on_response(const struct peakcache_http_policy *
  *
  * # Safety
  * As `peakcache_http_on_response`; `entry` NULL or a live entry.
+ *
+ * Exported as `peakcache_http_revalidate_sized` with the size of `*out` last; the header's `peakcache_http_revalidate` macro passes
+ * `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_http_revalidate(const struct peakcache_http_policy *policy,
-                                           const struct peakcache_http_request *request,
-                                           const struct peakcache_entry *entry,
-                                           const struct peakcache_http_response_head *not_modified,
-                                           uint64_t request_time_ms,
-                                           uint64_t response_time_ms,
-                                           struct peakcache_http_decision *out);
+peakcache_result peakcache_http_revalidate_sized(const struct peakcache_http_policy *policy,
+                                                 const struct peakcache_http_request *request,
+                                                 const struct peakcache_entry *entry,
+                                                 const struct peakcache_http_response_head *not_modified,
+                                                 uint64_t request_time_ms,
+                                                 uint64_t response_time_ms,
+                                                 struct peakcache_http_decision *out,
+                                                 size_t out_size);
 
 /**
  * A new response to commit in `*out`: the decided status, the headers to store (the fields a
@@ -1903,11 +1979,15 @@ void peakcache_set_log_callback(void *userdata,
  *
  * # Safety
  * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `out` NULL or writable.
+ *
+ * Exported as `peakcache_lookup_sized` with the size of `*out` last; the header's `peakcache_lookup` macro passes
+ * `sizeof(peakcache_lookup_result)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_lookup(const struct peakcache_cache *cache,
-                                  const uint8_t *key,
-                                  size_t key_len,
-                                  struct peakcache_lookup_result *out);
+peakcache_result peakcache_lookup_sized(const struct peakcache_cache *cache,
+                                        const uint8_t *key,
+                                        size_t key_len,
+                                        struct peakcache_lookup_result *out,
+                                        size_t out_size);
 
 /**
  * The entry of `key[0..key_len]` if it is stored and fresh (or the cache is frozen): `*out` is
@@ -2040,9 +2120,13 @@ void peakcache_clear_last_error(void);
  *
  * # Safety
  * `cache` must be NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_cache_stats_sized` with the size of `*out` last; the header's `peakcache_cache_stats` macro passes
+ * `sizeof(peakcache_stats)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_cache_stats(const struct peakcache_cache *cache,
-                                       struct peakcache_stats *out);
+peakcache_result peakcache_cache_stats_sized(const struct peakcache_cache *cache,
+                                             struct peakcache_stats *out,
+                                             size_t out_size);
 
 /**
  * The counters in the Prometheus text exposition format (0.0.4), in `*out`: every metric named
@@ -2229,10 +2313,14 @@ const char *peakcache_version(void);
  *
  * # Safety
  * `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_waiter_wait_sized` with the size of `*out` last; the header's `peakcache_waiter_wait` macro passes
+ * `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_waiter_wait(struct peakcache_waiter **waiter,
-                                       uint64_t timeout_ms,
-                                       struct peakcache_wait_result *out);
+peakcache_result peakcache_waiter_wait_sized(struct peakcache_waiter **waiter,
+                                             uint64_t timeout_ms,
+                                             struct peakcache_wait_result *out,
+                                             size_t out_size);
 
 /**
  * Resolves without blocking. `PEAKCACHE_OK`: the answer is in `*out` and `*waiter` was consumed
@@ -2242,9 +2330,13 @@ peakcache_result peakcache_waiter_wait(struct peakcache_waiter **waiter,
  *
  * # Safety
  * `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+ *
+ * Exported as `peakcache_waiter_poll_sized` with the size of `*out` last; the header's `peakcache_waiter_poll` macro passes
+ * `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
  */
-peakcache_result peakcache_waiter_poll(struct peakcache_waiter **waiter,
-                                       struct peakcache_wait_result *out);
+peakcache_result peakcache_waiter_poll_sized(struct peakcache_waiter **waiter,
+                                             struct peakcache_wait_result *out,
+                                             size_t out_size);
 
 /**
  * Frees a waiter not resolved (the fill goes on without it). NULL is a no-op.
@@ -2259,3 +2351,21 @@ void peakcache_waiter_free(struct peakcache_waiter *waiter);
 #endif  // __cplusplus
 
 #endif  /* PEAKCACHE_H */
+
+/* The sized entry points under their plain names (see "Sizes" at the top). */
+#ifndef PEAKCACHE_SIZED_NAMES
+#define PEAKCACHE_SIZED_NAMES
+/* Variadic, so an argument that is itself a macro expanding to several (a ptr, len pair) works. */
+#define peakcache_config_default(...) peakcache_config_default_sized(__VA_ARGS__, sizeof(peakcache_config))
+#define peakcache_cache_new(...) peakcache_cache_new_sized(__VA_ARGS__, sizeof(peakcache_config))
+#define peakcache_cache_region_info(...) peakcache_cache_region_info_sized(__VA_ARGS__, sizeof(peakcache_region_info))
+#define peakcache_cache_stats(...) peakcache_cache_stats_sized(__VA_ARGS__, sizeof(peakcache_stats))
+#define peakcache_lookup(...) peakcache_lookup_sized(__VA_ARGS__, sizeof(peakcache_lookup_result))
+#define peakcache_waiter_wait(...) peakcache_waiter_wait_sized(__VA_ARGS__, sizeof(peakcache_wait_result))
+#define peakcache_waiter_poll(...) peakcache_waiter_poll_sized(__VA_ARGS__, sizeof(peakcache_wait_result))
+#define peakcache_http_config_default(...) peakcache_http_config_default_sized(__VA_ARGS__, sizeof(peakcache_http_config))
+#define peakcache_http_policy_new(...) peakcache_http_policy_new_sized(__VA_ARGS__, sizeof(peakcache_http_config))
+#define peakcache_http_serve(...) peakcache_http_serve_sized(__VA_ARGS__, sizeof(peakcache_http_answer))
+#define peakcache_http_on_response(...) peakcache_http_on_response_sized(__VA_ARGS__, sizeof(peakcache_http_decision))
+#define peakcache_http_revalidate(...) peakcache_http_revalidate_sized(__VA_ARGS__, sizeof(peakcache_http_decision))
+#endif /* PEAKCACHE_SIZED_NAMES */

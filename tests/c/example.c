@@ -81,6 +81,11 @@ static int serve(peakcache_cache *cache, const char *key) {
 
 int main(void) {
     printf("peakcache %s\n", peakcache_version());
+    if (peakcache_abi_version() != PEAKCACHE_ABI_VERSION) {
+        fprintf(stderr, "libpeakcache has ABI %u, this program was built for %u\n",
+                peakcache_abi_version(), PEAKCACHE_ABI_VERSION);
+        return 1;
+    }
     peakcache_config cfg;
     peakcache_config_default(&cfg);
     cfg.capacity_bytes = 16u << 20; /* 16 MiB */

@@ -6,7 +6,9 @@
 #   3. the plain binaries under valgrind memcheck (skipped, with a message, if valgrind is absent:
 #      Debian package `valgrind`);
 #   4. example.c (the README's C quick start), linked statically and dynamically;
-#   5. symbol checks: libpeakcache.so exports only peakcache_*; a host shared object linking
+#   5. test_abi: a host compiled against a frozen older header (tests/c/abi/peakcache.h) runs
+#      against today's library, plain, under the sanitizers and valgrind;
+#   6. symbol checks: libpeakcache.so exports only peakcache_*; a host shared object linking
 #      libpeakcache.a with -Wl,--exclude-libs,ALL exports none of peakcache's or Rust's symbols.
 # Usage: tests/c/run.sh [--no-valgrind]. Env: CC (default gcc), CARGO (default cargo).
 # Prints one line per step and closes with "c-tests: N passed, M failed"; exits 1 on a failure.
@@ -53,11 +55,20 @@ ln -s libpeakcache.so.0 "$build/lib/libpeakcache.so"
 LIBS="-lpthread -ldl -lm -lrt -lutil"
 CFLAGS="-std=c11 -Wall -Wextra -Werror -pedantic -g -O1 -pthread -I$root/include"
 SAN="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all"
-tests="test_lifecycle test_misuse test_threads test_http test_shared"
+tests="test_lifecycle test_misuse test_threads test_http test_shared test_abi"
+
+# test_abi is a host built against an older header: the frozen copy in tests/c/abi.
+cflags_for() {
+    if [ "$1" = test_abi ]; then
+        echo "${CFLAGS/-I$root\/include/-I$here/abi}"
+    else
+        echo "$CFLAGS"
+    fi
+}
 
 for t in $tests example; do
-    step "build-$t" $CC $CFLAGS "$here/$t.c" "$build/lib/libpeakcache.a" $LIBS -o "$build/$t"
-    step "build-$t-asan" $CC $CFLAGS $SAN "$here/$t.c" "$build/lib/libpeakcache.a" $LIBS \
+    step "build-$t" $CC $(cflags_for $t) "$here/$t.c" "$build/lib/libpeakcache.a" $LIBS -o "$build/$t"
+    step "build-$t-asan" $CC $(cflags_for $t) $SAN "$here/$t.c" "$build/lib/libpeakcache.a" $LIBS \
         -o "$build/$t-asan"
 done
 

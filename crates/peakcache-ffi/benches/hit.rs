@@ -10,9 +10,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use peakcache::{Cache, Freshness, Lookup};
-use peakcache_ffi::cache::{peakcache_cache_free, peakcache_cache_new};
+use peakcache_ffi::cache::{peakcache_cache_free, peakcache_cache_new_sized, peakcache_config};
 use peakcache_ffi::entry::{peakcache_entry_body, peakcache_entry_free, peakcache_entry_status};
-use peakcache_ffi::lookup::peakcache_lookup;
+use peakcache_ffi::lookup::peakcache_lookup_sized;
 use peakcache_ffi::response::{peakcache_response_append_body, peakcache_response_new};
 use peakcache_ffi::ticket::peakcache_fill_commit;
 use peakcache_ffi::{peakcache_lookup_kind, peakcache_lookup_result, peakcache_result};
@@ -53,7 +53,9 @@ fn rust_cache() -> Cache<Arc<Value>> {
 unsafe fn c_cache() -> *mut peakcache_ffi::peakcache_cache {
     let mut cache = null_mut();
     assert_eq!(
-        unsafe { peakcache_cache_new(null(), &mut cache) },
+        unsafe {
+            peakcache_cache_new_sized(null(), &mut cache, std::mem::size_of::<peakcache_config>())
+        },
         peakcache_result::PEAKCACHE_OK
     );
     let body = vec![b'x'; BODY];
@@ -62,7 +64,13 @@ unsafe fn c_cache() -> *mut peakcache_ffi::peakcache_cache {
         let mut r = std::mem::MaybeUninit::<peakcache_lookup_result>::uninit();
         unsafe {
             assert_eq!(
-                peakcache_lookup(cache, k.as_ptr(), k.len(), r.as_mut_ptr()),
+                peakcache_lookup_sized(
+                    cache,
+                    k.as_ptr(),
+                    k.len(),
+                    r.as_mut_ptr(),
+                    std::mem::size_of::<peakcache_lookup_result>()
+                ),
                 peakcache_result::PEAKCACHE_OK
             );
             let mut r = r.assume_init();
@@ -95,7 +103,13 @@ unsafe fn c_hit(cache: *const peakcache_ffi::peakcache_cache, key: &[u8]) {
     let k = black_box(key);
     let mut r = std::mem::MaybeUninit::<peakcache_lookup_result>::uninit();
     unsafe {
-        peakcache_lookup(cache, k.as_ptr(), k.len(), r.as_mut_ptr());
+        peakcache_lookup_sized(
+            cache,
+            k.as_ptr(),
+            k.len(),
+            r.as_mut_ptr(),
+            std::mem::size_of::<peakcache_lookup_result>(),
+        );
         let r = r.assume_init();
         black_box((r.status, r.body, r.body_len));
         peakcache_entry_free(r.entry);
@@ -111,7 +125,13 @@ unsafe fn c_hit_accessors(cache: *const peakcache_ffi::peakcache_cache, key: &[u
     let k = black_box(key);
     let mut r = std::mem::MaybeUninit::<peakcache_lookup_result>::uninit();
     unsafe {
-        peakcache_lookup(cache, k.as_ptr(), k.len(), r.as_mut_ptr());
+        peakcache_lookup_sized(
+            cache,
+            k.as_ptr(),
+            k.len(),
+            r.as_mut_ptr(),
+            std::mem::size_of::<peakcache_lookup_result>(),
+        );
         let r = r.assume_init();
         let (mut ptr, mut len) = (null(), 0);
         peakcache_entry_body(r.entry, &mut ptr, &mut len);

@@ -1,5 +1,6 @@
 //! The cache handle: configuration, creation, purge, freeze, clear.
 
+use crate::abi;
 use crate::bytes::{arg, slice, writable};
 use crate::log::{self, PEAKCACHE_LOG_INFO, PEAKCACHE_LOG_WARN};
 use crate::panic::{boundary_or, boundary_unit, try_boundary};
@@ -111,6 +112,8 @@ pub struct peakcache_config {
     pub shm_lock_bound_ms: u64,
 }
 
+crate::abi::sized!(peakcache_config, shm_lock_bound_ms);
+
 /// `peakcache_config.shm_owner_uid` / `shm_owner_gid`: the effective id of the process calling
 /// `peakcache_cache_new`.
 pub const PEAKCACHE_SHM_EFFECTIVE_ID: u32 = u32::MAX;
@@ -194,14 +197,22 @@ pub(crate) struct Shared {
 
 /// Writes the default settings into `*cfg`.
 ///
+/// Exported as `peakcache_config_default_sized` with the size of `*cfg` last; the header's
+/// `peakcache_config_default` macro passes `sizeof(peakcache_config)` (see the header's "Sizes"
+/// convention).
+///
 /// # Safety
-/// `cfg` must be NULL or writable.
+/// `cfg` must be NULL or point to `cfg_size` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_config_default(cfg: *mut peakcache_config) -> peakcache_result {
+pub unsafe extern "C" fn peakcache_config_default_sized(
+    cfg: *mut peakcache_config,
+    cfg_size: usize,
+) -> peakcache_result {
     try_boundary(|| {
         let cfg = writable(cfg, "cfg")?;
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { cfg.write(peakcache_config::default()) };
+        abi::writable_sized::<peakcache_config>(cfg_size)?;
+        // SAFETY: checked non-NULL and sized; the caller promises `cfg_size` writable bytes.
+        unsafe { abi::write(cfg, cfg_size, &peakcache_config::default()) };
         Ok(())
     })
 }
@@ -213,17 +224,23 @@ fn ms(v: u64) -> Duration {
 /// Creates a cache with the settings in `*cfg` (NULL: every default) in `*out`.
 /// `PEAKCACHE_ERR_INVALID` for a capacity of 0 or more than 65536 shards.
 ///
+/// Exported as `peakcache_cache_new_sized` with the size of `*cfg` last; the header's
+/// `peakcache_cache_new` macro passes `sizeof(peakcache_config)`: fields a host built against an
+/// older header does not have take their defaults.
+///
 /// # Safety
-/// `cfg` must be NULL or point to a `peakcache_config`; `out` must be NULL or writable.
+/// `cfg` must be NULL or point to `cfg_size` readable bytes of a `peakcache_config`; `out` must
+/// be NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_cache_new(
+pub unsafe extern "C" fn peakcache_cache_new_sized(
     cfg: *const peakcache_config,
     out: *mut *mut peakcache_cache,
+    cfg_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         let out = writable(out, "out")?;
-        // SAFETY: the caller promises NULL or a live config.
-        let cfg = unsafe { cfg.as_ref() }.copied().unwrap_or_default();
+        // SAFETY: the caller promises NULL or `cfg_size` readable bytes.
+        let cfg = unsafe { abi::read(cfg, cfg_size) }?.unwrap_or_default();
         if cfg.capacity_bytes == 0 {
             return Err(fail(PEAKCACHE_ERR_INVALID, "cfg.capacity_bytes is 0"));
         }
@@ -701,22 +718,32 @@ pub struct peakcache_region_info {
     pub tags_used: u32,
     /// Tag table slots.
     pub tag_slots: u32,
+    /// Times a caller gave up waiting for a shard lock held past `shm_lock_bound_ms` (a stopped
+    /// or stuck process) and served from the origin instead (added after the first layout).
+    pub lock_timeouts: u64,
 }
+
+crate::abi::sized!(peakcache_region_info, tag_slots);
 
 /// Writes the cache's backend and, for a shared cache, its region's geometry and recovery
 /// counters (global across processes) into `*out`.
 ///
 /// # Safety
 /// `cache` must be NULL or live; `out` NULL or writable.
+///
+/// Exported as `peakcache_cache_region_info_sized` with the size of `*out` last; the header's `peakcache_cache_region_info` macro passes
+/// `sizeof(peakcache_region_info)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_cache_region_info(
+pub unsafe extern "C" fn peakcache_cache_region_info_sized(
     cache: *const peakcache_cache,
     out: *mut peakcache_region_info,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_region_info>(out_size)?;
         let info = match &c.backend {
             Backend::Local(_) => peakcache_region_info::default(),
             Backend::Shared(s) => {
@@ -734,11 +761,12 @@ pub unsafe extern "C" fn peakcache_cache_region_info(
                     slots_per_shard: r.slots_per_shard,
                     tags_used: r.tags_used,
                     tag_slots: r.tag_slots,
+                    lock_timeouts: r.lock_timeouts,
                 }
             }
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(info) };
+        unsafe { abi::write(out, out_size, &info) };
         Ok(())
     })
 }

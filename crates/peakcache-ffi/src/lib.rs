@@ -21,6 +21,7 @@
 #![allow(non_camel_case_types)]
 #![warn(missing_docs)]
 
+pub mod abi;
 pub mod bytes;
 pub mod cache;
 mod codec;

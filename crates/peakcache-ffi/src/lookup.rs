@@ -1,5 +1,6 @@
 //! `peakcache_lookup`: what the caller should do with a key.
 
+use crate::abi;
 use crate::bytes::{arg, slice, writable};
 use crate::cache::{peakcache_cache, Backend, Context, Shared};
 use crate::codec::corrupt;
@@ -67,6 +68,8 @@ pub struct peakcache_lookup_result {
     pub error_until_ms: u64,
 }
 
+crate::abi::sized!(peakcache_lookup_result, error_until_ms);
+
 impl peakcache_lookup_result {
     fn with(kind: peakcache_lookup_kind, entry: *mut peakcache_entry, info: HitInfo) -> Self {
         peakcache_lookup_result {
@@ -92,12 +95,16 @@ impl peakcache_lookup_result {
 ///
 /// # Safety
 /// `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `out` NULL or writable.
+///
+/// Exported as `peakcache_lookup_sized` with the size of `*out` last; the header's `peakcache_lookup` macro passes
+/// `sizeof(peakcache_lookup_result)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_lookup(
+pub unsafe extern "C" fn peakcache_lookup_sized(
     cache: *const peakcache_cache,
     key: *const u8,
     key_len: usize,
     out: *mut peakcache_lookup_result,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live cache.
@@ -105,6 +112,7 @@ pub unsafe extern "C" fn peakcache_lookup(
         // SAFETY: the caller promises `key_len` readable bytes.
         let key = unsafe { slice(key, key_len, "key") }?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_lookup_result>(out_size)?;
         let cx = c.cx;
         use peakcache_lookup_kind::*;
         let none = |kind| peakcache_lookup_result::with(kind, null_mut(), HitInfo::NONE);
@@ -113,7 +121,7 @@ pub unsafe extern "C" fn peakcache_lookup(
             Backend::Shared(s) => {
                 let r = lookup_shared(s, key, cx)?;
                 // SAFETY: checked non-NULL; the caller promises it is writable.
-                unsafe { out.write(r) };
+                unsafe { abi::write(out, out_size, &r) };
                 return Ok(());
             }
         };
@@ -152,7 +160,7 @@ pub unsafe extern "C" fn peakcache_lookup(
             Lookup::Pass => none(PEAKCACHE_LOOKUP_PASS),
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(r) };
+        unsafe { abi::write(out, out_size, &r) };
         Ok(())
     })
 }

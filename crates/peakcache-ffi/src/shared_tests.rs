@@ -3,10 +3,10 @@
 
 use crate::cache::*;
 use crate::entry::peakcache_entry_free;
-use crate::lookup::{peakcache_get, peakcache_lookup};
+use crate::lookup::{peakcache_get, peakcache_lookup_sized};
 use crate::result::*;
 use crate::ticket::{peakcache_fill_fail, FillKind};
-use crate::waiter::{peakcache_waiter_poll, peakcache_waiter_wait};
+use crate::waiter::{peakcache_waiter_poll_sized, peakcache_waiter_wait_sized};
 use crate::{peakcache_lookup_kind::*, peakcache_lookup_result, peakcache_wait_result};
 use peakcache::Freshness;
 use std::mem::MaybeUninit;
@@ -21,7 +21,10 @@ fn shared_cache() -> *mut peakcache_cache {
     };
     cfg.retry_backoff_min_ms = 1;
     let mut c = null_mut();
-    assert_eq!(unsafe { peakcache_cache_new(&cfg, &mut c) }, PEAKCACHE_OK);
+    assert_eq!(
+        unsafe { peakcache_cache_new_sized(&cfg, &mut c, std::mem::size_of::<peakcache_config>()) },
+        PEAKCACHE_OK
+    );
     c
 }
 
@@ -34,7 +37,15 @@ fn shm(c: *mut peakcache_cache) -> peakcache_shm::ShmCache {
 
 fn lookup(c: *mut peakcache_cache, key: &[u8]) -> (peakcache_result, peakcache_lookup_result) {
     let mut r = MaybeUninit::<peakcache_lookup_result>::zeroed();
-    let rc = unsafe { peakcache_lookup(c, key.as_ptr(), key.len(), r.as_mut_ptr()) };
+    let rc = unsafe {
+        peakcache_lookup_sized(
+            c,
+            key.as_ptr(),
+            key.len(),
+            r.as_mut_ptr(),
+            std::mem::size_of::<peakcache_lookup_result>(),
+        )
+    };
     (rc, unsafe { r.assume_init() })
 }
 
@@ -71,7 +82,14 @@ fn corrupt_values_are_an_error_and_purged() {
     let mut waiter = w.waiter;
     let mut out = MaybeUninit::<peakcache_wait_result>::zeroed();
     assert_eq!(
-        unsafe { peakcache_waiter_wait(&mut waiter, 1000, out.as_mut_ptr()) },
+        unsafe {
+            peakcache_waiter_wait_sized(
+                &mut waiter,
+                1000,
+                out.as_mut_ptr(),
+                std::mem::size_of::<peakcache_wait_result>(),
+            )
+        },
         PEAKCACHE_ERR_CORRUPT
     );
     assert!(waiter.is_null());
@@ -95,7 +113,13 @@ fn corrupt_values_are_an_error_and_purged() {
     );
     assert!(fill.is_null() && stale.is_null());
     let mut waiter = w.waiter;
-    let rc = unsafe { peakcache_waiter_poll(&mut waiter, out.as_mut_ptr()) };
+    let rc = unsafe {
+        peakcache_waiter_poll_sized(
+            &mut waiter,
+            out.as_mut_ptr(),
+            std::mem::size_of::<peakcache_wait_result>(),
+        )
+    };
     // The waiter was handed the same stale value (corrupt) or, once purged, failed.
     assert!(rc == PEAKCACHE_ERR_CORRUPT || rc == PEAKCACHE_OK, "{rc:?}");
     if rc == PEAKCACHE_OK {
@@ -111,7 +135,9 @@ fn corrupt_values_are_an_error_and_purged() {
 fn local_only_and_shared_only_calls() {
     let mut local = null_mut();
     assert_eq!(
-        unsafe { peakcache_cache_new(null(), &mut local) },
+        unsafe {
+            peakcache_cache_new_sized(null(), &mut local, std::mem::size_of::<peakcache_config>())
+        },
         PEAKCACHE_OK
     );
     let p = b"/nonexistent/x";
@@ -121,7 +147,13 @@ fn local_only_and_shared_only_calls() {
     );
     let mut info = peakcache_region_info::default();
     assert_eq!(
-        unsafe { peakcache_cache_region_info(local, &mut info) },
+        unsafe {
+            peakcache_cache_region_info_sized(
+                local,
+                &mut info,
+                std::mem::size_of::<peakcache_region_info>(),
+            )
+        },
         PEAKCACHE_OK
     );
     assert_eq!(info, peakcache_region_info::default());
@@ -129,7 +161,13 @@ fn local_only_and_shared_only_calls() {
 
     let c = shared_cache();
     assert_eq!(
-        unsafe { peakcache_cache_region_info(c, &mut info) },
+        unsafe {
+            peakcache_cache_region_info_sized(
+                c,
+                &mut info,
+                std::mem::size_of::<peakcache_region_info>(),
+            )
+        },
         PEAKCACHE_OK
     );
     assert_eq!(info.backend, PEAKCACHE_BACKEND_SHARED);
@@ -152,7 +190,7 @@ fn local_only_and_shared_only_calls() {
     };
     let mut c = null_mut();
     assert_eq!(
-        unsafe { peakcache_cache_new(&cfg, &mut c) },
+        unsafe { peakcache_cache_new_sized(&cfg, &mut c, std::mem::size_of::<peakcache_config>()) },
         PEAKCACHE_ERR_INVALID
     );
 }

@@ -1,5 +1,6 @@
 //! Counters: as a struct, as Prometheus text (the core's) and as JSON.
 
+use crate::abi;
 use crate::bytes::{arg, writable};
 use crate::cache::peakcache_cache;
 use crate::panic::{boundary_unit, try_boundary};
@@ -65,7 +66,15 @@ pub struct peakcache_stats {
     pub weight: u64,
     /// The capacity, in bytes of weight.
     pub capacity: u64,
+    /// Purge records kept (one per recently purged tag; bounded: see the core's
+    /// `Builder::max_tag_marks`; for the shared backend, the region's tag slots in use). Added
+    /// after the first layout.
+    pub tag_marks: u64,
+    /// Times the oldest half of the purge records was folded into one cache-wide record.
+    pub tag_folds: u64,
 }
+
+crate::abi::sized!(peakcache_stats, capacity);
 
 impl From<Stats> for peakcache_stats {
     fn from(s: Stats) -> Self {
@@ -95,6 +104,8 @@ impl From<Stats> for peakcache_stats {
             expirations,
             purges,
             tag_purges,
+            tag_marks,
+            tag_folds,
             entries,
             weight,
             capacity,
@@ -126,6 +137,8 @@ impl From<Stats> for peakcache_stats {
             entries,
             weight,
             capacity,
+            tag_marks,
+            tag_folds,
         }
     }
 }
@@ -135,17 +148,22 @@ impl From<Stats> for peakcache_stats {
 ///
 /// # Safety
 /// `cache` must be NULL or live; `out` NULL or writable.
+///
+/// Exported as `peakcache_cache_stats_sized` with the size of `*out` last; the header's `peakcache_cache_stats` macro passes
+/// `sizeof(peakcache_stats)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_cache_stats(
+pub unsafe extern "C" fn peakcache_cache_stats_sized(
     cache: *const peakcache_cache,
     out: *mut peakcache_stats,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_stats>(out_size)?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(c.stats().into()) };
+        unsafe { abi::write(out, out_size, &c.stats().into()) };
         Ok(())
     })
 }
@@ -260,7 +278,7 @@ pub unsafe extern "C" fn peakcache_buf_free(buf: *mut peakcache_buf) {
 }
 
 /// The stats as (name, value) in field order, for the text formats.
-fn fields(s: &peakcache_stats) -> [(&'static str, u64); 26] {
+fn fields(s: &peakcache_stats) -> [(&'static str, u64); 28] {
     [
         ("lookups", s.lookups),
         ("fresh", s.fresh),
@@ -288,6 +306,8 @@ fn fields(s: &peakcache_stats) -> [(&'static str, u64); 26] {
         ("entries", s.entries),
         ("weight", s.weight),
         ("capacity", s.capacity),
+        ("tag_marks", s.tag_marks),
+        ("tag_folds", s.tag_folds),
     ]
 }
 

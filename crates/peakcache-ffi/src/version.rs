@@ -6,7 +6,7 @@ use std::ffi::c_char;
 /// at start-up to catch a host built against another header than the library it loaded.
 pub const PEAKCACHE_VERSION_MAJOR: u32 = 0;
 /// The minor version of the header.
-pub const PEAKCACHE_VERSION_MINOR: u32 = 1;
+pub const PEAKCACHE_VERSION_MINOR: u32 = 2;
 /// The patch version of the header.
 pub const PEAKCACHE_VERSION_PATCH: u32 = 0;
 

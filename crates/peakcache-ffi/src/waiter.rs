@@ -5,6 +5,7 @@
 //! NULL, so a second use is `PEAKCACHE_ERR_NULL`; `PEAKCACHE_PENDING` (poll only) leaves it in
 //! place for the next poll. `peakcache_waiter_free` gives up a waiter not resolved.
 
+use crate::abi;
 use crate::bytes::{take, writable};
 use crate::cache::Context;
 use crate::codec::corrupt;
@@ -83,6 +84,8 @@ pub struct peakcache_wait_result {
     /// HIT: when its stale-if-error window ends, same clock.
     pub error_until_ms: u64,
 }
+
+crate::abi::sized!(peakcache_wait_result, error_until_ms);
 
 fn empty_result() -> peakcache_wait_result {
     peakcache_wait_result {
@@ -191,15 +194,20 @@ fn resolved(r: Resolved<Value>, cx: Context) -> peakcache_wait_result {
 ///
 /// # Safety
 /// `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+///
+/// Exported as `peakcache_waiter_wait_sized` with the size of `*out` last; the header's `peakcache_waiter_wait` macro passes
+/// `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_waiter_wait(
+pub unsafe extern "C" fn peakcache_waiter_wait_sized(
     waiter: *mut *mut peakcache_waiter,
     timeout_ms: u64,
     out: *mut peakcache_wait_result,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // Checked before taking the waiter, so a NULL `out` does not cost the caller its waiter.
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_wait_result>(out_size)?;
         // SAFETY: the caller promises a valid slot.
         let w = unsafe { take(waiter, "waiter") }?;
         let cx = w.cx;
@@ -211,7 +219,7 @@ pub unsafe extern "C" fn peakcache_waiter_wait(
             }
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(r) };
+        unsafe { abi::write(out, out_size, &r) };
         Ok(())
     })
 }
@@ -223,13 +231,18 @@ pub unsafe extern "C" fn peakcache_waiter_wait(
 ///
 /// # Safety
 /// `waiter` must be NULL or point to a handle that is NULL or live; `out` NULL or writable.
+///
+/// Exported as `peakcache_waiter_poll_sized` with the size of `*out` last; the header's `peakcache_waiter_poll` macro passes
+/// `sizeof(peakcache_wait_result)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_waiter_poll(
+pub unsafe extern "C" fn peakcache_waiter_poll_sized(
     waiter: *mut *mut peakcache_waiter,
     out: *mut peakcache_wait_result,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_wait_result>(out_size)?;
         // Taken out (slot NULL) while polling: should anything panic, the slot is left NULL
         // rather than pointing at a half-used waiter. A pending waiter goes back into the same
         // allocation, so the caller's pointer keeps its value and a poll allocates nothing.
@@ -240,7 +253,7 @@ pub unsafe extern "C" fn peakcache_waiter_poll(
             WaiterKind::Local(waiter) => match waiter.try_wait() {
                 Ok(r) => {
                     // SAFETY: checked non-NULL; the caller promises it is writable.
-                    unsafe { out.write(resolved(r, cx)) };
+                    unsafe { abi::write(out, out_size, &resolved(r, cx)) };
                     return Ok(());
                 }
                 Err(again) => WaiterKind::Local(again),
@@ -249,7 +262,7 @@ pub unsafe extern "C" fn peakcache_waiter_poll(
                 Ok(r) => {
                     let r = resolved_shared(r, shm, &key, cx)?;
                     // SAFETY: checked non-NULL; the caller promises it is writable.
-                    unsafe { out.write(r) };
+                    unsafe { abi::write(out, out_size, &r) };
                     return Ok(());
                 }
                 Err(again) => WaiterKind::Shared(key, again, shm),

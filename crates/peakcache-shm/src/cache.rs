@@ -1728,6 +1728,9 @@ impl ShmCache {
             expirations: g(Counter::Expirations),
             purges: g(Counter::Purges),
             tag_purges: Tags::new(self.region()).purges(),
+            tag_marks: u64::from(Tags::new(self.region()).used()),
+            // The region does not count its folds (it folds every mark when its table is full).
+            tag_folds: 0,
             entries,
             weight,
             capacity: self.region().geo.shards as u64

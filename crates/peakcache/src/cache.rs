@@ -9,7 +9,7 @@ use crate::lifecycle::{Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter}
 use crate::policy::Links;
 use crate::shard::{Departure, Node, Shard, Standing, Weigher};
 use crate::stats::{Counter, Counters, Stats};
-use crate::tags::{PurgeMode, TagVerdict, Tags};
+use crate::tags::{PurgeMode, TagVerdict, Tags, DEFAULT_MAX_MARKS};
 use ahash::RandomState;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -70,6 +70,7 @@ pub struct Builder<V> {
     retry_max: Duration,
     refresh_retry: Duration,
     hash_seed: Option<u64>,
+    max_tag_marks: usize,
 }
 
 impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
@@ -85,6 +86,7 @@ impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
             retry_max: Duration::from_secs(60),
             refresh_retry: Duration::from_secs(1),
             hash_seed: None,
+            max_tag_marks: DEFAULT_MAX_MARKS,
         }
     }
 }
@@ -163,6 +165,16 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         self
     }
 
+    /// The most tag purge records (one per tag purged) the cache keeps. Default 65,536, which
+    /// costs at most about 10.5 MiB, allocated only as that many distinct tags are purged; at
+    /// least 1. When full, the oldest half is folded into one cache-wide record: from then on a
+    /// purge of those tags also matches every other tagged entry fetched before it (see
+    /// [`Cache::purge_tag`]). [`Stats::tag_marks`] and [`Stats::tag_folds`] show both.
+    pub fn max_tag_marks(mut self, max: usize) -> Self {
+        self.max_tag_marks = max;
+        self
+    }
+
     /// Builds the cache.
     pub fn build(self) -> Cache<V> {
         let shards = self
@@ -196,7 +208,7 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
                     None => ClockSource::System(SystemClock::new()),
                 },
                 counters: Counters::new(),
-                tags: Tags::new(),
+                tags: Tags::new(self.max_tag_marks),
                 frozen: AtomicBool::new(false),
                 capacity: per_shard * shards as u64,
                 max_object,
@@ -840,6 +852,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// Purges every entry tagged `tag` whose fill started before now, hard or soft (see
     /// [`purge`](Self::purge)). Takes effect at once for every later lookup, in constant time
     /// whatever the number of entries tagged: entries are checked lazily when next looked up.
+    ///
+    /// Each purge of a new tag keeps one record, up to [`Builder::max_tag_marks`]; past that
+    /// the oldest half of the records is folded into one that matches every tagged entry fetched
+    /// before them. A purge therefore never matches fewer entries than it names, and may match
+    /// more once the table has been folded. The purge that folds walks the records once (so the
+    /// cost stays constant amortized over the `max / 2` purges of new tags between folds).
     pub fn purge_tag(&self, tag: impl AsRef<[u8]>, mode: PurgeMode) {
         self.inner.tags.purge(tag.as_ref(), mode, self.now_nanos());
         self.inner.counters.incr(Counter::TagPurges);
@@ -874,6 +892,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             stats.weight += s.weight;
         }
         stats.capacity = self.inner.capacity;
+        stats.tag_marks = self.inner.tags.marks();
+        stats.tag_folds = self.inner.tags.folds();
         stats
     }
 

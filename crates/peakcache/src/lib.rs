@@ -182,6 +182,14 @@
 //! purged, since it may have fetched the old content. [`Cache::freeze`] serves whatever is
 //! stored as fresh, so only misses reach the origin.
 //!
+//! A tag purge keeps one record per tag, and the records are bounded
+//! ([`Builder::max_tag_marks`], default 65,536, at most 10.5 MiB): when they are full, the oldest
+//! half is folded into one cache-wide record, hard purges into a hard purge, soft into soft. A
+//! purge never matches fewer entries than it names; once folded, it also matches every other
+//! tagged entry fetched before it (soft: served stale and refreshed; hard: fetched again).
+//! [`Stats::tag_marks`] and [`Stats::tag_folds`] show the table. A lookup of a tagged entry
+//! after a purge reads only its own tags' records, under locks shared by a sixteenth of the tags.
+//!
 //! ```
 //! use peakcache::{Cache, Freshness, Lookup, PurgeMode};
 //! use std::time::Duration;

@@ -187,6 +187,13 @@ pub struct Stats {
     pub purges: u64,
     /// Tags purged (hard or soft).
     pub tag_purges: u64,
+    /// Tag purge records kept now: one per tag purged, never more than
+    /// [`Builder::max_tag_marks`](crate::Builder::max_tag_marks).
+    pub tag_marks: u64,
+    /// How many times the tag purge records reached their cap and the oldest half was folded
+    /// into one cache-wide record (each fold may purge tagged entries no purge named). Always 0
+    /// from the shared-memory tier, whose region does not count its folds.
+    pub tag_folds: u64,
     /// Entries stored now.
     pub entries: u64,
     /// Weight of the entries stored now, in the weigher's unit (bytes by default).
@@ -303,6 +310,18 @@ impl Stats {
             "Tags purged.",
             &[("", self.tag_purges)],
         );
+        family(
+            "tag_marks",
+            "gauge",
+            "Tag purge records kept (bounded by max_tag_marks).",
+            &[("", self.tag_marks)],
+        );
+        family(
+            "tag_folds_total",
+            "counter",
+            "Times the oldest half of the tag purge records was folded into a cache-wide one.",
+            &[("", self.tag_folds)],
+        );
         family("entries", "gauge", "Entries stored.", &[("", self.entries)]);
         family(
             "weight",
@@ -344,6 +363,8 @@ impl Stats {
             expirations: c.get(Expirations),
             purges: c.get(Purges),
             tag_purges: c.get(TagPurges),
+            tag_marks: 0,
+            tag_folds: 0,
             entries: 0,
             weight: 0,
             capacity: 0,
@@ -395,6 +416,6 @@ mod tests {
         assert!(text.contains("# TYPE peakcache_entries gauge\npeakcache_entries 3\n"));
         let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
-        assert_eq!((families, helps), (13, 13));
+        assert_eq!((families, helps), (15, 15));
     }
 }

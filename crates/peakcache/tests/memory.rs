@@ -1,4 +1,5 @@
-//! What an entry costs in memory beyond its key and value, measured with a counting allocator.
+//! What an entry costs in memory beyond its key and value, and what the tag purge records cost
+//! however many distinct tags are purged, measured with a counting allocator.
 //!
 //! `cargo test -p peakcache --test memory -- --nocapture` prints the figures. The goal is at
 //! most 64 bytes per entry (the default weigher's `ENTRY_OVERHEAD`). What is counted: the bytes
@@ -6,7 +7,7 @@
 //! spare capacity after their last doubling are part of the figure.
 
 use bytes::Bytes;
-use peakcache::{Cache, Freshness};
+use peakcache::{Cache, Freshness, PurgeMode};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
 use std::time::Duration;
@@ -58,6 +59,9 @@ const ENTRIES: u64 = 200_000;
 const KEY_LEN: usize = 32;
 /// The goal, asserted: what the default weigher charges per entry (`ENTRY_OVERHEAD`).
 const MAX_OVERHEAD: f64 = 64.0;
+/// The most the tag purge records may hold with the default cap, as documented in
+/// `Builder::max_tag_marks`: 10.5 MiB (measured 10.1 MiB, 162 bytes a record).
+const MAX_TAG_TABLE: isize = 21 << 19;
 
 /// A 32-byte key unique to `i`.
 fn key(i: u64) -> [u8; KEY_LEN] {
@@ -103,17 +107,37 @@ fn overhead_per_entry_while_evicting() -> f64 {
     (after - before) as f64 / resident - (KEY_LEN + size_of::<u64>()) as f64
 }
 
+/// The bytes the tag purge records hold after `purges` purges of distinct tags, in a cache with
+/// the default cap, beyond what the empty cache holds.
+fn tag_table_bytes(purges: u64) -> isize {
+    let cache: Cache<u64> = Cache::builder().max_bytes(1 << 20).build();
+    let before = LIVE.load(Ordering::SeqCst);
+    for i in 0..purges {
+        cache.purge_tag(i.to_be_bytes(), PurgeMode::Hard);
+    }
+    let after = LIVE.load(Ordering::SeqCst);
+    assert!(cache.stats().tag_marks <= 65_536);
+    after - before
+}
+
 // An entry costs at most 64 bytes beyond its key and value, for `u64`
-// values and for `Bytes` values owning 8 bytes. One test, so that nothing else allocates
-// meanwhile (a panic's backtrace in a parallel test allocates tens of megabytes).
+// values and for `Bytes` values owning 8 bytes; the tag purge records stay within their
+// documented bound however many distinct tags are purged. One test, so that nothing else
+// allocates meanwhile (a panic's backtrace in a parallel test allocates tens of megabytes).
 #[test]
-fn memory_overhead_per_entry_stays_within_its_bound() {
+fn memory_stays_within_its_bounds() {
     let u64_overhead = overhead_per_entry(|i| i, size_of::<u64>());
     let bytes_overhead = overhead_per_entry(
         |i| Bytes::copy_from_slice(&i.to_le_bytes()),
         size_of::<Bytes>() + size_of::<u64>(),
     );
     let evicting = overhead_per_entry_while_evicting();
+    let full_table = tag_table_bytes(65_536);
+    let after_folds = tag_table_bytes(200_000);
+    println!(
+        "tag purge records: {full_table} bytes at the default cap (65,536), {after_folds} after \
+         200,000 distinct purges (folded); documented bound {MAX_TAG_TABLE}"
+    );
     println!(
         "peakcache memory, {ENTRIES} entries, 32-byte keys: {u64_overhead:.1} bytes per entry \
          beyond key and u64 value; {bytes_overhead:.1} beyond key and Bytes value (32-byte \
@@ -127,6 +151,10 @@ fn memory_overhead_per_entry_stays_within_its_bound() {
     assert!(
         bytes_overhead <= MAX_OVERHEAD,
         "{bytes_overhead:.1} bytes per entry (Bytes values)"
+    );
+    assert!(
+        full_table.max(after_folds) <= MAX_TAG_TABLE,
+        "{full_table} and {after_folds} bytes of tag purge records"
     );
     // Not the goal (64): the ghost list and the sketch add about 16 bytes per resident entry
     // once a cache evicts. Measured 79.1; this bound catches a regression.

@@ -1,5 +1,6 @@
 //! The policy handle: `peakcache-http`'s `Policy`, configured once from a C struct.
 
+use crate::abi;
 use crate::bytes::{arg, peakcache_bytes, slice, writable};
 use crate::panic::{boundary_or, boundary_unit, try_boundary};
 use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID};
@@ -67,6 +68,8 @@ pub struct peakcache_http_config {
     /// refreshes never carry them either way. Hosts should leave it off while frozen.
     pub honour_request_directives: bool,
 }
+
+crate::abi::sized!(peakcache_http_config, honour_request_directives);
 
 impl Default for peakcache_http_config {
     fn default() -> Self {
@@ -216,16 +219,21 @@ unsafe fn config(cfg: &peakcache_http_config) -> Result<Config, peakcache_result
 
 /// Writes the default HTTP settings into `*cfg` (its strings point to static text).
 ///
+/// Exported as `peakcache_http_config_default_sized` with the size of `*cfg` last; the
+/// header's `peakcache_http_config_default` macro passes `sizeof(peakcache_http_config)`.
+///
 /// # Safety
-/// `cfg` must be NULL or writable.
+/// `cfg` must be NULL or point to `cfg_size` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_config_default(
+pub unsafe extern "C" fn peakcache_http_config_default_sized(
     cfg: *mut peakcache_http_config,
+    cfg_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         let cfg = writable(cfg, "cfg")?;
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { cfg.write(peakcache_http_config::default()) };
+        abi::writable_sized::<peakcache_http_config>(cfg_size)?;
+        // SAFETY: checked non-NULL and sized; the caller promises `cfg_size` writable bytes.
+        unsafe { abi::write(cfg, cfg_size, &peakcache_http_config::default()) };
         Ok(())
     })
 }
@@ -234,18 +242,23 @@ pub unsafe extern "C" fn peakcache_http_config_default(
 /// what `cfg` points to. `PEAKCACHE_ERR_INVALID` for text that is not UTF-8, a scheme other than
 /// http or https, an empty query parameter or prefix, or an unknown `set_cookie`.
 ///
+/// Exported as `peakcache_http_policy_new_sized` with the size of `*cfg` last; the header's
+/// `peakcache_http_policy_new` macro passes `sizeof(peakcache_http_config)`.
+///
 /// # Safety
-/// `cfg` must be NULL or point to a `peakcache_http_config` whose pointers are NULL (with a
-/// length or count of 0) or point to what their lengths and counts say; `out` NULL or writable.
+/// `cfg` must be NULL or point to `cfg_size` readable bytes of a `peakcache_http_config` whose
+/// pointers are NULL (with a length or count of 0) or point to what their lengths and counts
+/// say; `out` NULL or writable.
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_policy_new(
+pub unsafe extern "C" fn peakcache_http_policy_new_sized(
     cfg: *const peakcache_http_config,
     out: *mut *mut peakcache_http_policy,
+    cfg_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         let out = writable(out, "out")?;
-        // SAFETY: the caller promises NULL or a live config.
-        let cfg = unsafe { cfg.as_ref() }.copied().unwrap_or_default();
+        // SAFETY: the caller promises NULL or `cfg_size` readable bytes.
+        let cfg = unsafe { crate::abi::read(cfg, cfg_size) }?.unwrap_or_default();
         // SAFETY: the caller promises the config's pointers.
         let config = unsafe { config(&cfg) }?;
         let handle = Box::new(peakcache_http_policy {

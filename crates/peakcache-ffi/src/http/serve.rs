@@ -5,6 +5,7 @@
 use super::policy::peakcache_http_policy;
 use super::request::{self, peakcache_http_request};
 use super::{meta, peakcache_http_headers, stored_parts, unix_ms};
+use crate::abi;
 use crate::bytes::{arg, writable};
 use crate::entry::peakcache_entry;
 use crate::panic::try_boundary;
@@ -229,6 +230,8 @@ pub struct peakcache_http_answer {
     pub headers: *mut peakcache_http_headers,
 }
 
+crate::abi::sized!(peakcache_http_answer, headers);
+
 /// Answers `request` from `entry` at `now_ms` (Unix milliseconds), in `*out`: evaluates the
 /// client's `If-None-Match` / `If-Modified-Since` (RFC 9111 §4.3.2) and gives the status and the
 /// complete header list to send (a 304's, or the stored response's), with `Age` and the
@@ -240,8 +243,11 @@ pub struct peakcache_http_answer {
 /// # Safety
 /// `policy` must be NULL or live; `request` NULL or as its fields document; `entry` NULL or
 /// live; `out` NULL or writable.
+///
+/// Exported as `peakcache_http_serve_sized` with the size of `*out` last; the header's `peakcache_http_serve` macro passes
+/// `sizeof(peakcache_http_answer)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_serve(
+pub unsafe extern "C" fn peakcache_http_serve_sized(
     policy: *const peakcache_http_policy,
     request: *const peakcache_http_request,
     entry: *const peakcache_entry,
@@ -249,6 +255,7 @@ pub unsafe extern "C" fn peakcache_http_serve(
     fwd_status: u16,
     now_ms: u64,
     out: *mut peakcache_http_answer,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live policy.
@@ -257,6 +264,7 @@ pub unsafe extern "C" fn peakcache_http_serve(
         let (stored, meta) = unsafe { entry_meta(entry) }?;
         let outcome = peakcache_http_outcome::from_u32(outcome)?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_http_answer>(out_size)?;
         // SAFETY: the caller promises the request.
         let req = unsafe { request::read(p, request) }?;
         let parts = stored_parts(stored)?;
@@ -282,7 +290,7 @@ pub unsafe extern "C" fn peakcache_http_serve(
                     headers: null_mut(),
                 };
                 // SAFETY: checked non-NULL; the caller promises it is writable.
-                unsafe { out.write(a) };
+                unsafe { abi::write(out, out_size, &a) };
                 return Ok(());
             }
         };
@@ -294,7 +302,7 @@ pub unsafe extern "C" fn peakcache_http_serve(
             headers: peakcache_http_headers::into_raw(&sent.headers),
         };
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(a) };
+        unsafe { abi::write(out, out_size, &a) };
         Ok(())
     })
 }

@@ -5,6 +5,7 @@
 use super::policy::peakcache_http_policy;
 use super::request::{self, peakcache_http_request, peakcache_http_response_head};
 use super::{meta, stored_parts, unix_ms};
+use crate::abi;
 use crate::bytes::{arg, peakcache_bytes, writable};
 use crate::cache::millis;
 use crate::entry::peakcache_entry;
@@ -158,6 +159,8 @@ pub struct peakcache_http_decision {
     pub store: *mut peakcache_http_store,
 }
 
+crate::abi::sized!(peakcache_http_decision, store);
+
 /// A decision to store (owned by the caller): the response to commit
 /// (`peakcache_http_store_response`), its tags (`peakcache_http_store_tags`) and its Vary
 /// (`peakcache_http_store_vary`). Freed by `peakcache_http_store_free`. Read-only.
@@ -239,26 +242,31 @@ fn decide(
 /// # Safety
 /// `policy` must be NULL or live; `request` and `response` NULL or as their fields document;
 /// `out` NULL or writable.
+///
+/// Exported as `peakcache_http_on_response_sized` with the size of `*out` last; the header's `peakcache_http_on_response` macro passes
+/// `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_on_response(
+pub unsafe extern "C" fn peakcache_http_on_response_sized(
     policy: *const peakcache_http_policy,
     request: *const peakcache_http_request,
     response: *const peakcache_http_response_head,
     request_time_ms: u64,
     response_time_ms: u64,
     out: *mut peakcache_http_decision,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live policy.
         let p = &unsafe { arg(policy, "policy") }?.policy;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_http_decision>(out_size)?;
         // SAFETY: the caller promises the request.
         let req = unsafe { request::read(p, request) }?;
         // SAFETY: the caller promises the response head.
         let resp = unsafe { request::read_response(response, "response") }?;
         let d = decide(p, &req, resp, None, (request_time_ms, response_time_ms))?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(d) };
+        unsafe { abi::write(out, out_size, &d) };
         Ok(())
     })
 }
@@ -274,8 +282,11 @@ pub unsafe extern "C" fn peakcache_http_on_response(
 ///
 /// # Safety
 /// As `peakcache_http_on_response`; `entry` NULL or a live entry.
+///
+/// Exported as `peakcache_http_revalidate_sized` with the size of `*out` last; the header's `peakcache_http_revalidate` macro passes
+/// `sizeof(peakcache_http_decision)` (see the header's "Sizes" convention).
 #[no_mangle]
-pub unsafe extern "C" fn peakcache_http_revalidate(
+pub unsafe extern "C" fn peakcache_http_revalidate_sized(
     policy: *const peakcache_http_policy,
     request: *const peakcache_http_request,
     entry: *const peakcache_entry,
@@ -283,6 +294,7 @@ pub unsafe extern "C" fn peakcache_http_revalidate(
     request_time_ms: u64,
     response_time_ms: u64,
     out: *mut peakcache_http_decision,
+    out_size: usize,
 ) -> peakcache_result {
     try_boundary(|| {
         // SAFETY: the caller promises a live policy.
@@ -290,6 +302,7 @@ pub unsafe extern "C" fn peakcache_http_revalidate(
         // SAFETY: the caller promises a live entry.
         let stored = unsafe { peakcache_entry::stored(entry) }?;
         let out = writable(out, "out")?;
+        abi::writable_sized::<peakcache_http_decision>(out_size)?;
         // SAFETY: the caller promises the request.
         let req = unsafe { request::read(p, request) }?;
         // SAFETY: the caller promises the response head.
@@ -304,7 +317,7 @@ pub unsafe extern "C" fn peakcache_http_revalidate(
         let body = Some(stored.body.clone());
         let d = decide(p, &req, merged, body, (request_time_ms, response_time_ms))?;
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out.write(d) };
+        unsafe { abi::write(out, out_size, &d) };
         Ok(())
     })
 }
