@@ -172,10 +172,8 @@ impl Proxy {
             config.origin_timeout,
         );
         // Visitors reach this proxy over plain HTTP: keys (and purge URLs) say `http://`.
-        // `CDN-Cache-Control` goes on to clients, where other CDN caches may use it (RFC 9213 §3).
         let http = peakcache_http::Config {
             default_scheme: "http".into(),
-            forwarded_targeted_fields: vec![header::CDN_CACHE_CONTROL],
             grace: StaleWindows {
                 swr: Duration::ZERO,
                 sie: config.stale_if_error_grace,
