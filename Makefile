@@ -9,11 +9,11 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/share/nginx/src/configure:nginx-dev \
 	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser \
-	redis-server:redis-server
+	redis-server:redis-server openssl:openssl
 
 .PHONY: all test lint unit test-loom deps bench replay demo clean ffi header-check test-c conformance \
 	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm \
-	bench-cluster test-cluster
+	bench-cluster test-hostile test-cluster
 
 all: test
 
@@ -26,7 +26,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: nothing to install"; fi
 
-test: deps lint unit test-loom header-check test-c test-php test-nginx test-cluster
+test: deps lint unit test-loom header-check test-c test-php test-nginx test-hostile test-cluster
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -84,6 +84,15 @@ test-nginx: nginx-module
 # nginx sources in NGINX_FULL_SRC: Debian's nginx-dev ships headers only).
 test-nginx-asan: ffi
 	bindings/nginx/build-asan.sh
+
+# The hostile suite (tests/hostile): hostile and everyday-but-odd traffic against
+# peakcache-proxy, nginx + proxy_pass and nginx + fastcgi_pass to PHP-FPM, about 45 s; one line
+# per case and host. Not part of `test` until the hosts pass it.
+# The hostile suite (tests/hostile): hostile and everyday-but-odd traffic against
+# peakcache-proxy, nginx + proxy_pass and nginx + fastcgi_pass to PHP-FPM (about a minute).
+test-hostile: deps nginx-module
+	$(CARGO) build --release -p peakcache-proxy
+	python3 tests/hostile/run.py
 
 # Two nginx hosts (each with its host agent as shield) and two PHP pools (each with its agent),
 # on a redis-server and a counting origin of their own: a cold page costs one origin request

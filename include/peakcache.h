@@ -1689,8 +1689,9 @@ void peakcache_http_policy_free(struct peakcache_http_policy *policy);
 
 /**
  * Whether a response header named `name[0..len]` may be sent to clients: false for the
- * fields meant for this cache alone (`CDN-Cache-Control`, `Surrogate-Control`,
- * `Surrogate-Key`), which a host forwarding an upstream response must remove. (Serving from an
+ * fields meant for this cache alone (`Surrogate-Control`, `Surrogate-Key`), which a host
+ * forwarding an upstream response must remove; `CDN-Cache-Control` goes on to clients, for
+ * CDNs in front (RFC 9213 §3). (Serving from an
  * entry, `peakcache_http_serve` removes them itself.) Names compare case-insensitively; true
  * for a NULL policy or an invalid name.
  *

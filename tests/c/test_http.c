@@ -260,7 +260,7 @@ static void default_ttl_applies_only_without_freshness_information(void) {
     peakcache_http_policy_free(p);
 }
 
-static void cdn_cache_control_wins_and_is_not_forwarded(void) {
+static void cdn_cache_control_wins_and_goes_on_to_cdns_in_front(void) {
     peakcache_http_policy *p = new_policy(NULL);
     peakcache_cache *cache = new_cache(0, 0, 0);
     peakcache_http_header rh[] = {HDR("host", "shop.example")};
@@ -276,14 +276,15 @@ static void cdn_cache_control_wins_and_is_not_forwarded(void) {
 
     peakcache_http_answer a;
     CHECK_OK(peakcache_http_serve(p, &req, e, PEAKCACHE_HTTP_HIT, 0, T0 + 1000, &a));
-    CHECK(!has_value(a.headers, "cdn-cache-control", NULL));
+    /* RFC 9213 §3: for CDNs in front of this cache (browsers ignore it). */
+    CHECK(has_value(a.headers, "cdn-cache-control", "max-age=600"));
     CHECK(has_value(a.headers, "cache-control", "private, max-age=10"));
     CHECK(has_value(a.headers, "date", DATE0)); /* added at the response time */
     peakcache_http_headers_free(a.headers);
     peakcache_entry_free(e);
 
-    /* Forwarding an upstream response: the same fields are the cache's own. */
-    CHECK(!peakcache_http_forward_field(p, KEY("CDN-Cache-Control")));
+    /* Forwarding an upstream response: the surrogate fields are the cache's own. */
+    CHECK(peakcache_http_forward_field(p, KEY("CDN-Cache-Control")));
     CHECK(!peakcache_http_forward_field(p, KEY("surrogate-key")));
     CHECK(!peakcache_http_forward_field(p, KEY("Surrogate-Control")));
     CHECK(peakcache_http_forward_field(p, KEY("Content-Type")));
@@ -812,7 +813,7 @@ int main(void) {
     RUN(keys_drop_campaign_parameters);
     RUN(max_age_with_swr_is_stored_and_served);
     RUN(default_ttl_applies_only_without_freshness_information);
-    RUN(cdn_cache_control_wins_and_is_not_forwarded);
+    RUN(cdn_cache_control_wins_and_goes_on_to_cdns_in_front);
     RUN(cookies_private_and_no_store_are_not_stored);
     RUN(vary_accept_encoding_gives_one_variant_per_coding);
     RUN(etag_revalidation_merges_a_304_and_shares_the_body);

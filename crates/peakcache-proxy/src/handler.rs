@@ -61,6 +61,10 @@ pub struct Proxy {
     cluster: Option<Cluster>,
 }
 
+/// The bound of the cache's tag purge records: every invalidation by an unsafe request adds
+/// one, so a client POSTing to ever-new URLs cannot grow memory past it (about 10.5 MiB).
+pub(crate) const MAX_TAG_MARKS: usize = 65_536;
+
 /// How long a learned `Vary` is remembered for a URL.
 const VARY_MEMORY: Duration = Duration::from_secs(86_400);
 
@@ -196,6 +200,7 @@ impl Proxy {
             .max_bytes(config.size)
             .max_object_weight(max_object)
             .lock_timeout(config.lock_timeout)
+            .max_tag_marks(MAX_TAG_MARKS)
             .weigher(|key, c: &Arc<Cached>| c.weight(key))
             .build();
         let vary = Cache::builder()
@@ -207,10 +212,8 @@ impl Proxy {
             config.origin_timeout,
         );
         // Visitors reach this proxy over plain HTTP: keys (and purge URLs) say `http://`.
-        // `CDN-Cache-Control` goes on to clients, where other CDN caches may use it (RFC 9213 §3).
         let http = peakcache_http::Config {
             default_scheme: "http".into(),
-            forwarded_targeted_fields: vec![header::CDN_CACHE_CONTROL],
             grace: StaleWindows {
                 swr: Duration::ZERO,
                 sie: config.stale_if_error_grace,
