@@ -250,8 +250,30 @@ pub async fn handle_agent(
     agent.purge(&purge);
     text(
         StatusCode::OK,
-        format!("{purge:?} made in the region; the agent publishes it to every host\n"),
+        format!(
+            "{} made in the region; the agent publishes it to every host\n",
+            describe(&purge)
+        ),
     )
+}
+
+/// A purge in words, for an admin answer.
+fn describe(purge: &Purge) -> String {
+    let mode = |m: &PurgeMode| match m {
+        PurgeMode::Hard => "hard",
+        PurgeMode::Soft => "soft",
+    };
+    match purge {
+        Purge::Key { key, mode: m } => {
+            format!("{} purge of key {}", mode(m), String::from_utf8_lossy(key))
+        }
+        Purge::Tag { tag, mode: m } => {
+            format!("{} purge of tag {}", mode(m), String::from_utf8_lossy(tag))
+        }
+        Purge::Everything { mode: m } => format!("{} purge of everything", mode(m)),
+        Purge::Freeze => "freeze".into(),
+        Purge::Thaw => "thaw".into(),
+    }
 }
 
 #[cfg(test)]

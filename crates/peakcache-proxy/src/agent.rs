@@ -148,12 +148,13 @@ fn lost_index(why: LostReason) -> usize {
 /// What the agent's parts share.
 struct Inner {
     path: PathBuf,
-    cluster_id: u64,
     region: RwLock<Arc<Attached>>,
     saved: Mutex<Saved>,
     /// The shield's caches, when this process serves.
     shield: OnceLock<Arc<dyn LocalCache>>,
-    cluster: OnceLock<Cluster>,
+    /// Taken when the agent stops: the link holds this (through `HostPurges`), so keeping it
+    /// would keep both alive.
+    cluster: Mutex<Option<Cluster>>,
     counters: Counters,
     stop: AtomicBool,
 }
@@ -253,8 +254,8 @@ impl Inner {
         self.region.read().follower.save(&saved.encode());
     }
 
-    fn cluster(&self) -> Option<&Cluster> {
-        self.cluster.get()
+    fn cluster(&self) -> Option<Cluster> {
+        self.cluster.lock().clone()
     }
 
     /// Hands a purge read from the journal to the shield and the bus.
@@ -378,11 +379,10 @@ impl Agent {
         Ok(Agent {
             inner: Arc::new(Inner {
                 path: path.to_path_buf(),
-                cluster_id: id,
                 region: RwLock::new(Arc::new(attached)),
                 saved: Mutex::new(saved),
                 shield: OnceLock::new(),
-                cluster: OnceLock::new(),
+                cluster: Mutex::new(None),
                 counters: Counters::default(),
                 stop: AtomicBool::new(false),
             }),
@@ -400,6 +400,9 @@ impl Agent {
         shield: Option<Arc<dyn LocalCache>>,
     ) -> Result<Cluster, String> {
         let inner = &self.inner;
+        if inner.cluster.lock().is_some() {
+            return Err("the agent has joined its cluster already".into());
+        }
         if let Some(s) = shield {
             let _ = inner.shield.set(s);
         }
@@ -413,7 +416,7 @@ impl Agent {
             .unwrap_or_else(|| inner.region.read().follower.cache().journal_end());
         let cluster = Cluster::start_from(config, Arc::new(HostPurges(inner.clone())), start)
             .map_err(|e| e.to_string())?;
-        let _ = inner.cluster.set(cluster.clone());
+        *inner.cluster.lock() = Some(cluster.clone());
         eprintln!(
             "peakcache-agent: region {} joined cluster {} on {}: {} the journal at purge {}",
             inner.path.display(),
@@ -436,7 +439,7 @@ impl Agent {
     }
 
     /// The cluster link, once joined.
-    pub fn cluster(&self) -> Option<&Cluster> {
+    pub fn cluster(&self) -> Option<Cluster> {
         self.inner.cluster()
     }
 
@@ -504,12 +507,6 @@ impl Agent {
         }
         out
     }
-
-    /// The id of the cluster this agent's saved state belongs to.
-    #[doc(hidden)]
-    pub fn cluster_id(&self) -> u64 {
-        self.inner.cluster_id
-    }
 }
 
 impl Drop for Agent {
@@ -518,6 +515,7 @@ impl Drop for Agent {
         if let Some(t) = self.thread.lock().take() {
             let _ = t.join();
         }
+        self.inner.cluster.lock().take();
     }
 }
 

@@ -595,3 +595,45 @@ async fn purges_cross_from_region_to_region_in_milliseconds() {
     println!("a worker's purge seen in another host's region: p50 {p50:?}, p99 {p99:?} (200)");
     assert!(p50 < Duration::from_millis(500), "p50 {p50:?}");
 }
+
+async fn post(url: &str) -> (u16, String) {
+    let client: Client<_, Empty<Bytes>> =
+        Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    let req = Request::post(url).body(Empty::new()).unwrap();
+    let response = client.request(req).await.expect("the admin answers");
+    let status = response.status().as_u16();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    (status, String::from_utf8(body.to_vec()).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agents_admin_purges_through_the_region_like_a_worker() {
+    let redis = RedisServer::start();
+    let (a, b) = (Region::new("a"), Region::new("b"));
+    let agent_a = Agent::start(&a.path, &redis.url(), &[]).await;
+    let agent_b = Agent::start(&b.path, &redis.url(), &[]).await;
+    for r in [&a, &b] {
+        r.store("GET https://shop/x", &["x"]);
+    }
+    let (status, body) = post(&format!("{}/purge?tag=x&soft=1", agent_a.admin)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("soft purge of tag x"), "{body}");
+    must(
+        "both regions have it stale",
+        Duration::from_secs(5),
+        &[&agent_a, &agent_b],
+        || !a.fresh("GET https://shop/x") && !b.fresh("GET https://shop/x"),
+    )
+    .await;
+    let (status, _) = post(&format!("{}/freeze", agent_b.admin)).await;
+    assert_eq!(status, 200);
+    must(
+        "a freezes",
+        Duration::from_secs(5),
+        &[&agent_a, &agent_b],
+        || a.worker.is_frozen(),
+    )
+    .await;
+    let (status, body) = post(&format!("{}/purge", agent_a.admin)).await;
+    assert_eq!(status, 400, "{body}");
+}
