@@ -55,12 +55,12 @@ def wait_for(what, cond, within=10.0, step=0.02):
     raise AssertionError("not within %ss: %s" % (within, what))
 
 
-def request(port, path, headers=None, timeout=10):
+def request(port, path, headers=None, timeout=10, method="GET"):
     c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
     try:
         h = {"Host": HOST}
         h.update(headers or {})
-        c.request("GET", path, headers=h)
+        c.request(method, path, headers=h)
         r = c.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read().decode()
     finally:
@@ -141,6 +141,7 @@ class Agent:
 
     def __init__(self, region, redis, name, origin=None, shield=None):
         self.admin = free_port()
+        self.redis, self.port = redis, shield
         args = [PROXY, "--region", region, "--cluster", redis.url, "--cluster-name", name,
                 "--admin", "127.0.0.1:%d" % self.admin]
         if origin:
@@ -201,7 +202,9 @@ http {{
     peakcache_zone main size=16m shared path={prefix}/main.shm;
 
     upstream peakcache_shield {{
-        server 127.0.0.1:{shield};
+        server 127.0.0.1:{shield} max_fails=1 fail_timeout=2s;
+        # the agent stopped (restarting, upgraded): straight to the origin
+        server 127.0.0.1:{origin} backup;
         keepalive 16;
     }}
 
@@ -231,13 +234,13 @@ http {{
 
 
 class Nginx:
-    def __init__(self, shield_port):
+    def __init__(self, shield_port, origin_port):
         self.prefix = tempfile.mkdtemp(prefix="peakcache-cluster-nginx-")
         self.port = free_port()
         self.region = os.path.join(self.prefix, "main.shm")
         user = "user root root;" if os.geteuid() == 0 else ""
         conf = NGINX_CONF.format(module=MODULE, user=user, prefix=self.prefix, port=self.port,
-                                 shield=shield_port)
+                                 shield=shield_port, origin=origin_port)
         path = os.path.join(self.prefix, "nginx.conf")
         with open(path, "w") as f:
             f.write(conf)
@@ -276,7 +279,7 @@ def nginx_hosts(redis, origin):
     hosts = []
     for _ in range(2):
         shield = free_port()
-        ngx = Nginx(shield)
+        ngx = Nginx(shield, origin.port)
         hosts.append((ngx, Agent(ngx.region, redis, "nginx", origin=origin, shield=shield)))
     return hosts
 
@@ -316,7 +319,7 @@ def test_nginx_purge_location_on_one_host_is_seen_by_the_other(hosts, origin):
         assert headers.get("x-cache") == "HIT", headers
     assert origin.count("/tag1") == 1
     # nginx a's purge location: the tag.
-    status, _, body = request(a.port, "/_purge?tag=t-1")
+    status, _, body = request(a.port, "/_purge?tag=t-1", method="POST")
     assert status == 200, body
     wait_for("nginx b no longer has /tag1",
              lambda: request(b.port, "/tag1")[1].get("x-cache") != "HIT", within=5)
@@ -325,13 +328,27 @@ def test_nginx_purge_location_on_one_host_is_seen_by_the_other(hosts, origin):
     assert headers.get("x-cache") == "MISS" and body == "/tag1 n2\n", (headers, body)
     assert origin.count("/tag1") == 2, "a read b's new copy from the cluster"
     # nginx b's purge location: the URL (its key and variants).
-    status, _, body = request(b.port, "/_purge?url=/tag1")
+    status, _, body = request(b.port, "/_purge?url=/tag1", method="POST")
     assert status == 200, body
     wait_for("nginx a no longer has /tag1",
              lambda: request(a.port, "/tag1")[1].get("x-cache") != "HIT", within=5)
     assert origin.count("/tag1") == 3
     published = agent_b.metric("peakcache_agent_published_total")
     assert published == 2.0, "the URL purge: its key and its tag (%s)" % published
+
+
+def test_nginx_serves_while_its_agent_is_stopped_and_catches_up_after(hosts, origin):
+    (a, agent_a), (b, _) = hosts
+    agent_a.stop()
+    status, headers, body = request(a.port, "/tag-alone")
+    assert status == 200 and body == "/tag-alone n1\n", (status, headers, body)
+    # b purges meanwhile: a's agent, started again, applies it from where it stopped.
+    assert request(a.port, "/tag-alone")[1].get("x-cache") == "HIT"
+    assert request(b.port, "/_purge?tag=t--alone", method="POST")[0] == 200
+    hosts[0] = (a, Agent(a.region, agent_a.redis, "nginx", origin=origin, shield=agent_a.port))
+    wait_for("a's page purged by b while a's agent was stopped",
+             lambda: request(a.port, "/tag-alone")[1].get("x-cache") != "HIT", within=5)
+    assert "resuming" in hosts[0][1].log(), hosts[0][1].log()
 
 
 def test_nginx_workers_did_not_crash(hosts, origin):
