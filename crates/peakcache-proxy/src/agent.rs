@@ -35,7 +35,17 @@
 //! for the whole cluster). Its cache is a plain in-process one, not the region: the region's
 //! fill for a page is held by the nginx worker that asks the shield, so the shield filling the
 //! same key in the region would wait for itself. Every purge reaches the shield's cache too:
-//! the bus's, and the region's own as the agent reads them from the journal.
+//! the bus's, and the region's own as the agent reads them from the journal. The shield hears
+//! only nginx: a key takes its scheme from `X-Forwarded-Proto` (so it is nginx's key, which
+//! nginx's URL purges name), and the origin's `Surrogate-Key` and targeted fields go on to
+//! nginx (its tag purges need the tags). Give nginx's upstream the origin as a `backup`
+//! server: with the agent stopped, misses go straight to the origin instead of failing.
+//!
+//! While the agent is stopped, the host's workers go on serving from the region without the
+//! cluster's purges (nothing bounds their staleness then); started again, it applies what it
+//! missed. Run it under a supervisor that restarts it, and alert on
+//! `peakcache_cluster_caught_up`. A zone or pool without a file (an anonymous mapping) cannot
+//! join: the agent needs the file.
 
 use parking_lot::{Mutex, RwLock};
 use peakcache::PurgeMode;
