@@ -61,6 +61,9 @@ fn param(query: &str, name: &str) -> Option<String> {
 /// - `POST /freeze`, `POST /thaw`;
 /// - `GET /metrics`: Prometheus text.
 ///
+/// Any other method on the paths that change the cache is answered 405 (`Allow: POST`): a GET,
+/// which a browser sends for a link or an image, never purges.
+///
 /// In a cluster (`--cluster`) every purge, freeze and thaw is applied here at once and on every
 /// other host through the purge bus.
 pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) -> Response<Body> {
@@ -135,6 +138,16 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
             proxy.purge(Purge::Thaw);
             text(StatusCode::OK, format!("thawed on {scope}\n"))
         }
+        (_, "/purge" | "/clear" | "/freeze" | "/thaw") => {
+            // A GET (a link followed, a page's image) never changes the cache.
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "admin: this changes the cache: use POST\n".into(),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "admin: GET /metrics, POST /purge?url=|tag=[&soft=1], POST /clear[?soft=1], \
@@ -147,6 +160,11 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
 /// The cache's, the origin's and (in a cluster) the cluster link's counters.
 fn metrics(proxy: &Proxy) -> String {
     let mut out = proxy.cache().stats().to_prometheus("peakcache");
+    out.push_str(&format!(
+        "# HELP peakcache_max_tag_marks The bound of tag purge records (peakcache_tag_marks).\n\
+         # TYPE peakcache_max_tag_marks gauge\npeakcache_max_tag_marks {}\n",
+        crate::handler::MAX_TAG_MARKS
+    ));
     out.push_str(&format!(
         "# HELP peakcache_origin_requests_total Requests sent to the origin.\n\
          # TYPE peakcache_origin_requests_total counter\npeakcache_origin_requests_total {}\n\

@@ -38,6 +38,10 @@ pub struct Proxy {
     cluster: Option<Cluster>,
 }
 
+/// The bound of the cache's tag purge records: every invalidation by an unsafe request adds
+/// one, so a client POSTing to ever-new URLs cannot grow memory past it (about 10.5 MiB).
+pub(crate) const MAX_TAG_MARKS: usize = 65_536;
+
 /// How long a learned `Vary` is remembered for a URL.
 const VARY_MEMORY: Duration = Duration::from_secs(86_400);
 
@@ -156,6 +160,7 @@ impl Proxy {
             .max_bytes(config.size)
             .max_object_weight(max_object)
             .lock_timeout(config.lock_timeout)
+            .max_tag_marks(MAX_TAG_MARKS)
             .weigher(|key, c: &Arc<Cached>| c.weight(key))
             .build();
         let vary = Cache::builder()
