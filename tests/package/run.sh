@@ -185,7 +185,7 @@ start_origin_and_nginx() {
         return 1
     }
     for i in $(seq 50); do
-        curl -s -o /dev/null "http://127.0.0.1:$port/_purge" && return 0
+        curl -s -o /dev/null "http://127.0.0.1:$port/_peakcache" && return 0
         sleep 0.1
     done
     echo "nginx does not answer on port $port"
@@ -214,7 +214,7 @@ serves_a_hit() {
 }
 
 purge_refetches() {
-    expect "purge" "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$port/_purge?url=/spring")" 200 &&
+    expect "purge" "$(curl -s -o /dev/null -w '%{http_code}' -X PURGE "http://127.0.0.1:$port/_purge?url=/spring")" 200 &&
         expect "after the purge" "$(get /spring)" "MISS page /spring #2" &&
         expect "then" "$(get /spring)" "HIT page /spring #2" &&
         expect "origin requests" "$(origin_count /spring)" 2
