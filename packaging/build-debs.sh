@@ -36,8 +36,8 @@ copy_sources() {
 version="$(workspace_version)"
 [ -n "$version" ] || die "no [workspace.package] version in Cargo.toml"
 [ "$(changelog_version)" = "$version" ] || die "packaging/debian/changelog is at \
-$(changelog_version), Cargo.toml at $version: add a changelog entry \
-(dch -c packaging/debian/changelog -v $version)"
+$(changelog_version), Cargo.toml at $version: add a changelog entry for $version \
+(devscripts: dch -c packaging/debian/changelog -v $version)"
 cargo_bin="${CARGO:-$(command -v cargo)}" || die "cargo not found on PATH"
 
 stage="$out/build/peakcache-$version"
