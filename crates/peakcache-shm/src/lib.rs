@@ -76,6 +76,9 @@
 //!              mutex, tag purge count, the tag table's repair word, the lock stamp (the
 //!              boot the locks were initialised in, by this crate), tag lock timeouts
 //! 4 KiB    tag table: tag slots x 80 bytes (tag hash, last hard purge, last 4 soft purges)
+//! ...      history ring (about 200 KiB, see `peakcache::history`): the ring's second, the
+//!            periodic claim's second, the hosts' totals, then 1,024 one-second samples
+//!            written by whichever process first moves the ring's second forward
 //! ...      shards, each aligned to 4 KiB:
 //!            shard header (1 KiB): robust mutex, dirty flag, repair word, entry and byte
 //!              counts, the

@@ -25,8 +25,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
 /// list per size class with two bitmaps instead of the buddy allocator, and record-size hints
 /// and queue bits in the slots' meta word. 3: the lock stamp and the repair words (locks of
 /// another boot or program re-initialised, unrecoverable locks repaired), a lock-timeout
-/// counter per shard, and pages reserved at creation (a layout 2 file may be sparse).
-pub const LAYOUT_VERSION: u32 = 3;
+/// counter per shard, and pages reserved at creation (a layout 2 file may be sparse). 4: the
+/// per-second history ring after the tag table (`peakcache::history`).
+pub const LAYOUT_VERSION: u32 = 4;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
@@ -151,8 +152,13 @@ impl Geometry {
         HEADER_SIZE
     }
 
+    /// Offset of the per-second history ring, after the tag table.
+    pub(crate) fn history_off(&self) -> usize {
+        align(HEADER_SIZE + self.tag_slots as usize * TAG_SIZE, UNIT)
+    }
+
     pub(crate) fn shards_off(&self) -> usize {
-        align(HEADER_SIZE + self.tag_slots as usize * TAG_SIZE, 4096)
+        align(self.history_off() + peakcache::history::HISTORY_WORDS * 8, 4096)
     }
 
     /// Offset of the index inside a shard.
@@ -312,6 +318,14 @@ impl Mapping {
         self.check(off, 8, 8);
         // SAFETY: as for `u32`.
         unsafe { &*self.base.add(off).cast::<AtomicU64>() }
+    }
+
+    /// The `n` 64-bit words from `off`.
+    #[track_caller]
+    pub(crate) fn u64s(&self, off: usize, n: usize) -> &[AtomicU64] {
+        self.check(off, n * 8, 8);
+        // SAFETY: in bounds and aligned (checked); as for `u64`, every bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(self.base.add(off).cast::<AtomicU64>(), n) }
     }
 
     /// `len` bytes at `off`, for reading. The caller holds the lock that guards the range:
