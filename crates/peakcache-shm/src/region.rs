@@ -158,7 +158,10 @@ impl Geometry {
     }
 
     pub(crate) fn shards_off(&self) -> usize {
-        align(self.history_off() + peakcache::history::HISTORY_WORDS * 8, 4096)
+        align(
+            self.history_off() + peakcache::history::HISTORY_WORDS * 8,
+            4096,
+        )
     }
 
     /// Offset of the index inside a shard.

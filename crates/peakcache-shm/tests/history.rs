@@ -41,7 +41,10 @@ fn two_attachments_share_one_ring_and_one_sample_a_second() {
     let totals = b.history().host_totals();
     assert!(totals.visitor_requests >= 10, "{totals:?}");
     let last = a.history().last_second();
-    let sample = b.history().sample(last).expect("the sample is in the region");
+    let sample = b
+        .history()
+        .sample(last)
+        .expect("the sample is in the region");
     assert_eq!(sample.get("fresh"), Some(1));
     assert_eq!(sample.get("entries"), Some(1));
     assert_eq!(sample.get("frozen"), Some(0));

@@ -552,7 +552,9 @@ mod tests {
         };
         let j = status_json(&s, true, h.ring(), 10);
         assert!(j.starts_with("{\"lookups\":7,\"fresh\":7,"), "{j}");
-        assert!(j.contains("\"frozen\":true,\"host\":{\"visitor_requests\":0,\"visitor_errors\":3,"));
+        assert!(
+            j.contains("\"frozen\":true,\"host\":{\"visitor_requests\":0,\"visitor_errors\":3,")
+        );
         assert!(j.contains(",\"history\":{\"seconds\":10,\"t\":[]"), "{j}");
         assert!(j.ends_with("]}}"), "{j}");
     }
