@@ -435,7 +435,7 @@ static ngx_str_t  ngx_http_peakcache_status_names[] = {
 static ngx_command_t  ngx_http_peakcache_commands[] = {
 
     { ngx_string("peakcache_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_http_peakcache_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
