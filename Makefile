@@ -9,11 +9,11 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/share/nginx/src/configure:nginx-dev \
 	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser \
-	redis-server:redis-server openssl:openssl
+	redis-server:redis-server openssl:openssl chromium:chromium promtool:prometheus node:nodejs npm:npm
 
 .PHONY: all test lint unit test-loom deps bench replay demo clean ffi header-check test-c conformance \
 	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm \
-	bench-cluster test-hostile
+	bench-cluster test-hostile test-ops
 
 all: test
 
@@ -26,7 +26,7 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: nothing to install"; fi
 
-test: deps lint unit test-loom header-check test-c test-php test-nginx test-hostile
+test: deps lint unit test-loom header-check test-c test-php test-nginx test-hostile test-ops
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -93,6 +93,14 @@ test-nginx-asan: ffi
 test-hostile: deps nginx-module
 	$(CARGO) build --release -p peakcache-proxy
 	python3 tests/hostile/run.py
+
+# Operations (tests/ops, about a minute): the live status page in headless Chromium (Debian's,
+# driven by puppeteer-core from npm) against nginx under traffic with a failing origin (writes
+# target/ops/status-page.png), snapshots and rollback through nginx, the Prometheus rules under
+# promtool and the Grafana dashboard against the exporters' metric names.
+test-ops: deps nginx-module
+	$(CARGO) build --release -p peakcache-proxy
+	tests/ops/run.sh
 
 # Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
 # proxy_cache and `return 200`, same run, configured as the README says (worker_processes auto,
