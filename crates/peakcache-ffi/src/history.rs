@@ -7,6 +7,7 @@ use crate::panic::try_boundary;
 use crate::result::peakcache_result;
 use crate::stats::peakcache_buf;
 use peakcache::history::{self, sample_values, unix_second, History, HostCounts};
+use std::fmt::Write;
 
 /// What a host counts itself and adds to the history with `peakcache_cache_tick`: the library
 /// cannot tell a visitor from a lookup, nor which answers the host turned into errors. Fields
@@ -45,6 +46,32 @@ impl peakcache_cache {
             (Backend::Local(_), Some(h)) => h.ring(),
             (Backend::Local(_), None) => unreachable!("a local cache is made with its history"),
         }
+    }
+
+    /// The Prometheus text of `peakcache_stats_prometheus`.
+    pub(crate) fn prometheus(&self) -> String {
+        let stats = self.stats();
+        let mut text = stats.to_prometheus("peakcache");
+        text.push_str(&history::history_prometheus(
+            &stats,
+            self.frozen(),
+            self.history(),
+        ));
+        if let Backend::Shared(s) = &self.backend {
+            let r = s.shm.region_info();
+            for (name, help, v) in [
+                ("recoveries", "Shards checked and rebuilt after a process died holding their lock.", r.recoveries),
+                ("takeovers", "Fills taken over from a process found dead.", r.takeovers),
+                ("entries_dropped", "Entries dropped by recovery checks.", r.entries_dropped),
+                ("lock_timeouts", "Callers that gave up on a region lock held too long (a stopped or stuck process).", r.lock_timeouts),
+            ] {
+                let _ = write!(
+                    text,
+                    "# HELP peakcache_region_{name}_total {help}\n# TYPE peakcache_region_{name}_total counter\npeakcache_region_{name}_total {v}\n"
+                );
+            }
+        }
+        text
     }
 
     fn frozen(&self) -> bool {

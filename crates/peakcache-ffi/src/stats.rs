@@ -192,7 +192,11 @@ impl peakcache_buf {
 
 /// The counters in the Prometheus text exposition format (0.0.4), in `*out`: every metric named
 /// `peakcache_...`, for instance `peakcache_lookups_total{outcome="fresh"}` and
-/// `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`).
+/// `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`), the hosts'
+/// totals and gauges of the history (`peakcache_visitor_requests_total`,
+/// `peakcache_origin_errors_total`, `peakcache_frozen`, ...: the core's
+/// `history::history_prometheus`) and, for a shared cache, the region's
+/// `peakcache_region_{recoveries,takeovers,entries_dropped,lock_timeouts}_total`.
 ///
 /// # Safety
 /// `cache` must be NULL or live; `out` NULL or writable.
@@ -205,7 +209,7 @@ pub unsafe extern "C" fn peakcache_stats_prometheus(
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
-        let text = c.stats().to_prometheus("peakcache");
+        let text = c.prometheus();
         let buf = Box::new(peakcache_buf {
             bytes: text.into_bytes(),
         });

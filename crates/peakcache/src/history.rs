@@ -428,6 +428,64 @@ pub fn status_json(stats: &Stats, frozen: bool, history: History<'_>, seconds: u
     out
 }
 
+/// The Prometheus text (0.0.4) of what the history adds to [`Stats::to_prometheus`]: the hosts'
+/// totals (`peakcache_visitor_requests_total`, `peakcache_visitor_errors_total`,
+/// `peakcache_origin_requests_total`, `peakcache_origin_errors_total`), `peakcache_frozen`,
+/// `peakcache_fills_in_flight` and `peakcache_history_last_sample_seconds` (the Unix second
+/// of the newest sample: a host whose timer stopped shows here).
+pub fn history_prometheus(stats: &Stats, frozen: bool, history: History<'_>) -> String {
+    let host = history.host_totals();
+    let in_flight = sample_values(stats, frozen, &host)[SERIES.len() - 1];
+    let mut out = String::new();
+    for (name, kind, help, v) in [
+        (
+            "visitor_requests_total",
+            "counter",
+            "Requests from visitors the host answered.",
+            host.visitor_requests,
+        ),
+        (
+            "visitor_errors_total",
+            "counter",
+            "Answers with a 5xx status the host sent to visitors.",
+            host.visitor_errors,
+        ),
+        (
+            "origin_requests_total",
+            "counter",
+            "Requests the host sent to the origin.",
+            host.origin_requests,
+        ),
+        (
+            "origin_errors_total",
+            "counter",
+            "Origin requests that failed (no answer, a timeout or a 5xx).",
+            host.origin_errors,
+        ),
+        (
+            "frozen",
+            "gauge",
+            "1 while the cache is frozen (stored copies served as fresh).",
+            u64::from(frozen),
+        ),
+        (
+            "fills_in_flight",
+            "gauge",
+            "Fills and refreshes started and not ended.",
+            in_flight,
+        ),
+        (
+            "history_last_sample_seconds",
+            "gauge",
+            "Unix second of the newest history sample.",
+            history.last_second(),
+        ),
+    ] {
+        let _ = write!(out, "# HELP peakcache_{name} {help}\n# TYPE peakcache_{name} {kind}\npeakcache_{name} {v}\n");
+    }
+    out
+}
+
 /// The live status page: one self-contained HTML file (inline CSS, JavaScript and SVG, no
 /// external asset) that polls `?history=…` JSON from its own URL every second. Served by
 /// every host.
@@ -570,6 +628,28 @@ mod tests {
         r.reset_claim(1100);
         assert!(!r.claim_every(1130, 60));
         assert!(!r.claim_every(1130, 0));
+    }
+
+    #[test]
+    fn prometheus_carries_host_totals_and_gauges() {
+        let h = ring();
+        h.ring().add_host(&HostCounts {
+            origin_errors: 4,
+            ..HostCounts::default()
+        });
+        let stats = Stats {
+            miss: 3,
+            fills_committed: 1,
+            ..Stats::default()
+        };
+        let text = history_prometheus(&stats, true, h.ring());
+        assert!(
+            text.contains("\npeakcache_origin_errors_total 4\n"),
+            "{text}"
+        );
+        assert!(text.contains("\npeakcache_frozen 1\n"));
+        assert!(text.contains("\npeakcache_fills_in_flight 2\n"));
+        assert!(text.contains("# TYPE peakcache_visitor_requests_total counter\n"));
     }
 
     #[test]
