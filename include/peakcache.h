@@ -2215,7 +2215,11 @@ peakcache_result peakcache_cache_stats_sized(const struct peakcache_cache *cache
 /**
  * The counters in the Prometheus text exposition format (0.0.4), in `*out`: every metric named
  * `peakcache_...`, for instance `peakcache_lookups_total{outcome="fresh"}` and
- * `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`).
+ * `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`), the hosts'
+ * totals and gauges of the history (`peakcache_visitor_requests_total`,
+ * `peakcache_origin_errors_total`, `peakcache_frozen`, ...: the core's
+ * `history::history_prometheus`) and, for a shared cache, the region's
+ * `peakcache_region_{recoveries,takeovers,entries_dropped,lock_timeouts}_total`.
  *
  * # Safety
  * `cache` must be NULL or live; `out` NULL or writable.
