@@ -1,6 +1,7 @@
 //! The admin listener: purge by URL or tag (hard or soft), freeze, and metrics. It listens on
 //! its own address, off by default, so no visitor can purge.
 
+use crate::agent::Agent;
 use crate::body::{self, Body};
 use crate::handler::Proxy;
 use bytes::Bytes;
@@ -181,6 +182,15 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
 /// The cache's, the history's (visitors, origin requests and errors, gauges) and (in a cluster)
 /// the cluster link's counters.
 fn metrics(proxy: &Proxy) -> String {
+    let mut out = proxy_metrics(proxy);
+    if let Some(cluster) = proxy.cluster() {
+        out.push_str(&cluster.stats().to_prometheus("peakcache_cluster"));
+    }
+    out
+}
+
+/// The cache's and the history's counters (visitors, origin requests and errors, gauges).
+fn proxy_metrics(proxy: &Proxy) -> String {
     let mut out = proxy.cache().stats().to_prometheus("peakcache");
     out.push_str(&format!(
         "# HELP peakcache_max_tag_marks The bound of tag purge records (peakcache_tag_marks).\n\
@@ -190,10 +200,97 @@ fn metrics(proxy: &Proxy) -> String {
     // The counts of this second reach the totals now, not at the next tick.
     proxy.tick();
     out.push_str(&proxy.history_prometheus());
-    if let Some(cluster) = proxy.cluster() {
-        out.push_str(&cluster.stats().to_prometheus("peakcache_cluster"));
-    }
     out
+}
+
+/// Answers one request to the host agent's admin listener (`--region` with `--admin`):
+/// - `POST /purge?tag=TAG[&soft=1]`, `POST /purge?key=KEY[&soft=1]` (a raw cache key, e.g.
+///   `GET https://shop.example/`, and its variants);
+/// - `POST /clear[?soft=1]`, `POST /freeze`, `POST /thaw`;
+/// - `GET /metrics`: the region's, the agent's and the cluster link's counters (and, for the
+///   shield, its cache's and the origin's).
+///
+/// A purge is made in the region, as a worker's would be: the journal carries it to the
+/// shield and to every other host.
+pub async fn handle_agent(
+    agent: Arc<Agent>,
+    shield: Option<Arc<Proxy>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let query = request.uri().query().unwrap_or("").to_string();
+    let mode = match param(&query, "soft").as_deref() {
+        Some("1") | Some("true") => PurgeMode::Soft,
+        _ => PurgeMode::Hard,
+    };
+    let purge =
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => {
+                let mut out = agent.metrics();
+                if let Some(proxy) = &shield {
+                    out.push_str(&proxy_metrics(proxy));
+                }
+                let mut r = text(StatusCode::OK, out);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return r;
+            }
+            (&Method::POST, "/purge") | (&Method::DELETE, "/purge") => {
+                match (param(&query, "tag"), param(&query, "key")) {
+                    (Some(tag), _) if !tag.is_empty() => Purge::Tag {
+                        tag: Bytes::from(tag),
+                        mode,
+                    },
+                    (_, Some(key)) if !key.is_empty() => Purge::Key {
+                        key: Bytes::from(key),
+                        mode,
+                    },
+                    _ => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            "give ?tag=TAG or ?key=KEY\n".into(),
+                        )
+                    }
+                }
+            }
+            (&Method::POST, "/clear") => Purge::Everything { mode },
+            (&Method::POST, "/freeze") => Purge::Freeze,
+            (&Method::POST, "/thaw") => Purge::Thaw,
+            _ => return text(
+                StatusCode::NOT_FOUND,
+                "agent admin: GET /metrics, POST /purge?tag=|key=[&soft=1], POST /clear[?soft=1], \
+                 POST /freeze, POST /thaw\n"
+                    .into(),
+            ),
+        };
+    agent.purge(&purge);
+    text(
+        StatusCode::OK,
+        format!(
+            "{} made in the region; the agent publishes it to every host\n",
+            describe(&purge)
+        ),
+    )
+}
+
+/// A purge in words, for an admin answer.
+fn describe(purge: &Purge) -> String {
+    let mode = |m: &PurgeMode| match m {
+        PurgeMode::Hard => "hard",
+        PurgeMode::Soft => "soft",
+    };
+    match purge {
+        Purge::Key { key, mode: m } => {
+            format!("{} purge of key {}", mode(m), String::from_utf8_lossy(key))
+        }
+        Purge::Tag { tag, mode: m } => {
+            format!("{} purge of tag {}", mode(m), String::from_utf8_lossy(tag))
+        }
+        Purge::Everything { mode: m } => format!("{} purge of everything", mode(m)),
+        Purge::Freeze => "freeze".into(),
+        Purge::Thaw => "thaw".into(),
+    }
 }
 
 #[cfg(test)]
