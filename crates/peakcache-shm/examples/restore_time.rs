@@ -1,16 +1,16 @@
-//! How long a snapshot takes to write and to restore: N entries of SIZE bytes (default 100,000
-//! of 10 KiB, about 1 GiB) in a region under /dev/shm, a snapshot on DIR's file system (default
-//! the temp directory), restored into a new, empty region, as after a reboot.
+//! How long a snapshot takes to write and to restore: N entries of SIZE bytes (default 10,000 of
+//! 1 KiB, a quick check) in a region under /dev/shm, a snapshot on DIR's file system (default the
+//! temp directory), restored into a new, empty region, as after a reboot. The README's figures:
 //!
-//! `cargo run --release -p peakcache-shm --example restore_time [N] [SIZE] [DIR]`
+//! `cargo run --release -p peakcache-shm --example restore_time 100000 10240` (about 1 GiB)
 
 use peakcache_shm::{Freshness, Lookup, ShmCache};
 use std::time::{Duration, Instant};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
-    let n: u64 = args.next().map_or(Ok(100_000), |a| a.parse())?;
-    let size: usize = args.next().map_or(Ok(10 << 10), |a| a.parse())?;
+    let n: u64 = args.next().map_or(Ok(10_000), |a| a.parse())?;
+    let size: usize = args.next().map_or(Ok(1 << 10), |a| a.parse())?;
     let dir = args.next().map_or_else(std::env::temp_dir, Into::into);
     let shm = std::path::Path::new("/dev/shm");
     let id = std::process::id();

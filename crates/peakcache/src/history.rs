@@ -15,7 +15,7 @@
 //!
 //! # The JSON (one shape for every host)
 //!
-//! [`status_json`] writes the counters of [`Stats`] (the names of [`STATS_FIELDS`]), then
+//! [`status_json`] writes the counters of [`Stats`] (each under its field name), then
 //! `"frozen"`, `"host"` (the host's totals, [`HOST_FIELDS`]), `"now"` (Unix seconds) and
 //! `"history"`: an object of arrays, one value per sample, oldest first: `"t"` (the Unix
 //! second of the sample), `"dt"` (the seconds since the sample before it), then every name of
