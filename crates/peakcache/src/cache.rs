@@ -53,6 +53,13 @@ struct Inner<V> {
     refresh_retry: u64,
 }
 
+/// The most shards a cache has.
+const MAX_SHARDS: usize = 1 << 16;
+
+/// The most one shard holds, in the weigher's unit: half of `u64`, so that a shard's weight
+/// plus one more object never overflows.
+const MAX_SHARD_CAPACITY: u64 = u64::MAX / 2;
+
 /// The estimated cost of one entry beyond its key and value, in bytes: what the default weigher
 /// adds to each entry. Measured by the `memory` test of this crate (node, table slot and policy
 /// state, allocator rounding of the key excluded).
@@ -93,16 +100,16 @@ impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
 
 impl<V: Clone + Send + Sync + 'static> Builder<V> {
     /// The capacity, in the weigher's unit (bytes with the default weigher). Default 64 MiB.
-    /// Enforced at every insert: the cache never holds more.
+    /// Enforced at every insert: the cache never holds more. A shard holds at most 2^63 - 1.
     pub fn max_bytes(mut self, max: u64) -> Self {
         self.max_bytes = max;
         self
     }
 
-    /// The number of shards, rounded up to a power of two. Default: four per core, fewer for a
-    /// small capacity. Each shard holds an equal share of the capacity.
+    /// The number of shards, rounded up to a power of two, at most 65,536. Default: four per
+    /// core, fewer for a small capacity. Each shard holds an equal share of the capacity.
     pub fn shards(mut self, n: usize) -> Self {
-        self.shards = Some(n.max(1).next_power_of_two());
+        self.shards = Some(n.clamp(1, MAX_SHARDS).next_power_of_two());
         self
     }
 
@@ -180,7 +187,7 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         let shards = self
             .shards
             .unwrap_or_else(|| default_shards(self.max_bytes));
-        let per_shard = (self.max_bytes / shards as u64).max(1);
+        let per_shard = (self.max_bytes / shards as u64).clamp(1, MAX_SHARD_CAPACITY);
         let max_object = self.max_object.unwrap_or(per_shard / 8).clamp(1, per_shard);
         let hasher = match self.hash_seed {
             Some(seed) => RandomState::with_seeds(
@@ -255,6 +262,20 @@ impl ClockSource {
         match self {
             ClockSource::System(c) => c.now_nanos(),
             ClockSource::Custom(c) => duration_to_nanos(c.now()),
+        }
+    }
+}
+
+/// Ends a flight with its outcome if the thread unwinds from a panic before it did (a value's
+/// `clone` panicking under the shard lock), so that its waiters are not left to the lock
+/// timeout. A flight that ended already keeps its outcome.
+struct EndOnUnwind<'a, V: Clone>(&'a Flight<V>, Outcome<V>);
+
+impl<V: Clone> Drop for EndOnUnwind<'_, V> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let outcome = std::mem::replace(&mut self.1, Outcome::Abandoned);
+            self.0.finish(outcome).wake();
         }
     }
 }
@@ -424,12 +445,15 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 self.count(counted, Counter::Pass);
                 return Lookup::Pass;
             }
-            // A flight past its lock timeout releases its waiters; this lookup starts anew.
-            if let Some(c) = s.control(key) {
-                if let Some(f) = c.flight.as_ref().filter(|f| now >= f.deadline).cloned() {
-                    s.control_mut(key, now).flight = None;
-                    wakeup = Some(f.finish(Outcome::TimedOut));
-                }
+            // A flight past its lock timeout has failed: it releases its waiters, and the key
+            // backs off as after any failure.
+            let overdue = s
+                .control(key)
+                .and_then(|c| c.flight.as_ref())
+                .filter(|f| now >= f.deadline)
+                .cloned();
+            if let Some(f) = overdue {
+                wakeup = Some(self.time_out(&mut s, key, hash, &f, now));
             }
             let idx = self.settle_tags(&mut s, key, hash);
             let standing = match idx {
@@ -457,10 +481,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     if flight.is_some() || backing_off || !counted {
                         self.serve_stale(s.node(i), standing, counted)
                     } else {
+                        // Cloned before the ticket exists: a panicking clone leaves no flight.
+                        let hit = self.hit(s.node(i), Served::Stale);
                         let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
                         self.count(counted, Counter::Stale);
                         self.inner.counters.incr(Counter::RefreshesStarted);
-                        Lookup::Stale(self.hit(s.node(i), Served::Stale), Some(Refresh(ticket)))
+                        Lookup::Stale(hit, Some(Refresh(ticket)))
                     }
                 }
                 (Standing::StaleIfError, Some(i)) if backing_off || probing => {
@@ -472,10 +498,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     // background, serving the stale-if-error entry meanwhile, so no caller waits
                     // on an origin known to be failing.
                     s.node(i).links.touch();
+                    let hit = self.hit(s.node(i), Served::StaleIfError);
                     let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
                     self.count(counted, Counter::StaleIfError);
                     self.inner.counters.incr(Counter::RefreshesStarted);
-                    let hit = self.hit(s.node(i), Served::StaleIfError);
                     Lookup::Stale(hit, Some(Refresh(ticket)))
                 }
                 _ => match flight {
@@ -488,10 +514,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         })
                     }
                     None => {
+                        // Past its windows but still stored: the filler may revalidate it.
+                        let previous = idx.map(|i| s.node(i).value.clone());
                         self.count(counted, Counter::Miss);
                         let mut ticket = self.start_flight(&mut s, key, hash, now, Kind::Fill);
-                        // Past its windows but still stored: the filler may revalidate it.
-                        ticket.previous = idx.map(|i| s.node(i).value.clone());
+                        ticket.previous = previous;
                         Lookup::Miss(Fill(ticket))
                     }
                 },
@@ -538,7 +565,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     ) -> Ticket<V> {
         let deadline = now.saturating_add(self.inner.lock_timeout);
         let flight = Arc::new(Flight::new(now, deadline, self.inner.tags.next_seq()));
-        s.control_mut(key, now).flight = Some(flight.clone());
+        s.begin_flight(key, hash, flight.clone(), now);
         Ticket {
             cache: self.clone(),
             key: key.into(),
@@ -557,22 +584,60 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    /// Ends a flight past its lock timeout, if it is still the key's flight.
+    /// Ends a flight past its lock timeout (see `time_out`).
     pub(crate) fn release_overdue(&self, key: &[u8], flight: &Arc<Flight<V>>) {
         let hash = hash_key(&self.inner.hasher, key);
         let wakeup = {
             let mut s = self.shard(hash).write();
             let now = self.now_nanos();
-            if s.control(key)
-                .and_then(|c| c.flight.as_ref())
-                .is_some_and(|f| Arc::ptr_eq(f, flight))
-            {
-                s.control_mut(key, now).flight = None;
-                s.tidy_control(key, now);
-            }
-            flight.finish(Outcome::TimedOut)
+            self.time_out(&mut s, key, hash, flight, now)
         };
         wakeup.wake();
+    }
+
+    /// Ends `flight`, past its lock timeout, as a failed fetch if it is still the key's flight:
+    /// the key backs off (counted from the deadline), and the waiters get the stale-if-error
+    /// entry if there is one, else are released to fetch for themselves.
+    fn time_out(
+        &self,
+        s: &mut Shard<V>,
+        key: &[u8],
+        hash: u64,
+        flight: &Arc<Flight<V>>,
+        now: u64,
+    ) -> Wakeup {
+        let _ends = EndOnUnwind(flight, Outcome::TimedOut);
+        let current = s
+            .control(key)
+            .and_then(|c| c.flight.as_ref())
+            .is_some_and(|f| Arc::ptr_eq(f, flight));
+        if !current {
+            return flight.finish(Outcome::TimedOut);
+        }
+        s.end_flight(key, hash);
+        self.record_failure(s, key, flight.deadline, now);
+        let stale = self.stale_if_error(s, key, hash, now);
+        s.tidy_control(key, now);
+        flight.finish(match stale {
+            Some(hit) => Outcome::Failed(Some(hit)),
+            None => Outcome::TimedOut,
+        })
+    }
+
+    /// Counts one more failure of `key`'s fetches, failed at `at`: the key backs off.
+    fn record_failure(&self, s: &mut Shard<V>, key: &[u8], at: u64, now: u64) {
+        let c = s.control_mut(key, now);
+        c.failures = c.failures.saturating_add(1);
+        let failures = c.failures;
+        c.retry_at = c.retry_at.max(at.saturating_add(self.backoff(failures)));
+    }
+
+    /// The entry of `key` to serve when a fetch failed: still inside a stale window.
+    fn stale_if_error(&self, s: &mut Shard<V>, key: &[u8], hash: u64, now: u64) -> Option<Hit<V>> {
+        self.settle_tags(s, key, hash).and_then(|i| {
+            let n = s.node(i);
+            (n.standing(now) != Standing::Dead).then(|| self.hit(n, Served::StaleIfError))
+        })
     }
 
     pub(crate) fn count_wait_timeout(&self) {
@@ -645,6 +710,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         let refresh = t.kind == Kind::Refresh;
         let mut result = Ok(());
         let mut handed = None;
+        // A panic below (a value's clone) still ends the flight: a waiter takes over.
+        let _ends = EndOnUnwind(&t.flight, Outcome::Abandoned);
         let wakeup: Wakeup = {
             let mut s = self.shard(t.hash).write();
             let now = self.now_nanos();
@@ -653,7 +720,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 .and_then(|c| c.flight.as_ref())
                 .is_some_and(|f| Arc::ptr_eq(f, &t.flight));
             if current {
-                s.control_mut(&t.key, now).flight = None;
+                s.end_flight(&t.key, t.hash);
             }
             let outcome = match how {
                 Finish::Commit(value, freshness, tags) => {
@@ -704,15 +771,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     } else {
                         Counter::FillsFailed
                     });
-                    let c = s.control_mut(&t.key, now);
-                    c.failures = c.failures.saturating_add(1);
-                    let failures = c.failures;
-                    c.retry_at = now.saturating_add(self.backoff(failures));
-                    let stale = self.settle_tags(&mut s, &t.key, t.hash).and_then(|i| {
-                        let n = s.node(i);
-                        (n.standing(now) != Standing::Dead)
-                            .then(|| self.hit(n, Served::StaleIfError))
-                    });
+                    // A fetch overtaken after its lock timeout was counted as failed then.
+                    if current {
+                        self.record_failure(&mut s, &t.key, now, now);
+                    }
+                    let stale = self.stale_if_error(&mut s, &t.key, t.hash, now);
                     handed = stale.clone();
                     Outcome::Failed(stale)
                 }
@@ -810,7 +873,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         self.store(&mut s, hash, node, weight, now);
         if let Some(c) = s.control(key) {
-            if c.pass_until > now || c.retry_at > now {
+            if c.pass_until > now || c.retry_at > now || c.failures > 0 {
                 let c = s.control_mut(key, now);
                 c.pass_until = 0;
                 c.retry_at = 0;
@@ -876,6 +939,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// its windows) and only misses reach the origin: the "let's not touch anything" switch.
     pub fn freeze(&self, frozen: bool) {
         self.inner.frozen.store(frozen, Ordering::SeqCst);
+        for lock in self.inner.shards.iter() {
+            lock.write().frozen = frozen;
+        }
     }
 
     /// Whether the cache is frozen.

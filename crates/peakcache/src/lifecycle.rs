@@ -286,7 +286,7 @@ impl<V: Clone + Send + Sync + 'static> Waiter<V> {
                     Step::Done(Resolved::TimedOut)
                 }
                 None => match self.check_deadline() {
-                    Some(done) => Step::Done(done),
+                    Some(outcome) => self.step(outcome),
                     None => continue,
                 },
             };
@@ -304,7 +304,7 @@ impl<V: Clone + Send + Sync + 'static> Waiter<V> {
             let step = match self.flight.outcome() {
                 Some(outcome) => self.step(outcome),
                 None => match self.check_deadline() {
-                    Some(done) => Step::Done(done),
+                    Some(outcome) => self.step(outcome),
                     None => return Err(self),
                 },
             };
@@ -315,14 +315,14 @@ impl<V: Clone + Send + Sync + 'static> Waiter<V> {
         }
     }
 
-    /// Releases every waiter of the flight if its lock timeout has passed.
-    fn check_deadline(&self) -> Option<Resolved<V>> {
+    /// Ends the flight if its lock timeout has passed, and returns how it ended: timed out, or
+    /// whatever the filler managed just before.
+    fn check_deadline(&self) -> Option<Outcome<V>> {
         if self.cache.now_nanos() < self.flight.deadline {
             return None;
         }
         self.cache.release_overdue(&self.key, &self.flight);
-        self.cache.count_wait_timeout();
-        Some(Resolved::TimedOut)
+        self.flight.outcome()
     }
 
     fn step(&self, outcome: Outcome<V>) -> Step<V> {
@@ -353,7 +353,7 @@ impl<V: Clone + Send + Sync + 'static> Future for Waiter<V> {
             let step = match this.flight.register(cx.waker()) {
                 Some(outcome) => this.step(outcome),
                 None => match this.check_deadline() {
-                    Some(done) => Step::Done(done),
+                    Some(outcome) => this.step(outcome),
                     None => return Poll::Pending,
                 },
             };

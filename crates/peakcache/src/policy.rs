@@ -51,7 +51,7 @@
 //! | cache2k-web07 | 1,000 / 2,000 / 5,000 | 53.96 / 58.27 / 64.42 | 53.85 / 57.76 / 63.16 | 46.57 / 51.22 / 58.55 | 53.43 / 57.90 / 63.78 |
 //! | adapt (bytes) | 1 % / 5 % / 10 % | 27.47 / 36.22 / 38.62 | 28.51 / 36.46 / 38.94 | 25.96 / 33.56 / 36.11 | 25.10 / 35.15 / 38.25 |
 
-use crate::shard::{Departure, Standing, Weigher};
+use crate::shard::{Departure, Node, Standing, Weigher};
 use crate::sketch::Sketch;
 use crate::slab::Slab;
 
@@ -69,6 +69,10 @@ const IN_MAIN: u8 = 0b100;
 const CREDIT_SHIFT: u8 = 3;
 const CREDIT_MASK: u8 = 0b11 << CREDIT_SHIFT;
 const CREDIT_MAX: u8 = 3;
+/// Set while the node's key is being fetched again: the node is what a failed fetch serves.
+const PINNED: u8 = 1 << 5;
+/// The bits that survive a move between queues.
+const KEPT: u8 = IN_MAIN | PINNED;
 
 /// A node's place in the policy: its queue neighbours, its hit counter and CLOCK credit.
 pub(crate) struct Links {
@@ -105,15 +109,17 @@ impl Links {
         (self.meta.load(Ordering::Relaxed) & CREDIT_MASK) >> CREDIT_SHIFT
     }
 
-    /// Places the node in a queue with no hits and no credit.
+    /// Places the node in a queue with no hits and no credit (it stays pinned if it was).
     fn reset(&self, in_main: bool) {
-        self.meta
-            .store(if in_main { IN_MAIN } else { 0 }, Ordering::Relaxed);
+        let pinned = self.meta.load(Ordering::Relaxed) & PINNED;
+        let queue = if in_main { IN_MAIN } else { 0 };
+        self.meta.store(pinned | queue, Ordering::Relaxed);
     }
 
-    /// Clears the hits and sets the credit, keeping the queue bit. Only under the write lock.
+    /// Clears the hits and sets the credit, keeping the queue and pin bits. Only under the
+    /// write lock.
     fn set_credit(&self, credit: u8) {
-        let m = self.meta.load(Ordering::Relaxed) & IN_MAIN;
+        let m = self.meta.load(Ordering::Relaxed) & KEPT;
         self.meta.store(
             m | (credit.min(CREDIT_MAX) << CREDIT_SHIFT),
             Ordering::Relaxed,
@@ -122,6 +128,18 @@ impl Links {
 
     fn in_main(&self) -> bool {
         self.meta.load(Ordering::Relaxed) & IN_MAIN != 0
+    }
+
+    /// Keeps the node from eviction (while its key is fetched again), or lets it go. Only under
+    /// the write lock.
+    pub(crate) fn pin(&self, pinned: bool) {
+        let m = self.meta.load(Ordering::Relaxed) & !PINNED;
+        let pin = if pinned { PINNED } else { 0 };
+        self.meta.store(m | pin, Ordering::Relaxed);
+    }
+
+    fn pinned(&self) -> bool {
+        self.meta.load(Ordering::Relaxed) & PINNED != 0
     }
 }
 
@@ -160,7 +178,7 @@ impl Queue {
             }
         }
         self.len += 1;
-        self.weight += weight;
+        self.weight = self.weight.saturating_add(weight);
     }
 
     fn unlink<V>(&mut self, nodes: &mut Slab<V>, i: u32, weight: u64) {
@@ -294,6 +312,11 @@ const PROMOTE_HITS: u8 = 2;
 const SKETCH_COUNTERS: u64 = 8;
 const SKETCH_SAMPLE: u64 = 10;
 
+/// `percent` % of `of`, without overflow.
+fn percent(of: u64, percent: u64) -> u64 {
+    (u128::from(of) * u128::from(percent) / 100) as u64
+}
+
 /// What the main queue's CLOCK found at its hand.
 enum Victim {
     /// A dead entry: it leaves first, whatever else is going on.
@@ -332,8 +355,8 @@ impl S3Fifo {
     }
 
     fn small_bounds(&self) -> (u64, u64) {
-        let min = (self.capacity * SMALL_MIN_PERCENT / 100).max(1);
-        let max = (self.capacity * SMALL_MAX_PERCENT / 100).max(min);
+        let min = percent(self.capacity, SMALL_MIN_PERCENT).max(1);
+        let max = percent(self.capacity, SMALL_MAX_PERCENT).max(min);
         (min, max)
     }
 
@@ -411,38 +434,49 @@ impl S3Fifo {
     }
 
     /// Chooses the next node to leave and takes it out of its queue: returns its index, its
-    /// weight and why it leaves; `None` when both queues are empty.
+    /// weight and why it leaves; `None` when both queues are empty. While `frozen`, no node is
+    /// dead. A pinned node is passed over, unless every node is.
     pub(crate) fn evict<V>(
         &mut self,
         nodes: &mut Slab<V>,
         weigher: &Weigher<V>,
         hash: &dyn Fn(&[u8]) -> u64,
         now: u64,
+        frozen: bool,
     ) -> Option<(u32, u64, Departure)> {
         self.ensure_sketch();
-        // Each turn either returns or moves one node from the small queue to the main one.
+        let dead = |n: &Node<V>| !frozen && n.standing(now) == Standing::Dead;
+        // Each turn returns, moves one node from the small queue to the main one, or passes
+        // over one pinned node (at most once each).
+        let mut passes = self.small.len;
         loop {
             if self.small.weight <= self.small_target && self.main.head.is_some() {
-                return self.evict_main(nodes, weigher, hash, now);
+                return self.evict_main(nodes, weigher, hash, &dead);
             }
             let i = self.small.head?;
-            let (weight, dead, hits, key_hash) = {
+            let (weight, is_dead, hits, key_hash, pinned) = {
                 let n = nodes.get(i);
                 (
                     weigher(&n.key, &n.value),
-                    n.standing(now) == Standing::Dead,
+                    dead(n),
                     n.links.hits(),
                     hash(&n.key),
+                    n.links.pinned(),
                 )
             };
-            if dead {
+            if is_dead {
                 self.small.unlink(nodes, i, weight);
                 return Some((i, weight, Departure::Expired));
             }
             let main_room = self.capacity.saturating_sub(self.small_target);
-            if self.main.weight + weight <= main_room {
+            if self.main.weight.saturating_add(weight) <= main_room {
                 // Filling: the main queue takes whatever the small queue lets go.
                 self.promote(nodes, i, weight, key_hash, hits);
+                continue;
+            }
+            if pinned && passes > 0 {
+                passes -= 1;
+                self.small.head = Some(links(nodes, i).next);
                 continue;
             }
             if hits < PROMOTE_HITS {
@@ -450,7 +484,7 @@ impl S3Fifo {
                 self.drop_small(key_hash);
                 return Some((i, weight, Departure::Evicted));
             }
-            return Some(self.gate(nodes, weigher, hash, now, (i, weight, key_hash, hits)));
+            return Some(self.gate(nodes, weigher, hash, &dead, (i, weight, key_hash, hits)));
         }
     }
 
@@ -460,9 +494,9 @@ impl S3Fifo {
         nodes: &mut Slab<V>,
         weigher: &Weigher<V>,
         hash: &dyn Fn(&[u8]) -> u64,
-        now: u64,
+        dead: &dyn Fn(&Node<V>) -> bool,
     ) -> Option<(u32, u64, Departure)> {
-        match self.main_victim(nodes, weigher, hash, now)? {
+        match self.main_victim(nodes, weigher, hash, dead)? {
             Victim::Dead(v, w) => {
                 self.main.unlink(nodes, v, w);
                 Some((v, w, Departure::Expired))
@@ -483,10 +517,10 @@ impl S3Fifo {
         nodes: &mut Slab<V>,
         weigher: &Weigher<V>,
         hash: &dyn Fn(&[u8]) -> u64,
-        now: u64,
+        dead: &dyn Fn(&Node<V>) -> bool,
         (i, weight, key_hash, hits): (u32, u64, u64, u8),
     ) -> (u32, u64, Departure) {
-        match self.main_victim(nodes, weigher, hash, now) {
+        match self.main_victim(nodes, weigher, hash, dead) {
             Some(Victim::Dead(v, w)) => {
                 self.main.unlink(nodes, v, w);
                 (v, w, Departure::Expired)
@@ -515,30 +549,33 @@ impl S3Fifo {
 
     /// Runs the main queue's CLOCK from its head: collects each node's hits into its credit and
     /// the sketch, spends one credit per pass, and stops at the first dead node or the first
-    /// without credit, left at the head. Ends within four turns, since credits only fall here
-    /// (no reader runs under the write lock). `None` if the main queue is empty.
+    /// without credit and not pinned, left at the head. Credits only fall here (no reader runs
+    /// under the write lock), so four turns of the queue find one; past that, when every node
+    /// is pinned, the head goes. `None` if the main queue is empty.
     fn main_victim<V>(
         &mut self,
         nodes: &mut Slab<V>,
         weigher: &Weigher<V>,
         hash: &dyn Fn(&[u8]) -> u64,
-        now: u64,
+        dead: &dyn Fn(&Node<V>) -> bool,
     ) -> Option<Victim> {
+        let mut turns = 4 * self.main.len + 4;
         loop {
             let i = self.main.head?;
             let n = nodes.get(i);
-            if n.standing(now) == Standing::Dead {
+            if dead(n) {
                 return Some(Victim::Dead(i, weigher(&n.key, &n.value)));
             }
             let key_hash = hash(&n.key);
             let hits = n.links.hits();
             let credit = (n.links.credit() + hits).min(CREDIT_MAX);
             self.collect(key_hash, hits);
-            if credit == 0 {
+            turns = turns.saturating_sub(1);
+            if credit == 0 && (!n.links.pinned() || turns == 0) {
                 n.links.set_credit(0);
                 return Some(Victim::Live(i, weigher(&n.key, &n.value), key_hash));
             }
-            n.links.set_credit(credit - 1);
+            n.links.set_credit(credit.saturating_sub(1));
             self.main.head = Some(n.links.next);
         }
     }
@@ -723,12 +760,40 @@ mod tests {
     }
 
     #[test]
+    fn pinned_entries_are_passed_over_but_never_overfill_the_shard() {
+        let mut s = shard(10);
+        for k in 0..10 {
+            access(&mut s, k, 0, HOUR_MS);
+        }
+        let pin = |s: &Shard<u64>, k: u64, on: bool| {
+            if let Some(i) = s.find(hash(k), &k.to_le_bytes()) {
+                s.node(i).links.pin(on);
+            }
+        };
+        pin(&s, 3, true);
+        for k in 100..200 {
+            access(&mut s, k, 0, HOUR_MS);
+            assert!(s.len() <= 10);
+        }
+        assert!(contains(&s, 3), "the pinned entry stays");
+        // Every entry pinned: the shard still keeps to its capacity.
+        for k in (100..200).filter(|&k| contains(&s, k)) {
+            pin(&s, k, true);
+        }
+        for k in 1_000..1_100 {
+            access(&mut s, k, 0, HOUR_MS);
+            pin(&s, k, true);
+            assert!(s.len() <= 10);
+        }
+    }
+
+    #[test]
     fn eviction_ends_when_the_queues_are_empty() {
         let mut s = shard(1);
         access(&mut s, 1, 0, HOUR_MS);
         let mut policy = S3Fifo::new(1);
         let mut nodes: Slab<u64> = Slab::new();
-        let none = policy.evict(&mut nodes, &weigher(), &|_: &[u8]| 0, 0);
+        let none = policy.evict(&mut nodes, &weigher(), &|_: &[u8]| 0, 0, false);
         assert!(none.is_none());
     }
 

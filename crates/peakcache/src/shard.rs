@@ -105,8 +105,14 @@ impl<V> Default for Control<V> {
 }
 
 impl<V> Control<V> {
-    fn is_idle(&self, now: u64) -> bool {
-        self.flight.is_none() && self.retry_at <= now && self.pass_until <= now
+    /// Whether the record holds nothing a later lookup needs. Failures are remembered while the
+    /// key's entry can still be served stale (`stale_servable`): forgotten, the next fetch would
+    /// make every caller wait on an origin known to fail, and the back-off would start over.
+    fn is_idle(&self, now: u64, stale_servable: impl FnOnce() -> bool) -> bool {
+        self.flight.is_none()
+            && self.retry_at <= now
+            && self.pass_until <= now
+            && (self.failures == 0 || !stale_servable())
     }
 }
 
@@ -119,6 +125,24 @@ pub(crate) enum Departure {
     Expired,
 }
 
+/// The index of `key`'s node in `table`.
+#[inline]
+fn find_in<V>(table: &HashTable<u32>, nodes: &Slab<V>, hash: u64, key: &[u8]) -> Option<u32> {
+    table.find(hash, |&i| &*nodes.get(i).key == key).copied()
+}
+
+/// Whether `key` has an entry that can still be served at `now` (it is not past its windows).
+fn servable<V>(
+    table: &HashTable<u32>,
+    nodes: &Slab<V>,
+    hasher: &RandomState,
+    key: &[u8],
+    now: u64,
+) -> bool {
+    find_in(table, nodes, hash_key(hasher, key), key)
+        .is_some_and(|i| nodes.get(i).standing(now) != Standing::Dead)
+}
+
 /// The shard itself.
 pub(crate) struct Shard<V> {
     table: HashTable<u32>,
@@ -129,6 +153,8 @@ pub(crate) struct Shard<V> {
     hasher: RandomState,
     pub(crate) weight: u64,
     pub(crate) capacity: u64,
+    /// Whether the cache is frozen: every stored entry is served, so none is dead to eviction.
+    pub(crate) frozen: bool,
 }
 
 impl<V> Shard<V> {
@@ -142,6 +168,7 @@ impl<V> Shard<V> {
             hasher,
             weight: 0,
             capacity,
+            frozen: false,
         }
     }
 
@@ -153,10 +180,7 @@ impl<V> Shard<V> {
     /// The index of `key`'s node.
     #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        let nodes = &self.nodes;
-        self.table
-            .find(hash, |&i| &*nodes.get(i).key == key)
-            .copied()
+        find_in(&self.table, &self.nodes, hash, key)
     }
 
     #[inline]
@@ -176,7 +200,9 @@ impl<V> Shard<V> {
     pub(crate) fn control_mut(&mut self, key: &[u8], now: u64) -> &mut Control<V> {
         if !self.controls.contains_key(key) {
             if self.controls.len() >= self.controls_prune_at {
-                self.controls.retain(|_, c| !c.is_idle(now));
+                let (table, nodes, hasher) = (&self.table, &self.nodes, &self.hasher);
+                self.controls
+                    .retain(|k, c| !c.is_idle(now, || servable(table, nodes, hasher, k, now)));
                 self.controls_prune_at = (self.controls.len() * 2).max(64);
             }
             self.controls.insert(key.into(), Control::default());
@@ -186,8 +212,32 @@ impl<V> Shard<V> {
 
     /// Drops `key`'s control record if it holds nothing any more.
     pub(crate) fn tidy_control(&mut self, key: &[u8], now: u64) {
-        if self.controls.get(key).is_some_and(|c| c.is_idle(now)) {
+        let (table, nodes, hasher) = (&self.table, &self.nodes, &self.hasher);
+        if self
+            .controls
+            .get(key)
+            .is_some_and(|c| c.is_idle(now, || servable(table, nodes, hasher, key, now)))
+        {
             self.controls.remove(key);
+        }
+    }
+
+    /// Records `flight` as `key`'s fetch in progress. The key's entry, if stored, is kept from
+    /// eviction until the flight ends: it is what a failed fetch serves (stale-if-error).
+    pub(crate) fn begin_flight(&mut self, key: &[u8], hash: u64, flight: Arc<Flight<V>>, now: u64) {
+        self.control_mut(key, now).flight = Some(flight);
+        if let Some(i) = self.find(hash, key) {
+            self.node(i).links.pin(true);
+        }
+    }
+
+    /// Ends `key`'s fetch in progress, if any; its entry may be evicted again.
+    pub(crate) fn end_flight(&mut self, key: &[u8], hash: u64) {
+        if let Some(c) = self.controls.get_mut(key) {
+            c.flight = None;
+        }
+        if let Some(i) = self.find(hash, key) {
+            self.node(i).links.pin(false);
         }
     }
 
@@ -203,6 +253,11 @@ impl<V> Shard<V> {
         departed: &mut Vec<Departure>,
     ) {
         node.links = Links::new();
+        let in_flight = self
+            .controls
+            .get(&*node.key)
+            .is_some_and(|c| c.flight.is_some());
+        node.links.pin(in_flight);
         let idx = self.nodes.insert(node);
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.table
@@ -257,13 +312,14 @@ impl<V> Shard<V> {
         self.nodes.remove(idx)
     }
 
-    /// Evicts until the weight fits the capacity.
+    /// Evicts until the weight fits the capacity. While `frozen`, no entry counts as dead.
     fn make_room(&mut self, weigher: &Weigher<V>, now: u64, departed: &mut Vec<Departure>) {
         while self.weight > self.capacity {
             let hasher = &self.hasher;
             let hash_of = |k: &[u8]| hash_key(hasher, k);
             let Some((idx, weight, departure)) =
-                self.policy.evict(&mut self.nodes, weigher, &hash_of, now)
+                self.policy
+                    .evict(&mut self.nodes, weigher, &hash_of, now, self.frozen)
             else {
                 break;
             };
