@@ -1,12 +1,13 @@
 //! One shard of the store: a hash table of nodes with their lifetimes and tags, bounded by
 //! weight. Single-threaded: the cache puts each shard behind its own lock.
 //!
-//! Eviction lives in `policy.rs`; the lifecycle (flights, back-off, pass-through) in `cache.rs`
-//! through the per-key [`Control`] records kept here beside the nodes.
+//! Eviction lives in `policy.rs`; the lifecycle's decisions in `lifecycle.rs`, whose per-key
+//! [`Control`] records are kept here beside the nodes.
 
 use crate::clock::millis_to_nanos;
 use crate::flight::Flight;
 use crate::key::{hash_key, KeyBytes};
+use crate::lifecycle::{Control, Served};
 use crate::policy::{Links, S3Fifo};
 use crate::slab::Slab;
 use crate::tags::TagSet;
@@ -32,18 +33,6 @@ pub(crate) struct Node<V> {
     pub(crate) links: Links,
 }
 
-/// Where an entry stands at a given instant.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Standing {
-    Fresh,
-    /// Inside the stale-while-revalidate window.
-    Stale,
-    /// Past stale-while-revalidate but inside stale-if-error.
-    StaleIfError,
-    /// Past both windows: never served, evicted first.
-    Dead,
-}
-
 impl<V> Node<V> {
     pub(crate) fn fresh_until(&self) -> u64 {
         self.stored_at.saturating_add(millis_to_nanos(self.ttl_ms))
@@ -59,15 +48,17 @@ impl<V> Node<V> {
             .saturating_add(millis_to_nanos(self.sie_ms))
     }
 
-    pub(crate) fn standing(&self, now: u64) -> Standing {
+    /// How the entry is served at `now`; `None` once past both windows (dead: never served,
+    /// evicted first).
+    pub(crate) fn standing(&self, now: u64) -> Option<Served> {
         if now < self.fresh_until() {
-            Standing::Fresh
+            Some(Served::Fresh)
         } else if now < self.revalidate_until() {
-            Standing::Stale
+            Some(Served::Stale)
         } else if now < self.error_until() {
-            Standing::StaleIfError
+            Some(Served::StaleIfError)
         } else {
-            Standing::Dead
+            None
         }
     }
 
@@ -78,41 +69,6 @@ impl<V> Node<V> {
             let ttl_ns = at.saturating_sub(self.stored_at);
             self.ttl_ms = u32::try_from(ttl_ns / 1_000_000).unwrap_or(u32::MAX);
         }
-    }
-}
-
-/// Lifecycle state of one key beyond its stored value: the fill or refresh in flight, the
-/// back-off after failures, and pass-through after an uncacheable answer. Most keys have none.
-pub(crate) struct Control<V> {
-    pub(crate) flight: Option<Arc<Flight<V>>>,
-    /// No new fetch of a key with a servable stale entry before this instant.
-    pub(crate) retry_at: u64,
-    /// Failures in a row, for the back-off's growth.
-    pub(crate) failures: u32,
-    /// Lookups pass through (fetch uncached, no waiting) until this instant.
-    pub(crate) pass_until: u64,
-}
-
-impl<V> Default for Control<V> {
-    fn default() -> Self {
-        Control {
-            flight: None,
-            retry_at: 0,
-            failures: 0,
-            pass_until: 0,
-        }
-    }
-}
-
-impl<V> Control<V> {
-    /// Whether the record holds nothing a later lookup needs. Failures are remembered while the
-    /// key's entry can still be served stale (`stale_servable`): forgotten, the next fetch would
-    /// make every caller wait on an origin known to fail, and the back-off would start over.
-    fn is_idle(&self, now: u64, stale_servable: impl FnOnce() -> bool) -> bool {
-        self.flight.is_none()
-            && self.retry_at <= now
-            && self.pass_until <= now
-            && (self.failures == 0 || !stale_servable())
     }
 }
 
@@ -140,13 +96,13 @@ fn servable<V>(
     now: u64,
 ) -> bool {
     find_in(table, nodes, hash_key(hasher, key), key)
-        .is_some_and(|i| nodes.get(i).standing(now) != Standing::Dead)
+        .is_some_and(|i| nodes.get(i).standing(now).is_some())
 }
 
 /// The shard itself.
 pub(crate) struct Shard<V> {
     table: HashTable<u32>,
-    nodes: Slab<V>,
+    pub(crate) nodes: Slab<V>,
     pub(crate) policy: S3Fifo,
     controls: HashMap<Box<[u8]>, Control<V>, RandomState>,
     controls_prune_at: usize,
@@ -346,5 +302,164 @@ impl<V> Shard<V> {
         self.weight = 0;
         self.controls.retain(|_, c| c.flight.is_some());
         n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::millis_to_nanos;
+
+    const SEC_MS: u32 = 1_000;
+
+    fn hasher() -> RandomState {
+        RandomState::with_seeds(1, 2, 3, 4)
+    }
+
+    fn node(key: &[u8], ttl_ms: u32, sie_ms: u32) -> Node<u64> {
+        Node {
+            key: KeyBytes::new(key),
+            value: key.len() as u64,
+            stored_at: 0,
+            ttl_ms,
+            swr_ms: 0,
+            sie_ms,
+            tags: None,
+            links: Links::new(),
+        }
+    }
+
+    /// Every entry weighs its value.
+    fn weigher() -> Weigher<u64> {
+        Arc::new(|_: &[u8], v: &u64| *v)
+    }
+
+    fn put(s: &mut Shard<u64>, key: &[u8], value: u64) -> Vec<Departure> {
+        let mut departed = Vec::new();
+        let mut n = node(key, SEC_MS, 0);
+        n.value = value;
+        let hash = hash_key(&hasher(), key);
+        match s.find(hash, key) {
+            Some(i) => s.replace(i, n, value, &weigher(), 0, &mut departed),
+            None => s.insert_new(hash, n, value, &weigher(), 0, &mut departed),
+        }
+        departed
+    }
+
+    #[test]
+    fn weights_add_up_through_insert_replace_and_remove() {
+        let mut s = Shard::new(100, hasher());
+        put(&mut s, b"a", 10);
+        put(&mut s, b"b", 20);
+        assert_eq!((s.len(), s.weight), (2, 30));
+        put(&mut s, b"a", 15);
+        assert_eq!((s.len(), s.weight), (2, 35));
+        let hash = hash_key(&hasher(), b"b");
+        let i = s.find(hash, b"b").unwrap();
+        assert_eq!(s.remove(i, hash, &weigher()).value, 20);
+        assert_eq!((s.len(), s.weight), (1, 15));
+        assert!(s.find(hash, b"b").is_none());
+    }
+
+    #[test]
+    fn the_shard_evicts_until_it_fits_its_capacity() {
+        let mut s = Shard::new(100, hasher());
+        let mut departed = 0;
+        for k in 0..50u32 {
+            departed += put(&mut s, &k.to_be_bytes(), 10).len();
+            assert!(s.weight <= 100);
+        }
+        assert_eq!((s.len(), departed), (10, 40));
+    }
+
+    #[test]
+    fn idle_control_records_are_pruned_and_busy_ones_kept() {
+        let mut s = Shard::new(1_000, hasher());
+        let now = millis_to_nanos(SEC_MS);
+        // A failed key whose entry is still servable (stale-if-error), and one whose is not.
+        for (key, sie) in [(&b"servable"[..], 60 * SEC_MS), (&b"dead"[..], 0)] {
+            let mut departed = Vec::new();
+            let hash = hash_key(&hasher(), key);
+            s.insert_new(hash, node(key, 1, sie), 1, &weigher(), 0, &mut departed);
+            s.control_mut(key, 0).failures = 1;
+        }
+        s.control_mut(b"flying", 0).flight = Some(Arc::new(Flight::new(0, u64::MAX, 0)));
+        s.control_mut(b"passing", 0).pass_until = u64::MAX;
+        for k in 0..100u32 {
+            s.control_mut(&k.to_be_bytes(), now);
+        }
+        assert!(s.control(b"servable").is_some());
+        assert!(s.control(b"flying").is_some());
+        assert!(s.control(b"passing").is_some());
+        assert!(s.control(b"dead").is_none());
+        assert!(s.control(&0u32.to_be_bytes()).is_none(), "idle ones pruned");
+        s.tidy_control(b"servable", now);
+        assert!(s.control(b"servable").is_some());
+    }
+
+    #[test]
+    fn a_flight_pins_its_key_entry_until_it_ends() {
+        let mut s = Shard::new(100, hasher());
+        put(&mut s, b"k", 1);
+        let hash = hash_key(&hasher(), b"k");
+        let i = s.find(hash, b"k").unwrap();
+        s.begin_flight(b"k", hash, Arc::new(Flight::new(0, 10, 0)), 0);
+        assert!(s.node(i).links.pinned());
+        s.end_flight(b"k", hash);
+        assert!(!s.node(i).links.pinned());
+        // An entry stored while its key is fetched is pinned from the start.
+        s.begin_flight(
+            b"new",
+            hash_key(&hasher(), b"new"),
+            Arc::new(Flight::new(0, 10, 0)),
+            0,
+        );
+        put(&mut s, b"new", 1);
+        let j = s.find(hash_key(&hasher(), b"new"), b"new").unwrap();
+        assert!(s.node(j).links.pinned());
+    }
+
+    #[test]
+    fn clear_keeps_only_the_flights_in_progress() {
+        let mut s = Shard::new(100, hasher());
+        put(&mut s, b"a", 10);
+        s.control_mut(b"a", 0).failures = 3;
+        s.control_mut(b"b", 0).flight = Some(Arc::new(Flight::new(0, 10, 0)));
+        assert_eq!(s.clear(), 1);
+        assert_eq!((s.len(), s.weight), (0, 0));
+        assert!(s.control(b"a").is_none() && s.control(b"b").is_some());
+        let mut flights = 0;
+        s.for_each_flight(|_| flights += 1);
+        assert_eq!(flights, 1);
+    }
+
+    #[test]
+    fn an_entry_stands_fresh_then_stale_then_stale_if_error_then_dead() {
+        let n = Node {
+            swr_ms: SEC_MS,
+            ..node(b"k", SEC_MS, 2 * SEC_MS)
+        };
+        let at = |ms: u32| n.standing(millis_to_nanos(ms));
+        assert_eq!(at(999), Some(Served::Fresh));
+        assert_eq!(at(1_000), Some(Served::Stale));
+        assert_eq!(at(2_000), Some(Served::StaleIfError));
+        assert_eq!(at(3_000), None);
+    }
+
+    #[test]
+    fn making_an_entry_stale_keeps_its_windows_counted_from_then() {
+        let mut n = Node {
+            swr_ms: SEC_MS,
+            ..node(b"k", 10 * SEC_MS, 0)
+        };
+        n.make_stale_at(millis_to_nanos(2 * SEC_MS));
+        assert_eq!(n.fresh_until(), millis_to_nanos(2 * SEC_MS));
+        assert_eq!(n.revalidate_until(), millis_to_nanos(3 * SEC_MS));
+        n.make_stale_at(millis_to_nanos(5 * SEC_MS));
+        assert_eq!(
+            n.fresh_until(),
+            millis_to_nanos(2 * SEC_MS),
+            "never fresher"
+        );
     }
 }

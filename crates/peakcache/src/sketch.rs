@@ -78,3 +78,52 @@ impl Sketch {
         self.additions /= 2;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spread(k: u64) -> u64 {
+        k.wrapping_mul(0x9E37_79B9_7F4A_7C15)
+    }
+
+    #[test]
+    fn the_sketch_counts_up_to_its_cap_and_never_undercounts() {
+        let mut sk = Sketch::new(1_000, 8, 1_000);
+        for k in 0..100u64 {
+            sk.add(spread(k), (k % 10) as u8);
+        }
+        for k in 0..100u64 {
+            assert!(sk.estimate(spread(k)) >= (k % 10) as u8, "key {k}");
+        }
+        sk.add(spread(5), 15);
+        sk.add(spread(5), 15);
+        assert_eq!(sk.estimate(spread(5)), 15);
+    }
+
+    #[test]
+    fn unseen_keys_mostly_estimate_zero() {
+        let mut sk = Sketch::new(1_000, 8, 1_000);
+        for k in 0..1_000u64 {
+            sk.add(spread(k), 1);
+        }
+        let zero = (10_000..11_000u64)
+            .filter(|&k| sk.estimate(spread(k)) == 0)
+            .count();
+        assert!(zero > 900, "{zero} of 1,000 unseen keys estimated 0");
+    }
+
+    #[test]
+    fn every_sample_of_additions_halves_the_counts() {
+        let mut sk = Sketch::new(100, 8, 10);
+        for _ in 0..8 {
+            sk.add(42, 1);
+        }
+        assert_eq!(sk.estimate(42), 8);
+        // 1,000 additions: the sample; then all counts halve.
+        for k in 0..992u64 {
+            sk.add(spread(k) | 1 << 63, 1);
+        }
+        assert_eq!(sk.estimate(42), 4);
+    }
+}
