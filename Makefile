@@ -8,10 +8,12 @@ CARGO ?= cargo
 DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/share/nginx/src/configure:nginx-dev \
 	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
-	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser
+	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser \
+	redis-server:redis-server
 
 .PHONY: all test lint unit test-loom deps bench replay demo clean ffi header-check test-c conformance \
-	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm
+	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm \
+	bench-cluster
 
 all: test
 
@@ -99,6 +101,13 @@ bench-shm:
 # (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
 conformance: nginx-module
 	bash tests/cache-tests.sh
+
+# Three peakcache-proxy hosts in one cluster on a redis-server of their own, one counting origin,
+# loopback: purge visible on all hosts (p50/p99 over 1,000 purges), second-level hit latency
+# (1 KiB, 64 KiB) against a local hit and an origin fetch, origin requests for a cold page with
+# and without the cluster; about a minute; writes target/cluster-bench/summary.md.
+bench-cluster: deps
+	$(CARGO) bench -p peakcache-proxy --bench cluster
 
 bench:
 	$(CARGO) bench -p peakcache-benches

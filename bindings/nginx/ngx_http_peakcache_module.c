@@ -18,11 +18,10 @@
  *                      the last buffer (a background refresh's body goes nowhere else);
  *   pool cleanups      release every library handle a request still holds.
  *
- * A zone is either one cache per worker (the default: purges reach every worker
- * through a small shared purge log), or, with "shared", one cache for all of them
- * in a shared memory region (the library's shared backend): created in the master
- * at configuration time, inherited by the workers it forks, reopened (entries kept)
- * by the next cycle on reload.  Purges and stats of a shared zone are global.
+ * A zone is one cache for every worker, in a shared memory region (the
+ * library's shared backend): created in the master at configuration time,
+ * inherited by the workers it forks, reopened (entries kept) by the next cycle
+ * on reload.  Single flight, purges and stats are global.
  */
 
 
@@ -36,14 +35,9 @@
 /* how often a waiter whose fill runs elsewhere polls it */
 #define NGX_HTTP_PEAKCACHE_POLL_MS       4
 
-/* purge log: records kept for workers that have not applied them yet */
-#define NGX_HTTP_PEAKCACHE_PURGE_SLOTS   64
-#define NGX_HTTP_PEAKCACHE_PURGE_LEN     1024
-
 #define NGX_HTTP_PEAKCACHE_PURGE_KEY     1
 #define NGX_HTTP_PEAKCACHE_PURGE_TAG     2
-#define NGX_HTTP_PEAKCACHE_PURGE_ALL     3
-#define NGX_HTTP_PEAKCACHE_PURGE_URL     4
+#define NGX_HTTP_PEAKCACHE_PURGE_URL     3
 
 /* entry flags: the entry is a Vary marker, its body the Vary value */
 #define NGX_HTTP_PEAKCACHE_VARY_MARKER   0x1
@@ -78,38 +72,18 @@
 
 
 typedef struct {
-    ngx_uint_t                     seq;
-    ngx_uint_t                     type;
-    ngx_uint_t                     soft;
-    size_t                         len;
-    u_char                         data[NGX_HTTP_PEAKCACHE_PURGE_LEN];
-} ngx_http_peakcache_purge_rec_t;
-
-
-typedef struct {
-    ngx_atomic_t                   seq;
-    ngx_http_peakcache_purge_rec_t rec[NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
-} ngx_http_peakcache_purge_log_t;
-
-
-typedef struct {
     ngx_str_t                      name;
     size_t                         size;
-    ngx_flag_t                     shared;
-    ngx_str_t                      shm_path;  /* shared: empty is anonymous */
+    ngx_str_t                      shm_path;  /* empty: an anonymous mapping */
     ngx_msec_t                     lock_timeout;
     size_t                         max_object_size;
 
     u_char                        *file;
     ngx_uint_t                     line;
 
-    ngx_shm_zone_t                *shm_zone;
-    ngx_http_peakcache_purge_log_t *purge_log;
-    ngx_slab_pool_t               *shpool;
-    ngx_uint_t                     purge_seq;
+    peakcache_cache               *cache;     /* the master's, inherited */
 
     /* this worker's */
-    peakcache_cache               *cache;
     ngx_uint_t                     origin_active;
     ngx_rbtree_t                   fills;
     ngx_rbtree_node_t              sentinel;
@@ -133,11 +107,13 @@ typedef struct {
     ngx_msec_t                     pass_hold;
     size_t                         max_object_size;
     ngx_uint_t                     origin_concurrency;
+    ngx_flag_t                     honour_request_directives;
 
     ngx_http_peakcache_zone_t     *purge;
     ngx_http_peakcache_zone_t     *status_page;
 
     peakcache_http_policy         *policy;
+    peakcache_http_policy         *frozen_policy; /* request directives off */
 } ngx_http_peakcache_loc_conf_t;
 
 
@@ -173,8 +149,8 @@ typedef struct {
 typedef struct {
     peakcache_http_policy         *policy;
     uint32_t                       hash;
-    ngx_uint_t                     flags;         /* https, Host header */
-    ngx_str_t                      host;
+    ngx_uint_t                     https;
+    ngx_str_t                      host;          /* the authority */
     ngx_str_t                      uri;
     ngx_str_t                      key;
 } ngx_http_peakcache_key_memo_t;
@@ -192,6 +168,7 @@ typedef struct {
     ngx_http_peakcache_zone_t     *zone;
     ngx_http_peakcache_loc_conf_t *conf;
     ngx_str_t                      key;
+    ngx_str_t                      authority;
 
     peakcache_fill                *fill;
     peakcache_refresh             *refresh;
@@ -205,7 +182,12 @@ typedef struct {
     ngx_queue_t                    queue;
     ngx_msec_t                     deadline;
 
-    peakcache_http_request         req;
+    peakcache_http_policy         *policy;   /* the location's, or frozen */
+    peakcache_http_request         req;      /* the visitor's */
+    peakcache_http_request         sent;     /* the fill's or refresh's */
+    ngx_chain_t                   *held;     /* a deferred page, as sent */
+    ngx_chain_t                  **held_last;
+    size_t                         held_size;
     peakcache_entry               *entry;    /* the entry served */
     ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
     ngx_str_t                      method_name;
@@ -237,6 +219,10 @@ typedef struct {
     unsigned                       served:1;
     unsigned                       viewed:1;
     unsigned                       head:1;   /* a HEAD miss filled by GET */
+    unsigned                       unsent:1; /* no upstream request made */
+    unsigned                       conditional:1; /* If-None-Match, -Since */
+    unsigned                       defer:1;  /* the head waits for the commit */
+    unsigned                       redirected:1;  /* internally, once */
 } ngx_http_peakcache_ctx_t;
 
 
@@ -279,12 +265,20 @@ static void ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
     ngx_http_peakcache_memo_t *m);
 static void ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m);
 static void ngx_http_peakcache_memo_clear(void);
+static ngx_int_t ngx_http_peakcache_headers_view(ngx_http_request_t *r,
+    peakcache_http_request *req);
 static ngx_int_t ngx_http_peakcache_copy_buf(ngx_http_request_t *r,
     peakcache_buf *buf, ngx_str_t *out);
 static ngx_int_t ngx_http_peakcache_variant_key(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *marker);
 static ngx_int_t ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_bodiless(ngx_http_request_t *r);
+static ngx_table_elt_t *ngx_http_peakcache_push_header(ngx_http_request_t *r,
+    const peakcache_http_header *item);
+static void ngx_http_peakcache_clear_header_shortcuts(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_header_shortcut(ngx_http_request_t *r,
+    ngx_table_elt_t *h);
 static ngx_int_t ngx_http_peakcache_answer(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, size_t body_len);
 static ngx_int_t ngx_http_peakcache_hold(ngx_http_request_t *r,
@@ -295,8 +289,13 @@ static ngx_int_t ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, const uint8_t *vary, size_t vlen);
+static ngx_int_t ngx_http_peakcache_renew(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_http_request *sent,
+    peakcache_http_response_head *head);
 static ngx_int_t ngx_http_peakcache_swap(ngx_http_request_t *r,
-    ngx_http_peakcache_ctx_t *ctx, ngx_uint_t status);
+    ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_previous(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_http_peakcache_ctx_t * ngx_http_peakcache_get_ctx(
     ngx_http_request_t *r);
 static ngx_http_peakcache_ctx_t * ngx_http_peakcache_create_ctx(
@@ -315,17 +314,37 @@ static ngx_chain_t * ngx_http_peakcache_body_chain(ngx_http_request_t *r,
     const uint8_t *body, size_t len);
 static ngx_int_t ngx_http_peakcache_send_entry(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
+static ngx_int_t ngx_http_peakcache_authority(ngx_http_request_t *r,
+    ngx_str_t *authority);
+static ngx_uint_t ngx_http_peakcache_keyed_by_target(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_key(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_origin_failed(ngx_http_request_t *r);
+static void ngx_http_peakcache_not_stored(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, uint32_t reason);
+static void ngx_http_peakcache_give_back(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const char *reason);
 static void ngx_http_peakcache_give_up(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, const char *reason);
 static void ngx_http_peakcache_fail(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_commit(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_invalidate(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_header(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_forwarded(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_uint_t ngx_http_peakcache_defer(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_send_deferred(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, ngx_uint_t last);
+static ngx_int_t ngx_http_peakcache_hold_body(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, ngx_buf_t *b);
+static ngx_int_t ngx_http_peakcache_send_swapped(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_body_filter(ngx_http_request_t *r,
     ngx_chain_t *in);
@@ -333,11 +352,6 @@ static ngx_int_t ngx_http_peakcache_purge_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_status_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_send_text(ngx_http_request_t *r,
     ngx_uint_t status, ngx_str_t *type, u_char *data, size_t len);
-static ngx_int_t ngx_http_peakcache_purge_publish(ngx_http_request_t *r,
-    ngx_http_peakcache_zone_t *zone, ngx_uint_t type, ngx_uint_t soft,
-    ngx_str_t *what);
-static void ngx_http_peakcache_purge_apply(ngx_http_peakcache_zone_t *zone,
-    ngx_log_t *log);
 static ngx_int_t ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone,
     ngx_uint_t type, ngx_uint_t soft, u_char *data, size_t len,
     ngx_uint_t *found, ngx_log_t *log);
@@ -350,6 +364,9 @@ static ngx_int_t ngx_http_peakcache_status_variable(ngx_http_request_t *r,
 static ngx_int_t ngx_http_peakcache_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data);
 static ngx_int_t ngx_http_peakcache_add_variables(ngx_conf_t *cf);
+static ngx_int_t ngx_http_peakcache_request_method_variable(
+    ngx_http_request_t *r, ngx_http_variable_value_t *v, uintptr_t data);
+static void ngx_http_peakcache_wrap_request_method(ngx_conf_t *cf);
 static void * ngx_http_peakcache_create_main_conf(ngx_conf_t *cf);
 static char * ngx_http_peakcache_init_main_conf(ngx_conf_t *cf, void *conf);
 static void * ngx_http_peakcache_create_loc_conf(ngx_conf_t *cf);
@@ -359,8 +376,6 @@ static ngx_http_peakcache_zone_t * ngx_http_peakcache_zone_get(ngx_conf_t *cf,
     ngx_str_t *name, ngx_uint_t define);
 static char * ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static ngx_int_t ngx_http_peakcache_init_shm_zone(ngx_shm_zone_t *shm_zone,
-    void *data);
 static char * ngx_http_peakcache_purge(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char * ngx_http_peakcache_status_page(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -372,6 +387,8 @@ static ngx_int_t ngx_http_peakcache_status_region(ngx_http_request_t *r,
 static void ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
     peakcache_config *cfg);
 static ngx_int_t ngx_http_peakcache_open_shared(ngx_conf_t *cf);
+static ngx_int_t ngx_http_peakcache_region_owner(ngx_conf_t *cf,
+    peakcache_config *cfg);
 static void ngx_http_peakcache_shared_cleanup(void *data);
 static ngx_int_t ngx_http_peakcache_init_process(ngx_cycle_t *cycle);
 static void ngx_http_peakcache_exit_process(ngx_cycle_t *cycle);
@@ -380,8 +397,10 @@ static char *ngx_http_peakcache(ngx_conf_t *cf, ngx_command_t *cmd,
 static ngx_int_t ngx_http_peakcache_url_key(ngx_http_request_t *r,
     ngx_http_peakcache_loc_conf_t *plcf, ngx_str_t *url, ngx_str_t *key);
 static void ngx_http_peakcache_policy_cleanup(void *data);
-static ngx_int_t ngx_http_peakcache_create_policy(ngx_conf_t *cf,
-    ngx_http_peakcache_loc_conf_t *conf);
+static ngx_int_t ngx_http_peakcache_create_policies(ngx_conf_t *cf,
+    ngx_http_peakcache_loc_conf_t *prev, ngx_http_peakcache_loc_conf_t *conf);
+static peakcache_http_policy *ngx_http_peakcache_policy(ngx_conf_t *cf,
+    peakcache_http_config *hcf);
 
 
 static ngx_str_t  ngx_http_peakcache_status_names[] = {
@@ -482,6 +501,13 @@ static ngx_command_t  ngx_http_peakcache_commands[] = {
       offsetof(ngx_http_peakcache_loc_conf_t, origin_concurrency),
       NULL },
 
+    { ngx_string("peakcache_honour_request_directives"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_FLAG,
+      ngx_conf_set_flag_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_peakcache_loc_conf_t, honour_request_directives),
+      NULL },
+
     { ngx_string("peakcache_purge"),
       NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
       ngx_http_peakcache_purge,
@@ -545,6 +571,7 @@ static ngx_http_variable_t  ngx_http_peakcache_vars[] = {
 };
 
 
+static ngx_http_get_variable_pt          ngx_http_peakcache_request_method;
 static ngx_http_output_header_filter_pt  ngx_http_next_header_filter;
 static ngx_http_output_body_filter_pt    ngx_http_next_body_filter;
 
@@ -580,6 +607,11 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
             return ngx_http_peakcache_resolved(r, ctx);
 
         default:
+            if (ctx->unsent) {
+                /* a refresh whose upstream request could not be made */
+                return NGX_HTTP_INTERNAL_SERVER_ERROR;
+            }
+
             /* a background refresh, or a request internally redirected */
             return NGX_DECLINED;
         }
@@ -595,11 +627,16 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ngx_http_peakcache_purge_apply(plcf->zone, r->connection->log);
-
     ctx = ngx_http_peakcache_create_ctx(r, plcf->zone, plcf);
     if (ctx == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ctx->policy != plcf->frozen_policy
+        && peakcache_is_frozen(plcf->zone->cache))
+    {
+        /* what is stored is served as it is: no visitor's directive counts */
+        ctx->policy = plcf->frozen_policy;
     }
 
     ctx->outcome = PEAKCACHE_HTTP_PASS;
@@ -767,6 +804,8 @@ ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
     ctx->fill = fill;
     ctx->request_time = ngx_http_peakcache_now();
 
+    ngx_http_peakcache_previous(r, ctx);
+
     if (r->method == NGX_HTTP_HEAD) {
         /*
          * A HEAD answer has no body to store: the fill fetches GET (as
@@ -804,6 +843,41 @@ ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
     }
 
     return NGX_DECLINED;
+}
+
+
+/*
+ * A key past its stale windows may still hold its last response: the fill
+ * asks the origin whether it changed (a conditional request from its
+ * validators), and a 304 renews it.  Not for a client with preconditions the
+ * cache does not evaluate (If-Match, If-Unmodified-Since): the renewed page
+ * could not answer them.
+ */
+
+static void
+ngx_http_peakcache_previous(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    peakcache_entry  *prev;
+
+    if (r->headers_in.if_match || r->headers_in.if_unmodified_since) {
+        return;
+    }
+
+    prev = NULL;
+
+    if (peakcache_fill_previous(ctx->fill, &prev) != PEAKCACHE_OK
+        || prev == NULL)
+    {
+        return;
+    }
+
+    if (peakcache_entry_flags(prev) & NGX_HTTP_PEAKCACHE_VARY_MARKER) {
+        peakcache_entry_free(prev);
+        return;
+    }
+
+    ctx->revalidate = prev;
 }
 
 
@@ -1041,11 +1115,15 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
     }
 
     sctx->key = ctx->key;
+    sctx->authority = ctx->authority;
+    sctx->policy = ctx->policy;
     sctx->req = ctx->req;
     sctx->viewed = 1;
     ngx_str_set(&sctx->req.method, "GET");
     sctx->refresh = refresh;
     sctx->variant = ctx->variant;
+    sctx->vary = ctx->vary;
+    sctx->primary = ctx->primary;
     sctx->background = 1;
     sctx->status = NGX_HTTP_PEAKCACHE_EXPIRED;
     sctx->outcome = PEAKCACHE_HTTP_REVALIDATED;
@@ -1059,7 +1137,12 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
         sctx->revalidate = NULL;
     }
 
-    (void) ngx_http_peakcache_upstream_request(sr, sctx);
+    if (ngx_http_peakcache_upstream_request(sr, sctx) != NGX_OK) {
+        /* never the client's request instead: a later lookup retries */
+        peakcache_refresh_abandon(sctx->refresh);
+        sctx->refresh = NULL;
+        sctx->unsent = 1;
+    }
 }
 
 
@@ -1135,10 +1218,6 @@ static ngx_int_t
 ngx_http_peakcache_request_view(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_uint_t              i, n;
-    ngx_list_part_t        *part;
-    ngx_table_elt_t        *h;
-    peakcache_http_header  *hh;
     peakcache_http_request *req;
 
     if (ctx->viewed) {
@@ -1146,6 +1225,57 @@ ngx_http_peakcache_request_view(ngx_http_request_t *r,
     }
 
     req = &ctx->req;
+
+    if (ngx_http_peakcache_headers_view(r, req) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    req->method.data = r->method_name.data;
+    req->method.len = r->method_name.len;
+
+#if (NGX_HTTP_SSL)
+    if (r->connection->ssl) {
+        req->scheme.data = (const uint8_t *) "https";
+        req->scheme.len = sizeof("https") - 1;
+    } else
+#endif
+    {
+        req->scheme.data = (const uint8_t *) "http";
+        req->scheme.len = sizeof("http") - 1;
+    }
+
+    if (ctx->authority.data == NULL
+        && ngx_http_peakcache_authority(r, &ctx->authority) != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    req->authority.data = ctx->authority.data;
+    req->authority.len = ctx->authority.len;
+
+    req->path.data = r->unparsed_uri.data;
+    req->path.len = r->unparsed_uri.len;
+
+    if (ctx->head) {
+        /* a HEAD miss is filled by GET */
+        req->method.data = (const uint8_t *) "GET";
+        req->method.len = 3;
+    }
+
+    ctx->viewed = 1;
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_headers_view(ngx_http_request_t *r,
+    peakcache_http_request *req)
+{
+    ngx_uint_t              i, n;
+    ngx_list_part_t        *part;
+    ngx_table_elt_t        *h;
+    peakcache_http_header  *hh;
 
     n = 0;
     for (part = &r->headers_in.headers.part; part; part = part->next) {
@@ -1182,37 +1312,6 @@ ngx_http_peakcache_request_view(ngx_http_request_t *r,
 
     req->headers = hh;
     req->nheaders = n;
-
-    req->method.data = r->method_name.data;
-    req->method.len = r->method_name.len;
-
-#if (NGX_HTTP_SSL)
-    if (r->connection->ssl) {
-        req->scheme.data = (const uint8_t *) "https";
-        req->scheme.len = sizeof("https") - 1;
-    } else
-#endif
-    {
-        req->scheme.data = (const uint8_t *) "http";
-        req->scheme.len = sizeof("http") - 1;
-    }
-
-    if (r->headers_in.host == NULL) {
-        /* HTTP/2 and absolute request targets name the host elsewhere */
-        req->authority.data = r->headers_in.server.data;
-        req->authority.len = r->headers_in.server.len;
-    }
-
-    req->path.data = r->unparsed_uri.data;
-    req->path.len = r->unparsed_uri.len;
-
-    if (ctx->head) {
-        /* a HEAD miss is filled by GET */
-        req->method.data = (const uint8_t *) "GET";
-        req->method.len = 3;
-    }
-
-    ctx->viewed = 1;
 
     return NGX_OK;
 }
@@ -1263,7 +1362,7 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
     }
 
     buf = NULL;
-    rc = peakcache_http_variant_key(ctx->conf->policy, &ctx->req, vary, len,
+    rc = peakcache_http_variant_key(ctx->policy, &ctx->req, vary, len,
                                     &buf);
     if (rc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
@@ -1293,6 +1392,16 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
         vkey = key;
     }
 
+    /* the marker's Vary: an answer with another one is not stored under vkey */
+
+    ctx->vary.data = ngx_pnalloc(r->pool, len);
+    if (ctx->vary.data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_memcpy(ctx->vary.data, vary, len);
+    ctx->vary.len = len;
+
     ctx->primary = ctx->key;
     ctx->key = vkey;
     ctx->variant = 1;
@@ -1302,9 +1411,13 @@ ngx_http_peakcache_variant_key(ngx_http_request_t *r,
 
 
 /*
- * What is sent upstream on a fill or refresh is what the key covers: the
- * HTTP layer drops campaign parameters, unkeyed fields and the client's
- * conditional fields; a refresh adds its own validators.
+ * What a fill or refresh sends upstream is the HTTP layer's definition (the
+ * path without campaign parameters; the fields without hop-by-hop, unkeyed,
+ * conditional and framing ones), a bodiless GET; a refresh adds its own
+ * validators.  The request's header list is rebuilt as nginx itself builds
+ * one, so proxy_set_header, fastcgi_param and proxy's own removals (Connection,
+ * TE, Keep-Alive, Expect, Upgrade, Content-Length) apply to it exactly as they
+ * would without the cache.
  */
 
 
@@ -1312,28 +1425,30 @@ static ngx_int_t
 ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
-    u_char                        *q;
-    size_t                         i, n;
-    ngx_str_t                      path;
-    ngx_list_t                     headers;
-    ngx_table_elt_t               *h;
-    peakcache_buf                 *pbuf;
-    peakcache_result               rc;
-    peakcache_http_headers        *list, *reval;
-    const peakcache_http_header   *items;
+    u_char                       *q;
+    size_t                        i, n, nreval;
+    ngx_str_t                     path;
+    ngx_int_t                     rc;
+    ngx_table_elt_t              *h;
+    peakcache_buf                *pbuf;
+    peakcache_result              prc;
+    peakcache_http_headers       *list, *reval;
+    const peakcache_http_header  *items, *ritems;
 
     pbuf = NULL;
     list = NULL;
     reval = NULL;
+    ritems = NULL;
+    nreval = 0;
 
     if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    rc = peakcache_http_upstream_request(ctx->conf->policy, &ctx->req, &pbuf,
-                                         &list);
-    if (rc != PEAKCACHE_OK) {
-        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+    prc = peakcache_http_upstream_request(ctx->policy, &ctx->req, &pbuf,
+                                          &list);
+    if (prc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, prc,
                                      "preparing the upstream request failed");
         return NGX_ERROR;
     }
@@ -1360,79 +1475,285 @@ ngx_http_peakcache_upstream_request(ngx_http_request_t *r,
         }
     }
 
-    if (ctx->revalidate) {
-        rc = peakcache_http_revalidation_headers(ctx->conf->policy,
-                                                 ctx->revalidate, &reval);
-        if (rc != PEAKCACHE_OK) {
-            reval = NULL;
-        }
-    }
-
-    if (ngx_list_init(&headers, r->pool, 20, sizeof(ngx_table_elt_t))
-        != NGX_OK)
+    if (ctx->revalidate
+        && peakcache_http_revalidation_headers(ctx->policy,
+                                               ctx->revalidate, &reval)
+           == PEAKCACHE_OK
+        && peakcache_http_headers_items(reval, &ritems, &nreval)
+           != PEAKCACHE_OK)
     {
-        goto failed;
+        nreval = 0;
     }
 
-    for (list = list; list; list = reval, reval = NULL) {
+    rc = NGX_ERROR;
 
-        if (peakcache_http_headers_items(list, &items, &n) != PEAKCACHE_OK) {
-            goto failed;
+    if (peakcache_http_headers_items(list, &items, &n) != PEAKCACHE_OK
+        || ngx_http_peakcache_bodiless(r) != NGX_OK
+        || ngx_list_init(&r->headers_in.headers, r->pool,
+                         ngx_max(n + nreval, 1), sizeof(ngx_table_elt_t))
+           != NGX_OK)
+    {
+        goto done;
+    }
+
+    /* the visitor's own conditions are answered from the stored page */
+    ctx->conditional = (r == r->main
+                        && (r->headers_in.if_none_match
+                            || r->headers_in.if_modified_since));
+
+    ngx_http_peakcache_clear_header_shortcuts(r);
+
+    for (i = 0; i < n; i++) {
+        h = ngx_http_peakcache_push_header(r, &items[i]);
+
+        if (h == NULL || ngx_http_peakcache_header_shortcut(r, h) != NGX_OK) {
+            goto done;
         }
+    }
 
-        for (i = 0; i < n; i++) {
-            h = ngx_list_push(&headers);
-            if (h == NULL) {
-                goto failed;
-            }
+    /*
+     * The cache's own validators reach the upstream only: no shortcut, so
+     * the filters answering the client never read them as the client's.
+     */
 
-            ngx_memzero(h, sizeof(ngx_table_elt_t));
-
-            h->hash = 1;
-            h->key.len = items[i].name_len;
-            h->key.data = ngx_pnalloc(r->pool, items[i].name_len
-                                               + items[i].value_len + 1);
-            if (h->key.data == NULL) {
-                goto failed;
-            }
-
-            ngx_memcpy(h->key.data, items[i].name, items[i].name_len);
-            h->lowcase_key = h->key.data;
-
-            h->value.len = items[i].value_len;
-            h->value.data = h->key.data + items[i].name_len;
-            ngx_memcpy(h->value.data, items[i].value, items[i].value_len);
-            h->value.data[h->value.len] = '\0';
-
-            if (h->key.len == sizeof("host") - 1
-                && ngx_strncasecmp(h->key.data, (u_char *) "host", 4) == 0)
-            {
-                r->headers_in.host = h;
-            }
+    for (i = 0; i < nreval; i++) {
+        if (ngx_http_peakcache_push_header(r, &ritems[i]) == NULL) {
+            goto done;
         }
-
-        peakcache_http_headers_free(list);
     }
 
-    r->headers_in.headers = headers;
+    /* what was sent: the store decision is about it, not the visitor's */
 
-    if (r != r->main) {
-        r->headers_in.if_modified_since = NULL;
-        r->headers_in.if_unmodified_since = NULL;
-        r->headers_in.if_match = NULL;
-        r->headers_in.if_none_match = NULL;
-        r->headers_in.range = NULL;
-        r->headers_in.if_range = NULL;
+    ctx->sent = ctx->req;
+    ctx->sent.method.data = (const uint8_t *) "GET";
+    ctx->sent.method.len = 3;
+    ctx->sent.path.data = r->unparsed_uri.data;
+    ctx->sent.path.len = r->unparsed_uri.len;
+
+    if (ngx_http_peakcache_headers_view(r, &ctx->sent) != NGX_OK) {
+        goto done;
     }
 
-    return NGX_OK;
+    rc = NGX_OK;
 
-failed:
+done:
 
     peakcache_http_headers_free(list);
     peakcache_http_headers_free(reval);
 
-    return NGX_ERROR;
+    return rc;
+}
+
+
+/*
+ * A fill or refresh sends no body, and no field saying it has one.  A refresh
+ * is a subrequest with its own copy of headers_in: its framing is cleared.  A
+ * fill is the client's request itself, whose body must still leave the
+ * connection: nginx discards a body by counting it down in
+ * headers_in.content_length_n, so the framing can be cleared only once it is
+ * gone.  A body that arrived with the header is discarded now; any other one is
+ * never read, and the connection is closed after the answer (a lingering close
+ * drops the rest), so no byte of it is ever taken for a request.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_bodiless(ngx_http_request_t *r)
+{
+    ngx_int_t  rc;
+
+    if (r != r->main) {
+        r->request_body = NULL;
+
+    } else {
+        /* nothing invites the client to send a body (100 Continue) */
+        r->expect_tested = 1;
+
+        if (r->headers_in.content_length_n > 0 || r->headers_in.chunked) {
+
+            if (
+#if (NGX_HTTP_V2)
+                r->stream ||
+#endif
+                (!r->headers_in.chunked
+                 && r->header_in->last - r->header_in->pos
+                    >= r->headers_in.content_length_n))
+            {
+                rc = ngx_http_discard_request_body(r);
+                if (rc != NGX_OK) {
+                    return NGX_ERROR;
+                }
+
+            } else {
+                r->keepalive = 0;
+                r->lingering_close = 1;
+            }
+        }
+    }
+
+    r->headers_in.content_length_n = -1;
+    r->headers_in.chunked = 0;
+
+    return NGX_OK;
+}
+
+
+/* a header field as nginx's parser makes one: hashed, its name lowercased */
+
+static ngx_table_elt_t *
+ngx_http_peakcache_push_header(ngx_http_request_t *r,
+    const peakcache_http_header *item)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_in.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    p = ngx_pnalloc(r->pool, 2 * (item->name_len + 1) + item->value_len + 1);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    h->key.len = item->name_len;
+    h->key.data = p;
+    p = ngx_cpymem(p, item->name, item->name_len);
+    *p++ = '\0';
+
+    h->lowcase_key = p;
+    h->hash = ngx_hash_strlow(h->lowcase_key, h->key.data, h->key.len);
+    p += item->name_len;
+    *p++ = '\0';
+
+    h->value.len = item->value_len;
+    h->value.data = p;
+    p = ngx_cpymem(p, item->value, item->value_len);
+    *p = '\0';
+
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+
+    return h;
+}
+
+
+/*
+ * The shortcuts of headers_in (host, cookies, user_agent, range, ...) point
+ * into the header list: they are cleared, then set again from the new list,
+ * as nginx's parser sets them, for every field nginx knows.
+ */
+
+#if (nginx_version < 1023000)
+
+static ngx_array_t *
+ngx_http_peakcache_multi_shortcut(ngx_http_request_t *r, ngx_http_header_t *hh)
+{
+    /* before 1.23, the fields that may repeat are arrays */
+
+#if (NGX_HTTP_X_FORWARDED_FOR)
+    if (hh->offset == offsetof(ngx_http_headers_in_t, x_forwarded_for)) {
+        return &r->headers_in.x_forwarded_for;
+    }
+#endif
+
+    if (hh->offset == offsetof(ngx_http_headers_in_t, cookies)) {
+        return &r->headers_in.cookies;
+    }
+
+    return NULL;
+}
+
+#endif
+
+
+static void
+ngx_http_peakcache_clear_header_shortcuts(ngx_http_request_t *r)
+{
+#if (nginx_version < 1023000)
+    ngx_array_t        *a;
+#endif
+    ngx_http_header_t  *hh;
+
+    for (hh = ngx_http_headers_in; hh->name.len; hh++) {
+
+#if (nginx_version < 1023000)
+        a = ngx_http_peakcache_multi_shortcut(r, hh);
+
+        if (a) {
+            /* a subrequest's copy shares its parent's elements: never reused */
+            ngx_memzero(a, sizeof(ngx_array_t));
+            continue;
+        }
+#endif
+
+        *(ngx_table_elt_t **) ((char *) &r->headers_in + hh->offset) = NULL;
+    }
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_header_shortcut(ngx_http_request_t *r, ngx_table_elt_t *h)
+{
+#if (nginx_version < 1023000)
+    ngx_array_t                 *a;
+#endif
+    ngx_table_elt_t            **ph;
+    ngx_http_header_t           *hh;
+    ngx_http_core_main_conf_t   *cmcf;
+
+    cmcf = ngx_http_get_module_main_conf(r, ngx_http_core_module);
+
+    hh = ngx_hash_find(&cmcf->headers_in_hash, h->hash, h->lowcase_key,
+                       h->key.len);
+    if (hh == NULL) {
+        return NGX_OK;
+    }
+
+    ph = (ngx_table_elt_t **) ((char *) &r->headers_in + hh->offset);
+
+#if (nginx_version < 1023000)
+
+    a = ngx_http_peakcache_multi_shortcut(r, hh);
+
+    if (a) {
+        if (a->nalloc == 0
+            && ngx_array_init(a, r->pool, 2, sizeof(ngx_table_elt_t *))
+               != NGX_OK)
+        {
+            return NGX_ERROR;
+        }
+
+        ph = ngx_array_push(a);
+        if (ph == NULL) {
+            return NGX_ERROR;
+        }
+
+        *ph = h;
+
+        return NGX_OK;
+    }
+
+    /* the first of the field's lines, as nginx's parser keeps */
+
+    if (*ph == NULL) {
+        *ph = h;
+    }
+
+#else
+
+    /* every line of the field, chained */
+
+    while (*ph) {
+        ph = &(*ph)->next;
+    }
+
+    *ph = h;
+
+#endif
+
+    return NGX_OK;
 }
 
 
@@ -1442,8 +1763,9 @@ failed:
 /*
  * The answer to a request that has none of the conditional fields the HTTP
  * layer evaluates (If-None-Match, If-Modified-Since, If-Match,
- * If-Unmodified-Since): for a GET or HEAD it is the stored response with Age
- * and Cache-Status, whatever else the request holds.
+ * If-Unmodified-Since): for a GET or HEAD, under a policy that ignores request
+ * directives, it is the stored response with Age and Cache-Status, whatever
+ * else the request holds.
  */
 
 static ngx_uint_t
@@ -1469,7 +1791,10 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
 
     now = ngx_http_peakcache_now();
 
-    if (ctx->outcome == PEAKCACHE_HTTP_HIT && ngx_http_peakcache_plain(r)) {
+    if (ctx->outcome == PEAKCACHE_HTTP_HIT
+        && ctx->policy == ctx->conf->frozen_policy
+        && ngx_http_peakcache_plain(r))
+    {
 
         m = ngx_http_peakcache_memo_get(r, ctx, entry, body_len, now);
 
@@ -1487,7 +1812,7 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
         return NGX_ERROR;
     }
 
-    rc = peakcache_http_serve(ctx->conf->policy, &ctx->req, entry,
+    rc = peakcache_http_serve(ctx->policy, &ctx->req, entry,
                               (uint32_t) ctx->outcome,
                               (uint16_t) ctx->fwd_status, now, &a);
     if (rc != PEAKCACHE_OK) {
@@ -1573,7 +1898,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
 
     if (m
         && m->id == id
-        && m->policy == ctx->conf->policy
+        && m->policy == ctx->policy
         && now >= m->valid_from
         && now < m->valid_until)
     {
@@ -1586,7 +1911,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     req.method.data = (const uint8_t *) "GET";
     req.method.len = 3;
 
-    rc = peakcache_http_serve(ctx->conf->policy, &req, entry, PEAKCACHE_HTTP_HIT,
+    rc = peakcache_http_serve(ctx->policy, &req, entry, PEAKCACHE_HTTP_HIT,
                               0, now, &a);
     if (rc != PEAKCACHE_OK) {
         return NULL;
@@ -1642,7 +1967,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
 
     m->refs = 1;
     m->id = id;
-    m->policy = ctx->conf->policy;
+    m->policy = ctx->policy;
     m->headers = a.headers;
     m->valid_from = now;
     m->valid_until = lo + 1;
@@ -1730,7 +2055,7 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
     ngx_table_elt_t        *h;
     peakcache_http_header  *hh;
 
-    n = 1;
+    n = 2;
     for (part = &r->headers_out.headers.part; part; part = part->next) {
         n += part->nelts;
     }
@@ -1742,11 +2067,48 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
 
     n = 0;
 
+    if (r->headers_out.date == NULL) {
+
+        /*
+         * The upstream hides the origin's Date from the client
+         * (proxy_hide_header), but the response's age is counted from it.
+         * Without one, the HTTP layer counts from when the response came,
+         * to the millisecond; but a 304 merged without one would keep the
+         * stored Date, and the renewed entry would be as old as the one it
+         * renews: it gets the second after it came (an HTTP date has
+         * seconds; rounded down, it would age the page by up to a second).
+         */
+
+        if (r->upstream && r->upstream->headers_in.date) {
+            hh[n].name = (const uint8_t *) "Date";
+            hh[n].name_len = sizeof("Date") - 1;
+            hh[n].value = r->upstream->headers_in.date->value.data;
+            hh[n].value_len = r->upstream->headers_in.date->value.len;
+            n++;
+
+        } else if (r->headers_out.status == NGX_HTTP_NOT_MODIFIED) {
+            p = ngx_pnalloc(r->pool, sizeof("Mon, 28 Sep 1970 06:00:00 GMT"));
+            if (p == NULL) {
+                return NGX_ERROR;
+            }
+
+            hh[n].name = (const uint8_t *) "Date";
+            hh[n].name_len = sizeof("Date") - 1;
+            hh[n].value = p;
+            hh[n].value_len = ngx_http_time(p, ngx_time() + 1) - p;
+            n++;
+        }
+    }
+
     if (r->headers_out.content_type.len) {
         p = r->headers_out.content_type.data;
         len = r->headers_out.content_type.len;
 
-        if (r->headers_out.charset.len) {
+        /* as nginx's header filter: a charset not in the value already */
+
+        if (r->headers_out.content_type_len == r->headers_out.content_type.len
+            && r->headers_out.charset.len)
+        {
             len += sizeof("; charset=") - 1 + r->headers_out.charset.len;
 
             p = ngx_pnalloc(r->pool, len);
@@ -1810,9 +2172,10 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
     size_t                         vlen;
-    ngx_uint_t                     status;
+    ngx_uint_t                     status, found;
     const uint8_t                 *vary;
     peakcache_result               rc;
+    peakcache_http_request        *sent;
     peakcache_http_decision        d;
     peakcache_http_response_head   head;
 
@@ -1822,7 +2185,15 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         ngx_http_peakcache_fail(r, ctx);
 
         if (ctx->stale && r == r->main) {
-            return ngx_http_peakcache_swap(r, ctx, status);
+            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                          "peakcache: origin failed (%ui), serving a stale "
+                          "\"%V\"", status, &ctx->key);
+
+            ctx->status = NGX_HTTP_PEAKCACHE_STALE;
+            ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
+            ctx->fwd_status = status;
+
+            return ngx_http_peakcache_swap(r, ctx);
         }
 
         ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
@@ -1832,24 +2203,15 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    if (r->upstream == NULL || r->upstream->headers_in.status_n != status) {
-        /* not the origin's answer (an error page, a redirect) */
-        ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                      "peakcache: \"%V\" not stored: not the upstream's "
-                      "response", &ctx->key);
-
-        if (ctx->fill) {
-            peakcache_fill_abandon(ctx->fill);
-            ctx->fill = NULL;
-        }
-
-        if (ctx->refresh) {
-            peakcache_refresh_abandon(ctx->refresh);
-            ctx->refresh = NULL;
-        }
-
-        ngx_http_peakcache_fill_done(ctx);
-
+    if (ctx->redirected
+        || r->upstream == NULL
+        || r->upstream->headers_in.status_n != status)
+    {
+        /*
+         * Not the origin's answer to the requested URL: an error_page, an
+         * X-Accel-Redirect or another internal redirect answered instead.
+         */
+        ngx_http_peakcache_give_back(r, ctx, "not the upstream's response");
         return NGX_OK;
     }
 
@@ -1873,57 +2235,15 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
+    sent = ctx->sent.method.len ? &ctx->sent : &ctx->req;
+
     ngx_memzero(&d, sizeof(peakcache_http_decision));
 
-    if (status == NGX_HTTP_NOT_MODIFIED && ctx->refresh && ctx->revalidate) {
-
-        rc = peakcache_http_revalidate(ctx->conf->policy, &ctx->req,
-                                       ctx->revalidate, &head,
-                                       ctx->request_time,
-                                       ngx_http_peakcache_now(), &d);
-
-        if (rc == PEAKCACHE_ERR_VALIDATOR_MISMATCH) {
-            /* another version: a later lookup refreshes unconditionally */
-            ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
-                          "peakcache: 304 for another version of \"%V\"",
-                          &ctx->key);
-            peakcache_refresh_abandon(ctx->refresh);
-            ctx->refresh = NULL;
-            ngx_http_peakcache_origin_done(ctx);
-            return NGX_OK;
-        }
-
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
-                                         "merging the 304 failed");
-            ngx_http_peakcache_give_up(r, ctx, "could not merge the 304");
-            return NGX_OK;
-        }
-
-        if (d.reason != PEAKCACHE_HTTP_STORE) {
-            ngx_http_peakcache_give_up(r, ctx,
-                                       peakcache_http_dont_store_str(d.reason));
-            return NGX_OK;
-        }
-
-        ctx->store = d.store;
-        ctx->ttl = d.ttl_ms;
-        ctx->swr = d.swr_ms;
-        ctx->sie = d.sie_ms;
-
-        rc = peakcache_http_store_response(ctx->store, &ctx->resp);
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_give_up(r, ctx, "could not build the response");
-            return NGX_OK;
-        }
-
-        ctx->status = NGX_HTTP_PEAKCACHE_REVALIDATED;
-        ngx_http_peakcache_commit(r, ctx);
-
-        return NGX_OK;
+    if (status == NGX_HTTP_NOT_MODIFIED && ctx->revalidate) {
+        return ngx_http_peakcache_renew(r, ctx, sent, &head);
     }
 
-    rc = peakcache_http_on_response(ctx->conf->policy, &ctx->req, &head,
+    rc = peakcache_http_on_response(ctx->policy, sent, &head,
                                     ctx->request_time,
                                     ngx_http_peakcache_now(), &d);
     if (rc != PEAKCACHE_OK) {
@@ -1934,8 +2254,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     }
 
     if (d.reason != PEAKCACHE_HTTP_STORE) {
-        ngx_http_peakcache_give_up(r, ctx,
-                                   peakcache_http_dont_store_str(d.reason));
+        ngx_http_peakcache_not_stored(r, ctx, d.reason);
         return NGX_OK;
     }
 
@@ -1967,6 +2286,24 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         vlen = 0;
     }
 
+    if (ctx->variant
+        && (vlen != ctx->vary.len
+            || ngx_memcmp(vary, ctx->vary.data, vlen) != 0))
+    {
+        /*
+         * The page varies on other fields now: the key of this variant is
+         * not its key.  The marker goes, so the next lookup fills the page
+         * anew, with its new Vary; this client gets the origin's answer.
+         */
+        (void) ngx_http_peakcache_purge_one(ctx->zone,
+                                            NGX_HTTP_PEAKCACHE_PURGE_KEY, 0,
+                                            ctx->primary.data,
+                                            ctx->primary.len, &found,
+                                            r->connection->log);
+        ngx_http_peakcache_give_back(r, ctx, "varies on other fields now");
+        return NGX_OK;
+    }
+
     if (vlen && !ctx->variant) {
 
         if (ctx->refresh) {
@@ -1990,6 +2327,15 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ctx->stored = 1;
     ctx->capture = 1;
     r->filter_need_in_memory = 1;
+
+    if (r == r->main) {
+        /*
+         * The page is fetched for everyone: a client that leaves once it has
+         * the head (a HEAD) does not end the fill, as the upstream's check of
+         * a broken client connection would.
+         */
+        r->read_event_handler = ngx_http_block_reading;
+    }
 
     return NGX_OK;
 }
@@ -2028,7 +2374,7 @@ ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
     peakcache_buf  *buf;
 
     buf = NULL;
-    rc = peakcache_http_variant_key(ctx->conf->policy, &ctx->req, vary, vlen,
+    rc = peakcache_http_variant_key(ctx->policy, &ctx->req, vary, vlen,
                                     &buf);
     if (rc != PEAKCACHE_OK) {
         return NGX_ERROR;
@@ -2095,18 +2441,107 @@ ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
 }
 
 
+/*
+ * A 304 to the validators of a stored response (a refresh, or the fill of a
+ * key past its stale windows): the stored response is renewed with the 304's
+ * fields.  A fill's client asked for the page, not for a 304: it is sent the
+ * renewed entry, or the one the origin confirmed when it cannot be renewed.
+ */
+
 static ngx_int_t
-ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
-    ngx_uint_t status)
+ngx_http_peakcache_renew(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    peakcache_http_request *sent, peakcache_http_response_head *head)
+{
+    ngx_uint_t               fill;
+    peakcache_entry         *entry;
+    peakcache_result         rc;
+    peakcache_http_decision  d;
+
+    fill = (ctx->fill != NULL && r == r->main);
+
+    ngx_memzero(&d, sizeof(peakcache_http_decision));
+
+    rc = peakcache_http_revalidate(ctx->policy, sent, ctx->revalidate, head,
+                                   ctx->request_time, ngx_http_peakcache_now(),
+                                   &d);
+
+    if (rc == PEAKCACHE_ERR_VALIDATOR_MISMATCH) {
+        /* another version: a later lookup fetches it unconditionally */
+        ngx_http_peakcache_give_back(r, ctx, "304 for another version");
+
+    } else if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "merging the 304 failed");
+        ngx_http_peakcache_give_back(r, ctx, "could not merge the 304");
+
+    } else if (d.reason != PEAKCACHE_HTTP_STORE) {
+        ngx_http_peakcache_not_stored(r, ctx, d.reason);
+
+    } else {
+        ctx->store = d.store;
+        ctx->ttl = d.ttl_ms;
+        ctx->swr = d.swr_ms;
+        ctx->sie = d.sie_ms;
+
+        if (peakcache_http_store_response(ctx->store, &ctx->resp)
+            != PEAKCACHE_OK)
+        {
+            ngx_http_peakcache_give_back(r, ctx,
+                                         "could not build the response");
+
+        } else {
+            ctx->status = NGX_HTTP_PEAKCACHE_REVALIDATED;
+            ngx_http_peakcache_commit(r, ctx);
+        }
+    }
+
+    if (!fill) {
+        return NGX_OK;
+    }
+
+    entry = NULL;
+
+    if (ctx->status != NGX_HTTP_PEAKCACHE_REVALIDATED
+        || peakcache_get(ctx->zone->cache, ctx->key.data, ctx->key.len, &entry)
+           != PEAKCACHE_OK)
+    {
+        entry = NULL;
+    }
+
+    if (entry == NULL
+        && peakcache_entry_clone(ctx->revalidate, &entry) != PEAKCACHE_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    ctx->stale = entry;
+    ctx->status = NGX_HTTP_PEAKCACHE_REVALIDATED;
+    ctx->outcome = PEAKCACHE_HTTP_REVALIDATED;
+    ctx->fwd_status = NGX_HTTP_NOT_MODIFIED;
+
+    /* just confirmed by the origin: no request directive asks for more */
+    ctx->policy = ctx->conf->frozen_policy;
+
+    return ngx_http_peakcache_swap(r, ctx);
+}
+
+
+/*
+ * The client is sent ctx->stale instead of the upstream's answer (a
+ * stale-if-error entry, or a renewed one): its headers now, its body by the
+ * body filter, which drops the upstream's.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
     size_t           len;
     ngx_int_t        rc;
+    ngx_uint_t       status;
     ngx_list_t       trailers;
     const uint8_t   *body;
 
-    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "peakcache: origin failed (%ui), serving a stale \"%V\"",
-                  status, &ctx->key);
+    status = r->headers_out.status;
 
     trailers = r->headers_out.trailers;
     ngx_memzero(&r->headers_out, sizeof(ngx_http_headers_out_t));
@@ -2123,10 +2558,6 @@ ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     r->headers_out.last_modified_time = -1;
     r->err_status = 0;
 
-    ctx->status = NGX_HTTP_PEAKCACHE_STALE;
-    ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
-    ctx->fwd_status = status;
-
     rc = ngx_http_peakcache_answer(r, ctx, ctx->stale, NGX_MAX_SIZE_T_VALUE);
 
     if (rc == NGX_ERROR) {
@@ -2134,7 +2565,7 @@ ngx_http_peakcache_swap(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     }
 
     if (rc == NGX_DECLINED) {
-        /* nothing else to send: the client gets a bare error */
+        /* nothing else to send: the client gets the bare upstream status */
         r->headers_out.status = status;
         r->headers_out.content_length_n = 0;
         r->header_only = 1;
@@ -2163,9 +2594,9 @@ ngx_http_peakcache_url_key(ngx_http_request_t *r,
     ngx_http_peakcache_loc_conf_t *plcf, ngx_str_t *url, ngx_str_t *key)
 {
     u_char                  *p, *last;
+    ngx_str_t                authority;
     peakcache_buf           *buf;
     peakcache_result         rc;
-    peakcache_http_header    host;
     peakcache_http_request   req;
 
     ngx_memzero(&req, sizeof(peakcache_http_request));
@@ -2202,18 +2633,22 @@ ngx_http_peakcache_url_key(ngx_http_request_t *r,
         req.path.len = last - p;
 
     } else {
-        /* a path: the host of the purge request */
+        /* a path: on the purge request's own scheme and authority */
         req.path.data = url->data;
         req.path.len = url->len;
 
-        if (r->headers_in.host) {
-            host.name = (const uint8_t *) "host";
-            host.name_len = 4;
-            host.value = r->headers_in.host->value.data;
-            host.value_len = r->headers_in.host->value.len;
-            req.headers = &host;
-            req.nheaders = 1;
+#if (NGX_HTTP_SSL)
+        if (r->connection->ssl) {
+            ngx_str_set(&req.scheme, "https");
         }
+#endif
+
+        if (ngx_http_peakcache_authority(r, &authority) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        req.authority.data = authority.data;
+        req.authority.len = authority.len;
     }
 
     buf = NULL;
@@ -2235,17 +2670,27 @@ ngx_http_peakcache_policy_cleanup(void *data)
 }
 
 
-static ngx_int_t
-ngx_http_peakcache_create_policy(ngx_conf_t *cf,
-    ngx_http_peakcache_loc_conf_t *conf)
-{
-    peakcache_result        rc;
-    ngx_pool_cleanup_t     *cln;
-    peakcache_http_config   hcf;
+/*
+ * The location's HTTP policy and, when it honours request directives, its
+ * twin that ignores them, used while the zone is frozen.  A location whose
+ * settings are its parent's shares the parent's.
+ */
 
-    cln = ngx_pool_cleanup_add(cf->pool, 0);
-    if (cln == NULL) {
-        return NGX_ERROR;
+static ngx_int_t
+ngx_http_peakcache_create_policies(ngx_conf_t *cf,
+    ngx_http_peakcache_loc_conf_t *prev, ngx_http_peakcache_loc_conf_t *conf)
+{
+    peakcache_http_config  hcf;
+
+    if (prev->policy
+        && prev->default_ttl == conf->default_ttl
+        && prev->default_swr == conf->default_swr
+        && prev->default_sie == conf->default_sie
+        && prev->honour_request_directives == conf->honour_request_directives)
+    {
+        conf->policy = prev->policy;
+        conf->frozen_policy = prev->frozen_policy;
+        return NGX_OK;
     }
 
     (void) peakcache_http_config_default(&hcf);
@@ -2254,17 +2699,50 @@ ngx_http_peakcache_create_policy(ngx_conf_t *cf,
     hcf.default_swr_ms = conf->default_swr;
     hcf.default_sie_ms = conf->default_sie;
 
-    rc = peakcache_http_policy_new(&hcf, &conf->policy);
-    if (rc != PEAKCACHE_OK) {
-        ngx_http_peakcache_log_error(NGX_LOG_EMERG, cf->log, rc,
-                                     "creating the HTTP policy failed");
+    conf->frozen_policy = ngx_http_peakcache_policy(cf, &hcf);
+    if (conf->frozen_policy == NULL) {
         return NGX_ERROR;
     }
 
-    cln->handler = ngx_http_peakcache_policy_cleanup;
-    cln->data = conf->policy;
+    if (!conf->honour_request_directives) {
+        conf->policy = conf->frozen_policy;
+        return NGX_OK;
+    }
+
+    hcf.honour_request_directives = true;
+
+    conf->policy = ngx_http_peakcache_policy(cf, &hcf);
+    if (conf->policy == NULL) {
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
+}
+
+
+static peakcache_http_policy *
+ngx_http_peakcache_policy(ngx_conf_t *cf, peakcache_http_config *hcf)
+{
+    peakcache_result        rc;
+    ngx_pool_cleanup_t     *cln;
+    peakcache_http_policy  *policy;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+
+    rc = peakcache_http_policy_new(hcf, &policy);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_EMERG, cf->log, rc,
+                                     "creating the HTTP policy failed");
+        return NULL;
+    }
+
+    cln->handler = ngx_http_peakcache_policy_cleanup;
+    cln->data = policy;
+
+    return policy;
 }
 
 
@@ -2293,6 +2771,7 @@ ngx_http_peakcache_get_ctx(ngx_http_request_t *r)
 
             if (ctx->request == r) {
                 ngx_http_set_ctx(r, ctx, ngx_http_peakcache_module);
+                ctx->redirected = 1;
                 return ctx;
             }
         }
@@ -2322,6 +2801,7 @@ ngx_http_peakcache_create_ctx(ngx_http_request_t *r,
     ctx->request = r;
     ctx->zone = zone;
     ctx->conf = plcf;
+    ctx->policy = plcf->policy;
 
     cln->handler = ngx_http_peakcache_cleanup;
     cln->data = ctx;
@@ -2807,11 +3287,91 @@ ngx_http_peakcache_send_entry(ngx_http_request_t *r,
 /* the HTTP layer: key and store decision */
 
 /*
- * The key is a function of the request target alone (the scheme, the Host
- * header or the server name, the method class and the target as received):
- * each worker keeps the keys it computed, so a hit asks the HTTP layer for
- * nothing.  Requests with the operator's peakcache_key are not memoized.
+ * The authority a request is keyed by: the host nginx routed it by
+ * (headers_in.server: the request line's host for an absolute target, else
+ * the Host field's, lowercased, without a trailing dot) with the port that
+ * came with it.  A Host field that disagrees with an absolute target names
+ * what was not served, so it is not what is keyed.
  */
+
+static ngx_int_t
+ngx_http_peakcache_authority(ngx_http_request_t *r, ngx_str_t *authority)
+{
+    u_char     *p, *last;
+    ngx_str_t   port, *host, *server;
+
+    server = &r->headers_in.server;
+    host = r->headers_in.host ? &r->headers_in.host->value : NULL;
+    ngx_str_null(&port);
+
+    if (r->host_end) {
+        host = NULL;
+
+        if (r->port_end) {
+            port.data = r->host_end + 1;
+            port.len = r->port_end - port.data;
+        }
+
+    } else if (host) {
+        p = host->data;
+        last = host->data + host->len;
+
+        if (p < last && *p == '[') {
+            p = ngx_strlchr(p, last, ']');
+        }
+
+        p = p ? ngx_strlchr(p, last, ':') : NULL;
+
+        if (p) {
+            port.data = p + 1;
+            port.len = last - port.data;
+        }
+    }
+
+    if (port.len == 0) {
+        *authority = *server;
+        return NGX_OK;
+    }
+
+    if (host
+        && host->len == server->len + 1 + port.len
+        && ngx_strncmp(host->data, server->data, server->len) == 0)
+    {
+        /* the usual case: the Host field is already "host:port" */
+        *authority = *host;
+        return NGX_OK;
+    }
+
+    authority->len = server->len + 1 + port.len;
+    authority->data = ngx_pnalloc(r->pool, authority->len);
+    if (authority->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    ngx_sprintf(authority->data, "%V:%V", server, &port);
+
+    return NGX_OK;
+}
+
+
+/*
+ * A request the HTTP layer keys by its target alone (the scheme, the
+ * authority, the method class and the target as received): one without
+ * Authorization (such a request has no key), under a policy that ignores
+ * request directives (else Cache-Control: no-store has none either), without
+ * the operator's peakcache_key.  Each worker keeps the keys it computed for
+ * those, so a hit asks the HTTP layer for nothing.
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_keyed_by_target(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    return ctx->conf->key == NULL
+           && r->headers_in.authorization == NULL
+           && ctx->policy == ctx->conf->frozen_policy;
+}
+
 
 static ngx_int_t
 ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
@@ -2820,58 +3380,51 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     size_t                           size;
     uint32_t                         hash;
     ngx_str_t                       *host;
-    ngx_uint_t                       flags, slot;
+    ngx_uint_t                       https, memo, slot;
     peakcache_buf                   *buf;
     peakcache_result                 rc;
     ngx_http_peakcache_key_memo_t   *k;
 
-    host = NULL;
-    hash = 0;
-    flags = 0;
-    slot = 0;
+    if (ngx_http_peakcache_authority(r, &ctx->authority) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
-    if (ctx->conf->key == NULL) {
-
-        if (r->headers_in.host) {
-            host = &r->headers_in.host->value;
-            flags |= 2;
-
-        } else {
-            host = &r->headers_in.server;
-        }
+    host = &ctx->authority;
+    https = 0;
 
 #if (NGX_HTTP_SSL)
-        if (r->connection->ssl) {
-            flags |= 1;
-        }
+    if (r->connection->ssl) {
+        https = 1;
+    }
 #endif
 
-        hash = ngx_murmur_hash2(r->unparsed_uri.data, r->unparsed_uri.len)
-               ^ (ngx_murmur_hash2(host->data, host->len) * 0x9e3779b1)
-               ^ (uint32_t) flags;
+    hash = ngx_murmur_hash2(r->unparsed_uri.data, r->unparsed_uri.len)
+           ^ (ngx_murmur_hash2(host->data, host->len) * 0x9e3779b1)
+           ^ (uint32_t) https;
 
-        slot = hash & (NGX_HTTP_PEAKCACHE_KEY_SLOTS - 1);
-        k = ngx_http_peakcache_keys[slot];
+    slot = hash & (NGX_HTTP_PEAKCACHE_KEY_SLOTS - 1);
+    memo = ngx_http_peakcache_keyed_by_target(r, ctx);
+    k = ngx_http_peakcache_keys[slot];
 
-        if (k
-            && k->hash == hash
-            && k->flags == flags
-            && k->policy == ctx->conf->policy
-            && k->uri.len == r->unparsed_uri.len
-            && k->host.len == host->len
-            && ngx_memcmp(k->uri.data, r->unparsed_uri.data, k->uri.len) == 0
-            && ngx_memcmp(k->host.data, host->data, k->host.len) == 0)
-        {
-            ctx->key.data = ngx_pnalloc(r->pool, k->key.len);
-            if (ctx->key.data == NULL) {
-                return NGX_ERROR;
-            }
-
-            ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
-            ctx->key.len = k->key.len;
-
-            return NGX_OK;
+    if (memo
+        && k
+        && k->hash == hash
+        && k->https == https
+        && k->policy == ctx->policy
+        && k->uri.len == r->unparsed_uri.len
+        && k->host.len == host->len
+        && ngx_memcmp(k->uri.data, r->unparsed_uri.data, k->uri.len) == 0
+        && ngx_memcmp(k->host.data, host->data, k->host.len) == 0)
+    {
+        ctx->key.data = ngx_pnalloc(r->pool, k->key.len);
+        if (ctx->key.data == NULL) {
+            return NGX_ERROR;
         }
+
+        ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
+        ctx->key.len = k->key.len;
+
+        return NGX_OK;
     }
 
     if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
@@ -2879,7 +3432,7 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     }
 
     buf = NULL;
-    rc = peakcache_http_key(ctx->conf->policy, &ctx->req, &buf);
+    rc = peakcache_http_key(ctx->policy, &ctx->req, &buf);
 
     if (rc == PEAKCACHE_ERR_NOT_CACHEABLE || rc == PEAKCACHE_ERR_MALFORMED) {
         ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
@@ -2910,7 +3463,7 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
     size = host->len + r->unparsed_uri.len + ctx->key.len;
 
-    if (size > NGX_HTTP_PEAKCACHE_KEY_MAX) {
+    if (!memo || size > NGX_HTTP_PEAKCACHE_KEY_MAX) {
         return NGX_OK;
     }
 
@@ -2922,9 +3475,9 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
     p = (u_char *) (k + 1);
 
-    k->policy = ctx->conf->policy;
+    k->policy = ctx->policy;
     k->hash = hash;
-    k->flags = flags;
+    k->https = https;
     k->host.data = p;
     k->host.len = host->len;
     p = ngx_cpymem(p, host->data, host->len);
@@ -2973,6 +3526,61 @@ ngx_http_peakcache_origin_failed(ngx_http_request_t *r)
 
 /* the response as it leaves the upstream, before gzip, SSI and add_header */
 
+
+/*
+ * A response the HTTP layer does not store.  Only the response's own reasons
+ * may make the key pass through for a while (hit-for-pass); a reason found in
+ * this one visitor's request leaves the entry, its refresh ticket and its
+ * waiters as they were.
+ */
+
+static void
+ngx_http_peakcache_not_stored(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, uint32_t reason)
+{
+    if (peakcache_http_dont_store_cause(reason) == PEAKCACHE_HTTP_CAUSE_REQUEST)
+    {
+        ngx_http_peakcache_give_back(r, ctx,
+                                     peakcache_http_dont_store_str(reason));
+        return;
+    }
+
+    ngx_http_peakcache_give_up(r, ctx, peakcache_http_dont_store_str(reason));
+}
+
+
+/* the tickets given back untouched: a waiter, or the next lookup, fills */
+
+static void
+ngx_http_peakcache_give_back(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, const char *reason)
+{
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "peakcache: \"%V\" not stored: %s", &ctx->key, reason);
+
+    if (ctx->fill) {
+        peakcache_fill_abandon(ctx->fill);
+        ctx->fill = NULL;
+    }
+
+    if (ctx->marker) {
+        peakcache_fill_abandon(ctx->marker);
+        ctx->marker = NULL;
+    }
+
+    if (ctx->refresh) {
+        peakcache_refresh_abandon(ctx->refresh);
+        ctx->refresh = NULL;
+    }
+
+    peakcache_http_store_free(ctx->store);
+    ctx->store = NULL;
+
+    ngx_http_peakcache_fill_done(ctx);
+}
+
+
+/* the key passes through for peakcache_pass_hold (hit-for-pass) */
 
 static void
 ngx_http_peakcache_give_up(ngx_http_request_t *r,
@@ -3111,6 +3719,57 @@ ngx_http_peakcache_commit(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 }
 
 
+/*
+ * An unsafe request answered without an error (RFC 9111 section 4.4): its
+ * target, and the same-origin Location and Content-Location of the answer,
+ * are removed with every variant (each is tagged with its primary key).
+ */
+
+static void
+ngx_http_peakcache_invalidate(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    size_t                         i, n;
+    ngx_uint_t                     found;
+    peakcache_result               rc;
+    peakcache_http_keys           *keys;
+    const peakcache_bytes         *items;
+    peakcache_http_response_head   head;
+
+    if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK
+        || ngx_http_peakcache_response_view(r, &head) != NGX_OK)
+    {
+        return;
+    }
+
+    keys = NULL;
+
+    rc = peakcache_http_invalidations(ctx->policy, &ctx->req, &head, &keys);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
+                                     "no keys to invalidate");
+        return;
+    }
+
+    if (peakcache_http_keys_items(keys, &items, &n) == PEAKCACHE_OK) {
+
+        for (i = 0; i < n; i++) {
+            ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                           "peakcache invalidates \"%*s\"", items[i].len,
+                           items[i].data);
+
+            (void) ngx_http_peakcache_purge_one(ctx->zone,
+                                                NGX_HTTP_PEAKCACHE_PURGE_URL, 0,
+                                                (u_char *) items[i].data,
+                                                items[i].len, &found,
+                                                r->connection->log);
+        }
+    }
+
+    peakcache_http_keys_free(keys);
+}
+
+
 /* filters */
 
 static ngx_int_t
@@ -3146,13 +3805,6 @@ ngx_http_peakcache_header_filter(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
-    ngx_str_t                  value;
-    ngx_list_part_t           *part;
-    ngx_table_elt_t           *h;
-    peakcache_buf             *buf;
-    peakcache_result           rc;
-
     if (ctx == NULL || ctx->served || ctx->header_seen) {
         return ngx_http_next_header_filter(r);
     }
@@ -3168,13 +3820,36 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
         if (ctx->swap) {
             return ngx_http_next_header_filter(r);
         }
+
+        if (ngx_http_peakcache_defer(r, ctx)) {
+            return NGX_OK;
+        }
     }
 
     if (r != r->main || ctx->outcome == 0) {
         return ngx_http_next_header_filter(r);
     }
 
-    /* a forwarded response: without this cache's own fields, with its status */
+    if (ctx->outcome == PEAKCACHE_HTTP_METHOD) {
+        ngx_http_peakcache_invalidate(r, ctx);
+    }
+
+    return ngx_http_peakcache_forwarded(r, ctx);
+}
+
+
+/* a forwarded response: without this cache's own fields, with its status */
+
+static ngx_int_t
+ngx_http_peakcache_forwarded(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_uint_t                 i;
+    ngx_str_t                  value;
+    ngx_list_part_t           *part;
+    ngx_table_elt_t           *h;
+    peakcache_buf             *buf;
+    peakcache_result           rc;
 
     part = &r->headers_out.headers.part;
     h = part->elts;
@@ -3192,7 +3867,7 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
         }
 
         if (h[i].hash
-            && !peakcache_http_forward_field(ctx->conf->policy, h[i].key.data,
+            && !peakcache_http_forward_field(ctx->policy, h[i].key.data,
                                              h[i].key.len))
         {
             h[i].hash = 0;
@@ -3200,7 +3875,7 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     }
 
     buf = NULL;
-    rc = peakcache_http_cache_status(ctx->conf->policy, (uint32_t) ctx->outcome,
+    rc = peakcache_http_cache_status(ctx->policy, (uint32_t) ctx->outcome,
                                      (uint16_t) r->headers_out.status,
                                      ctx->stored ? true : false, NULL,
                                      ngx_http_peakcache_now(), &buf);
@@ -3230,20 +3905,183 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 }
 
 
+/*
+ * A client whose own If-None-Match / If-Modified-Since were left out of the
+ * fill is answered from the stored page by the HTTP layer (a 304 when they
+ * hold): its head waits until the page is stored, and the page is kept for it
+ * meanwhile (up to peakcache_max_object_size, beyond which it would not be
+ * stored anyway), should it not be stored after all.
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_defer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    if (!ctx->capture || !ctx->conditional || r != r->main
+        || r->headers_out.content_length_n > (off_t) ctx->conf->max_object_size)
+    {
+        return 0;
+    }
+
+    ctx->defer = 1;
+    ctx->held = NULL;
+    ctx->held_last = &ctx->held;
+    ctx->held_size = 0;
+
+    return 1;
+}
+
+
+/* a copy of what the upstream sent, for a deferred client */
+
+static ngx_int_t
+ngx_http_peakcache_hold_body(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, ngx_buf_t *b)
+{
+    size_t        size;
+    ngx_buf_t    *copy;
+    ngx_chain_t  *cl;
+
+    size = b->last - b->pos;
+
+    if (size == 0 || ctx->head) {
+        return NGX_OK;
+    }
+
+    copy = ngx_create_temp_buf(r->pool, size);
+    if (copy == NULL) {
+        return NGX_ERROR;
+    }
+
+    copy->last = ngx_cpymem(copy->pos, b->pos, size);
+
+    cl = ngx_alloc_chain_link(r->pool);
+    if (cl == NULL) {
+        return NGX_ERROR;
+    }
+
+    cl->buf = copy;
+    cl->next = NULL;
+
+    *ctx->held_last = cl;
+    ctx->held_last = &cl->next;
+    ctx->held_size += size;
+
+    return NGX_OK;
+}
+
+
+/*
+ * The deferred head, and the page: at the end, the stored one, else the page as
+ * the origin sent it; before the end (it grew past what could be stored), the
+ * origin's head and what came of the page so far, and the rest as it comes.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_send_deferred(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, ngx_uint_t last)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    peakcache_entry  *entry;
+
+    ctx->defer = 0;
+    entry = NULL;
+
+    if (last
+        && peakcache_get(ctx->zone->cache, ctx->key.data, ctx->key.len, &entry)
+           == PEAKCACHE_OK
+        && entry)
+    {
+        ctx->stale = entry;
+        ctx->fwd_status = r->headers_out.status;
+
+        if (ngx_http_peakcache_swap(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+
+        rc = ngx_http_next_header_filter(r);
+
+        if (rc == NGX_ERROR || rc > NGX_OK) {
+            return rc;
+        }
+
+        return ngx_http_peakcache_send_swapped(r, ctx);
+    }
+
+    rc = ngx_http_peakcache_forwarded(r, ctx);
+
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only || ctx->head) {
+        return rc;
+    }
+
+    if (last) {
+        /* what follows from the upstream is consumed, as after a swap */
+        ctx->swap = 1;
+        ctx->swap_sent = 1;
+
+        b = ngx_calloc_buf(r->pool);
+        if (b == NULL) {
+            return NGX_ERROR;
+        }
+
+        b->last_buf = 1;
+        b->last_in_chain = 1;
+
+        out.buf = b;
+        out.next = NULL;
+        *ctx->held_last = &out;
+    }
+
+    return ngx_http_next_body_filter(r, ctx->held);
+}
+
+
+/* the body of the entry swapped in (ctx->stale), once */
+
+static ngx_int_t
+ngx_http_peakcache_send_swapped(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_chain_t  *out;
+
+    ctx->swap_sent = 1;
+
+    out = ngx_http_peakcache_entry_body(r, ctx->stale);
+    if (out == NULL) {
+        return NGX_ERROR;
+    }
+
+    if (ngx_http_peakcache_hold(r, ctx->stale, NULL) != NGX_OK) {
+        ctx->stale = NULL;
+        return NGX_ERROR;
+    }
+
+    ctx->stale = NULL;
+
+    if (r->header_only || ctx->head) {
+        return NGX_OK;
+    }
+
+    return ngx_http_next_body_filter(r, out);
+}
+
+
 static ngx_int_t
 ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     size_t                     size;
     ngx_buf_t                 *b;
     ngx_uint_t                 last;
-    ngx_chain_t               *cl, *out;
+    ngx_chain_t               *cl;
     peakcache_result           rc;
     ngx_http_peakcache_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
 
     if (ctx == NULL || in == NULL
-        || (!ctx->capture && !ctx->swap && !ctx->background && !ctx->head))
+        || (!ctx->capture && !ctx->swap && !ctx->background && !ctx->head
+            && !ctx->defer))
     {
         return ngx_http_next_body_filter(r, in);
     }
@@ -3255,6 +4093,13 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
         if (b->last_buf || (r != r->main && b->last_in_chain)) {
             last = 1;
+        }
+
+        if (ctx->defer
+            && ngx_buf_in_memory(b)
+            && ngx_http_peakcache_hold_body(r, ctx, b) != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         if (!ctx->capture || ngx_buf_special(b)) {
@@ -3288,6 +4133,21 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         ngx_http_peakcache_commit(r, ctx);
     }
 
+    if (ctx->defer) {
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        if (last || !ctx->capture) {
+            /* the end, or more than will be stored: the client waits no more */
+            return ngx_http_peakcache_send_deferred(r, ctx, last);
+        }
+
+        return NGX_OK;
+    }
+
     if (ctx->swap || ctx->background || ctx->head) {
 
         /* what goes nowhere is consumed, so the upstream reuses its buffers */
@@ -3298,25 +4158,7 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         }
 
         if (ctx->swap && !ctx->swap_sent) {
-            ctx->swap_sent = 1;
-
-            out = ngx_http_peakcache_entry_body(r, ctx->stale);
-            if (out == NULL) {
-                return NGX_ERROR;
-            }
-
-            if (ngx_http_peakcache_hold(r, ctx->stale, NULL) != NGX_OK) {
-                ctx->stale = NULL;
-                return NGX_ERROR;
-            }
-
-            ctx->stale = NULL;
-
-            if (r->header_only || ctx->head) {
-                return NGX_OK;
-            }
-
-            return ngx_http_next_body_filter(r, out);
+            return ngx_http_peakcache_send_swapped(r, ctx);
         }
 
         return NGX_OK;
@@ -3346,6 +4188,7 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
     static u_char     usage[] =
         "usage: ?url=<url or /path> | ?tag=<tag> | ?key=<key> | "
         "Surrogate-Key: <tags>; add &soft=1 for a soft purge" CRLF;
+    static u_char     methods[] = "purge with PURGE or POST" CRLF;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_peakcache_module);
     zone = plcf->purge;
@@ -3353,6 +4196,28 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
     rc = ngx_http_discard_request_body(r);
     if (rc != NGX_OK) {
         return rc;
+    }
+
+    if (r->method != NGX_HTTP_POST
+        && (r->method_name.len != sizeof("PURGE") - 1
+            || ngx_strncmp(r->method_name.data, "PURGE", 5) != 0))
+    {
+        /* never a GET: a page's image or link in a browser must not purge */
+
+        h = ngx_list_push(&r->headers_out.headers);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        h->hash = 1;
+#if (nginx_version >= 1023000)
+        h->next = NULL;
+#endif
+        ngx_str_set(&h->key, "Allow");
+        ngx_str_set(&h->value, "PURGE, POST");
+
+        return ngx_http_peakcache_send_text(r, NGX_HTTP_NOT_ALLOWED, &text,
+                                            methods, sizeof(methods) - 1);
     }
 
     soft = (ngx_http_arg(r, (u_char *) "soft", 4, &arg) == NGX_OK
@@ -3381,17 +4246,15 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
+        /*
+         * Decoded once: "%2B" is "+", and "+" stays "+" (a URL's "+" is no
+         * space, and a key keeps its target's bytes as received).
+         */
+
         what.data = p;
         start = arg.data;
         ngx_unescape_uri(&p, &start, arg.len, 0);
         what.len = p - what.data;
-
-        /* a "+" in a query component is a space */
-        for (i = 0; i < what.len; i++) {
-            if (what.data[i] == '+') {
-                what.data[i] = ' ';
-            }
-        }
     }
 
     if (type == NGX_HTTP_PEAKCACHE_PURGE_KEY
@@ -3446,9 +4309,6 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    /* apply what other workers published first, then publish ours */
-    ngx_http_peakcache_purge_apply(zone, r->connection->log);
-
     found = 0;
     any = 0;
     p = what.data;
@@ -3476,21 +4336,6 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
 
         if (len == 0) {
             continue;
-        }
-
-        if (len > NGX_HTTP_PEAKCACHE_PURGE_LEN) {
-            return ngx_http_peakcache_send_text(r, NGX_HTTP_BAD_REQUEST,
-                                                &text, (u_char *) "too long"
-                                                CRLF, sizeof("too long") + 1);
-        }
-
-        arg.data = start;
-        arg.len = len;
-
-        if (ngx_http_peakcache_purge_publish(r, zone, type, soft, &arg)
-            != NGX_OK)
-        {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
 
         if (ngx_http_peakcache_purge_one(zone, type, soft, start, len, &found,
@@ -3569,8 +4414,6 @@ ngx_http_peakcache_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    ngx_http_peakcache_purge_apply(zone, r->connection->log);
-
     buf = NULL;
 
     if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK
@@ -3596,7 +4439,7 @@ ngx_http_peakcache_status_handler(ngx_http_request_t *r)
 
     /* the bytes are copied: the buffer is the library's */
 
-    if (type == &json && zone->shared) {
+    if (type == &json) {
         rc = ngx_http_peakcache_status_region(r, zone, data, len);
 
     } else {
@@ -3699,111 +4542,6 @@ ngx_http_peakcache_send_text(ngx_http_request_t *r, ngx_uint_t status,
 }
 
 
-/*
- * Purges reach every worker: each purge is appended to a small log in
- * shared memory, and each worker applies what it has not applied yet
- * before its next lookup.  A worker that fell behind by more than the log
- * holds clears its cache.
- */
-
-static ngx_int_t
-ngx_http_peakcache_purge_publish(ngx_http_request_t *r,
-    ngx_http_peakcache_zone_t *zone, ngx_uint_t type, ngx_uint_t soft,
-    ngx_str_t *what)
-{
-    ngx_uint_t                       seq;
-    ngx_http_peakcache_purge_rec_t  *rec;
-
-    if (zone->purge_log == NULL) {
-        return NGX_OK;
-    }
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    seq = zone->purge_log->seq + 1;
-    rec = &zone->purge_log->rec[seq % NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
-
-    rec->seq = seq;
-    rec->type = type;
-    rec->soft = soft;
-    rec->len = what->len;
-    ngx_memcpy(rec->data, what->data, what->len);
-
-    ngx_memory_barrier();
-    zone->purge_log->seq = seq;
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-
-    /* this worker applies it now, and need not again */
-    if (zone->purge_seq == seq - 1) {
-        zone->purge_seq = seq;
-    }
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_peakcache_purge_apply(ngx_http_peakcache_zone_t *zone, ngx_log_t *log)
-{
-    size_t                           len;
-    ngx_uint_t                       seq, type, soft, found;
-    peakcache_result                 rc;
-    ngx_http_peakcache_purge_rec_t  *rec;
-    u_char                           data[NGX_HTTP_PEAKCACHE_PURGE_LEN];
-
-    if (zone->purge_log == NULL
-        || zone->purge_log->seq == zone->purge_seq
-        || zone->cache == NULL)
-    {
-        return;
-    }
-
-    ngx_shmtx_lock(&zone->shpool->mutex);
-
-    if (zone->purge_log->seq - zone->purge_seq
-        >= NGX_HTTP_PEAKCACHE_PURGE_SLOTS)
-    {
-        zone->purge_seq = zone->purge_log->seq;
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        ngx_log_error(NGX_LOG_WARN, log, 0,
-                      "peakcache: too many purges to replay in \"%V\", "
-                      "clearing this worker's cache", &zone->name);
-
-        rc = peakcache_clear(zone->cache);
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_log_error(NGX_LOG_ERR, log, rc,
-                                         "clearing the cache failed");
-        }
-
-        return;
-    }
-
-    while (zone->purge_seq != zone->purge_log->seq) {
-        seq = zone->purge_seq + 1;
-        rec = &zone->purge_log->rec[seq % NGX_HTTP_PEAKCACHE_PURGE_SLOTS];
-
-        type = rec->type;
-        soft = rec->soft;
-        len = rec->len;
-        ngx_memcpy(data, rec->data, len);
-
-        zone->purge_seq = seq;
-
-        /* the library is not called with the shared lock held */
-        ngx_shmtx_unlock(&zone->shpool->mutex);
-
-        (void) ngx_http_peakcache_purge_one(zone, type, soft, data, len,
-                                            &found, log);
-
-        ngx_shmtx_lock(&zone->shpool->mutex);
-    }
-
-    ngx_shmtx_unlock(&zone->shpool->mutex);
-}
-
-
 static ngx_int_t
 ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone, ngx_uint_t type,
     ngx_uint_t soft, u_char *data, size_t len, ngx_uint_t *found,
@@ -3824,7 +4562,7 @@ ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone, ngx_uint_t type,
         rc = peakcache_purge_tag(zone->cache, data, len, soft ? true : false);
         break;
 
-    case NGX_HTTP_PEAKCACHE_PURGE_URL:
+    default: /* NGX_HTTP_PEAKCACHE_PURGE_URL: the key and its variants */
         rc = peakcache_purge(zone->cache, data, len, soft ? true : false, &f);
 
         if (rc == PEAKCACHE_OK) {
@@ -3832,10 +4570,6 @@ ngx_http_peakcache_purge_one(ngx_http_peakcache_zone_t *zone, ngx_uint_t type,
                                      soft ? true : false);
         }
 
-        break;
-
-    default:
-        rc = peakcache_clear(zone->cache);
         break;
     }
 
@@ -3927,6 +4661,8 @@ static ngx_int_t
 ngx_http_peakcache_key_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
+    u_char                    *p;
+    size_t                     i;
     ngx_http_peakcache_ctx_t  *ctx;
 
     ctx = ngx_http_peakcache_get_ctx(r);
@@ -3936,13 +4672,92 @@ ngx_http_peakcache_key_variable(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    /*
+     * A variant's key holds control bytes (a NUL before its Vary part, a
+     * newline between fields): shown as spaces, so the value is safe in a
+     * header or a log.
+     */
+
+    v->data = ngx_pnalloc(r->pool, ctx->key.len);
+    if (v->data == NULL) {
+        return NGX_ERROR;
+    }
+
+    v->len = ctx->key.len;
+
+    for (p = v->data, i = 0; i < ctx->key.len; i++) {
+        *p++ = ctx->key.data[i] < 0x20 ? ' ' : ctx->key.data[i];
+    }
+
     v->valid = 1;
     v->no_cacheable = 1;
     v->not_found = 0;
-    v->len = ctx->key.len;
-    v->data = ctx->key.data;
 
     return NGX_OK;
+}
+
+
+/*
+ * $request_method is the main request's method: fastcgi_params sends it as
+ * REQUEST_METHOD, so a refresh started by a HEAD would ask PHP for a HEAD,
+ * and PHP's empty answer would be stored.  In a refresh it is the method the
+ * refresh is sent with (GET); everywhere else nginx's own.  It is a
+ * non-cacheable variable: every consumer (fastcgi_param, the access log)
+ * evaluates it for the request at hand.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_request_method_variable(ngx_http_request_t *r,
+    ngx_http_variable_value_t *v, uintptr_t data)
+{
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
+
+    if (ctx == NULL || !ctx->background) {
+        return ngx_http_peakcache_request_method(r, v, data);
+    }
+
+    v->len = r->method_name.len;
+    v->data = r->method_name.data;
+    v->valid = 1;
+    v->no_cacheable = 1;
+    v->not_found = 0;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_wrap_request_method(ngx_conf_t *cf)
+{
+    ngx_uint_t                  i;
+    ngx_hash_key_t             *key;
+    ngx_http_variable_t        *v;
+    ngx_http_core_main_conf_t  *cmcf;
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    key = cmcf->variables_keys->keys.elts;
+
+    for (i = 0; i < cmcf->variables_keys->keys.nelts; i++) {
+
+        if (key[i].key.len != sizeof("request_method") - 1
+            || ngx_strncmp(key[i].key.data, "request_method",
+                           key[i].key.len) != 0)
+        {
+            continue;
+        }
+
+        v = key[i].value;
+
+        if (v->get_handler != ngx_http_peakcache_request_method_variable) {
+            ngx_http_peakcache_request_method = v->get_handler;
+            v->get_handler = ngx_http_peakcache_request_method_variable;
+        }
+
+        return;
+    }
 }
 
 
@@ -4039,6 +4854,7 @@ ngx_http_peakcache_create_loc_conf(ngx_conf_t *cf)
     conf->pass_hold = NGX_CONF_UNSET_MSEC;
     conf->max_object_size = NGX_CONF_UNSET_SIZE;
     conf->origin_concurrency = NGX_CONF_UNSET_UINT;
+    conf->honour_request_directives = NGX_CONF_UNSET;
 
     return conf;
 }
@@ -4063,17 +4879,13 @@ ngx_http_peakcache_merge_loc_conf(ngx_conf_t *cf, void *parent, void *child)
                               1024 * 1024);
     ngx_conf_merge_uint_value(conf->origin_concurrency,
                               prev->origin_concurrency, 0);
+    ngx_conf_merge_value(conf->honour_request_directives,
+                         prev->honour_request_directives, 0);
 
-    if (conf->zone || conf->purge) {
-        if (prev->policy
-            && prev->default_swr == conf->default_swr
-            && prev->default_sie == conf->default_sie)
-        {
-            conf->policy = prev->policy;
-
-        } else if (ngx_http_peakcache_create_policy(cf, conf) != NGX_OK) {
-            return NGX_CONF_ERROR;
-        }
+    if ((conf->zone || conf->purge)
+        && ngx_http_peakcache_create_policies(cf, prev, conf) != NGX_OK)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (conf->zone) {
@@ -4139,11 +4951,20 @@ ngx_http_peakcache_zone_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t define)
 }
 
 
+/*
+ * peakcache_zone NAME size=N [path=FILE|off]: one cache for every worker, in
+ * a shared memory region made in postconfiguration.  The default file,
+ * /dev/shm/peakcache-NAME, is kept across reloads and restarts (until
+ * reboot); "path=off" is an anonymous mapping, empty again on every reload.
+ * "shared", the keyword of the time zones were per worker by default, is
+ * still accepted and changes nothing.
+ */
+
 static char *
 ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     ssize_t                     size;
-    ngx_str_t                  *value, s, shm_name, path;
+    ngx_str_t                  *value, s, path;
     ngx_uint_t                  i;
     ngx_http_peakcache_zone_t  *zone;
 
@@ -4176,7 +4997,6 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         }
 
         if (ngx_strcmp(value[i].data, "shared") == 0) {
-            zone->shared = 1;
             continue;
         }
 
@@ -4205,103 +5025,27 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
-    if (path.len && !zone->shared) {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "\"path\" needs the \"shared\" parameter");
-        return NGX_CONF_ERROR;
-    }
-
     zone->size = size;
     zone->file = cf->conf_file->file.name.data;
     zone->line = cf->conf_file->line;
 
-    if (zone->shared) {
-        /*
-         * One cache in a shared region, made in postconfiguration: purges
-         * are global, no purge log.  "path=off": an anonymous mapping (gone
-         * on reload); default /dev/shm/peakcache-NAME (kept across reloads
-         * and restarts, until reboot).
-         */
+    if (path.len == 3 && ngx_strncmp(path.data, "off", 3) == 0) {
+        ngx_str_null(&zone->shm_path);
 
-        if (path.len == 3 && ngx_strncmp(path.data, "off", 3) == 0) {
-            ngx_str_null(&zone->shm_path);
+    } else if (path.len) {
+        zone->shm_path = path;
 
-        } else if (path.len) {
-            zone->shm_path = path;
-
-        } else {
-            zone->shm_path.len = sizeof("/dev/shm/peakcache-") - 1
-                                 + zone->name.len;
-            zone->shm_path.data = ngx_pnalloc(cf->pool, zone->shm_path.len);
-            if (zone->shm_path.data == NULL) {
-                return NGX_CONF_ERROR;
-            }
-
-            ngx_sprintf(zone->shm_path.data, "/dev/shm/peakcache-%V",
-                        &zone->name);
+    } else {
+        zone->shm_path.len = sizeof("/dev/shm/peakcache-") - 1 + zone->name.len;
+        zone->shm_path.data = ngx_pnalloc(cf->pool, zone->shm_path.len);
+        if (zone->shm_path.data == NULL) {
+            return NGX_CONF_ERROR;
         }
 
-        return NGX_CONF_OK;
+        ngx_sprintf(zone->shm_path.data, "/dev/shm/peakcache-%V", &zone->name);
     }
-
-    /* the purge log every worker reads */
-
-    shm_name.len = sizeof("peakcache_purge:") - 1 + zone->name.len;
-    shm_name.data = ngx_pnalloc(cf->pool, shm_name.len);
-    if (shm_name.data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    ngx_sprintf(shm_name.data, "peakcache_purge:%V", &zone->name);
-
-    zone->shm_zone = ngx_shared_memory_add(cf, &shm_name,
-                                   sizeof(ngx_http_peakcache_purge_log_t)
-                                   + 64 * 1024,
-                                   &ngx_http_peakcache_module);
-    if (zone->shm_zone == NULL) {
-        return NGX_CONF_ERROR;
-    }
-
-    zone->shm_zone->init = ngx_http_peakcache_init_shm_zone;
-    zone->shm_zone->data = zone;
 
     return NGX_CONF_OK;
-}
-
-
-static ngx_int_t
-ngx_http_peakcache_init_shm_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_http_peakcache_zone_t *ozone = data;
-
-    ngx_slab_pool_t            *shpool;
-    ngx_http_peakcache_zone_t  *zone;
-
-    zone = shm_zone->data;
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    zone->shpool = shpool;
-
-    if (ozone) {
-        /* a reload keeps the log: workers of the new cycle start fresh */
-        zone->purge_log = ozone->purge_log;
-        return NGX_OK;
-    }
-
-    if (shm_zone->shm.exists) {
-        zone->purge_log = shpool->data;
-        return NGX_OK;
-    }
-
-    zone->purge_log = ngx_slab_calloc(shpool,
-                                      sizeof(ngx_http_peakcache_purge_log_t));
-    if (zone->purge_log == NULL) {
-        return NGX_ERROR;
-    }
-
-    shpool->data = zone->purge_log;
-
-    return NGX_OK;
 }
 
 
@@ -4405,11 +5149,13 @@ ngx_http_peakcache_init(ngx_conf_t *cf)
     ngx_http_next_body_filter = ngx_http_top_body_filter;
     ngx_http_top_body_filter = ngx_http_peakcache_body_filter;
 
+    ngx_http_peakcache_wrap_request_method(cf);
+
     return ngx_http_peakcache_open_shared(cf);
 }
 
 
-/* a zone's cache settings, on either backend */
+/* a zone's cache settings */
 
 static void
 ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
@@ -4425,12 +5171,10 @@ ngx_http_peakcache_zone_config(ngx_http_peakcache_zone_t *zone,
         cfg->max_object_bytes = zone->max_object_size + 64 * 1024;
     }
 
-    if (zone->shared) {
-        cfg->backend = PEAKCACHE_BACKEND_SHARED;
-        cfg->shm_path = zone->shm_path.data;
-        cfg->shm_path_len = zone->shm_path.len;
-        cfg->shm_recreate_on_mismatch = true;
-    }
+    cfg->backend = PEAKCACHE_BACKEND_SHARED;
+    cfg->shm_path = zone->shm_path.data;
+    cfg->shm_path_len = zone->shm_path.len;
+    cfg->shm_recreate_on_mismatch = true;
 }
 
 
@@ -4471,7 +5215,7 @@ ngx_http_peakcache_open_shared(ngx_conf_t *cf)
     for (i = 0; i < pmcf->zones.nelts; i++) {
         zone = zones[i];
 
-        if (!zone->shared || zone->cache) {
+        if (zone->cache) {
             continue;
         }
 
@@ -4484,6 +5228,10 @@ ngx_http_peakcache_open_shared(ngx_conf_t *cf)
         }
 
         ngx_http_peakcache_zone_config(zone, &cfg);
+
+        if (ngx_http_peakcache_region_owner(cf, &cfg) != NGX_OK) {
+            return NGX_ERROR;
+        }
 
         rc = peakcache_cache_new(&cfg, &zone->cache);
         if (rc != PEAKCACHE_OK) {
@@ -4508,6 +5256,52 @@ ngx_http_peakcache_open_shared(ngx_conf_t *cf)
                           ri.region_bytes, ri.shards);
         }
     }
+
+    return NGX_OK;
+}
+
+
+/*
+ * The region file belongs to the workers' user, not to root: a master started
+ * as root creates it for them (and the library refuses a file owned by anyone
+ * else).  That user is the "user" directive's, or, without one, the default
+ * nginx's core module will pick (NGX_USER, NGX_GROUP).  A master that is not
+ * root makes the file its own.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_region_owner(ngx_conf_t *cf, peakcache_config *cfg)
+{
+    struct group     *grp;
+    struct passwd    *pwd;
+    ngx_core_conf_t  *ccf;
+
+    if (geteuid() != 0) {
+        return NGX_OK;
+    }
+
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cf->cycle->conf_ctx,
+                                           ngx_core_module);
+
+    if (ccf->user != (ngx_uid_t) NGX_CONF_UNSET_UINT) {
+        cfg->shm_owner_uid = ccf->user;
+        cfg->shm_owner_gid = ccf->group;
+        return NGX_OK;
+    }
+
+    pwd = getpwnam(NGX_USER);
+    grp = getgrnam(NGX_GROUP);
+
+    if (pwd == NULL || grp == NULL) {
+        ngx_log_error(NGX_LOG_EMERG, cf->log, 0,
+                      "peakcache: no user \"" NGX_USER "\" or group \""
+                      NGX_GROUP "\" to own the shared regions "
+                      "(set the \"user\" directive before \"http\")");
+        return NGX_ERROR;
+    }
+
+    cfg->shm_owner_uid = pwd->pw_uid;
+    cfg->shm_owner_gid = grp->gr_gid;
 
     return NGX_OK;
 }
@@ -4552,8 +5346,6 @@ static ngx_int_t
 ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
 {
     ngx_uint_t                        i;
-    peakcache_config                  cfg;
-    peakcache_result                  rc;
     ngx_http_peakcache_zone_t       **zones, *zone;
     ngx_http_peakcache_main_conf_t   *pmcf;
 
@@ -4577,28 +5369,13 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
         ngx_rbtree_init(&zone->fills, &zone->sentinel,
                         ngx_str_rbtree_insert_value);
 
-        if (zone->shared) {
-            /* the master's handle, inherited: never reopened here */
-            if (zone->cache == NULL) {
-                ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
-                              "peakcache_zone \"%V\": no shared region",
-                              &zone->name);
-                return NGX_ERROR;
-            }
-
-            continue;
-        }
-
-        ngx_http_peakcache_zone_config(zone, &cfg);
-
-        rc = peakcache_cache_new(&cfg, &zone->cache);
-        if (rc != PEAKCACHE_OK) {
-            ngx_http_peakcache_log_error(NGX_LOG_EMERG, cycle->log, rc,
-                                         "creating the cache failed");
+        /* the master's handle, inherited: never reopened here */
+        if (zone->cache == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "peakcache_zone \"%V\": no shared region",
+                          &zone->name);
             return NGX_ERROR;
         }
-
-        zone->purge_seq = zone->purge_log ? zone->purge_log->seq : 0;
     }
 
     return NGX_OK;

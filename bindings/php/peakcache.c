@@ -35,6 +35,9 @@
 #include "zend_smart_str.h"
 
 #include <peakcache.h>
+#include <ctype.h>
+#include <fcntl.h>
+#include <syslog.h>
 #include <unistd.h>
 
 #include "php_peakcache.h"
@@ -50,6 +53,10 @@ static zend_class_entry *peakcache_cache_ce;
 static peakcache_cache *peakcache_pool;
 /* Whether the pool is a shared memory region (peakcache.shared=1). */
 static bool pc_pool_shared;
+/* Region paths we make or report. */
+#define PC_PATH_MAX 4096
+/* Where the pool lives when shared: its region file, or "anonymous". */
+static char pc_region[PC_PATH_MAX];
 
 /* The longest window the library keeps (2^32-1 ms, 49 days). */
 #define PC_MAX_WINDOW_MS ((uint64_t)UINT32_MAX)
@@ -70,6 +77,128 @@ typedef struct {
 	uint64_t swr_ms;
 	uint64_t sie_ms;
 } pc_deferred;
+
+/* {{{ peakcache.allowed_classes */
+static void pc_classes_free(HashTable *classes)
+{
+	if (classes) {
+		zend_hash_destroy(classes);
+		pefree(classes, 1);
+	}
+}
+
+/* Whether name[0..len) is a class name as serialize() writes one: namespace segments of
+ * letters, digits, underscores and bytes >= 0x80, not starting with a digit. */
+static bool pc_is_class_name(const char *name, size_t len)
+{
+	size_t i;
+	bool segment_start = true;
+
+	if (len == 0) {
+		return false;
+	}
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)name[i];
+		if (c == '\\') {
+			if (segment_start) {
+				return false;
+			}
+			segment_start = true;
+		} else if (c == '_' || isalpha(c) || c >= 0x80 || (!segment_start && isdigit(c))) {
+			segment_start = false;
+		} else {
+			return false;
+		}
+	}
+	return !segment_start;
+}
+
+/* Parses peakcache.allowed_classes into *classes: NULL for "*" (every class), else a persistent
+ * table of lowercase names (empty: no class). On a name that is not one, false with *bad and
+ * *bad_len quoting it. */
+static bool pc_classes_parse(const zend_string *value, HashTable **classes, const char **bad,
+	size_t *bad_len)
+{
+	const char *p = ZSTR_VAL(value), *end = p + ZSTR_LEN(value);
+	HashTable *ht;
+
+	while (p < end && isspace((unsigned char)*p)) {
+		p++;
+	}
+	while (end > p && isspace((unsigned char)end[-1])) {
+		end--;
+	}
+	if (end - p == 1 && *p == '*') {
+		*classes = NULL;
+		return true;
+	}
+	ht = pemalloc(sizeof *ht, 1);
+	zend_hash_init(ht, 8, NULL, NULL, 1);
+	while (p < end) {
+		const char *name = p, *name_end;
+		zend_string *lc;
+
+		while (p < end && *p != ',') {
+			p++;
+		}
+		name_end = p;
+		if (p < end) {
+			p++; /* the comma */
+		}
+		while (name < name_end && isspace((unsigned char)*name)) {
+			name++;
+		}
+		while (name_end > name && isspace((unsigned char)name_end[-1])) {
+			name_end--;
+		}
+		if (name == name_end) {
+			continue; /* "A,,B" and a trailing comma name nothing */
+		}
+		if (*name == '\\') {
+			name++; /* "\\App\\Dto" is written "App\\Dto" by serialize() */
+		}
+		if (!pc_is_class_name(name, (size_t)(name_end - name))) {
+			*bad = name;
+			*bad_len = (size_t)(name_end - name);
+			pc_classes_free(ht);
+			return false;
+		}
+		lc = zend_string_init(name, (size_t)(name_end - name), 1);
+		zend_str_tolower(ZSTR_VAL(lc), ZSTR_LEN(lc));
+		zend_hash_add_empty_element(ht, lc);
+		zend_string_release(lc);
+	}
+	*classes = ht;
+	return true;
+}
+
+/* A list with a name that is not one: ini_set() fails and changes nothing; anywhere else (php.ini,
+ * php_admin_value, .htaccess) no class is allowed, so a typo never opens the door to every
+ * class. */
+static ZEND_INI_MH(OnUpdateAllowedClasses)
+{
+	HashTable *classes;
+	const char *bad = NULL;
+	size_t bad_len = 0;
+
+	if (!pc_classes_parse(new_value, &classes, &bad, &bad_len)) {
+		if (stage == ZEND_INI_STAGE_RUNTIME) {
+			php_error_docref(NULL, E_WARNING, "peakcache.allowed_classes: \"%.*s\" is not a class "
+				"name; the setting is unchanged", (int)MIN(bad_len, 128), bad);
+			return FAILURE;
+		}
+		if (stage != ZEND_INI_STAGE_DEACTIVATE) {
+			php_error_docref(NULL, E_WARNING, "peakcache.allowed_classes: \"%.*s\" is not a class "
+				"name; no class is allowed", (int)MIN(bad_len, 128), bad);
+		}
+		classes = pemalloc(sizeof *classes, 1);
+		zend_hash_init(classes, 0, NULL, NULL, 1);
+	}
+	pc_classes_free(PEAKCACHE_G(allowed_classes));
+	PEAKCACHE_G(allowed_classes) = classes;
+	return SUCCESS;
+}
+/* }}} */
 
 /* {{{ php.ini */
 PHP_INI_BEGIN()
@@ -95,6 +224,7 @@ PHP_INI_BEGIN()
 		zend_peakcache_globals, peakcache_globals)
 	STD_PHP_INI_ENTRY("peakcache.default_sie", "0", PHP_INI_SYSTEM, OnUpdateLong, default_sie,
 		zend_peakcache_globals, peakcache_globals)
+	PHP_INI_ENTRY("peakcache.allowed_classes", "*", PHP_INI_ALL, OnUpdateAllowedClasses)
 PHP_INI_END()
 /* }}} */
 
@@ -238,12 +368,15 @@ static zend_string *pc_encode(const zend_string *key, zval *value, uint32_t *fla
 	return buf.s ? smart_str_extract(&buf) : ZSTR_EMPTY_ALLOC();
 }
 
-/* The entry's value into rv. False (with an exception) when its bytes do not unserialize. */
+/* The entry's value into rv. False (with an exception) when its bytes do not unserialize. An
+ * object of a class peakcache.allowed_classes does not allow comes back as
+ * __PHP_Incomplete_Class, as from unserialize(): none of its methods run. */
 static bool pc_decode(const peakcache_entry *entry, zval *rv)
 {
 	const uint8_t *ptr = NULL;
 	size_t len = 0;
 	php_unserialize_data_t var_hash;
+	HashTable *outer_classes;
 	const unsigned char *cur;
 	bool ok;
 
@@ -257,7 +390,12 @@ static bool pc_decode(const peakcache_entry *entry, zval *rv)
 	}
 	cur = (const unsigned char *)ptr;
 	PHP_VAR_UNSERIALIZE_INIT(var_hash);
+	/* The context may be an enclosing unserialize()'s (a __wakeup reading the cache): its own
+	 * allowed classes are put back, as unserialize() does. */
+	outer_classes = php_var_unserialize_get_allowed_classes(var_hash);
+	php_var_unserialize_set_allowed_classes(var_hash, PEAKCACHE_G(allowed_classes));
 	ok = php_var_unserialize(rv, &cur, (const unsigned char *)ptr + len, &var_hash);
+	php_var_unserialize_set_allowed_classes(var_hash, outer_classes);
 	PHP_VAR_UNSERIALIZE_DESTROY(var_hash);
 	if (!ok) {
 		zval_ptr_dtor(rv);
@@ -1391,6 +1529,15 @@ ZEND_METHOD(PeakCache_Cache, isEnabled)
 	ZEND_PARSE_PARAMETERS_NONE();
 	RETURN_BOOL(peakcache_pool != NULL);
 }
+
+ZEND_METHOD(PeakCache_Cache, region)
+{
+	ZEND_PARSE_PARAMETERS_NONE();
+	if (!peakcache_pool || !pc_pool_shared) {
+		RETURN_NULL();
+	}
+	RETURN_STRING(pc_region);
+}
 /* }}} */
 
 /* {{{ module lifecycle */
@@ -1402,84 +1549,346 @@ static PHP_GINIT_FUNCTION(peakcache)
 	memset(peakcache_globals, 0, sizeof *peakcache_globals);
 }
 
+static PHP_GSHUTDOWN_FUNCTION(peakcache)
+{
+	pc_classes_free(peakcache_globals->allowed_classes);
+	peakcache_globals->allowed_classes = NULL;
+}
+
+/* {{{ the pool: made in each process from the settings in effect there */
+
+/* Pool-name bytes kept as they are in a default region's file name. */
+#define PC_POOL_NAME_MAX 64
+
+/* The library matches the header this file was built against (checked once, at MINIT). */
+static bool pc_library_ok;
+/* peakcache_pool was made for this process: at its first request (see pc_resolve_pool). */
+static bool pc_pool_resolved;
+/* peakcache_pool is the anonymous region made at MINIT, before FPM forked this worker. */
+static bool pc_pool_from_minit;
+/* Why the configured region is not used, when it is not ("" otherwise). */
+static char pc_region_refused[PC_PATH_MAX + 512];
+#ifdef ZTS
+static MUTEX_T pc_pool_mutex;
+#endif
+
 static bool pc_is_cli(void)
 {
 	return sapi_module.name
 		&& (strcmp(sapi_module.name, "cli") == 0 || strcmp(sapi_module.name, "phpdbg") == 0);
 }
 
-static void pc_create_pool(void)
+static bool pc_is_fpm(void)
+{
+	return sapi_module.name && strcmp(sapi_module.name, "fpm-fcgi") == 0;
+}
+
+/* Writes one line to the log (error_log, else the SAPI's: FPM's with catch_workers_output),
+ * never to a response: a visitor must not see region paths. */
+static void pc_log(const char *fmt, ...)
+{
+	va_list ap;
+	char *msg;
+
+	va_start(ap, fmt);
+	zend_vspprintf(&msg, 0, fmt, ap);
+	va_end(ap);
+	php_log_err_with_severity(msg, LOG_WARNING);
+	efree(msg);
+}
+
+/* Whether this process is to have a pool at all. */
+static bool pc_pool_wanted(void)
+{
+	if (!pc_library_ok || !PEAKCACHE_G(enable) || (pc_is_cli() && !PEAKCACHE_G(enable_cli))) {
+		return false;
+	}
+	if (PEAKCACHE_G(size) <= 0) {
+		pc_log("peakcache: peakcache.size must be positive; peakcache is disabled");
+		return false;
+	}
+	return true;
+}
+
+static void pc_config(peakcache_config *cfg)
+{
+	peakcache_config_default(cfg);
+	cfg->capacity_bytes = (uint64_t)PEAKCACHE_G(size);
+	cfg->max_object_bytes = PEAKCACHE_G(max_object_size) > 0 ? (uint64_t)PEAKCACHE_G(max_object_size) : 0;
+	cfg->shards = PEAKCACHE_G(shards) > 0 && PEAKCACHE_G(shards) <= 65536 ? (uint32_t)PEAKCACHE_G(shards) : 0;
+	if (PEAKCACHE_G(lock_timeout) > 0) {
+		cfg->lock_timeout_ms = (uint64_t)PEAKCACHE_G(lock_timeout);
+	}
+	cfg->default_swr_ms = PEAKCACHE_G(default_swr) > 0 ? (uint64_t)PEAKCACHE_G(default_swr) * 1000 : 0;
+	cfg->default_sie_ms = PEAKCACHE_G(default_sie) > 0 ? (uint64_t)PEAKCACHE_G(default_sie) * 1000 : 0;
+}
+
+static void pc_drop_pool(void)
+{
+	peakcache_cache_free(peakcache_pool);
+	peakcache_pool = NULL;
+	pc_pool_shared = false;
+	pc_pool_from_minit = false;
+	pc_region[0] = '\0';
+}
+
+/* This process's own pool (peakcache.shared=0, or the fallback of a refused region). */
+static void pc_open_local(void)
 {
 	peakcache_config cfg;
 	peakcache_result rc;
 
-	char expect[32];
-	char shm_default[64];
+	pc_config(&cfg);
+	rc = peakcache_cache_new(&cfg, &peakcache_pool);
+	if (rc != PEAKCACHE_OK) {
+		char why[256];
+		peakcache_last_error(why, sizeof why);
+		pc_log("peakcache: the pool could not be created (%s %s); peakcache is disabled",
+			peakcache_result_str(rc), why);
+		peakcache_pool = NULL;
+	}
+}
 
-	if (!PEAKCACHE_G(enable) || (pc_is_cli() && !PEAKCACHE_G(enable_cli))) {
+/* The shared region in the file at path ("" an anonymous mapping). False, with the reason
+ * logged and kept for phpinfo(), when the library refuses it. */
+static bool pc_open_region(const char *path)
+{
+	peakcache_config cfg;
+	peakcache_result rc;
+	char why[PC_PATH_MAX + 256];
+
+	pc_config(&cfg);
+	cfg.backend = PEAKCACHE_BACKEND_SHARED;
+	cfg.shm_path = (const uint8_t *)path;
+	cfg.shm_path_len = strlen(path);
+	rc = peakcache_cache_new(&cfg, &peakcache_pool);
+	if (rc != PEAKCACHE_OK) {
+		peakcache_last_error(why, sizeof why);
+		snprintf(pc_region_refused, sizeof pc_region_refused, "%s: %s%s%s",
+			*path ? path : "anonymous mapping", peakcache_result_str(rc), why[0] ? ": " : "", why);
+		pc_log("peakcache: the shared memory region %s cannot be used (%s%s%s); this process "
+			"uses a cache of its own instead", *path ? path : "(anonymous mapping)",
+			peakcache_result_str(rc), why[0] ? ": " : "", why);
+		peakcache_pool = NULL;
+		return false;
+	}
+	pc_pool_shared = true;
+	snprintf(pc_region, sizeof pc_region, "%s", *path ? path : "anonymous");
+	return true;
+}
+
+/* The start and end of this process's argv and environ strings: fields 48 (arg_start) and 51
+ * (env_end) of /proc/self/stat, counted after the command name, which may hold spaces. */
+static bool pc_args_area(uintptr_t *start, uintptr_t *end)
+{
+	char buf[4096], *p, *field, *save = NULL;
+	ssize_t n;
+	int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC), i;
+
+	if (fd < 0) {
+		return false;
+	}
+	n = read(fd, buf, sizeof buf - 1);
+	close(fd);
+	if (n <= 0) {
+		return false;
+	}
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p) {
+		return false;
+	}
+	*start = *end = 0;
+	/* The field after the name is field 3. */
+	for (i = 3, field = strtok_r(p + 1, " ", &save); field; i++, field = strtok_r(NULL, " ", &save)) {
+		if (i == 48) {
+			*start = (uintptr_t)strtoull(field, NULL, 10);
+		} else if (i == 51) {
+			*end = (uintptr_t)strtoull(field, NULL, 10);
+			break;
+		}
+	}
+	return *start != 0 && *end > *start;
+}
+
+/* The name of the PHP-FPM pool this worker serves, from the title FPM gives its workers,
+ * "php-fpm: pool NAME" (what ps shows), which it writes over the process's argv and environ
+ * strings, cut 2 bytes short of their end. *name points into that memory. False, with *why,
+ * when the title is not FPM's or may have been cut: the end of a long name could be what tells
+ * two pools apart. */
+static bool pc_fpm_pool_name(const char **name, size_t *len, const char **why)
+{
+	static const char prefix[] = "php-fpm: pool ";
+	uintptr_t start, end;
+	const char *title;
+	size_t title_len;
+
+	if (!pc_args_area(&start, &end)) {
+		*why = "/proc/self/stat does not say where its process title is";
+		return false;
+	}
+	title = (const char *)start;
+	title_len = strnlen(title, end - start);
+	if (title_len < sizeof prefix || memcmp(title, prefix, sizeof prefix - 1) != 0) {
+		*why = "its process title is not FPM's \"php-fpm: pool NAME\"";
+		return false;
+	}
+	if (title_len + 3 >= end - start) {
+		*why = "its process title (\"php-fpm: pool NAME\") is cut short: the name is too long for "
+			"the room FPM has for it";
+		return false;
+	}
+	*name = title + sizeof prefix - 1;
+	*len = title_len - (sizeof prefix - 1);
+	return true;
+}
+
+/* A pool name as a file name: kept when made of [A-Za-z0-9._-] alone and at most
+ * PC_POOL_NAME_MAX bytes; otherwise each other byte becomes '_', the name is cut there, and its
+ * FNV-1a hash is appended, so two names never share one file. */
+static void pc_pool_file_name(const char *pool, size_t len, char *out, size_t cap)
+{
+	uint64_t hash = 0xcbf29ce484222325ULL;
+	size_t i, n = 0;
+	bool changed = len > PC_POOL_NAME_MAX;
+
+	for (i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)pool[i];
+		hash = (hash ^ c) * 0x100000001b3ULL;
+		if (n < PC_POOL_NAME_MAX && n + 1 < cap) {
+			bool plain = c < 0x80 && (isalnum(c) || c == '.' || c == '_' || c == '-');
+			out[n++] = plain ? (char)c : '_';
+			changed = changed || !plain;
+		}
+	}
+	out[n] = '\0';
+	if (changed) {
+		snprintf(out + n, cap - n, "-%016" PRIx64, hash);
+	}
+}
+
+/* The region of peakcache.shm_path="" in this process: under PHP-FPM one per pool and user,
+ * /dev/shm/peakcache-php-<euid>-<pool>; elsewhere one per user, /dev/shm/peakcache-php-<euid>.
+ * The euid is this process's, so under FPM the pool's user (workers switch before their first
+ * request). False when an FPM worker cannot learn its pool's name: sharing a region among
+ * every pool of one user is exactly what the default must not do. */
+static bool pc_default_region(char *path, size_t cap)
+{
+	unsigned long euid = (unsigned long)geteuid();
+	char file_name[PC_POOL_NAME_MAX + 32];
+	const char *pool, *why;
+	size_t pool_len;
+
+	if (!pc_is_fpm()) {
+		snprintf(path, cap, "/dev/shm/peakcache-php-%lu", euid);
+		return true;
+	}
+	if (!pc_fpm_pool_name(&pool, &pool_len, &why)) {
+		snprintf(pc_region_refused, sizeof pc_region_refused, "this PHP-FPM worker cannot learn "
+			"its pool's name (%s); set php_admin_value[peakcache.shm_path] for the pool", why);
+		pc_log("peakcache: %s; this process uses a cache of its own instead", pc_region_refused);
+		return false;
+	}
+	pc_pool_file_name(pool, pool_len, file_name, sizeof file_name);
+	snprintf(path, cap, "/dev/shm/peakcache-php-%lu-%s", euid, file_name);
+	return true;
+}
+
+/* Makes this process's pool from the settings in effect here (php.ini, and under FPM the pool's
+ * php_value / php_admin_value, applied in the worker after its user switch): none when
+ * disabled; this process's own; or the shared region (peakcache.shared=1), falling back to
+ * this process's own, with the reason logged, when the region is refused. An anonymous region
+ * made at MINIT is kept when it is still what the settings ask for. */
+static void pc_resolve_pool(void)
+{
+	const char *path = PEAKCACHE_G(shm_path) ? PEAKCACHE_G(shm_path) : "";
+	char default_path[PC_PATH_MAX];
+	bool anonymous = strcmp(path, "anonymous") == 0;
+
+	pc_region_refused[0] = '\0';
+	if (!pc_pool_wanted()) {
+		pc_drop_pool();
 		return;
 	}
-	/* Built against one header, loaded with another library: refuse rather than misread. */
+	if (pc_pool_from_minit && PEAKCACHE_G(shared) && anonymous) {
+		return;
+	}
+	pc_drop_pool();
+	if (!PEAKCACHE_G(shared)) {
+		pc_open_local();
+		return;
+	}
+	if (anonymous) {
+		path = ""; /* shared only with the processes this one forks from now on */
+	} else if (!*path) {
+		if (!pc_default_region(default_path, sizeof default_path)) {
+			pc_open_local();
+			return;
+		}
+		path = default_path;
+	}
+	if (!pc_open_region(path)) {
+		pc_open_local();
+	}
+}
+
+/* Once per process, at its first request: under FPM that is in the worker, as the pool's user,
+ * so the master (root) never opens a region and two pools never share one by default. */
+static void pc_resolve_pool_once(void)
+{
+#ifdef ZTS
+	tsrm_mutex_lock(pc_pool_mutex);
+#endif
+	if (!pc_pool_resolved) {
+		pc_resolve_pool();
+		pc_pool_resolved = true;
+	}
+#ifdef ZTS
+	tsrm_mutex_unlock(pc_pool_mutex);
+#endif
+}
+
+/* Refuses a library built from another header (its structs may differ). */
+static bool pc_check_library(void)
+{
+	char expect[32];
+
 	snprintf(expect, sizeof expect, "%d.%d.", PEAKCACHE_VERSION_MAJOR, PEAKCACHE_VERSION_MINOR);
 	if (strncmp(peakcache_version(), expect, strlen(expect)) != 0) {
 		php_error_docref(NULL, E_WARNING, "peakcache is disabled: built against peakcache.h %d.%d "
 			"but linked with library %s", PEAKCACHE_VERSION_MAJOR, PEAKCACHE_VERSION_MINOR,
 			peakcache_version());
-		return;
+		return false;
 	}
-	if (PEAKCACHE_G(size) <= 0) {
-		php_error_docref(NULL, E_WARNING, "peakcache.size must be positive; peakcache is disabled");
-		return;
-	}
-	peakcache_config_default(&cfg);
-	cfg.capacity_bytes = (uint64_t)PEAKCACHE_G(size);
-	cfg.max_object_bytes = PEAKCACHE_G(max_object_size) > 0 ? (uint64_t)PEAKCACHE_G(max_object_size) : 0;
-	cfg.shards = PEAKCACHE_G(shards) > 0 && PEAKCACHE_G(shards) <= 65536 ? (uint32_t)PEAKCACHE_G(shards) : 0;
-	if (PEAKCACHE_G(lock_timeout) > 0) {
-		cfg.lock_timeout_ms = (uint64_t)PEAKCACHE_G(lock_timeout);
-	}
-	cfg.default_swr_ms = PEAKCACHE_G(default_swr) > 0 ? (uint64_t)PEAKCACHE_G(default_swr) * 1000 : 0;
-	cfg.default_sie_ms = PEAKCACHE_G(default_sie) > 0 ? (uint64_t)PEAKCACHE_G(default_sie) * 1000 : 0;
-	if (PEAKCACHE_G(shared)) {
-		const char *path = PEAKCACHE_G(shm_path);
-
-		cfg.backend = PEAKCACHE_BACKEND_SHARED;
-		if (!path || !*path) {
-			/* One region per user: FPM pools running as different users do not share. */
-			snprintf(shm_default, sizeof shm_default, "/dev/shm/peakcache-php-%lu",
-				(unsigned long)geteuid());
-			path = shm_default;
-		} else if (strcmp(path, "anonymous") == 0) {
-			path = ""; /* shared only with the processes this one forks afterwards */
-		}
-		cfg.shm_path = (const uint8_t *)path;
-		cfg.shm_path_len = strlen(path);
-	}
-	rc = peakcache_cache_new(&cfg, &peakcache_pool);
-	if (rc != PEAKCACHE_OK) {
-		char why[256];
-		peakcache_last_error(why, sizeof why);
-		php_error_docref(NULL, E_WARNING, "peakcache is disabled: the pool could not be created: %s %s",
-			peakcache_result_str(rc), why);
-		peakcache_pool = NULL;
-		return;
-	}
-	pc_pool_shared = PEAKCACHE_G(shared);
+	return true;
 }
+/* }}} */
 
 PHP_MINIT_FUNCTION(peakcache)
 {
 	REGISTER_INI_ENTRIES();
 	peakcache_exception_ce = register_class_PeakCache_Exception(spl_ce_RuntimeException);
 	peakcache_cache_ce = register_class_PeakCache_Cache();
-	pc_create_pool();
+#ifdef ZTS
+	pc_pool_mutex = tsrm_mutex_alloc();
+#endif
+	pc_library_ok = pc_check_library();
+	/* An anonymous mapping is shared only with the processes forked after it is made: under
+	 * FPM it must exist in the master, before the workers, whichever pool they serve. */
+	if (PEAKCACHE_G(shared) && PEAKCACHE_G(shm_path) && strcmp(PEAKCACHE_G(shm_path), "anonymous") == 0
+		&& pc_pool_wanted() && pc_open_region("")) {
+		pc_pool_from_minit = true;
+	}
 	return SUCCESS;
 }
 
 PHP_MSHUTDOWN_FUNCTION(peakcache)
 {
-	peakcache_cache_free(peakcache_pool);
-	peakcache_pool = NULL;
+	pc_drop_pool();
+	pc_pool_resolved = false;
+#ifdef ZTS
+	tsrm_mutex_free(pc_pool_mutex);
+#endif
 	UNREGISTER_INI_ENTRIES();
 	return SUCCESS;
 }
@@ -1492,6 +1901,7 @@ PHP_RINIT_FUNCTION(peakcache)
 	PEAKCACHE_G(fills) = NULL;
 	PEAKCACHE_G(deferred) = NULL;
 	PEAKCACHE_G(shutdown_registered) = false;
+	pc_resolve_pool_once();
 	return SUCCESS;
 }
 
@@ -1518,17 +1928,27 @@ PHP_RSHUTDOWN_FUNCTION(peakcache)
 
 PHP_MINFO_FUNCTION(peakcache)
 {
-	char buf[64];
+	char buf[PC_PATH_MAX + 64];
 
 	php_info_print_table_start();
 	php_info_print_table_row(2, "peakcache support", peakcache_pool ? "enabled"
 		: !PEAKCACHE_G(enable) ? "disabled (peakcache.enable=0)"
 		: pc_is_cli() && !PEAKCACHE_G(enable_cli) ? "disabled (peakcache.enable_cli=0)"
-		: "disabled (see the startup warning)");
+		: !pc_pool_resolved ? "not yet made (at this process's first request)"
+		: "disabled (see the log)");
 	php_info_print_table_row(2, "Extension version", PHP_PEAKCACHE_VERSION);
 	php_info_print_table_row(2, "Library version", peakcache_version());
-	php_info_print_table_row(2, "Backend", !peakcache_pool ? "none"
-		: pc_pool_shared ? "shared memory region (peakcache.shared=1)" : "one pool per process");
+	if (!peakcache_pool) {
+		php_info_print_table_row(2, "Backend", "none");
+	} else if (pc_pool_shared) {
+		snprintf(buf, sizeof buf, "shared memory region %s", pc_region);
+		php_info_print_table_row(2, "Backend", buf);
+	} else {
+		php_info_print_table_row(2, "Backend", "one pool per process");
+	}
+	if (pc_region_refused[0]) {
+		php_info_print_table_row(2, "Shared region refused", pc_region_refused);
+	}
 	if (peakcache_pool) {
 		peakcache_stats st;
 		if (peakcache_cache_stats(peakcache_pool, &st) == PEAKCACHE_OK) {
@@ -1564,7 +1984,7 @@ zend_module_entry peakcache_module_entry = {
 	PHP_PEAKCACHE_VERSION,
 	PHP_MODULE_GLOBALS(peakcache),
 	PHP_GINIT(peakcache),
-	NULL,
+	PHP_GSHUTDOWN(peakcache),
 	NULL,
 	STANDARD_MODULE_PROPERTIES_EX
 };

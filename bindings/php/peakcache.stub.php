@@ -94,4 +94,11 @@ final class Cache
 
     /** Whether the pool exists in this process (peakcache.enable, peakcache.enable_cli). */
     public static function isEnabled(): bool {}
+
+    /**
+     * Where this process's pool lives: the shared memory region's file, or "anonymous" for an
+     * anonymous mapping; null when the pool is this process's own (peakcache.shared=0, or the
+     * region was refused: the log says why) or there is none.
+     */
+    public static function region(): ?string {}
 }

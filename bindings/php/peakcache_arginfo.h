@@ -1,5 +1,5 @@
 /* This is a generated file, edit the .stub.php file instead.
- * Stub hash: c95da2c2a8cf4ebc3a13df9a818a099ef4ca527d */
+ * Stub hash: 1f72f20aed83617c9aa2dfb2b4469fb1f67e263c */
 
 ZEND_BEGIN_ARG_INFO_EX(arginfo_class_PeakCache_Cache___construct, 0, 0, 0)
 ZEND_END_ARG_INFO()
@@ -74,6 +74,9 @@ ZEND_END_ARG_INFO()
 
 #define arginfo_class_PeakCache_Cache_isEnabled arginfo_class_PeakCache_Cache_clear
 
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_class_PeakCache_Cache_region, 0, 0, IS_STRING, 1)
+ZEND_END_ARG_INFO()
+
 
 ZEND_METHOD(PeakCache_Cache, __construct);
 ZEND_METHOD(PeakCache_Cache, get);
@@ -92,6 +95,7 @@ ZEND_METHOD(PeakCache_Cache, isFrozen);
 ZEND_METHOD(PeakCache_Cache, stats);
 ZEND_METHOD(PeakCache_Cache, runPendingRefreshes);
 ZEND_METHOD(PeakCache_Cache, isEnabled);
+ZEND_METHOD(PeakCache_Cache, region);
 
 
 static const zend_function_entry class_PeakCache_Exception_methods[] = {
@@ -117,6 +121,7 @@ static const zend_function_entry class_PeakCache_Cache_methods[] = {
 	ZEND_ME(PeakCache_Cache, stats, arginfo_class_PeakCache_Cache_stats, ZEND_ACC_PUBLIC)
 	ZEND_ME(PeakCache_Cache, runPendingRefreshes, arginfo_class_PeakCache_Cache_runPendingRefreshes, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)
 	ZEND_ME(PeakCache_Cache, isEnabled, arginfo_class_PeakCache_Cache_isEnabled, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)
+	ZEND_ME(PeakCache_Cache, region, arginfo_class_PeakCache_Cache_region, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)
 	ZEND_FE_END
 };
 

@@ -27,6 +27,7 @@ ZEND_BEGIN_MODULE_GLOBALS(peakcache)
 	zend_long default_ttl;   /* seconds; 0: as long as the cache keeps anything (49 days) */
 	zend_long default_swr;   /* seconds */
 	zend_long default_sie;   /* seconds */
+	HashTable *allowed_classes; /* peakcache.allowed_classes, lowercase names; NULL: every class */
 	/* This request's state, released at request shutdown. */
 	HashTable *fills;      /* key => peakcache_fill*: fills this request holds while computing */
 	HashTable *deferred;   /* pc_deferred*: stale-value refreshes to run after the response */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The PHP extension's tests: builds it (build.sh), runs the .phpt suite with php-src's
 # run-tests.php (phpize's `make test`, NO_INTERACTION=1), then the PHP-FPM + nginx end-to-end
-# test (e2e/fpm-nginx.sh). Bounded: run-tests has a per-test timeout, every e2e wait has one.
+# tests (e2e/fpm-nginx.sh; e2e/fpm-pools.sh, two pools under two users, needs root). Bounded:
+# run-tests has a per-test timeout, every e2e wait has one.
 # Usage: bindings/php/test.sh [--no-ffi] [--no-e2e] [--valgrind]
 #   --valgrind: run the .phpt suite under valgrind memcheck (USE_ZEND_ALLOC=0), slow.
 # Closes with "php-tests: N passed, M failed" (phpt and e2e checks together); exits 1 on a failure.
@@ -39,7 +40,7 @@ cd "$build"
 log="$build/phpt.log"
 # TEST_PHP_ARGS: our -d settings win over run-tests' defaults; --show-diff prints failures.
 make test NO_INTERACTION=1 TESTS="--no-color --show-diff $valgrind tests" >"$log" 2>&1
-tr '\r' '\n' <"$log" | grep -E '^(PASS|FAIL|SKIP|BORK|LEAK)' || true
+tr '\r' '\n' <"$log" | grep -a -E '^(PASS|FAIL|SKIP|BORK|LEAK)' || true
 phpt_pass=$(sed -n 's/^Tests passed *: *\([0-9]*\).*/\1/p' "$log")
 phpt_fail=$(sed -n 's/^Tests failed *: *\([0-9]*\).*/\1/p' "$log")
 phpt_total=$(ls "$build"/tests/*.phpt | wc -l)
@@ -51,20 +52,27 @@ if [ $((phpt_pass + phpt_fail)) -lt "$phpt_total" ]; then
     phpt_fail=$((phpt_total - phpt_pass))
 elif [ "$phpt_fail" -gt 0 ]; then
     sed -n '/^FAILED TEST SUMMARY/,$p' "$log"
-    grep -A40 '^========DIFF========' "$log" | head -200
+    grep -a -A40 '^========DIFF========' "$log" | head -200
 fi
 echo "phpt: $phpt_pass passed, $phpt_fail failed"
 passed=$((passed + phpt_pass))
 failed=$((failed + phpt_fail))
 
-if [ "$e2e" = 1 ]; then
-    e2e_log="$build/e2e.log"
-    timeout 120 "$here/e2e/fpm-nginx.sh" "$build/modules/peakcache.so" | tee "$e2e_log"
-    p=$(grep -c '^ok ' "$e2e_log")
-    f=$(grep -c '^FAIL' "$e2e_log")
-    grep -q '^fpm-e2e: ' "$e2e_log" || f=$((f + 1))
+# run_e2e SCRIPT NAME: runs an end-to-end script, counting its ok/FAIL lines; a script that
+# dies before its "NAME: N passed, M failed" line counts as one more failure.
+run_e2e() {
+    local log="$build/$2.log" p f
+    timeout 120 "$here/e2e/$1" "$build/modules/peakcache.so" | tee "$log"
+    p=$(grep -c '^ok ' "$log")
+    f=$(grep -c '^FAIL' "$log")
+    grep -q "^$2: " "$log" || f=$((f + 1))
     passed=$((passed + p))
     failed=$((failed + f))
+}
+
+if [ "$e2e" = 1 ]; then
+    run_e2e fpm-nginx.sh fpm-e2e
+    run_e2e fpm-pools.sh fpm-pools
 fi
 
 echo "php-tests: $passed passed, $failed failed"

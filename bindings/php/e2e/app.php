@@ -1,6 +1,7 @@
 <?php
-// The application behind nginx + PHP-FPM in fpm-nginx.sh. Every response names the worker (pid)
-// that served it; every run of $compute is appended to COMPUTE_LOG, one line per run.
+// The application behind nginx + PHP-FPM in fpm-nginx.sh and fpm-pools.sh. Every response names
+// the worker (pid) that served it; every run of $compute is appended to
+// $PEAKCACHE_E2E_DIR/computes.log, one line per run.
 $log = getenv('PEAKCACHE_E2E_DIR') . '/computes.log';
 $c = new PeakCache\Cache();
 header('X-Worker: ' . getmypid());
@@ -23,6 +24,12 @@ switch ($op) {
         break;
     case 'get':
         echo var_export($c->get($key), true);
+        break;
+    case 'set':
+        var_export($c->set($key, $_GET['value'] ?? '', 60));
+        break;
+    case 'region':
+        echo var_export(PeakCache\Cache::region(), true);
         break;
     case 'stats':
         echo json_encode($c->stats());

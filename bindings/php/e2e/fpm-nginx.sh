@@ -7,9 +7,9 @@
 # concurrent requests for one key run $compute at most N times (at most once per worker, and each
 # response carries the value its own worker computed). With one worker, FPM queues the
 # concurrent requests and $compute runs exactly once. With peakcache.shared=1 the pool is one
-# shared memory region (opened by FPM's master at MINIT, inherited by the workers): with N
-# workers $compute runs exactly once for a concurrent burst, and no request waits longer than
-# the computation plus a small margin.
+# shared memory region (opened by each worker at its first request, the first one creating it):
+# with N workers $compute runs exactly once for a concurrent burst, and no request waits longer
+# than the computation plus a small margin. (Two pools under two users: fpm-pools.sh.)
 # A stale value is served at once and refreshed after the response (fastcgi_finish_request):
 # the stale response comes back well before the slow refresh finishes.
 #
@@ -25,6 +25,9 @@ for cmd in "$PHP_FPM" "$NGINX" curl php; do
     command -v "$cmd" >/dev/null || { echo "fpm-e2e: $cmd not found (make deps)"; echo "fpm-e2e: 0 passed, 1 failed"; exit 1; }
 done
 
+# shellcheck source=lib.sh
+. "$here/lib.sh"
+
 tmp="$(mktemp -d /tmp/peakcache-fpm-e2e.XXXXXX)"
 export PEAKCACHE_E2E_DIR="$tmp"
 fpm_pid=""
@@ -32,14 +35,6 @@ nginx_pid=""
 passed=0
 failed=0
 
-stop() { # stop PID: TERM, then KILL after 5 s
-    local pid="$1" i
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    for i in $(seq 50); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-}
 cleanup() {
     stop "$nginx_pid"
     stop "$fpm_pid"
@@ -51,15 +46,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-check() { # check NAME CONDITION-RESULT(0/1) DETAIL
-    if [ "$2" = 0 ]; then
-        passed=$((passed + 1)); printf 'ok   %s (%s)\n' "$1" "$3"
-    else
-        failed=$((failed + 1)); printf 'FAIL %s (%s)\n' "$1" "$3"
-    fi
-}
-
-port="$(php -n -r '$s = stream_socket_server("tcp://127.0.0.1:0"); echo explode(":", stream_socket_get_name($s, false))[1];')"
+port="$(free_port)"
 run_as_root=""
 fpm_user=""
 if [ "$(id -u)" = 0 ]; then
@@ -67,38 +54,16 @@ if [ "$(id -u)" = 0 ]; then
     fpm_user="user = root
 group = root"
 fi
-nginx_user=""
-[ "$(id -u)" = 0 ] && nginx_user="user root;"
 
 cp "$here/app.php" "$tmp/app.php"
-mkdir -p "$tmp/nginx"
-cat >"$tmp/nginx.conf" <<CONF
-$nginx_user
-worker_processes 1;
-daemon off;
-pid $tmp/nginx/nginx.pid;
-error_log $tmp/nginx/error.log warn;
-events { worker_connections 256; }
-http {
-    access_log off;
-    client_body_temp_path $tmp/nginx/body;
-    fastcgi_temp_path $tmp/nginx/fastcgi;
-    proxy_temp_path $tmp/nginx/proxy;
-    uwsgi_temp_path $tmp/nginx/uwsgi;
-    scgi_temp_path $tmp/nginx/scgi;
-    server {
-        listen 127.0.0.1:$port;
-        location / {
+nginx_conf "$tmp" "$port" "        location / {
             fastcgi_pass unix:$tmp/fpm.sock;
             fastcgi_param SCRIPT_FILENAME $tmp/app.php;
             fastcgi_param QUERY_STRING \$query_string;
             fastcgi_param REQUEST_METHOD \$request_method;
             fastcgi_param REQUEST_URI \$request_uri;
             fastcgi_read_timeout 20s;
-        }
-    }
-}
-CONF
+        }"
 
 start_fpm() { # start_fpm WORKERS [-d SETTING...]
     local n="$1"
@@ -150,12 +115,6 @@ burst() {
             -w '%{time_total}' "$(url "$q")" >"$tmp/burst/$i.time" &
     done
     wait_curls
-}
-wait_curls() { # wait for the background curls only (not the servers)
-    local pid
-    for pid in $(jobs -p); do
-        [ "$pid" = "$fpm_pid" ] || [ "$pid" = "$nginx_pid" ] || wait "$pid"
-    done
 }
 
 "$NGINX" -p "$tmp/nginx" -e "$tmp/nginx/error.log" -c "$tmp/nginx.conf" >>"$tmp/nginx.out" 2>&1 &

@@ -14,13 +14,14 @@ $r = new ReflectionClass('PeakCache\Cache');
 var_dump($r->isFinal());
 foreach (['get', 'set', 'delete', 'has', 'clear', 'getMultiple', 'setMultiple', 'deleteMultiple',
           'remember', 'purgeTag', 'purge', 'freeze', 'isFrozen', 'stats', 'runPendingRefreshes',
-          'isEnabled'] as $m) {
+          'isEnabled', 'region'] as $m) {
     if (!$r->hasMethod($m)) echo "missing $m\n";
 }
 echo $r->getMethod('remember'), "\n";
 foreach (['peakcache.enable', 'peakcache.enable_cli', 'peakcache.shared', 'peakcache.size',
           'peakcache.max_object_size', 'peakcache.shards', 'peakcache.lock_timeout',
-          'peakcache.default_ttl', 'peakcache.default_swr', 'peakcache.default_sie'] as $ini) {
+          'peakcache.default_ttl', 'peakcache.default_swr', 'peakcache.default_sie',
+          'peakcache.allowed_classes'] as $ini) {
     echo $ini, '=', ini_get($ini), "\n";
 }
 var_dump(PeakCache\Cache::isEnabled());
@@ -64,6 +65,7 @@ peakcache.lock_timeout=5000
 peakcache.default_ttl=0
 peakcache.default_swr=5
 peakcache.default_sie=0
+peakcache.allowed_classes=*
 bool(true)
 bool(true)
 bool(true)

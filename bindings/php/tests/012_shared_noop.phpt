@@ -12,6 +12,7 @@ display_startup_errors=1
 <?php
 $path = ini_get('peakcache.shm_path');
 var_dump(ini_get('peakcache.shared'), PeakCache\Cache::isEnabled(), file_exists($path));
+var_dump(PeakCache\Cache::region() === $path);
 $c = new PeakCache\Cache();
 $c->clear();
 var_dump($c->remember('k', fn() => 'v', 60));
@@ -35,6 +36,7 @@ var_dump($c->get('from-child'));
 <?php @unlink('/tmp/peakcache-phpt-012.shm'); ?>
 --EXPECT--
 string(1) "1"
+bool(true)
 bool(true)
 bool(true)
 string(1) "v"

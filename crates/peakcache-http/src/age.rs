@@ -129,6 +129,11 @@ pub fn date_value(headers: &HeaderMap, response_time: SystemTime) -> SystemTime 
 /// corrected_initial_age = max(apparent_age, corrected_age_value)
 /// ```
 ///
+/// A `Date` has whole seconds, so an apparent age under one second is the part of the second
+/// the response was made in, not an age: it counts as zero. Otherwise every response (and every
+/// page renewed by a 304) would lose up to a second of its lifetime, and a `max-age=1` page would
+/// be stale on arrival; proxy_cache and Varnish count from the arrival too.
+///
 /// `request_time` is when the request that caused this response was sent, `response_time`
 /// when the response was received.
 pub fn corrected_initial_age(
@@ -136,7 +141,12 @@ pub fn corrected_initial_age(
     request_time: SystemTime,
     response_time: SystemTime,
 ) -> Duration {
-    let apparent_age = since(response_time, date_value(headers, response_time));
+    let apparent_age = match since(response_time, date_value(headers, response_time)) {
+        within_the_dates_second if within_the_dates_second < Duration::from_secs(1) => {
+            Duration::ZERO
+        }
+        age => age,
+    };
     let response_delay = since(response_time, request_time);
     let corrected_age_value = age_value(headers).saturating_add(response_delay);
     apparent_age.max(corrected_age_value)
@@ -202,6 +212,22 @@ mod tests {
         assert_eq!(
             current_age(Duration::from_secs(5), t(100), t(50)),
             Duration::from_secs(5)
+        );
+    }
+
+    #[test]
+    fn rfc9110_5_6_7_a_date_within_its_second_is_no_age() {
+        // Made at 100.9 s, its Date says 100: not 0.9 s old.
+        let h = headers(&[("date", &httpdate::fmt_http_date(t(100)))]);
+        let received = t(100) + Duration::from_millis(900);
+        assert_eq!(
+            corrected_initial_age(&h, received, received),
+            Duration::ZERO
+        );
+        assert_eq!(
+            corrected_initial_age(&h, received, received + Duration::from_millis(200)),
+            Duration::from_millis(1100),
+            "a second or more is an age"
         );
     }
 

@@ -6,6 +6,7 @@ use crate::handler::Proxy;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use peakcache::PurgeMode;
+use peakcache_cluster::Purge;
 use std::sync::Arc;
 
 fn text(status: StatusCode, body: String) -> Response<Body> {
@@ -55,22 +56,28 @@ fn param(query: &str, name: &str) -> Option<String> {
 /// Answers one admin request:
 /// - `POST /purge?url=http://host/path[&soft=1]`: the URL and all its variants;
 /// - `POST /purge?tag=TAG[&soft=1]`: every entry tagged `TAG` (`Surrogate-Key`);
+/// - `POST /clear[?soft=1]`: every entry (soft: marked stale, still served inside its stale
+///   windows while one request refreshes it);
 /// - `POST /freeze`, `POST /thaw`;
 /// - `GET /metrics`: Prometheus text.
+///
+/// In a cluster (`--cluster`) every purge, freeze and thaw is applied here at once and on every
+/// other host through the purge bus.
 pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) -> Response<Body> {
     let query = request.uri().query().unwrap_or("").to_string();
+    let mode = match param(&query, "soft").as_deref() {
+        Some("1") | Some("true") => PurgeMode::Soft,
+        _ => PurgeMode::Hard,
+    };
+    let scope = match proxy.cluster().map(|c| c.stats().connected) {
+        Some(true) => "every host",
+        // Queued: published, in order, when Redis answers again.
+        Some(false) => "this host (the others when Redis answers again)",
+        None => "this host",
+    };
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/metrics") => {
-            let mut out = proxy.cache().stats().to_prometheus("peakcache");
-            out.push_str(&format!(
-                "# HELP peakcache_origin_requests_total Requests sent to the origin.\n\
-                 # TYPE peakcache_origin_requests_total counter\npeakcache_origin_requests_total {}\n\
-                 # HELP peakcache_origin_errors_total Origin requests that failed or answered 5xx.\n\
-                 # TYPE peakcache_origin_errors_total counter\npeakcache_origin_errors_total {}\n",
-                proxy.origin().requests(),
-                proxy.origin().errors()
-            ));
-            let mut r = text(StatusCode::OK, out);
+            let mut r = text(StatusCode::OK, metrics(&proxy));
             r.headers_mut().insert(
                 header::CONTENT_TYPE,
                 HeaderValue::from_static("text/plain; version=0.0.4"),
@@ -78,13 +85,15 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
             r
         }
         (&Method::POST, "/purge") | (&Method::DELETE, "/purge") => {
-            let mode = match param(&query, "soft").as_deref() {
-                Some("1") | Some("true") => PurgeMode::Soft,
-                _ => PurgeMode::Hard,
-            };
             if let Some(tag) = param(&query, "tag") {
-                proxy.purge_tag(tag.as_bytes(), mode);
-                return text(StatusCode::OK, format!("purged tag {tag} ({mode:?})\n"));
+                proxy.purge(Purge::Tag {
+                    tag: Bytes::from(tag.clone()),
+                    mode,
+                });
+                return text(
+                    StatusCode::OK,
+                    format!("purged tag {tag} ({mode:?}) on {scope}\n"),
+                );
             }
             let Some(url) = param(&query, "url") else {
                 return text(
@@ -102,30 +111,54 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
                     format!("not a cacheable URL: {url}\n"),
                 );
             };
-            let found = proxy.purge(key.as_bytes(), mode);
-            proxy.purge_tag(key.as_bytes(), mode);
+            proxy.purge(Purge::Key {
+                key: key.into_bytes(),
+                mode,
+            });
             text(
                 StatusCode::OK,
-                format!(
-                    "purged {url} ({mode:?}, {})\n",
-                    if found { "found" } else { "variants only" }
-                ),
+                format!("purged {url} and its variants ({mode:?}) on {scope}\n"),
+            )
+        }
+        (&Method::POST, "/clear") => {
+            proxy.purge(Purge::Everything { mode });
+            text(
+                StatusCode::OK,
+                format!("purged everything ({mode:?}) on {scope}\n"),
             )
         }
         (&Method::POST, "/freeze") => {
-            proxy.cache().freeze(true);
-            text(StatusCode::OK, "frozen\n".into())
+            proxy.purge(Purge::Freeze);
+            text(StatusCode::OK, format!("frozen on {scope}\n"))
         }
         (&Method::POST, "/thaw") => {
-            proxy.cache().freeze(false);
-            text(StatusCode::OK, "thawed\n".into())
+            proxy.purge(Purge::Thaw);
+            text(StatusCode::OK, format!("thawed on {scope}\n"))
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "admin: GET /metrics, POST /purge?url=|tag=[&soft=1], POST /freeze, POST /thaw\n"
+            "admin: GET /metrics, POST /purge?url=|tag=[&soft=1], POST /clear[?soft=1], \
+             POST /freeze, POST /thaw\n"
                 .into(),
         ),
     }
+}
+
+/// The cache's, the origin's and (in a cluster) the cluster link's counters.
+fn metrics(proxy: &Proxy) -> String {
+    let mut out = proxy.cache().stats().to_prometheus("peakcache");
+    out.push_str(&format!(
+        "# HELP peakcache_origin_requests_total Requests sent to the origin.\n\
+         # TYPE peakcache_origin_requests_total counter\npeakcache_origin_requests_total {}\n\
+         # HELP peakcache_origin_errors_total Origin requests that failed or answered 5xx.\n\
+         # TYPE peakcache_origin_errors_total counter\npeakcache_origin_errors_total {}\n",
+        proxy.origin().requests(),
+        proxy.origin().errors()
+    ));
+    if let Some(cluster) = proxy.cluster() {
+        out.push_str(&cluster.stats().to_prometheus("peakcache_cluster"));
+    }
+    out
 }
 
 #[cfg(test)]

@@ -36,6 +36,10 @@ pub struct Config {
     /// are ignored for shared entries, as Varnish, Fastly and Cloudflare do; never applied
     /// while the cache is frozen. Fills and refreshes never carry them either way.
     pub honour_request_directives: bool,
+    /// The cluster this proxy is one host of (`--cluster redis://HOST:PORT`): purges made on
+    /// any host reach every host, a page missing here is read from the second-level cache in
+    /// Redis before the origin, and one host at a time fetches it for all. Off by default.
+    pub cluster: Option<peakcache_cluster::Config>,
 }
 
 impl Default for Config {
@@ -52,6 +56,7 @@ impl Default for Config {
             pass_hold: Duration::from_secs(10),
             stale_if_error_grace: Duration::ZERO,
             honour_request_directives: false,
+            cluster: None,
         }
     }
 }
@@ -76,6 +81,13 @@ usage: peakcache-proxy --origin http://HOST:PORT [options]
                              act on visitors' Cache-Control/Pragma (no-cache, max-age,
                              no-store, only-if-cached) for that visitor alone; by default
                              they are ignored (a visitor cannot refetch or bypass the cache)
+  --cluster URL              one host of a cluster on Redis >= 7 or Valkey, redis://host:port:
+                             purges reach every host, misses read the second-level cache,
+                             one host fetches a page for all (default: off)
+  --cluster-name NAME        the cluster's name; hosts with the same name and server act as
+                             one (default peakcache)
+  --max-lag DURATION         cut off from the cluster's purges longer than this, the host
+                             serves nothing as fresh until it has caught up (default 1s)
 
 DURATION is a number with ms, s or m; SIZE a number with B, KiB, MiB, GiB (or k, M, G).
 ";
@@ -85,6 +97,7 @@ impl Config {
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
         let mut c = Config::default();
         let mut origin = None;
+        let (mut cluster_url, mut cluster_name, mut max_lag) = (None, None, None);
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
             if flag == "--help" || flag == "-h" {
@@ -126,6 +139,9 @@ impl Config {
                 "--stale-if-error-grace" => {
                     c.stale_if_error_grace = parse_duration(&value).map_err(|e| bad(&e))?
                 }
+                "--cluster" => cluster_url = Some(value),
+                "--cluster-name" => cluster_name = Some(value),
+                "--max-lag" => max_lag = Some(parse_duration(&value).map_err(|e| bad(&e))?),
                 "--origin-concurrency" => {
                     c.origin_concurrency = value
                         .parse()
@@ -146,6 +162,25 @@ impl Config {
                 c.size / 8
             ));
         }
+        c.cluster = match cluster_url {
+            Some(url) => {
+                let mut cluster = peakcache_cluster::Config::new(url);
+                if let Some(name) = cluster_name {
+                    cluster.name = name;
+                }
+                if let Some(lag) = max_lag {
+                    cluster.max_lag = lag;
+                }
+                cluster.lock_timeout = c.lock_timeout;
+                cluster.l2_max_body = cluster.l2_max_body.min(c.max_object as usize);
+                cluster.validate()?;
+                Some(cluster)
+            }
+            None if cluster_name.is_some() || max_lag.is_some() => {
+                return Err("--cluster-name and --max-lag need --cluster".into())
+            }
+            None => None,
+        };
         Ok(Some(c))
     }
 }
@@ -232,6 +267,45 @@ mod tests {
         assert!(err("--origin http://a:1 --bogus 1").contains("unknown option"));
         assert!(err("--origin http://a:1 --lock-timeout 5h").contains("unknown duration unit"));
         assert!(err("--origin http://a:1 --listen").contains("needs a value"));
+    }
+
+    #[test]
+    fn the_cluster_options() {
+        let c = Config::from_args(args(
+            "--origin http://127.0.0.1:9000 --cluster redis://127.0.0.1:6379 --max-lag 250ms \
+             --cluster-name shop --lock-timeout 2s",
+        ))
+        .unwrap()
+        .unwrap();
+        let cluster = c.cluster.unwrap();
+        assert_eq!(cluster.url, "redis://127.0.0.1:6379");
+        assert_eq!(cluster.name, "shop");
+        assert_eq!(cluster.max_lag, Duration::from_millis(250));
+        assert_eq!(
+            cluster.lock_timeout,
+            Duration::from_secs(2),
+            "one lock timeout"
+        );
+        let c = Config::from_args(args("--origin http://a:1 --cluster redis://r:6379"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            c.cluster.unwrap().max_lag,
+            Duration::from_secs(1),
+            "default"
+        );
+        assert!(Config::from_args(args("--origin http://a:1"))
+            .unwrap()
+            .unwrap()
+            .cluster
+            .is_none());
+        let err = |s: &str| Config::from_args(args(s)).unwrap_err();
+        assert!(err("--origin http://a:1 --max-lag 1s").contains("need --cluster"));
+        assert!(err("--origin http://a:1 --cluster http://r").contains("cluster URL"));
+        assert!(
+            err("--origin http://a:1 --cluster redis://r --cluster-name a{b}")
+                .contains("cluster name")
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! One visitor request: key, lookup, and what each lifecycle answer means over HTTP.
 
 use crate::body::{self, read_limited, Body, Limited};
+use crate::cluster::{self, LocalPurges};
 use crate::config::Config;
 use crate::origin::{strip_hop_by_hop, Origin, OriginError};
 use crate::stored::Cached;
@@ -10,6 +11,7 @@ use hyper::body::Incoming;
 use peakcache::{
     Cache, Fill, Freshness, Hit, InsertError, Lookup, PurgeMode, Refresh, Resolved, Served,
 };
+use peakcache_cluster::{Cluster, L2Lookup, Lease, LocalCache, Purge};
 use peakcache_http::{
     CacheStatus, Cause, ConditionalAnswer, DontStore, Fwd, Key, Policy, RequestDirectives, Reuse,
     StaleGrant, StaleUse, StaleWindows, Store, Vary,
@@ -30,6 +32,10 @@ pub struct Proxy {
     frozen_policy: Policy,
     pub(crate) origin: Origin,
     pub(crate) config: Config,
+    /// Where purges are applied on this host.
+    local: Arc<LocalPurges>,
+    /// The cluster link, with `--cluster`.
+    cluster: Option<Cluster>,
 }
 
 /// How long a learned `Vary` is remembered for a URL.
@@ -37,50 +43,61 @@ const VARY_MEMORY: Duration = Duration::from_secs(86_400);
 
 /// A fill or a refresh: the two tickets a fetch completes; or a revalidation the request's
 /// directives asked for, which stores its answer outside the lifecycle.
-enum Job {
+enum Ticket {
     Fill(Fill<Arc<Cached>>),
     Refresh(Refresh<Arc<Cached>>),
     Direct(Cache<Arc<Cached>>, Bytes),
 }
 
+/// What a fetch completes: its ticket, and in a cluster the lease under which this host
+/// fetches for every host (released, and the other hosts woken, when the job ends).
+struct Job {
+    ticket: Ticket,
+    lease: Option<Lease>,
+}
+
 impl Job {
-    fn commit(
-        self,
-        value: Arc<Cached>,
-        freshness: Freshness,
-        tags: &[Bytes],
-    ) -> Result<(), InsertError> {
-        match self {
-            Job::Fill(f) => f.commit_tagged(value, freshness, tags),
-            Job::Refresh(r) => r.commit_tagged(value, freshness, tags),
-            Job::Direct(cache, key) => cache.insert_tagged(&key, value, freshness, tags),
+    fn new(ticket: Ticket) -> Self {
+        Job {
+            ticket,
+            lease: None,
         }
     }
 
+    /// Stores `value` for the ticket; returns the lease, to hand the value to the cluster.
+    fn commit(self, value: Arc<Cached>, freshness: Freshness, tags: &[Bytes]) -> Option<Lease> {
+        let _: Result<(), InsertError> = match self.ticket {
+            Ticket::Fill(f) => f.commit_tagged(value, freshness, tags),
+            Ticket::Refresh(r) => r.commit_tagged(value, freshness, tags),
+            Ticket::Direct(cache, key) => cache.insert_tagged(&key, value, freshness, tags),
+        };
+        self.lease
+    }
+
     fn fail(self) -> Option<Hit<Arc<Cached>>> {
-        match self {
-            Job::Fill(f) => f.fail(),
-            Job::Refresh(r) => {
+        match self.ticket {
+            Ticket::Fill(f) => f.fail(),
+            Ticket::Refresh(r) => {
                 r.fail();
                 None
             }
-            Job::Direct(..) => None,
+            Ticket::Direct(..) => None,
         }
     }
 
     fn uncacheable(self, hold: Duration) {
-        match self {
-            Job::Fill(f) => f.uncacheable(hold),
-            Job::Refresh(r) => r.uncacheable(hold),
+        match self.ticket {
+            Ticket::Fill(f) => f.uncacheable(hold),
+            Ticket::Refresh(r) => r.uncacheable(hold),
             // The stored response is no longer the origin's answer: drop it.
-            Job::Direct(cache, key) => {
+            Ticket::Direct(cache, key) => {
                 cache.purge(&key, PurgeMode::Hard);
             }
         }
     }
 
     fn is_refresh(&self) -> bool {
-        matches!(self, Job::Refresh(_))
+        matches!(self.ticket, Ticket::Refresh(_))
     }
 }
 
@@ -122,7 +139,18 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Body> {
 
 impl Proxy {
     /// The proxy for `config`.
+    ///
+    /// # Panics
+    ///
+    /// When `config.cluster` is set and the cluster link cannot start (outside a Tokio runtime,
+    /// or an invalid cluster configuration); [`Proxy::try_new`] returns the reason instead.
     pub fn new(config: Config) -> Self {
+        Self::try_new(config).unwrap_or_else(|e| panic!("peakcache-proxy: {e}"))
+    }
+
+    /// The proxy for `config`, or why it cannot start. With `config.cluster`, call it inside a
+    /// Tokio runtime; Redis is not contacted here (the proxy serves whether or not Redis is up).
+    pub fn try_new(config: Config) -> Result<Self, String> {
         let max_object = config.max_object + (64 << 10) + peakcache::ENTRY_OVERHEAD + 512;
         let cache = Cache::builder()
             .max_bytes(config.size)
@@ -154,14 +182,24 @@ impl Proxy {
             honour_request_directives: false,
             ..http.clone()
         };
-        Proxy {
+        let local = Arc::new(LocalPurges {
+            cache: cache.clone(),
+            vary: vary.clone(),
+        });
+        let cluster = match &config.cluster {
+            Some(c) => Some(Cluster::start(c.clone(), local.clone()).map_err(|e| e.to_string())?),
+            None => None,
+        };
+        Ok(Proxy {
             cache,
             vary,
             policy: Policy::new(http),
             frozen_policy: Policy::new(frozen),
             origin,
             config,
-        }
+            local,
+            cluster,
+        })
     }
 
     /// The response cache.
@@ -174,14 +212,60 @@ impl Proxy {
         &self.origin
     }
 
-    /// Purges `key`, hard (gone, nothing left to revalidate) or soft (stale now).
-    pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
-        self.cache.purge(key, mode)
+    /// The cluster link, with `--cluster`.
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_ref()
     }
 
-    /// Purges every entry tagged `tag`, like [`Proxy::purge`].
-    pub fn purge_tag(&self, tag: &[u8], mode: PurgeMode) {
-        self.cache.purge_tag(tag, mode);
+    /// Applies `purge` here at once (a key purge reaches every variant of it) and, in a
+    /// cluster, on every other host.
+    pub fn purge(&self, purge: Purge) {
+        match &self.cluster {
+            Some(cluster) => cluster.purge(purge),
+            None => self.local.apply(&purge),
+        }
+    }
+
+    /// Adds this proxy's `Cache-Status` member to a response: while the host is cut off from
+    /// the cluster's purges, with `detail=cluster-lag`.
+    fn finish(
+        &self,
+        headers: &mut http::HeaderMap,
+        meta: Option<&peakcache_http::EntryMeta>,
+        status: CacheStatus,
+    ) {
+        let status = match &self.cluster {
+            Some(c) if c.is_lagging() => status.detail(cluster::LAGGING),
+            _ => status,
+        };
+        self.policy
+            .finish_response(headers, meta, SystemTime::now(), &status);
+    }
+
+    /// Before the origin, in a cluster: a fresh copy from the second-level cache, stored here
+    /// for `job` (`Ok`); else the job, now holding the cluster's lease if this host won it
+    /// (when another host held it, this waited for its copy first).
+    async fn ask_cluster(
+        &self,
+        parts: &request::Parts,
+        key: &Key,
+        lookup_key: &Bytes,
+        job: Job,
+    ) -> Result<Arc<Cached>, Job> {
+        let Some(cluster) = &self.cluster else {
+            return Err(job);
+        };
+        let accept = |copy: &_| cluster::from_l2(copy, |c| self.fits(parts, c));
+        match cluster.lookup(lookup_key, accept).await {
+            L2Lookup::Hit((cached, tags, freshness)) => {
+                self.commit(key, lookup_key, job, cached.clone(), freshness, &tags);
+                Ok(cached)
+            }
+            L2Lookup::Fetch(lease) => Err(Job {
+                lease: Some(lease),
+                ..job
+            }),
+        }
     }
 
     /// The rules that apply to a visitor's request now: request directives are never honoured
@@ -223,7 +307,7 @@ impl Proxy {
             Lookup::Fresh(hit) => {
                 if rq.reuse(&hit.value().meta, SystemTime::now()) == Reuse::Revalidate {
                     let stored = hit.value().clone();
-                    let job = Job::Direct(self.cache.clone(), lookup_key.clone());
+                    let job = Job::new(Ticket::Direct(self.cache.clone(), lookup_key.clone()));
                     return self
                         .revalidate(parts, &rq, key, lookup_key, job, stored, Fwd::Request)
                         .await;
@@ -234,8 +318,8 @@ impl Proxy {
                 if rq.reuse(&hit.value().meta, SystemTime::now()) == Reuse::Revalidate {
                     let stored = hit.value().clone();
                     let job = match refresh {
-                        Some(refresh) => Job::Refresh(refresh),
-                        None => Job::Direct(self.cache.clone(), lookup_key.clone()),
+                        Some(refresh) => Job::new(Ticket::Refresh(refresh)),
+                        None => Job::new(Ticket::Direct(self.cache.clone(), lookup_key.clone())),
                     };
                     return self
                         .revalidate(parts, &rq, key, lookup_key, job, stored, Fwd::Stale)
@@ -247,9 +331,11 @@ impl Proxy {
                     let stored = Some(hit.value().clone()).filter(|c| self.fits(&parts, c));
                     let (req, key, lookup_key) = (parts.clone(), key.clone(), lookup_key.clone());
                     tokio::spawn(async move {
-                        let _ = this
-                            .fetch(&req, &key, &lookup_key, Job::Refresh(refresh), stored)
-                            .await;
+                        let job = Job::new(Ticket::Refresh(refresh));
+                        // Another host may have refreshed it already.
+                        if let Err(job) = this.ask_cluster(&req, &key, &lookup_key, job).await {
+                            let _ = this.fetch(&req, &key, &lookup_key, job, stored).await;
+                        }
                     });
                 }
                 self.serve_hit(&parts, hit, None).await
@@ -316,8 +402,23 @@ impl Proxy {
         // Revalidate the expired copy only if it is this request's variant: a 304 merged into
         // another variant's response would store it under this one's key.
         let stored = fill.previous().filter(|c| self.fits(&parts, c)).cloned();
+        let job = match self
+            .ask_cluster(&parts, &key, &lookup_key, Job::new(Ticket::Fill(fill)))
+            .await
+        {
+            Ok(cached) => {
+                let status = self
+                    .policy
+                    .cache_status()
+                    .hit()
+                    .ttl(cached.meta.ttl_secs(SystemTime::now()))
+                    .detail(cluster::FROM_L2);
+                return self.serve_cached(&parts, &cached, status).await;
+            }
+            Err(job) => job,
+        };
         let fwd = if stored.is_some() { Fwd::Stale } else { fwd };
-        self.complete(parts, key, lookup_key, Job::Fill(fill), stored, fwd)
+        self.complete(parts, key, lookup_key, job, stored, fwd)
             .await
     }
 
@@ -347,12 +448,7 @@ impl Proxy {
                     .cache_status()
                     .fwd(fwd)
                     .fwd_status(response.status().as_u16());
-                self.policy.finish_response(
-                    response.headers_mut(),
-                    None,
-                    SystemTime::now(),
-                    &status,
-                );
+                self.finish(response.headers_mut(), None, status);
                 response
             }
             Fetched::Failed(stale, response, error) => {
@@ -396,8 +492,7 @@ impl Proxy {
                 .cache_status()
                 .fwd(Fwd::Miss)
                 .fwd_status(response.status().as_u16());
-            self.policy
-                .finish_response(response.headers_mut(), None, SystemTime::now(), &status);
+            self.finish(response.headers_mut(), None, status);
             return response;
         }
         match error {
@@ -527,21 +622,19 @@ impl Proxy {
             vary: store.vary.clone(),
             vary_key: store.vary_key.clone(),
         });
-        self.commit(
-            key,
-            lookup_key,
-            job,
-            cached.clone(),
-            store.freshness,
-            &store.tags,
-            &store.vary,
-        );
+        let tags: Vec<Bytes> = store
+            .tags
+            .iter()
+            .map(|t| Bytes::copy_from_slice(t.as_bytes()))
+            .collect();
+        self.commit(key, lookup_key, job, cached.clone(), store.freshness, &tags);
         cached
     }
 
-    /// Stores a fetched response under the ticket's key and, when it varies, under its variant
-    /// key too; every variant is tagged with its primary key so a URL purge reaches them all.
-    #[allow(clippy::too_many_arguments)]
+    /// Stores a response under the ticket's key and, when it varies, under its variant key
+    /// too; every variant is tagged with its primary key so a URL purge reaches them all, and
+    /// with the tag of every entry so "everything stale" is one tag purge. Under the cluster's
+    /// lease, hands it to the second-level cache for the other hosts.
     fn commit(
         &self,
         key: &Key,
@@ -549,14 +642,12 @@ impl Proxy {
         job: Job,
         cached: Arc<Cached>,
         freshness: Freshness,
-        tags: &[String],
-        vary: &Vary,
+        tags: &[Bytes],
     ) {
-        let mut all_tags: Vec<Bytes> = tags
-            .iter()
-            .map(|t| Bytes::copy_from_slice(t.as_bytes()))
-            .collect();
+        let mut all_tags = tags.to_vec();
         all_tags.push(key.clone().into_bytes());
+        all_tags.push(Bytes::from_static(cluster::EVERY_ENTRY));
+        let vary = &cached.vary;
         if !vary.is_empty() {
             let _ = self.vary.insert(
                 key.as_bytes(),
@@ -571,7 +662,9 @@ impl Proxy {
             }
         }
         // Too large cannot happen: the body was read up to the object limit, below the cache's.
-        let _ = job.commit(cached, freshness, &all_tags);
+        if let Some(lease) = job.commit(cached.clone(), freshness, &all_tags) {
+            lease.put(cluster::to_l2(key, &cached, freshness, tags));
+        }
     }
 
     /// A 304 to a revalidation: the stored response updated and stored again.
@@ -654,7 +747,6 @@ impl Proxy {
         cached: &Cached,
         status: CacheStatus,
     ) -> Response<Body> {
-        let now = SystemTime::now();
         let (head, body) = match self.policy.answer_conditional(parts, &cached.parts) {
             ConditionalAnswer::NotModified(head) => (head, body::empty()),
             ConditionalAnswer::ServeStored => {
@@ -672,8 +764,7 @@ impl Proxy {
             }
         };
         let mut response = Response::from_parts(head, body);
-        self.policy
-            .finish_response(response.headers_mut(), Some(&cached.meta), now, &status);
+        self.finish(response.headers_mut(), Some(&cached.meta), status);
         response
     }
 
@@ -703,8 +794,7 @@ impl Proxy {
             .cache_status()
             .fwd(fwd)
             .fwd_status(response.status().as_u16());
-        self.policy
-            .finish_response(response.headers_mut(), None, SystemTime::now(), &status);
+        self.finish(response.headers_mut(), None, status);
         response
     }
 
@@ -717,8 +807,10 @@ impl Proxy {
             .await;
         let (head, body) = response.into_parts();
         for key in self.policy.invalidations(&request, &head) {
-            self.purge(key.as_bytes(), PurgeMode::Hard);
-            self.purge_tag(key.as_bytes(), PurgeMode::Hard);
+            self.purge(Purge::Key {
+                key: key.into_bytes(),
+                mode: PurgeMode::Hard,
+            });
         }
         Response::from_parts(head, body)
     }

@@ -7,11 +7,19 @@
 //! any, else 503 with `Retry-After`), streams responses larger than the object limit without
 //! buffering them, and offers purge by URL or tag, freeze and Prometheus metrics on a separate
 //! admin listener.
+//!
+//! With `--cluster redis://HOST:PORT` it is one host of a cluster (`peakcache-cluster`): its
+//! purges, freezes and thaws reach every host, a page missing here is read from the
+//! second-level cache in Redis before the origin, one host at a time fetches a page for all,
+//! and a host cut off from the purges longer than `--max-lag` serves nothing as fresh.
+//! `Cache-Status` says `detail=l2` on an answer read from the second-level cache (another host
+//! fetched it), and `detail=cluster-lag` on every answer while the host is cut off.
 
 #![deny(missing_docs)]
 
 pub mod admin;
 pub mod body;
+mod cluster;
 pub mod config;
 pub mod handler;
 pub mod origin;

@@ -45,16 +45,27 @@ fn main() -> ExitCode {
             None => None,
         };
         eprintln!(
-            "peakcache-proxy: listening on {}, origin {}, cache {} bytes{}",
+            "peakcache-proxy: listening on {}, origin {}, cache {} bytes{}{}",
             config.listen,
             config.origin,
             config.size,
             config
                 .admin
                 .map(|a| format!(", admin on {a}"))
+                .unwrap_or_default(),
+            config
+                .cluster
+                .as_ref()
+                .map(|c| format!(", cluster {} on {}", c.name, c.url))
                 .unwrap_or_default()
         );
-        let proxy = Arc::new(Proxy::new(config));
+        let proxy = match Proxy::try_new(config) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                eprintln!("peakcache-proxy: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         tokio::select! {
             _ = serve(proxy, listener, admin) => ExitCode::SUCCESS,
             _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
