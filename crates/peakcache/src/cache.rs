@@ -8,8 +8,8 @@ use crate::key::hash_key;
 use crate::lifecycle::{
     backoff, decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter,
 };
-use crate::policy::Links;
-use crate::shard::{Departure, Node, Shard, Weigher};
+use crate::policy::Departure;
+use crate::shard::{Links, Node, Shard, Weigher};
 use crate::stats::{Counter, Counters, Stats};
 use crate::tags::{PurgeMode, TagVerdict, Tags, DEFAULT_MAX_MARKS};
 use ahash::RandomState;

@@ -221,7 +221,8 @@
 //!
 //! Eviction is S3-FIFO, chosen by measurement on real traces (see the project README): new
 //! entries pass through a small queue, entries read again move to a main queue, and entries past
-//! every stale window go first. A hit writes nothing shared: only a two-bit counter in the entry,
+//! every stale window go first. The policy is public in [`policy`], generic over where its state
+//! lives, so that the shared-memory tier (`peakcache-shm`) runs the very same one. A hit writes nothing shared: only a two-bit counter in the entry,
 //! and only until it saturates.
 //!
 //! ## Stats
@@ -245,9 +246,8 @@ mod flight;
 mod freshness;
 mod key;
 mod lifecycle;
-mod policy;
+pub mod policy;
 mod shard;
-mod sketch;
 mod slab;
 mod stats;
 mod sync;

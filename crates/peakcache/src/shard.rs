@@ -1,19 +1,21 @@
 //! One shard of the store: a hash table of nodes with their lifetimes and tags, bounded by
 //! weight. Single-threaded: the cache puts each shard behind its own lock.
 //!
-//! Eviction lives in `policy.rs`; the lifecycle's decisions in `lifecycle.rs`, whose per-key
+//! Eviction is `policy.rs`'s, over the nodes' links and bits kept here ([`Links`], the
+//! [`Store`] of the shard); the lifecycle's decisions are `lifecycle.rs`'s, whose per-key
 //! [`Control`] records are kept here beside the nodes.
 
 use crate::clock::millis_to_nanos;
 use crate::flight::Flight;
 use crate::key::{hash_key, KeyBytes};
 use crate::lifecycle::{Control, Served};
-use crate::policy::{Links, S3Fifo};
+use crate::policy::{Bits, Choice, Departure, Policy, Queue, Store, Table, HITS_MAX, NIL};
 use crate::slab::Slab;
 use crate::tags::TagSet;
 use ahash::RandomState;
 use hashbrown::HashTable;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 
 /// Computes what an entry costs against the capacity. Must answer the same for the same key and
@@ -31,6 +33,80 @@ pub(crate) struct Node<V> {
     pub(crate) sie_ms: u32,
     pub(crate) tags: Option<Box<TagSet>>,
     pub(crate) links: Links,
+}
+
+// The node's policy byte: hits since the policy last looked (bits 0-1, raised by `touch`), the
+// queue (bits 2-3), the CLOCK credit (bits 4-5), and whether the key is being fetched (bit 6).
+const HITS_MASK: u8 = 0b11;
+const QUEUE_SHIFT: u8 = 2;
+const CREDIT_SHIFT: u8 = 4;
+const PINNED: u8 = 1 << 6;
+
+/// A node's place in the eviction policy: its queue neighbours and its policy byte.
+pub(crate) struct Links {
+    prev: u32,
+    next: u32,
+    meta: AtomicU8,
+}
+
+impl Links {
+    pub(crate) fn new() -> Self {
+        Links {
+            prev: NIL,
+            next: NIL,
+            meta: AtomicU8::new(0),
+        }
+    }
+
+    /// Records an access. Safe under a shared lock; writes only while the counter is below its
+    /// cap, so a hot entry causes no writes at all.
+    #[inline]
+    pub(crate) fn touch(&self) {
+        let m = self.meta.load(Ordering::Relaxed);
+        if m & HITS_MASK < HITS_MAX {
+            // A lost update between two readers only loses one count: harmless for the policy.
+            self.meta.store(m + 1, Ordering::Relaxed);
+        }
+    }
+
+    fn bits(&self) -> Bits {
+        let m = self.meta.load(Ordering::Relaxed);
+        Bits {
+            queue: match (m >> QUEUE_SHIFT) & 0b11 {
+                1 => Queue::Small,
+                2 => Queue::Main,
+                3 => Queue::Other,
+                _ => Queue::None,
+            },
+            hits: m & HITS_MASK,
+            credit: (m >> CREDIT_SHIFT) & 0b11,
+        }
+    }
+
+    /// Sets the policy's bits, keeping the pin. Only under the write lock.
+    fn set_bits(&self, b: Bits) {
+        let queue = match b.queue {
+            Queue::None => 0,
+            Queue::Small => 1,
+            Queue::Main => 2,
+            Queue::Other => 3,
+        };
+        let pinned = self.meta.load(Ordering::Relaxed) & PINNED;
+        let m = pinned | (b.credit.min(3) << CREDIT_SHIFT) | (queue << QUEUE_SHIFT);
+        self.meta.store(m | b.hits.min(HITS_MAX), Ordering::Relaxed);
+    }
+
+    /// Keeps the node from eviction (while its key is fetched again), or lets it go. Only under
+    /// the write lock.
+    pub(crate) fn pin(&self, pinned: bool) {
+        let m = self.meta.load(Ordering::Relaxed) & !PINNED;
+        let pin = if pinned { PINNED } else { 0 };
+        self.meta.store(m | pin, Ordering::Relaxed);
+    }
+
+    pub(crate) fn pinned(&self) -> bool {
+        self.meta.load(Ordering::Relaxed) & PINNED != 0
+    }
 }
 
 impl<V> Node<V> {
@@ -72,15 +148,6 @@ impl<V> Node<V> {
     }
 }
 
-/// What made an entry leave the shard, for the counters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Departure {
-    /// A live entry evicted for room.
-    Evicted,
-    /// A dead entry removed.
-    Expired,
-}
-
 /// The index of `key`'s node in `table`.
 #[inline]
 fn find_in<V>(table: &HashTable<u32>, nodes: &Slab<V>, hash: u64, key: &[u8]) -> Option<u32> {
@@ -99,11 +166,90 @@ fn servable<V>(
         .is_some_and(|i| nodes.get(i).standing(now).is_some())
 }
 
+/// The policy's tables, allocated as the policy asks.
+#[derive(Default)]
+struct Tables([Vec<u64>; 3]);
+
+impl Tables {
+    fn index(t: Table) -> usize {
+        match t {
+            Table::Ghost => 0,
+            Table::MainGhost => 1,
+            Table::Sketch => 2,
+        }
+    }
+}
+
+/// The shard's nodes as the eviction policy sees them, at an instant.
+struct Nodes<'a, V> {
+    slab: &'a mut Slab<V>,
+    tables: &'a mut Tables,
+    hasher: &'a RandomState,
+    weigher: &'a Weigher<V>,
+    now: u64,
+    frozen: bool,
+}
+
+impl<V> Store for Nodes<'_, V> {
+    fn links(&self, i: u32) -> (u32, u32) {
+        let l = &self.slab.get(i).links;
+        (l.prev, l.next)
+    }
+
+    fn set_prev(&mut self, i: u32, prev: u32) {
+        self.slab.get_mut(i).links.prev = prev;
+    }
+
+    fn set_next(&mut self, i: u32, next: u32) {
+        self.slab.get_mut(i).links.next = next;
+    }
+
+    fn bits(&self, i: u32) -> Bits {
+        self.slab.get(i).links.bits()
+    }
+
+    fn set_bits(&mut self, i: u32, bits: Bits) {
+        self.slab.get(i).links.set_bits(bits);
+    }
+
+    fn weight(&self, i: u32) -> u64 {
+        let n = self.slab.get(i);
+        (self.weigher)(&n.key, &n.value)
+    }
+
+    fn key_hash(&self, i: u32) -> u64 {
+        hash_key(self.hasher, &self.slab.get(i).key)
+    }
+
+    fn dead(&self, i: u32) -> bool {
+        !self.frozen && self.slab.get(i).standing(self.now).is_none()
+    }
+
+    fn pinned(&self, i: u32) -> bool {
+        self.slab.get(i).links.pinned()
+    }
+
+    fn word(&self, t: Table, k: usize) -> u64 {
+        self.tables.0[Tables::index(t)][k]
+    }
+
+    fn set_word(&mut self, t: Table, k: usize, v: u64) {
+        self.tables.0[Tables::index(t)][k] = v;
+    }
+
+    fn reset_table(&mut self, t: Table, words: usize) -> usize {
+        let table = &mut self.tables.0[Tables::index(t)];
+        *table = vec![0; words];
+        words
+    }
+}
+
 /// The shard itself.
 pub(crate) struct Shard<V> {
     table: HashTable<u32>,
-    pub(crate) nodes: Slab<V>,
-    pub(crate) policy: S3Fifo,
+    nodes: Slab<V>,
+    policy: Policy,
+    tables: Tables,
     controls: HashMap<Box<[u8]>, Control<V>, RandomState>,
     controls_prune_at: usize,
     hasher: RandomState,
@@ -118,7 +264,8 @@ impl<V> Shard<V> {
         Shard {
             table: HashTable::new(),
             nodes: Slab::new(),
-            policy: S3Fifo::new(capacity),
+            policy: Policy::new(capacity),
+            tables: Tables::default(),
             controls: HashMap::default(),
             controls_prune_at: 64,
             hasher,
@@ -126,6 +273,25 @@ impl<V> Shard<V> {
             capacity,
             frozen: false,
         }
+    }
+
+    /// The policy, and the nodes as it sees them at `now`.
+    fn policy<'a>(
+        &'a mut self,
+        weigher: &'a Weigher<V>,
+        now: u64,
+    ) -> (&'a mut Policy, Nodes<'a, V>) {
+        (
+            &mut self.policy,
+            Nodes {
+                slab: &mut self.nodes,
+                tables: &mut self.tables,
+                hasher: &self.hasher,
+                weigher,
+                now,
+                frozen: self.frozen,
+            },
+        )
     }
 
     /// Entries stored.
@@ -197,8 +363,10 @@ impl<V> Shard<V> {
         }
     }
 
-    /// Stores `node` (its key must not be present), then evicts until the shard fits. Returns the
-    /// departures it caused. The caller has checked that `weight` fits the object limit.
+    /// Stores `node` (its key must not be present), evicting first until it fits; the policy
+    /// may turn it away instead, when it would be evicted as soon as stored (counted as an
+    /// eviction). Pushes the departures it caused. The caller has checked that `weight` fits
+    /// the object limit.
     pub(crate) fn insert_new(
         &mut self,
         hash: u64,
@@ -208,6 +376,14 @@ impl<V> Shard<V> {
         now: u64,
         departed: &mut Vec<Departure>,
     ) {
+        let mut plan = {
+            let (policy, mut nodes) = self.policy(weigher, now);
+            policy.plan(&mut nodes, hash, weight, true)
+        };
+        if !self.make_room(weight, Some(&mut plan), weigher, now, departed) {
+            departed.push(Departure::Evicted);
+            return;
+        }
         node.links = Links::new();
         let in_flight = self
             .controls
@@ -219,8 +395,8 @@ impl<V> Shard<V> {
         self.table
             .insert_unique(hash, idx, |&i| hash_key(hasher, &nodes.get(i).key));
         self.weight += weight;
-        self.policy.admit(&mut self.nodes, idx, weight, hash);
-        self.make_room(weigher, now, departed);
+        let (policy, mut nodes) = self.policy(weigher, now);
+        policy.admit(&mut nodes, idx, plan);
     }
 
     /// Replaces the value and lifetimes of the node at `idx`, keeping its place in the policy
@@ -245,8 +421,9 @@ impl<V> Shard<V> {
         node.tags = fresh.tags;
         node.links.touch();
         self.weight = self.weight.saturating_sub(old_weight) + weight;
-        self.policy.reweigh(&self.nodes, idx, old_weight, weight);
-        self.make_room(weigher, now, departed);
+        let (policy, mut nodes) = self.policy(weigher, now);
+        policy.reweigh(&mut nodes, idx, old_weight, weight);
+        self.make_room(0, None, weigher, now, departed);
     }
 
     /// Removes the node at `idx` and returns it.
@@ -255,7 +432,8 @@ impl<V> Shard<V> {
             let n = self.node(idx);
             weigher(&n.key, &n.value)
         };
-        self.policy.unlink(&mut self.nodes, idx, weight);
+        let (policy, mut nodes) = self.policy(weigher, 0);
+        policy.remove(&mut nodes, idx, weight);
         self.unindex(idx, hash, weight)
     }
 
@@ -268,21 +446,34 @@ impl<V> Shard<V> {
         self.nodes.remove(idx)
     }
 
-    /// Evicts until the weight fits the capacity. While `frozen`, no entry counts as dead.
-    fn make_room(&mut self, weigher: &Weigher<V>, now: u64, departed: &mut Vec<Departure>) {
-        while self.weight > self.capacity {
-            let hasher = &self.hasher;
-            let hash_of = |k: &[u8]| hash_key(hasher, k);
-            let Some((idx, weight, departure)) =
-                self.policy
-                    .evict(&mut self.nodes, weigher, &hash_of, now, self.frozen)
-            else {
-                break;
+    /// Evicts until `extra` more weight fits the capacity. With the `plan` of an entry being
+    /// stored, returns false if the policy turned that entry away.
+    fn make_room(
+        &mut self,
+        extra: u64,
+        mut plan: Option<&mut crate::policy::Plan>,
+        weigher: &Weigher<V>,
+        now: u64,
+        departed: &mut Vec<Departure>,
+    ) -> bool {
+        while self.weight.saturating_add(extra) > self.capacity {
+            let choice = {
+                let (policy, mut nodes) = self.policy(weigher, now);
+                policy.choose(&mut nodes, plan.as_deref_mut())
             };
-            let hash = hash_key(&self.hasher, &self.node(idx).key);
-            drop(self.unindex(idx, hash, weight));
-            departed.push(departure);
+            match choice {
+                Choice::Leave(idx, departure) => {
+                    let n = self.node(idx);
+                    let (weight, hash) =
+                        (weigher(&n.key, &n.value), hash_key(&self.hasher, &n.key));
+                    drop(self.unindex(idx, hash, weight));
+                    departed.push(departure);
+                }
+                Choice::Reject => return false,
+                Choice::Nothing => break,
+            }
         }
+        true
     }
 
     /// Calls `f` with every flight in progress.
@@ -298,7 +489,8 @@ impl<V> Shard<V> {
         let n = self.table.len();
         self.table.clear();
         self.nodes = Slab::new();
-        self.policy = S3Fifo::new(self.capacity);
+        self.policy = Policy::new(self.capacity);
+        self.tables = Tables::default();
         self.weight = 0;
         self.controls.retain(|_, c| c.flight.is_some());
         n

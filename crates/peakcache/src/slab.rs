@@ -79,7 +79,7 @@ impl<V> Slab<V> {
 mod tests {
     use super::*;
     use crate::key::KeyBytes;
-    use crate::policy::Links;
+    use crate::shard::Links;
 
     fn node(v: u32) -> Node<u32> {
         Node {
