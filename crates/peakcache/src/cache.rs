@@ -4,7 +4,7 @@ use crate::clock::{duration_to_millis_u32, duration_to_nanos, Clock, SystemClock
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome, Wakeup};
 use crate::freshness::Freshness;
-use crate::key::hash_key;
+use crate::key::{KeyHasher, Probe};
 use crate::lifecycle::{
     backoff, decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter,
 };
@@ -12,7 +12,6 @@ use crate::policy::Departure;
 use crate::shard::{Links, Node, Shard, Weigher};
 use crate::stats::{Counter, Counters, Stats};
 use crate::tags::{PurgeMode, TagVerdict, Tags, DEFAULT_MAX_MARKS};
-use ahash::RandomState;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -41,7 +40,7 @@ impl<V: Clone + Send + Sync + 'static> Clone for Cache<V> {
 struct Inner<V> {
     shards: Box<[RwLock<Shard<V>>]>,
     shard_mask: u64,
-    hasher: RandomState,
+    hasher: KeyHasher,
     weigher: Weigher<V>,
     clock: ClockSource,
     counters: Counters,
@@ -191,15 +190,7 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
             .unwrap_or_else(|| default_shards(self.max_bytes));
         let per_shard = (self.max_bytes / shards as u64).clamp(1, MAX_SHARD_CAPACITY);
         let max_object = self.max_object.unwrap_or(per_shard / 8).clamp(1, per_shard);
-        let hasher = match self.hash_seed {
-            Some(seed) => RandomState::with_seeds(
-                seed,
-                seed ^ 0x9e37_79b9_7f4a_7c15,
-                0x243f_6a88,
-                0x85a3_08d3,
-            ),
-            None => RandomState::new(),
-        };
+        let hasher = KeyHasher::new(self.hash_seed);
         let size_of_v = std::mem::size_of::<V>() as u64;
         let weigher = self.weigher.unwrap_or_else(|| {
             Arc::new(move |k: &[u8], _: &V| k.len() as u64 + size_of_v + ENTRY_OVERHEAD)
@@ -384,12 +375,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// nothing (a hit served as it stands); then, for anything else, under its write lock.
     /// Both ask the same [`decide`].
     pub(crate) fn lookup_as(&self, key: &[u8], asker: Asker) -> Lookup<V> {
-        let hash = hash_key(&self.inner.hasher, key);
+        let probe = Probe::new(key);
+        let hash = self.inner.hasher.hash(&probe);
         let now = self.now_nanos();
         let frozen = self.inner.frozen.load(Ordering::Relaxed);
         {
             let s = self.shard(hash).read();
-            if let Some(n) = s.find(hash, key).map(|i| s.node(i)) {
+            if let Some(n) = s.find_probe(hash, &probe).map(|i| s.node(i)) {
                 let live = n
                     .tags
                     .as_ref()
@@ -535,7 +527,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 
     /// Ends a flight past its lock timeout (see `time_out`).
     pub(crate) fn release_overdue(&self, key: &[u8], flight: &Arc<Flight<V>>) {
-        let hash = hash_key(&self.inner.hasher, key);
+        let hash = self.inner.hasher.hash_key(key);
         let wakeup = {
             let mut s = self.shard(hash).write();
             let now = self.now_nanos();
@@ -762,31 +754,41 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// [`lookup`](Self::lookup) to get stale values, fills and waiting.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<V> {
-        let hash = hash_key(&self.inner.hasher, key);
+        let probe = Probe::new(key);
+        let hash = self.inner.hasher.hash(&probe);
         let now = self.now_nanos();
-        let s = self.shard(hash).read();
-        let found = s.find(hash, key).and_then(|i| {
-            let n = s.node(i);
-            let frozen = self.inner.frozen.load(Ordering::Relaxed);
-            let fresh = frozen || now < n.fresh_until();
-            // Soft-purged by tag: stale since the purge (not after now), so served only frozen,
-            // as `lookup` does.
-            let live = || match n.tags.as_ref().map(|t| self.inner.tags.verdict(t)) {
-                None | Some(TagVerdict::Live) => true,
-                Some(TagVerdict::StaleSince { .. }) => frozen,
-                Some(TagVerdict::Purged) => false,
-            };
-            (fresh && live()).then(|| {
-                n.links.touch();
-                n.value.clone()
+        let found = {
+            let s = self.shard(hash).read();
+            s.find_probe(hash, &probe).and_then(|i| {
+                let n = s.node(i);
+                self.servable_by_get(n, now).then(|| {
+                    n.links.touch();
+                    n.value.clone()
+                })
             })
-        });
+        };
         self.inner.counters.incr(if found.is_some() {
             Counter::Fresh
         } else {
             Counter::Miss
         });
         found
+    }
+
+    /// Whether `get` serves `n` at `now`: fresh (or frozen) and not purged by tag. A soft tag
+    /// purge made it stale since the purge (not after now), so it is served only frozen, as
+    /// `lookup` does.
+    #[inline]
+    fn servable_by_get(&self, n: &Node<V>, now: u64) -> bool {
+        let frozen = || self.inner.frozen.load(Ordering::Relaxed);
+        if now >= n.fresh_until() && !frozen() {
+            return false;
+        }
+        match n.tags.as_ref().map(|t| self.inner.tags.verdict(t)) {
+            None | Some(TagVerdict::Live) => true,
+            Some(TagVerdict::StaleSince { .. }) => frozen(),
+            Some(TagVerdict::Purged) => false,
+        }
     }
 
     /// Stores `value` under `key`, replacing what was there, outside the fill lifecycle (waiters
@@ -805,7 +807,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         tags: &[T],
     ) -> Result<(), InsertError> {
         let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
-        let hash = hash_key(&self.inner.hasher, key);
+        let hash = self.inner.hasher.hash_key(key);
         let seq = self.inner.tags.next_seq();
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
@@ -831,7 +833,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// flight stores its value already stale, since it may have fetched what was purged.
     /// Returns whether an entry or a fill of the key was found.
     pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
-        let hash = hash_key(&self.inner.hasher, key);
+        let hash = self.inner.hasher.hash_key(key);
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
         let mut found = false;
@@ -949,7 +951,7 @@ mod tests {
         let cache: Cache<u32> = Cache::builder().shards(16).hash_seed(7).build();
         let mut per_shard = [0u32; 16];
         for k in 0..16_000u32 {
-            let hash = hash_key(&cache.inner.hasher, &k.to_be_bytes());
+            let hash = cache.inner.hasher.hash_key(&k.to_be_bytes());
             let shard = cache.shard(hash) as *const _;
             let i = cache
                 .inner

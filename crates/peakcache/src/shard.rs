@@ -7,7 +7,7 @@
 
 use crate::clock::millis_to_nanos;
 use crate::flight::Flight;
-use crate::key::{hash_key, KeyBytes};
+use crate::key::{KeyBytes, KeyHasher, Probe};
 use crate::lifecycle::{Control, Served};
 use crate::policy::{Bits, Choice, Departure, Policy, Queue, Store, Table, HITS_MAX, NIL};
 use crate::slab::Slab;
@@ -150,19 +150,27 @@ impl<V> Node<V> {
 
 /// The index of `key`'s node in `table`.
 #[inline]
-fn find_in<V>(table: &HashTable<u32>, nodes: &Slab<V>, hash: u64, key: &[u8]) -> Option<u32> {
-    table.find(hash, |&i| &*nodes.get(i).key == key).copied()
+fn find_in<V>(
+    table: &HashTable<u32>,
+    nodes: &Slab<V>,
+    hash: u64,
+    probe: &Probe<'_>,
+) -> Option<u32> {
+    table
+        .find(hash, |&i| nodes.get(i).key.matches(probe))
+        .copied()
 }
 
 /// Whether `key` has an entry that can still be served at `now` (it is not past its windows).
 fn servable<V>(
     table: &HashTable<u32>,
     nodes: &Slab<V>,
-    hasher: &RandomState,
+    hasher: &KeyHasher,
     key: &[u8],
     now: u64,
 ) -> bool {
-    find_in(table, nodes, hash_key(hasher, key), key)
+    let probe = Probe::new(key);
+    find_in(table, nodes, hasher.hash(&probe), &probe)
         .is_some_and(|i| nodes.get(i).standing(now).is_some())
 }
 
@@ -184,7 +192,7 @@ impl Tables {
 struct Nodes<'a, V> {
     slab: &'a mut Slab<V>,
     tables: &'a mut Tables,
-    hasher: &'a RandomState,
+    hasher: &'a KeyHasher,
     weigher: &'a Weigher<V>,
     now: u64,
     frozen: bool,
@@ -218,7 +226,7 @@ impl<V> Store for Nodes<'_, V> {
     }
 
     fn key_hash(&self, i: u32) -> u64 {
-        hash_key(self.hasher, &self.slab.get(i).key)
+        self.hasher.hash_key(&self.slab.get(i).key)
     }
 
     fn dead(&self, i: u32) -> bool {
@@ -252,7 +260,7 @@ pub(crate) struct Shard<V> {
     tables: Tables,
     controls: HashMap<Box<[u8]>, Control<V>, RandomState>,
     controls_prune_at: usize,
-    hasher: RandomState,
+    hasher: KeyHasher,
     pub(crate) weight: u64,
     pub(crate) capacity: u64,
     /// Whether the cache is frozen: every stored entry is served, so none is dead to eviction.
@@ -260,7 +268,7 @@ pub(crate) struct Shard<V> {
 }
 
 impl<V> Shard<V> {
-    pub(crate) fn new(capacity: u64, hasher: RandomState) -> Self {
+    pub(crate) fn new(capacity: u64, hasher: KeyHasher) -> Self {
         Shard {
             table: HashTable::new(),
             nodes: Slab::new(),
@@ -300,9 +308,14 @@ impl<V> Shard<V> {
     }
 
     /// The index of `key`'s node.
-    #[inline]
     pub(crate) fn find(&self, hash: u64, key: &[u8]) -> Option<u32> {
-        find_in(&self.table, &self.nodes, hash, key)
+        self.find_probe(hash, &Probe::new(key))
+    }
+
+    /// The index of the node of the key `probe` was made of.
+    #[inline]
+    pub(crate) fn find_probe(&self, hash: u64, probe: &Probe<'_>) -> Option<u32> {
+        find_in(&self.table, &self.nodes, hash, probe)
     }
 
     #[inline]
@@ -393,7 +406,7 @@ impl<V> Shard<V> {
         let idx = self.nodes.insert(node);
         let (nodes, hasher) = (&self.nodes, &self.hasher);
         self.table
-            .insert_unique(hash, idx, |&i| hash_key(hasher, &nodes.get(i).key));
+            .insert_unique(hash, idx, |&i| hasher.hash_key(&nodes.get(i).key));
         self.weight += weight;
         let (policy, mut nodes) = self.policy(weigher, now);
         policy.admit(&mut nodes, idx, plan);
@@ -464,8 +477,7 @@ impl<V> Shard<V> {
             match choice {
                 Choice::Leave(idx, departure) => {
                     let n = self.node(idx);
-                    let (weight, hash) =
-                        (weigher(&n.key, &n.value), hash_key(&self.hasher, &n.key));
+                    let (weight, hash) = (weigher(&n.key, &n.value), self.hasher.hash_key(&n.key));
                     drop(self.unindex(idx, hash, weight));
                     departed.push(departure);
                 }
@@ -504,8 +516,8 @@ mod tests {
 
     const SEC_MS: u32 = 1_000;
 
-    fn hasher() -> RandomState {
-        RandomState::with_seeds(1, 2, 3, 4)
+    fn hasher() -> KeyHasher {
+        KeyHasher::new(Some(1))
     }
 
     fn node(key: &[u8], ttl_ms: u32, sie_ms: u32) -> Node<u64> {
@@ -530,7 +542,7 @@ mod tests {
         let mut departed = Vec::new();
         let mut n = node(key, SEC_MS, 0);
         n.value = value;
-        let hash = hash_key(&hasher(), key);
+        let hash = hasher().hash_key(key);
         match s.find(hash, key) {
             Some(i) => s.replace(i, n, value, &weigher(), 0, &mut departed),
             None => s.insert_new(hash, n, value, &weigher(), 0, &mut departed),
@@ -546,7 +558,7 @@ mod tests {
         assert_eq!((s.len(), s.weight), (2, 30));
         put(&mut s, b"a", 15);
         assert_eq!((s.len(), s.weight), (2, 35));
-        let hash = hash_key(&hasher(), b"b");
+        let hash = hasher().hash_key(b"b");
         let i = s.find(hash, b"b").unwrap();
         assert_eq!(s.remove(i, hash, &weigher()).value, 20);
         assert_eq!((s.len(), s.weight), (1, 15));
@@ -571,7 +583,7 @@ mod tests {
         // A failed key whose entry is still servable (stale-if-error), and one whose is not.
         for (key, sie) in [(&b"servable"[..], 60 * SEC_MS), (&b"dead"[..], 0)] {
             let mut departed = Vec::new();
-            let hash = hash_key(&hasher(), key);
+            let hash = hasher().hash_key(key);
             s.insert_new(hash, node(key, 1, sie), 1, &weigher(), 0, &mut departed);
             s.control_mut(key, 0).failures = 1;
         }
@@ -593,7 +605,7 @@ mod tests {
     fn a_flight_pins_its_key_entry_until_it_ends() {
         let mut s = Shard::new(100, hasher());
         put(&mut s, b"k", 1);
-        let hash = hash_key(&hasher(), b"k");
+        let hash = hasher().hash_key(b"k");
         let i = s.find(hash, b"k").unwrap();
         s.begin_flight(b"k", hash, Arc::new(Flight::new(0, 10, 0)), 0);
         assert!(s.node(i).links.pinned());
@@ -602,12 +614,12 @@ mod tests {
         // An entry stored while its key is fetched is pinned from the start.
         s.begin_flight(
             b"new",
-            hash_key(&hasher(), b"new"),
+            hasher().hash_key(b"new"),
             Arc::new(Flight::new(0, 10, 0)),
             0,
         );
         put(&mut s, b"new", 1);
-        let j = s.find(hash_key(&hasher(), b"new"), b"new").unwrap();
+        let j = s.find(hasher().hash_key(b"new"), b"new").unwrap();
         assert!(s.node(j).links.pinned());
     }
 
