@@ -6,7 +6,7 @@
 //! shard header, from P_START: queue heads, lengths and weights (heap units), the small queue's
 //!   target, both ghosts' departure numbers, bounds and lengths, the sketch's length and additions
 //! links: per index slot, the previous and next slot of its queue (u32 each)
-//! ghost: one 8-byte word per slot (32-bit fingerprint, 32-bit departure number)
+//! ghost: one 8-byte word per slot (two entries: 12-bit fingerprint, 20-bit departure number)
 //! main ghost: a quarter of that
 //! sketch: eight 4-bit counters per slot (sixteen to a word)
 //! ```
@@ -179,6 +179,10 @@ impl Store for Region<'_, '_> {
         self.s.m.u64(at + 8 * (k % cap.max(1))).store(v, Relaxed);
     }
 
+    fn table_capacity(&self, t: Table) -> usize {
+        self.table(t).1
+    }
+
     fn reset_table(&mut self, t: Table, words: usize) -> usize {
         let (at, cap) = self.table(t);
         let words = words.min(cap);
@@ -230,7 +234,8 @@ impl Shard<'_> {
         self.m.u64(o + 8).store(l.weight, Relaxed);
     }
 
-    /// A ghost's counters; a length beyond its table marks the shard (and reads as none).
+    /// A ghost's counters; a length beyond its table (`cap` entries, two a word) marks the
+    /// shard (and reads as none).
     fn load_ghost(&self, at: usize, cap: usize) -> GhostState {
         let len = self.p64(at + G_LEN);
         let len = if len > cap as u64 {
@@ -258,8 +263,8 @@ impl Shard<'_> {
         p.main = self.load_list(Q_MAIN);
         let (min, max) = p.small_bounds();
         p.small_target = self.p64(P_SMALL_TARGET).clamp(min, max);
-        p.ghost = self.load_ghost(P_GHOST, self.g.ghost_len());
-        p.main_ghost = self.load_ghost(P_MAIN_GHOST, self.g.main_ghost_len());
+        p.ghost = self.load_ghost(P_GHOST, 2 * self.g.ghost_len());
+        p.main_ghost = self.load_ghost(P_MAIN_GHOST, 2 * self.g.main_ghost_len());
         let words = self.p64(P_SKETCH_WORDS);
         let words = if words > (self.g.sketch_counters() / 16) as u64 {
             self.mark_corrupt();

@@ -108,8 +108,8 @@ const CREDIT_MAX: u8 = 3;
 /// One of the policy's tables of words.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Table {
-    /// Keys the small queue dropped: one word each (a 32-bit fingerprint, a 32-bit departure
-    /// number).
+    /// Keys the small queue dropped: two entries a word (each a 12-bit fingerprint and a
+    /// 20-bit departure number).
     Ghost,
     /// Keys the main queue evicted, for the small queue's adaptation only: likewise.
     MainGhost,
@@ -143,8 +143,10 @@ pub trait Store {
     fn word(&self, t: Table, k: usize) -> u64;
     /// Sets word `k` of table `t`.
     fn set_word(&mut self, t: Table, k: usize, v: u64);
-    /// Makes table `t` at most `words` long, every word zero; returns its new length (less
-    /// when the store has no room for more, at least 4 unless it has none at all).
+    /// The most words table `t` can have (`usize::MAX` when it grows as asked).
+    fn table_capacity(&self, t: Table) -> usize;
+    /// Makes table `t` `words` long (at most its capacity), every word zero; returns its new
+    /// length.
     fn reset_table(&mut self, t: Table, words: usize) -> usize;
 }
 
@@ -242,7 +244,7 @@ pub struct GhostState {
     pub seq: u64,
     /// Departures a key is remembered for.
     pub bound: u64,
-    /// Words of its table in use (0: none yet).
+    /// Entries of its table in use, two a word (0: none yet).
     pub len: u64,
 }
 
@@ -815,42 +817,68 @@ impl Policy {
 
 // ---- ghosts ---------------------------------------------------------------------------------
 //
-// A ghost is a lossy hash table of words, each a 32-bit fingerprint of a key hash and the low 32
-// bits of its departure number, sized to a quarter more words than keys remembered. A key is
-// found among four words from its fingerprint; remembering a key overwrites the oldest of those
-// when none is free, and a word older than the bound counts as free. A rare overwrite forgets a
-// key early, which costs one admission decision, never correctness.
+// A ghost is a lossy hash table of 32-bit entries, two to a word: a 12-bit fingerprint of a key
+// hash and the low 20 bits of its departure number, sized to a quarter more entries than keys
+// remembered (5 bytes per key). A key is found among four entries from its fingerprint;
+// remembering a key overwrites the oldest of those when none is free, and an entry older than
+// the bound counts as free. A rare overwrite forgets a key early, and a fingerprint shared by
+// chance (one lookup in a thousand) finds a key that never left: each costs one admission
+// decision, never correctness. The bound is kept to 2^19 departures, half of what the stamps
+// count, so that an entry older than its bound is seldom taken for a young one (it would have
+// to outlive two rounds of the table unprobed).
 
-/// The fingerprint of a key hash in a ghost, in a word's high half (never zero, so a zero word
-/// is free).
-fn fingerprint(hash: u64) -> u64 {
-    ((mixed(hash) >> 32) | 1) << 32
+/// Bits of an entry's departure stamp, and the most departures a key is remembered for.
+const STAMP_BITS: u32 = 20;
+const STAMP_MASK: u32 = (1 << STAMP_BITS) - 1;
+const GHOST_MAX_BOUND: u64 = 1 << (STAMP_BITS - 1);
+
+/// The fingerprint of a key hash in a ghost entry's high 12 bits (never zero, so a zero entry
+/// is free), from the mixed hash.
+fn fingerprint(hash: u64) -> u32 {
+    let fp = (mixed(hash) >> 52) as u32;
+    fp.max(1) << STAMP_BITS
 }
 
-/// The words fingerprint `fp` may occupy in a table of `len` words: found from the fingerprint
-/// alone, so that the table can be rebuilt from its words.
-fn probes(fp: u64, len: u64) -> impl Iterator<Item = usize> {
-    let start = scaled((fp >> 32) as u32, len);
+/// The entries a key whose mixed hash gave `start_bits` may occupy in a table of `len`.
+fn probes(start_bits: u32, len: u64) -> impl Iterator<Item = usize> {
+    let start = scaled(start_bits, len);
     (0..GHOST_PROBES).map(move |k| ((start + k) % len) as usize)
 }
 
-/// How many departures ago word `w`'s key left (0 = the last), if still remembered.
-fn ghost_age(g: &GhostState, w: u64) -> Option<u64> {
-    if w == 0 {
+/// Where a key's probes start: 32 bits of its mixed hash below the fingerprint's.
+fn start_bits(hash: u64) -> u32 {
+    (mixed(hash) >> 16) as u32
+}
+
+fn entry<S: Store>(s: &S, t: Table, k: usize) -> u32 {
+    (s.word(t, k / 2) >> (32 * (k % 2))) as u32
+}
+
+fn set_entry<S: Store>(s: &mut S, t: Table, k: usize, e: u32) {
+    let shift = 32 * (k % 2);
+    let word = s.word(t, k / 2) & !(0xffff_ffff << shift);
+    s.set_word(t, k / 2, word | u64::from(e) << shift);
+}
+
+/// How many departures ago entry `e`'s key left (0 = the last), if still remembered.
+fn ghost_age(g: &GhostState, e: u32) -> Option<u64> {
+    if e == 0 {
         return None;
     }
-    let age = u64::from((g.seq as u32).wrapping_sub(w as u32));
+    let age = u64::from((g.seq as u32).wrapping_sub(e) & STAMP_MASK);
     (age < g.bound).then_some(age)
 }
 
-/// Remembers a departing key for `bound` departures.
+/// Remembers a departing key for `bound` departures (at most 2^19).
 fn ghost_remember<S: Store>(s: &mut S, t: Table, g: &mut GhostState, hash: u64, bound: u64) {
-    g.bound = bound.max(1);
+    g.bound = bound.clamp(1, GHOST_MAX_BOUND);
+    let most = (s.table_capacity(t) as u64).saturating_mul(2);
     let wanted = g
         .bound
         .saturating_mul(GHOST_QUARTERS)
         .div_ceil(4)
-        .max(GHOST_PROBES);
+        .max(GHOST_PROBES)
+        .min(most);
     if g.len < wanted {
         ghost_grow(s, t, g, wanted);
     }
@@ -860,10 +888,10 @@ fn ghost_remember<S: Store>(s: &mut S, t: Table, g: &mut GhostState, hash: u64, 
     g.seq = g.seq.wrapping_add(1);
     let fp = fingerprint(hash);
     let mut best: Option<(usize, Option<u64>)> = None;
-    for k in probes(fp, g.len) {
-        let w = s.word(t, k);
-        let age = ghost_age(g, w);
-        if age.is_none() || w & !0xffff_ffff == fp {
+    for k in probes(start_bits(hash), g.len) {
+        let e = entry(s, t, k);
+        let age = ghost_age(g, e);
+        if age.is_none() || e & !STAMP_MASK == fp {
             best = Some((k, None));
             break;
         }
@@ -872,7 +900,7 @@ fn ghost_remember<S: Store>(s: &mut S, t: Table, g: &mut GhostState, hash: u64, 
         }
     }
     if let Some((k, _)) = best {
-        s.set_word(t, k, fp | u64::from(g.seq as u32));
+        set_entry(s, t, k, fp | (g.seq as u32 & STAMP_MASK));
     }
 }
 
@@ -882,11 +910,11 @@ fn ghost_forget<S: Store>(s: &mut S, t: Table, g: &GhostState, hash: u64) -> Opt
         return None;
     }
     let fp = fingerprint(hash);
-    for k in probes(fp, g.len) {
-        let w = s.word(t, k);
-        if w & !0xffff_ffff == fp {
-            if let Some(age) = ghost_age(g, w) {
-                s.set_word(t, k, 0);
+    for k in probes(start_bits(hash), g.len) {
+        let e = entry(s, t, k);
+        if e & !STAMP_MASK == fp {
+            if let Some(age) = ghost_age(g, e) {
+                set_entry(s, t, k, 0);
                 return Some(age + 1);
             }
         }
@@ -894,22 +922,13 @@ fn ghost_forget<S: Store>(s: &mut S, t: Table, g: &GhostState, hash: u64) -> Opt
     None
 }
 
-/// Re-homes the remembered keys in a table of `len` words (a key that finds no free word is
-/// forgotten early).
+/// Makes the table `len` entries long, and an eighth more so that a bound that creeps up does
+/// not make it again at every departure. What it remembered is forgotten: the bound grows with
+/// the entries a shard holds, which happens as it first fills and rarely again.
 fn ghost_grow<S: Store>(s: &mut S, t: Table, g: &mut GhostState, len: u64) {
-    let live: Vec<u64> = (0..g.len as usize)
-        .map(|k| s.word(t, k))
-        .filter(|&w| ghost_age(g, w).is_some())
-        .collect();
-    g.len = s.reset_table(t, usize::try_from(len).unwrap_or(usize::MAX)) as u64;
-    if g.len == 0 {
-        return;
-    }
-    for w in live {
-        if let Some(k) = probes(w & !0xffff_ffff, g.len).find(|&k| s.word(t, k) == 0) {
-            s.set_word(t, k, w);
-        }
-    }
+    let len = len.saturating_add(len / 8);
+    let words = s.reset_table(t, usize::try_from(len.div_ceil(2)).unwrap_or(usize::MAX));
+    g.len = words as u64 * 2;
 }
 
 #[cfg(test)]
@@ -963,6 +982,9 @@ mod tests {
         }
         fn set_word(&mut self, t: Table, k: usize, v: u64) {
             self.tables.get_mut(&t).unwrap()[k] = v;
+        }
+        fn table_capacity(&self, _: Table) -> usize {
+            self.table_cap.unwrap_or(usize::MAX)
         }
         fn reset_table(&mut self, t: Table, words: usize) -> usize {
             let words = self.table_cap.map_or(words, |cap| words.min(cap));
@@ -1131,11 +1153,27 @@ mod tests {
         for k in 0..1_000 {
             ghost_remember(&mut s, Table::Ghost, &mut g, hash(k, 0), 1_000);
         }
-        assert_eq!(g.len, 64);
+        assert_eq!(g.len, 128, "64 words, two entries each");
         let kept = (0..1_000)
             .filter(|&k| ghost_forget(&mut s, Table::Ghost, &g, hash(k, 0)).is_some())
             .count();
-        assert!((32..=64).contains(&kept), "{kept}");
+        assert!((64..=128).contains(&kept), "{kept}");
+    }
+
+    #[test]
+    fn a_ghost_never_remembers_for_more_departures_than_its_stamps_count() {
+        let mut s = Vecs::default();
+        let mut g = GhostState::default();
+        ghost_remember(&mut s, Table::Ghost, &mut g, hash(1, 0), u64::MAX);
+        assert_eq!(g.bound, 1 << 19);
+        g.seq += (1 << 19) - 1;
+        assert_eq!(
+            ghost_forget(&mut s, Table::Ghost, &g, hash(1, 0)),
+            Some(1 << 19)
+        );
+        ghost_remember(&mut s, Table::Ghost, &mut g, hash(2, 0), u64::MAX);
+        g.seq += 1 << 19;
+        assert_eq!(ghost_forget(&mut s, Table::Ghost, &g, hash(2, 0)), None);
     }
 
     #[test]

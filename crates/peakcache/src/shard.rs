@@ -245,6 +245,10 @@ impl<V> Store for Nodes<'_, V> {
         self.tables.0[Tables::index(t)][k] = v;
     }
 
+    fn table_capacity(&self, _: Table) -> usize {
+        usize::MAX
+    }
+
     fn reset_table(&mut self, t: Table, words: usize) -> usize {
         let table = &mut self.tables.0[Tables::index(t)];
         *table = vec![0; words];
