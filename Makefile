@@ -9,11 +9,13 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/share/nginx/src/configure:nginx-dev \
 	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser \
-	redis-server:redis-server
+	redis-server:redis-server openssl:openssl \
+	dpkg-buildpackage:dpkg-dev dh:debhelper dh_php:dh-php lintian:lintian pkg-config:pkg-config \
+	pecl:php-pear
 
 .PHONY: all test lint unit test-loom deps bench replay demo clean ffi header-check test-c conformance \
 	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm \
-	bench-cluster
+	bench-cluster test-hostile package test-package test-cluster
 
 all: test
 
@@ -26,7 +28,8 @@ deps:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	else echo "make deps: nothing to install"; fi
 
-test: deps lint unit test-loom header-check test-c test-php test-nginx
+test: deps lint unit test-loom header-check test-c test-php test-nginx test-hostile test-package \
+	test-cluster
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -56,6 +59,17 @@ header-check:
 test-c:
 	tests/c/run.sh
 
+# The Debian packages (libpeakcache0, libpeakcache-dev, libnginx-mod-http-peakcache,
+# php8.2-peakcache) built with debhelper from a copy of the tree, checked with lintian:
+# target/deb/*.deb. About a minute once the copy's target/ is warm.
+package: deps
+	CARGO="$(CARGO)" packaging/build-debs.sh
+
+# The packages installed on this machine (root) and used as the README says (system nginx, php,
+# pkg-config, pecl), then removed and purged; the Rust crates' publish dry runs, docs, examples.
+test-package: deps
+	CARGO="$(CARGO)" tests/package/run.sh
+
 # A campaign peak against a slow origin, straight and through peakcache-proxy (under a minute).
 demo: deps
 	CARGO="$(CARGO)" bash scripts/demo.sh
@@ -84,6 +98,23 @@ test-nginx: nginx-module
 # nginx sources in NGINX_FULL_SRC: Debian's nginx-dev ships headers only).
 test-nginx-asan: ffi
 	bindings/nginx/build-asan.sh
+
+# The hostile suite (tests/hostile): hostile and everyday-but-odd traffic against
+# peakcache-proxy, nginx + proxy_pass and nginx + fastcgi_pass to PHP-FPM, about 45 s; one line
+# per case and host. Not part of `test` until the hosts pass it.
+# The hostile suite (tests/hostile): hostile and everyday-but-odd traffic against
+# peakcache-proxy, nginx + proxy_pass and nginx + fastcgi_pass to PHP-FPM (about a minute).
+test-hostile: deps nginx-module
+	$(CARGO) build --release -p peakcache-proxy
+	python3 tests/hostile/run.py
+
+# Two nginx hosts (each with its host agent as shield) and two PHP pools (each with its agent),
+# on a redis-server and a counting origin of their own: a cold page costs one origin request
+# for both nginx hosts, a purge through one nginx's purge location or one pool's purgeTag()
+# reaches the other host (tests/cluster/run.py, about 10 s).
+test-cluster: nginx-module php-ext
+	$(CARGO) build -p peakcache-proxy
+	python3 tests/cluster/run.py
 
 # Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
 # proxy_cache and `return 200`, same run, configured as the README says (worker_processes auto,

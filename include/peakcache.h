@@ -1689,8 +1689,9 @@ void peakcache_http_policy_free(struct peakcache_http_policy *policy);
 
 /**
  * Whether a response header named `name[0..len]` may be sent to clients: false for the
- * fields meant for this cache alone (`CDN-Cache-Control`, `Surrogate-Control`,
- * `Surrogate-Key`), which a host forwarding an upstream response must remove. (Serving from an
+ * fields meant for this cache alone (`Surrogate-Control`, `Surrogate-Key`), which a host
+ * forwarding an upstream response must remove; `CDN-Cache-Control` goes on to clients, for
+ * CDNs in front (RFC 9213 §3). (Serving from an
  * entry, `peakcache_http_serve` removes them itself.) Names compare case-insensitively; true
  * for a NULL policy or an invalid name.
  *
@@ -1818,6 +1819,19 @@ peakcache_result peakcache_http_age(const struct peakcache_entry *entry,
                                     uint64_t *secs);
 
 /**
+ * Whether `entry` may be served, stale, in place of an origin error at `now_ms` (Unix
+ * milliseconds): true inside its stale-if-error window (RFC 5861 §4, or the operator's grace);
+ * false while its metadata says fresh, past the window, and for NULL or an entry without HTTP
+ * metadata. A host whose fill gets a 5xx asks this of the fill's previous entry: when false,
+ * the 5xx is a response like any other (stored if it says it may be, RFC 9111 §3).
+ *
+ * # Safety
+ * `entry` must be NULL or live.
+ */
+bool peakcache_http_stale_if_error(const struct peakcache_entry *entry,
+                                   uint64_t now_ms);
+
+/**
  * Answers `request` from `entry` at `now_ms` (Unix milliseconds), in `*out`: evaluates the
  * client's `If-None-Match` / `If-Modified-Since` (RFC 9111 §4.3.2) and gives the status and the
  * complete header list to send (a 304's, or the stored response's), with `Age` and the
@@ -1927,6 +1941,20 @@ peakcache_result peakcache_http_revalidate_sized(const struct peakcache_http_pol
  */
 peakcache_result peakcache_http_store_response(const struct peakcache_http_store *store,
                                                struct peakcache_response **out);
+
+/**
+ * The `Age` of the response this decision stores, at `now_ms` (Unix milliseconds), in
+ * `*secs`: how old it was when it arrived (RFC 9111 §4.2.3: its `Age` and the time the
+ * request took) plus the time since; what `peakcache_http_age` says of the entry once
+ * committed. A host forwarding the response it is storing sends it as the `Age` header, so
+ * that visitor is told what the next ones are.
+ *
+ * # Safety
+ * `store` must be NULL or live; `secs` NULL or writable.
+ */
+peakcache_result peakcache_http_store_age(const struct peakcache_http_store *store,
+                                          uint64_t now_ms,
+                                          uint64_t *secs);
 
 /**
  * The tags to commit with: the response's `Surrogate-Key` tags, then its primary key, as an

@@ -143,7 +143,7 @@ http {
     fastcgi_temp_path $prefix/fastcgi;
     uwsgi_temp_path $prefix/uwsgi;
     scgi_temp_path $prefix/scgi;
-    peakcache_zone conformance size=64m;
+    peakcache_zone conformance size=64m path=$prefix/conformance.shm;
     server {
         listen 127.0.0.1:$port;
         location / {

@@ -22,14 +22,16 @@ fi
 # shellcheck disable=SC1091
 . "$src/conf_flags"
 
+# NGINX_LD_OPT: extra linker flags for the module (the Debian package passes dpkg-buildflags').
+ld_opt=${NGINX_LD_OPT:-}
 mkdir -p "$out/build"
 stamp="$out/build/configured"
-want="$(cat "$src/conf_flags" "$root/bindings/nginx/config")"
+want="$(cat "$src/conf_flags" "$root/bindings/nginx/config")${ld_opt:+ $ld_opt}"
 if [ ! -f "$work/objs/Makefile" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     rm -rf "$work"
     cp -a "$src" "$work"
     (cd "$work" && ./configure "${NGX_CONF_FLAGS[@]}" \
-        --with-cc-opt="-g -O2 -fPIC -Wall -Werror" \
+        --with-cc-opt="-g -O2 -fPIC -Wall -Werror" --with-ld-opt="$ld_opt" \
         --add-dynamic-module="$root/bindings/nginx" >"$out/build/configure.log" 2>&1) || {
         tail -30 "$out/build/configure.log" >&2
         exit 1

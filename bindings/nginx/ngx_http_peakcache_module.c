@@ -43,6 +43,13 @@
 #define NGX_HTTP_PEAKCACHE_VARY_MARKER   0x1
 
 /*
+ * How long a marker lives at least: past its variants' stale windows, while
+ * an expired variant is still stored for its fill to revalidate it (the
+ * proxy remembers a Vary as long).
+ */
+#define NGX_HTTP_PEAKCACHE_VARY_MS       ((uint64_t) 86400 * 1000)
+
+/*
  * Per-worker memos of the hit path (powers of two): the key of a request
  * target, and the answer to a plain hit of an entry (see memo_get).  An entry
  * whose body is larger is not memoized: the memo holds a reference, and an
@@ -201,6 +208,7 @@ typedef struct {
     uint64_t                       ttl;
     uint64_t                       swr;
     uint64_t                       sie;
+    uint64_t                       age;      /* of the response stored */
 
     ngx_uint_t                     status;
     ngx_uint_t                     outcome;
@@ -216,6 +224,7 @@ typedef struct {
     unsigned                       origin:1;
     unsigned                       variant:1;
     unsigned                       stored:1;
+    unsigned                       aged:1;   /* ctx->age is known */
     unsigned                       served:1;
     unsigned                       viewed:1;
     unsigned                       head:1;   /* a HEAD miss filled by GET */
@@ -285,6 +294,13 @@ static ngx_int_t ngx_http_peakcache_hold(ngx_http_request_t *r,
     peakcache_entry *entry, peakcache_http_headers *headers);
 static ngx_int_t ngx_http_peakcache_response_view(ngx_http_request_t *r,
     peakcache_http_response_head *head);
+static ngx_uint_t ngx_http_peakcache_is_connection(ngx_table_elt_t *h);
+static ngx_uint_t ngx_http_peakcache_hop_field(ngx_http_request_t *r,
+    ngx_str_t *name);
+static ngx_uint_t ngx_http_peakcache_stale_on_error(
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_origin_error(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_variant_fill(ngx_http_request_t *r,
@@ -336,6 +352,8 @@ static void ngx_http_peakcache_invalidate(ngx_http_request_t *r,
 static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
+static ngx_int_t ngx_http_peakcache_push_age(ngx_http_request_t *r,
+    uint64_t age);
 static ngx_int_t ngx_http_peakcache_forwarded(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_uint_t ngx_http_peakcache_defer(ngx_http_request_t *r,
@@ -2060,6 +2078,15 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
         n += part->nelts;
     }
 
+    if (r->upstream) {
+        for (part = &r->upstream->headers_in.headers.part;
+             part;
+             part = part->next)
+        {
+            n += part->nelts;
+        }
+    }
+
     hh = ngx_palloc(r->pool, n * sizeof(peakcache_http_header));
     if (hh == NULL) {
         return NGX_ERROR;
@@ -2153,9 +2180,167 @@ ngx_http_peakcache_response_view(ngx_http_request_t *r,
         n++;
     }
 
+    /*
+     * The upstream keeps the origin's Connection from headers_out, but the
+     * HTTP layer must see it: the fields it names are not stored.
+     */
+
+    for (part = r->upstream ? &r->upstream->headers_in.headers.part : NULL;
+         part;
+         part = part->next)
+    {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (!ngx_http_peakcache_is_connection(&h[i])) {
+                continue;
+            }
+
+            hh[n].name = h[i].key.data;
+            hh[n].name_len = h[i].key.len;
+            hh[n].value = h[i].value.data;
+            hh[n].value_len = h[i].value.len;
+            n++;
+        }
+    }
+
     head->status = (uint16_t) r->headers_out.status;
     head->headers = hh;
     head->nheaders = n;
+
+    return NGX_OK;
+}
+
+
+static ngx_uint_t
+ngx_http_peakcache_is_connection(ngx_table_elt_t *h)
+{
+    return h->hash
+           && h->key.len == sizeof("Connection") - 1
+           && ngx_strncasecmp(h->key.data, (u_char *) "Connection",
+                              h->key.len)
+              == 0;
+}
+
+
+/*
+ * Whether the origin's Connection names the field `name`: a field meant for
+ * the hop between the origin and nginx alone (RFC 9110 section 7.6.1), which
+ * the upstream module would forward to the client.
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_hop_field(ngx_http_request_t *r, ngx_str_t *name)
+{
+    u_char           *p, *last, *start;
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = r->upstream ? &r->upstream->headers_in.headers.part : NULL;
+         part;
+         part = part->next)
+    {
+        h = part->elts;
+
+        for (i = 0; i < part->nelts; i++) {
+
+            if (!ngx_http_peakcache_is_connection(&h[i])) {
+                continue;
+            }
+
+            p = h[i].value.data;
+            last = p + h[i].value.len;
+
+            while (p < last) {
+
+                while (p < last && (*p == ',' || *p == ' ' || *p == '\t')) {
+                    p++;
+                }
+
+                start = p;
+
+                while (p < last && *p != ',' && *p != ' ' && *p != '\t') {
+                    p++;
+                }
+
+                if ((size_t) (p - start) == name->len
+                    && ngx_strncasecmp(start, name->data, name->len) == 0)
+                {
+                    return 1;
+                }
+            }
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * Whether an origin error must give way to the stored page (RFC 5861 section
+ * 4): a refresh keeps serving it, a fill serves the previous page while it is
+ * inside its stale-if-error window.  Otherwise a 5xx the origin gives a
+ * lifetime is a response like any other (RFC 9111 section 3).
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_stale_on_error(ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_uint_t        stale;
+    peakcache_entry  *prev;
+
+    if (ctx->fill == NULL) {
+        return 1;
+    }
+
+    prev = NULL;
+
+    if (peakcache_fill_previous(ctx->fill, &prev) != PEAKCACHE_OK
+        || prev == NULL)
+    {
+        return 0;
+    }
+
+    stale = peakcache_http_stale_if_error(prev, ngx_http_peakcache_now());
+
+    peakcache_entry_free(prev);
+
+    return stale;
+}
+
+
+/*
+ * The origin failed: the fill or refresh fails, and a main request is sent
+ * the stale-if-error entry the fill hands back, if any, instead of the error.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_origin_error(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_uint_t  status;
+
+    status = r->headers_out.status;
+
+    ngx_http_peakcache_fail(r, ctx);
+
+    if (ctx->stale && r == r->main) {
+        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                      "peakcache: origin failed (%ui), serving a stale "
+                      "\"%V\"", status, &ctx->key);
+
+        ctx->status = NGX_HTTP_PEAKCACHE_STALE;
+        ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
+        ctx->fwd_status = status;
+
+        return ngx_http_peakcache_swap(r, ctx);
+    }
+
+    ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
+                  "peakcache: origin failed (%ui) for \"%V\", "
+                  "nothing stale to serve", status, &ctx->key);
 
     return NGX_OK;
 }
@@ -2172,7 +2357,7 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
     size_t                         vlen;
-    ngx_uint_t                     status, found;
+    ngx_uint_t                     status, found, failed;
     const uint8_t                 *vary;
     peakcache_result               rc;
     peakcache_http_request        *sent;
@@ -2180,33 +2365,17 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     peakcache_http_response_head   head;
 
     status = r->headers_out.status;
-
-    if (ngx_http_peakcache_origin_failed(r)) {
-        ngx_http_peakcache_fail(r, ctx);
-
-        if (ctx->stale && r == r->main) {
-            ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                          "peakcache: origin failed (%ui), serving a stale "
-                          "\"%V\"", status, &ctx->key);
-
-            ctx->status = NGX_HTTP_PEAKCACHE_STALE;
-            ctx->outcome = PEAKCACHE_HTTP_STALE_IF_ERROR;
-            ctx->fwd_status = status;
-
-            return ngx_http_peakcache_swap(r, ctx);
-        }
-
-        ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                      "peakcache: origin failed (%ui) for \"%V\", "
-                      "nothing stale to serve", status, &ctx->key);
-
-        return NGX_OK;
-    }
+    failed = ngx_http_peakcache_origin_failed(r);
 
     if (ctx->redirected
         || r->upstream == NULL
         || r->upstream->headers_in.status_n != status)
     {
+        if (failed) {
+            /* nginx's own 502 or 504: the origin never answered */
+            return ngx_http_peakcache_origin_error(r, ctx);
+        }
+
         /*
          * Not the origin's answer to the requested URL: an error_page, an
          * X-Accel-Redirect or another internal redirect answered instead.
@@ -2215,12 +2384,20 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
         return NGX_OK;
     }
 
+    if (failed && ngx_http_peakcache_stale_on_error(ctx)) {
+        return ngx_http_peakcache_origin_error(r, ctx);
+    }
+
     switch (ngx_http_test_predicates(r, ctx->conf->no_store)) {
 
     case NGX_ERROR:
         return NGX_ERROR;
 
     case NGX_DECLINED:
+        if (failed) {
+            return ngx_http_peakcache_origin_error(r, ctx);
+        }
+
         /* no_store on the response (e.g. $upstream_http_x_private) */
         ngx_http_peakcache_give_up(r, ctx, "peakcache_no_store");
         return NGX_OK;
@@ -2246,6 +2423,12 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     rc = peakcache_http_on_response(ctx->policy, sent, &head,
                                     ctx->request_time,
                                     ngx_http_peakcache_now(), &d);
+
+    if (failed && (rc != PEAKCACHE_OK || d.reason != PEAKCACHE_HTTP_STORE)) {
+        /* an error the origin gave no lifetime: a failure (stale-if-error) */
+        return ngx_http_peakcache_origin_error(r, ctx);
+    }
+
     if (rc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_INFO, r->connection->log, rc,
                                      "response not cacheable");
@@ -2327,6 +2510,10 @@ ngx_http_peakcache_store_header(ngx_http_request_t *r,
     ctx->stored = 1;
     ctx->capture = 1;
     r->filter_need_in_memory = 1;
+
+    ctx->aged = (peakcache_http_store_age(ctx->store, ngx_http_peakcache_now(),
+                                          &ctx->age)
+                 == PEAKCACHE_OK);
 
     if (r == r->main) {
         /*
@@ -3503,8 +3690,9 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
 
 /*
- * Whether the answer says the origin failed: an upstream error nginx
- * reports itself (502, 504), or a 5xx of the origin's.
+ * Whether the answer is an error stale-if-error answers for (RFC 5861
+ * section 4): an upstream error nginx reports itself (502, 504), or a 500,
+ * 502, 503 or 504 of the origin's.
  */
 
 static ngx_int_t
@@ -3593,6 +3781,7 @@ ngx_http_peakcache_give_up(ngx_http_request_t *r,
     ctx->resp = NULL;
     ctx->capture = 0;
     ctx->stored = 0;
+    ctx->aged = 0;
 
     if (ctx->fill) {
         (void) peakcache_fill_uncacheable(&ctx->fill, ctx->conf->pass_hold);
@@ -3695,7 +3884,9 @@ ngx_http_peakcache_commit(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
         if (rc == PEAKCACHE_OK) {
             rc = peakcache_fill_commit(&ctx->marker, &marker,
-                                       ctx->ttl + ngx_max(ctx->swr, ctx->sie),
+                                       ngx_max(ctx->ttl
+                                               + ngx_max(ctx->swr, ctx->sie),
+                                               NGX_HTTP_PEAKCACHE_VARY_MS),
                                        0, 0, tags, ntags);
         }
 
@@ -3838,18 +4029,58 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 }
 
 
-/* a forwarded response: without this cache's own fields, with its status */
+/*
+ * The Age of a response this cache stores as it forwards it: the visitor is
+ * told what the next ones are (the origin's own Age gave way to it).
+ */
+
+static ngx_int_t
+ngx_http_peakcache_push_age(ngx_http_request_t *r, uint64_t age)
+{
+    u_char           *p;
+    ngx_table_elt_t  *h;
+
+    p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Age");
+    h->value.data = p;
+    h->value.len = ngx_sprintf(p, "%uL", age) - p;
+    h->lowcase_key = (u_char *) "age";
+
+    return NGX_OK;
+}
+
+
+/*
+ * A forwarded response: without this cache's own fields and those the
+ * origin's Connection names, with its status, and its Age when stored.
+ */
 
 static ngx_int_t
 ngx_http_peakcache_forwarded(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_uint_t                 i;
+    ngx_uint_t                 i, upstream;
     ngx_str_t                  value;
     ngx_list_part_t           *part;
     ngx_table_elt_t           *h;
     peakcache_buf             *buf;
     peakcache_result           rc;
+
+    upstream = (r->upstream != NULL && !ctx->redirected
+                && r->upstream->headers_in.status_n == r->headers_out.status);
 
     part = &r->headers_out.headers.part;
     h = part->elts;
@@ -3867,11 +4098,20 @@ ngx_http_peakcache_forwarded(ngx_http_request_t *r,
         }
 
         if (h[i].hash
-            && !peakcache_http_forward_field(ctx->policy, h[i].key.data,
-                                             h[i].key.len))
+            && (!peakcache_http_forward_field(ctx->policy, h[i].key.data,
+                                              h[i].key.len)
+                || (upstream && ngx_http_peakcache_hop_field(r, &h[i].key))
+                || (ctx->aged && h[i].key.len == sizeof("Age") - 1
+                    && ngx_strncasecmp(h[i].key.data, (u_char *) "Age",
+                                       h[i].key.len)
+                       == 0)))
         {
             h[i].hash = 0;
         }
+    }
+
+    if (ctx->aged && ngx_http_peakcache_push_age(r, ctx->age) != NGX_OK) {
+        return NGX_ERROR;
     }
 
     buf = NULL;

@@ -4,7 +4,7 @@ dnl   phpize && ./configure --enable-peakcache [--with-peakcache-dir=DIR] && mak
 dnl
 dnl DIR holds include/peakcache.h and target/release/libpeakcache.a (`make ffi` in the
 dnl repository); default: the repository this file sits in (../.. from it), or the value of
-dnl PEAKCACHE_DIR. The static library is linked into peakcache.so with its symbols kept
+dnl PEAKCACHE_DIR; without one, pkg-config's peakcache-static (libpeakcache-dev). The static library is linked into peakcache.so with its symbols kept
 dnl private (-Wl,--exclude-libs,ALL), so the extension exports only get_module.
 
 PHP_ARG_ENABLE([peakcache],
@@ -27,16 +27,21 @@ if test "$PHP_PEAKCACHE" != "no"; then
       break
     fi
   done
-  if test -z "$PEAKCACHE_ROOT"; then
-    AC_MSG_RESULT([not found])
-    AC_MSG_ERROR([peakcache not found: run `make ffi` in the repository and pass --with-peakcache-dir=DIR])
+  if test -n "$PEAKCACHE_ROOT"; then
+    AC_MSG_RESULT([$PEAKCACHE_ROOT])
+    PHP_ADD_INCLUDE([$PEAKCACHE_ROOT/include])
+    dnl The archive by path (not -lpeakcache, which would pick libpeakcache.so next to it), then
+    dnl what Rust's std needs from the system.
+    PEAKCACHE_LIBS="$PEAKCACHE_ROOT/target/release/libpeakcache.a -lpthread -ldl -lm -lrt -lutil"
+  else
+    AC_MSG_RESULT([no tree, asking pkg-config])
+    dnl An installed libpeakcache-dev (pecl install from a release tarball): peakcache-static.pc
+    dnl gives the archive by path too.
+    PKG_CHECK_MODULES([PEAKCACHE], [peakcache-static >= 0.2], [],
+      [AC_MSG_ERROR([peakcache not found: install libpeakcache-dev (pkg-config peakcache-static), or run `make ffi` in the repository and pass --with-peakcache-dir=DIR])])
+    PHP_EVAL_INCLINE([$PEAKCACHE_CFLAGS])
   fi
-  AC_MSG_RESULT([$PEAKCACHE_ROOT])
-
-  PHP_ADD_INCLUDE([$PEAKCACHE_ROOT/include])
-  dnl The archive by path (not -lpeakcache, which would pick libpeakcache.so next to it), then
-  dnl what Rust's std needs from the system.
-  PEAKCACHE_SHARED_LIBADD="$PEAKCACHE_ROOT/target/release/libpeakcache.a -lpthread -ldl -lm -lrt -lutil -Wl,--exclude-libs,ALL"
+  PEAKCACHE_SHARED_LIBADD="$PEAKCACHE_LIBS -Wl,--exclude-libs,ALL"
   PHP_SUBST(PEAKCACHE_SHARED_LIBADD)
 
   AC_DEFINE(HAVE_PEAKCACHE, 1, [ Have peakcache support ])

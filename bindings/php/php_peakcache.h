@@ -8,7 +8,7 @@
 extern zend_module_entry peakcache_module_entry;
 #define phpext_peakcache_ptr &peakcache_module_entry
 
-#define PHP_PEAKCACHE_VERSION "0.1.0"
+#define PHP_PEAKCACHE_VERSION "0.2.0"
 
 /* The flags word stored with a value: how its bytes are to be read back. A value stored by
  * another host (flags 0) reads as a string. */

@@ -260,7 +260,7 @@ static void default_ttl_applies_only_without_freshness_information(void) {
     peakcache_http_policy_free(p);
 }
 
-static void cdn_cache_control_wins_and_is_not_forwarded(void) {
+static void cdn_cache_control_wins_and_goes_on_to_cdns_in_front(void) {
     peakcache_http_policy *p = new_policy(NULL);
     peakcache_cache *cache = new_cache(0, 0, 0);
     peakcache_http_header rh[] = {HDR("host", "shop.example")};
@@ -276,14 +276,15 @@ static void cdn_cache_control_wins_and_is_not_forwarded(void) {
 
     peakcache_http_answer a;
     CHECK_OK(peakcache_http_serve(p, &req, e, PEAKCACHE_HTTP_HIT, 0, T0 + 1000, &a));
-    CHECK(!has_value(a.headers, "cdn-cache-control", NULL));
+    /* RFC 9213 §3: for CDNs in front of this cache (browsers ignore it). */
+    CHECK(has_value(a.headers, "cdn-cache-control", "max-age=600"));
     CHECK(has_value(a.headers, "cache-control", "private, max-age=10"));
     CHECK(has_value(a.headers, "date", DATE0)); /* added at the response time */
     peakcache_http_headers_free(a.headers);
     peakcache_entry_free(e);
 
-    /* Forwarding an upstream response: the same fields are the cache's own. */
-    CHECK(!peakcache_http_forward_field(p, KEY("CDN-Cache-Control")));
+    /* Forwarding an upstream response: the surrogate fields are the cache's own. */
+    CHECK(peakcache_http_forward_field(p, KEY("CDN-Cache-Control")));
     CHECK(!peakcache_http_forward_field(p, KEY("surrogate-key")));
     CHECK(!peakcache_http_forward_field(p, KEY("Surrogate-Control")));
     CHECK(peakcache_http_forward_field(p, KEY("Content-Type")));
@@ -455,6 +456,53 @@ static void etag_revalidation_merges_a_304_and_shares_the_body(void) {
     peakcache_http_response_head full = head(200, nm, COUNT(nm));
     CHECK_RC(peakcache_http_revalidate(p, &req, e, &full, T0, T0, &d), PEAKCACHE_ERR_INVALID);
     CHECK(d.ttl_ms == 0x5A5A5A5A5A5A5A5Aull);
+    peakcache_entry_free(e);
+    peakcache_cache_free(cache);
+    peakcache_http_policy_free(p);
+}
+
+/* A 5xx with a lifetime is a response like any other (RFC 9111 3), unless a stored copy may
+ * still answer for the error (RFC 5861 4); a forwarded response being stored says its Age. */
+static void errors_with_a_lifetime_and_the_age_of_a_stored_answer(void) {
+    peakcache_http_policy *p = new_policy(NULL);
+    peakcache_cache *cache = new_cache(0, 0, 0);
+    peakcache_http_header rh[] = {HDR("host", "shop.example")};
+    peakcache_http_request req = request("GET", "/page", rh, COUNT(rh));
+    peakcache_http_header err[] = {HDR("Cache-Control", "max-age=60"), HDR("Date", DATE0)};
+    peakcache_http_response_head resp = head(503, err, COUNT(err));
+    peakcache_http_decision d;
+    CHECK_OK(peakcache_http_on_response(p, &req, &resp, T0, T0, &d));
+    CHECK(d.reason == PEAKCACHE_HTTP_STORE && d.ttl_ms == 60000);
+    peakcache_http_store_free(d.store);
+
+    /* Fresh for 10 s, then 60 s of stale-if-error, then nothing. */
+    peakcache_http_header good[] = {HDR("Cache-Control", "max-age=10, stale-if-error=60"),
+                                    HDR("Date", DATE0)};
+    resp = head(200, good, COUNT(good));
+    CHECK_OK(peakcache_http_on_response(p, &req, &resp, T0, T0, &d));
+    peakcache_entry *e = commit(cache, "page", &d, "good");
+    peakcache_http_store_free(d.store);
+    CHECK(!peakcache_http_stale_if_error(e, T0 + 5000));
+    CHECK(peakcache_http_stale_if_error(e, T0 + 30000));
+    CHECK(!peakcache_http_stale_if_error(e, T0 + 71000));
+    CHECK(!peakcache_http_stale_if_error(NULL, T0 + 30000));
+    peakcache_entry_free(e);
+
+    /* 30 s old at the origin, and 2 s on the way: 32 s when it arrives, as once stored. */
+    peakcache_http_header aged[] = {HDR("Cache-Control", "max-age=600"), HDR("Age", "30")};
+    resp = head(200, aged, COUNT(aged));
+    CHECK_OK(peakcache_http_on_response(p, &req, &resp, T0, T0 + 2000, &d));
+    uint64_t secs = 0, stored_secs = 0;
+    CHECK_OK(peakcache_http_store_age(d.store, T0 + 2000, &secs));
+    CHECK(secs == 32);
+    CHECK_OK(peakcache_http_store_age(d.store, T0 + 12500, &secs));
+    e = commit(cache, "aged", &d, "old");
+    CHECK_OK(peakcache_http_age(e, T0 + 12500, &stored_secs));
+    CHECK(secs == 42 && stored_secs == 42);
+    CHECK_RC(peakcache_http_store_age(d.store, T0, NULL), PEAKCACHE_ERR_NULL);
+    CHECK_RC(peakcache_http_store_age(NULL, T0, &secs), PEAKCACHE_ERR_NULL);
+    CHECK(secs == 42);
+    peakcache_http_store_free(d.store);
     peakcache_entry_free(e);
     peakcache_cache_free(cache);
     peakcache_http_policy_free(p);
@@ -799,6 +847,7 @@ static void misuse_gives_codes_not_crashes(void) {
     CHECK(meta_len == 10 && memcmp(meta, "host's own", 10) == 0);
     CHECK_RC(peakcache_http_serve(p, &ok, f.entry, PEAKCACHE_HTTP_HIT, 0, T0, &a), PEAKCACHE_ERR_INVALID);
     CHECK_RC(peakcache_http_age(f.entry, T0, &secs), PEAKCACHE_ERR_INVALID);
+    CHECK(!peakcache_http_stale_if_error(f.entry, T0));
     CHECK_RC(peakcache_http_cache_status(p, PEAKCACHE_HTTP_HIT, 0, false, f.entry, T0, &buf), PEAKCACHE_ERR_INVALID);
     CHECK_RC(peakcache_http_cache_status(p, 77, 0, false, NULL, T0, &buf), PEAKCACHE_ERR_INVALID);
     CHECK_RC(peakcache_http_cache_status(p, 0, 0, false, NULL, T0, &buf), PEAKCACHE_ERR_INVALID);
@@ -812,10 +861,11 @@ int main(void) {
     RUN(keys_drop_campaign_parameters);
     RUN(max_age_with_swr_is_stored_and_served);
     RUN(default_ttl_applies_only_without_freshness_information);
-    RUN(cdn_cache_control_wins_and_is_not_forwarded);
+    RUN(cdn_cache_control_wins_and_goes_on_to_cdns_in_front);
     RUN(cookies_private_and_no_store_are_not_stored);
     RUN(vary_accept_encoding_gives_one_variant_per_coding);
     RUN(etag_revalidation_merges_a_304_and_shares_the_body);
+    RUN(errors_with_a_lifetime_and_the_age_of_a_stored_answer);
     RUN(client_conditionals_are_answered_from_the_entry);
     RUN(a_fill_carries_nothing_of_one_visitor);
     RUN(request_directives_apply_only_when_honoured);

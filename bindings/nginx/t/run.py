@@ -126,15 +126,41 @@ class Origin:
                         time.sleep(0.3)
                 elif path.startswith("/sw2"):
                     headers["Cache-Control"] = "max-age=2, stale-while-revalidate=30"
-                elif path.startswith("/sie"):
+                elif path.startswith("/sie") or path.startswith("/swsie"):
                     headers["Cache-Control"] = "max-age=1, stale-if-error=60"
+                    if path.startswith("/swsie"):
+                        headers["Cache-Control"] += ", stale-while-revalidate=30"
                     if origin.down == "close":
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
                     if origin.down:
+                        # "fresh": an error page the origin says may be reused
                         status, body = 503, b"origin down\n"
-                        headers["Cache-Control"] = "no-store"
+                        headers["Cache-Control"] = ("max-age=60" if origin.down == "fresh"
+                                                    else "no-store")
+                elif path.startswith("/fresh5xx-"):
+                    status = int(path[-3:])
+                    headers["Cache-Control"] = "max-age=60"
+                elif path.startswith("/conn-named"):
+                    # fields the origin's Connection names are for the hop to nginx alone
+                    headers["Connection"] = "X-Hop, X-Hop-Too"
+                    headers["X-Hop"] = "1"
+                    headers["X-Hop-Too"] = "2"
+                    headers["X-Kept"] = "3"
+                    headers["Cache-Control"] = "max-age=60"
+                elif path.startswith("/delayed"):
+                    # the answer takes a while: it is that old when it arrives (RFC 9111 4.2.3)
+                    time.sleep(1.2)
+                    headers["Cache-Control"] = "max-age=60"
+                elif path.startswith("/revary"):
+                    # varies, has a validator, expires at once: revalidated per variant
+                    headers["Cache-Control"] = "max-age=1"
+                    headers["Vary"] = "X-Abc"
+                    headers["ETag"] = '"%s-%s"' % (name, self.headers.get("X-Abc", "-"))
+                    body = ("%s abc=%s\n" % (path, self.headers.get("X-Abc", "-"))).encode()
+                    if self.headers.get("If-None-Match") == headers["ETag"]:
+                        status, body = 304, b""
                 elif path.startswith("/nostore"):
                     headers["Cache-Control"] = "no-store"
                 elif path.startswith("/cookie"):
@@ -997,6 +1023,70 @@ class T:
             assert fields(reqs[1], "If-None-Match") == ['"%s-v1"' % path], reqs[1]
             s, h, b = self.get(path)
             assert h["x-cache"] == "HIT" and int(h["age"]) <= 1 and b == body, (path, h, b)
+
+    def test_expired_variant_revalidated_by_its_fill(self):
+        # the page's Vary is remembered past the variant's windows: the fill of the expired
+        # variant asks with its validator and the visitor's value of the Vary'd field
+        path = "/revary"
+        _, _, body = self.get(path, headers={"X-Abc": "1"})
+        time.sleep(1.2)
+        s, h, b = self.get(path, headers={"X-Abc": "1"})
+        assert s == 200 and h["x-cache"] == "REVALIDATED" and b == body, (s, h, b)
+        reqs = self.o.requests(path)
+        assert len(reqs) == 2, len(reqs)
+        assert fields(reqs[1], "If-None-Match") == ['"/revary-1"'], reqs[1]
+        assert fields(reqs[1], "X-Abc") == ["1"], reqs[1]
+        # another variant is its own page, fetched unconditionally
+        s, h, b = self.get(path, headers={"X-Abc": "2"})
+        assert s == 200 and b == b"/revary abc=2\n", (s, h, b)
+        assert fields(self.o.requests(path)[2], "If-None-Match") == [], self.o.requests(path)
+
+    def test_5xx_with_freshness_stored_like_any_response(self):
+        # RFC 9111 3: an error the origin gives a lifetime is reused for that lifetime
+        for status in (500, 502, 503, 504):
+            path = "/fresh5xx-%d" % status
+            s1, h1, b1 = self.get(path)
+            s2, h2, b2 = self.get(path)
+            assert s1 == s2 == status and h1["x-cache"] == "MISS", (path, s1, s2, h1)
+            assert h2["x-cache"] == "HIT" and b2 == b1, (path, h2, b2)
+            assert self.o.count(path) == 1, (path, self.o.count(path))
+
+    def test_5xx_with_freshness_never_replaces_a_stale_if_error_copy(self):
+        # the fill of a page inside stale-if-error, and the refresh of one inside
+        # stale-while-revalidate, keep the good page when the origin's error has a lifetime
+        _, _, fill_body = self.get("/sie-fresh5xx")
+        _, _, refresh_body = self.get("/swsie-fresh5xx")
+        self.o.down = "fresh"
+        try:
+            time.sleep(1.2)
+            s, h, b = self.get("/sie-fresh5xx")
+            assert s == 200 and h["x-cache"] == "STALE" and b == fill_body, (s, h, b)
+            s, h, b = self.get("/swsie-fresh5xx")
+            assert s == 200 and h["x-cache"] == "UPDATING" and b == refresh_body, (s, h, b)
+            assert self.o.wait_count("/swsie-fresh5xx", 2) == 2
+            time.sleep(0.1)
+            for path, body in (("/sie-fresh5xx", fill_body), ("/swsie-fresh5xx", refresh_body)):
+                s, h, b = self.get(path)
+                assert s == 200 and b == body, (path, s, h, b)
+        finally:
+            self.o.down = False
+
+    def test_fields_named_by_the_origins_connection_never_stored(self):
+        # RFC 9111 3.1: what the origin's Connection names was for the hop to nginx alone
+        s1, h1, _ = self.get("/conn-named")
+        s2, h2, _ = self.get("/conn-named")
+        assert s1 == s2 == 200 and h2["x-cache"] == "HIT", (h1, h2)
+        for h in (h1, h2):
+            assert "x-hop" not in h and "x-hop-too" not in h and h["x-kept"] == "3", h
+
+    def test_stored_miss_says_its_age(self):
+        # an answer that took 1.2 s is that old when it arrives (RFC 9111 4.2.3): its
+        # visitor is told so, as the next ones are
+        s, h, _ = self.get("/delayed")
+        assert s == 200 and h["x-cache"] == "MISS" and "stored" in h["cache-status"], h
+        assert h.get("age") == "1", h
+        s, h, _ = self.get("/delayed")
+        assert h["x-cache"] == "HIT" and int(h["age"]) in (1, 2), h
 
     def test_hit_age_advances(self):
         # hits are answered from a per-worker memo: Age and Cache-Status must still move

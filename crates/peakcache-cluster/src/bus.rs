@@ -1,7 +1,7 @@
 //! The purge bus: reading the stream, publishing the host's own purges, and watching the lag.
 
 use crate::stats::incr;
-use crate::{connect_timeout, Backoff, Purge, Shared, SoftPurgeReason};
+use crate::{connect_timeout, Backoff, Purge, Shared, SoftPurgeReason, Start};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, RedisResult, Script, Value};
 use std::sync::Arc;
@@ -10,11 +10,42 @@ use std::time::{Duration, Instant};
 /// Entries read at once; a read that returns fewer proves the host has caught up.
 const BATCH: usize = 256;
 
-/// Where the host is on the stream: the last entry read and its purge number.
+/// Where a host is on the purge bus: the last entry it read (its stream id) and that
+/// entry's purge number. Saved as bytes by a host whose cache outlives its process.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct Position {
+pub struct BusPosition {
     pub(crate) id: String,
     pub(crate) seq: u64,
+}
+
+type Position = BusPosition;
+
+impl BusPosition {
+    /// The purge number of the last entry read.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The position as bytes (at most 48), for [`from_bytes`](Self::from_bytes).
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.seq.to_le_bytes().to_vec();
+        out.extend_from_slice(self.id.as_bytes());
+        out
+    }
+
+    /// A position saved by [`to_bytes`](Self::to_bytes); `None` if `bytes` is not one (a
+    /// stream id is `MILLISECONDS-SEQUENCE`).
+    pub fn from_bytes(bytes: &[u8]) -> Option<BusPosition> {
+        let (seq, id) = bytes.split_at_checked(8)?;
+        let id = std::str::from_utf8(id).ok()?;
+        let (ms, n) = id.split_once('-')?;
+        ms.parse::<u64>().ok()?;
+        n.parse::<u64>().ok()?;
+        Some(BusPosition {
+            id: id.to_string(),
+            seq: u64::from_le_bytes(seq.try_into().ok()?),
+        })
+    }
 }
 
 /// One entry of the stream.
@@ -51,12 +82,16 @@ if last[1] then id = last[1][1] end
 return {tonumber(redis.call('GET', KEYS[1]) or '0'), id, redis.call('EXISTS', KEYS[3])}
 ";
 
-/// Reads the bus forever: from where the bus is at first contact, then from the last entry
-/// read, reconnecting with back-off after a failure.
-pub(crate) async fn read(shared: Arc<Shared>) {
+/// Reads the bus forever: from `start` (where the bus is at first contact, or a saved
+/// position), then from the last entry read, reconnecting with back-off after a failure.
+pub(crate) async fn read(shared: Arc<Shared>, start: Start) {
     let mut backoff = Backoff::new(&shared.config);
     let mut conn: Option<MultiplexedConnection> = None;
-    let mut pos: Option<Position> = None;
+    let (mut pos, mut joined_unknown) = match start {
+        Start::Fresh => (None, false),
+        Start::Resume(p) => (Some(p), false),
+        Start::Unknown => (None, true),
+    };
     let mut had_connection = false;
     loop {
         if conn.is_none() {
@@ -78,7 +113,9 @@ pub(crate) async fn read(shared: Arc<Shared>) {
         let Some(c) = conn.as_mut() else { continue };
         let sent = Instant::now();
         let step = match &pos {
-            None => first_contact(&shared, c).await.map(|p| (p, None)),
+            None => first_contact(&shared, c, joined_unknown)
+                .await
+                .map(|p| (p, None)),
             Some(p) => read_once(&shared, c, p).await,
         };
         match step {
@@ -93,6 +130,10 @@ pub(crate) async fn read(shared: Arc<Shared>) {
                         );
                     }
                 }
+                if pos.as_ref() != Some(&next) {
+                    shared.local.caught_up(&next);
+                }
+                joined_unknown = false;
                 pos = Some(next);
             }
             Err(e) => {
@@ -150,8 +191,13 @@ fn timed_out() -> redis::RedisError {
 }
 
 /// The first read: where the bus is. A host that was cut off before this (it started while
-/// Redis was away) cannot know what it missed, so it marks everything stale.
-async fn first_contact(shared: &Shared, c: &mut MultiplexedConnection) -> RedisResult<Position> {
+/// Redis was away), or whose cache holds entries of unknown history (`joined_unknown`), cannot
+/// know what it missed, so it marks everything stale.
+async fn first_contact(
+    shared: &Shared,
+    c: &mut MultiplexedConnection,
+    joined_unknown: bool,
+) -> RedisResult<Position> {
     let keys = &shared.keys;
     let script = Script::new(POSITION);
     let mut call = script.key(keys.seq());
@@ -166,6 +212,8 @@ async fn first_contact(shared: &Shared, c: &mut MultiplexedConnection) -> RedisR
     }
     if shared.lag.is_lagging() {
         shared.soft_purge_everything(SoftPurgeReason::Lagging);
+    } else if joined_unknown {
+        shared.soft_purge_everything(SoftPurgeReason::Joined);
     }
     Ok(Position { id, seq })
 }

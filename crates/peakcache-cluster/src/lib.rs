@@ -11,6 +11,8 @@
 //! - [The second-level cache](#the-second-level-cache): a page fetched by one host is served by
 //!   the others from Redis.
 //! - [Redis down](#redis-down): never a visitor's error.
+//! - [Hosts whose cache outlives the process](#hosts-whose-cache-outlives-the-process): nginx
+//!   and PHP-FPM through their shared region.
 //! - [Metrics](#metrics).
 //!
 //! A host starts one [`Cluster`] with the [`LocalCache`] it owns (the crate depends on the core,
@@ -140,6 +142,20 @@
 //! `backoff_min` to `backoff_max`), and meanwhile acts alone: its own cache, its own single
 //! flight, its purges applied locally and queued. No visitor gets an error because of Redis.
 //!
+//! ## Hosts whose cache outlives the process
+//!
+//! An nginx or PHP-FPM host keeps its cache in a shared memory region that outlives any one
+//! process, and its purges are made by its workers, not through this crate. Its agent
+//! (`peakcache-proxy --region`) therefore:
+//! - publishes the workers' purges with [`Cluster::publish`] (already applied: not applied
+//!   again), and [`Cluster::unpublished`] tells it when they are all on the stream;
+//! - saves the bus position its [`LocalCache::caught_up`] is told after every read, and starts
+//!   again with [`Start::Resume`] from it, so purges published while it was stopped are
+//!   applied (or, if the stream no longer holds them, everything is marked stale);
+//! - starts with [`Start::Unknown`] when it has no position: the region's entries were stored
+//!   without the cluster's purges, so they are marked stale at first contact
+//!   (`soft_purges_everything_total{reason="joined"}`).
+//!
 //! ## Metrics
 //!
 //! [`Cluster::stats`] and [`ClusterStats::to_prometheus`]: bus lag, lagging, purges published
@@ -158,6 +174,7 @@ mod stats;
 pub mod testing;
 mod wakeup;
 
+pub use bus::BusPosition;
 pub use config::Config;
 pub use l2::{L2Entry, L2Lookup, Lease, Reject};
 pub use purge::{LocalCache, Purge};
@@ -265,6 +282,7 @@ impl Shared {
             SoftPurgeReason::Reset => "the bus lost its history (Redis restarted without data?)",
             SoftPurgeReason::Lagging => "cut off from the bus longer than max_lag",
             SoftPurgeReason::Unreadable => "a message on the bus could not be read",
+            SoftPurgeReason::Joined => "the host joined with entries of unknown history",
         };
         eprintln!(
             "peakcache-cluster {}: marking every entry stale: {why} [{}]",
@@ -437,13 +455,39 @@ fn host_id() -> String {
     format!("{:016x}-{}", h.finish(), std::process::id())
 }
 
+/// Where a host starts reading the purge bus.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Start {
+    /// At the bus's end, when Redis first answers: the host's cache is empty (a process that
+    /// just started), so nothing published before concerns it.
+    Fresh,
+    /// Right after `position`, saved by the host's previous process
+    /// ([`LocalCache::caught_up`]): its cache outlived it, and every purge published since is
+    /// applied (or, if the bus no longer holds them all, everything is marked stale).
+    Resume(BusPosition),
+    /// At the bus's end, after marking every entry stale: the cache holds entries whose purges
+    /// the host cannot know (counted as `soft_purges_everything_total{reason="joined"}`).
+    Unknown,
+}
+
 impl Cluster {
-    /// Starts the link: checks `config`, then spawns the bus reader, the outbox publisher, the
-    /// lag watch and the listener for other hosts' fills on the current Tokio runtime. Redis is
-    /// not contacted here: a host starts (and serves) whether or not Redis is up.
+    /// Starts the link for a host whose cache is empty ([`Start::Fresh`]): see
+    /// [`start_from`](Self::start_from).
+    pub fn start(config: Config, local: Arc<dyn LocalCache>) -> Result<Cluster, Error> {
+        Self::start_from(config, local, Start::Fresh)
+    }
+
+    /// Starts the link: checks `config`, then spawns the bus reader (reading from `start`), the
+    /// outbox publisher, the lag watch and the listener for other hosts' fills on the current
+    /// Tokio runtime. Redis is not contacted here: a host starts (and serves) whether or not
+    /// Redis is up.
     ///
     /// Errors: an invalid `config`, or no Tokio runtime.
-    pub fn start(config: Config, local: Arc<dyn LocalCache>) -> Result<Cluster, Error> {
+    pub fn start_from(
+        config: Config,
+        local: Arc<dyn LocalCache>,
+        start: Start,
+    ) -> Result<Cluster, Error> {
         config.validate().map_err(Error)?;
         let runtime = tokio::runtime::Handle::try_current()
             .map_err(|_| Error("the cluster link needs a Tokio runtime".into()))?;
@@ -475,7 +519,9 @@ impl Cluster {
             config,
         });
         let tasks = vec![
-            runtime.spawn(bus::read(shared.clone())).abort_handle(),
+            runtime
+                .spawn(bus::read(shared.clone(), start))
+                .abort_handle(),
             runtime.spawn(bus::publish(shared.clone())).abort_handle(),
             runtime.spawn(bus::watch_lag(shared.clone())).abort_handle(),
             runtime.spawn(wakeup::listen(shared.clone())).abort_handle(),
@@ -491,6 +537,18 @@ impl Cluster {
     pub fn purge(&self, purge: Purge) {
         self.shared.local.apply(&purge);
         self.shared.outbox.push(purge);
+    }
+
+    /// Publishes `purge`, already applied to the host's cache by someone else (the workers of a
+    /// shared region, which the agent follows), to every other host: in order, after any
+    /// purges still queued; queued while Redis is unreachable.
+    pub fn publish(&self, purge: Purge) {
+        self.shared.outbox.push(purge);
+    }
+
+    /// How many of this host's purges wait to be published (all of them were applied here).
+    pub fn unpublished(&self) -> usize {
+        self.shared.outbox.len()
     }
 
     /// Whether the host is cut off from the bus longer than `max_lag`: nothing it serves is

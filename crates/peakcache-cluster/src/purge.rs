@@ -102,6 +102,13 @@ pub trait LocalCache: Send + Sync + 'static {
     /// the cluster itself when the host may have missed purges (trimmed stream, lost history,
     /// cut off longer than `max_lag`): afterwards no entry may be served as fresh.
     fn apply(&self, purge: &Purge);
+
+    /// The host has applied every purge up to `position` on the bus. A host whose cache
+    /// outlives the process (a shared memory region) saves it, to start from there next time
+    /// ([`Start::Resume`](crate::Start::Resume)); the default does nothing.
+    fn caught_up(&self, position: &crate::BusPosition) {
+        let _ = position;
+    }
 }
 
 #[cfg(test)]

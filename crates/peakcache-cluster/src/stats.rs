@@ -15,14 +15,18 @@ pub enum SoftPurgeReason {
     Lagging,
     /// A message on the bus could not be read (written by a newer version?).
     Unreadable,
+    /// The host joined with entries whose purges it cannot know (a shared region that served
+    /// without an agent, or whose agent's place on the bus is unknown).
+    Joined,
 }
 
 impl SoftPurgeReason {
-    const ALL: [SoftPurgeReason; 4] = [
+    const ALL: [SoftPurgeReason; 5] = [
         SoftPurgeReason::Trimmed,
         SoftPurgeReason::Reset,
         SoftPurgeReason::Lagging,
         SoftPurgeReason::Unreadable,
+        SoftPurgeReason::Joined,
     ];
 
     /// The label value in metrics and logs.
@@ -32,6 +36,7 @@ impl SoftPurgeReason {
             SoftPurgeReason::Reset => "reset",
             SoftPurgeReason::Lagging => "lagging",
             SoftPurgeReason::Unreadable => "unreadable",
+            SoftPurgeReason::Joined => "joined",
         }
     }
 }
@@ -41,7 +46,7 @@ impl SoftPurgeReason {
 pub(crate) struct Counters {
     pub(crate) purges_published: AtomicU64,
     pub(crate) purges_applied: AtomicU64,
-    soft_purges: [AtomicU64; 4],
+    soft_purges: [AtomicU64; 5],
     pub(crate) lag_events: AtomicU64,
     pub(crate) l2_hits: AtomicU64,
     pub(crate) l2_misses: AtomicU64,
@@ -174,6 +179,12 @@ impl ClusterStats {
             "gauge",
             "1 while the host is cut off from the bus longer than max_lag: nothing is served as fresh.",
             &one(u64::from(self.lagging)),
+        );
+        family(
+            "caught_up",
+            "gauge",
+            "1 once the host has read the bus to its end, while it stays within max_lag (readiness).",
+            &one(u64::from(self.caught_up)),
         );
         family(
             "connected",

@@ -6,18 +6,24 @@ use parking_lot::Mutex;
 use peakcache::{Freshness, PurgeMode};
 use peakcache_cluster::testing::{RedisServer, Relay};
 use peakcache_cluster::{
-    Cluster, Config, L2Entry, L2Lookup, Lease, LocalCache, Purge, Reject, SoftPurgeReason,
+    BusPosition, Cluster, Config, L2Entry, L2Lookup, Lease, LocalCache, Purge, Reject,
+    SoftPurgeReason, Start,
 };
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-/// A host's cache that remembers every purge it was told to apply.
+/// A host's cache that remembers every purge it was told to apply, and the last bus position
+/// it was told it had caught up to.
 #[derive(Default)]
-struct Recorder(Mutex<Vec<Purge>>);
+struct Recorder(Mutex<Vec<Purge>>, Mutex<Option<BusPosition>>);
 
 impl LocalCache for Recorder {
     fn apply(&self, purge: &Purge) {
         self.0.lock().push(purge.clone());
+    }
+
+    fn caught_up(&self, position: &BusPosition) {
+        *self.1.lock() = Some(position.clone());
     }
 }
 
@@ -51,8 +57,13 @@ fn config(url: &str, tune: impl FnOnce(&mut Config)) -> Config {
 
 /// A host, once it has read the bus to its end (so it misses nothing published after).
 async fn host(url: &str, tune: impl FnOnce(&mut Config)) -> Host {
+    host_from(url, tune, Start::Fresh).await
+}
+
+/// A host starting to read the bus from `start`, once it has read it to its end.
+async fn host_from(url: &str, tune: impl FnOnce(&mut Config), start: Start) -> Host {
     let seen = Arc::new(Recorder::default());
-    let cluster = Cluster::start(config(url, tune), seen.clone()).unwrap();
+    let cluster = Cluster::start_from(config(url, tune), seen.clone(), start).unwrap();
     eventually("the host reads the bus", Duration::from_secs(5), || {
         cluster.stats().caught_up
     })
@@ -537,4 +548,89 @@ async fn a_host_that_joins_a_frozen_cluster_freezes() {
     published(&a).await;
     let later = host(&redis.url(), |_| {}).await;
     assert!(!later.seen.has(&Purge::Freeze));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_resuming_from_its_saved_position_applies_what_it_missed_and_nothing_more() {
+    let redis = RedisServer::start();
+    let a = host(&redis.url(), |_| {}).await;
+    let b = host(&redis.url(), |_| {}).await;
+    let before = tag("before", PurgeMode::Hard);
+    a.cluster.purge(before.clone());
+    eventually("b reads it", Duration::from_secs(2), || b.seen.has(&before)).await;
+    let saved = b.seen.1.lock().clone().expect("a position saved");
+    let saved = BusPosition::from_bytes(&saved.to_bytes()).expect("its bytes read back");
+    drop(b);
+    let missed = [
+        tag("missed-1", PurgeMode::Soft),
+        tag("missed-2", PurgeMode::Hard),
+    ];
+    for p in &missed {
+        a.cluster.purge(p.clone());
+    }
+    published(&a).await;
+    let b = host_from(&redis.url(), |_| {}, Start::Resume(saved)).await;
+    eventually("b replays what it missed", Duration::from_secs(2), || {
+        missed.iter().all(|p| b.seen.has(p))
+    })
+    .await;
+    assert!(!b.seen.has(&before), "read before it stopped: not again");
+    assert!(!b.seen.has(&SOFT_ALL), "nothing missed, nothing guessed");
+    let at = b.seen.1.lock().clone().unwrap();
+    assert_eq!(at.seq(), 3, "and saves where it is");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_resuming_from_a_position_the_bus_no_longer_holds_marks_everything_stale() {
+    let mut redis = RedisServer::start();
+    let a = host(&redis.url(), |_| {}).await;
+    a.cluster.purge(tag("one", PurgeMode::Hard));
+    a.cluster.purge(tag("two", PurgeMode::Hard));
+    published(&a).await;
+    eventually("a saves its place", Duration::from_secs(2), || {
+        a.seen.1.lock().as_ref().is_some_and(|p| p.seq() == 2)
+    })
+    .await;
+    let saved = a.seen.1.lock().clone().unwrap();
+    drop(a);
+    // The server lost everything: its purge counter is behind the saved position.
+    redis.restart();
+    let b = host_from(&redis.url(), |_| {}, Start::Resume(saved)).await;
+    assert!(b.seen.has(&SOFT_ALL));
+    assert_eq!(b.cluster.stats().soft_purges_for(SoftPurgeReason::Reset), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_joining_with_entries_of_unknown_history_marks_them_stale_once() {
+    let redis = RedisServer::start();
+    let a = host_from(&redis.url(), |_| {}, Start::Unknown).await;
+    assert_eq!(a.seen.count(&SOFT_ALL), 1);
+    assert_eq!(
+        a.cluster.stats().soft_purges_for(SoftPurgeReason::Joined),
+        1
+    );
+    assert!(a
+        .cluster
+        .stats()
+        .to_prometheus("peakcache_cluster")
+        .contains("peakcache_cluster_soft_purges_everything_total{reason=\"joined\"} 1\n"));
+    let fresh = host(&redis.url(), |_| {}).await;
+    assert!(
+        !fresh.seen.has(&SOFT_ALL),
+        "an empty cache has nothing to mark"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_published_for_others_is_not_applied_here_and_reaches_every_other_host() {
+    let redis = RedisServer::start();
+    let a = host(&redis.url(), |_| {}).await;
+    let b = host(&redis.url(), |_| {}).await;
+    let p = tag("made-by-a-worker", PurgeMode::Soft);
+    a.cluster.publish(p.clone());
+    eventually("b applies it", Duration::from_secs(2), || b.seen.has(&p)).await;
+    published(&a).await;
+    assert_eq!(a.cluster.unpublished(), 0);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!a.seen.has(&p), "already applied by whoever made it");
 }

@@ -194,8 +194,13 @@ fn selects(stored: &HeaderMap, not_modified: &HeaderMap) -> bool {
 /// Updates a stored response with a 304 (RFC 9111 §4.3.4, §3.2): every field of the 304
 /// replaces the stored field of the same name, except `Content-Length`, the content's coding
 /// and range, hop-by-hop and proxy fields, and those the 304's `Connection` lists. The status,
-/// version and the rest stay. Pass the result to [`Policy::on_response`](crate::Policy::on_response)
-/// with the revalidation's request and response times to recompute freshness and age.
+/// version and the rest stay. A 304 without `Date` (PHP behind FastCGI sends none) also takes
+/// the stored `Date` away: that one dates the old response, and kept it would make the renewed
+/// response as old as the one it renews (stale at once, refreshed on every request). Without a
+/// `Date`, [`Policy::on_response`](crate::Policy::on_response) counts from the 304's arrival and
+/// [`Store::prepare`](crate::Store::prepare) dates it then (RFC 9110 §6.6.1). Pass the result to
+/// `on_response` with the revalidation's request and response times to recompute freshness and
+/// age.
 pub fn merge_304(
     stored: &response::Parts,
     not_modified: &response::Parts,
@@ -207,6 +212,9 @@ pub fn merge_304(
         return Err(NotUpdated::ValidatorMismatch);
     }
     let mut merged = stored.clone();
+    if !not_modified.headers.contains_key(header::DATE) {
+        merged.headers.remove(header::DATE);
+    }
     let listed = connection_listed(&not_modified.headers);
     for name in not_modified.headers.keys() {
         if NOT_UPDATED.contains(&name.as_str()) || listed.contains(name) {
@@ -391,6 +399,18 @@ mod tests {
         assert_eq!(merged.headers["x-new"], "2");
         assert_eq!(merged.headers["x-keep"], "1");
         assert!(!merged.headers.contains_key(header::CONTENT_ENCODING));
+    }
+
+    #[test]
+    fn rfc9110_6_6_1_a_304_without_date_does_not_keep_the_old_date() {
+        let stored = resp(200, &[("etag", "\"v1\""), ("date", &date(0))]);
+        let merged = merge_304(&stored, &resp(304, &[("etag", "\"v1\"")])).unwrap();
+        assert!(
+            !merged.headers.contains_key(header::DATE),
+            "dated at arrival instead"
+        );
+        let merged = merge_304(&stored, &resp(304, &[("date", &date(50))])).unwrap();
+        assert_eq!(merged.headers[header::DATE], date(50).as_str());
     }
 
     #[test]

@@ -70,10 +70,10 @@ pub struct Config {
     /// instructions for this cache (RFC 9213 §3 allows removing `CDN-Cache-Control`).
     pub forward_targeted_fields: bool,
     /// Target-list fields kept in responses to clients even when
-    /// [`forward_targeted_fields`](Self::forward_targeted_fields) is false. Default empty. A CDN
-    /// that other caches may sit behind puts `CDN-Cache-Control` here: RFC 9213 §3 says CDN
-    /// caches "will typically forward" it so downstream CDN caches can use it, and may remove
-    /// it when configured to. `Surrogate-Control` is consumed by the surrogate it targets.
+    /// [`forward_targeted_fields`](Self::forward_targeted_fields) is false. Default
+    /// `[CDN-Cache-Control]`: RFC 9213 §3 says CDN caches "will typically forward" it, so a CDN
+    /// in front of this cache can use it (browsers ignore it). `Surrogate-Control` is consumed by
+    /// the surrogate it targets. Empty: every target-list field stays with this cache.
     pub forwarded_targeted_fields: Vec<HeaderName>,
     /// Fields holding space-separated tags for purging. Default `[Surrogate-Key]`.
     pub tag_fields: Vec<HeaderName>,
@@ -137,7 +137,7 @@ impl Default for Config {
                 HeaderName::from_static("surrogate-control"),
             ],
             forward_targeted_fields: false,
-            forwarded_targeted_fields: Vec::new(),
+            forwarded_targeted_fields: vec![header::CDN_CACHE_CONTROL],
             tag_fields: vec![HeaderName::from_static("surrogate-key")],
             forward_tag_fields: false,
             set_cookie: SetCookie::default(),

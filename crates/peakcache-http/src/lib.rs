@@ -92,7 +92,8 @@
 //! policy.finish_response(&mut headers, Some(&store.meta), now, &status);
 //! assert_eq!(headers["age"], "12");
 //! assert_eq!(headers["cache-status"], "peakcache; hit; ttl=48");
-//! assert!(!headers.contains_key("cdn-cache-control"));
+//! assert!(!headers.contains_key("surrogate-key")); // for this cache only
+//! assert!(headers.contains_key("cdn-cache-control")); // for CDNs in front (RFC 9213 §3)
 //!
 //! // What the miss itself reported.
 //! let miss = CacheStatus::new("peakcache").fwd(Fwd::UriMiss).fwd_status(200).stored();

@@ -1,6 +1,7 @@
 //! The admin listener: purge by URL or tag (hard or soft), freeze, and metrics. It listens on
 //! its own address, off by default, so no visitor can purge.
 
+use crate::agent::Agent;
 use crate::body::{self, Body};
 use crate::handler::Proxy;
 use bytes::Bytes;
@@ -60,6 +61,9 @@ fn param(query: &str, name: &str) -> Option<String> {
 ///   windows while one request refreshes it);
 /// - `POST /freeze`, `POST /thaw`;
 /// - `GET /metrics`: Prometheus text.
+///
+/// Any other method on the paths that change the cache is answered 405 (`Allow: POST`): a GET,
+/// which a browser sends for a link or an image, never purges.
 ///
 /// In a cluster (`--cluster`) every purge, freeze and thaw is applied here at once and on every
 /// other host through the purge bus.
@@ -135,6 +139,16 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
             proxy.purge(Purge::Thaw);
             text(StatusCode::OK, format!("thawed on {scope}\n"))
         }
+        (_, "/purge" | "/clear" | "/freeze" | "/thaw") => {
+            // A GET (a link followed, a page's image) never changes the cache.
+            let mut r = text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "admin: this changes the cache: use POST\n".into(),
+            );
+            r.headers_mut()
+                .insert(header::ALLOW, HeaderValue::from_static("POST"));
+            r
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "admin: GET /metrics, POST /purge?url=|tag=[&soft=1], POST /clear[?soft=1], \
@@ -146,7 +160,21 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
 
 /// The cache's, the origin's and (in a cluster) the cluster link's counters.
 fn metrics(proxy: &Proxy) -> String {
+    let mut out = proxy_metrics(proxy);
+    if let Some(cluster) = proxy.cluster() {
+        out.push_str(&cluster.stats().to_prometheus("peakcache_cluster"));
+    }
+    out
+}
+
+/// The cache's and the origin's counters.
+fn proxy_metrics(proxy: &Proxy) -> String {
     let mut out = proxy.cache().stats().to_prometheus("peakcache");
+    out.push_str(&format!(
+        "# HELP peakcache_max_tag_marks The bound of tag purge records (peakcache_tag_marks).\n\
+         # TYPE peakcache_max_tag_marks gauge\npeakcache_max_tag_marks {}\n",
+        crate::handler::MAX_TAG_MARKS
+    ));
     out.push_str(&format!(
         "# HELP peakcache_origin_requests_total Requests sent to the origin.\n\
          # TYPE peakcache_origin_requests_total counter\npeakcache_origin_requests_total {}\n\
@@ -155,10 +183,97 @@ fn metrics(proxy: &Proxy) -> String {
         proxy.origin().requests(),
         proxy.origin().errors()
     ));
-    if let Some(cluster) = proxy.cluster() {
-        out.push_str(&cluster.stats().to_prometheus("peakcache_cluster"));
-    }
     out
+}
+
+/// Answers one request to the host agent's admin listener (`--region` with `--admin`):
+/// - `POST /purge?tag=TAG[&soft=1]`, `POST /purge?key=KEY[&soft=1]` (a raw cache key, e.g.
+///   `GET https://shop.example/`, and its variants);
+/// - `POST /clear[?soft=1]`, `POST /freeze`, `POST /thaw`;
+/// - `GET /metrics`: the region's, the agent's and the cluster link's counters (and, for the
+///   shield, its cache's and the origin's).
+///
+/// A purge is made in the region, as a worker's would be: the journal carries it to the
+/// shield and to every other host.
+pub async fn handle_agent(
+    agent: Arc<Agent>,
+    shield: Option<Arc<Proxy>>,
+    request: Request<hyper::body::Incoming>,
+) -> Response<Body> {
+    let query = request.uri().query().unwrap_or("").to_string();
+    let mode = match param(&query, "soft").as_deref() {
+        Some("1") | Some("true") => PurgeMode::Soft,
+        _ => PurgeMode::Hard,
+    };
+    let purge =
+        match (request.method(), request.uri().path()) {
+            (&Method::GET, "/metrics") => {
+                let mut out = agent.metrics();
+                if let Some(proxy) = &shield {
+                    out.push_str(&proxy_metrics(proxy));
+                }
+                let mut r = text(StatusCode::OK, out);
+                r.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("text/plain; version=0.0.4"),
+                );
+                return r;
+            }
+            (&Method::POST, "/purge") | (&Method::DELETE, "/purge") => {
+                match (param(&query, "tag"), param(&query, "key")) {
+                    (Some(tag), _) if !tag.is_empty() => Purge::Tag {
+                        tag: Bytes::from(tag),
+                        mode,
+                    },
+                    (_, Some(key)) if !key.is_empty() => Purge::Key {
+                        key: Bytes::from(key),
+                        mode,
+                    },
+                    _ => {
+                        return text(
+                            StatusCode::BAD_REQUEST,
+                            "give ?tag=TAG or ?key=KEY\n".into(),
+                        )
+                    }
+                }
+            }
+            (&Method::POST, "/clear") => Purge::Everything { mode },
+            (&Method::POST, "/freeze") => Purge::Freeze,
+            (&Method::POST, "/thaw") => Purge::Thaw,
+            _ => return text(
+                StatusCode::NOT_FOUND,
+                "agent admin: GET /metrics, POST /purge?tag=|key=[&soft=1], POST /clear[?soft=1], \
+                 POST /freeze, POST /thaw\n"
+                    .into(),
+            ),
+        };
+    agent.purge(&purge);
+    text(
+        StatusCode::OK,
+        format!(
+            "{} made in the region; the agent publishes it to every host\n",
+            describe(&purge)
+        ),
+    )
+}
+
+/// A purge in words, for an admin answer.
+fn describe(purge: &Purge) -> String {
+    let mode = |m: &PurgeMode| match m {
+        PurgeMode::Hard => "hard",
+        PurgeMode::Soft => "soft",
+    };
+    match purge {
+        Purge::Key { key, mode: m } => {
+            format!("{} purge of key {}", mode(m), String::from_utf8_lossy(key))
+        }
+        Purge::Tag { tag, mode: m } => {
+            format!("{} purge of tag {}", mode(m), String::from_utf8_lossy(tag))
+        }
+        Purge::Everything { mode: m } => format!("{} purge of everything", mode(m)),
+        Purge::Freeze => "freeze".into(),
+        Purge::Thaw => "thaw".into(),
+    }
 }
 
 #[cfg(test)]

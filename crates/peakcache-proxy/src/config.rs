@@ -1,6 +1,7 @@
 //! The proxy's settings, from the command line.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 /// Everything the proxy is told at start.
@@ -40,6 +41,20 @@ pub struct Config {
     /// any host reach every host, a page missing here is read from the second-level cache in
     /// Redis before the origin, and one host at a time fetches it for all. Off by default.
     pub cluster: Option<peakcache_cluster::Config>,
+    /// The host's shared memory region (an nginx shared zone's or a PHP-FPM pool's file) that
+    /// this process joins to the cluster as the host's agent (`--region PATH`, with
+    /// `--cluster`): the region's purges are published, the bus's applied to it. See
+    /// [`agent`](crate::agent).
+    pub region: Option<PathBuf>,
+    /// Whether this process answers visitors on `listen` (and fetches from `origin`): always,
+    /// except an agent given no `--origin`.
+    pub serves: bool,
+    /// This proxy is the shield of the host's nginx (`--region` with `--origin`), which it
+    /// hears alone, on loopback: a request's key takes its scheme from `X-Forwarded-Proto`
+    /// (`http` or `https`), so that it is the key nginx computes and purges; and the origin's
+    /// `Surrogate-Key` and targeted fields (`CDN-Cache-Control`, `Surrogate-Control`) go on to
+    /// nginx, the cache in front, which needs the tags to purge and the same lifetimes.
+    pub shield: bool,
 }
 
 impl Default for Config {
@@ -57,6 +72,9 @@ impl Default for Config {
             stale_if_error_grace: Duration::ZERO,
             honour_request_directives: false,
             cluster: None,
+            region: None,
+            serves: true,
+            shield: false,
         }
     }
 }
@@ -64,6 +82,7 @@ impl Default for Config {
 /// The usage text printed by `--help` and after a bad argument.
 pub const USAGE: &str = "\
 usage: peakcache-proxy --origin http://HOST:PORT [options]
+       peakcache-proxy --region PATH --cluster URL [--origin http://HOST:PORT] [options]
 
   --listen ADDR              where visitors connect (default 127.0.0.1:8080)
   --origin URL               the origin, http://host:port (required)
@@ -88,6 +107,10 @@ usage: peakcache-proxy --origin http://HOST:PORT [options]
                              one (default peakcache)
   --max-lag DURATION         cut off from the cluster's purges longer than this, the host
                              serves nothing as fresh until it has caught up (default 1s)
+  --region PATH              be the host agent of this shared memory region (an nginx shared
+                             zone's or a PHP-FPM pool's file; needs --cluster): its purges are
+                             published, the cluster's applied to it; with --origin, also the
+                             shield nginx proxies its misses to. Run it as the region's owner
 
 DURATION is a number with ms, s or m; SIZE a number with B, KiB, MiB, GiB (or k, M, G).
 ";
@@ -97,6 +120,7 @@ impl Config {
     pub fn from_args(args: impl IntoIterator<Item = String>) -> Result<Option<Config>, String> {
         let mut c = Config::default();
         let mut origin = None;
+        let mut listen_given = false;
         let (mut cluster_url, mut cluster_name, mut max_lag) = (None, None, None);
         let mut args = args.into_iter();
         while let Some(flag) = args.next() {
@@ -111,6 +135,7 @@ impl Config {
             let bad = |what: &str| format!("{flag} {value:?}: {what}");
             match flag.as_str() {
                 "--listen" => {
+                    listen_given = true;
                     c.listen = value
                         .parse()
                         .map_err(|_| bad("not an address like 127.0.0.1:8080"))?
@@ -140,6 +165,12 @@ impl Config {
                     c.stale_if_error_grace = parse_duration(&value).map_err(|e| bad(&e))?
                 }
                 "--cluster" => cluster_url = Some(value),
+                "--region" => {
+                    if value.is_empty() {
+                        return Err(bad("an empty path"));
+                    }
+                    c.region = Some(PathBuf::from(value));
+                }
                 "--cluster-name" => cluster_name = Some(value),
                 "--max-lag" => max_lag = Some(parse_duration(&value).map_err(|e| bad(&e))?),
                 "--origin-concurrency" => {
@@ -152,7 +183,20 @@ impl Config {
                 _ => return Err(format!("unknown option {flag}")),
             }
         }
-        c.origin = origin.ok_or("--origin is required")?;
+        match (origin, &c.region) {
+            (Some(o), region) => {
+                c.origin = o;
+                c.shield = region.is_some();
+            }
+            (None, Some(_)) if listen_given => {
+                return Err("--listen needs --origin (without it the agent serves nobody)".into())
+            }
+            (None, Some(_)) => c.serves = false,
+            (None, None) => return Err("--origin is required".into()),
+        }
+        if c.region.is_some() && cluster_url.is_none() {
+            return Err("--region needs --cluster: the agent joins the region to a cluster".into());
+        }
         if c.size < 1 << 20 {
             return Err("--size must be at least 1MiB".into());
         }
@@ -299,6 +343,7 @@ mod tests {
             .unwrap()
             .cluster
             .is_none());
+
         let err = |s: &str| Config::from_args(args(s)).unwrap_err();
         assert!(err("--origin http://a:1 --max-lag 1s").contains("need --cluster"));
         assert!(err("--origin http://a:1 --cluster http://r").contains("cluster URL"));
@@ -314,5 +359,44 @@ mod tests {
         assert_eq!(parse_size("512k"), Ok(512 << 10));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_size("99999999999999G").is_err());
+    }
+}
+
+#[cfg(test)]
+mod agent_tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn an_agent_without_origin_serves_nobody_and_a_shield_trusts_its_nginx() {
+        let c = Config::from_args(args(
+            "--region /dev/shm/peakcache-main --cluster redis://127.0.0.1:6379",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c.region.as_deref(),
+            Some(std::path::Path::new("/dev/shm/peakcache-main"))
+        );
+        assert!(!c.serves && !c.shield);
+        let shield = Config::from_args(args(
+            "--region /dev/shm/peakcache-main --cluster redis://r:1 --listen 127.0.0.1:8090 \
+             --origin http://127.0.0.1:9000",
+        ))
+        .unwrap()
+        .unwrap();
+        assert!(shield.serves && shield.shield);
+        let plain = Config::from_args(args("--origin http://a:1"))
+            .unwrap()
+            .unwrap();
+        assert!(plain.serves && !plain.shield && plain.region.is_none());
+        let err = |s: &str| Config::from_args(args(s)).unwrap_err();
+        assert!(err("--region /x --cluster redis://r:1 --listen 127.0.0.1:1").contains("--origin"));
+        assert!(err("--cluster redis://r:1").contains("--origin is required"));
+        assert!(err("--region /dev/shm/x").contains("--region needs --cluster"));
+        assert!(err("--region").contains("needs a value"));
     }
 }

@@ -19,6 +19,29 @@ use peakcache_http::{
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+/// The shield's requests come from the host's nginx, whose keys carry the visitor's scheme:
+/// with `X-Forwarded-Proto: https` (or `http`) and a `Host`, the target becomes absolute in
+/// that scheme, so that this proxy's key is the one nginx computes (and purges).
+fn take_forwarded_scheme(parts: &mut request::Parts) {
+    let header = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let scheme = match header("x-forwarded-proto").map(|p| p.trim().to_ascii_lowercase()) {
+        Some(p) if p == "http" || p == "https" => p,
+        _ => return,
+    };
+    let Some(host) = header(header::HOST.as_str()) else {
+        return;
+    };
+    let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    if let Ok(uri) = http::Uri::builder()
+        .scheme(scheme.as_str())
+        .authority(host)
+        .path_and_query(target)
+        .build()
+    {
+        parts.uri = uri;
+    }
+}
+
 /// The proxy's shared state.
 pub struct Proxy {
     /// Responses by key. One past its windows stays until evicted (dead entries go first) and
@@ -37,6 +60,10 @@ pub struct Proxy {
     /// The cluster link, with `--cluster`.
     cluster: Option<Cluster>,
 }
+
+/// The bound of the cache's tag purge records: every invalidation by an unsafe request adds
+/// one, so a client POSTing to ever-new URLs cannot grow memory past it (about 10.5 MiB).
+pub(crate) const MAX_TAG_MARKS: usize = 65_536;
 
 /// How long a learned `Vary` is remembered for a URL.
 const VARY_MEMORY: Duration = Duration::from_secs(86_400);
@@ -151,11 +178,29 @@ impl Proxy {
     /// The proxy for `config`, or why it cannot start. With `config.cluster`, call it inside a
     /// Tokio runtime; Redis is not contacted here (the proxy serves whether or not Redis is up).
     pub fn try_new(config: Config) -> Result<Self, String> {
+        let cluster = config.cluster.clone();
+        Self::try_new_joined(config, |local| match cluster {
+            Some(c) => Cluster::start(c, local)
+                .map(Some)
+                .map_err(|e| e.to_string()),
+            None => Ok(None),
+        })
+    }
+
+    /// The proxy for `config`, whose cluster link (if any) `join` starts: `join` is handed the
+    /// proxy's own caches as purges see them, and the link it returns must apply every purge
+    /// to them. The host agent (`--region`) starts one that applies purges to the host's
+    /// region too. Call it inside a Tokio runtime.
+    pub fn try_new_joined(
+        config: Config,
+        join: impl FnOnce(Arc<dyn LocalCache>) -> Result<Option<Cluster>, String>,
+    ) -> Result<Self, String> {
         let max_object = config.max_object + (64 << 10) + peakcache::ENTRY_OVERHEAD + 512;
         let cache = Cache::builder()
             .max_bytes(config.size)
             .max_object_weight(max_object)
             .lock_timeout(config.lock_timeout)
+            .max_tag_marks(MAX_TAG_MARKS)
             .weigher(|key, c: &Arc<Cached>| c.weight(key))
             .build();
         let vary = Cache::builder()
@@ -167,15 +212,15 @@ impl Proxy {
             config.origin_timeout,
         );
         // Visitors reach this proxy over plain HTTP: keys (and purge URLs) say `http://`.
-        // `CDN-Cache-Control` goes on to clients, where other CDN caches may use it (RFC 9213 §3).
         let http = peakcache_http::Config {
             default_scheme: "http".into(),
-            forwarded_targeted_fields: vec![header::CDN_CACHE_CONTROL],
             grace: StaleWindows {
                 swr: Duration::ZERO,
                 sie: config.stale_if_error_grace,
             },
             honour_request_directives: config.honour_request_directives,
+            forward_tag_fields: config.shield,
+            forward_targeted_fields: config.shield,
             ..Default::default()
         };
         let frozen = peakcache_http::Config {
@@ -186,10 +231,7 @@ impl Proxy {
             cache: cache.clone(),
             vary: vary.clone(),
         });
-        let cluster = match &config.cluster {
-            Some(c) => Some(Cluster::start(c.clone(), local.clone()).map_err(|e| e.to_string())?),
-            None => None,
-        };
+        let cluster = join(local.clone())?;
         Ok(Proxy {
             cache,
             vary,
@@ -283,6 +325,9 @@ impl Proxy {
         let (mut parts, incoming) = request.into_parts();
         // Before the key: what `Connection` names is for this hop alone (peakcache_http::upstream).
         peakcache_http::strip_hop_by_hop(&mut parts.headers);
+        if self.config.shield {
+            take_forwarded_scheme(&mut parts);
+        }
         if parts.method != Method::GET && parts.method != Method::HEAD {
             return self.forward_unsafe(parts, incoming).await;
         }

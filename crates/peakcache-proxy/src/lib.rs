@@ -14,10 +14,15 @@
 //! and a host cut off from the purges longer than `--max-lag` serves nothing as fresh.
 //! `Cache-Status` says `detail=l2` on an answer read from the second-level cache (another host
 //! fetched it), and `detail=cluster-lag` on every answer while the host is cut off.
+//!
+//! With `--region PATH` it is the [host agent](agent) of an nginx or PHP-FPM shared region
+//! instead: the region's purges reach every host, the cluster's reach every process of the
+//! host; with `--origin` too, it is also the shield nginx proxies its misses to.
 
 #![deny(missing_docs)]
 
 pub mod admin;
+pub mod agent;
 pub mod body;
 mod cluster;
 pub mod config;
@@ -60,8 +65,8 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, admin: Option<TcpLi
     accept(listener, move |req| proxy.clone().handle(req)).await
 }
 
-/// Accepts connections forever, answering each request with `answer`.
-async fn accept<F, Fut>(listener: TcpListener, answer: F)
+/// Accepts connections forever, answering each request with `answer` (HTTP/1.1, keep-alive).
+pub async fn accept<F, Fut>(listener: TcpListener, answer: F)
 where
     F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: std::future::Future<Output = hyper::Response<body::Body>> + Send + 'static,

@@ -1,8 +1,13 @@
-//! `peakcache-proxy --listen 127.0.0.1:8080 --origin http://127.0.0.1:9000 --size 256MiB`
+//! `peakcache-proxy --listen 127.0.0.1:8080 --origin http://127.0.0.1:9000 --size 256MiB`, or
+//! the host agent of a shared region:
+//! `peakcache-proxy --region /dev/shm/peakcache-main --cluster redis://10.0.0.5:6379`.
 
-use peakcache_proxy::{config::USAGE, listen, serve, Config, Proxy};
+use peakcache_proxy::agent::Agent;
+use peakcache_proxy::{admin, config::USAGE, listen, serve, Config, Proxy};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use tokio::net::TcpListener;
 
 fn main() -> ExitCode {
     let config = match Config::from_args(std::env::args().skip(1)) {
@@ -27,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        let listener = match listen(config.listen) {
+        let listener = match config.serves.then(|| listen(config.listen)).transpose() {
             Ok(l) => l,
             Err(e) => {
                 eprintln!("peakcache-proxy: cannot listen on {}: {e}", config.listen);
@@ -43,6 +48,12 @@ fn main() -> ExitCode {
                 }
             },
             None => None,
+        };
+        if let Some(region) = config.region.clone() {
+            return run_agent(config, region, listener, admin).await;
+        }
+        let Some(listener) = listener else {
+            return ExitCode::FAILURE;
         };
         eprintln!(
             "peakcache-proxy: listening on {}, origin {}, cache {} bytes{}{}",
@@ -68,7 +79,91 @@ fn main() -> ExitCode {
         };
         tokio::select! {
             _ = serve(proxy, listener, admin) => ExitCode::SUCCESS,
-            _ = tokio::signal::ctrl_c() => ExitCode::SUCCESS,
+            _ = stopped() => ExitCode::SUCCESS,
         }
     })
+}
+
+/// The host agent of `region` (and, with a listener, the shield), until stopped.
+async fn run_agent(
+    config: Config,
+    region: PathBuf,
+    listener: Option<TcpListener>,
+    admin: Option<TcpListener>,
+) -> ExitCode {
+    let Some(cluster) = config.cluster.clone() else {
+        eprintln!("peakcache-proxy: --region needs --cluster");
+        return ExitCode::from(2);
+    };
+    let attach = {
+        let (region, cluster) = (region.clone(), cluster.clone());
+        tokio::task::spawn_blocking(move || Agent::attach(&region, &cluster)).await
+    };
+    let agent = match attach {
+        Ok(Ok(a)) => Arc::new(a),
+        Ok(Err(e)) => {
+            eprintln!("peakcache-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+        Err(e) => {
+            eprintln!("peakcache-agent: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let shield = match listener {
+        Some(_) => {
+            let joined = Proxy::try_new_joined(config.clone(), |local| {
+                agent.join(cluster.clone(), Some(local)).map(Some)
+            });
+            match joined {
+                Ok(p) => Some(Arc::new(p)),
+                Err(e) => {
+                    eprintln!("peakcache-agent: {e}");
+                    return ExitCode::FAILURE;
+                }
+            }
+        }
+        None => match agent.join(cluster, None) {
+            Ok(_) => None,
+            Err(e) => {
+                eprintln!("peakcache-agent: {e}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    if let Some(admin) = admin {
+        let (agent, shield) = (agent.clone(), shield.clone());
+        tokio::spawn(peakcache_proxy::accept(admin, move |req| {
+            admin::handle_agent(agent.clone(), shield.clone(), req)
+        }));
+    }
+    if let (Some(proxy), Some(listener)) = (shield, listener) {
+        eprintln!(
+            "peakcache-agent: shield listening on {}, origin {}, cache {} bytes",
+            config.listen, config.origin, config.size
+        );
+        tokio::select! {
+            _ = serve(proxy, listener, None) => {}
+            _ = stopped() => {}
+        }
+    } else {
+        stopped().await;
+    }
+    eprintln!(
+        "peakcache-agent: stopping ({} stays followed from where it stopped)",
+        region.display()
+    );
+    ExitCode::SUCCESS
+}
+
+/// Resolves on SIGINT or SIGTERM (systemd's stop).
+async fn stopped() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
 }

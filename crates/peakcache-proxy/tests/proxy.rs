@@ -876,3 +876,46 @@ async fn stale_if_error_never_serves_another_variant() {
     assert_eq!(en_again.status, 200);
     assert_eq!(en_again.body, en.body, "its own variant is served stale");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_get_on_the_admin_purge_path_purges_nothing() {
+    let rig = rig(|_| {}).await;
+    let _ = rig.get("/gp").await;
+    let url = format!("{}/gp", rig.url).replace("http://", "http%3A%2F%2F");
+    let got = rig
+        .send("GET", format!("{}/purge?url={url}", rig.admin))
+        .await;
+    assert_eq!(got.status, 405);
+    let hit = rig.get("/gp").await;
+    assert!(
+        hit.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        hit.cache_status
+    );
+    assert_eq!(rig.admin(&format!("/purge?url={url}")).await.status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_unsafe_requests_keeps_the_purge_records_within_their_bound() {
+    let rig = rig(|_| {}).await;
+    for i in 0..300 {
+        let a = rig.send("POST", format!("{}/flood?i={i}", rig.url)).await;
+        assert_eq!(a.status, 200);
+    }
+    let metrics = rig.send("GET", format!("{}/metrics", rig.admin)).await;
+    let text = String::from_utf8_lossy(&metrics.body).into_owned();
+    let value = |name: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from /metrics"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    let (marks, bound) = (
+        value("peakcache_tag_marks"),
+        value("peakcache_max_tag_marks"),
+    );
+    assert!(marks >= 300, "each invalidation keeps a record: {marks}");
+    assert!(marks <= bound, "{marks} records over the bound {bound}");
+}

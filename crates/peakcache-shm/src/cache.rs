@@ -3,11 +3,15 @@
 
 use crate::error::{ShmError, StoreError};
 use crate::file::Owner;
+use crate::journal::{
+    self, FollowerBusy, Journal, JournalCursor, JournalEvent, JournalOp, PurgeOrigin,
+};
 use crate::mutex::LockError;
 use crate::process;
 use crate::region::{
     self, Attach, Geometry, Opened, Region, Settings, FLAG_REGION_CLOCK, H_CLOCK, H_FROZEN,
-    H_MONO_OFFSET, H_SEQ, H_TAG_LOCK_TIMEOUTS, UNIT,
+    H_J_SEQ, H_J_UNRECORDED, H_MONO_OFFSET, H_SEQ, H_STALE_ALL_AT, H_STALE_ALL_SEQ,
+    H_TAG_LOCK_TIMEOUTS, JOURNAL_MIN, UNIT,
 };
 use crate::shard::{
     self, Counter, Evicted, Locked, NewRecord, Optimistic, Outcome, Rec, Standing, COUNTERS,
@@ -17,7 +21,7 @@ use crate::tags::{tag_hash, Tags, Verdict};
 use bytes::Bytes;
 use peakcache::{Clock, Freshness, PurgeMode, Served, Stats};
 use std::path::Path;
-use std::sync::atomic::Ordering::{Relaxed, SeqCst};
+use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -28,6 +32,8 @@ use std::time::{Duration, Instant};
 #[derive(Clone)]
 pub struct ShmCache {
     inner: Arc<Inner>,
+    /// What this handle's purges say of themselves in the journal.
+    origin: PurgeOrigin,
 }
 
 struct Inner {
@@ -54,6 +60,7 @@ pub struct Builder {
     max_entries: Option<u64>,
     max_object: Option<u64>,
     tag_slots: u32,
+    journal_bytes: Option<u64>,
     lock_timeout: Duration,
     retry_min: Duration,
     retry_max: Duration,
@@ -77,6 +84,7 @@ impl Default for Builder {
             max_entries: None,
             max_object: None,
             tag_slots: 4096,
+            journal_bytes: None,
             lock_timeout: Duration::from_secs(5),
             retry_min: Duration::from_secs(1),
             retry_max: Duration::from_secs(60),
@@ -128,6 +136,14 @@ impl Builder {
     /// The largest entry stored, in bytes of record. Default: an eighth of a shard's heap.
     pub fn max_object_bytes(mut self, n: u64) -> Self {
         self.max_object = Some(n);
+        self
+    }
+
+    /// Bytes of the purge journal's ring (see [The purge journal](crate#the-purge-journal)),
+    /// rounded up to 4 KiB, 64 KiB to 1 GiB. Default: a 64th of `max_bytes`, between 64 KiB and
+    /// 1 MiB (1 MiB holds about 13,000 tag purges of 20-byte tags).
+    pub fn journal_bytes(mut self, n: u64) -> Self {
+        self.journal_bytes = Some(n);
         self
     }
 
@@ -273,9 +289,18 @@ impl Builder {
             slots: u32::try_from(slots).unwrap_or(u32::MAX),
             heap_units: units as u32,
             tag_slots: self.tag_slots,
+            journal_bytes: u32::try_from(self.ring_bytes()).unwrap_or(u32::MAX),
         };
         geo.validate().map_err(ShmError::InvalidConfig)?;
         Ok(geo)
+    }
+
+    /// The journal's bytes: as set, or the default for `max_bytes`.
+    fn ring_bytes(&self) -> u64 {
+        self.journal_bytes
+            .unwrap_or_else(|| (self.max_bytes / 64).clamp(u64::from(JOURNAL_MIN), 1 << 20))
+            .div_ceil(4096)
+            .saturating_mul(4096)
     }
 
     fn settings(&self, geo: &Geometry, seed: u64) -> Settings {
@@ -774,6 +799,12 @@ pub struct RegionInfo {
     pub tags_used: u32,
     /// Slots of the tag table.
     pub tag_slots: u32,
+    /// Bytes of the purge journal's ring.
+    pub journal_bytes: u64,
+    /// Purges recorded in the journal since the region was made.
+    pub journal_records: u64,
+    /// Purges that could not be recorded (see [`LostReason::Unrecorded`](crate::LostReason)).
+    pub journal_unrecorded: u64,
 }
 
 /// How a snapshot restore went.
@@ -810,6 +841,48 @@ impl ShmCache {
                 time,
                 shard_mask,
             }),
+            origin: PurgeOrigin::Local,
+        }
+    }
+
+    /// A handle on the same region whose purges, freezes and thaws the journal records as
+    /// coming from `origin`: the cluster agent applies the bus's purges through a
+    /// `PurgeOrigin::Cluster` handle, so that it does not publish them back.
+    pub fn with_origin(&self, origin: PurgeOrigin) -> ShmCache {
+        ShmCache {
+            inner: self.inner.clone(),
+            origin,
+        }
+    }
+
+    /// Records a purge in the journal, before it is made: a process that dies in between
+    /// leaves the other hosts purging what this one did not, never the other way round.
+    fn record(&self, op: JournalOp, mode: PurgeMode) {
+        Journal::new(self.region()).append(&op, mode, self.origin);
+    }
+
+    /// The region-wide soft purge: entries fetched before sequence number `.0` are stale from
+    /// region time `.1`.
+    #[inline]
+    fn stale_all(&self) -> (u64, u64) {
+        let m = &self.region().map;
+        let seq = m.u64(H_STALE_ALL_SEQ).load(SeqCst);
+        (seq, m.u64(H_STALE_ALL_AT).load(SeqCst))
+    }
+
+    /// The sequence number of the region-wide soft purge: entries fetched before it must be
+    /// settled under the lock (the hit path's one load for it).
+    #[inline]
+    fn stale_all_seq(&self) -> u64 {
+        self.region().map.u64(H_STALE_ALL_SEQ).load(Acquire)
+    }
+
+    /// Applies the region-wide soft purge to a record fetched before it (under its shard's
+    /// lock).
+    fn settle_everything(&self, s: &Locked<'_>, r: &mut Rec) {
+        let (seq, at) = self.stale_all();
+        if r.has_value() && r.seq < seq {
+            s.make_stale_at(r, at);
         }
     }
 
@@ -957,6 +1030,7 @@ impl ShmCache {
     /// Applies tag purges to slot `i`'s entry: a hard-purged value is dropped, a soft-purged
     /// one made stale from the purge on.
     fn settle_tags(&self, s: &Locked<'_>, i: usize, mut r: Rec, now: u64) -> Settled {
+        self.settle_everything(s, &mut r);
         if !r.has_value() || r.ntags == 0 {
             return Settled::Kept(r);
         }
@@ -1026,7 +1100,8 @@ impl ShmCache {
                 let r = &p.rec;
                 let overdue = p.meta & shard::M_ACTIVE != 0 && now >= p.deadline;
                 let fresh = frozen || r.standing(now) == Standing::Fresh;
-                let settled = r.ntags == 0 || p.checked_epoch == Tags::new(self.region()).epoch();
+                let settled = (r.ntags == 0 || p.checked_epoch == Tags::new(self.region()).epoch())
+                    && r.seq >= self.stale_all_seq();
                 if p.pass_until > now || overdue || !r.has_value() || !fresh || !settled {
                     return None;
                 }
@@ -1472,7 +1547,9 @@ impl ShmCache {
                 if !r.has_value() || !(frozen || now < r.fresh_until()) {
                     return Some(None);
                 }
-                if r.ntags != 0 && p.checked_epoch != Tags::new(self.region()).epoch() {
+                if (r.ntags != 0 && p.checked_epoch != Tags::new(self.region()).epoch())
+                    || r.seq < self.stale_all_seq()
+                {
                     return None;
                 }
                 // Counted before the copy (an atomic add after it would wait for its stores);
@@ -1517,7 +1594,8 @@ impl ShmCache {
         let now = self.now_nanos();
         let frozen = self.frozen();
         let mut hit = false;
-        if let Some((i, r)) = s.find(hash, key) {
+        if let Some((i, mut r)) = s.find(hash, key) {
+            self.settle_everything(&s, &mut r);
             if r.has_value() && (frozen || now < r.fresh_until()) {
                 let live = r.ntags == 0 || {
                     let tags = Tags::new(self.region());
@@ -1609,6 +1687,7 @@ impl ShmCache {
 
     /// [`purge`](Self::purge), or [`StoreError::LockTimeout`] if it was not done.
     pub fn try_purge(&self, key: &[u8], mode: PurgeMode) -> Result<bool, StoreError> {
+        self.record(JournalOp::Key(Bytes::copy_from_slice(key)), mode);
         let hash = self.key_hash(key);
         let Some(s) = self.lock(hash) else {
             return Err(self.lock_timeout());
@@ -1642,12 +1721,33 @@ impl ShmCache {
     /// Purges every entry tagged `tag` whose fetch started before now, in every process, in
     /// constant time (entries are checked lazily at their next lookup).
     pub fn purge_tag(&self, tag: impl AsRef<[u8]>, mode: PurgeMode) {
+        self.record(JournalOp::Tag(Bytes::copy_from_slice(tag.as_ref())), mode);
         Tags::new(self.region()).purge(tag.as_ref(), mode, self.now_nanos());
+    }
+
+    /// Purges every entry, in every process: hard is [`clear`](Self::clear); soft marks every
+    /// entry whose fetch started before now stale from now (served inside its stale windows
+    /// while one caller refreshes it), in constant time: one mark in the region, applied
+    /// lazily at lookup, as a tag purge is. This is what the cluster agent applies when the
+    /// host may have missed purges (a trimmed bus, cut off longer than `max_lag`).
+    pub fn purge_everything(&self, mode: PurgeMode) {
+        if mode == PurgeMode::Hard {
+            return self.clear();
+        }
+        self.record(JournalOp::Everything, mode);
+        let seq = self.next_seq();
+        let at = self.now_nanos();
+        let m = &self.region().map;
+        // The time first: a reader that sees the new sequence number sees this time or a
+        // later one. Both only grow, whatever the order in which processes store theirs.
+        m.u64(H_STALE_ALL_AT).fetch_max(at, SeqCst);
+        m.u64(H_STALE_ALL_SEQ).fetch_max(seq, SeqCst);
     }
 
     /// Removes every entry. Fills in flight go on and store their values already stale.
     /// A shard whose lock is not acquired within the bound is left as it is (reported).
     pub fn clear(&self) {
+        self.record(JournalOp::Everything, PurgeMode::Hard);
         let now = self.now_nanos();
         for shard in 0..self.region().geo.shards as usize {
             let Some(s) = self.lock_shard(shard) else {
@@ -1682,6 +1782,12 @@ impl ShmCache {
     /// Freezes or thaws the cache, for every process: while frozen, whatever is stored is
     /// served as fresh and only misses reach the origin.
     pub fn freeze(&self, frozen: bool) {
+        let op = if frozen {
+            JournalOp::Freeze
+        } else {
+            JournalOp::Thaw
+        };
+        self.record(op, PurgeMode::Hard);
         self.region().map.u32(H_FROZEN).store(frozen as u32, SeqCst);
     }
 
@@ -1750,6 +1856,9 @@ impl ShmCache {
             max_object_bytes: r.settings.max_object,
             tags_used: Tags::new(r).used(),
             tag_slots: r.geo.tag_slots,
+            journal_bytes: u64::from(r.geo.journal_bytes),
+            journal_records: r.map.u64(H_J_SEQ).load(Relaxed),
+            journal_unrecorded: r.map.u64(H_J_UNRECORDED).load(Relaxed),
             ..RegionInfo::default()
         };
         for shard in 0..r.geo.shards as usize {
@@ -1761,6 +1870,56 @@ impl ShmCache {
         }
         info.lock_timeouts += r.map.u64(H_TAG_LOCK_TIMEOUTS).load(Relaxed);
         info
+    }
+
+    /// A cursor at the end of the purge journal: a reader starting there reads the purges
+    /// made from now on. ([`JournalCursor::default`] is the journal's very beginning, for a
+    /// reader of a region it has never read.)
+    pub fn journal_end(&self) -> JournalCursor {
+        Journal::new(self.region()).end()
+    }
+
+    /// The purges recorded after `cursor`, at most `max` records (and what was lost on the
+    /// way), in order; moves `cursor` past them. Takes no lock and writes nothing to the
+    /// region: any number of readers may follow the journal.
+    pub fn read_journal(&self, cursor: &mut JournalCursor, max: usize) -> Vec<JournalEvent> {
+        let mut out = Vec::new();
+        Journal::new(self.region()).read(cursor, max, &mut out);
+        out
+    }
+
+    /// Sleeps until a purge is recorded (or one could not be) after `cursor`, at most
+    /// `timeout`; at once if one already was. A futex wait on a word of the region, which
+    /// every append bumps.
+    pub fn wait_journal(&self, cursor: &JournalCursor, timeout: Duration) {
+        Journal::new(self.region()).wait(cursor, timeout);
+    }
+
+    /// Makes this process the region's follower (the one process that tells the cluster about
+    /// the region's purges), or says which live process is. The claim ends when the
+    /// [`Follower`](crate::Follower) is dropped, or with its process.
+    pub fn follow(&self) -> Result<crate::Follower, FollowerBusy> {
+        let me = journal::claim(self.region())?;
+        Ok(crate::Follower::new(self.clone(), me))
+    }
+
+    pub(crate) fn release_follower(&self, me: u64) {
+        journal::release(self.region(), me);
+    }
+
+    pub(crate) fn follower_state(&self) -> Option<Vec<u8>> {
+        journal::load_state(self.region())
+    }
+
+    pub(crate) fn save_follower_state(&self, state: &[u8]) {
+        journal::save_state(self.region(), state);
+    }
+
+    /// The region file's device and inode numbers (`None` for an anonymous region). A host
+    /// that replaces the file (nginx after a change of the zone's size) makes a new region: a
+    /// process that must follow the host's current region compares this with the path's.
+    pub fn file_id(&self) -> Option<(u64, u64)> {
+        self.region().file_id
     }
 
     /// Entries stored (dead and lazily purged ones included until removed).
@@ -1801,6 +1960,14 @@ impl ShmCache {
     #[doc(hidden)]
     pub fn debug_with_tags_locked(&self, f: impl FnOnce()) {
         Tags::new(self.region()).with_lock(f);
+    }
+
+    /// Test hook: holds the purge journal's lock while `f` runs, after writing half a record
+    /// at its head if `scribble` (as a process killed while appending leaves it). A test kills
+    /// or stops the process inside `f`.
+    #[doc(hidden)]
+    pub fn debug_with_journal_locked(&self, scribble: bool, f: impl FnOnce()) {
+        Journal::new(self.region()).with_lock(scribble, f);
     }
 
     /// Test hook: the shard `key` belongs to.

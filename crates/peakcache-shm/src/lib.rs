@@ -16,6 +16,7 @@
 //! - [Memory per entry](#memory-per-entry)
 //! - [Eviction](#eviction)
 //! - [Locking, waiting, crash recovery](#locking-waiting-crash-recovery)
+//! - [The purge journal](#the-purge-journal)
 //! - [Measured](#measured)
 //! - [What survives a crash, a restart and a reboot](#what-survives-a-crash-a-restart-and-a-reboot)
 //! - [What is refused, and why](#what-is-refused-and-why)
@@ -70,12 +71,17 @@
 //!            fixed, checksummed: magic "PEAKSHM\0", layout version, header size, total size,
 //!              shard count, slots per shard, heap units per shard, tag slots, derived
 //!              offsets, lock timeout, back-off, refresh retry, object limit, hash seed, flags,
-//!              creation wall time, checksum of all of these
+//!              creation wall time, the journal's size and offset, checksum of all of these
 //!            mutable: ready word, frozen, global sequence, tag epoch, region clock word,
 //!              boot id, monotonic offset, the cache-wide tag mark, the tag table's robust
 //!              mutex, tag purge count, the tag table's repair word, the lock stamp (the
-//!              boot the locks were initialised in, by this crate), tag lock timeouts
+//!              boot the locks were initialised in, by this crate), tag lock timeouts; the
+//!              journal's robust mutex, repair word, head, oldest mark, next record number,
+//!              unrecorded count, futex word and sleepers; the region-wide soft purge mark
+//!              (sequence, time); the follower's word (pid, start time) and two copies of
+//!              its saved state
 //! 4 KiB    tag table: tag slots x 80 bytes (tag hash, last hard purge, last 4 soft purges)
+//! ...      purge journal, aligned to 4 KiB: a ring of records (see The purge journal)
 //! ...      shards, each aligned to 4 KiB:
 //!            shard header (1 KiB): robust mutex, dirty flag, repair word, entry and byte
 //!              counts, the
@@ -119,8 +125,9 @@
 //! about 98 to 197 bytes of index per entry at capacity. A 1 KiB value under a 40-byte key
 //! takes 1,152 + 98..197 bytes. When records of different sizes fragment the heap, up to 1/32
 //! of it is kept free as room to move records into (see [Eviction](#eviction)). Fixed costs: a
-//! 4 KiB header, 80 bytes per tag slot (320 KiB for the default 4,096), 1 KiB per shard and
-//! two bitmaps of 1/512 of the heap each.
+//! 4 KiB header, 80 bytes per tag slot (320 KiB for the default 4,096), the purge journal (by
+//! default a 64th of `max_bytes`, 64 KiB to 1 MiB), 1 KiB per shard and two bitmaps of 1/512
+//! of the heap each.
 //!
 //! ## Eviction
 //!
@@ -221,6 +228,42 @@
 //!   are folded into one cache-wide mark: over-purging tagged entries, never under-purging.
 //! - **Stats** are counters per shard in the region, written under the shard lock: global
 //!   across processes, summed by [`ShmCache::stats`].
+//!
+//! ## The purge journal
+//!
+//! Every purge made through any attachment of the region ([`purge`](ShmCache::purge),
+//! [`purge_tag`](ShmCache::purge_tag), [`clear`](ShmCache::clear),
+//! [`purge_everything`](ShmCache::purge_everything), [`freeze`](ShmCache::freeze) and thaw)
+//! is first appended to a ring in the region (its size: [`Builder::journal_bytes`]), with its
+//! number, what it purged, hard or soft, the purging pid and its [`PurgeOrigin`]: `Local`, or
+//! `Cluster` for a handle made by [`ShmCache::with_origin`] (the cluster agent applies the
+//! purge bus's purges through one, so it never publishes them back). This is how the purges of
+//! nginx workers and PHP-FPM workers reach the other hosts of a cluster: one process per host
+//! (`peakcache-proxy --region`) follows the journal and publishes them.
+//!
+//! - **Following.** [`read_journal`](ShmCache::read_journal) reads from a [`JournalCursor`]
+//!   without a lock and without writing to the region; [`wait_journal`](ShmCache::wait_journal)
+//!   sleeps on a futex word every append bumps. A reader that fell behind (the ring went round
+//!   over records it had not read), a purge that could not be recorded (the journal's lock held
+//!   past the lock bound by a stopped process, or an argument longer than a quarter of the
+//!   ring) and a record that fails its checks all come out as [`JournalEvent::Lost`] with a
+//!   [`LostReason`]: the follower then does what the cluster does when it misses purges, a
+//!   soft purge of everything.
+//! - **Crash safety.** A record is written under the journal's robust mutex and published by
+//!   moving the head after it: a writer killed inside never publishes half a record, and the
+//!   next writer writes over it. A writer moves the ring's oldest mark past what it is about
+//!   to overwrite before its first byte (behind a release fence), so a reader copying a record
+//!   that is being overwritten sees it moved and never trusts the copy; every record also
+//!   carries its position and a checksum (a torn one is skipped, reported lost).
+//! - **One follower.** [`ShmCache::follow`] claims the region for one process (a second one
+//!   gets [`FollowerBusy`] naming the first; a dead follower's claim is taken over), and keeps
+//!   a small state in the region ([`Follower::save`], two checksummed copies so a follower
+//!   killed while saving leaves the previous one): its cursor and its place on the cluster's
+//!   bus, so that a follower started again goes on where the last one stopped.
+//! - **Soft purge of everything.** [`purge_everything`](ShmCache::purge_everything)`(Soft)`
+//!   is one mark in the header (a sequence number and a time): an entry whose fetch started
+//!   before it is stale from then on, settled at lookup like a tag purge (the hit path reads
+//!   one more word). It is what the agent applies while the host is cut off from the bus.
 //!
 //! ## What survives a crash, a restart and a reboot
 //!
@@ -342,6 +385,7 @@ mod error;
 mod file;
 mod futex;
 mod hash;
+mod journal;
 mod mutex;
 mod policy;
 mod process;
@@ -354,6 +398,10 @@ pub use cache::{
     Builder, Fill, Hit, Lookup, Previous, Refresh, RegionInfo, Resolved, Restored, ShmCache, Waiter,
 };
 pub use error::{ShmError, StoreError};
+pub use journal::{
+    Follower, FollowerBusy, JournalCursor, JournalEvent, JournalOp, JournalRecord, LostReason,
+    PurgeOrigin, FOLLOWER_STATE_MAX,
+};
 pub use peakcache::{Clock, Freshness, ManualClock, PurgeMode, Served, Stats};
 pub use region::{Opened, LAYOUT_VERSION};
 pub use shard::{MAX_KEY, MAX_TAGS};

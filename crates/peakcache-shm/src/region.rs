@@ -25,8 +25,12 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
 /// list per size class with two bitmaps instead of the buddy allocator, and record-size hints
 /// and queue bits in the slots' meta word. 3: the lock stamp and the repair words (locks of
 /// another boot or program re-initialised, unrecoverable locks repaired), a lock-timeout
-/// counter per shard, and pages reserved at creation (a layout 2 file may be sparse).
-pub const LAYOUT_VERSION: u32 = 3;
+/// counter per shard, and pages reserved at creation (a layout 2 file may be sparse). 4: the
+/// purge journal (its size and offset in the checksummed header, the ring between the tag
+/// table and the shards, its lock, head, oldest mark and counters, the follower's word and
+/// state), and the region-wide soft purge mark. A region of another version is replaced (or
+/// refused): nginx and PHP recreate it, empty, at their next start.
+pub const LAYOUT_VERSION: u32 = 4;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
@@ -60,7 +64,11 @@ pub(crate) const H_MAX_OBJECT: usize = 96;
 pub(crate) const H_SEED: usize = 104;
 pub(crate) const H_FLAGS: usize = 112;
 pub(crate) const H_CREATED_WALL: usize = 120;
-pub(crate) const H_CHECKSUM: usize = 128;
+/// Bytes of the purge journal's ring.
+pub(crate) const H_JOURNAL_BYTES: usize = 128;
+/// Offset of the purge journal's ring.
+pub(crate) const H_JOURNAL_OFF: usize = 136;
+pub(crate) const H_CHECKSUM: usize = 144;
 // Mutable fields.
 pub(crate) const H_STATE: usize = 192;
 pub(crate) const H_FROZEN: usize = 196;
@@ -81,6 +89,31 @@ pub(crate) const H_TAG_REPAIR: usize = 416;
 pub(crate) const H_LOCK_STAMP: usize = 400;
 /// Times the tag table's lock was not acquired within the bound.
 pub(crate) const H_TAG_LOCK_TIMEOUTS: usize = 408;
+// The purge journal (journal.rs).
+pub(crate) const H_J_MUTEX: usize = 512;
+/// Who is repairing the journal's mutex (see `mutex::lock_repairing`).
+pub(crate) const H_J_REPAIR: usize = 576;
+/// Where the next record goes: a byte position counted from the region's creation.
+pub(crate) const H_J_HEAD: usize = 584;
+/// The position of the oldest byte not overwritten yet.
+pub(crate) const H_J_OLDEST: usize = 592;
+/// The number of the next record.
+pub(crate) const H_J_SEQ: usize = 600;
+/// Purges that could not be recorded.
+pub(crate) const H_J_UNRECORDED: usize = 608;
+/// Bumped by every append: the futex word a follower sleeps on.
+pub(crate) const H_J_WAKE: usize = 616;
+/// Followers sleeping on `H_J_WAKE` (appenders wake only if there is one).
+pub(crate) const H_J_SLEEPERS: usize = 620;
+/// The region-wide soft purge: entries fetched before this sequence number are stale from
+/// `H_STALE_ALL_AT` (region time).
+pub(crate) const H_STALE_ALL_SEQ: usize = 624;
+pub(crate) const H_STALE_ALL_AT: usize = 632;
+/// The follower's pid and start time (journal.rs `follower_word`), 0 for none.
+pub(crate) const H_F_OWNER: usize = 640;
+/// Two copies of the follower's saved state (journal.rs `STATE_COPY` bytes each).
+pub(crate) const H_F_STATE: usize = 648;
+const _: () = assert!(H_F_STATE + 2 * crate::journal::STATE_COPY <= HEADER_SIZE);
 
 /// Header flag: the region carries its own clock word (advanced by hand, for tests).
 pub(crate) const FLAG_REGION_CLOCK: u32 = 1;
@@ -108,7 +141,13 @@ pub(crate) struct Geometry {
     pub(crate) slots: u32,
     pub(crate) heap_units: u32,
     pub(crate) tag_slots: u32,
+    /// Bytes of the purge journal's ring (a multiple of 4 KiB).
+    pub(crate) journal_bytes: u32,
 }
+
+/// The smallest and largest purge journal.
+pub(crate) const JOURNAL_MIN: u32 = 64 << 10;
+pub(crate) const JOURNAL_MAX: u32 = 1 << 30;
 
 const fn align(x: usize, a: usize) -> usize {
     x.div_ceil(a) * a
@@ -140,6 +179,14 @@ impl Geometry {
                 self.tag_slots
             ));
         }
+        if self.journal_bytes % 4096 != 0
+            || !(JOURNAL_MIN..=JOURNAL_MAX).contains(&self.journal_bytes)
+        {
+            return Err(format!(
+                "purge journal of {} bytes (a multiple of 4 KiB, 64 KiB to 1 GiB)",
+                self.journal_bytes
+            ));
+        }
         let total = self.shards_off() as u128 + self.shards as u128 * self.shard_stride() as u128;
         if total > (1u128 << 46) {
             return Err(format!("total size {total} too large"));
@@ -151,8 +198,13 @@ impl Geometry {
         HEADER_SIZE
     }
 
-    pub(crate) fn shards_off(&self) -> usize {
+    /// Offset of the purge journal's ring, after the tag table.
+    pub(crate) fn journal_off(&self) -> usize {
         align(HEADER_SIZE + self.tag_slots as usize * TAG_SIZE, 4096)
+    }
+
+    pub(crate) fn shards_off(&self) -> usize {
+        self.journal_off() + self.journal_bytes as usize
     }
 
     /// Offset of the index inside a shard.
@@ -601,6 +653,9 @@ pub(crate) struct Region {
     /// Lock timeouts not reported yet, and when the last report was made (monotonic ns).
     unreported: AtomicU64,
     last_report: AtomicU64,
+    /// The region file's device and inode (`None` for an anonymous region): a host that
+    /// recreates the file makes another one, which a follower notices.
+    pub(crate) file_id: Option<(u64, u64)>,
     /// A report made while a lock was held, for the next caller that holds none.
     deferred: std::sync::Mutex<Option<String>>,
     has_deferred: std::sync::atomic::AtomicBool,
@@ -672,6 +727,7 @@ impl Region {
             owner: attach.owner,
             unreported: AtomicU64::new(0),
             last_report: AtomicU64::new(0),
+            file_id: None,
             deferred: std::sync::Mutex::new(None),
             has_deferred: std::sync::atomic::AtomicBool::new(false),
         }
@@ -788,6 +844,10 @@ impl Region {
         m.u64(H_SEED).store(s.seed, Ordering::Relaxed);
         m.u32(H_FLAGS).store(s.flags, Ordering::Relaxed);
         m.u64(H_CREATED_WALL).store(wall_nanos(), Ordering::Relaxed);
+        m.u64(H_JOURNAL_BYTES)
+            .store(u64::from(g.journal_bytes), Ordering::Relaxed);
+        m.u64(H_JOURNAL_OFF)
+            .store(g.journal_off() as u64, Ordering::Relaxed);
         m.u64(H_CHECKSUM)
             .store(header_checksum(m), Ordering::Relaxed);
         m.u64(H_SEQ).store(1, Ordering::Relaxed);
@@ -813,6 +873,8 @@ impl Region {
         let io = |e| ShmError::io("pthread_mutex_init", None, e);
         self.map.mutex(H_TAG_MUTEX).init().map_err(io)?;
         self.map.u64(H_TAG_REPAIR).store(0, Ordering::Relaxed);
+        self.map.mutex(H_J_MUTEX).init().map_err(io)?;
+        self.map.u64(H_J_REPAIR).store(0, Ordering::Relaxed);
         for shard in 0..self.geo.shards as usize {
             let base = self.geo.shard_base(shard);
             self.map.mutex(base).init().map_err(io)?;
@@ -854,6 +916,7 @@ impl Region {
             slots: r32(H_SLOTS),
             heap_units: r32(H_HEAP_UNITS),
             tag_slots: r32(H_TAG_SLOTS),
+            journal_bytes: u32::try_from(r64(H_JOURNAL_BYTES)).unwrap_or(u32::MAX),
         };
         geo.validate().map_err(ShmError::BadLayout)?;
         let derived = [
@@ -861,6 +924,11 @@ impl Region {
             (r64(H_STRIDE), geo.shard_stride() as u64, "shard stride"),
             (r64(H_SHARDS_OFF), geo.shards_off() as u64, "shards offset"),
             (r64(H_TAGS_OFF), geo.tags_off() as u64, "tags offset"),
+            (
+                r64(H_JOURNAL_OFF),
+                geo.journal_off() as u64,
+                "journal offset",
+            ),
             (r64(H_TOTAL), geo.total() as u64, "total size"),
         ];
         for (found, want, what) in derived {
@@ -936,6 +1004,7 @@ impl Region {
             let attached = Mapping::map(Some(&file), len as usize)
                 .map_err(|e| io("mmap", e))
                 .and_then(|map| Region::validate(map, len, attach))
+                .map(|region| region.of_file(&file))
                 .and_then(|region| {
                     region.matches(&geo, &settings)?;
                     let note = region.after_attach(path)?;
@@ -986,7 +1055,7 @@ impl Region {
             });
         }
         let map = Mapping::map(Some(&file), len as usize).map_err(|e| io("mmap", e))?;
-        let region = Region::validate(map, len, attach)?;
+        let region = Region::validate(map, len, attach)?.of_file(&file);
         let note = region.after_attach(path)?;
         drop(lock);
         if let Some(note) = note {
@@ -1008,18 +1077,26 @@ impl Region {
         file::reserve(&new.file, geo.total() as u64, Some(path))?;
         let map = Mapping::map(Some(&new.file), geo.total())
             .map_err(|e| ShmError::io("mmap", Some(path), e))?;
-        let region = Region::new(map, geo, settings, attach);
+        let region = Region::new(map, geo, settings, attach).of_file(&new.file);
         region.init()?;
         Ok((new, region))
+    }
+
+    /// The region, mapped from `file`.
+    fn of_file(mut self, file: &File) -> Region {
+        use std::os::unix::fs::MetadataExt;
+        self.file_id = file.metadata().ok().map(|m| (m.dev(), m.ino()));
+        self
     }
 
     /// Whether the region is what the configuration asks for.
     fn matches(&self, geo: &Geometry, settings: &Settings) -> Result<(), ShmError> {
         if self.geo != *geo {
             return Err(ShmError::ConfigMismatch(format!(
-                "region has {} shards x {} slots x {} heap units, {} tag slots; configured {} x {} x {}, {}",
+                "region has {} shards x {} slots x {} heap units, {} tag slots, a journal of {} bytes; configured {} x {} x {}, {}, {}",
                 self.geo.shards, self.geo.slots, self.geo.heap_units, self.geo.tag_slots,
-                geo.shards, geo.slots, geo.heap_units, geo.tag_slots
+                self.geo.journal_bytes, geo.shards, geo.slots, geo.heap_units, geo.tag_slots,
+                geo.journal_bytes
             )));
         }
         let mine = Settings {

@@ -286,8 +286,9 @@ pub unsafe extern "C" fn peakcache_http_policy_free(policy: *mut peakcache_http_
 }
 
 /// Whether a response header named `name[0..len]` may be sent to clients: false for the
-/// fields meant for this cache alone (`CDN-Cache-Control`, `Surrogate-Control`,
-/// `Surrogate-Key`), which a host forwarding an upstream response must remove. (Serving from an
+/// fields meant for this cache alone (`Surrogate-Control`, `Surrogate-Key`), which a host
+/// forwarding an upstream response must remove; `CDN-Cache-Control` goes on to clients, for
+/// CDNs in front (RFC 9213 §3). (Serving from an
 /// entry, `peakcache_http_serve` removes them itself.) Names compare case-insensitively; true
 /// for a NULL policy or an invalid name.
 ///
@@ -312,7 +313,9 @@ pub unsafe extern "C" fn peakcache_http_forward_field(
             return true;
         };
         let c = p.policy.config();
-        let own = (!c.forward_targeted_fields && c.targeted_fields.contains(&name))
+        let own = (!c.forward_targeted_fields
+            && c.targeted_fields.contains(&name)
+            && !c.forwarded_targeted_fields.contains(&name))
             || (!c.forward_tag_fields && c.tag_fields.contains(&name));
         !own
     })

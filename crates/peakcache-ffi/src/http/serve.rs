@@ -8,7 +8,7 @@ use super::{meta, peakcache_http_headers, stored_parts, unix_ms};
 use crate::abi;
 use crate::bytes::{arg, writable};
 use crate::entry::peakcache_entry;
-use crate::panic::try_boundary;
+use crate::panic::{boundary_or, try_boundary};
 use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID};
 use crate::stats::peakcache_buf;
 use peakcache_http::{CacheStatus, ConditionalAnswer, EntryMeta, Fwd, Policy, Reuse, StaleUse};
@@ -189,15 +189,43 @@ pub unsafe extern "C" fn peakcache_http_age(
         // SAFETY: the caller promises a live entry.
         let (_, meta) = unsafe { entry_meta(entry) }?;
         let secs = writable(secs, "secs")?;
-        // The header value the HTTP layer would send, as a number (it is decimal digits).
-        let value = meta.age_header(unix_ms(now_ms));
-        let n = std::str::from_utf8(value.as_bytes())
-            .ok()
-            .and_then(|t| t.parse::<u64>().ok())
-            .unwrap_or(0);
         // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { secs.write(n) };
+        unsafe { secs.write(age_secs(&meta, now_ms)) };
         Ok(())
+    })
+}
+
+/// The `Age` header value the HTTP layer sends for `meta` at `now_ms`, as a number.
+pub(super) fn age_secs(meta: &EntryMeta, now_ms: u64) -> u64 {
+    // It is decimal digits.
+    let value = meta.age_header(unix_ms(now_ms));
+    std::str::from_utf8(value.as_bytes())
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or(0)
+}
+
+/// Whether `entry` may be served, stale, in place of an origin error at `now_ms` (Unix
+/// milliseconds): true inside its stale-if-error window (RFC 5861 §4, or the operator's grace);
+/// false while its metadata says fresh, past the window, and for NULL or an entry without HTTP
+/// metadata. A host whose fill gets a 5xx asks this of the fill's previous entry: when false,
+/// the 5xx is a response like any other (stored if it says it may be, RFC 9111 §3).
+///
+/// # Safety
+/// `entry` must be NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_http_stale_if_error(
+    entry: *const peakcache_entry,
+    now_ms: u64,
+) -> bool {
+    boundary_or(false, || {
+        // SAFETY: the caller promises a live entry (or NULL, refused by entry_meta).
+        match unsafe { entry_meta(entry) } {
+            Ok((_, meta)) => meta
+                .stale_grant(StaleUse::IfError, unix_ms(now_ms))
+                .is_some(),
+            Err(_) => false,
+        }
     })
 }
 

@@ -353,6 +353,31 @@ pub unsafe extern "C" fn peakcache_http_store_response(
     })
 }
 
+/// The `Age` of the response this decision stores, at `now_ms` (Unix milliseconds), in
+/// `*secs`: how old it was when it arrived (RFC 9111 §4.2.3: its `Age` and the time the
+/// request took) plus the time since; what `peakcache_http_age` says of the entry once
+/// committed. A host forwarding the response it is storing sends it as the `Age` header, so
+/// that visitor is told what the next ones are.
+///
+/// # Safety
+/// `store` must be NULL or live; `secs` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_http_store_age(
+    store: *const peakcache_http_store,
+    now_ms: u64,
+    secs: *mut u64,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live store.
+        let s = unsafe { arg(store, "store") }?;
+        let secs = writable(secs, "secs")?;
+        let m = meta::decode(&s.meta)?;
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { secs.write(super::serve::age_secs(&m, now_ms)) };
+        Ok(())
+    })
+}
+
 /// The tags to commit with: the response's `Surrogate-Key` tags, then its primary key, as an
 /// array `*tags` of `*ntags` byte strings valid until `peakcache_http_store_free(store)`; pass
 /// them straight to `peakcache_fill_commit`.

@@ -1,0 +1,2 @@
+mod target/php-ext/modules/peakcache.so
+mod debian/peakcache.ini
