@@ -144,8 +144,10 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         self
     }
 
-    /// How long a fill may take before its waiters are released to fetch for themselves (and the
-    /// next lookup starts a new fill). Default 5 s, like nginx's `proxy_cache_lock_timeout`.
+    /// How long a fill or refresh may take before it counts as failed: its waiters are released
+    /// (with the stale-if-error entry if there is one, else to fetch for themselves) and the key
+    /// backs off as after any failure, so a hanging origin is probed once per lock timeout and
+    /// back-off, not once per lock timeout. Default 5 s, like nginx's `proxy_cache_lock_timeout`.
     pub fn lock_timeout(mut self, t: Duration) -> Self {
         self.lock_timeout = t;
         self

@@ -16,7 +16,8 @@ pub(crate) enum Outcome<V> {
     Pass,
     /// The filler gave up without an answer: one waiter takes over.
     Abandoned,
-    /// The fill outlived the lock timeout: fetch for yourself, uncached.
+    /// The fill outlived the lock timeout with no stale entry to serve: fetch for yourself,
+    /// uncached. (With one, the waiters get it as `Failed(Some(_))`.)
     TimedOut,
 }
 

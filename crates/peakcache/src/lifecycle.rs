@@ -40,7 +40,8 @@ pub enum Lookup<V: Clone + Send + Sync + 'static> {
     Wait(Waiter<V>),
     /// The key passes through: fetch for yourself, store nothing, wait for nobody. Answered for a
     /// key whose last fill found it uncacheable, for the hold that fill gave. (A key whose fill
-    /// outlived the lock timeout answers `Miss`: its waiters are released and a new fill starts.)
+    /// outlived the lock timeout has failed: it answers `Stale` while it backs off if a stale
+    /// entry is left, else `Miss`, and a new fill starts.)
     Pass,
 }
 
@@ -285,8 +286,8 @@ pub enum Resolved<V: Clone + Send + Sync + 'static> {
     Pass,
     /// The fill failed and nothing stale is left to serve.
     Failed,
-    /// The fill outlived the lock timeout, or the wait its own timeout: fetch for yourself,
-    /// uncached.
+    /// The fill outlived the lock timeout (and no stale entry is left to serve), or the wait its
+    /// own timeout: fetch for yourself, uncached.
     TimedOut,
 }
 
@@ -417,7 +418,8 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
 /// [`Future`] that works on any async runtime).
 ///
 /// No waiter waits forever: a fill that outlives the cache's lock timeout releases its waiters
-/// ([`Resolved::TimedOut`]). Blocking and polling waiters check that deadline themselves; an
+/// ([`Resolved::Hit`] with the stale-if-error entry if there is one, else
+/// [`Resolved::TimedOut`]). Blocking and polling waiters check that deadline themselves; an
 /// awaiting one is released when a later lookup or waiter notices it, so bound an `.await` with
 /// your runtime's timeout if no other traffic may come.
 #[must_use = "a waiter does nothing unless resolved"]
