@@ -184,35 +184,28 @@ pub fn parse_lirs(bytes: &[u8]) -> io::Result<Vec<Request>> {
 
 /// Parses a cache2k trace: big-endian unsigned 32-bit keys, back to back, no header.
 pub fn parse_cache2k(bytes: &[u8]) -> io::Result<Vec<Request>> {
-    if !bytes.len().is_multiple_of(4) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!(
-                "cache2k trace of {} bytes is not a whole number of 4-byte keys",
-                bytes.len()
-            ),
-        ));
-    }
-    Ok(bytes
-        .chunks_exact(4)
-        .map(|c| Request::unit(u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))))
-        .collect())
+    parse_keys(bytes, |k: [u8; 4]| u64::from(u32::from_be_bytes(k)))
 }
 
 /// Parses a trace of big-endian 64-bit keys, back to back, no header.
 pub fn parse_long(bytes: &[u8]) -> io::Result<Vec<Request>> {
-    if !bytes.len().is_multiple_of(8) {
+    parse_keys(bytes, u64::from_be_bytes)
+}
+
+/// Parses a binary trace of `N`-byte keys back to back, each decoded by `key`.
+fn parse_keys<const N: usize>(bytes: &[u8], key: fn([u8; N]) -> u64) -> io::Result<Vec<Request>> {
+    if !bytes.len().is_multiple_of(N) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "trace of {} bytes is not a whole number of 8-byte keys",
+                "trace of {} bytes is not a whole number of {N}-byte keys",
                 bytes.len()
             ),
         ));
     }
     Ok(bytes
-        .chunks_exact(8)
-        .map(|c| Request::unit(u64::from_be_bytes(c.try_into().expect("8 bytes"))))
+        .chunks_exact(N)
+        .map(|c| Request::unit(key(c.try_into().expect("N bytes"))))
         .collect())
 }
 
