@@ -10,6 +10,7 @@ use crate::error::ShmError;
 use crate::file::{self, NewFile, Owner};
 use crate::hash;
 use crate::mutex::{LockError, RawMutex, MUTEX_SPACE};
+use peakcache::lifecycle::Timing;
 use std::fs::File;
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd};
@@ -286,10 +287,7 @@ impl Geometry {
 /// attached applies the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Settings {
-    pub(crate) lock_timeout: u64,
-    pub(crate) retry_min: u64,
-    pub(crate) retry_max: u64,
-    pub(crate) refresh_retry: u64,
+    pub(crate) timing: Timing,
     pub(crate) max_object: u64,
     pub(crate) seed: u64,
     pub(crate) flags: u32,
@@ -732,7 +730,7 @@ pub(crate) fn random_u64() -> u64 {
 impl Region {
     fn new(map: Mapping, geo: Geometry, settings: Settings, attach: &Attach) -> Region {
         let lock_bound = attach.lock_bound.unwrap_or_else(|| {
-            Duration::from_nanos(settings.lock_timeout).clamp(LOCK_BOUND_MIN, LOCK_BOUND_MAX)
+            Duration::from_nanos(settings.timing.lock_timeout).clamp(LOCK_BOUND_MIN, LOCK_BOUND_MAX)
         });
         Region {
             map,
@@ -852,11 +850,13 @@ impl Region {
         m.u64(H_TAGS_OFF)
             .store(g.tags_off() as u64, Ordering::Relaxed);
         m.u64(H_LOCK_TIMEOUT)
-            .store(s.lock_timeout, Ordering::Relaxed);
-        m.u64(H_RETRY_MIN).store(s.retry_min, Ordering::Relaxed);
-        m.u64(H_RETRY_MAX).store(s.retry_max, Ordering::Relaxed);
+            .store(s.timing.lock_timeout, Ordering::Relaxed);
+        m.u64(H_RETRY_MIN)
+            .store(s.timing.retry_min, Ordering::Relaxed);
+        m.u64(H_RETRY_MAX)
+            .store(s.timing.retry_max, Ordering::Relaxed);
         m.u64(H_REFRESH_RETRY)
-            .store(s.refresh_retry, Ordering::Relaxed);
+            .store(s.timing.refresh_retry, Ordering::Relaxed);
         m.u64(H_MAX_OBJECT).store(s.max_object, Ordering::Relaxed);
         m.u64(H_SEED).store(s.seed, Ordering::Relaxed);
         m.u32(H_FLAGS).store(s.flags, Ordering::Relaxed);
@@ -965,10 +965,12 @@ impl Region {
             return Err(ShmError::NotReady);
         }
         let settings = Settings {
-            lock_timeout: r64(H_LOCK_TIMEOUT),
-            retry_min: r64(H_RETRY_MIN),
-            retry_max: r64(H_RETRY_MAX),
-            refresh_retry: r64(H_REFRESH_RETRY),
+            timing: Timing {
+                lock_timeout: r64(H_LOCK_TIMEOUT),
+                retry_min: r64(H_RETRY_MIN),
+                retry_max: r64(H_RETRY_MAX),
+                refresh_retry: r64(H_REFRESH_RETRY),
+            },
             max_object: r64(H_MAX_OBJECT),
             seed: r64(H_SEED),
             flags: r32(H_FLAGS),

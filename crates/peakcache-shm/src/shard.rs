@@ -22,7 +22,9 @@
 use crate::hash::Checksum;
 use crate::mutex::{self, Acquired, LockError, RawMutex};
 use crate::region::{Geometry, Mapping, Region, SLOT_SIZE, UNIT};
+use peakcache::lifecycle::KeyRecord;
 use peakcache::policy::{Choice, Departure};
+use peakcache::Served;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::fence;
@@ -217,6 +219,15 @@ impl Rec {
     pub(crate) fn error_until(&self) -> u64 {
         self.fresh_until().saturating_add(ms(self.sie_ms))
     }
+    /// How the entry is served at `now`, as the lifecycle's `decide` takes it (`None`: dead).
+    pub(crate) fn served(&self, now: u64) -> Option<Served> {
+        match self.standing(now) {
+            Standing::Fresh => Some(Served::Fresh),
+            Standing::Stale => Some(Served::Stale),
+            Standing::StaleIfError => Some(Served::StaleIfError),
+            Standing::Dead => None,
+        }
+    }
     pub(crate) fn standing(&self, now: u64) -> Standing {
         if now < self.fresh_until() {
             Standing::Fresh
@@ -398,13 +409,10 @@ pub(crate) enum Optimistic<T> {
 }
 
 /// What an optimistic reader is given of an entry: its slot and record header (as read, then
-/// validated), and what the slot says of its flight and pass-through.
+/// validated), and the tag epoch its tags were last checked at.
 pub(crate) struct Peek {
     pub(crate) slot: usize,
     pub(crate) rec: Rec,
-    pub(crate) meta: u32,
-    pub(crate) deadline: u64,
-    pub(crate) pass_until: u64,
     pub(crate) checked_epoch: u64,
 }
 
@@ -562,17 +570,32 @@ impl<'a> Shard<'a> {
     pub(crate) fn deadline(&self, i: usize) -> u64 {
         self.get64(i, F_DEADLINE)
     }
-    pub(crate) fn retry_at(&self, i: usize) -> u64 {
-        self.get64(i, F_RETRY)
+    /// What slot `i` remembers of its key's failures and pass-through.
+    pub(crate) fn key_record(&self, i: usize) -> KeyRecord {
+        KeyRecord {
+            retry_at: self.get64(i, F_RETRY),
+            failures: (self.meta(i) & M_FAIL) >> M_FAIL_SHIFT,
+            pass_until: self.get64(i, F_PASS),
+        }
     }
-    pub(crate) fn set_retry_at(&self, i: usize, v: u64) {
-        self.set64(i, F_RETRY, v)
-    }
-    pub(crate) fn pass_until(&self, i: usize) -> u64 {
-        self.get64(i, F_PASS)
-    }
-    pub(crate) fn set_pass_until(&self, i: usize, v: u64) {
-        self.set64(i, F_PASS, v)
+
+    /// Applies `f` to slot `i`'s key record, writing back what changed (the count of failures
+    /// saturates at 255, far past the longest back-off).
+    pub(crate) fn update_key_record(&self, i: usize, f: impl FnOnce(&mut KeyRecord)) {
+        let before = self.key_record(i);
+        let mut k = before;
+        f(&mut k);
+        if k.retry_at != before.retry_at {
+            self.set64(i, F_RETRY, k.retry_at);
+        }
+        if k.pass_until != before.pass_until {
+            self.set64(i, F_PASS, k.pass_until);
+        }
+        let failures = k.failures.min(M_FAIL >> M_FAIL_SHIFT);
+        if failures != before.failures {
+            let m = self.meta(i) & !M_FAIL;
+            self.set_meta(i, m | (failures << M_FAIL_SHIFT));
+        }
     }
     pub(crate) fn owner(&self, i: usize) -> (u32, u64) {
         (
@@ -582,13 +605,6 @@ impl<'a> Shard<'a> {
     }
     pub(crate) fn flight_active(&self, i: usize) -> bool {
         self.meta(i) & M_ACTIVE != 0
-    }
-    pub(crate) fn failures(&self, i: usize) -> u32 {
-        (self.meta(i) & M_FAIL) >> M_FAIL_SHIFT
-    }
-    pub(crate) fn set_failures(&self, i: usize, n: u32) {
-        let m = self.meta(i) & !M_FAIL;
-        self.set_meta(i, m | (n.min(255) << M_FAIL_SHIFT));
     }
     pub(crate) fn outcome(&self, i: usize) -> Outcome {
         Outcome::from_bits((self.meta(i) & M_OUTCOME) >> M_OUTCOME_SHIFT)
@@ -711,9 +727,6 @@ impl<'a> Shard<'a> {
                     return Ok(Some(Peek {
                         slot: i,
                         rec: r,
-                        meta,
-                        deadline: self.get64(i, F_DEADLINE),
-                        pass_until: self.get64(i, F_PASS),
                         checked_epoch: self.m.u64(self.unit_off(at) + R_CHECKED).load(Relaxed),
                     }));
                 }
@@ -1054,7 +1067,8 @@ impl<'a> Shard<'a> {
     pub(crate) fn idle(&self, i: usize, now: u64) -> bool {
         let unread =
             matches!(self.outcome(i), Outcome::Pass | Outcome::TooLarge) && self.deadline(i) > now;
-        !self.flight_active(i) && self.retry_at(i) <= now && self.pass_until(i) <= now && !unread
+        // The key's value, if any, goes with the slot: nothing is left to serve stale.
+        !self.flight_active(i) && self.key_record(i).is_idle(now, || false) && !unread
     }
 
     /// Replaces slot `i`'s value record by a key-only record (keeps the slot's control state),

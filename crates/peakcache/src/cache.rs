@@ -6,7 +6,7 @@ use crate::flight::{Flight, Outcome, Wakeup};
 use crate::freshness::Freshness;
 use crate::key::{KeyHasher, Probe};
 use crate::lifecycle::{
-    backoff, decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter,
+    decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Timing, Waiter,
 };
 use crate::policy::Departure;
 use crate::shard::{Links, Node, Shard, Weigher};
@@ -48,10 +48,7 @@ struct Inner<V> {
     frozen: AtomicBool,
     capacity: u64,
     max_object: u64,
-    lock_timeout: u64,
-    retry_min: u64,
-    retry_max: u64,
-    refresh_retry: u64,
+    timing: Timing,
 }
 
 /// The most shards a cache has.
@@ -73,10 +70,7 @@ pub struct Builder<V> {
     weigher: Option<Weigher<V>>,
     clock: Option<Arc<dyn Clock>>,
     max_object: Option<u64>,
-    lock_timeout: Duration,
-    retry_min: Duration,
-    retry_max: Duration,
-    refresh_retry: Duration,
+    timing: Timing,
     hash_seed: Option<u64>,
     max_tag_marks: usize,
 }
@@ -89,10 +83,7 @@ impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
             weigher: None,
             clock: None,
             max_object: None,
-            lock_timeout: Duration::from_secs(5),
-            retry_min: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            refresh_retry: Duration::from_secs(1),
+            timing: Timing::default(),
             hash_seed: None,
             max_tag_marks: DEFAULT_MAX_MARKS,
         }
@@ -149,21 +140,20 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
     /// backs off as after any failure, so a hanging origin is probed once per lock timeout and
     /// back-off, not once per lock timeout. Default 5 s, like nginx's `proxy_cache_lock_timeout`.
     pub fn lock_timeout(mut self, t: Duration) -> Self {
-        self.lock_timeout = t;
+        self.timing.set_lock_timeout(t);
         self
     }
 
     /// The back-off after a failed fill or refresh: `min` after the first failure, doubling
     /// with each failure in a row up to `max`. Default 1 s to 60 s.
     pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.retry_min = min;
-        self.retry_max = max.max(min);
+        self.timing.set_retry_backoff(min, max);
         self
     }
 
     /// How long a refresh ticket dropped unused blocks the next one. Default 1 s.
     pub fn refresh_retry(mut self, t: Duration) -> Self {
-        self.refresh_retry = t;
+        self.timing.set_refresh_retry(t);
         self
     }
 
@@ -214,10 +204,7 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
                 frozen: AtomicBool::new(false),
                 capacity: per_shard * shards as u64,
                 max_object,
-                lock_timeout: duration_to_nanos(self.lock_timeout),
-                retry_min: duration_to_nanos(self.retry_min),
-                retry_max: duration_to_nanos(self.retry_max),
-                refresh_retry: duration_to_nanos(self.refresh_retry),
+                timing: self.timing,
             }),
         }
     }
@@ -506,7 +493,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         now: u64,
         kind: Kind,
     ) -> Ticket<V> {
-        let deadline = now.saturating_add(self.inner.lock_timeout);
+        let deadline = self.inner.timing.deadline(now);
         let flight = Arc::new(Flight::new(now, deadline, self.inner.tags.next_seq()));
         s.begin_flight(key, hash, flight.clone(), now);
         Ticket {
@@ -558,9 +545,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             return flight.finish(Outcome::TimedOut);
         }
         s.end_flight(key, hash);
-        let (min, max) = (self.inner.retry_min, self.inner.retry_max);
         s.control_mut(key, now)
-            .fail(flight.deadline, |failures| backoff(failures, min, max));
+            .record
+            .fail(flight.deadline, &self.inner.timing);
         let stale = self.stale_if_error(s, key, hash, now);
         s.tidy_control(key, now);
         flight.finish(match stale {
@@ -686,7 +673,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         .is_some_and(|i| s.node(i).stored_at > t.flight.started_at);
                     if current || !newer {
                         self.store(s, t.hash, node, weight, now);
-                        s.control_mut(&t.key, now).stored();
+                        s.control_mut(&t.key, now).record.stored();
                     }
                     Outcome::Value(hit)
                 }
@@ -717,9 +704,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.end_flight(t, |s, current, now| {
             // A fetch overtaken after its lock timeout was counted as failed then.
             if current {
-                let (min, max) = (self.inner.retry_min, self.inner.retry_max);
                 s.control_mut(&t.key, now)
-                    .fail(now, |failures| backoff(failures, min, max));
+                    .record
+                    .fail(now, &self.inner.timing);
             }
             let stale = self.stale_if_error(s, &t.key, t.hash, now);
             handed = stale.clone();
@@ -733,7 +720,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.count_ending(t, Counter::FillsUncacheable, Counter::RefreshesUncacheable);
         self.end_flight(t, |s, _, now| {
             self.remove_key(s, &t.key, t.hash);
-            s.control_mut(&t.key, now).pass_until = now.saturating_add(duration_to_nanos(hold));
+            s.control_mut(&t.key, now)
+                .record
+                .pass_for(now, duration_to_nanos(hold));
             Outcome::Pass
         });
     }
@@ -745,7 +734,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.end_flight(t, |s, current, now| {
             if current && t.kind == Kind::Refresh {
                 s.control_mut(&t.key, now)
-                    .refresh_dropped(now, self.inner.refresh_retry);
+                    .record
+                    .refresh_dropped(now, self.inner.timing.refresh_retry);
             }
             Outcome::Abandoned
         });
@@ -823,7 +813,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         };
         self.store(&mut s, hash, node, weight, now);
         if s.control(key).is_some() {
-            s.control_mut(key, now).stored();
+            s.control_mut(key, now).record.stored();
             s.tidy_control(key, now);
         }
         self.inner.counters.incr(Counter::Inserts);

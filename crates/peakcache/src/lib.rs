@@ -250,7 +250,7 @@ mod flight;
 mod freshness;
 pub mod history;
 mod key;
-mod lifecycle;
+pub mod lifecycle;
 pub mod policy;
 mod shard;
 mod slab;
