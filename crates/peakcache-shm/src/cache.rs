@@ -14,12 +14,13 @@ use crate::region::{
     H_TAG_LOCK_TIMEOUTS, JOURNAL_MIN, UNIT,
 };
 use crate::shard::{
-    self, Counter, Evicted, Locked, NewRecord, Optimistic, Outcome, Rec, Standing, COUNTERS,
-    MAX_KEY, MAX_TAGS,
+    self, Evicted, Locked, NewRecord, Optimistic, Outcome, Rec, RegionCounter, Standing, MAX_KEY,
+    MAX_TAGS,
 };
 use crate::tags::{tag_hash, Tags, Verdict};
 use bytes::Bytes;
 use peakcache::lifecycle::{decide, Asker, Decision, KeyRecord, KeyState, Timing};
+use peakcache::stats::Counter;
 use peakcache::{Clock, Freshness, PurgeMode, Served, Stats};
 use std::path::Path;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
@@ -101,10 +102,6 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn millis_u32(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
 impl Builder {
     /// The bytes of the heap that stores entries (records: header, tags, key, value, rounded
     /// up to 64 bytes), split evenly between shards. The region adds the index (64 bytes per
@@ -149,25 +146,7 @@ impl Builder {
         self
     }
 
-    /// How long a fill or refresh may take before it counts as failed: its waiters are
-    /// released (with the stale-if-error entry if there is one, else to fetch for themselves)
-    /// and the key backs off as after any failure. Default 5 s (see [`Timing`]).
-    pub fn lock_timeout(mut self, t: Duration) -> Self {
-        self.timing.set_lock_timeout(t);
-        self
-    }
-
-    /// The back-off after failures: `min`, doubling up to `max`. Default 1 s to 60 s.
-    pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.timing.set_retry_backoff(min, max);
-        self
-    }
-
-    /// How long a dropped refresh ticket blocks the next. Default 1 s.
-    pub fn refresh_retry(mut self, t: Duration) -> Self {
-        self.timing.set_refresh_retry(t);
-        self
-    }
+    peakcache::timing_setters!();
 
     /// A clock for this attachment. Every process attached must then use an equivalent clock
     /// (a `ManualClock` cannot be shared between processes: for hand-driven time across
@@ -644,15 +623,6 @@ enum Step {
     Pending(usize, u32),
 }
 
-/// The counter of a lookup served `served`.
-fn served_counter(served: Served) -> Counter {
-    match served {
-        Served::Fresh => Counter::Fresh,
-        Served::Stale => Counter::Stale,
-        Served::StaleIfError => Counter::StaleIfError,
-    }
-}
-
 /// Optimistic reads tried before taking the shard lock (each fails only if a writer came by).
 const OPTIMISTIC_TRIES: usize = 2;
 
@@ -906,7 +876,7 @@ impl ShmCache {
     #[inline]
     fn now_nanos(&self) -> u64 {
         match &self.inner.time {
-            TimeSource::System => region::mono_nanos()
+            TimeSource::System => peakcache::SystemClock::host_nanos()
                 .wrapping_add(self.region().map.u64(H_MONO_OFFSET).load(Relaxed)),
             TimeSource::Region => self.region().map.u64(H_CLOCK).load(SeqCst),
             TimeSource::Custom(c) => nanos(c.now()),
@@ -953,7 +923,7 @@ impl ShmCache {
             Ok(s) => Some(s),
             Err(e) => {
                 if matches!(e, LockError::TimedOut) {
-                    shard::Shard::new(self.region(), shard).count(Counter::LockTimeouts);
+                    shard::Shard::new(self.region(), shard).count(RegionCounter::LockTimeouts);
                 }
                 if let Some(line) = self.region().lock_failure(&format!("shard {shard}"), &e) {
                     (self.region().report)(&line);
@@ -1009,7 +979,7 @@ impl ShmCache {
         } else {
             Counter::FillsAbandoned
         });
-        s.count(Counter::Takeovers);
+        s.count(RegionCounter::Takeovers);
     }
 
     fn start_flight(
@@ -1198,7 +1168,7 @@ impl ShmCache {
             Decision::Serve(served) => {
                 let (i, r) = (slot.expect("served"), rec.expect("served"));
                 s.touch(i);
-                count(served_counter(served));
+                count(Counter::served(served));
                 let hit = self.hit(&s, &r, served);
                 match served {
                     Served::Fresh => Lookup::Fresh(hit),
@@ -1208,7 +1178,7 @@ impl ShmCache {
             Decision::ServeAndRefresh(served) => {
                 let (i, r) = (slot.expect("served"), rec.expect("served"));
                 s.touch(i);
-                count(served_counter(served));
+                count(Counter::served(served));
                 let hit = self.hit(&s, &r, served);
                 let t = self.start_flight(&s, i, key, hash, now, Kind::Refresh);
                 s.count(Counter::RefreshesStarted);
@@ -1391,15 +1361,16 @@ impl ShmCache {
         hashes.sort_unstable();
         hashes.dedup();
         hashes.truncate(MAX_TAGS);
+        let [ttl_ms, swr_ms, sie_ms] = freshness.millis();
         let n = NewRecord {
             hash,
             key,
             value: Some(value),
             flags,
             stored_at: now,
-            ttl_ms: if stale { 0 } else { millis_u32(freshness.ttl) },
-            swr_ms: millis_u32(freshness.swr),
-            sie_ms: millis_u32(freshness.sie),
+            ttl_ms: if stale { 0 } else { ttl_ms },
+            swr_ms,
+            sie_ms,
             seq,
             tags: &hashes,
         };
@@ -1539,7 +1510,7 @@ impl ShmCache {
                     Counter::FillsUncacheable
                 });
                 if let Some(i) = self.control_slot(&s, t.hash, key, now) {
-                    s.update_key_record(i, |k| k.pass_for(now, nanos(hold)));
+                    s.update_key_record(i, |k| k.pass_for(now, hold));
                     s.drop_value(i, now);
                 }
                 Outcome::Pass
@@ -1842,49 +1813,22 @@ impl ShmCache {
     /// The counters of every process, the entries and their bytes. `weight` and `capacity` are
     /// bytes of heap (records rounded up to 64 bytes).
     pub fn stats(&self) -> Stats {
-        let mut c = [0u64; COUNTERS];
-        let mut entries = 0;
-        let mut weight = 0;
-        for shard in 0..self.region().geo.shards as usize {
-            let s = shard::Shard::new(self.region(), shard);
-            for (k, v) in c.iter_mut().enumerate() {
-                *v += s.counter(k);
-            }
-            entries += s.entries();
-            weight += s.used_bytes();
-        }
-        let g = |k: Counter| c[k as usize];
+        let shards: Vec<shard::Shard<'_>> = (0..self.region().geo.shards as usize)
+            .map(|i| shard::Shard::new(self.region(), i))
+            .collect();
+        let tags = Tags::new(self.region());
         Stats {
-            fresh: g(Counter::Fresh),
-            stale: g(Counter::Stale),
-            stale_if_error: g(Counter::StaleIfError),
-            miss: g(Counter::Miss),
-            wait: g(Counter::Wait),
-            pass: g(Counter::Pass),
-            wait_timeouts: g(Counter::WaitTimeout),
-            fills_committed: g(Counter::FillsCommitted),
-            fills_failed: g(Counter::FillsFailed),
-            fills_abandoned: g(Counter::FillsAbandoned),
-            fills_uncacheable: g(Counter::FillsUncacheable),
-            refreshes_started: g(Counter::RefreshesStarted),
-            refreshes_committed: g(Counter::RefreshesCommitted),
-            refreshes_failed: g(Counter::RefreshesFailed),
-            refreshes_abandoned: g(Counter::RefreshesAbandoned),
-            refreshes_uncacheable: g(Counter::RefreshesUncacheable),
-            inserts: g(Counter::Inserts),
-            rejected_too_large: g(Counter::RejectedTooLarge),
-            evictions: g(Counter::Evictions),
-            expirations: g(Counter::Expirations),
-            purges: g(Counter::Purges),
-            tag_purges: Tags::new(self.region()).purges(),
-            tag_marks: u64::from(Tags::new(self.region()).used()),
+            // Tag purges are counted by the tag table, not per shard.
+            tag_purges: tags.purges(),
+            tag_marks: u64::from(tags.used()),
             // The region does not count its folds (it folds every mark when its table is full).
             tag_folds: 0,
-            entries,
-            weight,
+            entries: shards.iter().map(shard::Shard::entries).sum(),
+            weight: shards.iter().map(shard::Shard::used_bytes).sum(),
             capacity: self.region().geo.shards as u64
                 * self.region().geo.heap_units as u64
                 * UNIT as u64,
+            ..Stats::from_counts(|c| shards.iter().map(|s| s.counter(c)).sum())
         }
     }
 
@@ -1929,10 +1873,10 @@ impl ShmCache {
         };
         for shard in 0..r.geo.shards as usize {
             let s = shard::Shard::new(r, shard);
-            info.recoveries += s.counter(Counter::Recoveries as usize);
-            info.takeovers += s.counter(Counter::Takeovers as usize);
-            info.entries_dropped += s.counter(Counter::EntriesDropped as usize);
-            info.lock_timeouts += s.counter(Counter::LockTimeouts as usize);
+            info.recoveries += s.counter(RegionCounter::Recoveries);
+            info.takeovers += s.counter(RegionCounter::Takeovers);
+            info.entries_dropped += s.counter(RegionCounter::EntriesDropped);
+            info.lock_timeouts += s.counter(RegionCounter::LockTimeouts);
         }
         info.lock_timeouts += r.map.u64(H_TAG_LOCK_TIMEOUTS).load(Relaxed);
         info

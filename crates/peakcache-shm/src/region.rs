@@ -11,6 +11,7 @@ use crate::file::{self, NewFile, Owner};
 use crate::hash;
 use crate::mutex::{LockError, RawMutex, MUTEX_SPACE};
 use peakcache::lifecycle::Timing;
+use peakcache::SystemClock;
 use std::fs::File;
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd};
@@ -31,8 +32,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
 /// table and the shards, its lock, head, oldest mark and counters, the follower's word and
 /// state), and the region-wide soft purge mark. A region of another version is replaced (or
 /// refused): nginx and PHP recreate it, empty, at their next start. 5: the per-second history
-/// ring after the journal (`peakcache::history`).
-pub const LAYOUT_VERSION: u32 = 5;
+/// ring after the journal (`peakcache::history`). 6: a shard's counters are the lifecycle's
+/// (`peakcache::stats::Counter`, one more: tag purges) followed by the region's own.
+pub const LAYOUT_VERSION: u32 = 6;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
@@ -693,20 +695,6 @@ fn lock_stamp(boot: u64) -> u64 {
     hash::hash(0x6c6f_636b_7374_616d, &boot.to_le_bytes()) | 1
 }
 
-/// `CLOCK_MONOTONIC_COARSE`: host-wide, so every process of the host reads the same time.
-#[inline]
-pub(crate) fn mono_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock exists on every supported Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
 /// Wall-clock nanoseconds since the Unix epoch.
 pub(crate) fn wall_nanos() -> u64 {
     std::time::SystemTime::now()
@@ -752,7 +740,7 @@ impl Region {
     /// then at most one a second with the count since the last; `None` in between.
     pub(crate) fn lock_failure(&self, what: &str, e: &LockError) -> Option<String> {
         self.unreported.fetch_add(1, Ordering::Relaxed);
-        let now = mono_nanos();
+        let now = SystemClock::host_nanos();
         let last = self.last_report.load(Ordering::Relaxed);
         if (last != 0 && now.wrapping_sub(last) < REPORT_EVERY)
             || self
@@ -874,8 +862,10 @@ impl Region {
             .store(lock_stamp(boot_id()), Ordering::Relaxed);
         // Region time starts at `TIME_START`, so that entries restored from a snapshot can be
         // dated in the past.
-        m.u64(H_MONO_OFFSET)
-            .store(TIME_START.wrapping_sub(mono_nanos()), Ordering::Relaxed);
+        m.u64(H_MONO_OFFSET).store(
+            TIME_START.wrapping_sub(SystemClock::host_nanos()),
+            Ordering::Relaxed,
+        );
         self.init_locks()?;
         for shard in 0..g.shards as usize {
             crate::shard::init_heap(self, shard);
@@ -1157,7 +1147,9 @@ impl Region {
             // keep their age across the reboot.
             let since = wall_nanos().saturating_sub(m.u64(H_CREATED_WALL).load(Ordering::Relaxed));
             m.u64(H_MONO_OFFSET).store(
-                since.saturating_add(TIME_START).wrapping_sub(mono_nanos()),
+                since
+                    .saturating_add(TIME_START)
+                    .wrapping_sub(SystemClock::host_nanos()),
                 Ordering::Relaxed,
             );
         }

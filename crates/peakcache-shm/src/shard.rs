@@ -24,6 +24,7 @@ use crate::mutex::{self, Acquired, LockError, RawMutex};
 use crate::region::{Geometry, Mapping, Region, SLOT_SIZE, UNIT};
 use peakcache::lifecycle::KeyRecord;
 use peakcache::policy::{Choice, Departure};
+use peakcache::stats::Counter;
 use peakcache::Served;
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -144,37 +145,36 @@ impl Outcome {
     }
 }
 
-/// Counters kept per shard, in the region, written under the shard lock.
+/// What the region counts beyond the lifecycle's counters (`peakcache::stats::Counter`, kept
+/// first in each shard's counters, by the same numbers).
 #[derive(Clone, Copy, Debug)]
 #[repr(usize)]
-pub(crate) enum Counter {
-    Fresh,
-    Stale,
-    StaleIfError,
-    Miss,
-    Wait,
-    Pass,
-    WaitTimeout,
-    FillsCommitted,
-    FillsFailed,
-    FillsAbandoned,
-    FillsUncacheable,
-    RefreshesStarted,
-    RefreshesCommitted,
-    RefreshesFailed,
-    RefreshesAbandoned,
-    RefreshesUncacheable,
-    Inserts,
-    RejectedTooLarge,
-    Evictions,
-    Expirations,
-    Purges,
+pub(crate) enum RegionCounter {
     Recoveries,
     Takeovers,
     EntriesDropped,
     LockTimeouts,
 }
-pub(crate) const COUNTERS: usize = Counter::LockTimeouts as usize + 1;
+
+/// A counter of a shard: the lifecycle's, or the region's own after them.
+pub(crate) trait Counted: Copy {
+    /// Its place among the shard's counters.
+    fn index(self) -> usize;
+}
+
+impl Counted for Counter {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Counted for RegionCounter {
+    fn index(self) -> usize {
+        Counter::COUNT + self as usize
+    }
+}
+
+const COUNTERS: usize = Counter::COUNT + RegionCounter::LockTimeouts as usize + 1;
 const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_REPAIR);
 const _: () = assert!(S_VERSION + 8 <= crate::policy::P_START);
 
@@ -381,7 +381,7 @@ pub(crate) fn lock(region: &Region, shard: usize) -> Result<Locked<'_>, LockErro
     let locked = Locked { s, mutex };
     if acquired == Acquired::OwnerDied || locked.m.u32(locked.base + S_DIRTY).load(Relaxed) != 0 {
         locked.rebuild();
-        locked.count(Counter::Recoveries);
+        locked.count(RegionCounter::Recoveries);
     }
     Ok(locked)
 }
@@ -499,22 +499,24 @@ impl<'a> Shard<'a> {
 
     /// Adds one to a counter (an atomic add: optimistic readers count without the lock).
     #[inline]
-    pub(crate) fn count(&self, c: Counter) {
+    pub(crate) fn count(&self, c: impl Counted) {
         self.m
-            .u64(self.base + S_COUNTERS + 8 * c as usize)
+            .u64(self.base + S_COUNTERS + 8 * c.index())
             .fetch_add(1, Relaxed);
     }
 
     /// Takes back a `count` (an optimistic read that counted a hit, then found it torn).
-    pub(crate) fn uncount(&self, c: Counter) {
+    pub(crate) fn uncount(&self, c: impl Counted) {
         self.m
-            .u64(self.base + S_COUNTERS + 8 * c as usize)
+            .u64(self.base + S_COUNTERS + 8 * c.index())
             .fetch_sub(1, Relaxed);
     }
 
     /// A counter's value (no lock needed: a torn count is impossible on a 64-bit word).
-    pub(crate) fn counter(&self, c: usize) -> u64 {
-        self.m.u64(self.base + S_COUNTERS + 8 * c).load(Relaxed)
+    pub(crate) fn counter(&self, c: impl Counted) -> u64 {
+        self.m
+            .u64(self.base + S_COUNTERS + 8 * c.index())
+            .load(Relaxed)
     }
 
     pub(crate) fn entries(&self) -> u64 {
@@ -1124,7 +1126,7 @@ impl<'a> Shard<'a> {
     /// stored. An entry with a flight in progress keeps its slot as a control record.
     pub(crate) fn evict_one(&self, now: u64, frozen: bool) -> Evicted {
         if self.drop_idle_control(now) {
-            self.count(Counter::EntriesDropped);
+            self.count(RegionCounter::EntriesDropped);
             return Evicted::One;
         }
         match self.choose_victim(now, frozen) {
@@ -1476,7 +1478,7 @@ impl<'a> Shard<'a> {
                     continue;
                 }
             }
-            self.count(Counter::EntriesDropped);
+            self.count(RegionCounter::EntriesDropped);
         }
         // Overlapping records: keep the first.
         kept.sort_by_key(|c| c.rec);

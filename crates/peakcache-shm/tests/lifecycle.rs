@@ -450,38 +450,31 @@ fn a_waiter_taking_over_an_abandoned_fill_gets_the_previous_value<B: Backend>() 
     assert_eq!(fill.previous().as_deref(), Some(&b"v1"[..]));
 }
 
-/// What `lookup` answered at each of `seconds` seconds, as one letter: F(resh), S(tale, no
-/// ticket), R(efresh ticket), M(iss), W(ait), P(ass). Tickets are kept, never completed: the
-/// origin hangs.
-fn hanging_origin_answers<B: Backend>(c: &B, clock: &ManualClock, seconds: u32) -> String {
-    let mut hanging = Vec::new();
-    let mut answers = String::new();
-    for _ in 0..seconds {
-        answers.push(match c.lookup(b"k") {
-            L::Fresh(_) => 'F',
-            L::Stale(_, _, None) => 'S',
-            L::Stale(_, _, Some(refresh)) => {
-                hanging.push(refresh);
-                'R'
+/// The answers (`L::name`) to a lookup of `k` once a second for `seconds` seconds. Tickets are
+/// held, never completed, until the end: the origin hangs.
+fn answers_from_a_hanging_origin<B: Backend>(
+    c: &B,
+    clock: &ManualClock,
+    seconds: u32,
+) -> Vec<&'static str> {
+    let mut held = Vec::new();
+    (0..seconds)
+        .map(|_| {
+            let answer = c.lookup(b"k");
+            let name = answer.name();
+            if let L::Miss(t) | L::Stale(_, _, Some(t)) = answer {
+                held.push(t);
             }
-            L::Miss(fill) => {
-                hanging.push(fill);
-                'M'
-            }
-            L::Wait(_) => 'W',
-            L::Pass => 'P',
-        });
-        clock.advance(SEC);
-    }
-    answers
+            clock.advance(SEC);
+            name
+        })
+        .collect()
 }
 
-/// The seconds at which a fetch (fill or refresh) was handed out.
-fn fetch_times(answers: &str) -> Vec<usize> {
-    answers
-        .char_indices()
-        .filter(|&(_, a)| a == 'R' || a == 'M')
-        .map(|(i, _)| i)
+/// The seconds at which a fetch (a fill or a refresh) was handed out.
+fn fetches(answers: &[&str]) -> Vec<usize> {
+    (0..answers.len())
+        .filter(|&second| matches!(answers[second], "Miss" | "Stale+ticket"))
         .collect()
 }
 
@@ -491,15 +484,15 @@ fn a_hanging_origin_is_probed_once_per_back_off_not_once_per_lock_timeout<B: Bac
     let (c, clock) = cache::<B>();
     c.insert(b"k", b"1", windows(10, 0, 3600), &[]);
     clock.advance(11 * SEC);
-    let answers = hanging_origin_answers(&c, &clock, 120);
+    let answers = answers_from_a_hanging_origin(&c, &clock, 120);
     assert_eq!(
-        fetch_times(&answers),
+        fetches(&answers),
         [0, 12, 26, 44, 70, 96],
-        "each probe lock timeout + back-off after the last: {answers}"
+        "each probe a lock timeout and a back-off after the last: {answers:?}"
     );
     assert!(
-        !answers[10..].contains('W'),
-        "nobody waits once the fill timed out: {answers}"
+        !answers[10..].contains(&"Wait"),
+        "nobody waits once the fill timed out: {answers:?}"
     );
 }
 
@@ -507,11 +500,11 @@ fn a_hanging_refresh_backs_off_like_a_failed_one<B: Backend>() {
     let (c, clock) = cache::<B>();
     c.insert(b"k", b"1", windows(10, 3600, 0), &[]);
     clock.advance(11 * SEC);
-    let answers = hanging_origin_answers(&c, &clock, 120);
-    assert_eq!(fetch_times(&answers), [0, 12, 26, 44, 70, 96], "{answers}");
+    let answers = answers_from_a_hanging_origin(&c, &clock, 120);
+    assert_eq!(fetches(&answers), [0, 12, 26, 44, 70, 96], "{answers:?}");
     assert!(
-        !answers.contains('W') && !answers.contains('M'),
-        "{answers}"
+        answers.iter().all(|a| a.starts_with("Stale")),
+        "served stale throughout, never a wait or a fill: {answers:?}"
     );
 }
 

@@ -1,6 +1,6 @@
 //! The cache: shards behind locks, the lookup decision, and the completion of fills.
 
-use crate::clock::{duration_to_millis_u32, duration_to_nanos, Clock, SystemClock};
+use crate::clock::{duration_to_nanos, Clock, SystemClock};
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome, Wakeup};
 use crate::freshness::Freshness;
@@ -135,27 +135,7 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         self
     }
 
-    /// How long a fill or refresh may take before it counts as failed: its waiters are released
-    /// (with the stale-if-error entry if there is one, else to fetch for themselves) and the key
-    /// backs off as after any failure, so a hanging origin is probed once per lock timeout and
-    /// back-off, not once per lock timeout. Default 5 s, like nginx's `proxy_cache_lock_timeout`.
-    pub fn lock_timeout(mut self, t: Duration) -> Self {
-        self.timing.set_lock_timeout(t);
-        self
-    }
-
-    /// The back-off after a failed fill or refresh: `min` after the first failure, doubling
-    /// with each failure in a row up to `max`. Default 1 s to 60 s.
-    pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.timing.set_retry_backoff(min, max);
-        self
-    }
-
-    /// How long a refresh ticket dropped unused blocks the next one. Default 1 s.
-    pub fn refresh_retry(mut self, t: Duration) -> Self {
-        self.timing.set_refresh_retry(t);
-        self
-    }
+    crate::timing_setters!();
 
     /// Seeds the key hash, so which keys share a shard, and therefore eviction, repeats from run
     /// to run: for benchmarks and trace replays. Default: a random seed per cache, so nobody can
@@ -266,15 +246,6 @@ fn nanos(d: u64) -> Duration {
     Duration::from_nanos(d)
 }
 
-/// The counter of a lookup served `served`.
-fn served_counter(served: Served) -> Counter {
-    match served {
-        Served::Fresh => Counter::Fresh,
-        Served::Stale => Counter::Stale,
-        Served::StaleIfError => Counter::StaleIfError,
-    }
-}
-
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// A cache with every default (64 MiB, system clock).
     pub fn new() -> Self {
@@ -380,7 +351,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     let state = || s.control(key).map(|c| c.state(now)).unwrap_or_default();
                     if let Decision::Serve(served) = decide(standing, state, asker) {
                         n.links.touch();
-                        self.count(asker, served_counter(served));
+                        self.count(asker, Counter::served(served));
                         return Lookup::serving(self.hit(n, served));
                     }
                 }
@@ -418,7 +389,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Decision::Serve(served) => {
                     let n = s.node(idx.expect("served entries exist"));
                     n.links.touch();
-                    self.count(asker, served_counter(served));
+                    self.count(asker, Counter::served(served));
                     Lookup::serving(self.hit(n, served))
                 }
                 Decision::ServeAndRefresh(served) => {
@@ -427,7 +398,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     // Cloned before the ticket exists: a panicking clone leaves no flight.
                     let hit = self.hit(s.node(i), served);
                     let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
-                    self.count(asker, served_counter(served));
+                    self.count(asker, Counter::served(served));
                     self.inner.counters.incr(Counter::RefreshesStarted);
                     Lookup::Stale(hit, Some(Refresh(ticket)))
                 }
@@ -589,13 +560,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 },
             ));
         }
+        let [ttl_ms, swr_ms, sie_ms] = freshness.millis();
         let node = Node {
             key: key.into(),
             value,
             stored_at: now,
-            ttl_ms: duration_to_millis_u32(freshness.ttl),
-            swr_ms: duration_to_millis_u32(freshness.swr),
-            sie_ms: duration_to_millis_u32(freshness.sie),
+            ttl_ms,
+            swr_ms,
+            sie_ms,
             tags: self.inner.tags.tag_set(seq, tags),
             links: Links::new(),
         };
@@ -720,9 +692,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.count_ending(t, Counter::FillsUncacheable, Counter::RefreshesUncacheable);
         self.end_flight(t, |s, _, now| {
             self.remove_key(s, &t.key, t.hash);
-            s.control_mut(&t.key, now)
-                .record
-                .pass_for(now, duration_to_nanos(hold));
+            s.control_mut(&t.key, now).record.pass_for(now, hold);
             Outcome::Pass
         });
     }
@@ -985,8 +955,8 @@ mod tests {
             Lookup::Stale(_, None)
         ));
         for served in [Served::Fresh, Served::Stale, Served::StaleIfError] {
-            cache.count(Asker::Caller, served_counter(served));
-            cache.count(Asker::Waiter, served_counter(served));
+            cache.count(Asker::Caller, Counter::served(served));
+            cache.count(Asker::Waiter, Counter::served(served));
         }
         let s = cache.stats();
         assert_eq!(

@@ -254,7 +254,7 @@ pub mod lifecycle;
 pub mod policy;
 mod shard;
 mod slab;
-mod stats;
+pub mod stats;
 mod sync;
 mod tags;
 

@@ -141,6 +141,41 @@ impl Timing {
     }
 }
 
+/// Writes the setters of a builder's [`Timing`] (a field named `timing`): `lock_timeout`,
+/// `retry_backoff` and `refresh_retry`, with one text and one behaviour for every backend's
+/// builder (the in-process [`crate::Builder`] and the shared-memory tier's).
+#[macro_export]
+macro_rules! timing_setters {
+    () => {
+        /// How long a fill or refresh may take before it counts as failed: its waiters are
+        /// released (with the stale-if-error entry if there is one, else to fetch for
+        /// themselves) and the key backs off as after any failure, so a hanging origin is probed
+        /// once per lock timeout and back-off, not once per lock timeout. Default 5 s, like
+        /// nginx's `proxy_cache_lock_timeout`.
+        pub fn lock_timeout(mut self, t: ::std::time::Duration) -> Self {
+            self.timing.set_lock_timeout(t);
+            self
+        }
+
+        /// The back-off after a failed fill or refresh: `min` after the first failure, doubling
+        /// with each failure in a row up to `max` (never below `min`). Default 1 s to 60 s.
+        pub fn retry_backoff(
+            mut self,
+            min: ::std::time::Duration,
+            max: ::std::time::Duration,
+        ) -> Self {
+            self.timing.set_retry_backoff(min, max);
+            self
+        }
+
+        /// How long a refresh ticket dropped unused blocks the next one. Default 1 s.
+        pub fn refresh_retry(mut self, t: ::std::time::Duration) -> Self {
+            self.timing.set_refresh_retry(t);
+            self
+        }
+    };
+}
+
 /// What a key must remember between lookups besides its fetch in flight: the back-off after
 /// failures and the pass-through after an uncacheable answer. Most keys have none. Instants are
 /// nanoseconds of the cache's clock. The in-process cache keeps one per key in a table beside
@@ -181,9 +216,9 @@ impl KeyRecord {
         *self = KeyRecord::default();
     }
 
-    /// The answer was uncacheable at `now`: lookups pass through for `hold` nanoseconds.
-    pub fn pass_for(&mut self, now: u64, hold: u64) {
-        self.pass_until = now.saturating_add(hold);
+    /// The answer was uncacheable at `now`: lookups pass through for `hold`.
+    pub fn pass_for(&mut self, now: u64, hold: Duration) {
+        self.pass_until = now.saturating_add(duration_to_nanos(hold));
     }
 
     /// A refresh ticket was dropped unused at `now`: the next is handed out `delay` later, so
@@ -767,7 +802,7 @@ mod tests {
         assert!(c.is_idle(50, || false), "nothing left to serve stale");
         c.record.refresh_dropped(50, 10);
         assert!(!c.is_idle(55, || false));
-        c.record.pass_for(60, u64::MAX);
+        c.record.pass_for(60, Duration::MAX);
         assert!(c.record.state(u64::MAX - 1, false).passing);
     }
 }
