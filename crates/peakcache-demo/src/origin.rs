@@ -22,6 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use httpdate::fmt_http_date;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
@@ -31,7 +32,6 @@ use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
 
-use crate::httpdate::fmt_http_date;
 use crate::json;
 
 /// Per-second counters stop growing after this many seconds (totals keep counting).
