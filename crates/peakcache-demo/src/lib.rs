@@ -10,7 +10,6 @@
 pub mod chart;
 pub mod cli;
 pub mod client;
-pub mod json;
 pub mod load;
 pub mod origin;
 pub mod report;
