@@ -31,7 +31,8 @@ NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 MODULE = os.environ.get("PEAKCACHE_MODULE",
                         os.path.join(ROOT, "target/nginx/ngx_http_peakcache_module.so"))
 PHP_FPM = os.environ.get("PHP_FPM", "php-fpm8.2")
-LIBPEAKCACHE = os.environ.get("PEAKCACHE_LIB", os.path.join(ROOT, "target/release/libpeakcache.a"))
+LIBPEAKCACHE = os.environ.get("PEAKCACHE_LIB", os.path.join(
+    ROOT, os.environ.get("CARGO_TARGET_DIR", "target"), "release", "libpeakcache.a"))
 FASTCGI_PARAMS = "/etc/nginx/fastcgi_params"
 
 
