@@ -36,7 +36,7 @@ struct Args {
     /// Trace file; .gz, .zst and .xz are decompressed in memory
     #[arg(long, value_name = "PATH")]
     trace: PathBuf,
-    /// Trace format: arc, lirs, cache2k or adapt
+    /// Trace format: arc, lirs, cache2k, adapt, long (big-endian u64 keys) or address
     #[arg(long, value_name = "FORMAT")]
     format: Format,
     /// Comma-separated capacities: entries (bytes for adapt), or N% of the trace's unique keys
