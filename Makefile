@@ -44,12 +44,15 @@ unit:
 test-loom:
 	RUSTFLAGS="--cfg loom" $(CARGO) test -p peakcache --release --lib --target-dir target/loom loom
 
-# The C library as hosts link it: libpeakcache.a / libpeakcache.so(.0) next to Cargo's artifacts.
+# The C library as hosts link it: libpeakcache.a / libpeakcache.so(.0) next to Cargo's artifacts,
+# in Cargo's target directory as Cargo reports it (CARGO_TARGET_DIR or build.target-dir if set).
 ffi:
 	$(CARGO) build --release -p peakcache-ffi --lib
-	cp target/release/libpeakcache_ffi.a target/release/libpeakcache.a
-	cp target/release/libpeakcache_ffi.so target/release/libpeakcache.so.0
-	ln -sf libpeakcache.so.0 target/release/libpeakcache.so
+	@out="$$($(CARGO) metadata --format-version 1 --no-deps \
+	    | sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release" && set -x && \
+	  cp "$$out/libpeakcache_ffi.a" "$$out/libpeakcache.a" && \
+	  cp "$$out/libpeakcache_ffi.so" "$$out/libpeakcache.so.0" && \
+	  ln -sf libpeakcache.so.0 "$$out/libpeakcache.so"
 
 # Fails when include/peakcache.h differs from what the pinned cbindgen generates.
 header-check:
