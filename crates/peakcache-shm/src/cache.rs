@@ -1067,51 +1067,44 @@ impl ShmCache {
         self.lookup_as(key, Asker::Caller)
     }
 
-    /// The fresh-hit case of `lookup` without the shard lock (see `shard::read_optimistic`):
+    /// The fresh-hit case of `lookup` without the shard lock (see `Shard::read_fresh`):
     /// `None` for anything else (a miss, a stale entry, tags to check, a writer in the way),
-    /// which the locked lookup decides.
+    /// which the locked lookup decides. A fresh entry is served whatever its key's record says
+    /// (`decide`).
     fn lookup_fresh_optimistic(&self, key: &[u8]) -> Option<Hit> {
         let hash = self.key_hash(key);
-        let shard = self.shard_index(hash);
-        let now = self.now_nanos();
-        let frozen = self.frozen();
+        let s = shard::Shard::new(self.region(), self.shard_index(hash));
+        let rule = self.fresh_rule();
+        let mut value = Vec::new();
         for _ in 0..OPTIMISTIC_TRIES {
-            let mut counted = false;
-            let read = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
-                let r = &p.rec;
-                // A fresh entry is served whatever its key's record says (`decide`).
-                let fresh = frozen || r.standing(now) == Standing::Fresh;
-                let settled = (r.ntags == 0 || p.checked_epoch == Tags::new(self.region()).epoch())
-                    && r.seq >= self.stale_all_seq();
-                if !r.has_value() || !fresh || !settled {
-                    return None;
-                }
-                s.count(Counter::Fresh);
-                counted = true;
-                let mut value = Vec::new();
-                s.copy_value_racy(r, &mut value)?;
-                Some((p.slot, value, *r))
-            });
-            let s = shard::Shard::new(self.region(), shard);
-            match read {
-                Optimistic::Read((slot, value, r)) => {
-                    s.touch(slot);
+            match s.read_fresh(hash, key, &rule, &mut value) {
+                Optimistic::Read(h) => {
                     return Some(Hit {
                         value: Bytes::from(value),
-                        flags: r.flags,
+                        flags: h.flags,
                         served: Served::Fresh,
-                        stored_at: r.stored_at,
-                        fresh_until: r.fresh_until(),
-                        revalidate_until: r.revalidate_until(),
-                        error_until: r.error_until(),
+                        stored_at: h.stored_at,
+                        fresh_until: h.fresh_until(),
+                        revalidate_until: h.revalidate_until(),
+                        error_until: h.error_until(),
                     });
                 }
-                Optimistic::Absent => return None,
-                Optimistic::Retry if counted => s.uncount(Counter::Fresh),
+                Optimistic::Absent | Optimistic::NotFresh => return None,
                 Optimistic::Retry => {}
             }
         }
         None
+    }
+
+    /// What an optimistic read serves as fresh now.
+    #[inline]
+    fn fresh_rule(&self) -> shard::FreshRule<impl Fn() -> u64 + '_> {
+        shard::FreshRule {
+            now: self.now_nanos(),
+            frozen: self.frozen(),
+            stale_all_seq: self.stale_all_seq(),
+            tag_epoch: || Tags::new(self.region()).epoch(),
+        }
     }
 
     /// A lookup by `asker` under the shard lock: ends a flight past its lock timeout, applies
@@ -1554,42 +1547,17 @@ impl ShmCache {
             return None;
         }
         let hash = self.key_hash(key);
-        let shard = self.shard_index(hash);
-        let now = self.now_nanos();
-        let frozen = self.frozen();
+        let s = shard::Shard::new(self.region(), self.shard_index(hash));
+        let rule = self.fresh_rule();
         // Without the lock first: the value is copied into `buf`, trusted once validated.
         for _ in 0..OPTIMISTIC_TRIES {
-            let mut counted = false;
-            let read = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
-                let r = &p.rec;
-                if !r.has_value() || !(frozen || now < r.fresh_until()) {
-                    return Some(None);
-                }
-                if (r.ntags != 0 && p.checked_epoch != Tags::new(self.region()).epoch())
-                    || r.seq < self.stale_all_seq()
-                {
-                    return None;
-                }
-                // Counted before the copy (an atomic add after it would wait for its stores);
-                // taken back below if the read turns out torn.
-                s.count(Counter::Fresh);
-                counted = true;
-                buf.clear();
-                s.copy_value_racy(r, buf)?;
-                Some(Some((p.slot, r.flags)))
-            });
-            let s = shard::Shard::new(self.region(), shard);
-            match read {
-                Optimistic::Read(Some((slot, flags))) => {
-                    s.touch(slot);
-                    return Some(flags);
-                }
-                Optimistic::Read(None) | Optimistic::Absent => {
+            match s.read_fresh(hash, key, &rule, buf) {
+                Optimistic::Read(h) => return Some(h.flags),
+                Optimistic::Absent | Optimistic::NotFresh => {
                     buf.clear();
                     s.count(Counter::Miss);
                     return None;
                 }
-                Optimistic::Retry if counted => s.uncount(Counter::Fresh),
                 Optimistic::Retry => {}
             }
         }

@@ -33,14 +33,20 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
 /// state), and the region-wide soft purge mark. A region of another version is replaced (or
 /// refused): nginx and PHP recreate it, empty, at their next start. 5: the per-second history
 /// ring after the journal (`peakcache::history`). 6: a shard's counters are the lifecycle's
-/// (`peakcache::stats::Counter`, one more: tag purges) followed by the region's own.
-pub const LAYOUT_VERSION: u32 = 6;
+/// (`peakcache::stats::Counter`, one more: tag purges) followed by the region's own. 7: an index
+/// slot split into a 16-byte hot part (hash, record, meta), four to a cache line, and a 48-byte
+/// cold part in an array after them; the dirty flag beside the version word.
+pub const LAYOUT_VERSION: u32 = 7;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
 pub(crate) const UNIT: usize = 64;
-/// Bytes of one index slot.
-pub(crate) const SLOT_SIZE: usize = 64;
+/// Bytes of the hot part of an index slot (key hash, record, meta word): what a lookup reads,
+/// four slots to a cache line.
+pub(crate) const HOT_SLOT: usize = 16;
+/// Bytes of the cold part of an index slot (flight, futex word, back-off, pass-through): read
+/// and written under the lock, beside the hot parts.
+pub(crate) const COLD_SLOT: usize = 48;
 /// Bytes of one entry of the tag table.
 pub(crate) const TAG_SIZE: usize = 80;
 /// Bytes of a shard's header (mutex, counters, allocator heads).
@@ -219,14 +225,19 @@ impl Geometry {
         )
     }
 
-    /// Offset of the index inside a shard.
+    /// Offset of the index's hot parts inside a shard.
     pub(crate) fn index_off(&self) -> usize {
         SHARD_HEADER
     }
 
+    /// Offset of the index's cold parts inside a shard.
+    pub(crate) fn cold_off(&self) -> usize {
+        self.index_off() + align(self.slots as usize * HOT_SLOT, UNIT)
+    }
+
     /// Offset of the policy's queue links inside a shard (8 bytes per slot).
     pub(crate) fn links_off(&self) -> usize {
-        self.index_off() + self.slots as usize * SLOT_SIZE
+        self.cold_off() + align(self.slots as usize * COLD_SLOT, UNIT)
     }
 
     /// Entries of the ghost table (keys the small queue dropped): one per slot.
@@ -614,6 +625,7 @@ pub(crate) struct Layout {
     pub(crate) shards_off: usize,
     pub(crate) stride: usize,
     pub(crate) index_off: usize,
+    pub(crate) cold_off: usize,
     pub(crate) links_off: usize,
     pub(crate) ghost_off: usize,
     pub(crate) main_ghost_off: usize,
@@ -628,6 +640,7 @@ impl Layout {
             shards_off: g.shards_off(),
             stride: g.shard_stride(),
             index_off: g.index_off(),
+            cold_off: g.cold_off(),
             links_off: g.links_off(),
             ghost_off: g.ghost_off(),
             main_ghost_off: g.main_ghost_off(),
