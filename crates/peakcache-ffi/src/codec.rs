@@ -131,13 +131,19 @@ impl Reader<'_> {
     }
 }
 
-/// Decodes a value copied out of the region; `flags` is the region's flags word. The body shares
-/// `bytes`' allocation.
-pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
-    let mut r = Reader {
-        buf: &bytes,
-        pos: 0,
-    };
+/// Where the parts of an encoded value lie, read and checked.
+struct Parts {
+    status: u16,
+    headers: Vec<HeaderSpan>,
+    /// Where the header bytes start; the metadata and then the body follow them.
+    header_start: usize,
+    meta_start: usize,
+    body_start: usize,
+}
+
+/// Reads the prefix of an encoded value: every length checked against what is left.
+fn parts(bytes: &[u8]) -> Result<Parts, DecodeError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
     let version = r.byte("version")?;
     if version != VERSION {
         return Err(DecodeError(format!(
@@ -179,20 +185,34 @@ pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
             r.left()
         )));
     }
-    let hb_end = r.pos + total as usize;
-    let meta_end = hb_end + meta_len;
-    let header_bytes = bytes[r.pos..hb_end].to_vec();
-    let meta: Box<[u8]> = bytes[hb_end..meta_end].into();
-    let body = bytes.slice(meta_end..);
-    Ok(Stored {
+    let meta_start = r.pos + total as usize;
+    Ok(Parts {
         status,
-        flags,
         headers,
-        header_bytes,
-        body,
-        meta,
+        header_start: r.pos,
+        meta_start,
+        body_start: meta_start + meta_len,
+    })
+}
+
+/// Decodes a value copied out of the region; `flags` is the region's flags word. The body shares
+/// `bytes`' allocation.
+pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
+    let p = parts(&bytes)?;
+    Ok(Stored {
+        status: p.status,
+        flags,
+        headers: p.headers,
+        header_bytes: bytes[p.header_start..p.meta_start].to_vec(),
+        meta: bytes[p.meta_start..p.body_start].into(),
+        body: bytes.slice(p.body_start..),
         id: 0,
     })
+}
+
+/// Where the body of an encoded value starts, checked as `decode` checks it.
+pub(crate) fn body_start(bytes: &[u8]) -> Result<usize, DecodeError> {
+    parts(bytes).map(|p| p.body_start)
 }
 
 /// A value of `key` that failed to decode: purges the key (so the next lookup fetches it
