@@ -55,6 +55,14 @@ pub struct Config {
     /// `Surrogate-Key` and targeted fields (`CDN-Cache-Control`, `Surrogate-Control`) go on to
     /// nginx, the cache in front, which needs the tags to purge and the same lifetimes.
     pub shield: bool,
+    /// The snapshot file (`--snapshot PATH`): restored at start when it exists (a warm
+    /// restart), written at every `snapshot_interval`, on the admin's `POST /snapshot` and when
+    /// the proxy is stopped, restored on `POST /restore` (see [`snapshot`](crate::snapshot)).
+    /// Off by default.
+    pub snapshot: Option<PathBuf>,
+    /// How often the snapshot is written in the background (`--snapshot-interval`; needs
+    /// `snapshot`). Off by default: only on request and at stop.
+    pub snapshot_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -75,6 +83,8 @@ impl Default for Config {
             region: None,
             serves: true,
             shield: false,
+            snapshot: None,
+            snapshot_interval: None,
         }
     }
 }
@@ -111,6 +121,12 @@ usage: peakcache-proxy --origin http://HOST:PORT [options]
                              zone's or a PHP-FPM pool's file; needs --cluster): its purges are
                              published, the cluster's applied to it; with --origin, also the
                              shield nginx proxies its misses to. Run it as the region's owner
+  --snapshot PATH            the cache's snapshot file: restored at start when it exists (the
+                             first visitors get HITs), written on POST /snapshot (admin) and
+                             when stopped; POST /restore?freeze=1 rolls back to it (default: off)
+  --snapshot-interval DURATION
+                             also write the snapshot this often, in the background (needs
+                             --snapshot; default: off)
 
 DURATION is a number with ms, s or m; SIZE a number with B, KiB, MiB, GiB (or k, M, G).
 ";
@@ -172,6 +188,19 @@ impl Config {
                     c.region = Some(PathBuf::from(value));
                 }
                 "--cluster-name" => cluster_name = Some(value),
+                "--snapshot" => {
+                    if value.is_empty() {
+                        return Err(bad("an empty path"));
+                    }
+                    c.snapshot = Some(PathBuf::from(value));
+                }
+                "--snapshot-interval" => {
+                    c.snapshot_interval = Some(
+                        parse_duration(&value)
+                            .map_err(|e| bad(&e))?
+                            .max(Duration::from_secs(1)),
+                    )
+                }
                 "--max-lag" => max_lag = Some(parse_duration(&value).map_err(|e| bad(&e))?),
                 "--origin-concurrency" => {
                     c.origin_concurrency = value
@@ -193,6 +222,13 @@ impl Config {
             }
             (None, Some(_)) => c.serves = false,
             (None, None) => return Err("--origin is required".into()),
+        }
+        if c.snapshot_interval.is_some() && c.snapshot.is_none() {
+            return Err("--snapshot-interval needs --snapshot PATH".into());
+        }
+        if c.snapshot.is_some() && c.region.is_some() {
+            return Err("--snapshot is for the proxy's own cache, not an agent's (--region):                         the region's host (nginx, PHP) writes the region's snapshots"
+                .into());
         }
         if c.region.is_some() && cluster_url.is_none() {
             return Err("--region needs --cluster: the agent joins the region to a cluster".into());
@@ -351,6 +387,29 @@ mod tests {
             err("--origin http://a:1 --cluster redis://r --cluster-name a{b}")
                 .contains("cluster name")
         );
+    }
+
+    #[test]
+    fn the_snapshot_options() {
+        let c = Config::from_args(args(
+            "--origin http://a:1 --snapshot /var/lib/peakcache/proxy.snapshot \
+             --snapshot-interval 5m",
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            c.snapshot.as_deref(),
+            Some(std::path::Path::new("/var/lib/peakcache/proxy.snapshot"))
+        );
+        assert_eq!(c.snapshot_interval, Some(Duration::from_secs(300)));
+        let plain = Config::from_args(args("--origin http://a:1"))
+            .unwrap()
+            .unwrap();
+        assert_eq!((plain.snapshot, plain.snapshot_interval), (None, None));
+        let err = |s: &str| Config::from_args(args(s)).unwrap_err();
+        assert!(err("--origin http://a:1 --snapshot-interval 1m").contains("needs --snapshot"));
+        assert!(err("--region /r --cluster redis://r:1 --snapshot /s").contains("--region"));
+        assert!(err("--origin http://a:1 --snapshot-interval soon").contains("--snapshot"));
     }
 
     #[test]
