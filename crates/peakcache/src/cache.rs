@@ -1008,11 +1008,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// # Ok::<(), peakcache::InsertError>(())
     /// ```
     pub fn list(&self) -> Listing<V> {
-        Listing::new(self.clone())
+        Listing::new(self.clone(), self.now_nanos())
     }
 
-    /// Appends the servable entries of shard `shard` to `out` (see [`list`](Self::list)).
-    pub(crate) fn list_shard(&self, shard: usize, out: &mut Vec<Listed<V>>) {
+    /// Appends the servable entries of shard `shard` to `out`, their ages counted from `began`
+    /// (see [`list`](Self::list)).
+    pub(crate) fn list_shard(&self, shard: usize, began: u64, out: &mut Vec<Listed<V>>) {
         let frozen = self.inner.frozen.load(Ordering::SeqCst);
         let s = self.inner.shards[shard].read();
         let now = self.now_nanos();
@@ -1031,7 +1032,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             out.push(Listed {
                 key: (*n.key).into(),
                 value: n.value.clone(),
-                age: nanos(now.saturating_sub(n.stored_at)),
+                age: nanos(began.saturating_sub(n.stored_at)),
                 freshness: Freshness {
                     ttl: nanos(fresh_until.saturating_sub(n.stored_at)),
                     swr: nanos(windows[0]),

@@ -40,7 +40,9 @@ impl<V> Listed<V> {
         self.value
     }
 
-    /// How long before the listing the entry was stored (by the cache's clock).
+    /// How long before the listing began (the call to [`Cache::list`]) the entry was stored,
+    /// by the cache's clock: zero for one stored since. So every age of a listing counts from
+    /// one instant, however long the listing takes.
     pub fn age(&self) -> Duration {
         self.age
     }
@@ -60,14 +62,17 @@ impl<V> Listed<V> {
 /// Every servable entry of a cache, shard by shard: see [`Cache::list`].
 pub struct Listing<V: Clone + Send + Sync + 'static> {
     cache: Cache<V>,
+    /// When the listing began, in the cache clock's nanoseconds: ages count from then.
+    began: u64,
     next_shard: usize,
     copied: std::vec::IntoIter<Listed<V>>,
 }
 
 impl<V: Clone + Send + Sync + 'static> Listing<V> {
-    pub(crate) fn new(cache: Cache<V>) -> Self {
+    pub(crate) fn new(cache: Cache<V>, began: u64) -> Self {
         Listing {
             cache,
+            began,
             next_shard: 0,
             copied: Vec::new().into_iter(),
         }
@@ -86,7 +91,8 @@ impl<V: Clone + Send + Sync + 'static> Iterator for Listing<V> {
                 return None;
             }
             let mut buffer = Vec::new();
-            self.cache.list_shard(self.next_shard, &mut buffer);
+            self.cache
+                .list_shard(self.next_shard, self.began, &mut buffer);
             self.next_shard += 1;
             self.copied = buffer.into_iter();
         }

@@ -140,6 +140,25 @@ fn restored_entries_keep_their_tags_and_a_soft_purge_they_underwent() {
 }
 
 #[test]
+fn every_age_of_a_listing_counts_from_when_it_began_however_long_it_takes() {
+    let clock = ManualClock::new();
+    let cache = cache_at(&clock);
+    for k in 0..64u32 {
+        cache.insert(&k.to_be_bytes(), 0, windows()).unwrap();
+    }
+    clock.advance(5 * SEC);
+    let mut listing = cache.list();
+    let first = listing.next().unwrap();
+    // The other shards are copied after the clock moved on (a slow disk, say).
+    clock.advance(20 * SEC);
+    let rest: Vec<_> = listing.collect();
+    assert_eq!(rest.len(), 63, "every shard listed");
+    for e in std::iter::once(&first).chain(&rest) {
+        assert_eq!(e.age(), 5 * SEC);
+    }
+}
+
+#[test]
 fn only_what_a_lookup_would_serve_is_listed_and_while_frozen_everything_stored() {
     let clock = ManualClock::new();
     let cache = cache_at(&clock);
