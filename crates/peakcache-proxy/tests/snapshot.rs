@@ -14,6 +14,7 @@ use peakcache_cluster::testing::RedisServer;
 use peakcache_proxy::{serve, Config, Proxy};
 use std::collections::HashMap;
 use std::convert::Infallible;
+use std::io::Read;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -507,4 +508,135 @@ async fn a_cluster_host_restarted_from_its_snapshot_applies_the_purges_it_missed
         assert!(is_hit(&a), "{p}: {}", a.cache_status);
     }
     assert_eq!(origin.total(), before + 1, "only the purged page fetched");
+}
+
+/// A `peakcache-proxy` process with `--snapshot`, its standard error captured.
+struct Process {
+    child: std::process::Child,
+    url: String,
+    admin: String,
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Process {
+    async fn start(origin: &str, snapshot: &Path) -> Process {
+        let (listen, admin) = (
+            format!("127.0.0.1:{}", free_port()),
+            format!("127.0.0.1:{}", free_port()),
+        );
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_peakcache-proxy"))
+            .args(["--origin", origin, "--listen", &listen, "--admin", &admin])
+            .arg("--snapshot")
+            .arg(snapshot)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("peakcache-proxy");
+        let p = Process {
+            child,
+            url: format!("http://{listen}"),
+            admin: format!("http://{admin}"),
+        };
+        let client: Client<HttpConnector, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let up = client
+                .get(format!("{}/metrics", p.admin).parse().unwrap())
+                .await
+                .is_ok();
+            if up {
+                return p;
+            }
+            assert!(Instant::now() < deadline, "the proxy did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    async fn get(&self, path: &str) -> Answer {
+        let req = Request::get(format!("{}{path}", self.url))
+            .header("host", "shop.test")
+            .body(Empty::<Bytes>::new())
+            .unwrap();
+        let client: Client<HttpConnector, Empty<Bytes>> =
+            Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+        let res = client.request(req).await.unwrap();
+        let cache_status = res
+            .headers()
+            .get("cache-status")
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let status = res.status().as_u16();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        Answer {
+            status,
+            cache_status,
+            age: None,
+            body: String::from_utf8_lossy(&body).into_owned(),
+        }
+    }
+
+    /// Stops it as systemd does (SIGTERM) and returns what it said on standard error.
+    fn stop(mut self) -> String {
+        let pid = self.child.id() as i32;
+        // SAFETY: kill only sends a signal to our own child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let mut err = String::new();
+        self.child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut err)
+            .unwrap();
+        assert!(self.child.wait().unwrap().success(), "{err}");
+        err
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxy_process_stopped_writes_its_snapshot_and_restarted_serves_hits_with_no_origin_request(
+) {
+    let dir = TempDir::new("process");
+    let (origin, origin_url) = start_origin().await;
+    let first = Process::start(&origin_url, &dir.file()).await;
+    let mut bodies = Vec::new();
+    for p in PAGES {
+        let a = first.get(p).await;
+        assert_eq!(a.status, 200);
+        bodies.push(a.body);
+    }
+    let said = first.stop();
+    assert!(said.contains("wrote 4 responses to"), "{said}");
+    assert_eq!(origin.total(), 4);
+
+    let second = Process::start(&origin_url, &dir.file()).await;
+    for (p, body) in PAGES.iter().zip(&bodies) {
+        let a = second.get(p).await;
+        assert!(is_hit(&a), "{p}: {}", a.cache_status);
+        assert_eq!(&a.body, body);
+    }
+    assert_eq!(
+        origin.total(),
+        4,
+        "the restarted proxy asked the origin nothing"
+    );
+    let said = second.stop();
+    assert!(
+        said.contains("restored 4 responses from"),
+        "it says what it restored: {said}"
+    );
 }
