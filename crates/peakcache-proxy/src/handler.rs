@@ -210,12 +210,12 @@ impl Proxy {
             Ok(r) => r,
             Err(SnapshotError::Missing(_)) => return Start::Fresh,
             Err(e) => {
-                eprintln!("peakcache-proxy: {e}; starting with an empty cache");
+                tracing::error!("{e}; starting with an empty cache");
                 return Start::Fresh;
             }
         };
-        eprintln!(
-            "peakcache-proxy: restored {} responses from {} (written {} s ago) in {:.2} s{}",
+        tracing::info!(
+            "restored {} responses from {} (written {} s ago) in {:.2} s{}",
             restored.responses,
             path.display(),
             restored.snapshot_age.as_secs(),

@@ -95,7 +95,7 @@ where
             Ok(conn) => conn,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment instead of spinning.
-                eprintln!("peakcache-proxy: accept failed: {e}");
+                tracing::error!("accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }

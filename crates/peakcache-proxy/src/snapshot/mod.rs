@@ -280,7 +280,7 @@ pub async fn write_every(proxy: Arc<Proxy>, every: Duration) {
         let (proxy, path) = (proxy.clone(), path.clone());
         let written = tokio::task::spawn_blocking(move || proxy.snapshot(&path)).await;
         if let Ok(Err(e)) = written {
-            eprintln!("peakcache-proxy: snapshot not written: {e}");
+            tracing::error!("snapshot not written: {e}");
         }
     }
 }
