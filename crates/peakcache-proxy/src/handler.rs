@@ -62,7 +62,7 @@ pub struct Proxy {
     cluster: Option<Cluster>,
     /// The per-second history and the counts the status page needs (`ops.rs`).
     pub(crate) ops: crate::ops::Ops,
-    /// One snapshot or restore at a time (`snapshot.rs`).
+    /// One snapshot or restore at a time (`snapshot`).
     pub(crate) snapshot_lock: parking_lot::Mutex<()>,
     /// The snapshots written and restored, for `/metrics`.
     pub(crate) snapshot_stats: SnapshotStats,

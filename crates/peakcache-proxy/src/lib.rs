@@ -15,7 +15,7 @@
 //! `Cache-Status` says `detail=l2` on an answer read from the second-level cache (another host
 //! fetched it), and `detail=cluster-lag` on every answer while the host is cut off.
 //!
-//! With `--snapshot PATH` it keeps a [snapshot](snapshot) of its cache: restored at start (a
+//! With `--snapshot PATH` it keeps a [snapshot] of its cache: restored at start (a
 //! warm restart), written every `--snapshot-interval` and when stopped, and restored on the
 //! admin's `POST /restore?freeze=1` (a rollback in one request).
 //!

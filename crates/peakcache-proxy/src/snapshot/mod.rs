@@ -25,7 +25,7 @@
 //!
 //! A header (magic, version, when it was written, the cluster's bus position), one record per
 //! stored response or URL's Vary (key, age, windows, tags, the response's head and body), a
-//! trailer (the count): see [`format`]'s documentation. Ages count from when the snapshot was
+//! trailer (the count): see [`format`](mod@format)'s documentation. Ages count from when the snapshot was
 //! written; restored, an entry is that much older plus the time since.
 
 mod file;
@@ -162,7 +162,7 @@ pub struct Restored {
 
 /// The proxy's snapshot counters, for `/metrics`.
 #[derive(Debug, Default)]
-pub struct SnapshotStats {
+pub(crate) struct SnapshotStats {
     /// When the last snapshot was written, Unix seconds (0: never).
     pub(crate) last_written: AtomicU64,
     /// Its records.
@@ -188,7 +188,7 @@ impl SnapshotStats {
     }
 
     /// The counters in the Prometheus text format.
-    pub fn to_prometheus(&self) -> String {
+    pub(crate) fn to_prometheus(&self) -> String {
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         format!(
             "# HELP peakcache_snapshot_last_success_timestamp_seconds When the last snapshot \
