@@ -59,6 +59,14 @@ pub struct Config {
     /// `Surrogate-Key` and targeted fields (`CDN-Cache-Control`, `Surrogate-Control`) go on to
     /// nginx, the cache in front, which needs the tags to purge and the same lifetimes.
     pub shield: bool,
+    /// The snapshot file (`--snapshot PATH`): restored at start when it exists (a warm
+    /// restart), written at every `snapshot_interval`, on the admin's `POST /snapshot` and when
+    /// the proxy is stopped, restored on `POST /restore` (see [`snapshot`](crate::snapshot)).
+    /// Off by default.
+    pub snapshot: Option<PathBuf>,
+    /// How often the snapshot is written in the background (`--snapshot-interval`, at least a
+    /// second; needs `snapshot`). Off by default: only on request and at stop.
+    pub snapshot_interval: Option<Duration>,
 }
 
 impl Default for Config {
@@ -79,6 +87,8 @@ impl Default for Config {
             region: None,
             serves: true,
             shield: false,
+            snapshot: None,
+            snapshot_interval: None,
         }
     }
 }
@@ -150,6 +160,15 @@ struct Cli {
     /// with --origin, also the shield nginx proxies its misses to. Run it as the region's owner
     #[arg(long, value_name = "PATH")]
     region: Option<PathBuf>,
+    /// The cache's snapshot file: restored at start when it exists (the first visitors get
+    /// HITs), written on POST /snapshot (admin) and when stopped; POST /restore?freeze=1 rolls
+    /// back to it [default: off]
+    #[arg(long, value_name = "PATH")]
+    snapshot: Option<PathBuf>,
+    /// Also write the snapshot this often, in the background (at least 1s; needs --snapshot)
+    /// [default: off]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    snapshot_interval: Option<Duration>,
 }
 
 impl Config {
@@ -180,6 +199,8 @@ impl Config {
             stale_if_error_grace: cli.stale_if_error_grace,
             honour_request_directives: cli.honour_request_directives,
             region: cli.region,
+            snapshot: cli.snapshot,
+            snapshot_interval: cli.snapshot_interval,
             ..Config::default()
         };
         match (cli.origin, &c.region) {
@@ -193,6 +214,7 @@ impl Config {
             (None, Some(_)) => c.serves = false,
             (None, None) => return Err("--origin is required".into()),
         }
+        check_snapshot(&c)?;
         if c.region.is_some() && cli.cluster.is_none() {
             return Err("--region needs --cluster: the agent joins the region to a cluster".into());
         }
@@ -226,6 +248,33 @@ impl Config {
         };
         Ok(c)
     }
+}
+
+/// The rules of `--snapshot` and `--snapshot-interval`.
+fn check_snapshot(c: &Config) -> Result<(), String> {
+    if c.snapshot
+        .as_ref()
+        .is_some_and(|p| p.as_os_str().is_empty())
+    {
+        return Err("--snapshot needs a path".into());
+    }
+    match c.snapshot_interval {
+        Some(_) if c.snapshot.is_none() => {
+            return Err("--snapshot-interval needs --snapshot PATH".into())
+        }
+        Some(t) if t < Duration::from_secs(1) => {
+            return Err("--snapshot-interval must be at least 1s".into())
+        }
+        _ => {}
+    }
+    if c.snapshot.is_some() && c.region.is_some() {
+        return Err(
+            "--snapshot is for the proxy's own cache, not an agent's (--region): the \
+                    region's host (nginx, PHP) writes the region's snapshots"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Parses `127.0.0.1:8080` or `[::1]:8080`.
@@ -356,6 +405,8 @@ mod tests {
             "--cluster-name",
             "--max-lag",
             "--region",
+            "--snapshot ",
+            "--snapshot-interval",
             "DURATION is",
             "RUST_LOG",
         ] {
@@ -426,6 +477,32 @@ mod tests {
         assert!(
             err("--origin http://a:1 --cluster redis://r --cluster-name a{b}")
                 .contains("cluster name")
+        );
+    }
+
+    #[test]
+    fn the_snapshot_options() {
+        let c = parse(
+            "--origin http://a:1 --snapshot /var/lib/peakcache/proxy.snapshot \
+             --snapshot-interval 5m",
+        )
+        .unwrap();
+        assert_eq!(
+            c.snapshot.as_deref(),
+            Some(std::path::Path::new("/var/lib/peakcache/proxy.snapshot"))
+        );
+        assert_eq!(c.snapshot_interval, Some(Duration::from_secs(300)));
+        let plain = parse("--origin http://a:1").unwrap();
+        assert_eq!((plain.snapshot, plain.snapshot_interval), (None, None));
+        assert!(err("--origin http://a:1 --snapshot-interval 1m").contains("needs --snapshot"));
+        assert!(
+            err("--origin http://a:1 --snapshot /s --snapshot-interval 10ms")
+                .contains("at least 1s")
+        );
+        assert!(err("--region /r --cluster redis://r:1 --snapshot /s").contains("--region"));
+        assert!(
+            err("--origin http://a:1 --snapshot /s --snapshot-interval soon")
+                .contains("--snapshot-interval")
         );
     }
 

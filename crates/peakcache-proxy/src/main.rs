@@ -72,6 +72,8 @@ fn main() -> ExitCode {
                 .map(|c| format!(", cluster {} on {}", c.name, c.url))
                 .unwrap_or_default()
         );
+        // Restores the snapshot, if any, before the first visitor is answered (this thread is
+        // not one of the runtime's workers: nothing else waits for it meanwhile).
         let proxy = match Proxy::try_new(config) {
             Ok(p) => Arc::new(p),
             Err(e) => {
@@ -80,10 +82,31 @@ fn main() -> ExitCode {
             }
         };
         tokio::select! {
-            _ = serve(proxy, listener, admin) => ExitCode::SUCCESS,
-            _ = stopped() => ExitCode::SUCCESS,
+            _ = serve(proxy.clone(), listener, admin) => {}
+            _ = stopped() => {}
         }
+        write_last_snapshot(proxy).await;
+        ExitCode::SUCCESS
     })
+}
+
+/// Writes the snapshot (`--snapshot`) once more when the proxy stops, so that a restart
+/// serves what was cached up to the stop.
+async fn write_last_snapshot(proxy: Arc<Proxy>) {
+    let Some(path) = proxy.config().snapshot.clone() else {
+        return;
+    };
+    let to = path.clone();
+    match tokio::task::spawn_blocking(move || proxy.snapshot(&to)).await {
+        Ok(Ok(w)) => info!(
+            "wrote {} responses to {} in {:.2} s",
+            w.responses,
+            path.display(),
+            w.took.as_secs_f64()
+        ),
+        Ok(Err(e)) => error!("last snapshot not written: {e}"),
+        Err(e) => error!("last snapshot not written: {e}"),
+    }
 }
 
 /// The host agent of `region` (and, with a listener, the shield), until stopped.
