@@ -211,8 +211,14 @@ pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
 }
 
 /// Where the body of an encoded value starts, checked as `decode` checks it.
+#[inline]
 pub(crate) fn body_start(bytes: &[u8]) -> Result<usize, DecodeError> {
-    parts(bytes).map(|p| p.body_start)
+    match bytes {
+        // No header and no metadata (a value of a host that stores bodies alone, as PHP does):
+        // the body follows the version, the status and the two zero counts.
+        [VERSION, _, _, 0, 0, ..] => Ok(5),
+        _ => parts(bytes).map(|p| p.body_start),
+    }
 }
 
 /// A value of `key` that failed to decode: purges the key (so the next lookup fetches it
@@ -272,6 +278,43 @@ mod tests {
         encode(&empty, &mut out).unwrap();
         assert_eq!(out.len(), 5);
         same(&empty, &decode(Bytes::from(out), 0).unwrap());
+    }
+
+    /// `body_start` finds the body `decode` finds, and fails where it fails.
+    fn body_start_agrees(bytes: &[u8]) {
+        match decode(Bytes::copy_from_slice(bytes), 0) {
+            Ok(d) => assert_eq!(
+                body_start(bytes),
+                Ok(bytes.len() - d.body.len()),
+                "{bytes:?}"
+            ),
+            Err(e) => assert_eq!(body_start(bytes), Err(e), "{bytes:?}"),
+        }
+    }
+
+    #[test]
+    fn body_start_finds_the_body_decode_finds() {
+        let mut with_parts = Vec::new();
+        encode(&sample(), &mut with_parts).unwrap();
+        let mut bare = crate::response::peakcache_response::new(200);
+        if let crate::response::Body::Owned(v) = &mut bare.body {
+            v.extend_from_slice(b"just a body");
+        }
+        let mut body_only = Vec::new();
+        encode(&bare.into_stored(), &mut body_only).unwrap();
+        assert_eq!(body_start(&body_only), Ok(5));
+        for out in [with_parts, body_only] {
+            for cut in 0..=out.len() {
+                body_start_agrees(&out[..cut]);
+            }
+            for i in 0..out.len().min(16) {
+                for flip in [1u8, 0x80, 0xff] {
+                    let mut bad = out.clone();
+                    bad[i] ^= flip;
+                    body_start_agrees(&bad);
+                }
+            }
+        }
     }
 
     #[test]

@@ -258,14 +258,19 @@ pub unsafe extern "C" fn peakcache_get(
 
 /// What the last `peakcache_get_body` of a thread handed out a view of: the bytes copied out of
 /// the region, or a reference to the local backend's value.
-#[derive(Default)]
 struct LastBody {
     copy: Vec<u8>,
     local: Option<crate::Value>,
 }
 
 thread_local! {
-    static LAST_BODY: RefCell<LastBody> = RefCell::new(LastBody::default());
+    // A `const` initialiser: no lazy-initialisation check on each call.
+    static LAST_BODY: RefCell<LastBody> = const {
+        RefCell::new(LastBody {
+            copy: Vec::new(),
+            local: None,
+        })
+    };
 }
 
 /// The body and flags of the entry of `key[0..key_len]` if it is stored and fresh (or the cache
