@@ -29,6 +29,18 @@ fn shared_cache() -> *mut peakcache_cache {
     c
 }
 
+/// A cache of the default configuration: the local backend.
+fn local_cache() -> *mut peakcache_cache {
+    let mut c = null_mut();
+    assert_eq!(
+        unsafe {
+            peakcache_cache_new_sized(null(), &mut c, std::mem::size_of::<peakcache_config>())
+        },
+        PEAKCACHE_OK
+    );
+    c
+}
+
 fn shm(c: *mut peakcache_cache) -> peakcache_shm::ShmCache {
     match unsafe { &(*c).backend } {
         Backend::Shared(s) => s.shm.clone(),
@@ -134,13 +146,7 @@ fn corrupt_values_are_an_error_and_purged() {
 
 #[test]
 fn local_only_and_shared_only_calls() {
-    let mut local = null_mut();
-    assert_eq!(
-        unsafe {
-            peakcache_cache_new_sized(null(), &mut local, std::mem::size_of::<peakcache_config>())
-        },
-        PEAKCACHE_OK
-    );
+    let local = local_cache();
     let p = b"/nonexistent/x";
     assert_eq!(
         unsafe { peakcache_cache_snapshot(local, p.as_ptr(), p.len(), null_mut()) },
@@ -258,13 +264,7 @@ fn insert(c: *mut peakcache_cache, key: &[u8], body: &[u8], flags: u32) {
 
 #[test]
 fn get_body_gives_the_body_and_flags_on_both_backends() {
-    let mut local = null_mut();
-    assert_eq!(
-        unsafe {
-            peakcache_cache_new_sized(null(), &mut local, std::mem::size_of::<peakcache_config>())
-        },
-        PEAKCACHE_OK
-    );
+    let local = local_cache();
     for c in [local, shared_cache()] {
         assert_eq!(get_body(c, b"k"), (PEAKCACHE_OK, None));
         insert(c, b"k", b"hello", 7);
