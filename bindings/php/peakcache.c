@@ -531,35 +531,46 @@ static bool pc_lookup(const zend_string *key, peakcache_lookup_result *r)
 	return true;
 }
 
-/* What pc_fresh_value found. */
+/* What a read of a fresh value found. */
 typedef enum {
 	PC_FOUND,
 	PC_MISSING,
 	PC_FAILED /* an exception is thrown */
 } pc_found;
 
-/* The fresh value of key into rv (PSR-16: an expired value is a miss): peakcache_get_body, which
- * takes no part in the lifecycle (no fill, no refresh ticket, no waiting for another caller's
- * computation), is counted once in the stats (fresh or miss), and copies the body once into a
- * buffer of this thread instead of a new entry. That buffer is reused by the next call: a
- * string is copied out of it at once; serialized bytes first, as unserializing them may run a
- * __wakeup or __unserialize that reads the cache again. */
-static pc_found pc_fresh_value(const zend_string *key, zval *rv)
+/* The body and flags of key's fresh entry (PSR-16: an expired value is a miss):
+ * peakcache_get_body, which takes no part in the lifecycle (no fill, no refresh ticket, no
+ * waiting for another caller's computation), is counted once in the stats (fresh or miss), and
+ * copies the body once into a buffer of this thread instead of making a new entry: *ptr is valid
+ * until this thread's next call. */
+static pc_found pc_fresh_body(const zend_string *key, const uint8_t **ptr, size_t *len,
+	uint32_t *flags)
 {
-	const uint8_t *ptr = NULL;
-	size_t len = 0;
-	uint32_t flags = 0;
-	bool found = false, ok;
+	bool found = false;
 	peakcache_result rc = peakcache_get_body(peakcache_pool, (const uint8_t *)ZSTR_VAL(key),
-		ZSTR_LEN(key), &found, &ptr, &len, &flags);
-	char *copy;
+		ZSTR_LEN(key), &found, ptr, len, flags);
 
 	if (rc != PEAKCACHE_OK) {
 		pc_throw_library("peakcache_get_body", rc);
 		return PC_FAILED;
 	}
-	if (!found) {
-		return PC_MISSING;
+	return found ? PC_FOUND : PC_MISSING;
+}
+
+/* The fresh value of key into rv (see pc_fresh_body). The body's buffer is reused by the next
+ * call: a string is copied out of it at once; serialized bytes first, as unserializing them may
+ * run a Serializable::unserialize that reads the cache again. */
+static pc_found pc_fresh_value(const zend_string *key, zval *rv)
+{
+	const uint8_t *ptr = NULL;
+	size_t len = 0;
+	uint32_t flags = 0;
+	pc_found found = pc_fresh_body(key, &ptr, &len, &flags);
+	char *copy;
+	bool ok;
+
+	if (found != PC_FOUND) {
+		return found;
 	}
 	if (!(flags & PEAKCACHE_PHP_SERIALIZED)) {
 		ok = pc_decode_bytes(ptr, len, flags, rv);
@@ -570,22 +581,6 @@ static pc_found pc_fresh_value(const zend_string *key, zval *rv)
 		efree(copy);
 	}
 	return ok ? PC_FOUND : PC_FAILED;
-}
-
-/* The fresh entry of key, or NULL (PSR-16: an expired value is a miss): peakcache_get, which
- * takes no part in the lifecycle (no fill, no refresh ticket, no waiting for another caller's
- * computation) and is counted once in the stats (fresh or miss). */
-static peakcache_entry *pc_fresh_entry(const zend_string *key)
-{
-	peakcache_entry *entry = NULL;
-	peakcache_result rc = peakcache_get(peakcache_pool, (const uint8_t *)ZSTR_VAL(key),
-		ZSTR_LEN(key), &entry);
-
-	if (rc != PEAKCACHE_OK) {
-		pc_throw_library("peakcache_get", rc);
-		return NULL;
-	}
-	return entry;
 }
 
 static uint64_t pc_wait_timeout_ms(void)
@@ -1169,7 +1164,10 @@ ZEND_METHOD(PeakCache_Cache, delete)
 ZEND_METHOD(PeakCache_Cache, has)
 {
 	zend_string *key;
-	peakcache_entry *entry;
+	const uint8_t *ptr;
+	size_t len;
+	uint32_t flags;
+	pc_found found;
 
 	ZEND_PARSE_PARAMETERS_START(1, 1)
 		Z_PARAM_STR(key)
@@ -1181,12 +1179,11 @@ ZEND_METHOD(PeakCache_Cache, has)
 	if (!peakcache_pool) {
 		RETURN_FALSE;
 	}
-	entry = pc_fresh_entry(key);
-	if (EG(exception)) {
+	found = pc_fresh_body(key, &ptr, &len, &flags);
+	if (found == PC_FAILED) {
 		RETURN_THROWS();
 	}
-	peakcache_entry_free(entry);
-	RETURN_BOOL(entry != NULL);
+	RETURN_BOOL(found == PC_FOUND);
 }
 
 ZEND_METHOD(PeakCache_Cache, clear)
@@ -1215,7 +1212,7 @@ static bool pc_get_one(zval *zkey, zval *zkey_as_value, void *ctx)
 {
 	pc_get_multiple_ctx *c = ctx;
 	zend_string *key = pc_key_of(zkey_as_value);
-	peakcache_entry *entry = NULL;
+	pc_found found = PC_MISSING;
 	zval value;
 
 	(void)zkey;
@@ -1223,17 +1220,14 @@ static bool pc_get_one(zval *zkey, zval *zkey_as_value, void *ctx)
 		return false;
 	}
 	ZVAL_UNDEF(&value);
-	if (peakcache_pool && (entry = pc_fresh_entry(key)) != NULL) {
-		bool ok = pc_decode(entry, &value);
-		peakcache_entry_free(entry);
-		if (!ok) {
-			zend_string_release(key);
-			return false;
-		}
-	} else if (EG(exception)) {
+	if (peakcache_pool) {
+		found = pc_fresh_value(key, &value);
+	}
+	if (found == PC_FAILED) {
 		zend_string_release(key);
 		return false;
-	} else {
+	}
+	if (found == PC_MISSING) {
 		ZVAL_COPY(&value, c->def);
 	}
 	zend_symtable_update(Z_ARRVAL_P(c->result), key, &value);

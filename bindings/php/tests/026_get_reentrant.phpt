@@ -1,5 +1,5 @@
 --TEST--
-peakcache: get() of a serialized value whose unserialize() reads the cache again (shared region: both reads copy out of it) returns both values whole
+peakcache: get() and getMultiple() of a serialized value whose unserialize() reads the cache again (shared region: both reads copy out of it) returns both values whole
 --EXTENSIONS--
 peakcache
 --INI--
@@ -27,6 +27,10 @@ $c->set('outer', [new Nested(), str_repeat('t', 200), 'end'], 60);
 $v = $c->get('outer');
 var_dump($v[0]->inner === str_repeat('Z', 150), strlen($v[1]), $v[1] === str_repeat('t', 200), $v[2]);
 var_dump(strlen($c->get('inner')), $c->get('missing', 'default'));
+// getMultiple() and has() read the same way.
+$m = $c->getMultiple(['outer', 'missing'], 'default');
+var_dump($m['outer'][0]->inner === str_repeat('Z', 150), $m['outer'][1] === str_repeat('t', 200), $m['missing']);
+var_dump($c->has('outer'), $c->has('missing'));
 ?>
 --CLEAN--
 <?php @unlink('/tmp/peakcache-phpt-026.shm'); ?>
@@ -37,3 +41,8 @@ bool(true)
 string(3) "end"
 int(150)
 string(7) "default"
+bool(true)
+bool(true)
+string(7) "default"
+bool(true)
+bool(false)
