@@ -1430,6 +1430,80 @@ class Shared:
         assert "exited on signal 9" in log, log[-2000:]
         assert self.status()["takeovers"] >= 1
 
+    def test_shared_memoized_hits_say_the_http_layers_age(self):
+        # a plain hit is answered from its worker's memo, whose Age and Cache-Status are
+        # renewed at the instant the Age changes; a hit with a condition the cache answers
+        # (If-None-Match that does not match) is answered by the HTTP layer itself. Over
+        # seconds, in every worker, both say the same: only a pair straddling the instant the
+        # Age changes may differ, and then the later request says one more
+        self.get("/sh-agememo")
+        pairs = []
+        t0 = time.time()
+        while time.time() - t0 < 3.5:
+            _, h1, _ = self.get("/sh-agememo")
+            _, h2, _ = self.get("/sh-agememo", headers={"If-None-Match": '"other"'})
+            pairs.append((h1, h2))
+            time.sleep(0.01)
+        off = 0
+        for h1, h2 in pairs:
+            assert h1["x-cache"] == h2["x-cache"] == "HIT", (h1, h2)
+            a1, a2 = int(h1["age"]), int(h2["age"])
+            assert h1["cache-status"] == "peakcache; hit; ttl=%d" % (60 - a1), h1
+            assert h2["cache-status"] == "peakcache; hit; ttl=%d" % (60 - a2), h2
+            assert a2 - a1 in (0, 1), (a1, a2)
+            off += a1 != a2
+        ages = [int(h1["age"]) for h1, _ in pairs]
+        assert ages[-1] - ages[0] >= 3, ages
+        assert len({h1["x-pid"] for h1, _ in pairs}) > 1
+        # one straddling pair per second, and a few for the workers' clocks (cached per
+        # event loop cycle); a memo a whole tick late or early fails most pairs of that tick
+        assert off <= 8, (off, [(h1["age"], h2["age"]) for h1, h2 in pairs])
+        assert self.o.count("/sh-agememo") == 1
+
+    def test_shared_waiters_in_every_worker_say_collapsed(self):
+        # the waiters of a fill, in its worker and in the others (polled), are answered from
+        # the fill's entry, with what the HTTP layer says of a collapsed answer
+        res = burst(self.p, "/slow-collapsed", 40)
+        assert all(r and r[0] == 200 for r in res), [r[:1] for r in res if r]
+        stored = [r[1] for r in res if "stored" in r[1]["cache-status"]]
+        assert len(stored) == 1, [r[1]["cache-status"] for r in res]
+        waiters = [r[1] for r in res if "stored" not in r[1]["cache-status"]]
+        assert len({h["x-pid"] for h in waiters} - {stored[0]["x-pid"]}) > 0, waiters
+        for h in waiters:
+            assert h["cache-status"] == "peakcache; fwd=miss; ttl=%d; collapsed" % (
+                60 - int(h["age"])), h
+        assert self.o.count("/slow-collapsed") == 1
+
+    def test_shared_waiters_take_over_an_abandoned_fill(self):
+        # the visitor whose request fills leaves: the fill is given up, one waiter (in
+        # whichever worker) fills again, and every other one, in its worker or polling from
+        # another, gets that answer
+        path = "/slow-abandoned"
+        s = socket.create_connection(("127.0.0.1", self.p))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path).encode())
+        assert self.o.wait_count(path, 1)
+        res = [None] * 24
+        start = threading.Barrier(len(res) + 1)
+
+        def waiter(i):
+            start.wait()
+            res[i] = request(self.p, path, timeout=10)
+
+        threads = [threading.Thread(target=waiter, args=(i,)) for i in range(len(res))]
+        for th in threads:
+            th.start()
+        start.wait()
+        time.sleep(0.1)  # the waiters are parked on the fill
+        s.close()
+        t0 = time.time()
+        for th in threads:
+            th.join(15)
+        assert all(r and r[0] == 200 for r in res), [r and r[:2] for r in res]
+        assert len({r[2] for r in res}) == 1, {r[2] for r in res}
+        assert len({r[1]["x-pid"] for r in res}) > 1
+        assert time.time() - t0 < 2.0, time.time() - t0  # not the lock timeout
+        assert self.o.count(path) == 2, self.o.count(path)
+
     def test_shared_reload_keeps_entries(self):
         self.get("/sh-reload")
         s, h, _ = self.get("/sh-reload")
