@@ -11,11 +11,11 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser \
 	redis-server:redis-server openssl:openssl \
 	dpkg-buildpackage:dpkg-dev dh:debhelper dh_php:dh-php lintian:lintian pkg-config:pkg-config \
-	pecl:php-pear
+	pecl:php-pear chromium:chromium promtool:prometheus node:nodejs npm:npm
 
 .PHONY: all test lint unit test-loom deps bench replay demo clean ffi header-check test-c conformance \
 	php-ext test-php bench-php nginx-module test-nginx test-nginx-asan bench-nginx bench-shm \
-	bench-cluster test-hostile package test-package test-cluster
+	bench-cluster test-hostile package test-package test-cluster test-ops
 
 all: test
 
@@ -29,7 +29,7 @@ deps:
 	else echo "make deps: nothing to install"; fi
 
 test: deps lint unit test-loom header-check test-c test-php test-nginx test-hostile test-package \
-	test-cluster
+	test-cluster test-ops
 
 lint:
 	$(CARGO) fmt --all -- --check
@@ -115,6 +115,14 @@ test-hostile: deps nginx-module
 test-cluster: nginx-module php-ext
 	$(CARGO) build -p peakcache-proxy
 	python3 tests/cluster/run.py
+
+# Operations (tests/ops, about a minute): the live status page in headless Chromium (Debian's,
+# driven by puppeteer-core from npm) against nginx under traffic with a failing origin (writes
+# target/ops/status-page.png), snapshots and rollback through nginx, the Prometheus rules under
+# promtool and the Grafana dashboard against the exporters' metric names.
+test-ops: deps nginx-module
+	$(CARGO) build --release -p peakcache-proxy
+	tests/ops/run.sh
 
 # Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
 # proxy_cache and `return 200`, same run, configured as the README says (worker_processes auto,

@@ -883,6 +883,30 @@ typedef struct peakcache_region_info {
 } peakcache_region_info;
 
 /**
+ * What a host counts itself and adds to the history with `peakcache_cache_tick`: the library
+ * cannot tell a visitor from a lookup, nor which answers the host turned into errors. Fields
+ * are only ever appended.
+ */
+typedef struct peakcache_host_counts {
+    /**
+     * Requests from visitors answered since the last tick.
+     */
+    uint64_t visitor_requests;
+    /**
+     * Answers with a 5xx status sent to visitors since the last tick.
+     */
+    uint64_t visitor_errors;
+    /**
+     * Requests sent to the origin since the last tick (fills, refreshes, probes, passes).
+     */
+    uint64_t origin_requests;
+    /**
+     * Origin requests that failed since the last tick (no answer, a timeout or a 5xx).
+     */
+    uint64_t origin_errors;
+} peakcache_host_counts;
+
+/**
  * One header field as two borrowed byte strings (neither NUL-terminated): `name[0..name_len]`
  * and `value[0..value_len]`. A NULL pointer is allowed with a length of 0. Header names are
  * compared case-insensitively; values must not contain CR, LF or NUL.
@@ -1632,6 +1656,65 @@ peakcache_result peakcache_entry_clone(const struct peakcache_entry *entry,
 void peakcache_entry_free(struct peakcache_entry *entry);
 
 /**
+ * Adds the host's counts since its last call (`counts`, or nothing for NULL) to the cache's
+ * totals and, unless some process sampled this second already, samples the counters into the
+ * history (1,024 seconds). Call it once a second from each process (nginx: a timer in every
+ * worker; PHP: each request; a thread elsewhere); the hit path is not involved. `*sampled`
+ * (if not NULL) tells whether this call wrote the second's sample. Shared backend: the
+ * history and the totals are the region's, shared by every process attached.
+ *
+ * Exported as `peakcache_cache_tick_sized` with the size of `*counts` last; the header's
+ * `peakcache_cache_tick` macro passes `sizeof(peakcache_host_counts)` (see "Sizes").
+ *
+ * # Safety
+ * `cache` must be NULL or live; `counts` NULL or `counts_size` readable bytes; `sampled` NULL
+ * or writable.
+ */
+peakcache_result peakcache_cache_tick_sized(const struct peakcache_cache *cache,
+                                            const struct peakcache_host_counts *counts,
+                                            bool *sampled,
+                                            size_t counts_size);
+
+/**
+ * The status document, in `*out`: the counters of `peakcache_stats_json`, then `"frozen"`,
+ * `"host"` (the hosts' totals), `"now"` (Unix seconds) and `"history"`, the last
+ * `history_seconds` (at most 1,023; 0: none) as arrays oldest first: `"t"`, `"dt"`, then per
+ * second the increase of each counter and the value of each gauge (see the README's "Status
+ * JSON"). One shape for every host.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `out` NULL or writable.
+ */
+peakcache_result peakcache_status_json(const struct peakcache_cache *cache,
+                                       uint64_t history_seconds,
+                                       struct peakcache_buf **out);
+
+/**
+ * The live status page (one self-contained HTML document, UTF-8) as a static view: `*ptr`
+ * and `*len` stay valid for the life of the process. Serve it as `text/html; charset=utf-8`
+ * at a URL whose `?history=N` answers `peakcache_status_json`: the page polls its own URL
+ * with `?format=json&history=…` every second.
+ *
+ * # Safety
+ * `ptr` and `len` NULL or writable.
+ */
+peakcache_result peakcache_status_page(const uint8_t **ptr,
+                                       size_t *len);
+
+/**
+ * Whether a periodic task (a snapshot every `interval_ms`) is due, in `*due`: true for one
+ * caller per interval across every process attached to a shared cache (a compare-and-swap in
+ * the region, no lock), for the first to ask once the interval has passed since the last
+ * claim. Counted in whole seconds; 0 is never due.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `due` NULL or writable.
+ */
+peakcache_result peakcache_cache_claim_every(const struct peakcache_cache *cache,
+                                             uint64_t interval_ms,
+                                             bool *due);
+
+/**
  * The list as an array: `*items` (`*n` records), valid until `peakcache_http_headers_free`.
  * For an empty list `*n` is 0 and `*items` is not to be read.
  *
@@ -2159,7 +2242,11 @@ peakcache_result peakcache_cache_stats_sized(const struct peakcache_cache *cache
 /**
  * The counters in the Prometheus text exposition format (0.0.4), in `*out`: every metric named
  * `peakcache_...`, for instance `peakcache_lookups_total{outcome="fresh"}` and
- * `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`).
+ * `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`), the hosts'
+ * totals and gauges of the history (`peakcache_visitor_requests_total`,
+ * `peakcache_origin_errors_total`, `peakcache_frozen`, ...: the core's
+ * `history::history_prometheus`) and, for a shared cache, the region's
+ * `peakcache_region_{recoveries,takeovers,entries_dropped,lock_timeouts}_total`.
  *
  * # Safety
  * `cache` must be NULL or live; `out` NULL or writable.
@@ -2388,6 +2475,7 @@ void peakcache_waiter_free(struct peakcache_waiter *waiter);
 #define peakcache_cache_new(...) peakcache_cache_new_sized(__VA_ARGS__, sizeof(peakcache_config))
 #define peakcache_cache_region_info(...) peakcache_cache_region_info_sized(__VA_ARGS__, sizeof(peakcache_region_info))
 #define peakcache_cache_stats(...) peakcache_cache_stats_sized(__VA_ARGS__, sizeof(peakcache_stats))
+#define peakcache_cache_tick(...) peakcache_cache_tick_sized(__VA_ARGS__, sizeof(peakcache_host_counts))
 #define peakcache_lookup(...) peakcache_lookup_sized(__VA_ARGS__, sizeof(peakcache_lookup_result))
 #define peakcache_waiter_wait(...) peakcache_waiter_wait_sized(__VA_ARGS__, sizeof(peakcache_wait_result))
 #define peakcache_waiter_poll(...) peakcache_waiter_poll_sized(__VA_ARGS__, sizeof(peakcache_wait_result))

@@ -35,11 +35,23 @@ pub enum Format {
     Cache2k,
     /// AdaptSize traces: text lines `time key size`; the only format with object sizes.
     Adapt,
+    /// Binary, big-endian 64-bit keys back to back (Caffeine simulator's scarab and corda).
+    Long,
+    /// Text lines `type 0xADDRESS size` (Caffeine simulator's address traces): the hex address
+    /// is the key.
+    Address,
 }
 
 impl Format {
     /// All formats, in the order they are documented.
-    pub const ALL: [Format; 4] = [Format::Arc, Format::Lirs, Format::Cache2k, Format::Adapt];
+    pub const ALL: [Format; 6] = [
+        Format::Arc,
+        Format::Lirs,
+        Format::Cache2k,
+        Format::Adapt,
+        Format::Long,
+        Format::Address,
+    ];
 
     /// The name used on the command line.
     pub const fn name(self) -> &'static str {
@@ -48,6 +60,8 @@ impl Format {
             Format::Lirs => "lirs",
             Format::Cache2k => "cache2k",
             Format::Adapt => "adapt",
+            Format::Long => "long",
+            Format::Address => "address",
         }
     }
 
@@ -71,7 +85,10 @@ impl FromStr for Format {
             .into_iter()
             .find(|f| f.name() == s)
             .ok_or_else(|| {
-                format!("unknown trace format {s:?} (expected arc, lirs, cache2k or adapt)")
+                format!(
+                    "unknown trace format {s:?} (expected arc, lirs, cache2k, adapt, long or \
+                     address)"
+                )
             })
     }
 }
@@ -129,6 +146,8 @@ pub fn parse(bytes: &[u8], format: Format) -> io::Result<Vec<Request>> {
         Format::Lirs => parse_lirs(bytes),
         Format::Cache2k => parse_cache2k(bytes),
         Format::Adapt => parse_adapt(bytes),
+        Format::Long => parse_long(bytes),
+        Format::Address => parse_address(bytes),
     }
 }
 
@@ -165,19 +184,47 @@ pub fn parse_lirs(bytes: &[u8]) -> io::Result<Vec<Request>> {
 
 /// Parses a cache2k trace: big-endian unsigned 32-bit keys, back to back, no header.
 pub fn parse_cache2k(bytes: &[u8]) -> io::Result<Vec<Request>> {
-    if !bytes.len().is_multiple_of(4) {
+    parse_keys(bytes, |k: [u8; 4]| u64::from(u32::from_be_bytes(k)))
+}
+
+/// Parses a trace of big-endian 64-bit keys, back to back, no header.
+pub fn parse_long(bytes: &[u8]) -> io::Result<Vec<Request>> {
+    parse_keys(bytes, u64::from_be_bytes)
+}
+
+/// Parses a binary trace of `N`-byte keys back to back, each decoded by `key`.
+fn parse_keys<const N: usize>(bytes: &[u8], key: fn([u8; N]) -> u64) -> io::Result<Vec<Request>> {
+    if !bytes.len().is_multiple_of(N) {
         return Err(io::Error::new(
             io::ErrorKind::InvalidData,
             format!(
-                "cache2k trace of {} bytes is not a whole number of 4-byte keys",
+                "trace of {} bytes is not a whole number of {N}-byte keys",
                 bytes.len()
             ),
         ));
     }
     Ok(bytes
-        .chunks_exact(4)
-        .map(|c| Request::unit(u64::from(u32::from_be_bytes([c[0], c[1], c[2], c[3]]))))
+        .chunks_exact(N)
+        .map(|c| Request::unit(key(c.try_into().expect("N bytes"))))
         .collect())
+}
+
+/// Parses an address trace: lines `type 0xADDRESS size`; the address is the key.
+pub fn parse_address(bytes: &[u8]) -> io::Result<Vec<Request>> {
+    let mut requests = Vec::new();
+    for (number, line) in text_lines(bytes)? {
+        let address = line
+            .split_ascii_whitespace()
+            .nth(1)
+            .ok_or_else(|| invalid(number, "missing address"))?;
+        let hex = address
+            .strip_prefix("0x")
+            .ok_or_else(|| invalid(number, &format!("address {address:?} without 0x")))?;
+        let key = u64::from_str_radix(hex, 16)
+            .map_err(|e| invalid(number, &format!("address {address:?}: {e}")))?;
+        requests.push(Request::unit(key));
+    }
+    Ok(requests)
 }
 
 /// Parses an AdaptSize trace: lines `time key size`; the request weighs `size` bytes.
@@ -306,6 +353,35 @@ mod tests {
         assert_eq!(keys(&requests), [1, 256, u64::from(u32::MAX), 0x1234_5678]);
         assert!(parse_cache2k(&bytes[..6]).is_err());
         assert!(parse_cache2k(&[]).unwrap().is_empty());
+    }
+
+    #[test]
+    fn long_decodes_big_endian_u64() {
+        let mut bytes = 7u64.to_be_bytes().to_vec();
+        bytes.extend(u64::MAX.to_be_bytes());
+        assert_eq!(keys(&parse_long(&bytes).unwrap()), [7, u64::MAX]);
+        assert!(parse_long(&bytes[..12]).is_err());
+    }
+
+    #[test]
+    fn address_reads_the_hex_address() {
+        let requests = parse_address(
+            b"r 0x1f 4
+w 0xFFFFffff 8
+",
+        )
+        .unwrap();
+        assert_eq!(keys(&requests), [0x1f, 0xffff_ffff]);
+        assert!(parse_address(
+            b"r 1f 4
+"
+        )
+        .is_err());
+        assert!(parse_address(
+            b"r
+"
+        )
+        .is_err());
     }
 
     #[test]

@@ -93,8 +93,13 @@ typedef struct {
 
     peakcache_cache               *cache;     /* the master's, inherited */
 
+    ngx_str_t                      snapshot;  /* empty: none */
+    ngx_msec_t                     snapshot_interval;
+
     /* this worker's */
     ngx_uint_t                     origin_active;
+    peakcache_host_counts          counts;    /* since the last tick */
+    ngx_event_t                    tick;
     ngx_rbtree_t                   fills;
     ngx_rbtree_node_t              sentinel;
     ngx_rbtree_t                   polls;     /* fills running elsewhere */
@@ -467,6 +472,18 @@ static ngx_int_t ngx_http_peakcache_region_owner(ngx_conf_t *cf,
     peakcache_config *cfg);
 static void ngx_http_peakcache_shared_cleanup(void *data);
 static ngx_int_t ngx_http_peakcache_init_process(ngx_cycle_t *cycle);
+static void ngx_http_peakcache_tick(ngx_event_t *ev);
+static void ngx_http_peakcache_snapshot_due(ngx_http_peakcache_zone_t *zone,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_peakcache_snapshot_write(
+    ngx_http_peakcache_zone_t *zone, uint64_t *entries, ngx_log_t *log);
+static ngx_int_t ngx_http_peakcache_snapshot_restore(
+    ngx_http_peakcache_zone_t *zone, uint64_t *restored, uint64_t *skipped,
+    ngx_log_t *log);
+static ngx_int_t ngx_http_peakcache_log_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_admin_action(ngx_http_request_t *r,
+    ngx_http_peakcache_zone_t *zone, ngx_str_t *action);
+static ngx_int_t ngx_http_peakcache_wants_page(ngx_http_request_t *r);
 static void ngx_http_peakcache_exit_process(ngx_cycle_t *cycle);
 static char *ngx_http_peakcache(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -494,7 +511,7 @@ static ngx_str_t  ngx_http_peakcache_status_names[] = {
 static ngx_command_t  ngx_http_peakcache_commands[] = {
 
     { ngx_string("peakcache_zone"),
-      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE2|NGX_CONF_TAKE3|NGX_CONF_TAKE4,
+      NGX_HTTP_MAIN_CONF|NGX_CONF_2MORE,
       ngx_http_peakcache_zone,
       NGX_HTTP_MAIN_CONF_OFFSET,
       0,
@@ -1328,6 +1345,7 @@ ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
     sctx->origin = 1;
     sctx->request_time = ngx_http_peakcache_now();
     ctx->zone->origin_active++;
+    ctx->zone->counts.origin_requests++;
 
     /* kept for a 304: the stored response is what it revalidates */
     if (peakcache_entry_clone(entry, &sctx->revalidate) != PEAKCACHE_OK) {
@@ -3460,6 +3478,7 @@ ngx_http_peakcache_admit(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 
     ctx->origin = 1;
     ctx->zone->origin_active++;
+    ctx->zone->counts.origin_requests++;
 
     return NGX_OK;
 }
@@ -4247,6 +4266,9 @@ ngx_http_peakcache_fail(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
     peakcache_result  rc;
 
+    /* the status page's origin errors: what this worker saw fail */
+    ctx->zone->counts.origin_errors++;
+
     if (ctx->fill) {
         rc = peakcache_fill_fail(&ctx->fill, &ctx->stale);
         if (rc != PEAKCACHE_OK) {
@@ -4863,7 +4885,9 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
     static ngx_str_t  text = ngx_string("text/plain");
     static u_char     usage[] =
         "usage: ?url=<url or /path> | ?tag=<tag> | ?key=<key> | "
-        "Surrogate-Key: <tags>; add &soft=1 for a soft purge" CRLF;
+        "Surrogate-Key: <tags>; add &soft=1 for a soft purge; "
+        "?action=snapshot|restore|freeze|thaw (restore&freeze=1: rollback)"
+        CRLF;
     static u_char     methods[] = "purge with PURGE or POST" CRLF;
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_peakcache_module);
@@ -4894,6 +4918,10 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
 
         return ngx_http_peakcache_send_text(r, NGX_HTTP_NOT_ALLOWED, &text,
                                             methods, sizeof(methods) - 1);
+    }
+
+    if (ngx_http_arg(r, (u_char *) "action", 6, &arg) == NGX_OK) {
+        return ngx_http_peakcache_admin_action(r, zone, &arg);
     }
 
     soft = (ngx_http_arg(r, (u_char *) "soft", 4, &arg) == NGX_OK
@@ -5063,7 +5091,7 @@ static ngx_int_t
 ngx_http_peakcache_status_handler(ngx_http_request_t *r)
 {
     size_t                          len;
-    ngx_int_t                       rc;
+    ngx_int_t                       rc, seconds;
     ngx_str_t                       arg, *type;
     const uint8_t                  *data;
     peakcache_buf                  *buf;
@@ -5073,6 +5101,7 @@ ngx_http_peakcache_status_handler(ngx_http_request_t *r)
 
     static ngx_str_t  json = ngx_string("application/json");
     static ngx_str_t  prom = ngx_string("text/plain; version=0.0.4");
+    static ngx_str_t  html = ngx_string("text/html; charset=utf-8");
 
     if (!(r->method & (NGX_HTTP_GET|NGX_HTTP_HEAD))) {
         return NGX_HTTP_NOT_ALLOWED;
@@ -5092,12 +5121,27 @@ ngx_http_peakcache_status_handler(ngx_http_request_t *r)
 
     buf = NULL;
 
+    if (ngx_http_peakcache_wants_page(r)) {
+        if (peakcache_status_page(&data, &len) != PEAKCACHE_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return ngx_http_peakcache_send_text(r, NGX_HTTP_OK, &html,
+                                            (u_char *) data, len);
+    }
+
     if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK
         && arg.len == sizeof("prometheus") - 1
         && ngx_strncmp(arg.data, "prometheus", arg.len) == 0)
     {
         type = &prom;
         prc = peakcache_stats_prometheus(zone->cache, &buf);
+
+    } else if (ngx_http_arg(r, (u_char *) "history", 7, &arg) == NGX_OK) {
+        type = &json;
+        seconds = ngx_atoi(arg.data, arg.len);
+        prc = peakcache_status_json(zone->cache,
+                                    seconds == NGX_ERROR ? 0 : seconds, &buf);
 
     } else {
         type = &json;
@@ -5215,6 +5259,158 @@ ngx_http_peakcache_send_text(ngx_http_request_t *r, ngx_uint_t status,
     out.next = NULL;
 
     return ngx_http_output_filter(r, &out);
+}
+
+
+/*
+ * The live page for ?format=html, or for a browser (Accept: text/html)
+ * without a format; tools get JSON.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_wants_page(ngx_http_request_t *r)
+{
+    ngx_str_t         arg;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+    ngx_uint_t        i;
+
+    if (ngx_http_arg(r, (u_char *) "format", 6, &arg) == NGX_OK) {
+        return arg.len == 4 && ngx_strncmp(arg.data, "html", 4) == 0;
+    }
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return 0;
+            }
+
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+
+        if (h[i].key.len == sizeof("Accept") - 1
+            && ngx_strncasecmp(h[i].key.data, (u_char *) "Accept", 6) == 0
+            && ngx_strlcasestrn(h[i].value.data,
+                                h[i].value.data + h[i].value.len,
+                                (u_char *) "text/html", 9 - 1)
+               != NULL)
+        {
+            return 1;
+        }
+    }
+}
+
+
+/*
+ * POST ?action=snapshot|restore|freeze|thaw on the purge location.  A
+ * restore replaces the zone's entries by the snapshot's (they keep their
+ * ages); with &freeze=1 the zone is frozen first: a rollback in one request.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_admin_action(ngx_http_request_t *r,
+    ngx_http_peakcache_zone_t *zone, ngx_str_t *action)
+{
+    u_char            *p, *last;
+    uint64_t           entries, skipped;
+    ngx_str_t          arg;
+    ngx_uint_t         freeze;
+    peakcache_result   rc;
+
+    static ngx_str_t  json = ngx_string("application/json");
+    static ngx_str_t  text = ngx_string("text/plain");
+    static u_char     usage[] =
+        "?action=snapshot | restore[&freeze=1] | freeze | thaw" CRLF;
+    static u_char     nosnap[] =
+        "this zone has no snapshot=FILE (peakcache_zone)" CRLF;
+
+    if (zone->cache == NULL) {
+        return NGX_HTTP_SERVICE_UNAVAILABLE;
+    }
+
+    entries = 0;
+    skipped = 0;
+
+    freeze = (ngx_http_arg(r, (u_char *) "freeze", 6, &arg) == NGX_OK
+              && arg.len && arg.data[0] != '0');
+
+    if (action->len == 6 && ngx_strncmp(action->data, "freeze", 6) == 0) {
+        rc = peakcache_freeze(zone->cache, true);
+
+    } else if (action->len == 4 && ngx_strncmp(action->data, "thaw", 4) == 0) {
+        rc = peakcache_freeze(zone->cache, false);
+
+    } else if (action->len == 8
+               && ngx_strncmp(action->data, "snapshot", 8) == 0)
+    {
+        if (zone->snapshot.len == 0) {
+            return ngx_http_peakcache_send_text(r, NGX_HTTP_CONFLICT, &text,
+                                                nosnap, sizeof(nosnap) - 1);
+        }
+
+        if (ngx_http_peakcache_snapshot_write(zone, &entries,
+                                              r->connection->log)
+            != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        rc = PEAKCACHE_OK;
+
+    } else if (action->len == 7
+               && ngx_strncmp(action->data, "restore", 7) == 0)
+    {
+        if (zone->snapshot.len == 0) {
+            return ngx_http_peakcache_send_text(r, NGX_HTTP_CONFLICT, &text,
+                                                nosnap, sizeof(nosnap) - 1);
+        }
+
+        if (freeze) {
+            (void) peakcache_freeze(zone->cache, true);
+        }
+
+        /* the snapshot's copies replace what the bad change stored */
+
+        rc = peakcache_clear(zone->cache);
+
+        if (rc == PEAKCACHE_OK
+            && ngx_http_peakcache_snapshot_restore(zone, &entries, &skipped,
+                                                   r->connection->log)
+               != NGX_OK)
+        {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+    } else {
+        return ngx_http_peakcache_send_text(r, NGX_HTTP_BAD_REQUEST, &text,
+                                            usage, sizeof(usage) - 1);
+    }
+
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
+                                     "the admin action failed");
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "peakcache: %V of \"%V\"", action, &zone->name);
+
+    p = ngx_pnalloc(r->pool, 256 + zone->name.len);
+    if (p == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    last = ngx_sprintf(p, "{\"zone\":\"%V\",\"action\":\"%V\","
+                       "\"entries\":%uL,\"skipped\":%uL,\"frozen\":%s}"
+                       CRLF, &zone->name, action, entries, skipped,
+                       peakcache_is_frozen(zone->cache) ? "true" : "false");
+
+    return ngx_http_peakcache_send_text(r, NGX_HTTP_OK, &json, p, last - p);
 }
 
 
@@ -5633,7 +5829,10 @@ ngx_http_peakcache_zone_get(ngx_conf_t *cf, ngx_str_t *name, ngx_uint_t define)
  * /dev/shm/peakcache-NAME, is kept across reloads and restarts (until
  * reboot); "path=off" is an anonymous mapping, empty again on every reload.
  * "shared", the keyword of the time zones were per worker by default, is
- * still accepted and changes nothing.
+ * still accepted and changes nothing.  "snapshot=FILE" is where the zone's
+ * snapshots go: restored when the region is new (a warm start after a
+ * reboot), written every "snapshot_interval=T" by one worker, and on demand
+ * by the purge location's ?action=snapshot.
  */
 
 static char *
@@ -5676,6 +5875,37 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "snapshot=", 9) == 0) {
+            zone->snapshot.data = value[i].data + 9;
+            zone->snapshot.len = value[i].len - 9;
+
+            if (zone->snapshot.len == 0) {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid parameter \"%V\"", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "snapshot_interval=", 18) == 0) {
+            s.data = value[i].data + 18;
+            s.len = value[i].len - 18;
+
+            zone->snapshot_interval = ngx_parse_time(&s, 0);
+
+            if (zone->snapshot_interval == (ngx_msec_t) NGX_ERROR
+                || zone->snapshot_interval < 1000)
+            {
+                ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                   "invalid snapshot_interval \"%V\" "
+                                   "(at least 1s)", &value[i]);
+                return NGX_CONF_ERROR;
+            }
+
+            continue;
+        }
+
         if (ngx_strncmp(value[i].data, "path=", 5) == 0) {
             path.data = value[i].data + 5;
             path.len = value[i].len - 5;
@@ -5699,6 +5929,18 @@ ngx_http_peakcache_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                            "\"%V\" must have \"size\" parameter",
                            &cmd->name);
         return NGX_CONF_ERROR;
+    }
+
+    if (zone->snapshot_interval && zone->snapshot.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"snapshot_interval\" needs \"snapshot\"");
+        return NGX_CONF_ERROR;
+    }
+
+    if (zone->snapshot.len) {
+        if (ngx_conf_full_name(cf->cycle, &zone->snapshot, 0) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
     }
 
     zone->size = size;
@@ -5819,6 +6061,13 @@ ngx_http_peakcache_init(ngx_conf_t *cf)
 
     *h = ngx_http_peakcache_handler;
 
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    *h = ngx_http_peakcache_log_handler;
+
     ngx_http_next_header_filter = ngx_http_top_header_filter;
     ngx_http_top_header_filter = ngx_http_peakcache_header_filter;
 
@@ -5930,6 +6179,18 @@ ngx_http_peakcache_open_shared(ngx_conf_t *cf)
                           &zone->name, &zone->shm_path,
                           opened[ri.opened < 5 ? ri.opened : 0],
                           ri.region_bytes, ri.shards);
+
+            /*
+             * A new region (after a reboot, or path=off) is warmed from the
+             * last snapshot before any worker exists: its first visitors
+             * get hits, the origin no stampede.  An attached one keeps its
+             * own entries, newer than any snapshot.
+             */
+
+            if (zone->snapshot.len && ri.opened != PEAKCACHE_REGION_ATTACHED) {
+                (void) ngx_http_peakcache_snapshot_restore(zone, NULL, NULL,
+                                                           cf->log);
+            }
         }
     }
 
@@ -6054,6 +6315,179 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
                           &zone->name);
             return NGX_ERROR;
         }
+
+        ngx_memzero(&zone->counts, sizeof(peakcache_host_counts));
+        ngx_memzero(&zone->tick, sizeof(ngx_event_t));
+        zone->tick.handler = ngx_http_peakcache_tick;
+        zone->tick.data = zone;
+        zone->tick.log = cycle->log;
+        zone->tick.cancelable = 1;
+
+        ngx_add_timer(&zone->tick, 1000);
+    }
+
+    return NGX_OK;
+}
+
+
+/*
+ * Once a second in every worker: this worker's counts go to the region and
+ * the first worker in a second samples the history (the hit path never
+ * touches it); the first worker past a snapshot interval writes the snapshot.
+ */
+
+static void
+ngx_http_peakcache_tick(ngx_event_t *ev)
+{
+    ngx_http_peakcache_zone_t *zone = ev->data;
+
+    peakcache_result  rc;
+
+    if (zone->cache == NULL) {
+        return;
+    }
+
+    rc = peakcache_cache_tick(zone->cache, &zone->counts, NULL);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_WARN, ev->log, rc,
+                                     "sampling the history failed");
+    }
+
+    ngx_memzero(&zone->counts, sizeof(peakcache_host_counts));
+
+    if (zone->snapshot_interval) {
+        ngx_http_peakcache_snapshot_due(zone, ev->log);
+    }
+
+    if (!ngx_exiting && !ngx_terminate && !ngx_quit) {
+        ngx_add_timer(ev, 1000);
+    }
+}
+
+
+static void
+ngx_http_peakcache_snapshot_due(ngx_http_peakcache_zone_t *zone,
+    ngx_log_t *log)
+{
+    bool  due;
+
+    /* a frozen zone keeps the last snapshot written before the freeze */
+
+    if (peakcache_is_frozen(zone->cache)) {
+        return;
+    }
+
+    if (peakcache_cache_claim_every(zone->cache, zone->snapshot_interval,
+                                    &due)
+        != PEAKCACHE_OK || !due)
+    {
+        return;
+    }
+
+    (void) ngx_http_peakcache_snapshot_write(zone, NULL, log);
+}
+
+
+/*
+ * Shard by shard, each shard copied under its lock and written after it is
+ * released, into a temporary file renamed over the snapshot once synced.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_snapshot_write(ngx_http_peakcache_zone_t *zone,
+    uint64_t *entries, ngx_log_t *log)
+{
+    uint64_t          n;
+    ngx_msec_t        start;
+    peakcache_result  rc;
+
+    ngx_time_update();
+    start = ngx_current_msec;
+
+    rc = peakcache_cache_snapshot(zone->cache, zone->snapshot.data,
+                                  zone->snapshot.len, &n);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR, log, rc,
+                                     "writing the snapshot failed");
+        return NGX_ERROR;
+    }
+
+    ngx_time_update();
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "peakcache_zone \"%V\": snapshot \"%V\" written, "
+                  "%uL entries in %M ms",
+                  &zone->name, &zone->snapshot, n,
+                  ngx_current_msec - start);
+
+    if (entries) {
+        *entries = n;
+    }
+
+    return NGX_OK;
+}
+
+
+static ngx_int_t
+ngx_http_peakcache_snapshot_restore(ngx_http_peakcache_zone_t *zone,
+    uint64_t *restored, uint64_t *skipped, ngx_log_t *log)
+{
+    uint64_t          r, k;
+    ngx_msec_t        start;
+    peakcache_result  rc;
+
+    ngx_time_update();
+    start = ngx_current_msec;
+
+    rc = peakcache_cache_restore(zone->cache, zone->snapshot.data,
+                                 zone->snapshot.len, &r, &k);
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_WARN, log, rc,
+                                     "restoring the snapshot failed");
+        return NGX_ERROR;
+    }
+
+    ngx_time_update();
+
+    ngx_log_error(NGX_LOG_NOTICE, log, 0,
+                  "peakcache_zone \"%V\": snapshot \"%V\" restored, "
+                  "%uL entries (%uL skipped) in %M ms",
+                  &zone->name, &zone->snapshot, r, k,
+                  ngx_current_msec - start);
+
+    if (restored) {
+        *restored = r;
+    }
+
+    if (skipped) {
+        *skipped = k;
+    }
+
+    return NGX_OK;
+}
+
+
+/* the status page's visitor counts: every request a cached location answered */
+
+static ngx_int_t
+ngx_http_peakcache_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_peakcache_get_ctx(r);
+
+    if (ctx == NULL || ctx->zone == NULL) {
+        return NGX_OK;
+    }
+
+    ctx->zone->counts.visitor_requests++;
+
+    if (r->headers_out.status >= NGX_HTTP_INTERNAL_SERVER_ERROR) {
+        ctx->zone->counts.visitor_errors++;
     }
 
     return NGX_OK;

@@ -33,6 +33,7 @@
 #include "zend_exceptions.h"
 #include "zend_interfaces.h"
 #include "zend_smart_str.h"
+#include "ext/json/php_json.h"
 
 #include <peakcache.h>
 #include <ctype.h>
@@ -1462,11 +1463,72 @@ ZEND_METHOD(PeakCache_Cache, isFrozen)
 	RETURN_BOOL(peakcache_is_frozen(peakcache_pool));
 }
 
+/* The status document (peakcache_status_json) as a PHP string; NULL (thrown) on failure. */
+static zend_string *pc_status_json(zend_long history)
+{
+	peakcache_buf *buf = NULL;
+	const uint8_t *data;
+	size_t len;
+	zend_string *out;
+	peakcache_result rc;
+
+	if (history < 0) {
+		pc_throw_misuse("Argument #1 ($history) must be greater than or equal to 0, " ZEND_LONG_FMT
+			" given", history);
+		return NULL;
+	}
+	if (!peakcache_pool) {
+		zend_throw_exception_ex(peakcache_exception_ce, 0, "peakcache is disabled in this process");
+		return NULL;
+	}
+	rc = peakcache_status_json(peakcache_pool, (uint64_t)history, &buf);
+	if (rc == PEAKCACHE_OK) {
+		rc = peakcache_buf_data(buf, &data, &len);
+	}
+	if (rc != PEAKCACHE_OK) {
+		peakcache_buf_free(buf);
+		pc_throw_library("peakcache_status_json", rc);
+		return NULL;
+	}
+	out = zend_string_init((const char *)data, len, 0);
+	peakcache_buf_free(buf);
+	return out;
+}
+
+/* Adds "frozen", "host", "now" and "history" of the status document to the array rv. */
+static void pc_add_history(zval *rv, zend_long history)
+{
+	zval doc, *v;
+	zend_string *json = pc_status_json(history);
+	const char *keys[] = {"frozen", "host", "now", "history"};
+	size_t i;
+
+	if (!json) {
+		return;
+	}
+	if (php_json_decode_ex(&doc, ZSTR_VAL(json), ZSTR_LEN(json), PHP_JSON_OBJECT_AS_ARRAY, 64)
+		== SUCCESS && Z_TYPE(doc) == IS_ARRAY) {
+		for (i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+			v = zend_hash_str_find(Z_ARRVAL(doc), keys[i], strlen(keys[i]));
+			if (v) {
+				Z_TRY_ADDREF_P(v);
+				add_assoc_zval(rv, keys[i], v);
+			}
+		}
+	}
+	zval_ptr_dtor(&doc);
+	zend_string_release(json);
+}
+
 ZEND_METHOD(PeakCache_Cache, stats)
 {
 	peakcache_stats st;
+	zend_long history = 0;
 
-	ZEND_PARSE_PARAMETERS_NONE();
+	ZEND_PARSE_PARAMETERS_START(0, 1)
+		Z_PARAM_OPTIONAL
+		Z_PARAM_LONG(history)
+	ZEND_PARSE_PARAMETERS_END();
 
 	memset(&st, 0, sizeof st);
 	if (peakcache_pool) {
@@ -1507,6 +1569,114 @@ ZEND_METHOD(PeakCache_Cache, stats)
 	PC_STAT(weight);
 	PC_STAT(capacity);
 #undef PC_STAT
+	if (history > 0 && peakcache_pool) {
+		pc_add_history(return_value, history);
+		if (EG(exception)) {
+			RETURN_THROWS();
+		}
+	}
+}
+
+ZEND_METHOD(PeakCache_Cache, statusJson)
+{
+	zend_long history = 0;
+	zend_string *json;
+
+	ZEND_PARSE_PARAMETERS_START(0, 1)
+		Z_PARAM_OPTIONAL
+		Z_PARAM_LONG(history)
+	ZEND_PARSE_PARAMETERS_END();
+
+	json = pc_status_json(history);
+	if (!json) {
+		RETURN_THROWS();
+	}
+	RETURN_STR(json);
+}
+
+ZEND_METHOD(PeakCache_Cache, statusPage)
+{
+	const uint8_t *data;
+	size_t len;
+	peakcache_result rc;
+
+	ZEND_PARSE_PARAMETERS_NONE();
+
+	rc = peakcache_status_page(&data, &len);
+	if (rc != PEAKCACHE_OK) {
+		pc_throw_library("peakcache_status_page", rc);
+		RETURN_THROWS();
+	}
+	RETURN_STRINGL((const char *)data, len);
+}
+
+/* The pool, or an exception saying snapshots need one. */
+static bool pc_check_pool_for(const char *what)
+{
+	if (!peakcache_pool) {
+		zend_throw_exception_ex(peakcache_exception_ce, 0,
+			"%s: peakcache is disabled in this process", what);
+		return false;
+	}
+	return true;
+}
+
+ZEND_METHOD(PeakCache_Cache, snapshot)
+{
+	zend_string *path;
+	uint64_t entries = 0;
+	peakcache_result rc;
+
+	ZEND_PARSE_PARAMETERS_START(1, 1)
+		Z_PARAM_PATH_STR(path)
+	ZEND_PARSE_PARAMETERS_END();
+
+	if (!pc_check_pool_for("snapshot()")) {
+		RETURN_THROWS();
+	}
+	rc = peakcache_cache_snapshot(peakcache_pool, (const uint8_t *)ZSTR_VAL(path), ZSTR_LEN(path),
+		&entries);
+	if (rc != PEAKCACHE_OK) {
+		pc_throw_library("peakcache_cache_snapshot", rc);
+		RETURN_THROWS();
+	}
+	RETURN_LONG(entries > (uint64_t)ZEND_LONG_MAX ? ZEND_LONG_MAX : (zend_long)entries);
+}
+
+ZEND_METHOD(PeakCache_Cache, restore)
+{
+	zend_string *path;
+	bool rollback = false;
+	uint64_t restored = 0, skipped = 0;
+	peakcache_result rc;
+
+	ZEND_PARSE_PARAMETERS_START(1, 2)
+		Z_PARAM_PATH_STR(path)
+		Z_PARAM_OPTIONAL
+		Z_PARAM_BOOL(rollback)
+	ZEND_PARSE_PARAMETERS_END();
+
+	if (!pc_check_pool_for("restore()")) {
+		RETURN_THROWS();
+	}
+	if (rollback) {
+		/* frozen first: nothing refreshes the bad copies while they are replaced */
+		rc = peakcache_freeze(peakcache_pool, true);
+		if (rc == PEAKCACHE_OK) {
+			rc = peakcache_clear(peakcache_pool);
+		}
+		if (rc != PEAKCACHE_OK) {
+			pc_throw_library("restore()", rc);
+			RETURN_THROWS();
+		}
+	}
+	rc = peakcache_cache_restore(peakcache_pool, (const uint8_t *)ZSTR_VAL(path), ZSTR_LEN(path),
+		&restored, &skipped);
+	if (rc != PEAKCACHE_OK) {
+		pc_throw_library("peakcache_cache_restore", rc);
+		RETURN_THROWS();
+	}
+	RETURN_LONG(restored > (uint64_t)ZEND_LONG_MAX ? ZEND_LONG_MAX : (zend_long)restored);
 }
 
 ZEND_METHOD(PeakCache_Cache, runPendingRefreshes)
@@ -1905,6 +2075,21 @@ PHP_RINIT_FUNCTION(peakcache)
 	return SUCCESS;
 }
 
+/* The status page's visitor counts: this request, and whether it ended in a 5xx. The pool's
+ * history is sampled here too (once a second by whichever process ends a request first). */
+static void pc_count_request(void)
+{
+	peakcache_host_counts counts;
+
+	if (!peakcache_pool) {
+		return;
+	}
+	memset(&counts, 0, sizeof counts);
+	counts.visitor_requests = 1;
+	counts.visitor_errors = SG(sapi_headers).http_response_code >= 500;
+	(void)peakcache_cache_tick(peakcache_pool, &counts, NULL);
+}
+
 /* Gives back whatever this request still holds: fills left by a fatal error or exit() inside
  * $compute, refreshes that never ran. No waiter is left waiting for a request that is gone. */
 PHP_RSHUTDOWN_FUNCTION(peakcache)
@@ -1923,6 +2108,7 @@ PHP_RSHUTDOWN_FUNCTION(peakcache)
 		FREE_HASHTABLE(deferred);
 	}
 	PEAKCACHE_G(shutdown_registered) = false;
+	pc_count_request();
 	return SUCCESS;
 }
 

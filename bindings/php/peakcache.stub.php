@@ -81,8 +81,39 @@ final class Cache
 
     public function isFrozen(): bool {}
 
-    /** Every counter of the pool (the C struct peakcache_stats), plus "enabled". */
-    public function stats(): array {}
+    /**
+     * Every counter of the pool (the C struct peakcache_stats), plus "enabled"; with $history
+     * seconds (at most 1023), also "frozen", "host" (the pool's visitor and origin totals),
+     * "now" and "history": the per-second arrays of statusJson().
+     */
+    public function stats(int $history = 0): array {}
+
+    /**
+     * The status document every peakcache host serves, as JSON: the counters, "frozen", "host",
+     * "now" and the last $history seconds (at most 1023) of per-second history. Answer the live
+     * page's polls (its URL with ?format=json&history=N) with it.
+     */
+    public static function statusJson(int $history = 0): string {}
+
+    /**
+     * The live status page: one self-contained HTML document that polls its own URL with
+     * ?format=json&history=300 every second (answer those with statusJson()).
+     */
+    public static function statusPage(): string {}
+
+    /**
+     * Writes every servable entry of the shared pool to $path (a temporary file beside it,
+     * synced, renamed over it). Returns the number of entries written. Needs peakcache.shared=1.
+     */
+    public function snapshot(string $path): int {}
+
+    /**
+     * Loads a snapshot written by snapshot() (by any process of any host): entries keep their
+     * ages; the ones past every window are skipped. With $rollback, the pool is frozen and
+     * emptied first, so the snapshot's copies replace what is stored (a rollback in one call;
+     * freeze(false) ends it). Returns the number of entries restored. Needs peakcache.shared=1.
+     */
+    public function restore(string $path, bool $rollback = false): int {}
 
     /**
      * Runs now the stale-value refreshes remember() deferred (normally run at request shutdown,

@@ -1,5 +1,5 @@
 /* This is a generated file, edit the .stub.php file instead.
- * Stub hash: 1f72f20aed83617c9aa2dfb2b4469fb1f67e263c */
+ * Stub hash: 4d26aa17f1bbc4e5a81977475b23dc59c3e40062 */
 
 ZEND_BEGIN_ARG_INFO_EX(arginfo_class_PeakCache_Cache___construct, 0, 0, 0)
 ZEND_END_ARG_INFO()
@@ -66,6 +66,23 @@ ZEND_END_ARG_INFO()
 #define arginfo_class_PeakCache_Cache_isFrozen arginfo_class_PeakCache_Cache_clear
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_class_PeakCache_Cache_stats, 0, 0, IS_ARRAY, 0)
+	ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, history, IS_LONG, 0, "0")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_class_PeakCache_Cache_statusJson, 0, 0, IS_STRING, 0)
+	ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, history, IS_LONG, 0, "0")
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_class_PeakCache_Cache_statusPage, 0, 0, IS_STRING, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_class_PeakCache_Cache_snapshot, 0, 1, IS_LONG, 0)
+	ZEND_ARG_TYPE_INFO(0, path, IS_STRING, 0)
+ZEND_END_ARG_INFO()
+
+ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_class_PeakCache_Cache_restore, 0, 1, IS_LONG, 0)
+	ZEND_ARG_TYPE_INFO(0, path, IS_STRING, 0)
+	ZEND_ARG_TYPE_INFO_WITH_DEFAULT_VALUE(0, rollback, _IS_BOOL, 0, "false")
 ZEND_END_ARG_INFO()
 
 ZEND_BEGIN_ARG_WITH_RETURN_TYPE_INFO_EX(arginfo_class_PeakCache_Cache_runPendingRefreshes, 0, 0, IS_LONG, 0)
@@ -93,6 +110,10 @@ ZEND_METHOD(PeakCache_Cache, purge);
 ZEND_METHOD(PeakCache_Cache, freeze);
 ZEND_METHOD(PeakCache_Cache, isFrozen);
 ZEND_METHOD(PeakCache_Cache, stats);
+ZEND_METHOD(PeakCache_Cache, statusJson);
+ZEND_METHOD(PeakCache_Cache, statusPage);
+ZEND_METHOD(PeakCache_Cache, snapshot);
+ZEND_METHOD(PeakCache_Cache, restore);
 ZEND_METHOD(PeakCache_Cache, runPendingRefreshes);
 ZEND_METHOD(PeakCache_Cache, isEnabled);
 ZEND_METHOD(PeakCache_Cache, region);
@@ -119,6 +140,10 @@ static const zend_function_entry class_PeakCache_Cache_methods[] = {
 	ZEND_ME(PeakCache_Cache, freeze, arginfo_class_PeakCache_Cache_freeze, ZEND_ACC_PUBLIC)
 	ZEND_ME(PeakCache_Cache, isFrozen, arginfo_class_PeakCache_Cache_isFrozen, ZEND_ACC_PUBLIC)
 	ZEND_ME(PeakCache_Cache, stats, arginfo_class_PeakCache_Cache_stats, ZEND_ACC_PUBLIC)
+	ZEND_ME(PeakCache_Cache, statusJson, arginfo_class_PeakCache_Cache_statusJson, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)
+	ZEND_ME(PeakCache_Cache, statusPage, arginfo_class_PeakCache_Cache_statusPage, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)
+	ZEND_ME(PeakCache_Cache, snapshot, arginfo_class_PeakCache_Cache_snapshot, ZEND_ACC_PUBLIC)
+	ZEND_ME(PeakCache_Cache, restore, arginfo_class_PeakCache_Cache_restore, ZEND_ACC_PUBLIC)
 	ZEND_ME(PeakCache_Cache, runPendingRefreshes, arginfo_class_PeakCache_Cache_runPendingRefreshes, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)
 	ZEND_ME(PeakCache_Cache, isEnabled, arginfo_class_PeakCache_Cache_isEnabled, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)
 	ZEND_ME(PeakCache_Cache, region, arginfo_class_PeakCache_Cache_region, ZEND_ACC_PUBLIC|ZEND_ACC_STATIC)

@@ -37,6 +37,23 @@ static void null_handles_and_outs(void) {
     CHECK_RC(peakcache_buf_data(NULL, &ptr, &len), PEAKCACHE_ERR_NULL);
     CHECK(peakcache_cache_now_ms(NULL) == 0);
     CHECK(peakcache_cache_max_object_bytes(NULL) == 0);
+    {
+        /* the history and the status page */
+        bool due = true;
+        peakcache_host_counts hc = { 1, 0, 0, 0 };
+
+        CHECK_RC(peakcache_cache_tick(NULL, &hc, NULL), PEAKCACHE_ERR_NULL);
+        CHECK_RC(peakcache_cache_tick_sized(cache, &hc, NULL, 4), PEAKCACHE_ERR_INVALID);
+        CHECK_OK(peakcache_cache_tick(cache, NULL, NULL));
+        CHECK_RC(peakcache_status_json(NULL, 10, &buf), PEAKCACHE_ERR_NULL);
+        CHECK_RC(peakcache_status_json(cache, 10, NULL), PEAKCACHE_ERR_NULL);
+        CHECK_RC(peakcache_status_page(NULL, &len), PEAKCACHE_ERR_NULL);
+        CHECK_RC(peakcache_status_page(&ptr, NULL), PEAKCACHE_ERR_NULL);
+        CHECK_RC(peakcache_cache_claim_every(NULL, 1000, &due), PEAKCACHE_ERR_NULL);
+        CHECK_RC(peakcache_cache_claim_every(cache, 1000, NULL), PEAKCACHE_ERR_NULL);
+        CHECK_OK(peakcache_cache_claim_every(cache, 0, &due));
+        CHECK(!due);
+    }
 
     CHECK_RC(peakcache_response_new(200, NULL), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_response_add_header(NULL, KEY("a"), KEY("b")), PEAKCACHE_ERR_NULL);

@@ -33,7 +33,22 @@ for crate in $public; do
 done
 
 echo "== cargo publish --dry-run"
-$CARGO publish --dry-run --allow-dirty --locked $(printf -- '-p %s ' $public)
+# Cargo takes a registry crate of a version it has seen as unchanged: a pack of an earlier run
+# (same version, other contents), its unpacked source in cargo's home or its build would make
+# the dependents verify against stale code. The check builds in a target directory of its own,
+# whose peakcache builds are removed first.
+target="${CARGO_TARGET_DIR:-$root/target}"
+check_target="$target/publish-check"
+rm -rf "$target/package" "$check_target"/package
+rm -rf "$check_target"/debug/.fingerprint/peakcache* "$check_target"/debug/deps/*peakcache*
+version="$($CARGO metadata --no-deps --format-version 1 | python3 -c '
+import json, sys
+print({p["name"]: p["version"] for p in json.load(sys.stdin)["packages"]}["peakcache"])')"
+for crate in $public; do
+    rm -rf "${CARGO_HOME:-$HOME/.cargo}"/registry/src/*/"$crate-$version" \
+        "${CARGO_HOME:-$HOME/.cargo}"/registry/cache/*/"$crate-$version.crate"
+done
+$CARGO publish --dry-run --allow-dirty --locked --target-dir "$check_target" $(printf -- '-p %s ' $public)
 
 for crate in $public; do
     dir="crates/$crate"

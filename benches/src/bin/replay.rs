@@ -21,10 +21,10 @@ use peakcache_benches::report::{thousands, HitRow, HitTable};
 use peakcache_benches::trace::{self, Footprint, Format};
 
 const USAGE: &str = "\
-usage: replay --trace PATH --format arc|lirs|cache2k|adapt --capacity N[,N...] [options]
+usage: replay --trace PATH --format FORMAT --capacity N[,N...] [options]
 
   --trace PATH        trace file; .gz, .zst and .xz are decompressed in memory
-  --format FORMAT     arc, lirs, cache2k or adapt
+  --format FORMAT     arc, lirs, cache2k, adapt, long (big-endian u64 keys) or address
   --capacity LIST     comma-separated capacities: entries (bytes for adapt), or N% of the
                       trace's unique keys (unique bytes for adapt)
   --only LIST         caches to run, comma-separated (default: lru,moka,quick_cache,peakcache)

@@ -7,7 +7,7 @@ use crate::panic::{boundary_or, boundary_unit, try_boundary};
 use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID};
 use crate::result::{PEAKCACHE_ERR_IO, PEAKCACHE_ERR_REGION, PEAKCACHE_ERR_UNSUPPORTED};
 use crate::Value;
-use peakcache::{Cache, PurgeMode, SystemClock};
+use peakcache::{Cache, LocalHistory, PurgeMode, SystemClock};
 use peakcache_shm::{Opened, ShmCache, ShmError};
 use std::time::Duration;
 
@@ -178,6 +178,8 @@ impl Context {
 pub struct peakcache_cache {
     pub(crate) backend: Backend,
     pub(crate) cx: Context,
+    /// The local backend's per-second history (the shared backend's is in its region).
+    pub(crate) history: Option<LocalHistory>,
 }
 
 /// Where a cache's entries live. Every export matches on it; the local arm is the original
@@ -261,7 +263,9 @@ pub unsafe extern "C" fn peakcache_cache_new_sized(
                 ))
             }
         };
+        let history = matches!(backend, Backend::Local(_)).then(LocalHistory::default);
         let handle = Box::new(peakcache_cache {
+            history,
             backend,
             cx: Context {
                 clock,

@@ -6,7 +6,6 @@ use crate::cache::peakcache_cache;
 use crate::panic::{boundary_unit, try_boundary};
 use crate::result::peakcache_result;
 use peakcache::Stats;
-use std::fmt::Write;
 
 /// A snapshot of a cache's counters (every counter of the core's `Stats`) and size. Lookup
 /// outcomes (`fresh + stale + stale_if_error + miss + wait + pass`) add up to `lookups`. Fields
@@ -193,7 +192,11 @@ impl peakcache_buf {
 
 /// The counters in the Prometheus text exposition format (0.0.4), in `*out`: every metric named
 /// `peakcache_...`, for instance `peakcache_lookups_total{outcome="fresh"}` and
-/// `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`).
+/// `peakcache_fills_total{result="committed"}` (the core's `Stats::to_prometheus`), the hosts'
+/// totals and gauges of the history (`peakcache_visitor_requests_total`,
+/// `peakcache_origin_errors_total`, `peakcache_frozen`, ...: the core's
+/// `history::history_prometheus`) and, for a shared cache, the region's
+/// `peakcache_region_{recoveries,takeovers,entries_dropped,lock_timeouts}_total`.
 ///
 /// # Safety
 /// `cache` must be NULL or live; `out` NULL or writable.
@@ -206,7 +209,7 @@ pub unsafe extern "C" fn peakcache_stats_prometheus(
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
-        let text = c.stats().to_prometheus("peakcache");
+        let text = c.prometheus();
         let buf = Box::new(peakcache_buf {
             bytes: text.into_bytes(),
         });
@@ -230,7 +233,7 @@ pub unsafe extern "C" fn peakcache_stats_json(
         // SAFETY: the caller promises a live cache.
         let c = unsafe { arg(cache, "cache") }?;
         let out = writable(out, "out")?;
-        let text = json(&c.stats().into());
+        let text = peakcache::history::stats_json(&c.stats());
         let buf = Box::new(peakcache_buf {
             bytes: text.into_bytes(),
         });
@@ -277,69 +280,31 @@ pub unsafe extern "C" fn peakcache_buf_free(buf: *mut peakcache_buf) {
     })
 }
 
-/// The stats as (name, value) in field order, for the text formats.
-fn fields(s: &peakcache_stats) -> [(&'static str, u64); 28] {
-    [
-        ("lookups", s.lookups),
-        ("fresh", s.fresh),
-        ("stale", s.stale),
-        ("stale_if_error", s.stale_if_error),
-        ("miss", s.miss),
-        ("wait", s.wait),
-        ("pass", s.pass),
-        ("wait_timeouts", s.wait_timeouts),
-        ("fills_committed", s.fills_committed),
-        ("fills_failed", s.fills_failed),
-        ("fills_abandoned", s.fills_abandoned),
-        ("fills_uncacheable", s.fills_uncacheable),
-        ("refreshes_started", s.refreshes_started),
-        ("refreshes_committed", s.refreshes_committed),
-        ("refreshes_failed", s.refreshes_failed),
-        ("refreshes_abandoned", s.refreshes_abandoned),
-        ("refreshes_uncacheable", s.refreshes_uncacheable),
-        ("inserts", s.inserts),
-        ("rejected_too_large", s.rejected_too_large),
-        ("evictions", s.evictions),
-        ("expirations", s.expirations),
-        ("purges", s.purges),
-        ("tag_purges", s.tag_purges),
-        ("entries", s.entries),
-        ("weight", s.weight),
-        ("capacity", s.capacity),
-        ("tag_marks", s.tag_marks),
-        ("tag_folds", s.tag_folds),
-    ]
-}
-
-fn json(s: &peakcache_stats) -> String {
-    let mut out = String::from("{");
-    for (i, (name, v)) in fields(s).iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(out, "{sep}\"{name}\":{v}");
-    }
-    out.push('}');
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn every_counter_appears_in_json() {
-        let s = peakcache_stats {
-            lookups: 21,
+        let s = Stats {
             fresh: 1,
             stale: 2,
             stale_if_error: 3,
             miss: 4,
             wait: 5,
             pass: 6,
+            tag_folds: 7,
             ..Default::default()
         };
-        let j = json(&s);
-        for (name, v) in fields(&s) {
+        let j = peakcache::history::stats_json(&s);
+        let c = peakcache_stats::from(s);
+        for (name, v) in [
+            ("lookups", c.lookups),
+            ("pass", c.pass),
+            ("tag_folds", c.tag_folds),
+        ] {
             assert!(j.contains(&format!("\"{name}\":{v}")), "{name}");
         }
+        assert_eq!(j.matches(':').count(), 28);
     }
 }

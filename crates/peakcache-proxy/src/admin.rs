@@ -61,6 +61,9 @@ fn param(query: &str, name: &str) -> Option<String> {
 ///   windows while one request refreshes it);
 /// - `POST /freeze`, `POST /thaw`;
 /// - `GET /metrics`: Prometheus text.
+/// - `GET /`: the live status page (HTML, polling `/?format=json&history=300` every second);
+///   `GET /?format=json[&history=N]` or `GET /status.json[?history=N]`: the status JSON
+///   (`peakcache::history::status_json`, the same document as every other host's).
 ///
 /// Any other method on the paths that change the cache is answered 405 (`Allow: POST`): a GET,
 /// which a browser sends for a link or an image, never purges.
@@ -80,6 +83,24 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
         None => "this host",
     };
     match (request.method(), request.uri().path()) {
+        (&Method::GET, "/") if param(&query, "format").as_deref() != Some("json") => {
+            let mut r = text(StatusCode::OK, peakcache::history::STATUS_PAGE.into());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/html; charset=utf-8"),
+            );
+            r
+        }
+        (&Method::GET, "/" | "/status.json") => {
+            let seconds = param(&query, "history").and_then(|s| s.parse().ok());
+            proxy.tick();
+            let mut r = text(StatusCode::OK, proxy.status_json(seconds.unwrap_or(0)));
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            );
+            r
+        }
         (&Method::GET, "/metrics") => {
             let mut r = text(StatusCode::OK, metrics(&proxy));
             r.headers_mut().insert(
@@ -151,14 +172,15 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
         }
         _ => text(
             StatusCode::NOT_FOUND,
-            "admin: GET /metrics, POST /purge?url=|tag=[&soft=1], POST /clear[?soft=1], \
-             POST /freeze, POST /thaw\n"
+            "admin: GET / (status page), GET /status.json?history=N, GET /metrics, \
+             POST /purge?url=|tag=[&soft=1], POST /clear[?soft=1], POST /freeze, POST /thaw\n"
                 .into(),
         ),
     }
 }
 
-/// The cache's, the origin's and (in a cluster) the cluster link's counters.
+/// The cache's, the history's (visitors, origin requests and errors, gauges) and (in a cluster)
+/// the cluster link's counters.
 fn metrics(proxy: &Proxy) -> String {
     let mut out = proxy_metrics(proxy);
     if let Some(cluster) = proxy.cluster() {
@@ -167,7 +189,7 @@ fn metrics(proxy: &Proxy) -> String {
     out
 }
 
-/// The cache's and the origin's counters.
+/// The cache's and the history's counters (visitors, origin requests and errors, gauges).
 fn proxy_metrics(proxy: &Proxy) -> String {
     let mut out = proxy.cache().stats().to_prometheus("peakcache");
     out.push_str(&format!(
@@ -175,14 +197,9 @@ fn proxy_metrics(proxy: &Proxy) -> String {
          # TYPE peakcache_max_tag_marks gauge\npeakcache_max_tag_marks {}\n",
         crate::handler::MAX_TAG_MARKS
     ));
-    out.push_str(&format!(
-        "# HELP peakcache_origin_requests_total Requests sent to the origin.\n\
-         # TYPE peakcache_origin_requests_total counter\npeakcache_origin_requests_total {}\n\
-         # HELP peakcache_origin_errors_total Origin requests that failed or answered 5xx.\n\
-         # TYPE peakcache_origin_errors_total counter\npeakcache_origin_errors_total {}\n",
-        proxy.origin().requests(),
-        proxy.origin().errors()
-    ));
+    // The counts of this second reach the totals now, not at the next tick.
+    proxy.tick();
+    out.push_str(&proxy.history_prometheus());
     out
 }
 

@@ -59,6 +59,8 @@ pub struct Proxy {
     local: Arc<LocalPurges>,
     /// The cluster link, with `--cluster`.
     cluster: Option<Cluster>,
+    /// The per-second history and the counts the status page needs (`ops.rs`).
+    pub(crate) ops: crate::ops::Ops,
 }
 
 /// The bound of the cache's tag purge records: every invalidation by an unsafe request adds
@@ -241,6 +243,7 @@ impl Proxy {
             config,
             local,
             cluster,
+            ops: crate::ops::Ops::default(),
         })
     }
 

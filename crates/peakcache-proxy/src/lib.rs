@@ -27,6 +27,7 @@ pub mod body;
 mod cluster;
 pub mod config;
 pub mod handler;
+pub mod ops;
 pub mod origin;
 pub mod stored;
 
@@ -62,7 +63,17 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, admin: Option<TcpLi
         let proxy = proxy.clone();
         tokio::spawn(accept(admin, move |req| admin::handle(proxy.clone(), req)));
     }
-    accept(listener, move |req| proxy.clone().handle(req)).await
+    // Ends with the runtime: the history is sampled as long as the proxy serves.
+    tokio::spawn(ops::sample_every_second(proxy.clone()));
+    accept(listener, move |req| {
+        let proxy = proxy.clone();
+        async move {
+            let response = proxy.clone().handle(req).await;
+            proxy.ops.count_visitor(response.status());
+            response
+        }
+    })
+    .await
 }
 
 /// Accepts connections forever, answering each request with `answer` (HTTP/1.1, keep-alive).

@@ -919,3 +919,42 @@ async fn a_flood_of_unsafe_requests_keeps_the_purge_records_within_their_bound()
     assert!(marks >= 300, "each invalidation keeps a record: {marks}");
     assert!(marks <= bound, "{marks} records over the bound {bound}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_listener_serves_the_status_page_and_its_json() {
+    let rig = rig(|_| {}).await;
+    for _ in 0..3 {
+        rig.get("/s").await;
+    }
+    let page = rig.send("GET", format!("{}/", rig.admin)).await;
+    assert_eq!(page.status, 200);
+    assert_eq!(&page.body[..], peakcache::history::STATUS_PAGE.as_bytes());
+    // Samples a second apart: their increases add up to every visitor since the first (taken
+    // when the proxy started).
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    rig.get("/s").await;
+    rig.get("/s").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let status = rig
+        .send("GET", format!("{}/status.json?history=10", rig.admin))
+        .await;
+    let text = String::from_utf8_lossy(&status.body).into_owned();
+    assert!(
+        text.contains(
+            "\"host\":{\"visitor_requests\":5,\"visitor_errors\":0,\"origin_requests\":1,"
+        ),
+        "{text}"
+    );
+    let visitors = text
+        .split("\"visitor_requests\":[")
+        .nth(1)
+        .and_then(|s| s.split(']').next())
+        .unwrap_or_else(|| panic!("no history in {text}"));
+    let per_second: Vec<u64> = visitors.split(',').filter_map(|v| v.parse().ok()).collect();
+    assert_eq!(per_second.iter().sum::<u64>(), 5, "{text}");
+    assert!(per_second.len() >= 2, "{text}");
+    let same = rig
+        .send("GET", format!("{}/?format=json&history=10", rig.admin))
+        .await;
+    assert!(String::from_utf8_lossy(&same.body).contains("\"history\":{\"seconds\":10,"));
+}

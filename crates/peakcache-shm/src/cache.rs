@@ -1845,6 +1845,29 @@ impl ShmCache {
         }
     }
 
+    /// The region's per-second history ring, shared by every process attached: each process
+    /// samples into it once a second ([`tick`](Self::tick)), the first in a second writes it.
+    pub fn history(&self) -> peakcache::History<'_> {
+        let r = self.region();
+        peakcache::History::new(
+            r.map
+                .u64s(r.geo.history_off(), peakcache::history::HISTORY_WORDS),
+        )
+        .expect("the region holds a whole ring")
+    }
+
+    /// Adds this process's counts since its last call to the region's totals and, if no process
+    /// has yet this second, samples the counters into the history ring. Call it once a second
+    /// from each process (a timer, or each request where there is none): true if this call
+    /// wrote the second's sample.
+    pub fn tick(&self, counts: &peakcache::HostCounts) -> bool {
+        let history = self.history();
+        history.add_host(counts);
+        history.record(peakcache::history::unix_second(), || {
+            peakcache::history::sample_values(&self.stats(), self.frozen(), &history.host_totals())
+        })
+    }
+
     /// Figures of the region: geometry, recoveries, takeovers, tag table use.
     pub fn region_info(&self) -> RegionInfo {
         let r = self.region();

@@ -82,6 +82,9 @@
 //!              its saved state
 //! 4 KiB    tag table: tag slots x 80 bytes (tag hash, last hard purge, last 4 soft purges)
 //! ...      purge journal, aligned to 4 KiB: a ring of records (see The purge journal)
+//! ...      history ring (about 200 KiB, see `peakcache::history`): the ring's second, the
+//!            periodic claim's second, the hosts' totals, then 1,024 one-second samples
+//!            written by whichever process first moves the ring's second forward
 //! ...      shards, each aligned to 4 KiB:
 //!            shard header (1 KiB): robust mutex, dirty flag, repair word, entry and byte
 //!              counts, the

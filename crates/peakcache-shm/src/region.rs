@@ -29,8 +29,9 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
 /// purge journal (its size and offset in the checksummed header, the ring between the tag
 /// table and the shards, its lock, head, oldest mark and counters, the follower's word and
 /// state), and the region-wide soft purge mark. A region of another version is replaced (or
-/// refused): nginx and PHP recreate it, empty, at their next start.
-pub const LAYOUT_VERSION: u32 = 4;
+/// refused): nginx and PHP recreate it, empty, at their next start. 5: the per-second history
+/// ring after the journal (`peakcache::history`).
+pub const LAYOUT_VERSION: u32 = 5;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
@@ -203,8 +204,16 @@ impl Geometry {
         align(HEADER_SIZE + self.tag_slots as usize * TAG_SIZE, 4096)
     }
 
-    pub(crate) fn shards_off(&self) -> usize {
+    /// Offset of the per-second history ring, after the journal.
+    pub(crate) fn history_off(&self) -> usize {
         self.journal_off() + self.journal_bytes as usize
+    }
+
+    pub(crate) fn shards_off(&self) -> usize {
+        align(
+            self.history_off() + peakcache::history::HISTORY_WORDS * 8,
+            4096,
+        )
     }
 
     /// Offset of the index inside a shard.
@@ -364,6 +373,14 @@ impl Mapping {
         self.check(off, 8, 8);
         // SAFETY: as for `u32`.
         unsafe { &*self.base.add(off).cast::<AtomicU64>() }
+    }
+
+    /// The `n` 64-bit words from `off`.
+    #[track_caller]
+    pub(crate) fn u64s(&self, off: usize, n: usize) -> &[AtomicU64] {
+        self.check(off, n * 8, 8);
+        // SAFETY: in bounds and aligned (checked); as for `u64`, every bit pattern is valid.
+        unsafe { std::slice::from_raw_parts(self.base.add(off).cast::<AtomicU64>(), n) }
     }
 
     /// `len` bytes at `off`, for reading. The caller holds the lock that guards the range:

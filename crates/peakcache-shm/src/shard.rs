@@ -21,8 +21,8 @@
 
 use crate::hash::Checksum;
 use crate::mutex::{self, Acquired, LockError, RawMutex};
-use crate::policy::Choice;
 use crate::region::{Geometry, Mapping, Region, SLOT_SIZE, UNIT};
+use peakcache::policy::{Choice, Departure};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::fence;
@@ -1114,13 +1114,12 @@ impl<'a> Shard<'a> {
             return Evicted::One;
         }
         match self.choose_victim(now, frozen) {
-            Choice::Leave(i, expired) => {
-                self.count(if expired {
-                    Counter::Expirations
-                } else {
-                    Counter::Evictions
+            Choice::Leave(i, departure) => {
+                self.count(match departure {
+                    Departure::Expired => Counter::Expirations,
+                    Departure::Evicted => Counter::Evictions,
                 });
-                self.drop_value(i, now);
+                self.drop_value(i as usize, now);
                 Evicted::One
             }
             Choice::Reject => {

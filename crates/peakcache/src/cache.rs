@@ -4,13 +4,14 @@ use crate::clock::{duration_to_millis_u32, duration_to_nanos, Clock, SystemClock
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome, Wakeup};
 use crate::freshness::Freshness;
-use crate::key::hash_key;
-use crate::lifecycle::{Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter};
-use crate::policy::Links;
-use crate::shard::{Departure, Node, Shard, Standing, Weigher};
+use crate::key::{KeyHasher, Probe};
+use crate::lifecycle::{
+    backoff, decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter,
+};
+use crate::policy::Departure;
+use crate::shard::{Links, Node, Shard, Weigher};
 use crate::stats::{Counter, Counters, Stats};
 use crate::tags::{PurgeMode, TagVerdict, Tags, DEFAULT_MAX_MARKS};
-use ahash::RandomState;
 use parking_lot::RwLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -39,7 +40,7 @@ impl<V: Clone + Send + Sync + 'static> Clone for Cache<V> {
 struct Inner<V> {
     shards: Box<[RwLock<Shard<V>>]>,
     shard_mask: u64,
-    hasher: RandomState,
+    hasher: KeyHasher,
     weigher: Weigher<V>,
     clock: ClockSource,
     counters: Counters,
@@ -52,6 +53,13 @@ struct Inner<V> {
     retry_max: u64,
     refresh_retry: u64,
 }
+
+/// The most shards a cache has.
+const MAX_SHARDS: usize = 1 << 16;
+
+/// The most one shard holds, in the weigher's unit: half of `u64`, so that a shard's weight
+/// plus one more object never overflows.
+const MAX_SHARD_CAPACITY: u64 = u64::MAX / 2;
 
 /// The estimated cost of one entry beyond its key and value, in bytes: what the default weigher
 /// adds to each entry. Measured by the `memory` test of this crate (node, table slot and policy
@@ -93,16 +101,16 @@ impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
 
 impl<V: Clone + Send + Sync + 'static> Builder<V> {
     /// The capacity, in the weigher's unit (bytes with the default weigher). Default 64 MiB.
-    /// Enforced at every insert: the cache never holds more.
+    /// Enforced at every insert: the cache never holds more. A shard holds at most 2^63 - 1.
     pub fn max_bytes(mut self, max: u64) -> Self {
         self.max_bytes = max;
         self
     }
 
-    /// The number of shards, rounded up to a power of two. Default: four per core, fewer for a
-    /// small capacity. Each shard holds an equal share of the capacity.
+    /// The number of shards, rounded up to a power of two, at most 65,536. Default: four per
+    /// core, fewer for a small capacity. Each shard holds an equal share of the capacity.
     pub fn shards(mut self, n: usize) -> Self {
-        self.shards = Some(n.max(1).next_power_of_two());
+        self.shards = Some(n.clamp(1, MAX_SHARDS).next_power_of_two());
         self
     }
 
@@ -136,8 +144,10 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         self
     }
 
-    /// How long a fill may take before its waiters are released to fetch for themselves (and the
-    /// next lookup starts a new fill). Default 5 s, like nginx's `proxy_cache_lock_timeout`.
+    /// How long a fill or refresh may take before it counts as failed: its waiters are released
+    /// (with the stale-if-error entry if there is one, else to fetch for themselves) and the key
+    /// backs off as after any failure, so a hanging origin is probed once per lock timeout and
+    /// back-off, not once per lock timeout. Default 5 s, like nginx's `proxy_cache_lock_timeout`.
     pub fn lock_timeout(mut self, t: Duration) -> Self {
         self.lock_timeout = t;
         self
@@ -180,17 +190,9 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         let shards = self
             .shards
             .unwrap_or_else(|| default_shards(self.max_bytes));
-        let per_shard = (self.max_bytes / shards as u64).max(1);
+        let per_shard = (self.max_bytes / shards as u64).clamp(1, MAX_SHARD_CAPACITY);
         let max_object = self.max_object.unwrap_or(per_shard / 8).clamp(1, per_shard);
-        let hasher = match self.hash_seed {
-            Some(seed) => RandomState::with_seeds(
-                seed,
-                seed ^ 0x9e37_79b9_7f4a_7c15,
-                0x243f_6a88,
-                0x85a3_08d3,
-            ),
-            None => RandomState::new(),
-        };
+        let hasher = KeyHasher::new(self.hash_seed);
         let size_of_v = std::mem::size_of::<V>() as u64;
         let weigher = self.weigher.unwrap_or_else(|| {
             Arc::new(move |k: &[u8], _: &V| k.len() as u64 + size_of_v + ENTRY_OVERHEAD)
@@ -259,16 +261,31 @@ impl ClockSource {
     }
 }
 
-/// How a ticket ends.
-pub(crate) enum Finish<'a, V> {
-    Commit(V, Freshness, &'a [&'a [u8]]),
-    Fail,
-    Uncacheable(Duration),
-    Abandon,
+/// Ends a flight with its outcome if the thread unwinds from a panic before it did (a value's
+/// `clone` panicking under the shard lock), so that its waiters are not left to the lock
+/// timeout. A flight that ended already keeps its outcome.
+struct EndOnUnwind<'a, V: Clone>(&'a Flight<V>, Outcome<V>);
+
+impl<V: Clone> Drop for EndOnUnwind<'_, V> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let outcome = std::mem::replace(&mut self.1, Outcome::Abandoned);
+            self.0.finish(outcome).wake();
+        }
+    }
 }
 
 fn nanos(d: u64) -> Duration {
     Duration::from_nanos(d)
+}
+
+/// The counter of a lookup served `served`.
+fn served_counter(served: Served) -> Counter {
+    match served {
+        Served::Fresh => Counter::Fresh,
+        Served::Stale => Counter::Stale,
+        Served::StaleIfError => Counter::StaleIfError,
+    }
 }
 
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
@@ -327,17 +344,11 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// assert_eq!(page, "home");
     /// ```
     pub fn lookup(&self, key: &[u8]) -> Lookup<V> {
-        self.lookup_with(key, true)
+        self.lookup_as(key, Asker::Caller)
     }
 
-    /// A lookup on behalf of a waiter whose filler gave up: already counted once, and never
-    /// handed a refresh ticket (the waiter only wants a value; the next caller refreshes).
-    pub(crate) fn lookup_for_waiter(&self, key: &[u8]) -> Lookup<V> {
-        self.lookup_with(key, false)
-    }
-
-    fn count(&self, counted: bool, c: Counter) {
-        if counted {
+    fn count(&self, asker: Asker, c: Counter) {
+        if asker == Asker::Caller {
             self.inner.counters.incr(c);
         }
     }
@@ -353,148 +364,107 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    fn lookup_with(&self, key: &[u8], counted: bool) -> Lookup<V> {
-        let hash = hash_key(&self.inner.hasher, key);
-        let lock = self.shard(hash);
+    /// Where `n` stands at `now`, as lookups see it: anything stored is fresh while frozen.
+    fn standing(&self, n: &Node<V>, now: u64, frozen: bool) -> Option<Served> {
+        if frozen {
+            Some(Served::Fresh)
+        } else {
+            n.standing(now)
+        }
+    }
+
+    /// A lookup by `asker`. First under the shard's read lock, for the answers that change
+    /// nothing (a hit served as it stands); then, for anything else, under its write lock.
+    /// Both ask the same [`decide`].
+    pub(crate) fn lookup_as(&self, key: &[u8], asker: Asker) -> Lookup<V> {
+        let probe = Probe::new(key);
+        let hash = self.inner.hasher.hash(&probe);
         let now = self.now_nanos();
         let frozen = self.inner.frozen.load(Ordering::Relaxed);
         {
-            let s = lock.read();
-            if let Some(i) = s.find(hash, key) {
-                let n = s.node(i);
+            let s = self.shard(hash).read();
+            if let Some(n) = s.find_probe(hash, &probe).map(|i| s.node(i)) {
                 let live = n
                     .tags
                     .as_ref()
                     .is_none_or(|t| self.inner.tags.verdict(t) == TagVerdict::Live);
-                if live {
-                    let standing = if frozen {
-                        Standing::Fresh
-                    } else {
-                        n.standing(now)
-                    };
-                    match standing {
-                        Standing::Fresh => {
-                            n.links.touch();
-                            self.count(counted, Counter::Fresh);
-                            return Lookup::Fresh(self.hit(n, Served::Fresh));
-                        }
-                        Standing::Stale | Standing::StaleIfError => {
-                            // Served without a fetch while someone refreshes, or while the key backs off.
-                            let busy = s.control(key).is_some_and(|c| {
-                                let in_flight = c.flight.as_ref().is_some_and(|f| now < f.deadline);
-                                now < c.retry_at
-                                    || (in_flight
-                                        && (standing == Standing::Stale || c.failures > 0))
-                            });
-                            if busy {
-                                n.links.touch();
-                                return self.serve_stale(n, standing, counted);
-                            }
-                        }
-                        Standing::Dead => {}
+                let standing = self.standing(n, now, frozen);
+                if live && standing.is_some() {
+                    let state = || s.control(key).map(|c| c.state(now)).unwrap_or_default();
+                    if let Decision::Serve(served) = decide(standing, state, asker) {
+                        n.links.touch();
+                        self.count(asker, served_counter(served));
+                        return Lookup::serving(self.hit(n, served));
                     }
                 }
             }
         }
-        self.lookup_slow(key, hash, now, frozen, counted)
+        self.lookup_locked(key, hash, now, frozen, asker)
     }
 
-    fn serve_stale(&self, n: &Node<V>, standing: Standing, counted: bool) -> Lookup<V> {
-        let (served, counter) = if standing == Standing::Stale {
-            (Served::Stale, Counter::Stale)
-        } else {
-            (Served::StaleIfError, Counter::StaleIfError)
-        };
-        self.count(counted, counter);
-        Lookup::Stale(self.hit(n, served), None)
-    }
-
-    fn lookup_slow(
+    /// The lookup under the shard's write lock: ends an overdue flight, applies pending tag
+    /// purges, then does what [`decide`] says.
+    fn lookup_locked(
         &self,
         key: &[u8],
         hash: u64,
         now: u64,
         frozen: bool,
-        counted: bool,
+        asker: Asker,
     ) -> Lookup<V> {
         let mut wakeup = None;
         let answer = {
             let mut s = self.shard(hash).write();
-            if s.control(key).is_some_and(|c| c.pass_until > now) {
-                self.count(counted, Counter::Pass);
-                return Lookup::Pass;
-            }
-            // A flight past its lock timeout releases its waiters; this lookup starts anew.
-            if let Some(c) = s.control(key) {
-                if let Some(f) = c.flight.as_ref().filter(|f| now >= f.deadline).cloned() {
-                    s.control_mut(key, now).flight = None;
-                    wakeup = Some(f.finish(Outcome::TimedOut));
-                }
+            let overdue = s
+                .control(key)
+                .and_then(|c| c.flight.as_ref())
+                .filter(|f| now >= f.deadline)
+                .cloned();
+            if let Some(f) = overdue {
+                wakeup = Some(self.time_out(&mut s, key, hash, &f, now));
             }
             let idx = self.settle_tags(&mut s, key, hash);
-            let standing = match idx {
-                None => Standing::Dead,
-                Some(_) if frozen => Standing::Fresh,
-                Some(i) => s.node(i).standing(now),
-            };
+            let standing = idx.and_then(|i| self.standing(s.node(i), now, frozen));
             let control = s.control(key);
-            let flight = control.and_then(|c| c.flight.clone());
-            let backing_off = control.is_some_and(|c| now < c.retry_at);
-            // The origin failed last time and one caller is probing it: the others are served
-            // the stale-if-error entry at once instead of waiting for the probe.
-            let failed_before = control.is_some_and(|c| c.failures > 0);
-            let probing = flight.is_some() && failed_before;
-            match (standing, idx) {
-                (Standing::Fresh, Some(i)) => {
-                    let n = s.node(i);
+            let state = || control.map(|c| c.state(now)).unwrap_or_default();
+            match decide(standing, state, asker) {
+                Decision::Serve(served) => {
+                    let n = s.node(idx.expect("served entries exist"));
                     n.links.touch();
-                    self.count(counted, Counter::Fresh);
-                    Lookup::Fresh(self.hit(n, Served::Fresh))
+                    self.count(asker, served_counter(served));
+                    Lookup::serving(self.hit(n, served))
                 }
-                (Standing::Stale, Some(i)) => {
+                Decision::ServeAndRefresh(served) => {
+                    let i = idx.expect("served entries exist");
                     s.node(i).links.touch();
-                    // `counted` is false only for a waiter, who never takes a refresh ticket.
-                    if flight.is_some() || backing_off || !counted {
-                        self.serve_stale(s.node(i), standing, counted)
-                    } else {
-                        let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
-                        self.count(counted, Counter::Stale);
-                        self.inner.counters.incr(Counter::RefreshesStarted);
-                        Lookup::Stale(self.hit(s.node(i), Served::Stale), Some(Refresh(ticket)))
-                    }
-                }
-                (Standing::StaleIfError, Some(i)) if backing_off || probing => {
-                    s.node(i).links.touch();
-                    self.serve_stale(s.node(i), standing, counted)
-                }
-                (Standing::StaleIfError, Some(i)) if counted && failed_before => {
-                    // The origin failed and the back-off has passed: probe it again, but in the
-                    // background, serving the stale-if-error entry meanwhile, so no caller waits
-                    // on an origin known to be failing.
-                    s.node(i).links.touch();
+                    // Cloned before the ticket exists: a panicking clone leaves no flight.
+                    let hit = self.hit(s.node(i), served);
                     let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
-                    self.count(counted, Counter::StaleIfError);
+                    self.count(asker, served_counter(served));
                     self.inner.counters.incr(Counter::RefreshesStarted);
-                    let hit = self.hit(s.node(i), Served::StaleIfError);
                     Lookup::Stale(hit, Some(Refresh(ticket)))
                 }
-                _ => match flight {
-                    Some(flight) => {
-                        self.count(counted, Counter::Wait);
-                        Lookup::Wait(Waiter {
-                            cache: self.clone(),
-                            key: key.into(),
-                            flight,
-                        })
-                    }
-                    None => {
-                        self.count(counted, Counter::Miss);
-                        let mut ticket = self.start_flight(&mut s, key, hash, now, Kind::Fill);
-                        // Past its windows but still stored: the filler may revalidate it.
-                        ticket.previous = idx.map(|i| s.node(i).value.clone());
-                        Lookup::Miss(Fill(ticket))
-                    }
-                },
+                Decision::Wait => {
+                    self.count(asker, Counter::Wait);
+                    let flight = control.and_then(|c| c.flight.clone());
+                    Lookup::Wait(Waiter {
+                        cache: self.clone(),
+                        key: key.into(),
+                        flight: flight.expect("a fetch in flight"),
+                    })
+                }
+                Decision::Fill => {
+                    // Past its windows but still stored: the filler may revalidate it.
+                    let previous = idx.map(|i| s.node(i).value.clone());
+                    self.count(asker, Counter::Miss);
+                    let mut ticket = self.start_flight(&mut s, key, hash, now, Kind::Fill);
+                    ticket.previous = previous;
+                    Lookup::Miss(Fill(ticket))
+                }
+                Decision::Pass => {
+                    self.count(asker, Counter::Pass);
+                    Lookup::Pass
+                }
             }
         };
         if let Some(w) = wakeup {
@@ -538,7 +508,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     ) -> Ticket<V> {
         let deadline = now.saturating_add(self.inner.lock_timeout);
         let flight = Arc::new(Flight::new(now, deadline, self.inner.tags.next_seq()));
-        s.control_mut(key, now).flight = Some(flight.clone());
+        s.begin_flight(key, hash, flight.clone(), now);
         Ticket {
             cache: self.clone(),
             key: key.into(),
@@ -557,34 +527,58 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    /// Ends a flight past its lock timeout, if it is still the key's flight.
+    /// Ends a flight past its lock timeout (see `time_out`).
     pub(crate) fn release_overdue(&self, key: &[u8], flight: &Arc<Flight<V>>) {
-        let hash = hash_key(&self.inner.hasher, key);
+        let hash = self.inner.hasher.hash_key(key);
         let wakeup = {
             let mut s = self.shard(hash).write();
             let now = self.now_nanos();
-            if s.control(key)
-                .and_then(|c| c.flight.as_ref())
-                .is_some_and(|f| Arc::ptr_eq(f, flight))
-            {
-                s.control_mut(key, now).flight = None;
-                s.tidy_control(key, now);
-            }
-            flight.finish(Outcome::TimedOut)
+            self.time_out(&mut s, key, hash, flight, now)
         };
         wakeup.wake();
     }
 
-    pub(crate) fn count_wait_timeout(&self) {
-        self.inner.counters.incr(Counter::WaitTimeout);
+    /// Ends `flight`, past its lock timeout, as a failed fetch if it is still the key's flight:
+    /// the key backs off (counted from the deadline), and the waiters get the stale-if-error
+    /// entry if there is one, else are released to fetch for themselves.
+    fn time_out(
+        &self,
+        s: &mut Shard<V>,
+        key: &[u8],
+        hash: u64,
+        flight: &Arc<Flight<V>>,
+        now: u64,
+    ) -> Wakeup {
+        let _ends = EndOnUnwind(flight, Outcome::TimedOut);
+        let current = s
+            .control(key)
+            .and_then(|c| c.flight.as_ref())
+            .is_some_and(|f| Arc::ptr_eq(f, flight));
+        if !current {
+            return flight.finish(Outcome::TimedOut);
+        }
+        s.end_flight(key, hash);
+        let (min, max) = (self.inner.retry_min, self.inner.retry_max);
+        s.control_mut(key, now)
+            .fail(flight.deadline, |failures| backoff(failures, min, max));
+        let stale = self.stale_if_error(s, key, hash, now);
+        s.tidy_control(key, now);
+        flight.finish(match stale {
+            Some(hit) => Outcome::Failed(Some(hit)),
+            None => Outcome::TimedOut,
+        })
     }
 
-    fn backoff(&self, failures: u32) -> u64 {
-        let shift = failures.saturating_sub(1).min(30);
-        self.inner
-            .retry_min
-            .saturating_mul(1 << shift)
-            .min(self.inner.retry_max)
+    /// The entry of `key` to serve when a fetch failed: still inside a stale window.
+    fn stale_if_error(&self, s: &mut Shard<V>, key: &[u8], hash: u64, now: u64) -> Option<Hit<V>> {
+        self.settle_tags(s, key, hash).and_then(|i| {
+            let n = s.node(i);
+            n.standing(now).map(|_| self.hit(n, Served::StaleIfError))
+        })
+    }
+
+    pub(crate) fn count_wait_timeout(&self) {
+        self.inner.counters.incr(Counter::WaitTimeout);
     }
 
     /// Builds the node for `value` and its weight, or refuses it.
@@ -636,16 +630,13 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
     }
 
-    /// Completes a ticket (see `Ticket::finish`).
-    pub(crate) fn finish(
-        &self,
-        t: &Ticket<V>,
-        how: Finish<'_, V>,
-    ) -> (Result<(), InsertError>, Option<Hit<V>>) {
-        let refresh = t.kind == Kind::Refresh;
-        let mut result = Ok(());
-        let mut handed = None;
-        let wakeup: Wakeup = {
+    /// Ends ticket `t`'s flight under the shard lock: `end` decides the outcome its waiters
+    /// get, knowing whether the flight is still the key's (`current`: not overtaken after its
+    /// lock timeout). The waiters are woken once the lock is released; a panic in `end` (a
+    /// value's clone) still ends the flight, as abandoned.
+    fn end_flight(&self, t: &Ticket<V>, end: impl FnOnce(&mut Shard<V>, bool, u64) -> Outcome<V>) {
+        let _ends = EndOnUnwind(&t.flight, Outcome::Abandoned);
+        let wakeup = {
             let mut s = self.shard(t.hash).write();
             let now = self.now_nanos();
             let current = s
@@ -653,99 +644,111 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 .and_then(|c| c.flight.as_ref())
                 .is_some_and(|f| Arc::ptr_eq(f, &t.flight));
             if current {
-                s.control_mut(&t.key, now).flight = None;
+                s.end_flight(&t.key, t.hash);
             }
-            let outcome = match how {
-                Finish::Commit(value, freshness, tags) => {
-                    self.inner.counters.incr(if refresh {
-                        Counter::RefreshesCommitted
-                    } else {
-                        Counter::FillsCommitted
-                    });
-                    match self.make_node(&t.key, value, freshness, tags, t.flight.seq, now) {
-                        Ok((mut node, weight)) => {
-                            if t.flight.is_invalidated() {
-                                node.ttl_ms = 0;
-                            }
-                            let hit = self.hit(&node, Served::Fresh);
-                            // A fill overtaken after its lock timeout does not replace what a later fill stored.
-                            let newer = s
-                                .find(t.hash, &t.key)
-                                .is_some_and(|i| s.node(i).stored_at > t.flight.started_at);
-                            if current || !newer {
-                                self.store(&mut s, t.hash, node, weight, now);
-                                let c = s.control_mut(&t.key, now);
-                                c.failures = 0;
-                                c.retry_at = 0;
-                                c.pass_until = 0;
-                            }
-                            Outcome::Value(hit)
-                        }
-                        Err((value, e)) => {
-                            // The waiters get the new value; the old one is outdated by it.
-                            self.remove_key(&mut s, &t.key, t.hash);
-                            result = Err(e);
-                            let mut hit = Hit {
-                                value,
-                                served: Served::Fresh,
-                                stored_at: nanos(now),
-                                fresh_until: nanos(now),
-                                revalidate_until: nanos(now),
-                                error_until: nanos(now),
-                            };
-                            hit.fresh_until = hit.stored_at.saturating_add(freshness.ttl);
-                            Outcome::Value(hit)
-                        }
-                    }
-                }
-                Finish::Fail => {
-                    self.inner.counters.incr(if refresh {
-                        Counter::RefreshesFailed
-                    } else {
-                        Counter::FillsFailed
-                    });
-                    let c = s.control_mut(&t.key, now);
-                    c.failures = c.failures.saturating_add(1);
-                    let failures = c.failures;
-                    c.retry_at = now.saturating_add(self.backoff(failures));
-                    let stale = self.settle_tags(&mut s, &t.key, t.hash).and_then(|i| {
-                        let n = s.node(i);
-                        (n.standing(now) != Standing::Dead)
-                            .then(|| self.hit(n, Served::StaleIfError))
-                    });
-                    handed = stale.clone();
-                    Outcome::Failed(stale)
-                }
-                Finish::Uncacheable(hold) => {
-                    self.inner.counters.incr(if refresh {
-                        Counter::RefreshesUncacheable
-                    } else {
-                        Counter::FillsUncacheable
-                    });
-                    self.remove_key(&mut s, &t.key, t.hash);
-                    s.control_mut(&t.key, now).pass_until =
-                        now.saturating_add(duration_to_nanos(hold));
-                    Outcome::Pass
-                }
-                Finish::Abandon => {
-                    if refresh {
-                        self.inner.counters.incr(Counter::RefreshesAbandoned);
-                        if current {
-                            let c = s.control_mut(&t.key, now);
-                            c.retry_at =
-                                c.retry_at.max(now.saturating_add(self.inner.refresh_retry));
-                        }
-                    } else {
-                        self.inner.counters.incr(Counter::FillsAbandoned);
-                    }
-                    Outcome::Abandoned
-                }
-            };
+            let outcome = end(&mut s, current, now);
             s.tidy_control(&t.key, now);
             t.flight.finish(outcome)
         };
         wakeup.wake();
-        (result, handed)
+    }
+
+    /// Counts a ticket's ending: `fill` for a fill, `refresh` for a refresh.
+    fn count_ending(&self, t: &Ticket<V>, fill: Counter, refresh: Counter) {
+        self.inner.counters.incr(match t.kind {
+            Kind::Fill => fill,
+            Kind::Refresh => refresh,
+        });
+    }
+
+    /// Completes `t` with `value`: stored (unless too heavy, or a later fill stored already)
+    /// and handed to its waiters.
+    pub(crate) fn commit(
+        &self,
+        t: &Ticket<V>,
+        value: V,
+        freshness: Freshness,
+        tags: &[&[u8]],
+    ) -> Result<(), InsertError> {
+        self.count_ending(t, Counter::FillsCommitted, Counter::RefreshesCommitted);
+        let mut result = Ok(());
+        self.end_flight(t, |s, current, now| {
+            match self.make_node(&t.key, value, freshness, tags, t.flight.seq, now) {
+                Ok((mut node, weight)) => {
+                    if t.flight.is_invalidated() {
+                        node.ttl_ms = 0;
+                    }
+                    let hit = self.hit(&node, Served::Fresh);
+                    // A fill overtaken after its lock timeout does not replace what a later
+                    // fill stored.
+                    let newer = s
+                        .find(t.hash, &t.key)
+                        .is_some_and(|i| s.node(i).stored_at > t.flight.started_at);
+                    if current || !newer {
+                        self.store(s, t.hash, node, weight, now);
+                        s.control_mut(&t.key, now).stored();
+                    }
+                    Outcome::Value(hit)
+                }
+                Err((value, e)) => {
+                    // The waiters get the new value; the old one is outdated by it.
+                    self.remove_key(s, &t.key, t.hash);
+                    result = Err(e);
+                    let at = nanos(now);
+                    Outcome::Value(Hit {
+                        value,
+                        served: Served::Fresh,
+                        stored_at: at,
+                        fresh_until: at.saturating_add(freshness.ttl),
+                        revalidate_until: at,
+                        error_until: at,
+                    })
+                }
+            }
+        });
+        result
+    }
+
+    /// Completes `t` as failed: the key backs off, and the waiters get the stale-if-error
+    /// entry, if any, which is returned too.
+    pub(crate) fn fail(&self, t: &Ticket<V>) -> Option<Hit<V>> {
+        self.count_ending(t, Counter::FillsFailed, Counter::RefreshesFailed);
+        let mut handed = None;
+        self.end_flight(t, |s, current, now| {
+            // A fetch overtaken after its lock timeout was counted as failed then.
+            if current {
+                let (min, max) = (self.inner.retry_min, self.inner.retry_max);
+                s.control_mut(&t.key, now)
+                    .fail(now, |failures| backoff(failures, min, max));
+            }
+            let stale = self.stale_if_error(s, &t.key, t.hash, now);
+            handed = stale.clone();
+            Outcome::Failed(stale)
+        });
+        handed
+    }
+
+    /// Completes `t` as uncacheable: the entry goes, and the key passes through for `hold`.
+    pub(crate) fn pass_through(&self, t: &Ticket<V>, hold: Duration) {
+        self.count_ending(t, Counter::FillsUncacheable, Counter::RefreshesUncacheable);
+        self.end_flight(t, |s, _, now| {
+            self.remove_key(s, &t.key, t.hash);
+            s.control_mut(&t.key, now).pass_until = now.saturating_add(duration_to_nanos(hold));
+            Outcome::Pass
+        });
+    }
+
+    /// Completes `t`, dropped unused: a waiter takes the fill over; a refresh is handed out
+    /// again after the refresh retry delay.
+    pub(crate) fn abandon(&self, t: &Ticket<V>) {
+        self.count_ending(t, Counter::FillsAbandoned, Counter::RefreshesAbandoned);
+        self.end_flight(t, |s, current, now| {
+            if current && t.kind == Kind::Refresh {
+                s.control_mut(&t.key, now)
+                    .refresh_dropped(now, self.inner.refresh_retry);
+            }
+            Outcome::Abandoned
+        });
     }
 
     /// The value of `key` if it is stored and fresh (or the cache is frozen); `None` otherwise.
@@ -753,31 +756,41 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// [`lookup`](Self::lookup) to get stale values, fills and waiting.
     #[inline]
     pub fn get(&self, key: &[u8]) -> Option<V> {
-        let hash = hash_key(&self.inner.hasher, key);
+        let probe = Probe::new(key);
+        let hash = self.inner.hasher.hash(&probe);
         let now = self.now_nanos();
-        let s = self.shard(hash).read();
-        let found = s.find(hash, key).and_then(|i| {
-            let n = s.node(i);
-            let frozen = self.inner.frozen.load(Ordering::Relaxed);
-            let fresh = frozen || now < n.fresh_until();
-            // Soft-purged by tag: stale since the purge (not after now), so served only frozen,
-            // as `lookup` does.
-            let live = || match n.tags.as_ref().map(|t| self.inner.tags.verdict(t)) {
-                None | Some(TagVerdict::Live) => true,
-                Some(TagVerdict::StaleSince { .. }) => frozen,
-                Some(TagVerdict::Purged) => false,
-            };
-            (fresh && live()).then(|| {
-                n.links.touch();
-                n.value.clone()
+        let found = {
+            let s = self.shard(hash).read();
+            s.find_probe(hash, &probe).and_then(|i| {
+                let n = s.node(i);
+                self.servable_by_get(n, now).then(|| {
+                    n.links.touch();
+                    n.value.clone()
+                })
             })
-        });
+        };
         self.inner.counters.incr(if found.is_some() {
             Counter::Fresh
         } else {
             Counter::Miss
         });
         found
+    }
+
+    /// Whether `get` serves `n` at `now`: fresh (or frozen) and not purged by tag. A soft tag
+    /// purge made it stale since the purge (not after now), so it is served only frozen, as
+    /// `lookup` does.
+    #[inline]
+    fn servable_by_get(&self, n: &Node<V>, now: u64) -> bool {
+        let frozen = || self.inner.frozen.load(Ordering::Relaxed);
+        if now >= n.fresh_until() && !frozen() {
+            return false;
+        }
+        match n.tags.as_ref().map(|t| self.inner.tags.verdict(t)) {
+            None | Some(TagVerdict::Live) => true,
+            Some(TagVerdict::StaleSince { .. }) => frozen(),
+            Some(TagVerdict::Purged) => false,
+        }
     }
 
     /// Stores `value` under `key`, replacing what was there, outside the fill lifecycle (waiters
@@ -796,7 +809,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         tags: &[T],
     ) -> Result<(), InsertError> {
         let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
-        let hash = hash_key(&self.inner.hasher, key);
+        let hash = self.inner.hasher.hash_key(key);
         let seq = self.inner.tags.next_seq();
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
@@ -809,15 +822,10 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             }
         };
         self.store(&mut s, hash, node, weight, now);
-        if let Some(c) = s.control(key) {
-            if c.pass_until > now || c.retry_at > now {
-                let c = s.control_mut(key, now);
-                c.pass_until = 0;
-                c.retry_at = 0;
-                c.failures = 0;
-            }
+        if s.control(key).is_some() {
+            s.control_mut(key, now).stored();
+            s.tidy_control(key, now);
         }
-        s.tidy_control(key, now);
         self.inner.counters.incr(Counter::Inserts);
         Ok(())
     }
@@ -827,7 +835,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// flight stores its value already stale, since it may have fetched what was purged.
     /// Returns whether an entry or a fill of the key was found.
     pub fn purge(&self, key: &[u8], mode: PurgeMode) -> bool {
-        let hash = hash_key(&self.inner.hasher, key);
+        let hash = self.inner.hasher.hash_key(key);
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
         let mut found = false;
@@ -876,6 +884,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// its windows) and only misses reach the origin: the "let's not touch anything" switch.
     pub fn freeze(&self, frozen: bool) {
         self.inner.frozen.store(frozen, Ordering::SeqCst);
+        for lock in self.inner.shards.iter() {
+            lock.write().frozen = frozen;
+        }
     }
 
     /// Whether the cache is frozen.
@@ -916,5 +927,82 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
 impl<V: Clone + Send + Sync + 'static> Default for Cache<V> {
     fn default() -> Self {
         Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::panic::{catch_unwind, AssertUnwindSafe};
+
+    #[test]
+    fn default_shards_are_a_power_of_two_none_smaller_than_256_kib() {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        let most = (cores * 4).next_power_of_two();
+        assert_eq!(default_shards(0), 1);
+        assert_eq!(default_shards(1_000), 2, "256 units each below 1 MiB");
+        assert_eq!(default_shards(1 << 20), 4.min(most));
+        assert_eq!(default_shards(1 << 40), most);
+        for bytes in [1u64, 300, 5 << 20, 77 << 30] {
+            assert!(default_shards(bytes).is_power_of_two());
+        }
+    }
+
+    #[test]
+    fn keys_spread_evenly_over_the_shards() {
+        let cache: Cache<u32> = Cache::builder().shards(16).hash_seed(7).build();
+        let mut per_shard = [0u32; 16];
+        for k in 0..16_000u32 {
+            let hash = cache.inner.hasher.hash_key(&k.to_be_bytes());
+            let shard = cache.shard(hash) as *const _;
+            let i = cache
+                .inner
+                .shards
+                .iter()
+                .position(|s| std::ptr::eq(s, shard));
+            per_shard[i.unwrap()] += 1;
+        }
+        assert!(
+            per_shard.iter().all(|&n| (800..1_200).contains(&n)),
+            "{per_shard:?}"
+        );
+    }
+
+    #[test]
+    fn a_flight_is_ended_by_a_panic_and_only_by_a_panic() {
+        let flight: Flight<u32> = Flight::new(0, 10, 0);
+        drop(EndOnUnwind(&flight, Outcome::Abandoned));
+        assert!(flight.outcome().is_none(), "no panic: left to its owner");
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            let _ends = EndOnUnwind(&flight, Outcome::TimedOut);
+            panic!("a clone failed");
+        }));
+        assert!(matches!(flight.outcome(), Some(Outcome::TimedOut)));
+    }
+
+    #[test]
+    fn the_served_answers_are_counted_as_what_they_served() {
+        let cache: Cache<u32> = Cache::new();
+        assert!(matches!(
+            Lookup::serving(Hit {
+                value: 1,
+                served: Served::Stale,
+                stored_at: Duration::ZERO,
+                fresh_until: Duration::ZERO,
+                revalidate_until: Duration::ZERO,
+                error_until: Duration::ZERO,
+            }),
+            Lookup::Stale(_, None)
+        ));
+        for served in [Served::Fresh, Served::Stale, Served::StaleIfError] {
+            cache.count(Asker::Caller, served_counter(served));
+            cache.count(Asker::Waiter, served_counter(served));
+        }
+        let s = cache.stats();
+        assert_eq!(
+            (s.fresh, s.stale, s.stale_if_error),
+            (1, 1, 1),
+            "waiters not counted"
+        );
     }
 }

@@ -115,10 +115,14 @@ impl ManualClock {
         Self::default()
     }
 
-    /// Moves the clock forward by `by`.
+    /// Moves the clock forward by `by`; it stops at `u64::MAX` nanoseconds (584 years).
     pub fn advance(&self, by: Duration) {
-        self.nanos
-            .fetch_add(duration_to_nanos(by), Ordering::SeqCst);
+        let by = duration_to_nanos(by);
+        let _ = self
+            .nanos
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |t| {
+                Some(t.saturating_add(by))
+            });
     }
 }
 

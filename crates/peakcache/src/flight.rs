@@ -16,7 +16,8 @@ pub(crate) enum Outcome<V> {
     Pass,
     /// The filler gave up without an answer: one waiter takes over.
     Abandoned,
-    /// The fill outlived the lock timeout: fetch for yourself, uncached.
+    /// The fill outlived the lock timeout with no stale entry to serve: fetch for yourself,
+    /// uncached. (With one, the waiters get it as `Failed(Some(_))`.)
     TimedOut,
 }
 
@@ -130,5 +131,69 @@ impl<V: Clone> Flight<V> {
                 None
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+    use std::sync::Arc;
+    use std::task::Wake;
+    use std::time::Duration;
+
+    struct Count(AtomicUsize);
+
+    impl Wake for Count {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    fn flight() -> Flight<u32> {
+        Flight::new(0, 10, 1)
+    }
+
+    #[test]
+    fn a_flight_ends_once_with_its_first_outcome() {
+        let f = flight();
+        assert!(f.outcome().is_none());
+        f.finish(Outcome::Pass).wake();
+        f.finish(Outcome::TimedOut).wake();
+        assert!(matches!(f.outcome(), Some(Outcome::Pass)));
+    }
+
+    #[test]
+    fn a_registered_waker_is_woken_once_after_the_lock_is_released() {
+        let f = flight();
+        let count = Arc::new(Count(AtomicUsize::new(0)));
+        let waker = Waker::from(count.clone());
+        assert!(f.register(&waker).is_none());
+        assert!(f.register(&waker).is_none(), "the same waker kept once");
+        let wakeup = f.finish(Outcome::Abandoned);
+        assert_eq!(count.0.load(Ordering::SeqCst), 0, "not before wake()");
+        wakeup.wake();
+        assert_eq!(count.0.load(Ordering::SeqCst), 1);
+        assert!(matches!(f.register(&waker), Some(Outcome::Abandoned)));
+    }
+
+    #[test]
+    fn a_blocked_wait_ends_at_its_deadline_or_with_the_outcome() {
+        let f = Arc::new(flight());
+        let soon = Instant::now() + Duration::from_millis(5);
+        assert!(f.wait_until(soon).is_none());
+        let g = f.clone();
+        let ender = std::thread::spawn(move || g.finish(Outcome::Failed(None)).wake());
+        let later = Instant::now() + Duration::from_secs(60);
+        assert!(matches!(f.wait_until(later), Some(Outcome::Failed(None))));
+        ender.join().unwrap();
+    }
+
+    #[test]
+    fn a_purge_marks_the_flight_invalidated() {
+        let f = flight();
+        assert!(!f.is_invalidated());
+        f.invalidate();
+        assert!(f.is_invalidated());
     }
 }

@@ -87,9 +87,11 @@
 //! ```
 //!
 //! Invariants: at most one [`Fill`] or [`Refresh`] is in flight per key; no waiter waits
-//! forever (a fill that outlives the lock timeout releases its waiters); a value handed out
-//! stays valid (it is a clone) after eviction, purge or replacement; a key being filled is never
-//! evicted (it has no entry yet); every lookup is counted exactly once.
+//! forever (a fill that outlives the lock timeout has failed: it releases its waiters, with the
+//! stale-if-error entry if there is one, and the key backs off); a value handed out stays valid
+//! (it is a clone) after eviction, purge or replacement; the entry of a key being fetched again
+//! is not evicted (it is what a failed fetch serves), nor, while frozen, an expired one before
+//! its turn; every lookup is counted exactly once.
 //!
 //! ## Stale-while-revalidate
 //!
@@ -213,15 +215,18 @@
 //! object limit ([`Builder::max_object_weight`]) is refused with [`InsertError::TooLarge`], never
 //! dropped silently.
 //!
-//! Memory beyond key and value: one node per entry (the key's box, the store time and three
-//! windows in milliseconds, a tags pointer, queue links and a two-bit access counter) plus its
-//! hash table slot; the `memory` test measures the total. Entries with tags add one allocation
+//! Memory beyond key and value: one node per entry (the key, inline up to 15 bytes, the store
+//! time and three windows in milliseconds, a tags pointer, queue links and a byte of policy bits)
+//! plus its hash table slot: 63 bytes per entry with 32-byte keys and `u64` values. Once the
+//! cache evicts, the policy's ghosts (about 7 bytes per entry) and frequency sketch (4) come on
+//! top: 75 bytes. The `memory` test measures both. Entries with tags add one allocation
 //! holding a sequence number and 8 bytes per tag. Durations are kept to the millisecond and
 //! capped at [`Freshness::MAX`].
 //!
 //! Eviction is S3-FIFO, chosen by measurement on real traces (see the project README): new
 //! entries pass through a small queue, entries read again move to a main queue, and entries past
-//! every stale window go first. A hit writes nothing shared: only a two-bit counter in the entry,
+//! every stale window go first. The policy is public in [`policy`], generic over where its state
+//! lives, so that the shared-memory tier (`peakcache-shm`) runs the very same one. A hit writes nothing shared: only a two-bit counter in the entry,
 //! and only until it saturates.
 //!
 //! ## Stats
@@ -243,11 +248,11 @@ mod clock;
 mod error;
 mod flight;
 mod freshness;
+pub mod history;
 mod key;
 mod lifecycle;
-mod policy;
+pub mod policy;
 mod shard;
-mod sketch;
 mod slab;
 mod stats;
 mod sync;
@@ -257,6 +262,7 @@ pub use cache::{Builder, Cache, ENTRY_OVERHEAD};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use error::InsertError;
 pub use freshness::Freshness;
+pub use history::{History, HostCounts, LocalHistory};
 pub use lifecycle::{Fill, Hit, Lookup, Refresh, Resolved, Served, Waiter};
 pub use stats::Stats;
 pub use tags::PurgeMode;

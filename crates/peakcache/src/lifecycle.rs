@@ -8,8 +8,14 @@
 //!             -> Wait(waiter)               someone is filling: block, poll or await the waiter
 //!             -> Pass                       fetch for yourself and do not store (uncacheable key)
 //! ```
+//!
+//! Every decision of the lifecycle is made here, once, for both the lock-free fast path and
+//! the locked slow path of `Cache::lookup`: which answer a lookup gets ([`decide`]), when a key
+//! backs off and for how long ([`Control::fail`], [`backoff`]), when a key passes through, and
+//! what a key must remember between lookups ([`Control`]). `cache.rs` takes the locks, counts,
+//! and hands out what was decided.
 
-use crate::cache::{Cache, Finish};
+use crate::cache::Cache;
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome};
 use crate::freshness::Freshness;
@@ -34,8 +40,19 @@ pub enum Lookup<V: Clone + Send + Sync + 'static> {
     Wait(Waiter<V>),
     /// The key passes through: fetch for yourself, store nothing, wait for nobody. Answered for a
     /// key whose last fill found it uncacheable, for the hold that fill gave. (A key whose fill
-    /// outlived the lock timeout answers `Miss`: its waiters are released and a new fill starts.)
+    /// outlived the lock timeout has failed: it answers `Stale` while it backs off if a stale
+    /// entry is left, else `Miss`, and a new fill starts.)
     Pass,
+}
+
+impl<V: Clone + Send + Sync + 'static> Lookup<V> {
+    /// The answer serving `hit` as it stands, with no ticket.
+    pub(crate) fn serving(hit: Hit<V>) -> Self {
+        match hit.served {
+            Served::Fresh => Lookup::Fresh(hit),
+            Served::Stale | Served::StaleIfError => Lookup::Stale(hit, None),
+        }
+    }
 }
 
 /// How a hit is being served.
@@ -47,6 +64,162 @@ pub enum Served {
     Stale,
     /// Stale past stale-while-revalidate, served because the origin failed (stale-if-error).
     StaleIfError,
+}
+
+/// Who is looking a key up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Asker {
+    /// A caller of [`Cache::lookup`]: counted, and may be handed a ticket.
+    Caller,
+    /// A waiter whose filler gave up, looking again: counted already, and never handed a
+    /// refresh ticket (it only wants a value; the next caller refreshes).
+    Waiter,
+}
+
+/// Lifecycle state of one key beyond its stored value: the fill or refresh in flight, the
+/// back-off after failures, and pass-through after an uncacheable answer. Most keys have none.
+pub(crate) struct Control<V> {
+    pub(crate) flight: Option<Arc<Flight<V>>>,
+    /// No new fetch of a key with a servable stale entry before this instant.
+    pub(crate) retry_at: u64,
+    /// Failures in a row, for the back-off's growth.
+    pub(crate) failures: u32,
+    /// Lookups pass through (fetch uncached, no waiting) until this instant.
+    pub(crate) pass_until: u64,
+}
+
+impl<V> Default for Control<V> {
+    fn default() -> Self {
+        Control {
+            flight: None,
+            retry_at: 0,
+            failures: 0,
+            pass_until: 0,
+        }
+    }
+}
+
+/// What a lookup at some instant needs to know of a key's [`Control`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct KeyState {
+    /// A fill or refresh is in flight and inside its lock timeout.
+    pub(crate) in_flight: bool,
+    /// The key is backing off after a failure: no new fetch yet.
+    pub(crate) backing_off: bool,
+    /// The last fetch failed (or timed out).
+    pub(crate) failed_before: bool,
+    /// The key passes through after an uncacheable answer.
+    pub(crate) passing: bool,
+}
+
+impl<V> Control<V> {
+    /// The key as a lookup at `now` sees it.
+    pub(crate) fn state(&self, now: u64) -> KeyState {
+        KeyState {
+            in_flight: self.flight.as_ref().is_some_and(|f| now < f.deadline),
+            backing_off: now < self.retry_at,
+            failed_before: self.failures > 0,
+            passing: now < self.pass_until,
+        }
+    }
+
+    /// A fetch failed at `at` (or timed out then): one more failure in a row, and the key
+    /// backs off for `backoff(failures)` from `at`.
+    pub(crate) fn fail(&mut self, at: u64, backoff: impl FnOnce(u32) -> u64) {
+        self.failures = self.failures.saturating_add(1);
+        self.retry_at = self.retry_at.max(at.saturating_add(backoff(self.failures)));
+    }
+
+    /// A value was stored: the back-off, the run of failures and the pass-through end.
+    pub(crate) fn stored(&mut self) {
+        self.failures = 0;
+        self.retry_at = 0;
+        self.pass_until = 0;
+    }
+
+    /// A refresh ticket was dropped unused at `now`: the next is handed out `delay` later, so
+    /// that a refresher that keeps dying does not hammer the origin.
+    pub(crate) fn refresh_dropped(&mut self, now: u64, delay: u64) {
+        self.retry_at = self.retry_at.max(now.saturating_add(delay));
+    }
+
+    /// Whether the record holds nothing a later lookup needs. Failures are remembered while the
+    /// key's entry can still be served stale (`stale_servable`): forgotten, the next fetch would
+    /// make every caller wait on an origin known to fail, and the back-off would start over.
+    pub(crate) fn is_idle(&self, now: u64, stale_servable: impl FnOnce() -> bool) -> bool {
+        self.flight.is_none()
+            && self.retry_at <= now
+            && self.pass_until <= now
+            && (self.failures == 0 || !stale_servable())
+    }
+}
+
+/// The back-off after `failures` failures in a row: `min`, doubling with each failure, capped
+/// at `max` (nanoseconds).
+pub(crate) fn backoff(failures: u32, min: u64, max: u64) -> u64 {
+    let shift = failures.saturating_sub(1).min(30);
+    min.saturating_mul(1 << shift).min(max)
+}
+
+/// What a lookup does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Decision {
+    /// Serve the entry as it stands; nothing else to do.
+    Serve(Served),
+    /// Serve the stale entry and hand this caller the one refresh ticket (after failures, the
+    /// probe of the origin).
+    ServeAndRefresh(Served),
+    /// Nothing servable and nobody fetching: this caller fills.
+    Fill,
+    /// Nothing servable; someone else is fetching: wait for them.
+    Wait,
+    /// The key passes through: fetch, store nothing, wait for nobody.
+    Pass,
+}
+
+/// The lifecycle's one decision (DESIGN.md, "Entry lifecycle"): `standing` is where the key's
+/// entry stands (`None`: no entry, or past both windows; `Fresh` for anything stored while
+/// frozen), `key` what its control record says (asked only for an entry not fresh).
+///
+/// * A fresh entry is served. (A key passing through has no entry: an uncacheable answer
+///   removes it, and storing a value ends the pass-through.)
+/// * A passing key passes.
+/// * Inside stale-while-revalidate the entry is served, and one caller refreshes it: not while
+///   a fetch is in flight or the key backs off, never a waiter.
+/// * Inside stale-if-error only, the entry is served without a fetch while the key backs off,
+///   or while one caller probes an origin that failed; once the back-off is over, a caller
+///   probes in the background. Before any failure, the entry is fetched again like a miss
+///   (a fetch that fails hands it out).
+/// * Otherwise one caller fills and the others wait.
+pub(crate) fn decide(
+    standing: Option<Served>,
+    key: impl FnOnce() -> KeyState,
+    asker: Asker,
+) -> Decision {
+    if standing == Some(Served::Fresh) {
+        return Decision::Serve(Served::Fresh);
+    }
+    let key = key();
+    let fetching = key.in_flight;
+    match standing {
+        _ if key.passing => return Decision::Pass,
+        Some(Served::Stale) if fetching || key.backing_off || asker == Asker::Waiter => {
+            return Decision::Serve(Served::Stale)
+        }
+        Some(Served::Stale) => return Decision::ServeAndRefresh(Served::Stale),
+        Some(Served::StaleIfError) if key.backing_off || (fetching && key.failed_before) => {
+            return Decision::Serve(Served::StaleIfError)
+        }
+        Some(Served::StaleIfError) if key.failed_before && asker == Asker::Caller => {
+            return Decision::ServeAndRefresh(Served::StaleIfError)
+        }
+        _ => {}
+    }
+    if fetching {
+        Decision::Wait
+    } else {
+        Decision::Fill
+    }
 }
 
 /// A servable entry: a clone of its value and its lifetimes, in the cache clock's time.
@@ -113,8 +286,8 @@ pub enum Resolved<V: Clone + Send + Sync + 'static> {
     Pass,
     /// The fill failed and nothing stale is left to serve.
     Failed,
-    /// The fill outlived the lock timeout, or the wait its own timeout: fetch for yourself,
-    /// uncached.
+    /// The fill outlived the lock timeout (and no stale entry is left to serve), or the wait its
+    /// own timeout: fetch for yourself, uncached.
     TimedOut,
 }
 
@@ -138,9 +311,10 @@ pub(crate) struct Ticket<V: Clone + Send + Sync + 'static> {
 }
 
 impl<V: Clone + Send + Sync + 'static> Ticket<V> {
-    fn finish(mut self, how: Finish<'_, V>) -> (Result<(), InsertError>, Option<Hit<V>>) {
+    /// Completes the ticket with `how` (one of `Cache`'s `commit`, `fail`, `pass_through`).
+    fn end<R>(mut self, how: impl FnOnce(&Cache<V>, &Ticket<V>) -> R) -> R {
         self.done = true;
-        self.cache.finish(&self, how)
+        how(&self.cache, &self)
     }
 }
 
@@ -149,7 +323,7 @@ impl<V: Clone + Send + Sync + 'static> Drop for Ticket<V> {
         if !self.done {
             // Dropped unused, or unwinding from a panic in the filler: let a waiter take over.
             self.done = true;
-            let _ = self.cache.finish(self, Finish::Abandon);
+            self.cache.abandon(self);
         }
     }
 }
@@ -193,7 +367,7 @@ macro_rules! ticket_methods {
                 tags: &[T],
             ) -> Result<(), InsertError> {
                 let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
-                self.0.finish(Finish::Commit(value, freshness, &tags)).0
+                self.0.end(|c, t| c.commit(t, value, freshness, &tags))
             }
 
             /// Learns that the answer is not cacheable: waiters are released at once to fetch
@@ -201,7 +375,7 @@ macro_rules! ticket_methods {
             /// answer [`Lookup::Pass`] for `hold` (Varnish's hit-for-miss), so requests for an
             /// uncacheable page are never serialized behind one another.
             pub fn uncacheable(self, hold: Duration) {
-                let _ = self.0.finish(Finish::Uncacheable(hold));
+                self.0.end(|c, t| c.pass_through(t, hold))
             }
 
             /// Gives up without an answer: a waiter (or the next lookup) fetches instead.
@@ -227,7 +401,7 @@ impl<V: Clone + Send + Sync + 'static> Fill<V> {
     /// hands the same to every waiter. The key then backs off: until the back-off passes,
     /// lookups get the stale entry without a new fetch.
     pub fn fail(self) -> Option<Hit<V>> {
-        self.0.finish(Finish::Fail).1
+        self.0.end(Cache::fail)
     }
 }
 
@@ -235,7 +409,7 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
     /// The refresh failed. The stale entry keeps being served; the key backs off before the next
     /// refresh is attempted.
     pub fn fail(self) {
-        let _ = self.0.finish(Finish::Fail);
+        let _ = self.0.end(Cache::fail);
     }
 }
 
@@ -244,7 +418,8 @@ impl<V: Clone + Send + Sync + 'static> Refresh<V> {
 /// [`Future`] that works on any async runtime).
 ///
 /// No waiter waits forever: a fill that outlives the cache's lock timeout releases its waiters
-/// ([`Resolved::TimedOut`]). Blocking and polling waiters check that deadline themselves; an
+/// ([`Resolved::Hit`] with the stale-if-error entry if there is one, else
+/// [`Resolved::TimedOut`]). Blocking and polling waiters check that deadline themselves; an
 /// awaiting one is released when a later lookup or waiter notices it, so bound an `.await` with
 /// your runtime's timeout if no other traffic may come.
 #[must_use = "a waiter does nothing unless resolved"]
@@ -252,12 +427,6 @@ pub struct Waiter<V: Clone + Send + Sync + 'static> {
     pub(crate) cache: Cache<V>,
     pub(crate) key: Box<[u8]>,
     pub(crate) flight: Arc<Flight<V>>,
-}
-
-/// One step of resolving a waiter: an answer, or another flight to wait on.
-enum Step<V: Clone + Send + Sync + 'static> {
-    Done(Resolved<V>),
-    Next(Arc<Flight<V>>),
 }
 
 impl<V: Clone + Send + Sync + 'static> Waiter<V> {
@@ -279,20 +448,19 @@ impl<V: Clone + Send + Sync + 'static> Waiter<V> {
                 // Both beyond what Instant can hold: wait a long time, then look again.
                 (None, None) => Instant::now() + Duration::from_secs(86_400),
             };
-            let step = match self.flight.wait_until(until) {
-                Some(outcome) => self.step(outcome),
+            let outcome = match self.flight.wait_until(until) {
+                Some(outcome) => outcome,
                 None if give_up.is_some_and(|g| Instant::now() >= g) => {
                     self.cache.count_wait_timeout();
-                    Step::Done(Resolved::TimedOut)
+                    return Resolved::TimedOut;
                 }
                 None => match self.check_deadline() {
-                    Some(done) => Step::Done(done),
+                    Some(outcome) => outcome,
                     None => continue,
                 },
             };
-            match step {
-                Step::Done(r) => return r,
-                Step::Next(flight) => self.flight = flight,
+            if let Some(resolved) = self.resolve(outcome) {
+                return resolved;
             }
         }
     }
@@ -301,32 +469,30 @@ impl<V: Clone + Send + Sync + 'static> Waiter<V> {
     /// timeout passed), else `Err` with the waiter to poll again later. For event loops.
     pub fn try_wait(mut self) -> Result<Resolved<V>, Self> {
         loop {
-            let step = match self.flight.outcome() {
-                Some(outcome) => self.step(outcome),
-                None => match self.check_deadline() {
-                    Some(done) => Step::Done(done),
-                    None => return Err(self),
-                },
+            let outcome = match self.flight.outcome().or_else(|| self.check_deadline()) {
+                Some(outcome) => outcome,
+                None => return Err(self),
             };
-            match step {
-                Step::Done(r) => return Ok(r),
-                Step::Next(flight) => self.flight = flight,
+            if let Some(resolved) = self.resolve(outcome) {
+                return Ok(resolved);
             }
         }
     }
 
-    /// Releases every waiter of the flight if its lock timeout has passed.
-    fn check_deadline(&self) -> Option<Resolved<V>> {
+    /// Ends the flight if its lock timeout has passed, and returns how it ended: timed out, or
+    /// whatever the filler managed just before.
+    fn check_deadline(&self) -> Option<Outcome<V>> {
         if self.cache.now_nanos() < self.flight.deadline {
             return None;
         }
         self.cache.release_overdue(&self.key, &self.flight);
-        self.cache.count_wait_timeout();
-        Some(Resolved::TimedOut)
+        self.flight.outcome()
     }
 
-    fn step(&self, outcome: Outcome<V>) -> Step<V> {
-        Step::Done(match outcome {
+    /// What the flight's outcome means for this waiter; `None` when its filler gave up and
+    /// another caller fills now: the waiter then waits on that flight.
+    fn resolve(&mut self, outcome: Outcome<V>) -> Option<Resolved<V>> {
+        Some(match outcome {
             Outcome::Value(hit) | Outcome::Failed(Some(hit)) => Resolved::Hit(hit),
             Outcome::Failed(None) => Resolved::Failed,
             Outcome::Pass => Resolved::Pass,
@@ -334,10 +500,13 @@ impl<V: Clone + Send + Sync + 'static> Waiter<V> {
                 self.cache.count_wait_timeout();
                 Resolved::TimedOut
             }
-            Outcome::Abandoned => match self.cache.lookup_for_waiter(&self.key) {
+            Outcome::Abandoned => match self.cache.lookup_as(&self.key, Asker::Waiter) {
                 Lookup::Fresh(hit) | Lookup::Stale(hit, _) => Resolved::Hit(hit),
                 Lookup::Miss(fill) => Resolved::Fill(fill),
-                Lookup::Wait(w) => return Step::Next(w.flight.clone()),
+                Lookup::Wait(w) => {
+                    self.flight = w.flight.clone();
+                    return None;
+                }
                 Lookup::Pass => Resolved::Pass,
             },
         })
@@ -350,17 +519,155 @@ impl<V: Clone + Send + Sync + 'static> Future for Waiter<V> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Resolved<V>> {
         let this = self.get_mut();
         loop {
-            let step = match this.flight.register(cx.waker()) {
-                Some(outcome) => this.step(outcome),
-                None => match this.check_deadline() {
-                    Some(done) => Step::Done(done),
-                    None => return Poll::Pending,
-                },
+            let outcome = match this
+                .flight
+                .register(cx.waker())
+                .or_else(|| this.check_deadline())
+            {
+                Some(outcome) => outcome,
+                None => return Poll::Pending,
             };
-            match step {
-                Step::Done(r) => return Poll::Ready(r),
-                Step::Next(flight) => this.flight = flight,
+            if let Some(resolved) = this.resolve(outcome) {
+                return Poll::Ready(resolved);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Option<Served>; 4] = [
+        Some(Served::Fresh),
+        Some(Served::Stale),
+        Some(Served::StaleIfError),
+        None,
+    ];
+
+    fn state(in_flight: bool, backing_off: bool, failed_before: bool) -> KeyState {
+        KeyState {
+            in_flight,
+            backing_off,
+            failed_before,
+            passing: false,
+        }
+    }
+
+    #[test]
+    fn a_fresh_entry_is_served_without_asking_the_control_record() {
+        let d = decide(Some(Served::Fresh), || panic!("not asked"), Asker::Caller);
+        assert_eq!(d, Decision::Serve(Served::Fresh));
+    }
+
+    #[test]
+    fn a_key_passing_through_passes_whatever_else_holds() {
+        let passing = KeyState {
+            passing: true,
+            ..state(true, true, true)
+        };
+        for standing in &ALL[1..] {
+            assert_eq!(decide(*standing, || passing, Asker::Caller), Decision::Pass);
+        }
+    }
+
+    #[test]
+    fn one_caller_refreshes_a_stale_entry_the_others_and_waiters_are_served() {
+        let stale = Some(Served::Stale);
+        let idle = state(false, false, false);
+        assert_eq!(
+            decide(stale, || idle, Asker::Caller),
+            Decision::ServeAndRefresh(Served::Stale)
+        );
+        assert_eq!(
+            decide(stale, || idle, Asker::Waiter),
+            Decision::Serve(Served::Stale)
+        );
+        for busy in [state(true, false, false), state(false, true, true)] {
+            assert_eq!(
+                decide(stale, || busy, Asker::Caller),
+                Decision::Serve(Served::Stale)
+            );
+        }
+    }
+
+    #[test]
+    fn stale_if_error_is_fetched_like_a_miss_until_the_origin_fails() {
+        let sie = Some(Served::StaleIfError);
+        assert_eq!(
+            decide(sie, || state(false, false, false), Asker::Caller),
+            Decision::Fill
+        );
+        assert_eq!(
+            decide(sie, || state(true, false, false), Asker::Caller),
+            Decision::Wait
+        );
+        // Backing off: served, no fetch.
+        assert_eq!(
+            decide(sie, || state(false, true, true), Asker::Caller),
+            Decision::Serve(Served::StaleIfError)
+        );
+        // One caller probes; the others are served meanwhile.
+        assert_eq!(
+            decide(sie, || state(false, false, true), Asker::Caller),
+            Decision::ServeAndRefresh(Served::StaleIfError)
+        );
+        assert_eq!(
+            decide(sie, || state(true, false, true), Asker::Caller),
+            Decision::Serve(Served::StaleIfError)
+        );
+        // A waiter is not handed the probe: it fills.
+        assert_eq!(
+            decide(sie, || state(false, false, true), Asker::Waiter),
+            Decision::Fill
+        );
+    }
+
+    #[test]
+    fn nothing_servable_fills_once_and_waits_otherwise() {
+        for asker in [Asker::Caller, Asker::Waiter] {
+            assert_eq!(
+                decide(None, || state(false, true, true), asker),
+                Decision::Fill
+            );
+            assert_eq!(
+                decide(None, || state(true, false, false), asker),
+                Decision::Wait
+            );
+        }
+    }
+
+    #[test]
+    fn the_back_off_doubles_from_its_minimum_to_its_maximum_without_overflow() {
+        let b: Vec<u64> = (1..=6).map(|f| backoff(f, 2, 16)).collect();
+        assert_eq!(b, [2, 4, 8, 16, 16, 16]);
+        assert_eq!(backoff(u32::MAX, u64::MAX, u64::MAX), u64::MAX);
+        assert_eq!(backoff(0, 2, 16), 2);
+    }
+
+    #[test]
+    fn a_failure_backs_off_from_when_it_happened_and_grows() {
+        let mut c = Control::<u32>::default();
+        c.fail(100, |f| backoff(f, 10, 1_000));
+        assert_eq!((c.failures, c.retry_at), (1, 110));
+        c.fail(200, |f| backoff(f, 10, 1_000));
+        assert_eq!((c.failures, c.retry_at), (2, 220));
+        assert!(c.state(219).backing_off && !c.state(220).backing_off);
+        c.stored();
+        assert_eq!((c.failures, c.retry_at), (0, 0));
+    }
+
+    #[test]
+    fn failures_are_remembered_while_the_entry_can_be_served() {
+        let mut c = Control::<u32>::default();
+        c.fail(0, |_| 10);
+        assert!(!c.is_idle(5, || true), "backing off");
+        assert!(
+            !c.is_idle(50, || true),
+            "failed, the stale entry still servable"
+        );
+        assert!(c.is_idle(50, || false), "nothing left to serve stale");
+        c.refresh_dropped(50, 10);
+        assert!(!c.is_idle(55, || false));
     }
 }

@@ -74,3 +74,57 @@ impl<V> Slab<V> {
         self.slot_mut(i).as_mut().expect("indexed node exists")
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::key::KeyBytes;
+    use crate::shard::Links;
+
+    fn node(v: u32) -> Node<u32> {
+        Node {
+            key: KeyBytes::new(&v.to_le_bytes()),
+            value: v,
+            stored_at: 0,
+            ttl_ms: 0,
+            swr_ms: 0,
+            sie_ms: 0,
+            tags: None,
+            links: Links::new(),
+        }
+    }
+
+    #[test]
+    fn nodes_are_found_by_index_across_chunks() {
+        let mut slab = Slab::new();
+        let idx: Vec<u32> = (0..1_000).map(|v| slab.insert(node(v))).collect();
+        assert_eq!(idx, (0..1_000).collect::<Vec<_>>());
+        for (v, &i) in idx.iter().enumerate() {
+            assert_eq!(slab.get(i).value, v as u32);
+        }
+        slab.get_mut(700).value = 7;
+        assert_eq!(slab.get(700).value, 7);
+    }
+
+    #[test]
+    fn a_freed_index_is_reused_before_a_new_one() {
+        let mut slab = Slab::new();
+        for v in 0..10 {
+            slab.insert(node(v));
+        }
+        assert_eq!(slab.remove(3).value, 3);
+        assert_eq!(slab.remove(7).value, 7);
+        assert_eq!(slab.insert(node(70)), 7);
+        assert_eq!(slab.insert(node(30)), 3);
+        assert_eq!(slab.insert(node(10)), 10);
+    }
+
+    #[test]
+    #[should_panic(expected = "removed node exists")]
+    fn removing_a_free_index_is_a_bug_caught_at_once() {
+        let mut slab = Slab::new();
+        let i = slab.insert(node(1));
+        slab.remove(i);
+        slab.remove(i);
+    }
+}

@@ -6,6 +6,7 @@
 //! the hit path); threads beyond that share stripe 0, never owned, and add atomically. A
 //! snapshot sums the stripes.
 
+use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 /// Everything the cache counts. The lookup outcomes add up to the number of lookups.
@@ -44,17 +45,26 @@ struct Stripe([AtomicU64; COUNTERS]);
 
 /// The striped counters of one cache.
 pub(crate) struct Counters {
-    stripes: Box<[Stripe]>,
+    stripes: Box<[Stripe; STRIPES]>,
 }
 
 /// Which stripe indexes a live thread owns (the same index in every cache).
 static CLAIMED: [AtomicBool; STRIPES] = [const { AtomicBool::new(false) }; STRIPES];
 
-/// A thread's stripe: owned alone (`exclusive`) or shared with other threads.
-struct Claim {
-    index: usize,
-    exclusive: bool,
+/// This thread's stripe: `UNCLAIMED` before its first count, `SHARED` when it owns none (it
+/// adds atomically to stripe 0), else the stripe it owns alone. A constant without destructor,
+/// so reading it on the hit path is one load.
+const UNCLAIMED: usize = 0;
+const SHARED: usize = usize::MAX;
+
+thread_local! {
+    static STRIPE: Cell<usize> = const { Cell::new(UNCLAIMED) };
+    /// Releases the owned stripe when the thread ends.
+    static CLAIM: Claim = Claim::new();
 }
+
+/// The ownership of a stripe, released when its thread ends.
+struct Claim(usize);
 
 impl Claim {
     fn new() -> Self {
@@ -65,37 +75,41 @@ impl Claim {
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Relaxed)
                 .is_ok()
             {
-                return Claim {
-                    index,
-                    exclusive: true,
-                };
+                return Claim(index);
             }
         }
-        Claim {
-            index: 0,
-            exclusive: false,
-        }
+        Claim(SHARED)
     }
 }
 
 impl Drop for Claim {
     fn drop(&mut self) {
-        if self.exclusive {
-            CLAIMED[self.index].store(false, Ordering::Release);
+        // Counts from later destructors of this thread go to the shared stripe.
+        let _ = STRIPE.try_with(|s| s.set(SHARED));
+        if self.0 != SHARED {
+            CLAIMED[self.0].store(false, Ordering::Release);
         }
     }
 }
 
-thread_local! {
-    static CLAIM: Claim = Claim::new();
+/// This thread's stripe, claiming one on its first count.
+#[inline]
+fn stripe() -> usize {
+    let s = STRIPE.with(Cell::get);
+    if s != UNCLAIMED {
+        return s;
+    }
+    let claimed = CLAIM.try_with(|c| c.0).unwrap_or(SHARED);
+    STRIPE.with(|s| s.set(claimed));
+    claimed
 }
 
 impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
-            stripes: (0..STRIPES)
-                .map(|_| Stripe(std::array::from_fn(|_| AtomicU64::new(0))))
-                .collect(),
+            stripes: Box::new(std::array::from_fn(|_| {
+                Stripe(std::array::from_fn(|_| AtomicU64::new(0)))
+            })),
         }
     }
 
@@ -108,21 +122,18 @@ impl Counters {
     /// Adds `n` to `c`.
     #[inline]
     pub(crate) fn add(&self, c: Counter, n: u64) {
-        let counted = CLAIM.try_with(|claim| {
-            let cell = &self.stripes[claim.index].0[c as usize];
-            if claim.exclusive {
+        match stripe() {
+            SHARED => {
+                self.stripes[0].0[c as usize].fetch_add(n, Ordering::Relaxed);
+            }
+            owned => {
                 // Only this thread writes this stripe: no read-modify-write needed.
+                let cell = &self.stripes[owned % STRIPES].0[c as usize];
                 cell.store(
                     cell.load(Ordering::Relaxed).wrapping_add(n),
                     Ordering::Relaxed,
                 );
-            } else {
-                cell.fetch_add(n, Ordering::Relaxed);
             }
-        });
-        if counted.is_err() {
-            // During this thread's teardown (a lookup from another TLS destructor).
-            self.stripes[0].0[c as usize].fetch_add(n, Ordering::Relaxed);
         }
     }
 

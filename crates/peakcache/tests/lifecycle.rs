@@ -316,3 +316,253 @@ fn a_fill_carries_the_expired_value_for_revalidation() {
         "but the old value can be revalidated"
     );
 }
+
+/// What `lookup` answered at each second of `run_lookups`, as one letter: F(resh), S(tale,
+/// no ticket), R(efresh ticket), M(iss), W(ait), P(ass). Tickets are kept, never completed: the
+/// origin hangs.
+fn hanging_origin_answers(cache: &Cache<u32>, clock: &ManualClock, seconds: u32) -> String {
+    let mut hanging = Vec::new();
+    let mut answers = String::new();
+    for _ in 0..seconds {
+        answers.push(match cache.lookup(b"k") {
+            Lookup::Fresh(_) => 'F',
+            Lookup::Stale(_, None) => 'S',
+            Lookup::Stale(_, Some(refresh)) => {
+                hanging.push(Some(refresh));
+                'R'
+            }
+            Lookup::Miss(fill) => {
+                hanging.push(None);
+                std::mem::forget(fill);
+                'M'
+            }
+            Lookup::Wait(_) => 'W',
+            Lookup::Pass => 'P',
+        });
+        clock.advance(SEC);
+    }
+    answers
+}
+
+/// The seconds at which a fetch (fill or refresh) was handed out.
+fn fetch_times(answers: &str) -> Vec<usize> {
+    answers
+        .char_indices()
+        .filter(|&(_, a)| a == 'R' || a == 'M')
+        .map(|(i, _)| i)
+        .collect()
+}
+
+#[test]
+fn a_hanging_origin_is_probed_once_per_back_off_not_once_per_lock_timeout() {
+    // Lock timeout 10 s, back-off 2 s doubling to 16 s. A fetch that outlives the lock timeout
+    // has failed: the key backs off, and the stale-if-error entry is served meanwhile.
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(10, 0, 3600)).unwrap();
+    clock.advance(11 * SEC);
+    let answers = hanging_origin_answers(&cache, &clock, 120);
+    assert_eq!(
+        fetch_times(&answers),
+        [0, 12, 26, 44, 70, 96],
+        "each probe lock timeout + back-off after the last: {answers}"
+    );
+    assert!(
+        !answers[10..].contains('W'),
+        "nobody waits once the fill timed out: {answers}"
+    );
+}
+
+#[test]
+fn a_hanging_refresh_backs_off_like_a_failed_one() {
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(10, 3600, 0)).unwrap();
+    clock.advance(11 * SEC);
+    let answers = hanging_origin_answers(&cache, &clock, 120);
+    assert_eq!(fetch_times(&answers), [0, 12, 26, 44, 70, 96], "{answers}");
+    assert!(
+        !answers.contains('W') && !answers.contains('M'),
+        "{answers}"
+    );
+}
+
+#[test]
+fn waiters_of_a_fill_past_the_lock_timeout_get_the_stale_if_error_entry() {
+    let (cache, clock) = cache();
+    cache.insert(b"k", 1, windows(10, 0, 3600)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Miss(_hanging) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(waiter) = cache.lookup(b"k") else {
+        panic!()
+    };
+    clock.advance(10 * SEC);
+    match waiter.try_wait() {
+        Ok(Resolved::Hit(hit)) => {
+            assert_eq!((*hit.value(), hit.served()), (1, Served::StaleIfError))
+        }
+        _ => panic!("the stale-if-error entry, not a fetch of their own from a hanging origin"),
+    }
+}
+
+#[test]
+fn a_key_backing_off_keeps_its_failures_when_control_records_are_pruned() {
+    let clock = ManualClock::new();
+    let cache: Cache<u32> = Cache::builder()
+        .clock(clock.clone())
+        .shards(1)
+        .retry_backoff(2 * SEC, 16 * SEC)
+        .build();
+    cache.insert(b"k", 1, windows(10, 0, 3600)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    assert!(fill.fail().is_some());
+    clock.advance(2 * SEC);
+    // Fills of many other keys: their records outgrow the table, which is pruned.
+    let others: Vec<_> = (0..200u32)
+        .map(|i| match cache.lookup(&i.to_be_bytes()) {
+            Lookup::Miss(fill) => fill,
+            _ => panic!("a new key misses"),
+        })
+        .collect();
+    let Lookup::Stale(_, Some(probe)) = cache.lookup(b"k") else {
+        panic!("the origin is known to fail: one background probe, not a fill everyone waits on")
+    };
+    let Lookup::Stale(_, None) = cache.lookup(b"k") else {
+        panic!("the others are served stale")
+    };
+    probe.fail();
+    clock.advance(2 * SEC);
+    assert!(
+        matches!(cache.lookup(b"k"), Lookup::Stale(_, None)),
+        "the second failure in a row doubles the back-off to 4 s"
+    );
+    clock.advance(2 * SEC);
+    assert!(matches!(cache.lookup(b"k"), Lookup::Stale(_, Some(_))));
+    drop(others);
+}
+
+/// A cache of `entries` entries (every entry weighs 1) in one shard.
+fn counted(entries: u64) -> (Cache<u32>, ManualClock) {
+    let clock = ManualClock::new();
+    let cache = Cache::builder()
+        .clock(clock.clone())
+        .shards(1)
+        .max_bytes(entries)
+        .max_object_weight(1)
+        .weigher(|_, _| 1)
+        .lock_timeout(10 * SEC)
+        .build();
+    (cache, clock)
+}
+
+/// A hundred new keys, each read twice after its insert: enough to evict every entry not read.
+fn busy_traffic(cache: &Cache<u32>) {
+    for i in 0..100u32 {
+        let key = i.to_be_bytes();
+        cache.insert(&key, i, windows(3600, 0, 0)).unwrap();
+        assert!(cache.get(&key).is_some() && cache.get(&key).is_some());
+    }
+}
+
+#[test]
+fn the_stale_copy_is_not_evicted_while_its_key_is_fetched_again() {
+    let (cache, clock) = counted(10);
+    cache.insert(b"k", 1, windows(10, 0, 3600)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(waiter) = cache.lookup(b"k") else {
+        panic!()
+    };
+    busy_traffic(&cache);
+    let stale = fill
+        .fail()
+        .expect("the stale-if-error entry is still there");
+    assert_eq!(*stale.value(), 1);
+    assert!(matches!(waiter.try_wait(), Ok(Resolved::Hit(h)) if *h.value() == 1));
+    assert!(cache.len() <= 10);
+}
+
+#[test]
+fn the_stale_copy_is_not_evicted_while_it_is_refreshed() {
+    let (cache, clock) = counted(10);
+    cache.insert(b"k", 1, windows(10, 3600, 0)).unwrap();
+    clock.advance(11 * SEC);
+    let Lookup::Stale(_, Some(refresh)) = cache.lookup(b"k") else {
+        panic!()
+    };
+    busy_traffic(&cache);
+    assert!(matches!(cache.lookup(b"k"), Lookup::Stale(h, None) if *h.value() == 1));
+    refresh.fail();
+    assert!(matches!(cache.lookup(b"k"), Lookup::Stale(h, None) if *h.value() == 1));
+}
+
+#[test]
+fn while_frozen_an_expired_entry_is_not_evicted_first() {
+    let (cache, clock) = counted(10);
+    cache.insert(b"k", 0, windows(1, 0, 0)).unwrap();
+    for i in 1..10u32 {
+        cache
+            .insert(&i.to_be_bytes(), i, windows(3600, 0, 0))
+            .unwrap();
+    }
+    clock.advance(100 * SEC);
+    cache.freeze(true);
+    // Served as fresh while frozen, read as often as any entry worth keeping.
+    expect_fresh(&cache, b"k", 0);
+    expect_fresh(&cache, b"k", 0);
+    cache.insert(b"new", 10, windows(3600, 0, 0)).unwrap();
+    expect_fresh(&cache, b"k", 0);
+    assert_eq!(cache.stats().expirations, 0);
+}
+
+/// A step to run later, once.
+type Hook = Box<dyn FnOnce() + Send>;
+
+/// A clock that runs a hook the next time it is read: to put another caller's step at an exact
+/// point of a lookup, without threads or sleeps.
+#[derive(Clone, Default)]
+struct HookClock {
+    time: ManualClock,
+    hook: std::sync::Arc<std::sync::Mutex<Option<Hook>>>,
+}
+
+impl peakcache::Clock for HookClock {
+    fn now(&self) -> Duration {
+        let hook = self.hook.lock().unwrap().take();
+        if let Some(hook) = hook {
+            hook();
+        }
+        self.time.now()
+    }
+}
+
+#[test]
+fn a_waiter_past_the_lock_timeout_gets_a_value_committed_as_it_looked() {
+    let clock = HookClock::default();
+    let cache: Cache<u32> = Cache::builder()
+        .clock(clock.clone())
+        .lock_timeout(10 * SEC)
+        .build();
+    let Lookup::Miss(fill) = cache.lookup(b"k") else {
+        panic!()
+    };
+    let Lookup::Wait(waiter) = cache.lookup(b"k") else {
+        panic!()
+    };
+    clock.time.advance(10 * SEC);
+    // The fill commits after the waiter found it pending, as it reads the clock.
+    *clock.hook.lock().unwrap() = Some(Box::new(move || {
+        fill.commit(7, windows(60, 0, 0)).unwrap();
+    }));
+    match waiter.try_wait() {
+        Ok(Resolved::Hit(hit)) => assert_eq!(*hit.value(), 7),
+        Ok(Resolved::TimedOut) => panic!("timed out although the value was there"),
+        _ => panic!("the committed value"),
+    }
+    assert_eq!(cache.stats().wait_timeouts, 0);
+}

@@ -156,10 +156,13 @@ fn memory_stays_within_its_bounds() {
         full_table.max(after_folds) <= MAX_TAG_TABLE,
         "{full_table} and {after_folds} bytes of tag purge records"
     );
-    // Not the goal (64): the ghost list and the sketch add about 16 bytes per resident entry
-    // once a cache evicts. Measured 79.1; this bound catches a regression.
+    // Not the goal (64): once a cache evicts, the ghosts add about 7 bytes per resident entry
+    // (4-byte entries, 1.4 per key) and the sketch 4 (eight 4-bit counters), on top of the
+    // 64-byte node (key 16, value 8, lifetimes 20, tags 8, queue links and bits 9) and its
+    // table slot. Measured 74.9 (79.1 before the ghosts' entries shrank from 8 bytes, sized
+    // without rounding to a power of two); this bound catches a regression.
     assert!(
-        evicting <= 84.0,
+        evicting <= 78.0,
         "{evicting:.1} bytes per resident entry while evicting"
     );
 }

@@ -255,16 +255,27 @@ impl Model {
     }
 
     /// Forgets a key's control record once it holds nothing (as the cache does after a ticket
-    /// ends or an insert): its count of failures in a row starts again.
+    /// ends or an insert). Failures are remembered while the key's entry can be served stale.
     fn tidy(&mut self, key: u8) {
         let now = self.now;
-        if self
-            .controls
-            .get(&key)
-            .is_some_and(|c| c.flight.is_none() && c.retry_at <= now && c.pass_until <= now)
-        {
+        let servable = Self::settled_entry(&self.marks, &self.entries, key)
+            .is_some_and(|e| e.standing(now) != Standing::Dead);
+        if self.controls.get(&key).is_some_and(|c| {
+            c.flight.is_none()
+                && c.retry_at <= now
+                && c.pass_until <= now
+                && (c.failures == 0 || !servable)
+        }) {
             self.controls.remove(&key);
         }
+    }
+
+    fn settled_entry(
+        marks: &HashMap<u8, Mark>,
+        entries: &HashMap<u8, Entry>,
+        key: u8,
+    ) -> Option<Entry> {
+        entries.get(&key).map(|e| Self::settled(marks, e))
     }
 
     fn backoff(failures: u32) -> u64 {
@@ -397,8 +408,8 @@ impl Model {
             },
         );
         if let Some(c) = self.controls.get_mut(&key) {
-            // A stored value ends the pass-through and the back-off.
-            if c.pass_until > now || c.retry_at > now {
+            // A stored value ends the pass-through, the back-off and the run of failures.
+            if c.pass_until > now || c.retry_at > now || c.failures > 0 {
                 c.pass_until = 0;
                 c.retry_at = 0;
                 c.failures = 0;
