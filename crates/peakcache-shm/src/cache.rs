@@ -377,6 +377,7 @@ pub struct Hit {
     value: Bytes,
     flags: u32,
     served: Served,
+    seq: u64,
     stored_at: u64,
     fresh_until: u64,
     revalidate_until: u64,
@@ -404,6 +405,14 @@ impl Hit {
         self.served
     }
 
+    /// A number naming the stored record: the same for every read of one stored value, in
+    /// every process attached to the region; another once the value is replaced (or a tag
+    /// purge made it stale), and another in another region (the record's sequence number
+    /// mixed with the region's random seed). See [`ShmCache::lookup_unchanged`].
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// When the value was stored (region time).
     pub fn stored_at(&self) -> Duration {
         Duration::from_nanos(self.stored_at)
@@ -427,6 +436,38 @@ impl Hit {
     /// How long it has been stored at `now` (region time, [`ShmCache::now`]).
     pub fn age(&self, now: Duration) -> Duration {
         now.saturating_sub(self.stored_at())
+    }
+}
+
+/// What [`ShmCache::lookup_unchanged`] answers: the key's entry is fresh and still the value the
+/// caller holds a copy of; its lifetimes, in region time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unchanged {
+    stored_at: u64,
+    fresh_until: u64,
+    revalidate_until: u64,
+    error_until: u64,
+}
+
+impl Unchanged {
+    /// When the value was stored (region time).
+    pub fn stored_at(&self) -> Duration {
+        Duration::from_nanos(self.stored_at)
+    }
+
+    /// When it stops being fresh.
+    pub fn fresh_until(&self) -> Duration {
+        Duration::from_nanos(self.fresh_until)
+    }
+
+    /// When its stale-while-revalidate window ends.
+    pub fn revalidate_until(&self) -> Duration {
+        Duration::from_nanos(self.revalidate_until)
+    }
+
+    /// When its stale-if-error window ends.
+    pub fn error_until(&self) -> Duration {
+        Duration::from_nanos(self.error_until)
     }
 }
 
@@ -977,6 +1018,7 @@ impl ShmCache {
             value: Bytes::copy_from_slice(s.value_bytes(r)),
             flags: r.flags,
             served,
+            seq: self.record_seq(r),
             stored_at: r.stored_at,
             fresh_until: r.fresh_until(),
             revalidate_until: r.revalidate_until(),
@@ -1090,13 +1132,63 @@ impl ShmCache {
     /// `None` for anything else (a miss, a stale entry, a flight past its deadline, a
     /// pass-through, tags to check, a writer in the way), which the locked lookup decides.
     fn lookup_fresh_optimistic(&self, key: &[u8]) -> Option<Hit> {
+        let (value, r) = self.fresh_optimistic(key, |s, r| {
+            let mut value = Vec::new();
+            s.copy_value_racy(r, &mut value)?;
+            Some(value)
+        })?;
+        Some(Hit {
+            value: Bytes::from(value),
+            flags: r.flags,
+            served: Served::Fresh,
+            seq: self.record_seq(&r),
+            stored_at: r.stored_at,
+            fresh_until: r.fresh_until(),
+            revalidate_until: r.revalidate_until(),
+            error_until: r.error_until(),
+        })
+    }
+
+    /// Whether `key` has a fresh entry (or the cache is frozen) whose value is still the one a
+    /// [`Hit`] with this [`Hit::seq`] was a copy of: read without the shard
+    /// lock and without copying the value, counted and touched as the fresh hit
+    /// [`lookup`](Self::lookup) would answer. A host that keeps what it derived from a hit (the
+    /// nginx module's prepared answers) serves that again. `None` when the value was replaced,
+    /// the entry is not fresh, or the answer needs the lock (tags to check, a flight past its
+    /// deadline, a pass-through, a writer in the way): then `lookup` answers.
+    pub fn lookup_unchanged(&self, key: &[u8], seq: u64) -> Option<Unchanged> {
+        if key.len() > MAX_KEY {
+            return None;
+        }
+        let ((), r) =
+            self.fresh_optimistic(key, |_, r| (self.record_seq(r) == seq).then_some(()))?;
+        Some(Unchanged {
+            stored_at: r.stored_at,
+            fresh_until: r.fresh_until(),
+            revalidate_until: r.revalidate_until(),
+            error_until: r.error_until(),
+        })
+    }
+
+    /// [`Hit::seq`] of record `r`.
+    fn record_seq(&self, r: &Rec) -> u64 {
+        r.seq ^ self.region().settings.seed
+    }
+
+    /// A fresh entry of `key` read without the shard lock, counted and touched: what `read`
+    /// takes of it (`None`: nothing, the caller's lookup goes on) and its record.
+    fn fresh_optimistic<T>(
+        &self,
+        key: &[u8],
+        read: impl Fn(&shard::Shard<'_>, &Rec) -> Option<T>,
+    ) -> Option<(T, Rec)> {
         let hash = self.key_hash(key);
         let shard = self.shard_index(hash);
         let now = self.now_nanos();
         let frozen = self.frozen();
         for _ in 0..OPTIMISTIC_TRIES {
             let mut counted = false;
-            let read = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
+            let got = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
                 let r = &p.rec;
                 let overdue = p.meta & shard::M_ACTIVE != 0 && now >= p.deadline;
                 let fresh = frozen || r.standing(now) == Standing::Fresh;
@@ -1107,23 +1199,13 @@ impl ShmCache {
                 }
                 s.count(Counter::Fresh);
                 counted = true;
-                let mut value = Vec::new();
-                s.copy_value_racy(r, &mut value)?;
-                Some((p.slot, value, *r))
+                Some((p.slot, read(s, r)?, *r))
             });
             let s = shard::Shard::new(self.region(), shard);
-            match read {
-                Optimistic::Read((slot, value, r)) => {
+            match got {
+                Optimistic::Read((slot, t, r)) => {
                     s.touch(slot);
-                    return Some(Hit {
-                        value: Bytes::from(value),
-                        flags: r.flags,
-                        served: Served::Fresh,
-                        stored_at: r.stored_at,
-                        fresh_until: r.fresh_until(),
-                        revalidate_until: r.revalidate_until(),
-                        error_until: r.error_until(),
-                    });
+                    return Some((t, r));
                 }
                 Optimistic::Absent => return None,
                 Optimistic::Retry if counted => s.uncount(Counter::Fresh),
