@@ -152,11 +152,14 @@ typedef struct {
 /*
  * The headers of an answer from an entry, ready for r->headers_out: the
  * strings point into `headers` (the HTTP layer's list).  Memoized ones are
- * counted (the memo table's reference, and one per request using it) and
- * keep the clocks of a hit's and a waiter's answer.
+ * counted (the memo table's reference, and one per request using it), keep
+ * the clocks of a hit's and a waiter's answer, and are found by the key
+ * their entry was stored under.
  */
 typedef struct {
     ngx_uint_t                     refs;
+    ngx_http_peakcache_zone_t     *zone;
+    ngx_str_t                      key;           /* the entry's */
     uint64_t                       id;            /* peakcache_entry_id */
     peakcache_entry               *entry;
     peakcache_http_policy         *policy;
@@ -320,9 +323,13 @@ static ngx_uint_t ngx_http_peakcache_memoizable(ngx_http_request_t *r,
 static ngx_http_peakcache_memo_t *ngx_http_peakcache_memo_get(
     ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     peakcache_entry *entry, size_t body_len, uint64_t now);
+static ngx_int_t ngx_http_peakcache_memo_find(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_memo_t ***ways);
 static ngx_http_peakcache_memo_t *ngx_http_peakcache_memo_new(
-    ngx_http_request_t *r, peakcache_http_policy *policy,
+    ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     peakcache_entry *entry, uint64_t id, uint64_t now);
+static void ngx_http_peakcache_memo_put(ngx_http_peakcache_memo_t **ways,
+    ngx_int_t found, ngx_http_peakcache_memo_t *m);
 static ngx_http_peakcache_clock_t *ngx_http_peakcache_memo_clock(
     ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, uint64_t now);
 static uint64_t ngx_http_peakcache_age_until(ngx_http_peakcache_memo_t *m,
@@ -774,11 +781,20 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_peakcache_lookup(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_uint_t               outcome;
-    peakcache_result         rc;
-    peakcache_lookup_result  lr;
+    ngx_int_t                    found;
+    ngx_uint_t                   outcome;
+    peakcache_entry             *known;
+    peakcache_result             rc;
+    peakcache_lookup_result      lr;
+    ngx_http_peakcache_memo_t  **ways;
 
-    rc = peakcache_lookup(ctx->zone->cache, ctx->key.data, ctx->key.len, &lr);
+    /* the memoized entry, handed out again while it is the key's: no copy */
+
+    found = ngx_http_peakcache_memo_find(ctx, &ways);
+    known = found >= 0 ? ways[found]->entry : NULL;
+
+    rc = peakcache_lookup_known(ctx->zone->cache, ctx->key.data, ctx->key.len,
+                                known, &lr);
 
     if (rc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
@@ -2099,11 +2115,13 @@ ngx_http_peakcache_memoizable(ngx_http_request_t *r,
 
 /*
  * The memoized answer to a plain hit of `entry`: the HTTP layer's own answer
- * (peakcache_http_serve), kept as long as the entry, with its clocks (see
- * memo_clock).  Memos are keyed by peakcache_entry_id, the same for every
- * handle of one stored value (the shared backend hands out a new handle, a
- * fresh copy, on every hit) and another once the value is replaced; the memo
- * holds a reference to the entry, so the id stays unique while it lives.
+ * (peakcache_http_serve), kept as long as the entry is the key's, with its
+ * clocks (see memo_clock).  A memo is found by its key and zone, and holds
+ * when its peakcache_entry_id is the entry's: the same for every handle of
+ * one stored value (the shared backend hands out a new handle, a fresh copy,
+ * on a hit that is not peakcache_lookup_known's) and another once the value
+ * is replaced; the memo holds a reference to the entry, so the id stays
+ * unique while it lives.
  */
 
 static ngx_http_peakcache_memo_t *
@@ -2112,7 +2130,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     uint64_t now)
 {
     uint64_t                     id;
-    ngx_uint_t                   i, slot;
+    ngx_int_t                    found;
     ngx_http_peakcache_memo_t   *m, **ways;
 
     if (body_len > NGX_HTTP_PEAKCACHE_MEMO_BODY) {
@@ -2124,43 +2142,88 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
         return NULL;
     }
 
-    slot = (ngx_uint_t) ((id ^ (id >> 17) ^ (id >> 33)) >> 4)
-           & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 2);
-    ways = &ngx_http_peakcache_memos[slot];
+    found = ngx_http_peakcache_memo_find(ctx, &ways);
 
-    for (i = 0; i < 2; i++) {
-        m = ways[i];
+    if (found >= 0) {
+        m = ways[found];
 
-        if (m && m->id == id && m->policy == ctx->policy) {
+        if (m->id == id && m->policy == ctx->policy) {
             return m;
         }
     }
 
-    if (ngx_http_peakcache_memo_bytes + body_len
+    if (ngx_http_peakcache_memo_bytes + body_len + ctx->key.len
         > NGX_HTTP_PEAKCACHE_MEMO_BYTES)
     {
         return NULL;
     }
 
-    m = ngx_http_peakcache_memo_new(r, ctx->policy, entry, id, now);
+    m = ngx_http_peakcache_memo_new(r, ctx, entry, id, now);
     if (m == NULL) {
         return NULL;
     }
 
     m->body_len = body_len;
 
-    /* the newest first: the older of the pair makes room */
-
-    if (ways[1]) {
-        ngx_http_peakcache_memo_bytes -= ways[1]->body_len;
-        ngx_http_peakcache_memo_release(ways[1]);
-    }
-
-    ways[1] = ways[0];
-    ways[0] = m;
-    ngx_http_peakcache_memo_bytes += body_len;
+    ngx_http_peakcache_memo_put(ways, found, m);
 
     return m;
+}
+
+
+/* the slots ctx->key's memo goes in; the way it is in, or -1 */
+
+static ngx_int_t
+ngx_http_peakcache_memo_find(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_memo_t ***ways)
+{
+    ngx_uint_t                  i;
+    ngx_http_peakcache_memo_t  *m;
+
+    *ways = &ngx_http_peakcache_memos[
+                ngx_murmur_hash2(ctx->key.data, ctx->key.len)
+                & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 2)];
+
+    for (i = 0; i < 2; i++) {
+        m = (*ways)[i];
+
+        if (m
+            && m->zone == ctx->zone
+            && m->key.len == ctx->key.len
+            && ngx_memcmp(m->key.data, ctx->key.data, m->key.len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * Puts `m` first in its pair of slots: in place of the memo of its key's
+ * former entry (way `found`), if any, else of the older of the pair.
+ */
+
+static void
+ngx_http_peakcache_memo_put(ngx_http_peakcache_memo_t **ways, ngx_int_t found,
+    ngx_http_peakcache_memo_t *m)
+{
+    ngx_http_peakcache_memo_t  *old;
+
+    old = ways[found >= 0 ? found : 1];
+
+    if (old) {
+        ngx_http_peakcache_memo_bytes -= old->body_len + old->key.len;
+        ngx_http_peakcache_memo_release(old);
+    }
+
+    if (found != 0) {
+        ways[1] = ways[0];
+    }
+
+    ways[0] = m;
+    ngx_http_peakcache_memo_bytes += m->body_len + m->key.len;
 }
 
 
@@ -2173,7 +2236,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
 
 static ngx_http_peakcache_memo_t *
 ngx_http_peakcache_memo_new(ngx_http_request_t *r,
-    peakcache_http_policy *policy, peakcache_entry *entry, uint64_t id,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, uint64_t id,
     uint64_t now)
 {
     size_t                        n;
@@ -2189,8 +2252,8 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
     req.method.data = (const uint8_t *) "GET";
     req.method.len = 3;
 
-    rc = peakcache_http_serve(policy, &req, entry, PEAKCACHE_HTTP_HIT, 0, now,
-                              &a);
+    rc = peakcache_http_serve(ctx->policy, &req, entry, PEAKCACHE_HTTP_HIT, 0,
+                              now, &a);
     if (rc != PEAKCACHE_OK) {
         return NULL;
     }
@@ -2203,7 +2266,8 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
     }
 
     m = ngx_alloc(sizeof(ngx_http_peakcache_memo_t)
-                  + (n ? n : 1) * sizeof(ngx_table_elt_t), r->connection->log);
+                  + (n ? n : 1) * sizeof(ngx_table_elt_t) + ctx->key.len,
+                  r->connection->log);
     if (m == NULL) {
         peakcache_http_headers_free(a.headers);
         return NULL;
@@ -2220,9 +2284,13 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
     }
 
     m->id = id;
-    m->policy = policy;
+    m->zone = ctx->zone;
+    m->policy = ctx->policy;
     m->status = a.status;
     m->elts = (ngx_table_elt_t *) (m + 1);
+    m->key.data = (u_char *) (m->elts + (n ? n : 1));
+    m->key.len = ctx->key.len;
+    ngx_memcpy(m->key.data, ctx->key.data, ctx->key.len);
 
     ngx_http_peakcache_memo_fill(m, items, n);
 

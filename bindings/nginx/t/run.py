@@ -1367,6 +1367,33 @@ class Shared:
         assert len({h["x-pid"] for _, h, _ in res}) > 1
         assert self.o.count("/sh-purge") == 2, self.o.count("/sh-purge")
 
+    def test_shared_memoized_entry_never_outlives_its_value(self):
+        # every worker answers a hit from its memo and hands the memo's entry to the region
+        # again (peakcache_lookup_known) instead of copying it out: a soft purge, its refresh
+        # and a hard purge are each seen by every worker at once
+        def round_():
+            return [self.get("/sh-memo") for _ in range(16)]
+
+        round_()
+        assert self.o.count("/sh-memo") == 1
+        s, _, b = self.get("/purge?url=/sh-memo&soft=1", method="POST")
+        assert s == 200, b
+        res = round_()
+        assert all(h["x-cache"] in ("UPDATING", "HIT") for _, h, _ in res), res
+        assert res[0][1]["x-cache"] == "UPDATING", res[0][1]
+        assert self.o.wait_count("/sh-memo", 2) == 2
+        time.sleep(0.2)
+        res = round_()
+        assert len({h["x-pid"] for _, h, _ in res}) > 1
+        assert all(h["x-cache"] == "HIT" and b"n2" in b for _, h, b in res), \
+            [(h["x-cache"], h["x-pid"], b) for _, h, b in res]
+        s, _, b = self.get("/purge?url=/sh-memo", method="PURGE")
+        assert s == 200 and json.loads(b)["found"] is True, b
+        res = round_()
+        assert [h["x-cache"] for _, h, _ in res] == ["MISS"] + ["HIT"] * 15, res
+        assert all(b"n3" in b for _, _, b in res), [b for _, _, b in res]
+        assert self.o.count("/sh-memo") == 3
+
     def test_shared_stats_add_up(self):
         before = [self.status() for _ in range(4)]
         assert before[0]["backend"] == "shared" and before[0]["shards"] >= 1, before[0]
