@@ -1121,18 +1121,22 @@ impl ShmCache {
     /// wait, or pass through. See [`Lookup`].
     pub fn lookup(&self, key: &[u8]) -> Lookup {
         if key.len() <= MAX_KEY {
-            if let Some(hit) = self.lookup_fresh_optimistic(key) {
-                return Lookup::Fresh(hit);
+            if let Some(hit) = self.lookup_optimistic(key) {
+                return match hit.served {
+                    Served::Fresh => Lookup::Fresh(hit),
+                    _ => Lookup::Stale(hit, None),
+                };
             }
         }
         self.lookup_with(key, true)
     }
 
-    /// The fresh-hit case of `lookup` without the shard lock (see `shard::read_optimistic`):
-    /// `None` for anything else (a miss, a stale entry, a flight past its deadline, a
-    /// pass-through, tags to check, a writer in the way), which the locked lookup decides.
-    fn lookup_fresh_optimistic(&self, key: &[u8]) -> Option<Hit> {
-        let (value, r) = self.fresh_optimistic(key, |s, r| {
+    /// The hits of `lookup` that hand out no ticket, without the shard lock (see
+    /// `shard::read_optimistic` and `servable_optimistic`): a fresh entry, or a stale one while
+    /// its refresh runs or its failing origin backs off. Those are most lookups of a busy key,
+    /// so a process stopped while it holds the shard's lock stops no other's hits.
+    fn lookup_optimistic(&self, key: &[u8]) -> Option<Hit> {
+        let (value, r, served) = self.servable_optimistic(key, true, |s, r| {
             let mut value = Vec::new();
             s.copy_value_racy(r, &mut value)?;
             Some(value)
@@ -1140,7 +1144,7 @@ impl ShmCache {
         Some(Hit {
             value: Bytes::from(value),
             flags: r.flags,
-            served: Served::Fresh,
+            served,
             seq: self.record_seq(&r),
             stored_at: r.stored_at,
             fresh_until: r.fresh_until(),
@@ -1150,8 +1154,8 @@ impl ShmCache {
     }
 
     /// Whether `key` has a fresh entry (or the cache is frozen) whose value is still the one a
-    /// [`Hit`] with this [`Hit::seq`] was a copy of: read without the shard
-    /// lock and without copying the value, counted and touched as the fresh hit
+    /// [`Hit`] with this [`Hit::seq`] was a copy of: read without the shard lock and without
+    /// copying the value, counted and touched as the fresh hit
     /// [`lookup`](Self::lookup) would answer. A host that keeps what it derived from a hit (the
     /// nginx module's prepared answers) serves that again. `None` when the value was replaced,
     /// the entry is not fresh, or the answer needs the lock (tags to check, a flight past its
@@ -1160,8 +1164,8 @@ impl ShmCache {
         if key.len() > MAX_KEY {
             return None;
         }
-        let ((), r) =
-            self.fresh_optimistic(key, |_, r| (self.record_seq(r) == seq).then_some(()))?;
+        let ((), r, _) =
+            self.servable_optimistic(key, false, |_, r| (self.record_seq(r) == seq).then_some(()))?;
         Some(Unchanged {
             stored_at: r.stored_at,
             fresh_until: r.fresh_until(),
@@ -1175,41 +1179,68 @@ impl ShmCache {
         r.seq ^ self.region().settings.seed
     }
 
-    /// A fresh entry of `key` read without the shard lock, counted and touched: what `read`
-    /// takes of it (`None`: nothing, the caller's lookup goes on) and its record.
-    fn fresh_optimistic<T>(
+    /// A servable entry of `key` read without the shard lock, counted and touched as the locked
+    /// lookup would: what `read` takes of it (`None`: nothing, the caller's lookup goes on), its
+    /// record and how it is served. A fresh entry (any, while frozen); with `stale`, also a stale
+    /// one that the locked lookup serves without a ticket: inside stale-while-revalidate while
+    /// its refresh runs or a failed one backs off, inside stale-if-error while a failing origin
+    /// backs off or is being probed. `None` for anything else (a miss, a ticket to hand out, a
+    /// flight past its deadline, a pass-through, tags to check, a writer in the way), which the
+    /// locked lookup decides.
+    fn servable_optimistic<T>(
         &self,
         key: &[u8],
+        stale: bool,
         read: impl Fn(&shard::Shard<'_>, &Rec) -> Option<T>,
-    ) -> Option<(T, Rec)> {
+    ) -> Option<(T, Rec, Served)> {
         let hash = self.key_hash(key);
         let shard = self.shard_index(hash);
         let now = self.now_nanos();
         let frozen = self.frozen();
         for _ in 0..OPTIMISTIC_TRIES {
-            let mut counted = false;
+            let mut counted = None;
             let got = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
                 let r = &p.rec;
-                let overdue = p.meta & shard::M_ACTIVE != 0 && now >= p.deadline;
-                let fresh = frozen || r.standing(now) == Standing::Fresh;
+                let flight = p.meta & shard::M_ACTIVE != 0;
+                let overdue = flight && now >= p.deadline;
                 let settled = (r.ntags == 0 || p.checked_epoch == Tags::new(self.region()).epoch())
                     && r.seq >= self.stale_all_seq();
-                if p.pass_until > now || overdue || !r.has_value() || !fresh || !settled {
+                if p.pass_until > now || overdue || !r.has_value() || !settled {
                     return None;
                 }
-                s.count(Counter::Fresh);
-                counted = true;
-                Some((p.slot, read(s, r)?, *r))
+                let backing_off = || now < s.retry_at(p.slot);
+                let served = match r.standing(now) {
+                    _ if frozen => Served::Fresh,
+                    Standing::Fresh => Served::Fresh,
+                    Standing::Stale if stale && (flight || backing_off()) => Served::Stale,
+                    Standing::StaleIfError
+                        if stale && (backing_off() || flight && s.failures(p.slot) > 0) =>
+                    {
+                        Served::StaleIfError
+                    }
+                    _ => return None,
+                };
+                let c = match served {
+                    Served::Fresh => Counter::Fresh,
+                    Served::Stale => Counter::Stale,
+                    Served::StaleIfError => Counter::StaleIfError,
+                };
+                s.count(c);
+                counted = Some(c);
+                Some((p.slot, read(s, r)?, *r, served))
             });
             let s = shard::Shard::new(self.region(), shard);
             match got {
-                Optimistic::Read((slot, t, r)) => {
+                Optimistic::Read((slot, t, r, served)) => {
                     s.touch(slot);
-                    return Some((t, r));
+                    return Some((t, r, served));
                 }
                 Optimistic::Absent => return None,
-                Optimistic::Retry if counted => s.uncount(Counter::Fresh),
-                Optimistic::Retry => {}
+                Optimistic::Retry => {
+                    if let Some(c) = counted {
+                        s.uncount(c);
+                    }
+                }
             }
         }
         None
