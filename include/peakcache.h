@@ -2102,10 +2102,11 @@ peakcache_result peakcache_lookup_sized(const struct peakcache_cache *cache,
 
 /**
  * `peakcache_lookup` for a caller that holds `known`, an entry this cache handed out for this
- * same key (by a lookup or a waiter): while the key's value is still that one and fresh (or
- * the cache is frozen), the answer is FRESH with `entry` a new reference to `known` itself
- * (the same pointer), so that what the caller prepared from it still holds, and the shared
- * backend copies nothing out of its region. Otherwise (another value, not fresh, `known`
+ * same key (by a lookup or a waiter): while the key's value is still that one and the answer
+ * hands out no ticket (FRESH, or the cache frozen; STALE with `refresh` NULL: its refresh
+ * runs, or a failing origin backs off), `entry` is a new reference to `known` itself (the
+ * same pointer), so that what the caller prepared from it still holds, and the shared backend
+ * copies nothing out of its region. Otherwise (another value, a ticket to hand out, `known`
  * NULL or of the local backend, whose hits copy nothing anyway) exactly `peakcache_lookup`'s
  * answer, also when `known` is an entry another cache, or this one for another key, handed
  * out. Counted once in the stats, as `peakcache_lookup`.

@@ -9,7 +9,7 @@ use crate::panic::try_boundary;
 use crate::result::peakcache_result;
 use crate::ticket::{peakcache_fill, peakcache_refresh, FillKind, RefreshKind};
 use crate::waiter::{peakcache_waiter, WaiterKind};
-use peakcache::Lookup;
+use peakcache::{Lookup, Served};
 use peakcache_shm::Lookup as ShmLookup;
 use std::ptr::null_mut;
 use std::sync::Arc;
@@ -122,10 +122,11 @@ pub unsafe extern "C" fn peakcache_lookup_sized(
 }
 
 /// `peakcache_lookup` for a caller that holds `known`, an entry this cache handed out for this
-/// same key (by a lookup or a waiter): while the key's value is still that one and fresh (or
-/// the cache is frozen), the answer is FRESH with `entry` a new reference to `known` itself
-/// (the same pointer), so that what the caller prepared from it still holds, and the shared
-/// backend copies nothing out of its region. Otherwise (another value, not fresh, `known`
+/// same key (by a lookup or a waiter): while the key's value is still that one and the answer
+/// hands out no ticket (FRESH, or the cache frozen; STALE with `refresh` NULL: its refresh
+/// runs, or a failing origin backs off), `entry` is a new reference to `known` itself (the
+/// same pointer), so that what the caller prepared from it still holds, and the shared backend
+/// copies nothing out of its region. Otherwise (another value, a ticket to hand out, `known`
 /// NULL or of the local backend, whose hits copy nothing anyway) exactly `peakcache_lookup`'s
 /// answer, also when `known` is an entry another cache, or this one for another key, handed
 /// out. Counted once in the stats, as `peakcache_lookup`.
@@ -171,8 +172,9 @@ pub unsafe extern "C" fn peakcache_lookup_known_sized(
     })
 }
 
-/// The FRESH answer handing out `known` again when the key's stored value is still the one it
-/// was read from (see `peakcache_shm::ShmCache::lookup_unchanged`); `None` when it is not.
+/// The answer handing out `known` again when the key's stored value is still the one it was
+/// read from and served without a ticket (see `peakcache_shm::ShmCache::lookup_unchanged`);
+/// `None` when it is not.
 fn unchanged(
     s: &Shared,
     key: &[u8],
@@ -189,8 +191,22 @@ fn unchanged(
     };
     // SAFETY: a live handle is an `Arc<Stored>` pointer; one more reference for the answer.
     unsafe { Arc::increment_strong_count(known.cast::<crate::value::Stored>()) };
+    let (kind, served) = match u.served() {
+        Served::Fresh => (
+            peakcache_lookup_kind::PEAKCACHE_LOOKUP_FRESH,
+            peakcache_served::PEAKCACHE_SERVED_FRESH,
+        ),
+        Served::Stale => (
+            peakcache_lookup_kind::PEAKCACHE_LOOKUP_STALE,
+            peakcache_served::PEAKCACHE_SERVED_STALE,
+        ),
+        Served::StaleIfError => (
+            peakcache_lookup_kind::PEAKCACHE_LOOKUP_STALE,
+            peakcache_served::PEAKCACHE_SERVED_STALE_IF_ERROR,
+        ),
+    };
     let info = HitInfo {
-        served: peakcache_served::PEAKCACHE_SERVED_FRESH,
+        served,
         status: stored.status,
         body: stored.body.as_ptr(),
         body_len: stored.body.len(),
@@ -200,7 +216,7 @@ fn unchanged(
         error_until_ms: clock_ms(u.error_until()),
     };
     Ok(Some(peakcache_lookup_result::with(
-        peakcache_lookup_kind::PEAKCACHE_LOOKUP_FRESH,
+        kind,
         known.cast_mut(),
         info,
     )))
@@ -370,6 +386,10 @@ mod tests {
     }
 
     fn insert(c: *mut peakcache_cache, key: &[u8], body: &[u8]) {
+        insert_for(c, key, body, 60_000, 0);
+    }
+
+    fn insert_for(c: *mut peakcache_cache, key: &[u8], body: &[u8], ttl_ms: u64, swr_ms: u64) {
         let mut resp = null_mut();
         // SAFETY: valid pointers; the response is consumed by the insert.
         unsafe {
@@ -383,8 +403,8 @@ mod tests {
                 key.as_ptr(),
                 key.len(),
                 &mut resp,
-                60_000,
-                0,
+                ttl_ms,
+                swr_ms,
                 0,
                 null(),
                 0,
@@ -461,6 +481,29 @@ mod tests {
         // SAFETY: each reference freed once.
         unsafe {
             peakcache_entry_free(replaced.entry);
+            peakcache_entry_free(first.entry);
+            peakcache_cache_free(c);
+        }
+    }
+
+    #[test]
+    fn a_known_stale_entry_is_handed_out_again_while_another_caller_refreshes_it() {
+        let c = cache(PEAKCACHE_BACKEND_SHARED);
+        insert_for(c, b"k", b"old", 0, 60_000);
+        let (rc, first) = known(c, b"k", null());
+        assert_eq!(rc, PEAKCACHE_OK);
+        assert_eq!(first.kind, peakcache_lookup_kind::PEAKCACHE_LOOKUP_STALE);
+        assert!(!first.refresh.is_null(), "the first stale lookup refreshes");
+        let (rc, again) = known(c, b"k", first.entry);
+        assert_eq!(rc, PEAKCACHE_OK);
+        assert_eq!(again.kind, peakcache_lookup_kind::PEAKCACHE_LOOKUP_STALE);
+        assert_eq!(again.served, peakcache_served::PEAKCACHE_SERVED_STALE);
+        assert!(again.refresh.is_null());
+        assert_eq!(again.entry, first.entry);
+        // SAFETY: each handle released once.
+        unsafe {
+            crate::ticket::peakcache_refresh_abandon(first.refresh);
+            peakcache_entry_free(again.entry);
             peakcache_entry_free(first.entry);
             peakcache_cache_free(c);
         }

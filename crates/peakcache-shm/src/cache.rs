@@ -439,10 +439,12 @@ impl Hit {
     }
 }
 
-/// What [`ShmCache::lookup_unchanged`] answers: the key's entry is fresh and still the value the
-/// caller holds a copy of; its lifetimes, in region time.
+/// What [`ShmCache::lookup_unchanged`] answers: the key's entry is servable without a ticket and
+/// still the value the caller holds a copy of; how it is served and its lifetimes, in region
+/// time.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Unchanged {
+    served: Served,
     stored_at: u64,
     fresh_until: u64,
     revalidate_until: u64,
@@ -450,6 +452,12 @@ pub struct Unchanged {
 }
 
 impl Unchanged {
+    /// Fresh, or stale (while its refresh runs or a failing origin backs off) as
+    /// [`lookup`](ShmCache::lookup) would answer `Stale(hit, None)`.
+    pub fn served(&self) -> Served {
+        self.served
+    }
+
     /// When the value was stored (region time).
     pub fn stored_at(&self) -> Duration {
         Duration::from_nanos(self.stored_at)
@@ -1136,7 +1144,7 @@ impl ShmCache {
     /// its refresh runs or its failing origin backs off. Those are most lookups of a busy key,
     /// so a process stopped while it holds the shard's lock stops no other's hits.
     fn lookup_optimistic(&self, key: &[u8]) -> Option<Hit> {
-        let (value, r, served) = self.servable_optimistic(key, true, |s, r| {
+        let (value, r, served) = self.servable_optimistic(key, |s, r| {
             let mut value = Vec::new();
             s.copy_value_racy(r, &mut value)?;
             Some(value)
@@ -1153,20 +1161,22 @@ impl ShmCache {
         })
     }
 
-    /// Whether `key` has a fresh entry (or the cache is frozen) whose value is still the one a
-    /// [`Hit`] with this [`Hit::seq`] was a copy of: read without the shard lock and without
-    /// copying the value, counted and touched as the fresh hit
-    /// [`lookup`](Self::lookup) would answer. A host that keeps what it derived from a hit (the
-    /// nginx module's prepared answers) serves that again. `None` when the value was replaced,
-    /// the entry is not fresh, or the answer needs the lock (tags to check, a flight past its
-    /// deadline, a pass-through, a writer in the way): then `lookup` answers.
+    /// Whether `key` has an entry that [`lookup`](Self::lookup) would serve without handing out
+    /// a ticket (fresh, or the cache frozen; stale while its refresh runs or a failing origin
+    /// backs off) and whose value is still the one a [`Hit`] with this [`Hit::seq`] was a copy
+    /// of: read without the shard lock and without copying the value, counted and touched as
+    /// that hit. A host that keeps what it derived from a hit (the nginx module's prepared
+    /// answers) serves that again. `None` when the value was replaced, or the answer is
+    /// another (a miss, a ticket to hand out) or needs the lock (tags to check, a flight past
+    /// its deadline, a pass-through, a writer in the way): then `lookup` answers.
     pub fn lookup_unchanged(&self, key: &[u8], seq: u64) -> Option<Unchanged> {
         if key.len() > MAX_KEY {
             return None;
         }
-        let ((), r, _) =
-            self.servable_optimistic(key, false, |_, r| (self.record_seq(r) == seq).then_some(()))?;
+        let ((), r, served) =
+            self.servable_optimistic(key, |_, r| (self.record_seq(r) == seq).then_some(()))?;
         Some(Unchanged {
+            served,
             stored_at: r.stored_at,
             fresh_until: r.fresh_until(),
             revalidate_until: r.revalidate_until(),
@@ -1181,16 +1191,15 @@ impl ShmCache {
 
     /// A servable entry of `key` read without the shard lock, counted and touched as the locked
     /// lookup would: what `read` takes of it (`None`: nothing, the caller's lookup goes on), its
-    /// record and how it is served. A fresh entry (any, while frozen); with `stale`, also a stale
-    /// one that the locked lookup serves without a ticket: inside stale-while-revalidate while
-    /// its refresh runs or a failed one backs off, inside stale-if-error while a failing origin
-    /// backs off or is being probed. `None` for anything else (a miss, a ticket to hand out, a
+    /// record and how it is served. A fresh entry (any, while frozen), or a stale one that the
+    /// locked lookup serves without a ticket: inside stale-while-revalidate while its refresh
+    /// runs or a failed one backs off, inside stale-if-error while a failing origin backs off or
+    /// is being probed. `None` for anything else (a miss, a ticket to hand out, a
     /// flight past its deadline, a pass-through, tags to check, a writer in the way), which the
     /// locked lookup decides.
     fn servable_optimistic<T>(
         &self,
         key: &[u8],
-        stale: bool,
         read: impl Fn(&shard::Shard<'_>, &Rec) -> Option<T>,
     ) -> Option<(T, Rec, Served)> {
         let hash = self.key_hash(key);
@@ -1212,10 +1221,8 @@ impl ShmCache {
                 let served = match r.standing(now) {
                     _ if frozen => Served::Fresh,
                     Standing::Fresh => Served::Fresh,
-                    Standing::Stale if stale && (flight || backing_off()) => Served::Stale,
-                    Standing::StaleIfError
-                        if stale && (backing_off() || flight && s.failures(p.slot) > 0) =>
-                    {
+                    Standing::Stale if flight || backing_off() => Served::Stale,
+                    Standing::StaleIfError if backing_off() || flight && s.failures(p.slot) > 0 => {
                         Served::StaleIfError
                     }
                     _ => return None,

@@ -77,7 +77,10 @@ fn a_stale_if_error_entry_backing_off_is_served_while_its_shard_is_locked() {
     let Lookup::Miss(fill) = c.lookup(b"k") else {
         panic!("past its lifetime, inside stale-if-error only: a fill")
     };
-    assert!(fill.fail().is_some(), "the failed fill hands the entry back");
+    assert!(
+        fill.fail().is_some(),
+        "the failed fill hands the entry back"
+    );
     let before = c.stats();
     let (answer, took) = lookup_while_locked(&c, b"k");
     assert_eq!(served(&answer), Some((Served::StaleIfError, false)));

@@ -2,7 +2,7 @@
 //! key's fresh value is still that one, without copying it out. It says yes exactly when the
 //! locked lookup would answer a fresh hit of the same stored value, and counts like it.
 
-use peakcache::{Freshness, ManualClock, PurgeMode};
+use peakcache::{Freshness, ManualClock, PurgeMode, Served};
 use peakcache_shm::{Lookup, ShmCache};
 use std::time::Duration;
 
@@ -62,18 +62,46 @@ fn a_replaced_value_is_changed_even_with_the_same_bytes() {
 }
 
 #[test]
-fn a_value_no_longer_fresh_purged_or_absent_is_changed() {
+fn a_stale_value_is_unchanged_only_once_its_refresh_ticket_is_out() {
     let (c, clock) = cache();
     let w = Freshness::new(TTL).with_swr(Duration::from_secs(30));
     c.insert(b"stale", b"v", w).unwrap();
-    let stale = fresh(&c, b"stale");
+    let hit = fresh(&c, b"stale");
     clock.advance(TTL);
-    assert_eq!(c.lookup_unchanged(b"stale", stale.seq()), None);
+    assert_eq!(
+        c.lookup_unchanged(b"stale", hit.seq()),
+        None,
+        "the next lookup hands out the refresh ticket"
+    );
+    let Lookup::Stale(_, Some(refresh)) = c.lookup(b"stale") else {
+        panic!("a stale hit with the refresh ticket")
+    };
+    let before = c.stats();
+    let u = c
+        .lookup_unchanged(b"stale", hit.seq())
+        .expect("served stale meanwhile");
+    assert_eq!(u.served(), Served::Stale);
+    assert_eq!(c.stats().stale, before.stale + 1);
+    drop(refresh);
+}
+
+#[test]
+fn a_value_past_its_windows_purged_or_absent_is_changed() {
+    let (c, clock) = cache();
+    let w = Freshness::new(TTL).with_swr(Duration::from_secs(30));
+    c.insert(b"dead", b"v", w).unwrap();
+    let dead = fresh(&c, b"dead");
+    clock.advance(TTL + Duration::from_secs(30));
+    assert_eq!(c.lookup_unchanged(b"dead", dead.seq()), None);
 
     c.insert(b"soft", b"v", w).unwrap();
     let soft = fresh(&c, b"soft");
     assert!(c.purge(b"soft", PurgeMode::Soft));
-    assert_eq!(c.lookup_unchanged(b"soft", soft.seq()), None);
+    assert_eq!(
+        c.lookup_unchanged(b"soft", soft.seq()),
+        None,
+        "stale: the next lookup refreshes"
+    );
 
     c.insert_tagged(b"tagged", b"v", w, &[b"t"]).unwrap();
     let tagged = fresh(&c, b"tagged");
