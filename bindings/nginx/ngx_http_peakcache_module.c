@@ -136,10 +136,12 @@ typedef struct {
 
 /*
  * What moves with time in a memoized answer: its Age and this cache's
- * Cache-Status member (for one outcome), the same from valid_from until
- * valid_until, the next instant the entry's Age in whole seconds changes.
+ * Cache-Status member (for one outcome and upstream status), the same from
+ * valid_from until valid_until, at most until the next instant the entry's
+ * Age in whole seconds changes.
  */
 typedef struct {
+    ngx_uint_t                     fwd_status;
     uint64_t                       valid_from;    /* Unix ms */
     uint64_t                       valid_until;
     peakcache_buf                 *cache_status;
@@ -166,7 +168,7 @@ typedef struct {
     peakcache_http_headers        *headers;
     size_t                         body_len;
     uint64_t                       boundary;      /* Unix ms the Age changed */
-    ngx_http_peakcache_clock_t     clock[2];      /* HIT, COLLAPSED */
+    ngx_http_peakcache_clock_t     clock[4];      /* see clock_slot */
     ngx_uint_t                     status;
     ngx_uint_t                     nelts;
     ngx_table_elt_t               *elts;
@@ -331,7 +333,12 @@ static ngx_http_peakcache_memo_t *ngx_http_peakcache_memo_new(
 static void ngx_http_peakcache_memo_put(ngx_http_peakcache_memo_t **ways,
     ngx_int_t found, ngx_http_peakcache_memo_t *m);
 static ngx_http_peakcache_clock_t *ngx_http_peakcache_memo_clock(
-    ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, uint64_t now);
+    ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, ngx_uint_t fwd_status,
+    uint64_t now);
+static ngx_uint_t ngx_http_peakcache_clock_slot(ngx_uint_t outcome);
+static peakcache_buf *ngx_http_peakcache_cache_status(
+    ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, ngx_uint_t fwd_status,
+    uint64_t at);
 static uint64_t ngx_http_peakcache_age_until(ngx_http_peakcache_memo_t *m,
     uint64_t now, uint64_t age);
 static ngx_uint_t ngx_http_peakcache_age_is(peakcache_entry *entry,
@@ -2026,7 +2033,9 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     if (ngx_http_peakcache_memoizable(r, ctx)) {
 
         m = ngx_http_peakcache_memo_get(r, ctx, entry, body_len, now);
-        c = m ? ngx_http_peakcache_memo_clock(m, ctx->outcome, now) : NULL;
+        c = m ? ngx_http_peakcache_memo_clock(m, ctx->outcome, ctx->fwd_status,
+                                              now)
+              : NULL;
 
         if (c) {
             if (ngx_http_peakcache_memo_apply(r, m, c) != NGX_OK) {
@@ -2095,10 +2104,11 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
 
 /*
  * Whether the answer may come from the memo: a plain request (see
- * ngx_http_peakcache_plain) answered with a fresh entry, as a hit or as the
- * answer of another request's fill, under a policy that ignores request
- * directives.  Then the HTTP layer's answer depends on the entry, and on the
- * time through its Age and Cache-Status alone.
+ * ngx_http_peakcache_plain) answered with an entry, as a hit (fresh or
+ * stale) or as the answer of another request's fill, under a policy that
+ * ignores request directives.  Then the HTTP layer's answer depends on the
+ * entry, and on the outcome and the time through its Age and Cache-Status
+ * alone.
  */
 
 static ngx_uint_t
@@ -2106,8 +2116,9 @@ ngx_http_peakcache_memoizable(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx)
 {
     return (ctx->outcome == PEAKCACHE_HTTP_HIT
-            || ctx->outcome == PEAKCACHE_HTTP_COLLAPSED)
-           && ctx->fwd_status == 0
+            || ctx->outcome == PEAKCACHE_HTTP_COLLAPSED
+            || ctx->outcome == PEAKCACHE_HTTP_STALE
+            || ctx->outcome == PEAKCACHE_HTTP_STALE_IF_ERROR)
            && ctx->policy == ctx->conf->frozen_policy
            && ngx_http_peakcache_plain(r);
 }
@@ -2297,7 +2308,7 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
     c = NULL;
 
     if (m->age >= 0 && m->cache_status >= 0) {
-        c = ngx_http_peakcache_memo_clock(m, PEAKCACHE_HTTP_HIT, now);
+        c = ngx_http_peakcache_memo_clock(m, PEAKCACHE_HTTP_HIT, 0, now);
     }
 
     if (c == NULL) {
@@ -2328,24 +2339,28 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
 
 
 /*
- * The Age and Cache-Status of a memoized answer for `outcome` (a hit, or a
- * waiter's hit) at `now`, from the HTTP layer, kept until the entry's Age
- * changes; NULL if the HTTP layer could not say.
+ * The Age and Cache-Status of a memoized answer for `outcome` (a hit, a
+ * waiter's hit, a stale hit) and `fwd_status` at `now`, from the HTTP layer,
+ * kept until the entry's Age changes; NULL if the HTTP layer could not say.
  */
 
 static ngx_http_peakcache_clock_t *
 ngx_http_peakcache_memo_clock(ngx_http_peakcache_memo_t *m,
-    ngx_uint_t outcome, uint64_t now)
+    ngx_uint_t outcome, ngx_uint_t fwd_status, uint64_t now)
 {
-    size_t                       len;
+    size_t                       len, last_len;
     uint64_t                     age, until;
-    peakcache_buf               *buf;
-    const uint8_t               *data;
+    peakcache_buf               *buf, *last;
+    const uint8_t               *data, *last_data;
     ngx_http_peakcache_clock_t  *c;
 
-    c = &m->clock[outcome == PEAKCACHE_HTTP_COLLAPSED];
+    c = &m->clock[ngx_http_peakcache_clock_slot(outcome)];
 
-    if (c->cache_status && now >= c->valid_from && now < c->valid_until) {
+    if (c->cache_status
+        && c->fwd_status == fwd_status
+        && now >= c->valid_from
+        && now < c->valid_until)
+    {
         return c;
     }
 
@@ -2355,15 +2370,34 @@ ngx_http_peakcache_memo_clock(ngx_http_peakcache_memo_t *m,
 
     until = ngx_http_peakcache_age_until(m, now, age);
 
-    buf = NULL;
+    buf = ngx_http_peakcache_cache_status(m, outcome, fwd_status, now);
 
-    if (peakcache_http_cache_status(m->policy, (uint32_t) outcome, 0, 0,
-                                    m->entry, now, &buf)
-        != PEAKCACHE_OK
-        || peakcache_buf_data(buf, &data, &len) != PEAKCACHE_OK)
-    {
+    if (buf == NULL || peakcache_buf_data(buf, &data, &len) != PEAKCACHE_OK) {
         peakcache_buf_free(buf);
         return NULL;
+    }
+
+    if (outcome == PEAKCACHE_HTTP_STALE
+        || outcome == PEAKCACHE_HTTP_STALE_IF_ERROR)
+    {
+        /*
+         * A stale answer names who granted it (the origin's window, then
+         * the operator's grace), which may change within the second: kept
+         * for the second only when it says the same at its end.
+         */
+
+        last = ngx_http_peakcache_cache_status(m, outcome, fwd_status,
+                                               until - 1);
+
+        if (last == NULL
+            || peakcache_buf_data(last, &last_data, &last_len) != PEAKCACHE_OK
+            || last_len != len
+            || ngx_memcmp(last_data, data, len) != 0)
+        {
+            until = now + 1;
+        }
+
+        peakcache_buf_free(last);
     }
 
     peakcache_buf_free(c->cache_status);
@@ -2372,10 +2406,56 @@ ngx_http_peakcache_memo_clock(ngx_http_peakcache_memo_t *m,
     c->status_value.data = (u_char *) data;
     c->status_value.len = len;
     c->age_len = ngx_sprintf(c->age, "%uL", age) - c->age;
+    c->fwd_status = fwd_status;
     c->valid_from = now;
     c->valid_until = until;
 
     return c;
+}
+
+
+/* each outcome the memo answers keeps its own clock */
+
+static ngx_uint_t
+ngx_http_peakcache_clock_slot(ngx_uint_t outcome)
+{
+    switch (outcome) {
+
+    case PEAKCACHE_HTTP_COLLAPSED:
+        return 1;
+
+    case PEAKCACHE_HTTP_STALE:
+        return 2;
+
+    case PEAKCACHE_HTTP_STALE_IF_ERROR:
+        return 3;
+
+    default: /* PEAKCACHE_HTTP_HIT */
+        return 0;
+    }
+}
+
+
+/* this cache's Cache-Status member for the memo's entry at `at`, or NULL */
+
+static peakcache_buf *
+ngx_http_peakcache_cache_status(ngx_http_peakcache_memo_t *m,
+    ngx_uint_t outcome, ngx_uint_t fwd_status, uint64_t at)
+{
+    peakcache_buf  *buf;
+
+    buf = NULL;
+
+    if (peakcache_http_cache_status(m->policy, (uint32_t) outcome,
+                                    (uint16_t) fwd_status, 0, m->entry, at,
+                                    &buf)
+        != PEAKCACHE_OK)
+    {
+        peakcache_buf_free(buf);
+        return NULL;
+    }
+
+    return buf;
 }
 
 
@@ -2439,12 +2519,15 @@ ngx_http_peakcache_age_is(peakcache_entry *entry, uint64_t at, uint64_t age)
 static void
 ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m)
 {
+    ngx_uint_t  i;
+
     if (--m->refs) {
         return;
     }
 
-    peakcache_buf_free(m->clock[0].cache_status);
-    peakcache_buf_free(m->clock[1].cache_status);
+    for (i = 0; i < sizeof(m->clock) / sizeof(m->clock[0]); i++) {
+        peakcache_buf_free(m->clock[i].cache_status);
+    }
     peakcache_http_headers_free(m->headers);
     peakcache_entry_free(m->entry);
     ngx_free(m);

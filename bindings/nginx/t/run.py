@@ -1487,6 +1487,40 @@ class Shared:
         assert off <= 8, (off, [(h1["age"], h2["age"]) for h1, h2 in pairs])
         assert self.o.count("/sh-agememo") == 1
 
+    def test_shared_memoized_stale_answers_say_the_http_layers_status(self):
+        # while the origin is down, a page inside stale-if-error is answered from each worker's
+        # memo (its Cache-Status from the HTTP layer, per outcome); a request with a condition
+        # the cache answers is answered by the HTTP layer itself: both say the same
+        path = "/shm/sie-memo"
+        self.get(path)
+        time.sleep(1.1)
+        self.o.down = True
+        try:
+            pairs = []
+            t0 = time.time()
+            while time.time() - t0 < 2.5:
+                _, h1, _ = self.get(path)
+                _, h2, _ = self.get(path, headers={"If-None-Match": '"other"'})
+                pairs.append((h1, h2))
+                time.sleep(0.01)
+        finally:
+            self.o.down = False
+        stale = [(h1, h2) for h1, h2 in pairs if h1["x-cache"] == h2["x-cache"] == "STALE"]
+        assert len(stale) > len(pairs) // 2, [(h1["x-cache"], h2["x-cache"]) for h1, h2 in pairs]
+        off = 0
+        for h1, h2 in stale:
+            a1, a2 = int(h1["age"]), int(h2["age"])
+            # the failed fill's own answer says the origin's status too
+            want = [s % (1 - a) for a in (a1, a2) for s in (
+                "peakcache; fwd=stale; ttl=%d; detail=stale-if-error",
+                "peakcache; fwd=stale; fwd-status=503; ttl=%d; detail=stale-if-error")]
+            assert h1["cache-status"] in want[:2], h1
+            assert h2["cache-status"] in want[2:], h2
+            assert a2 - a1 in (0, 1), (a1, a2)
+            off += a1 != a2
+        assert off <= 8, (off, [(h1["age"], h2["age"]) for h1, h2 in stale])
+        assert len({h1["x-pid"] for h1, _ in stale}) > 1
+
     def test_shared_waiters_in_every_worker_say_collapsed(self):
         # the waiters of a fill, in its worker and in the others (polled), are answered from
         # the fill's entry, with what the HTTP layer says of a collapsed answer
