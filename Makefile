@@ -19,6 +19,11 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 
 all: test
 
+# Cargo's target directory (CARGO_TARGET_DIR or build.target-dir honoured), for the binaries the
+# test scripts run.
+CARGO_TARGET = $(shell $(CARGO) metadata --format-version 1 --no-deps \
+	| sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+
 deps:
 	@missing=""; for pair in $(DEPS); do what=$${pair%%:*}; pkg=$${pair##*:}; \
 	  case $$what in /*) [ -e $$what ] ;; *) command -v $$what >/dev/null 2>&1 ;; esac \
@@ -44,12 +49,14 @@ unit:
 test-loom:
 	RUSTFLAGS="--cfg loom" $(CARGO) test -p peakcache --release --lib --target-dir target/loom loom
 
-# The C library as hosts link it: libpeakcache.a / libpeakcache.so(.0) next to Cargo's artifacts.
+# The C library as hosts link it: libpeakcache.a / libpeakcache.so(.0) next to Cargo's artifacts,
+# in Cargo's target directory as Cargo reports it (CARGO_TARGET_DIR or build.target-dir if set).
 ffi:
 	$(CARGO) build --release -p peakcache-ffi --lib
-	cp target/release/libpeakcache_ffi.a target/release/libpeakcache.a
-	cp target/release/libpeakcache_ffi.so target/release/libpeakcache.so.0
-	ln -sf libpeakcache.so.0 target/release/libpeakcache.so
+	@out="$(CARGO_TARGET)/release" && set -x && \
+	  cp "$$out/libpeakcache_ffi.a" "$$out/libpeakcache.a" && \
+	  cp "$$out/libpeakcache_ffi.so" "$$out/libpeakcache.so.0" && \
+	  ln -sf libpeakcache.so.0 "$$out/libpeakcache.so"
 
 # Fails when include/peakcache.h differs from what the pinned cbindgen generates.
 header-check:
@@ -106,7 +113,7 @@ test-nginx-asan: ffi
 # peakcache-proxy, nginx + proxy_pass and nginx + fastcgi_pass to PHP-FPM (about a minute).
 test-hostile: deps nginx-module
 	$(CARGO) build --release -p peakcache-proxy
-	python3 tests/hostile/run.py
+	PEAKCACHE_PROXY=$(CARGO_TARGET)/release/peakcache-proxy python3 tests/hostile/run.py
 
 # Two nginx hosts (each with its host agent as shield) and two PHP pools (each with its agent),
 # on a redis-server and a counting origin of their own: a cold page costs one origin request
@@ -114,7 +121,7 @@ test-hostile: deps nginx-module
 # reaches the other host (tests/cluster/run.py, about 10 s).
 test-cluster: nginx-module php-ext
 	$(CARGO) build -p peakcache-proxy
-	python3 tests/cluster/run.py
+	PEAKCACHE_PROXY=$(CARGO_TARGET)/debug/peakcache-proxy python3 tests/cluster/run.py
 
 # Operations (tests/ops, about a minute): the live status page in headless Chromium (Debian's,
 # driven by puppeteer-core from npm) against nginx under traffic with a failing origin (writes
@@ -122,7 +129,7 @@ test-cluster: nginx-module php-ext
 # promtool and the Grafana dashboard against the exporters' metric names.
 test-ops: deps nginx-module
 	$(CARGO) build --release -p peakcache-proxy
-	tests/ops/run.sh
+	PEAKCACHE_PROXY=$(CARGO_TARGET)/release/peakcache-proxy tests/ops/run.sh
 
 # Hot hits, Zipf, cold spike, expiry under load, origin down: nginx + peakcache against
 # proxy_cache and `return 200`, same run, configured as the README says (worker_processes auto,
@@ -139,7 +146,7 @@ bench-shm:
 # nginx with the module, both as their READMEs configure them, when the suite is present
 # (CACHE_TESTS_DIR, default /tmp/cache-tests; see tests/cache-tests.sh).
 conformance: nginx-module
-	bash tests/cache-tests.sh
+	PEAKCACHE_PROXY=$(CARGO_TARGET)/release/peakcache-proxy bash tests/cache-tests.sh
 
 # Three peakcache-proxy hosts in one cluster on a redis-server of their own, one counting origin,
 # loopback: purge visible on all hosts (p50/p99 over 1,000 purges), second-level hit latency

@@ -115,7 +115,7 @@ esac
 start_proxy() {
   local port
   port="$(free_port)"
-  "$root/target/release/peakcache-proxy" --listen "127.0.0.1:$port" \
+  "${PEAKCACHE_PROXY:-$root/target/release/peakcache-proxy}" --listen "127.0.0.1:$port" \
     --origin "http://127.0.0.1:$origin_port" --size 64MiB ${PROXY_ARGS:-} >"$work/proxy.log" 2>&1 &
   pids+=($!)
   wait_for "peakcache-proxy" "http://127.0.0.1:$port/" "$work/proxy.log"

@@ -13,8 +13,15 @@ if [ ! -f "$src/configure" ] || [ ! -f "$src/conf_flags" ]; then
     echo "build.sh: $src/configure not found: install nginx-dev (apt-get install nginx-dev)" >&2
     exit 1
 fi
-if [ ! -f "$root/target/release/libpeakcache.a" ] && [ -z "${PEAKCACHE_LIB:-}" ]; then
-    echo "build.sh: target/release/libpeakcache.a missing: run \`make ffi\` first" >&2
+# The library `make ffi` leaves in Cargo's target directory (CARGO_TARGET_DIR's, if set), unless
+# PEAKCACHE_LIB names another; the module's config script reads PEAKCACHE_LIB.
+if [ -z "${PEAKCACHE_LIB:-}" ]; then
+    target_dir=$(cd "$root" && ${CARGO:-cargo} metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
+    export PEAKCACHE_LIB="$target_dir/release/libpeakcache.a"
+fi
+if [ ! -f "$PEAKCACHE_LIB" ]; then
+    echo "build.sh: $PEAKCACHE_LIB missing: run \`make ffi\` first" >&2
     exit 1
 fi
 
@@ -26,7 +33,7 @@ fi
 ld_opt=${NGINX_LD_OPT:-}
 mkdir -p "$out/build"
 stamp="$out/build/configured"
-want="$(cat "$src/conf_flags" "$root/bindings/nginx/config")${ld_opt:+ $ld_opt}"
+want="$(cat "$src/conf_flags" "$root/bindings/nginx/config")${ld_opt:+ $ld_opt} $PEAKCACHE_LIB"
 if [ ! -f "$work/objs/Makefile" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     rm -rf "$work"
     cp -a "$src" "$work"

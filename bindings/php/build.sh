@@ -25,7 +25,9 @@ else
         }
     fi
     include_dir="$root/include"
-    lib_dir="${CARGO_TARGET_DIR:-$root/target}/release"
+    # Where `make ffi` left it: Cargo's target directory (CARGO_TARGET_DIR's, if set).
+    lib_dir="$(cd "$root" && ${CARGO:-cargo} metadata --format-version 1 --no-deps |
+        sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')/release"
 fi
 [ -r "$lib_dir/libpeakcache.a" ] || { echo "build.sh: $lib_dir/libpeakcache.a missing (make ffi)" >&2; exit 1; }
 

@@ -46,7 +46,9 @@ mkdir -p "$build/lib" "$build/logs"
     echo "c-tests: 0 passed, 1 failed (cargo build)"
     exit 1
 }
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
+# Cargo's target directory as Cargo reports it (CARGO_TARGET_DIR, relative to the root or not).
+target_dir=$(cd "$root" && $CARGO metadata --format-version 1 --no-deps |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')
 cp "$target_dir/debug/libpeakcache_ffi.a" "$build/lib/libpeakcache.a"
 cp "$target_dir/debug/libpeakcache_ffi.so" "$build/lib/libpeakcache.so.0"
 ln -s libpeakcache.so.0 "$build/lib/libpeakcache.so"

@@ -29,13 +29,16 @@ import threading
 import time
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+# The module and the extension are built into the repository's target/ (bindings/*/build.sh);
+# the proxy into Cargo's target directory (the Makefile passes PEAKCACHE_PROXY).
 TARGET = os.environ.get("CARGO_TARGET_DIR", os.path.join(ROOT, "target"))
 NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 MODULE = os.environ.get("PEAKCACHE_MODULE",
-                        os.path.join(TARGET, "nginx/ngx_http_peakcache_module.so"))
+                        os.path.join(ROOT, "target/nginx/ngx_http_peakcache_module.so"))
 PROXY = os.environ.get("PEAKCACHE_PROXY", os.path.join(TARGET, "debug/peakcache-proxy"))
 PHP = os.environ.get("PHP", "php")
-PHP_EXT = os.environ.get("PEAKCACHE_PHP_EXT", os.path.join(TARGET, "php-ext/modules/peakcache.so"))
+PHP_EXT = os.environ.get("PEAKCACHE_PHP_EXT",
+                         os.path.join(ROOT, "target/php-ext/modules/peakcache.so"))
 REDIS = os.environ.get("REDIS_SERVER", "redis-server")
 HOST = "shop.test"
 

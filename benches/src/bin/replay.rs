@@ -15,115 +15,75 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use clap::Parser;
+
 use peakcache_benches::adapters::{CacheKind, Config, Weighing};
 use peakcache_benches::replay::{replay, Capacity};
 use peakcache_benches::report::{thousands, HitRow, HitTable};
 use peakcache_benches::trace::{self, Footprint, Format};
 
-const USAGE: &str = "\
-usage: replay --trace PATH --format FORMAT --capacity N[,N...] [options]
+/// A comma-separated list of capacities, taken as one value (`Vec` would make clap split it).
+type Capacities = Vec<Capacity>;
 
-  --trace PATH        trace file; .gz, .zst and .xz are decompressed in memory
-  --format FORMAT     arc, lirs, cache2k, adapt, long (big-endian u64 keys) or address
-  --capacity LIST     comma-separated capacities: entries (bytes for adapt), or N% of the
-                      trace's unique keys (unique bytes for adapt)
-  --only LIST         caches to run, comma-separated (default: lru,moka,quick_cache,peakcache)
-  --shards N          shard count for peakcache and quick_cache (default: each library's own)
-  --title TEXT        heading of the table (default: the trace's file name)
-  --moka-lazy         leave moka's maintenance to moka instead of running its pending
-                      tasks after every insert (the default, which holds moka to its capacity
-                      at every step like the other caches)
-";
+/// A shard count, or `None` for each library's own.
+type Shards = Option<usize>;
 
+/// Replays a cache trace through lru, moka, quick_cache and peakcache at one or more
+/// capacities and prints a markdown table of hit ratios (progress goes to stderr).
+#[derive(Debug, Parser)]
+#[command(name = "replay")]
 struct Args {
+    /// Trace file; .gz, .zst and .xz are decompressed in memory
+    #[arg(long, value_name = "PATH")]
     trace: PathBuf,
+    /// Trace format: arc, lirs, cache2k, adapt, long (big-endian u64 keys) or address
+    #[arg(long, value_name = "FORMAT")]
     format: Format,
-    capacities: Vec<Capacity>,
+    /// Comma-separated capacities: entries (bytes for adapt), or N% of the trace's unique keys
+    /// (unique bytes for adapt)
+    #[arg(long = "capacity", value_name = "LIST", value_parser = capacities)]
+    capacities: Capacities,
+    /// Caches to run, comma-separated
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        default_values_t = CacheKind::ALL
+    )]
     only: Vec<CacheKind>,
-    shards: Option<usize>,
+    /// Shard count for peakcache and quick_cache, or `default` for each library's own
+    #[arg(long, value_name = "N", value_parser = shards, default_value = "default")]
+    shards: Shards,
+    /// Heading of the table [default: the trace's file name]
+    #[arg(long, value_name = "TEXT")]
     title: Option<String>,
+    /// Leave moka's maintenance to moka instead of running its pending tasks after every
+    /// insert (the default, which holds moka to its capacity at every step like the other
+    /// caches)
+    #[arg(long)]
     moka_lazy: bool,
 }
 
-fn parse_args() -> Result<Args, String> {
-    let mut trace = None;
-    let mut format = None;
-    let mut capacities = None;
-    let mut only = CacheKind::ALL.to_vec();
-    let mut shards = None;
-    let mut title = None;
-    let mut moka_lazy = false;
-    let mut args = std::env::args().skip(1);
-    while let Some(flag) = args.next() {
-        if flag == "-h" || flag == "--help" {
-            return Err(String::new());
-        }
-        let (name, inline) = match flag.split_once('=') {
-            Some((n, v)) => (n.to_string(), Some(v.to_string())),
-            None => (flag.clone(), None),
-        };
-        let mut value = || {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or(format!("{name} needs a value"))
-        };
-        match name.as_str() {
-            "--trace" => trace = Some(PathBuf::from(value()?)),
-            "--format" => format = Some(value()?.parse()?),
-            "--capacity" => capacities = Some(Capacity::parse_list(&value()?)?),
-            "--only" => {
-                only = value()?
-                    .split(',')
-                    .filter(|s| !s.is_empty())
-                    .map(str::parse)
-                    .collect::<Result<_, _>>()?
-            }
-            "--shards" => {
-                let v = value()?;
-                shards = match v.as_str() {
-                    "default" => None,
-                    n => Some(n.parse().map_err(|e| format!("bad --shards {n:?}: {e}"))?),
-                }
-            }
-            "--title" => title = Some(value()?),
-            "--moka-lazy" => moka_lazy = true,
-            _ => return Err(format!("unknown argument {flag:?}")),
-        }
+fn capacities(s: &str) -> Result<Capacities, String> {
+    let list = Capacity::parse_list(s)?;
+    if list.is_empty() {
+        return Err("lists no capacity".into());
     }
-    let capacities: Vec<Capacity> = capacities.ok_or("--capacity is required")?;
-    if capacities.is_empty() {
-        return Err("--capacity lists no capacity".into());
+    Ok(list)
+}
+
+fn shards(s: &str) -> Result<Shards, String> {
+    match s {
+        "default" => Ok(None),
+        n => n
+            .parse()
+            .map(Some)
+            .map_err(|e| format!("{e} (a shard count, or default)")),
     }
-    if only.is_empty() {
-        return Err("--only lists no cache".into());
-    }
-    Ok(Args {
-        trace: trace.ok_or("--trace is required")?,
-        format: format.ok_or("--format is required")?,
-        capacities,
-        only,
-        shards,
-        title,
-        moka_lazy,
-    })
 }
 
 fn main() -> ExitCode {
-    let args = match parse_args() {
-        Ok(args) => args,
-        Err(e) => {
-            if !e.is_empty() {
-                eprintln!("replay: {e}\n");
-            }
-            eprint!("{USAGE}");
-            return if e.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(2)
-            };
-        }
-    };
+    let args = Args::parse();
     let requests = match trace::read(&args.trace, args.format) {
         Ok(r) => r,
         Err(e) => {
@@ -236,4 +196,76 @@ fn run(args: &Args, requests: &[trace::Request]) -> String {
     }
     out.push('\n');
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Args, clap::Error> {
+        Args::try_parse_from(std::iter::once("replay").chain(line.split_whitespace()))
+    }
+
+    #[test]
+    fn parses_lists_and_defaults() {
+        let a = parse("--trace t.zst --format arc --capacity 1000,2_000,1%").unwrap();
+        assert_eq!(a.format, Format::Arc);
+        assert_eq!(
+            a.capacities,
+            [
+                Capacity::Absolute(1000),
+                Capacity::Absolute(2000),
+                Capacity::Percent(1.0)
+            ]
+        );
+        assert_eq!(a.only, CacheKind::ALL);
+        assert_eq!((a.shards, a.moka_lazy, a.title), (None, false, None));
+        let a = parse(
+            "--trace t --format=lirs --capacity 5 --only lru,quick-cache --shards 4 --moka-lazy",
+        )
+        .unwrap();
+        assert_eq!(a.only, [CacheKind::Lru, CacheKind::QuickCache]);
+        assert_eq!((a.shards, a.moka_lazy), (Some(4), true));
+        assert_eq!(
+            parse("--trace t --format arc --capacity 5 --shards default")
+                .unwrap()
+                .shards,
+            None
+        );
+    }
+
+    #[test]
+    fn bad_command_lines_are_usage_errors_naming_the_flag() {
+        for (line, says) in [
+            ("--format arc --capacity 5", "--trace <PATH>"),
+            ("--trace t --capacity 5", "--format <FORMAT>"),
+            ("--trace t --format arc", "--capacity <LIST>"),
+            (
+                "--trace t --format zip --capacity 5",
+                "unknown trace format",
+            ),
+            ("--trace t --format arc --capacity ,", "lists no capacity"),
+            (
+                "--trace t --format arc --capacity 0",
+                "capacity must be positive",
+            ),
+            (
+                "--trace t --format arc --capacity 5 --only lru,memcached",
+                "unknown cache",
+            ),
+            (
+                "--trace t --format arc --capacity 5 --shards many",
+                "a shard count, or default",
+            ),
+            (
+                "--trace t --format arc --capacity 5 --bogus",
+                "unexpected argument '--bogus'",
+            ),
+        ] {
+            let e = parse(line).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{line}: {e}");
+            assert!(e.to_string().contains(says), "{line}: {e}");
+        }
+        assert_eq!(parse("--help").unwrap_err().exit_code(), 0);
+    }
 }

@@ -31,7 +31,8 @@ NGINX = os.environ.get("NGINX", "/usr/sbin/nginx")
 MODULE = os.environ.get("PEAKCACHE_MODULE",
                         os.path.join(ROOT, "target/nginx/ngx_http_peakcache_module.so"))
 PHP_FPM = os.environ.get("PHP_FPM", "php-fpm8.2")
-LIBPEAKCACHE = os.environ.get("PEAKCACHE_LIB", os.path.join(ROOT, "target/release/libpeakcache.a"))
+LIBPEAKCACHE = os.environ.get("PEAKCACHE_LIB", os.path.join(
+    ROOT, os.environ.get("CARGO_TARGET_DIR", "target"), "release", "libpeakcache.a"))
 FASTCGI_PARAMS = "/etc/nginx/fastcgi_params"
 
 
@@ -208,6 +209,8 @@ class Origin:
                     headers["Vary"] = "Accept-Encoding"
                     body = ("%s enc=%s n%d\n" % (
                         path, self.headers.get("Accept-Encoding", "-"), n)).encode()
+                elif path.startswith("/silent"):
+                    pass  # nothing about its freshness: no Cache-Control, Expires, validators
                 else:
                     headers["Cache-Control"] = "max-age=60, stale-while-revalidate=30"
                 self.send_response(status)
@@ -310,6 +313,17 @@ http {{
             error_page 404 /errors/404.html;
             add_header X-Cache $peakcache_status always;
             proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /ttl/ {{
+            peakcache {zone};
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+
+            location /ttl/own/ {{
+                peakcache_default_ttl 60s;
+                add_header X-Cache $peakcache_status always;
+                proxy_pass http://127.0.0.1:{origin};
+            }}
         }}
         location /errors/ {{
             internal;
@@ -989,6 +1003,21 @@ class T:
         s, h, b = self.get("/honour/frozen", headers={"Cache-Control": "no-cache"})
         assert b == b"/honour/frozen v1 n2\n", (h, b)  # thawed: honoured again
         assert self.o.count("/honour/frozen") == 2
+
+    def test_default_ttl_of_a_location_whose_stale_windows_are_its_parents(self):
+        # /ttl/own/ sets its own peakcache_default_ttl inside /ttl/ and inherits its (zero)
+        # stale windows: its own lifetime applies all the same, the parent's does not change
+        for path, second in (("/ttl/own/silent", "HIT"), ("/ttl/silent", None)):
+            s1, h1, _ = self.get(path)
+            s2, h2, _ = self.get(path)
+            assert s1 == s2 == 200 and h1["x-cache"] == "MISS", (path, s1, s2, h1)
+            if second:
+                assert h2["x-cache"] == second, (path, h2)
+                assert self.o.count(path) == 1, (path, self.o.count(path))
+            else:
+                # stored stale (default_ttl 0): the second visitor's request goes to the origin
+                assert h2["x-cache"] != "HIT", (path, h2)
+                assert self.o.count(path) == 2, (path, self.o.count(path))
 
     def test_config_test_touches_no_region(self):
         # nginx -t with a zone the live region could not take, and a new one: nothing opened

@@ -124,7 +124,7 @@ pub(crate) async fn read(shared: Arc<Shared>, start: Start) {
                 shared.answered();
                 if let Some(at) = read.and_then(|r| r.synced_at(sent, shared.config.block())) {
                     if shared.lag.synced(at) {
-                        eprintln!(
+                        tracing::info!(
                             "peakcache-cluster {}: caught up with the bus",
                             shared.config.name
                         );
@@ -416,7 +416,7 @@ pub(crate) async fn watch_lag(shared: Arc<Shared>) {
         }
         if shared.lag.enter() {
             incr(&shared.counters.lag_events);
-            eprintln!(
+            tracing::warn!(
                 "peakcache-cluster {}: no purge read for {} ms (max lag {} ms): nothing is fresh \
                  until the host has caught up",
                 shared.config.name,

@@ -256,9 +256,10 @@ impl Shared {
     /// Redis answered.
     pub(crate) fn answered(&self) {
         if !self.available.swap(true, Ordering::Relaxed) {
-            eprintln!(
+            tracing::info!(
                 "peakcache-cluster {}: Redis answers again ({})",
-                self.config.name, self.config.url
+                self.config.name,
+                self.config.url
             );
         }
     }
@@ -268,7 +269,7 @@ impl Shared {
     pub(crate) fn failed(&self, what: &str, why: &dyn fmt::Display) {
         incr(&self.counters.redis_errors);
         if self.available.swap(false, Ordering::Relaxed) {
-            eprintln!(
+            tracing::warn!(
                 "peakcache-cluster {}: {what} failed ({why}); acting alone until Redis answers",
                 self.config.name
             );
@@ -284,7 +285,7 @@ impl Shared {
             SoftPurgeReason::Unreadable => "a message on the bus could not be read",
             SoftPurgeReason::Joined => "the host joined with entries of unknown history",
         };
-        eprintln!(
+        tracing::warn!(
             "peakcache-cluster {}: marking every entry stale: {why} [{}]",
             self.config.name,
             reason.as_str()

@@ -10,8 +10,6 @@
 pub mod chart;
 pub mod cli;
 pub mod client;
-pub mod httpdate;
-pub mod json;
 pub mod load;
 pub mod origin;
 pub mod report;

@@ -14,7 +14,7 @@
 //! - `POST /__origin/reset`: heal, zero every counter and generation, restart the clock.
 
 use std::collections::BTreeMap;
-use std::fmt::{self, Write as _};
+use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 use std::sync::{Arc, Mutex};
@@ -22,17 +22,17 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
+use httpdate::fmt_http_date;
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderValue};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
 use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{watch, Semaphore};
 use tokio::task::{JoinHandle, JoinSet};
-
-use crate::httpdate::fmt_http_date;
-use crate::json;
 
 /// Per-second counters stop growing after this many seconds (totals keep counting).
 pub const MAX_SECONDS: usize = 3600;
@@ -171,6 +171,35 @@ impl Counters {
     fn second(&self) -> usize {
         self.started.elapsed().as_secs() as usize
     }
+
+    /// The counters as the stats document has them, each series `seconds` long.
+    fn snapshot(&self, seconds: usize) -> OriginStats {
+        let paths = self.paths.iter().map(|(path, p)| {
+            let stats = PathStats {
+                requests: p.requests,
+                generation: p.generation,
+                per_second: padded(&p.per_second, seconds),
+            };
+            (path.clone(), stats)
+        });
+        OriginStats {
+            total: self.total,
+            ok: self.ok,
+            not_modified: self.not_modified,
+            failed: self.failed,
+            while_failing: self.while_failing,
+            per_second: padded(&self.per_second, seconds),
+            paths: paths.collect(),
+        }
+    }
+}
+
+/// `buckets`, cut or filled with zeroes to `seconds` entries: every series of one document
+/// spans the same seconds, however late its path was first asked for.
+fn padded(buckets: &[u64], seconds: usize) -> Vec<u64> {
+    (0..seconds)
+        .map(|i| buckets.get(i).copied().unwrap_or(0))
+        .collect()
 }
 
 fn bump(buckets: &mut Vec<u64>, second: usize) {
@@ -233,45 +262,12 @@ impl OriginState {
         let c = self.counters.lock().unwrap();
         let elapsed = c.started.elapsed();
         let seconds = ((elapsed.as_secs() as usize) + 1).min(MAX_SECONDS);
-        let series = |out: &mut String, v: &[u64]| {
-            out.push('[');
-            for i in 0..seconds {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{}", v.get(i).copied().unwrap_or(0));
-            }
-            out.push(']');
+        let doc = StatsDoc {
+            mode: self.mode().as_str(),
+            elapsed_ms: elapsed.as_millis().try_into().unwrap_or(u64::MAX),
+            counters: c.snapshot(seconds),
         };
-        let mut out = String::with_capacity(256 + 64 * seconds * (1 + c.paths.len()));
-        let _ = write!(
-            out,
-            "{{\"mode\":\"{}\",\"elapsed_ms\":{},\"total\":{},\"ok\":{},\"not_modified\":{},\"failed\":{},\"while_failing\":{},\"per_second\":",
-            self.mode().as_str(),
-            elapsed.as_millis(),
-            c.total,
-            c.ok,
-            c.not_modified,
-            c.failed,
-            c.while_failing
-        );
-        series(&mut out, &c.per_second);
-        out.push_str(",\"paths\":{");
-        for (i, (path, p)) in c.paths.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            json::write_str(&mut out, path);
-            let _ = write!(
-                out,
-                ":{{\"requests\":{},\"generation\":{},\"per_second\":",
-                p.requests, p.generation
-            );
-            series(&mut out, &p.per_second);
-            out.push('}');
-        }
-        out.push_str("}}");
-        out
+        serde_json::to_string(&doc).expect("the stats document has only strings and numbers")
     }
 
     fn count_arrival(&self, path: &str) {
@@ -295,8 +291,8 @@ impl OriginState {
     }
 }
 
-/// The `/__origin/stats` document, read back.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The `/__origin/stats` document's counters: what the origin serves and the harness reads back.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OriginStats {
     /// Page requests received since the reset.
     pub total: u64,
@@ -315,7 +311,7 @@ pub struct OriginStats {
 }
 
 /// One path's counters in [`OriginStats`].
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PathStats {
     /// Requests received.
     pub requests: u64,
@@ -326,47 +322,21 @@ pub struct PathStats {
 }
 
 impl OriginStats {
-    /// Reads the document served at `/__origin/stats`.
+    /// Reads the document served at `/__origin/stats`; a missing or mistyped counter is an
+    /// error naming it.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let doc = json::Json::parse(text)?;
-        let num = |v: &json::Json, k: &str| {
-            v.get(k)
-                .and_then(json::Json::as_u64)
-                .ok_or_else(|| format!("stats: missing number {k:?}"))
-        };
-        let series = |v: &json::Json| -> Result<Vec<u64>, String> {
-            v.get("per_second")
-                .and_then(json::Json::as_array)
-                .ok_or("stats: missing per_second")?
-                .iter()
-                .map(|n| n.as_u64().ok_or_else(|| "stats: bad per_second".to_owned()))
-                .collect()
-        };
-        let mut paths = BTreeMap::new();
-        for (path, p) in doc
-            .get("paths")
-            .and_then(json::Json::as_object)
-            .ok_or("stats: missing paths")?
-        {
-            paths.insert(
-                path.clone(),
-                PathStats {
-                    requests: num(p, "requests")?,
-                    generation: num(p, "generation")?,
-                    per_second: series(p)?,
-                },
-            );
-        }
-        Ok(OriginStats {
-            total: num(&doc, "total")?,
-            ok: num(&doc, "ok")?,
-            not_modified: num(&doc, "not_modified")?,
-            failed: num(&doc, "failed")?,
-            while_failing: num(&doc, "while_failing")?,
-            per_second: series(&doc)?,
-            paths,
-        })
+        serde_json::from_str(text).map_err(|e| format!("stats: {e}"))
     }
+}
+
+/// The whole `/__origin/stats` document: the mode and the time since the reset, then the
+/// counters.
+#[derive(Serialize)]
+struct StatsDoc<'a> {
+    mode: &'a str,
+    elapsed_ms: u64,
+    #[serde(flatten)]
+    counters: OriginStats,
 }
 
 /// Returned by the service to make hyper drop the connection without an answer.
@@ -416,18 +386,18 @@ fn control(st: &OriginState, what: &str, method: &Method, query: Option<&str>) -
             match mode.parse::<FailMode>() {
                 Ok(m) => {
                     st.set_mode(Mode::Failing(m));
-                    json_resp(format!("{{\"mode\":\"{}\"}}", m.as_str()))
+                    json_resp(json!({ "mode": m.as_str() }).to_string())
                 }
                 Err(e) => text(StatusCode::BAD_REQUEST, e),
             }
         }
         (&Method::POST, "heal") => {
             st.set_mode(Mode::Healthy);
-            json_resp("{\"mode\":\"healthy\"}".into())
+            json_resp(json!({ "mode": "healthy" }).to_string())
         }
         (&Method::POST, "reset") => {
             st.reset();
-            json_resp("{\"mode\":\"healthy\",\"reset\":true}".into())
+            json_resp(json!({ "mode": "healthy", "reset": true }).to_string())
         }
         (_, "stats" | "fail" | "heal" | "reset") => {
             text(StatusCode::METHOD_NOT_ALLOWED, "method not allowed\n")
@@ -608,4 +578,38 @@ pub async fn spawn(addr: SocketAddr, config: OriginConfig) -> std::io::Result<Or
     let state = OriginState::new(config);
     let task = tokio::spawn(serve(listener, state.clone()));
     Ok(OriginHandle { addr, state, task })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_stats_document_reads_back_as_counted() {
+        let st = OriginState::new(OriginConfig::default());
+        for path in ["/page/1", "/page/1", "/page/\"2\"\\\n"] {
+            st.count_arrival(path);
+        }
+        st.set_mode(Mode::Failing(FailMode::Hang));
+        st.count_arrival("/page/1");
+        let text = st.stats_json();
+        assert!(
+            text.starts_with(r#"{"mode":"hang","elapsed_ms":"#),
+            "{text}"
+        );
+        let back = OriginStats::parse(&text).unwrap();
+        assert_eq!((back.total, back.while_failing), (4, 1));
+        assert_eq!(back.per_second, vec![4]);
+        assert_eq!(back.paths["/page/1"].requests, 3);
+        assert_eq!(back.paths["/page/\"2\"\\\n"].per_second, vec![1]);
+    }
+
+    #[test]
+    fn a_stats_document_missing_a_counter_names_it() {
+        let e = OriginStats::parse(r#"{"total":1,"ok":1,"failed":0}"#).unwrap_err();
+        assert!(e.contains("not_modified"), "{e}");
+        let e = OriginStats::parse(r#"{"total":-1}"#).unwrap_err();
+        assert!(e.starts_with("stats: "), "{e}");
+        assert!(OriginStats::parse(r#"{"total":1} x"#).is_err());
+    }
 }

@@ -2,7 +2,7 @@
 //! fail/heal switch and counters; and one short scenario run straight against it.
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use hyper::{Method, StatusCode};
 use peakcache_demo::client::{request_once, Conn};
@@ -55,6 +55,12 @@ async fn pages_are_slow_cacheable_and_counted() {
     assert!(h("content-type").starts_with("text/html"));
     for date in [h("date"), h("last-modified")] {
         assert!(date.ends_with(" GMT") && date.len() == 29, "{date}");
+        // A cache computes the page's age from these: they must be now, to the second.
+        let at = httpdate::parse_http_date(&date).unwrap();
+        let off = at
+            .duration_since(SystemTime::now())
+            .unwrap_or_else(|e| e.duration());
+        assert!(off <= Duration::from_secs(2), "{date} is {off:?} off");
     }
     let body = std::str::from_utf8(&r.body).unwrap();
     assert!(

@@ -4,6 +4,7 @@
 use crate::agent::Agent;
 use crate::body::{self, Body};
 use crate::handler::Proxy;
+use crate::snapshot::SnapshotError;
 use bytes::Bytes;
 use http::{header, HeaderValue, Method, Request, Response, StatusCode};
 use peakcache::PurgeMode;
@@ -61,6 +62,12 @@ fn param(query: &str, name: &str) -> Option<String> {
 ///   windows while one request refreshes it);
 /// - `POST /freeze`, `POST /thaw`;
 /// - `GET /metrics`: Prometheus text.
+/// - `POST /snapshot`: writes the snapshot (`--snapshot PATH`) now;
+/// - `POST /restore`: puts the snapshot's entries back, as old as they are, over what is
+///   stored; `POST /restore?freeze=1`, the rollback: freezes this host, empties it and restores
+///   the snapshot, so it serves exactly the snapshot's pages until `POST /thaw`. A file that
+///   cannot be used (missing, not a snapshot, damaged, another version, not trusted) is refused
+///   with the reason, and nothing changes;
 /// - `GET /`: the live status page (HTML, polling `/?format=json&history=300` every second);
 ///   `GET /?format=json[&history=N]` or `GET /status.json[?history=N]`: the status JSON
 ///   (`peakcache::history::status_json`, the same document as every other host's).
@@ -69,7 +76,9 @@ fn param(query: &str, name: &str) -> Option<String> {
 /// which a browser sends for a link or an image, never purges.
 ///
 /// In a cluster (`--cluster`) every purge, freeze and thaw is applied here at once and on every
-/// other host through the purge bus.
+/// other host through the purge bus. Snapshots and restores are this host's alone: a rollback
+/// freezes, empties and restores this host only (send it to every host to roll the cluster
+/// back); the second-level cache in Redis is not rolled back, and `POST /thaw` thaws every host.
 pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) -> Response<Body> {
     let query = request.uri().query().unwrap_or("").to_string();
     let mode = match param(&query, "soft").as_deref() {
@@ -160,7 +169,12 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
             proxy.purge(Purge::Thaw);
             text(StatusCode::OK, format!("thawed on {scope}\n"))
         }
-        (_, "/purge" | "/clear" | "/freeze" | "/thaw") => {
+        (&Method::POST, "/snapshot") => snapshot(proxy).await,
+        (&Method::POST, "/restore") => {
+            let rollback = matches!(param(&query, "freeze").as_deref(), Some("1" | "true"));
+            restore(proxy, rollback).await
+        }
+        (_, "/purge" | "/clear" | "/freeze" | "/thaw" | "/snapshot" | "/restore") => {
             // A GET (a link followed, a page's image) never changes the cache.
             let mut r = text(
                 StatusCode::METHOD_NOT_ALLOWED,
@@ -173,8 +187,81 @@ pub async fn handle(proxy: Arc<Proxy>, request: Request<hyper::body::Incoming>) 
         _ => text(
             StatusCode::NOT_FOUND,
             "admin: GET / (status page), GET /status.json?history=N, GET /metrics, \
-             POST /purge?url=|tag=[&soft=1], POST /clear[?soft=1], POST /freeze, POST /thaw\n"
+             POST /purge?url=|tag=[&soft=1], POST /clear[?soft=1], POST /freeze, POST /thaw, \
+             POST /snapshot, POST /restore[?freeze=1]\n"
                 .into(),
+        ),
+    }
+}
+
+/// The status of a snapshot or restore that failed: the file's fault (422), or the system's.
+fn failure_status(e: &SnapshotError) -> StatusCode {
+    match e {
+        SnapshotError::NotConfigured => StatusCode::CONFLICT,
+        SnapshotError::Missing(_) => StatusCode::NOT_FOUND,
+        SnapshotError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        SnapshotError::Refused { .. }
+        | SnapshotError::NotASnapshot(_)
+        | SnapshotError::OtherVersion { .. }
+        | SnapshotError::Damaged { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+    }
+}
+
+/// Runs `job` with the snapshot path, off the async workers (it reads or writes the disk).
+async fn with_snapshot_path<T: Send + 'static>(
+    proxy: &Arc<Proxy>,
+    job: impl FnOnce(&Proxy, &std::path::Path) -> Result<T, SnapshotError> + Send + 'static,
+) -> Result<T, SnapshotError> {
+    let Some(path) = proxy.config.snapshot.clone() else {
+        return Err(SnapshotError::NotConfigured);
+    };
+    let proxy = proxy.clone();
+    tokio::task::spawn_blocking(move || job(&proxy, &path))
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+}
+
+/// `POST /snapshot`.
+async fn snapshot(proxy: Arc<Proxy>) -> Response<Body> {
+    match with_snapshot_path(&proxy, |p, path| p.snapshot(path)).await {
+        Ok(w) => text(
+            StatusCode::OK,
+            format!(
+                "wrote {} responses and {} Vary records ({} bytes) in {:.3} s\n",
+                w.responses,
+                w.varies,
+                w.bytes,
+                w.took.as_secs_f64()
+            ),
+        ),
+        Err(e) => text(failure_status(&e), format!("snapshot not written: {e}\n")),
+    }
+}
+
+/// `POST /restore[?freeze=1]`.
+async fn restore(proxy: Arc<Proxy>, rollback: bool) -> Response<Body> {
+    match with_snapshot_path(&proxy, move |p, path| p.restore(path, rollback)).await {
+        Ok(r) => text(
+            StatusCode::OK,
+            format!(
+                "restored {} responses and {} Vary records ({} skipped) from a snapshot \
+                 written {} s ago, in {:.3} s{}\n",
+                r.responses,
+                r.varies,
+                r.skipped,
+                r.snapshot_age.as_secs(),
+                r.took.as_secs_f64(),
+                if rollback {
+                    "; this host is frozen and serves only the snapshot's pages (and what \
+                     misses fetch): POST /thaw when done"
+                } else {
+                    ""
+                }
+            ),
+        ),
+        Err(e) => text(
+            failure_status(&e),
+            format!("not restored, nothing changed: {e}\n"),
         ),
     }
 }
@@ -200,6 +287,9 @@ fn proxy_metrics(proxy: &Proxy) -> String {
     // The counts of this second reach the totals now, not at the next tick.
     proxy.tick();
     out.push_str(&proxy.history_prometheus());
+    if proxy.config.snapshot.is_some() {
+        out.push_str(&proxy.snapshot_stats.to_prometheus());
+    }
     out
 }
 

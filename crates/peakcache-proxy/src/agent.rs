@@ -58,6 +58,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
+use tracing::{error, info, warn};
 
 /// Records read from the journal at once.
 const BATCH: usize = 256;
@@ -238,8 +239,8 @@ fn attach(path: &Path) -> Result<Attached, String> {
             }
             Err(ShmError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
                 if !said {
-                    eprintln!(
-                        "peakcache-agent: waiting for region {} (not made yet: is the host \
+                    info!(
+                        "waiting for region {} (not made yet: is the host \
                          started?)",
                         path.display()
                     );
@@ -289,8 +290,8 @@ impl Inner {
                 }
                 JournalEvent::Record(r) => self.publish(to_purge(r.op, r.mode)),
                 JournalEvent::Lost { purges, why } => {
-                    eprintln!(
-                        "peakcache-agent: {purges} purge(s) of region {} could not be read \
+                    warn!(
+                        "{purges} purge(s) of region {} could not be read \
                          ({}): publishing a soft purge of everything",
                         self.path.display(),
                         why.as_str()
@@ -350,12 +351,12 @@ impl Inner {
         let attached = match attach(&self.path) {
             Ok(a) => a,
             Err(e) => {
-                eprintln!("peakcache-agent: the region file was replaced: {e}");
+                error!("the region file was replaced: {e}");
                 return None;
             }
         };
-        eprintln!(
-            "peakcache-agent: region {} was replaced by the host: following the new one",
+        warn!(
+            "region {} was replaced by the host: following the new one",
             self.path.display()
         );
         // Its entries were stored while the bus was applied to the old region.
@@ -427,8 +428,8 @@ impl Agent {
         let cluster = Cluster::start_from(config, Arc::new(HostPurges(inner.clone())), start)
             .map_err(|e| e.to_string())?;
         *inner.cluster.lock() = Some(cluster.clone());
-        eprintln!(
-            "peakcache-agent: region {} joined cluster {} on {}: {} the journal at purge {}",
+        info!(
+            "region {} joined cluster {} on {}: {} the journal at purge {}",
             inner.path.display(),
             cluster.config().name,
             cluster.config().url,

@@ -11,7 +11,7 @@
 use crate::stored::Cached;
 use bytes::Bytes;
 use peakcache::{Cache, Freshness, PurgeMode};
-use peakcache_cluster::{L2Entry, LocalCache, Purge, Reject};
+use peakcache_cluster::{BusPosition, L2Entry, LocalCache, Purge, Reject};
 use peakcache_http::{Key, Vary};
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -30,6 +30,8 @@ pub(crate) const LAGGING: &str = "cluster-lag";
 pub(crate) struct LocalPurges {
     pub(crate) cache: Cache<Arc<Cached>>,
     pub(crate) vary: Cache<Arc<Vary>>,
+    /// The last bus position every purge up to which is applied: a snapshot records it.
+    pub(crate) position: parking_lot::Mutex<Option<BusPosition>>,
 }
 
 impl LocalCache for LocalPurges {
@@ -53,6 +55,10 @@ impl LocalCache for LocalPurges {
             Purge::Freeze => self.cache.freeze(true),
             Purge::Thaw => self.cache.freeze(false),
         }
+    }
+
+    fn caught_up(&self, position: &BusPosition) {
+        *self.position.lock() = Some(position.clone());
     }
 }
 

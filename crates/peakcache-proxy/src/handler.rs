@@ -4,6 +4,7 @@ use crate::body::{self, read_limited, Body, Limited};
 use crate::cluster::{self, LocalPurges};
 use crate::config::Config;
 use crate::origin::{strip_hop_by_hop, Origin, OriginError};
+use crate::snapshot::{SnapshotError, SnapshotStats};
 use crate::stored::Cached;
 use bytes::Bytes;
 use http::{header, request, HeaderValue, Method, Request, Response, StatusCode};
@@ -11,7 +12,7 @@ use hyper::body::Incoming;
 use peakcache::{
     Cache, Fill, Freshness, Hit, InsertError, Lookup, PurgeMode, Refresh, Resolved, Served,
 };
-use peakcache_cluster::{Cluster, L2Lookup, Lease, LocalCache, Purge};
+use peakcache_cluster::{BusPosition, Cluster, L2Lookup, Lease, LocalCache, Purge, Start};
 use peakcache_http::{
     CacheStatus, Cause, ConditionalAnswer, DontStore, Fwd, Key, Policy, RequestDirectives, Reuse,
     StaleGrant, StaleUse, StaleWindows, Store, Vary,
@@ -61,6 +62,10 @@ pub struct Proxy {
     cluster: Option<Cluster>,
     /// The per-second history and the counts the status page needs (`ops.rs`).
     pub(crate) ops: crate::ops::Ops,
+    /// One snapshot or restore at a time (`snapshot`).
+    pub(crate) snapshot_lock: parking_lot::Mutex<()>,
+    /// The snapshots written and restored, for `/metrics`.
+    pub(crate) snapshot_stats: SnapshotStats,
 }
 
 /// The bound of the cache's tag purge records: every invalidation by an unsafe request adds
@@ -179,14 +184,61 @@ impl Proxy {
 
     /// The proxy for `config`, or why it cannot start. With `config.cluster`, call it inside a
     /// Tokio runtime; Redis is not contacted here (the proxy serves whether or not Redis is up).
+    ///
+    /// With `config.snapshot`, the snapshot there (if any) is restored first, so the first
+    /// visitors get HITs (a warm restart); a snapshot that cannot be used is reported and the
+    /// proxy starts empty. In a cluster the link then reads the purge bus from the position the
+    /// snapshot was written at, so every purge published since is applied to the restored
+    /// entries (or, if the bus no longer holds them all, every entry is marked stale); a
+    /// snapshot written outside this cluster has its entries marked stale at first contact.
     pub fn try_new(config: Config) -> Result<Self, String> {
-        let cluster = config.cluster.clone();
-        Self::try_new_joined(config, |local| match cluster {
-            Some(c) => Cluster::start(c, local)
-                .map(Some)
-                .map_err(|e| e.to_string()),
-            None => Ok(None),
-        })
+        let mut proxy = Self::unjoined(config)?;
+        let start = proxy.warm_start();
+        if let Some(c) = proxy.config.cluster.clone() {
+            let local: Arc<dyn LocalCache> = proxy.local.clone();
+            proxy.cluster = Some(Cluster::start_from(c, local, start).map_err(|e| e.to_string())?);
+        }
+        Ok(proxy)
+    }
+
+    /// Restores `--snapshot`, if there is one; says where the cluster link starts reading.
+    fn warm_start(&self) -> Start {
+        let Some(path) = self.config.snapshot.as_deref() else {
+            return Start::Fresh;
+        };
+        let restored = match self.restore(path, false) {
+            Ok(r) => r,
+            Err(SnapshotError::Missing(_)) => return Start::Fresh,
+            Err(e) => {
+                tracing::error!("{e}; starting with an empty cache");
+                return Start::Fresh;
+            }
+        };
+        tracing::info!(
+            "restored {} responses from {} (written {} s ago) in {:.2} s{}",
+            restored.responses,
+            path.display(),
+            restored.snapshot_age.as_secs(),
+            restored.took.as_secs_f64(),
+            if restored.skipped > 0 {
+                format!(", {} skipped", restored.skipped)
+            } else {
+                String::new()
+            }
+        );
+        let cluster = self.config.cluster.as_ref().map(|c| c.name.as_str());
+        match restored.position {
+            Some((name, position)) if Some(name.as_str()) == cluster => Start::Resume(position),
+            _ if restored.responses > 0 => Start::Unknown,
+            _ => Start::Fresh,
+        }
+    }
+
+    /// Where this host is on the cluster's purge bus, with the cluster's name: every purge up
+    /// to there has been applied. `None` outside a cluster, or before the first read.
+    pub(crate) fn bus_position(&self) -> Option<(String, BusPosition)> {
+        let name = self.config.cluster.as_ref()?.name.clone();
+        Some((name, self.local.position.lock().clone()?))
     }
 
     /// The proxy for `config`, whose cluster link (if any) `join` starts: `join` is handed the
@@ -197,6 +249,13 @@ impl Proxy {
         config: Config,
         join: impl FnOnce(Arc<dyn LocalCache>) -> Result<Option<Cluster>, String>,
     ) -> Result<Self, String> {
+        let mut proxy = Self::unjoined(config)?;
+        proxy.cluster = join(proxy.local.clone())?;
+        Ok(proxy)
+    }
+
+    /// The proxy for `config` outside any cluster, its cache empty.
+    fn unjoined(config: Config) -> Result<Self, String> {
         let max_object = config.max_object + (64 << 10) + peakcache::ENTRY_OVERHEAD + 512;
         let cache = Cache::builder()
             .max_bytes(config.size)
@@ -232,8 +291,8 @@ impl Proxy {
         let local = Arc::new(LocalPurges {
             cache: cache.clone(),
             vary: vary.clone(),
+            position: parking_lot::Mutex::new(None),
         });
-        let cluster = join(local.clone())?;
         Ok(Proxy {
             cache,
             vary,
@@ -242,9 +301,16 @@ impl Proxy {
             origin,
             config,
             local,
-            cluster,
+            cluster: None,
             ops: crate::ops::Ops::default(),
+            snapshot_lock: parking_lot::Mutex::new(()),
+            snapshot_stats: SnapshotStats::default(),
         })
+    }
+
+    /// The configuration it was started with.
+    pub fn config(&self) -> &Config {
+        &self.config
     }
 
     /// The response cache.

@@ -15,6 +15,10 @@
 //! `Cache-Status` says `detail=l2` on an answer read from the second-level cache (another host
 //! fetched it), and `detail=cluster-lag` on every answer while the host is cut off.
 //!
+//! With `--snapshot PATH` it keeps a [snapshot] of its cache: restored at start (a
+//! warm restart), written every `--snapshot-interval` and when stopped, and restored on the
+//! admin's `POST /restore?freeze=1` (a rollback in one request).
+//!
 //! With `--region PATH` it is the [host agent](agent) of an nginx or PHP-FPM shared region
 //! instead: the region's purges reach every host, the cluster's reach every process of the
 //! host; with `--origin` too, it is also the shield nginx proxies its misses to.
@@ -29,6 +33,7 @@ pub mod config;
 pub mod handler;
 pub mod ops;
 pub mod origin;
+pub mod snapshot;
 pub mod stored;
 
 pub use config::Config;
@@ -65,6 +70,9 @@ pub async fn serve(proxy: Arc<Proxy>, listener: TcpListener, admin: Option<TcpLi
     }
     // Ends with the runtime: the history is sampled as long as the proxy serves.
     tokio::spawn(ops::sample_every_second(proxy.clone()));
+    if let Some(every) = proxy.config.snapshot_interval {
+        tokio::spawn(snapshot::write_every(proxy.clone(), every));
+    }
     accept(listener, move |req| {
         let proxy = proxy.clone();
         async move {
@@ -87,7 +95,7 @@ where
             Ok(conn) => conn,
             Err(e) => {
                 // Out of file descriptors and the like: wait a moment instead of spinning.
-                eprintln!("peakcache-proxy: accept failed: {e}");
+                tracing::error!("accept failed: {e}");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 continue;
             }

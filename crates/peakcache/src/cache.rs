@@ -1,6 +1,8 @@
 //! The cache: shards behind locks, the lookup decision, and the completion of fills.
 
-use crate::clock::{duration_to_millis_u32, duration_to_nanos, Clock, SystemClock};
+use crate::clock::{
+    duration_to_millis_u32, duration_to_nanos, millis_to_nanos, Clock, SystemClock,
+};
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome, Wakeup};
 use crate::freshness::Freshness;
@@ -8,6 +10,7 @@ use crate::key::{KeyHasher, Probe};
 use crate::lifecycle::{
     backoff, decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter,
 };
+use crate::listing::{Listed, Listing};
 use crate::policy::Departure;
 use crate::shard::{Links, Node, Shard, Weigher};
 use crate::stats::{Counter, Counters, Stats};
@@ -684,15 +687,18 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     let newer = s
                         .find(t.hash, &t.key)
                         .is_some_and(|i| s.node(i).stored_at > t.flight.started_at);
-                    if current || !newer {
+                    if (current || !newer) && !t.flight.is_superseded() {
                         self.store(s, t.hash, node, weight, now);
                         s.control_mut(&t.key, now).stored();
                     }
                     Outcome::Value(hit)
                 }
                 Err((value, e)) => {
-                    // The waiters get the new value; the old one is outdated by it.
-                    self.remove_key(s, &t.key, t.hash);
+                    // The waiters get the new value; the old one is outdated by it (unless
+                    // restored since the fetch began).
+                    if !t.flight.is_superseded() {
+                        self.remove_key(s, &t.key, t.hash);
+                    }
                     result = Err(e);
                     let at = nanos(now);
                     Outcome::Value(Hit {
@@ -732,7 +738,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     pub(crate) fn pass_through(&self, t: &Ticket<V>, hold: Duration) {
         self.count_ending(t, Counter::FillsUncacheable, Counter::RefreshesUncacheable);
         self.end_flight(t, |s, _, now| {
-            self.remove_key(s, &t.key, t.hash);
+            if !t.flight.is_superseded() {
+                self.remove_key(s, &t.key, t.hash);
+            }
             s.control_mut(&t.key, now).pass_until = now.saturating_add(duration_to_nanos(hold));
             Outcome::Pass
         });
@@ -808,12 +816,48 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         freshness: Freshness,
         tags: &[T],
     ) -> Result<(), InsertError> {
+        self.put(key, value, freshness, tags, None)
+    }
+
+    /// Stores an entry listed earlier by [`list`](Self::list), of this cache or another, as
+    /// old as it is: stored `age` ago (by this cache's clock), with `freshness`'s windows counted
+    /// from then, so it is fresh, stale or past its windows exactly as it would have been had it
+    /// stayed. A snapshot restored after a while passes its age plus the time since it was
+    /// written. A cache younger than `age` (its clock starts at zero) records it as stored at
+    /// its start, with each window shortened by the difference: every instant falls where it
+    /// would have ([`Hit::stored_at`] then says the start).
+    ///
+    /// Otherwise like [`insert_tagged`](Self::insert_tagged), with one difference: a fill or
+    /// refresh of the key in flight when it is restored still hands its value to its waiters,
+    /// but does not store it (nor, if it finds the answer uncacheable, remove the restored
+    /// entry): a rollback to a snapshot is not undone by the fetches it raced with.
+    pub fn restore<T: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        value: V,
+        freshness: Freshness,
+        age: Duration,
+        tags: &[T],
+    ) -> Result<(), InsertError> {
+        self.put(key, value, freshness, tags, Some(duration_to_nanos(age)))
+    }
+
+    /// Stores `value` under `key` outside the lifecycle: as new, or `age` nanoseconds old
+    /// (restored, see [`restore`](Self::restore)).
+    fn put<T: AsRef<[u8]>>(
+        &self,
+        key: &[u8],
+        value: V,
+        freshness: Freshness,
+        tags: &[T],
+        age: Option<u64>,
+    ) -> Result<(), InsertError> {
         let tags: Vec<&[u8]> = tags.iter().map(AsRef::as_ref).collect();
         let hash = self.inner.hasher.hash_key(key);
         let seq = self.inner.tags.next_seq();
         let mut s = self.shard(hash).write();
         let now = self.now_nanos();
-        let (node, weight) = match self.make_node(key, value, freshness, &tags, seq, now) {
+        let (mut node, weight) = match self.make_node(key, value, freshness, &tags, seq, now) {
             Ok(made) => made,
             Err((_, e)) => {
                 // The stored value is outdated by the refused one: never serve it as current.
@@ -821,6 +865,12 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 return Err(e);
             }
         };
+        if let Some(age) = age {
+            node.backdate(now, age);
+            if let Some(f) = s.control(key).and_then(|c| c.flight.as_ref()) {
+                f.supersede();
+            }
+        }
         self.store(&mut s, hash, node, weight, now);
         if s.control(key).is_some() {
             s.control_mut(key, now).stored();
@@ -921,6 +971,80 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
     /// The largest weight one entry may have.
     pub fn max_object_weight(&self) -> u64 {
         self.inner.max_object
+    }
+
+    /// The number of shards (a power of two).
+    pub fn shard_count(&self) -> usize {
+        self.inner.shards.len()
+    }
+
+    /// Every entry a lookup would serve now (fresh, or stale inside a window; while frozen,
+    /// everything stored), with what [`restore`](Self::restore) needs to put it back: for a
+    /// snapshot. The entries are copied shard by shard, as the iterator reaches each: under the
+    /// shard's read lock the keys are copied and the values and tag names cloned, and nothing
+    /// else is done there, so lookups go on and a writer of that shard waits for one shard's
+    /// copy at most. Consistent per shard, not across shards: an entry stored or removed
+    /// meanwhile may or may not be listed, and every entry listed is one that was stored.
+    /// Hard-purged entries (by key or tag) are not listed; soft-purged ones are, as stale as
+    /// they are.
+    ///
+    /// ```
+    /// use peakcache::{Cache, Freshness, Lookup, ManualClock};
+    /// use std::time::Duration;
+    ///
+    /// let clock = ManualClock::new();
+    /// let cache: Cache<u32> = Cache::builder().clock(clock.clone()).build();
+    /// cache.insert_tagged(b"/a", 1, Freshness::new(Duration::from_secs(60)), &["home"])?;
+    /// clock.advance(Duration::from_secs(20));
+    ///
+    /// // Another cache, just started: the entry is as old there, fresh for its last 40 s.
+    /// let copy: Cache<u32> = Cache::builder().clock(ManualClock::new()).build();
+    /// for e in cache.list() {
+    ///     let tags: Vec<&[u8]> = e.tags().iter().collect();
+    ///     copy.restore(e.key(), *e.value(), e.freshness(), e.age(), &tags)?;
+    /// }
+    /// let Lookup::Fresh(hit) = copy.lookup(b"/a") else { unreachable!() };
+    /// assert_eq!(hit.fresh_until(), Duration::from_secs(40));
+    /// # Ok::<(), peakcache::InsertError>(())
+    /// ```
+    pub fn list(&self) -> Listing<V> {
+        Listing::new(self.clone(), self.now_nanos())
+    }
+
+    /// Appends the servable entries of shard `shard` to `out`, their ages counted from `began`
+    /// (see [`list`](Self::list)).
+    pub(crate) fn list_shard(&self, shard: usize, began: u64, out: &mut Vec<Listed<V>>) {
+        let frozen = self.inner.frozen.load(Ordering::SeqCst);
+        let s = self.inner.shards[shard].read();
+        let now = self.now_nanos();
+        out.reserve(s.len());
+        for n in s.nodes() {
+            let fresh_until = match n.tags.as_ref().map(|t| self.inner.tags.verdict(t)) {
+                None | Some(TagVerdict::Live) => n.fresh_until(),
+                Some(TagVerdict::StaleSince { at, .. }) => n.fresh_until().min(at),
+                Some(TagVerdict::Purged) => continue,
+            };
+            let windows = [n.swr_ms, n.sie_ms].map(millis_to_nanos);
+            let last = fresh_until.saturating_add(windows[0].max(windows[1]));
+            if now >= last && !frozen {
+                continue;
+            }
+            out.push(Listed {
+                key: (*n.key).into(),
+                value: n.value.clone(),
+                age: nanos(began.saturating_sub(n.stored_at)),
+                freshness: Freshness {
+                    ttl: nanos(fresh_until.saturating_sub(n.stored_at)),
+                    swr: nanos(windows[0]),
+                    sie: nanos(windows[1]),
+                },
+                tags: n
+                    .tags
+                    .as_ref()
+                    .map(|t| t.names().clone())
+                    .unwrap_or_default(),
+            });
+        }
     }
 }
 

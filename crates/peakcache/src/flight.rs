@@ -60,6 +60,9 @@ pub(crate) struct Flight<V> {
     pub(crate) seq: u64,
     /// Set by a purge of the key while in flight: the value is stored already stale.
     invalidated: AtomicBool,
+    /// Set by a restore of the key while in flight: the value goes to the waiters, not the
+    /// store.
+    superseded: AtomicBool,
 }
 
 impl<V: Clone> Flight<V> {
@@ -71,6 +74,7 @@ impl<V: Clone> Flight<V> {
             deadline,
             seq,
             invalidated: AtomicBool::new(false),
+            superseded: AtomicBool::new(false),
         }
     }
 
@@ -80,6 +84,14 @@ impl<V: Clone> Flight<V> {
 
     pub(crate) fn is_invalidated(&self) -> bool {
         self.invalidated.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn supersede(&self) {
+        self.superseded.store(true, Ordering::SeqCst);
+    }
+
+    pub(crate) fn is_superseded(&self) -> bool {
+        self.superseded.load(Ordering::SeqCst)
     }
 
     /// Ends the flight with `outcome` unless it has ended already; wakes blocked waiters now and

@@ -12,6 +12,7 @@
 //! - [Waiting: blocking, polling, async](#waiting-blocking-polling-async)
 //! - [Uncacheable answers](#uncacheable-answers)
 //! - [Tags, purge, freeze](#tags-purge-freeze)
+//! - [Snapshots](#snapshots)
 //! - [Capacity, weight and memory](#capacity-weight-and-memory)
 //! - [Stats](#stats)
 //! - [Testing with a manual clock](#testing-with-a-manual-clock)
@@ -207,6 +208,14 @@
 //! # Ok::<(), peakcache::InsertError>(())
 //! ```
 //!
+//! ## Snapshots
+//!
+//! [`Cache::list`] copies every servable entry, shard by shard, each under its shard's read
+//! lock for no more than the copy (values are cloned, so `Arc` or `Bytes` values cost a
+//! reference count); [`Cache::restore`] puts an entry back, in this cache or another, as old as
+//! it was, with its windows and tags: what a host writes a snapshot from and restores it with
+//! (peakcache-proxy's `--snapshot`).
+//!
 //! ## Capacity, weight and memory
 //!
 //! The capacity is a weight, bytes by default, enforced at every insert: the cache never holds
@@ -219,8 +228,9 @@
 //! time and three windows in milliseconds, a tags pointer, queue links and a byte of policy bits)
 //! plus its hash table slot: 63 bytes per entry with 32-byte keys and `u64` values. Once the
 //! cache evicts, the policy's ghosts (about 7 bytes per entry) and frequency sketch (4) come on
-//! top: 75 bytes. The `memory` test measures both. Entries with tags add one allocation
-//! holding a sequence number and 8 bytes per tag. Durations are kept to the millisecond and
+//! top: 75 bytes. The `memory` test measures both. Entries with tags add two allocations: one
+//! holding a sequence number and 8 bytes per tag, one the tags' names (4 bytes and the name
+//! each), which a [listing](Cache::list) hands out without copying. Durations are kept to the millisecond and
 //! capped at [`Freshness::MAX`].
 //!
 //! Eviction is S3-FIFO, chosen by measurement on real traces (see the project README): new
@@ -251,6 +261,7 @@ mod freshness;
 pub mod history;
 mod key;
 mod lifecycle;
+mod listing;
 pub mod policy;
 mod shard;
 mod slab;
@@ -264,5 +275,6 @@ pub use error::InsertError;
 pub use freshness::Freshness;
 pub use history::{History, HostCounts, LocalHistory};
 pub use lifecycle::{Fill, Hit, Lookup, Refresh, Resolved, Served, Waiter};
+pub use listing::{Listed, Listing};
 pub use stats::Stats;
-pub use tags::PurgeMode;
+pub use tags::{PurgeMode, TagNames, TagNamesIter};

@@ -138,6 +138,25 @@ impl<V> Node<V> {
         }
     }
 
+    /// Makes the entry, stored at `now`, `age` nanoseconds old: stored `age` before `now`, or,
+    /// when `now` is less than `age` (the clock started since), stored at zero with every window
+    /// shortened by the difference, so that each of its instants is where it would have been.
+    pub(crate) fn backdate(&mut self, now: u64, age: u64) {
+        self.stored_at = now.saturating_sub(age);
+        let early = age.saturating_sub(now);
+        if early == 0 {
+            return;
+        }
+        let ttl = millis_to_nanos(self.ttl_ms);
+        let past_fresh = early.saturating_sub(ttl);
+        let shorten = |ms: u32, by: u64| {
+            u32::try_from(millis_to_nanos(ms).saturating_sub(by) / 1_000_000).unwrap_or(u32::MAX)
+        };
+        self.ttl_ms = shorten(self.ttl_ms, early);
+        self.swr_ms = shorten(self.swr_ms, past_fresh);
+        self.sie_ms = shorten(self.sie_ms, past_fresh);
+    }
+
     /// Makes the entry stale from `at` on (if it was fresh later than that), keeping its stale
     /// windows, which then count from `at`.
     pub(crate) fn make_stale_at(&mut self, at: u64) {
@@ -309,6 +328,11 @@ impl<V> Shard<V> {
     /// Entries stored.
     pub(crate) fn len(&self) -> usize {
         self.table.len()
+    }
+
+    /// Every node stored.
+    pub(crate) fn nodes(&self) -> impl Iterator<Item = &Node<V>> {
+        self.table.iter().map(|&i| self.nodes.get(i))
     }
 
     /// The index of `key`'s node.
@@ -652,6 +676,51 @@ mod tests {
         assert_eq!(at(1_000), Some(Served::Stale));
         assert_eq!(at(2_000), Some(Served::StaleIfError));
         assert_eq!(at(3_000), None);
+    }
+
+    #[test]
+    fn a_backdated_entry_keeps_its_instants_even_when_older_than_the_clock() {
+        let at = |ms: u32| millis_to_nanos(ms);
+        let mut n = Node {
+            swr_ms: 5 * SEC_MS,
+            ..node(b"k", 10 * SEC_MS, 20 * SEC_MS)
+        };
+        n.backdate(at(100 * SEC_MS), at(4 * SEC_MS));
+        assert_eq!(n.stored_at, at(96 * SEC_MS));
+        assert_eq!(
+            (n.fresh_until(), n.revalidate_until(), n.error_until()),
+            (at(106 * SEC_MS), at(111 * SEC_MS), at(126 * SEC_MS))
+        );
+        // 4 s old on a clock at 1 s: stored at 0, fresh until 7 s (= 1 - 4 + 10).
+        let mut young = Node {
+            swr_ms: 5 * SEC_MS,
+            ..node(b"k", 10 * SEC_MS, 20 * SEC_MS)
+        };
+        young.backdate(at(SEC_MS), at(4 * SEC_MS));
+        assert_eq!(young.stored_at, 0);
+        assert_eq!(
+            (
+                young.fresh_until(),
+                young.revalidate_until(),
+                young.error_until()
+            ),
+            (at(7 * SEC_MS), at(12 * SEC_MS), at(27 * SEC_MS))
+        );
+        // 13 s old on a clock at 1 s: stale since -2 s, so swr until 3 s and sie until 18 s.
+        let mut stale = Node {
+            swr_ms: 5 * SEC_MS,
+            ..node(b"k", 10 * SEC_MS, 20 * SEC_MS)
+        };
+        stale.backdate(at(SEC_MS), at(13 * SEC_MS));
+        assert_eq!(
+            (
+                stale.fresh_until(),
+                stale.revalidate_until(),
+                stale.error_until()
+            ),
+            (0, at(3 * SEC_MS), at(18 * SEC_MS))
+        );
+        assert_eq!(stale.standing(at(SEC_MS)), Some(Served::Stale));
     }
 
     #[test]

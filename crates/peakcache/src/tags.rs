@@ -61,6 +61,7 @@ use crate::sync::{AtomicU64, AtomicUsize, RwLock, RwLockWriteGuard};
 use ahash::RandomState;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 /// How a purge treats what it matches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -91,12 +92,90 @@ pub(crate) struct TagSet {
     checked: AtomicU64,
     /// Sorted by mark shard, so that a lookup takes each shard's lock once.
     hashes: Box<[u64]>,
+    /// The tags as they were given, for a listing of the entry (a snapshot): the hashes are
+    /// seeded per cache, so only the names mean the same to another cache. Shared, so that a
+    /// listing under the shard lock copies nothing.
+    names: TagNames,
 }
 
 impl TagSet {
     /// Records that soft purges up to `seq` have been applied to the entry's own times.
     pub(crate) fn mark_applied(&mut self, seq: u64) {
         self.seq = self.seq.max(seq);
+    }
+
+    /// The entry's tags as they were given.
+    pub(crate) fn names(&self) -> &TagNames {
+        &self.names
+    }
+}
+
+/// The tags of one listed entry (see [`crate::Cache::list`]), as they were given when it was
+/// stored. Cheap to clone.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct TagNames(Option<Arc<[u8]>>);
+
+impl TagNames {
+    /// Each tag, then its length as four little-endian bytes before it.
+    fn new(tags: &[&[u8]]) -> Self {
+        if tags.is_empty() {
+            return TagNames(None);
+        }
+        let mut blob = Vec::with_capacity(tags.iter().map(|t| 4 + t.len()).sum());
+        for t in tags {
+            // A tag over 4 GiB would not fit a header or a request line either.
+            let len = u32::try_from(t.len()).unwrap_or(u32::MAX);
+            blob.extend_from_slice(&len.to_le_bytes());
+            blob.extend_from_slice(&t[..len as usize]);
+        }
+        TagNames(Some(blob.into()))
+    }
+
+    /// The tags, in the order they were given.
+    pub fn iter(&self) -> TagNamesIter<'_> {
+        TagNamesIter(self.0.as_deref().unwrap_or_default())
+    }
+
+    /// The number of tags.
+    pub fn len(&self) -> usize {
+        self.iter().count()
+    }
+
+    /// Whether the entry has no tag.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_none()
+    }
+}
+
+impl std::fmt::Debug for TagNames {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.iter().map(String::from_utf8_lossy))
+            .finish()
+    }
+}
+
+impl<'a> IntoIterator for &'a TagNames {
+    type Item = &'a [u8];
+    type IntoIter = TagNamesIter<'a>;
+
+    fn into_iter(self) -> TagNamesIter<'a> {
+        self.iter()
+    }
+}
+
+/// The tags of a [`TagNames`], in order.
+#[derive(Clone, Debug)]
+pub struct TagNamesIter<'a>(&'a [u8]);
+
+impl<'a> Iterator for TagNamesIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let (len, rest) = self.0.split_first_chunk::<4>()?;
+        let (tag, rest) = rest.split_at(u32::from_le_bytes(*len) as usize);
+        self.0 = rest;
+        Some(tag)
     }
 }
 
@@ -258,6 +337,7 @@ impl Tags {
             // no marks, so a new entry is checked against the marks on its first lookup.
             checked: AtomicU64::new(u64::MAX),
             hashes: hashes.into_boxed_slice(),
+            names: TagNames::new(tags),
         }))
     }
 

@@ -1,30 +1,39 @@
 //! `demo-load`: plays the campaign scenario once against any loopback target and prints its
 //! figures (the `demo` orchestrator does this twice and compares).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use peakcache_demo::cli::{self, Args};
+use clap::Parser;
+use peakcache_demo::cli::{self, ScenarioArgs};
 use peakcache_demo::client::parse_loopback_url;
+use peakcache_demo::origin::OriginConfig;
 use peakcache_demo::report;
 use peakcache_demo::scenario;
 
-const USAGE: &str = "\
-usage: demo-load --target http://127.0.0.1:8080 --origin http://127.0.0.1:9000 [options]
-  --target URL      where the visitors send requests (the proxy, or the origin itself)
-  --origin URL      the demo origin, for its /__origin/ switches and counters
-  --max-age N       the pages' max-age, for the per-expiry figure (4)";
+/// Plays the campaign scenario once against any loopback target and prints its figures.
+#[derive(Debug, Parser)]
+#[command(name = "demo-load")]
+struct Cli {
+    /// Where the visitors send requests (the proxy, or the origin itself)
+    #[arg(long, value_name = "URL", value_parser = parse_loopback_url)]
+    target: SocketAddr,
+    /// The demo origin, for its /__origin/ switches and counters
+    #[arg(long, value_name = "URL", value_parser = parse_loopback_url)]
+    origin: SocketAddr,
+    /// The pages' max-age, for the per-expiry figure
+    #[arg(long, value_name = "N", default_value_t = OriginConfig::default().max_age)]
+    max_age: u32,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+}
 
-async fn run() -> Result<(), String> {
-    let mut args = Args::parse(std::env::args().skip(1), &["help"])?;
-    if args.flag("help") {
-        println!("{USAGE}\n{}", cli::SCENARIO_FLAGS);
-        return Ok(());
-    }
-    let target = parse_loopback_url(&args.string("target").ok_or("--target is required")?)?;
-    let origin = parse_loopback_url(&args.string("origin").ok_or("--origin is required")?)?;
-    let max_age: u32 = args.get("max-age", 4)?;
-    let sc = cli::scenario(&mut args)?;
-    args.finish()?;
+async fn run(cli: Cli) -> Result<(), String> {
+    let (target, origin, max_age) = (cli.target, cli.origin, cli.max_age);
+    let sc = match cli.scenario.scenario() {
+        Ok(sc) => sc,
+        Err(e) => cli::usage_error::<Cli>(&e),
+    };
     let run = scenario::run(&sc, target, origin).await?;
     let s = report::summarize(&run, max_age);
     let label = if target == origin {
@@ -46,7 +55,7 @@ async fn run() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo-load: {e}");

@@ -1,26 +1,30 @@
 //! `demo-origin`: the slow demo origin on its own (see `peakcache_demo::origin`).
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
-use peakcache_demo::cli::{self, Args};
+use clap::Parser;
+use peakcache_demo::cli::OriginArgs;
 use peakcache_demo::client::parse_loopback_url;
 use peakcache_demo::origin;
 
-const USAGE: &str = "\
-usage: demo-origin --listen 127.0.0.1:9000 [options]
-  --listen ADDR     loopback address to listen on; port 0 picks a free one
-  --port-file PATH  write the port actually bound to PATH once listening";
+/// The slow demo origin on its own: pages that take a worker for a while, with cacheable
+/// headers, and the /__origin/ switches and counters.
+#[derive(Debug, Parser)]
+#[command(name = "demo-origin")]
+struct Cli {
+    /// Loopback address to listen on; port 0 picks a free one
+    #[arg(long, value_name = "ADDR", value_parser = parse_loopback_url)]
+    listen: SocketAddr,
+    /// Write the port actually bound to PATH once listening
+    #[arg(long, value_name = "PATH")]
+    port_file: Option<String>,
+    #[command(flatten)]
+    origin: OriginArgs,
+}
 
-async fn run() -> Result<(), String> {
-    let mut args = Args::parse(std::env::args().skip(1), &["help"])?;
-    if args.flag("help") {
-        println!("{USAGE}\n{}", cli::ORIGIN_FLAGS);
-        return Ok(());
-    }
-    let listen = parse_loopback_url(&args.string("listen").ok_or("--listen is required")?)?;
-    let port_file = args.string("port-file");
-    let config = cli::origin_config(&mut args)?;
-    args.finish()?;
+async fn run(cli: Cli) -> Result<(), String> {
+    let (listen, port_file, config) = (cli.listen, cli.port_file, cli.origin.config());
     let handle = origin::spawn(listen, config.clone())
         .await
         .map_err(|e| format!("listen on {listen}: {e}"))?;
@@ -48,7 +52,7 @@ async fn run() -> Result<(), String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    match run().await {
+    match run(Cli::parse()).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("demo-origin: {e}");

@@ -10,8 +10,9 @@ use std::process::{ExitCode, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use clap::Parser;
 use peakcache_demo::chart;
-use peakcache_demo::cli::{self, Args};
+use peakcache_demo::cli::{self, OriginArgs, ScenarioArgs};
 use peakcache_demo::client::{wait_until_answers, wait_until_listening};
 use peakcache_demo::origin::OriginConfig;
 use peakcache_demo::report::{self, Summary};
@@ -19,17 +20,41 @@ use peakcache_demo::scenario::{self, RunResult, Scenario};
 use peakcache_demo::svg;
 use tokio::process::{Child, Command};
 
-const USAGE: &str = "\
-usage: demo [options]
-  --out DIR         where the chart and summary go (target/demo next to the binaries)
-  --origin-bin PATH the demo-origin binary (next to this one)
-  --proxy-bin PATH  the peakcache-proxy binary (next to this one)
-  --proxy-size SIZE the proxy's --size (256MiB)
-  --no-proxy        run only the direct half
-  --pidfile PATH    keep the pids of the processes started here in PATH (for the script's trap)
-  --csv             also write every request to requests-{direct,peakcache}.csv and the
-                    origin's per-page counts per second to origin-{direct,peakcache}.csv
-  --check           exit 1 unless the run through peakcache met the demo's two goals";
+/// Plays a campaign peak against a slow demo origin, straight to it and through
+/// peakcache-proxy, and prints the side-by-side table; writes summary.md and the SVG chart.
+#[derive(Debug, Parser)]
+#[command(name = "demo")]
+struct Cli {
+    /// Where the chart and summary go [default: target/demo next to the binaries]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// The demo-origin binary [default: next to this one]
+    #[arg(long, value_name = "PATH")]
+    origin_bin: Option<PathBuf>,
+    /// The peakcache-proxy binary [default: next to this one]
+    #[arg(long, value_name = "PATH")]
+    proxy_bin: Option<PathBuf>,
+    /// The proxy's --size
+    #[arg(long, value_name = "SIZE", default_value = "256MiB")]
+    proxy_size: String,
+    /// Run only the direct half
+    #[arg(long)]
+    no_proxy: bool,
+    /// Keep the pids of the processes started here in PATH (for the script's trap)
+    #[arg(long, value_name = "PATH")]
+    pidfile: Option<PathBuf>,
+    /// Also write every request to requests-{direct,peakcache}.csv and the origin's per-page
+    /// counts per second to origin-{direct,peakcache}.csv
+    #[arg(long)]
+    csv: bool,
+    /// Exit 1 unless the run through peakcache met the demo's two goals
+    #[arg(long)]
+    check: bool,
+    #[command(flatten)]
+    origin: OriginArgs,
+    #[command(flatten)]
+    scenario: ScenarioArgs,
+}
 
 /// Pids of the children alive, mirrored to a file so `scripts/demo.sh` can kill them even if
 /// this process dies without cleaning up.
@@ -355,32 +380,24 @@ visitor requests. \"Origin requests per page per expiry\" is the most requests t
 received for one page in any max-age − 1 s window while healthy (a `Date` has one-second \
 resolution, so a conforming cache may refresh a page max-age − 1 s after it arrived).";
 
-async fn run(mut args: Args) -> Result<bool, String> {
+async fn run(cli: Cli, scenario: Scenario) -> Result<bool, String> {
     let exe_dir = std::env::current_exe()
         .map_err(|e| e.to_string())?
         .parent()
         .ok_or("no executable directory")?
         .to_owned();
-    let out = args
-        .string("out")
-        .map(PathBuf::from)
+    let out = cli
+        .out
         .unwrap_or_else(|| exe_dir.parent().unwrap_or(&exe_dir).join("demo"));
-    let origin_bin = args
-        .string("origin-bin")
-        .map(PathBuf::from)
+    let origin_bin = cli
+        .origin_bin
         .unwrap_or_else(|| exe_dir.join("demo-origin"));
-    let proxy_bin = args
-        .string("proxy-bin")
-        .map(PathBuf::from)
+    let proxy_bin = cli
+        .proxy_bin
         .unwrap_or_else(|| exe_dir.join("peakcache-proxy"));
-    let no_proxy = args.flag("no-proxy");
-    let check = args.flag("check");
-    let csv = args.flag("csv");
-    let pidfile = args.string("pidfile").map(PathBuf::from);
-    let proxy_size = args.string("proxy-size").unwrap_or_else(|| "256MiB".into());
-    let origin = cli::origin_config(&mut args)?;
-    let scenario = cli::scenario(&mut args)?;
-    args.finish()?;
+    let (no_proxy, check, csv) = (cli.no_proxy, cli.check, cli.csv);
+    let (pidfile, proxy_size) = (cli.pidfile, cli.proxy_size);
+    let origin = cli.origin.config();
     std::fs::create_dir_all(&out).map_err(|e| format!("{}: {e}", out.display()))?;
     // What an earlier run left must not pass for this run's output.
     for name in [
@@ -499,20 +516,11 @@ async fn run(mut args: Args) -> Result<bool, String> {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let mut args = match Args::parse(
-        std::env::args().skip(1),
-        &["help", "no-proxy", "check", "csv"],
-    ) {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("demo: {e}\n{USAGE}");
-            return ExitCode::from(2);
-        }
+    let cli = Cli::parse();
+    let scenario = match cli.scenario.scenario() {
+        Ok(s) => s,
+        Err(e) => cli::usage_error::<Cli>(&e),
     };
-    if args.flag("help") {
-        println!("{USAGE}\n{}\n{}", cli::ORIGIN_FLAGS, cli::SCENARIO_FLAGS);
-        return ExitCode::SUCCESS;
-    }
     let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
         Ok(t) => t,
         Err(e) => {
@@ -522,7 +530,7 @@ async fn main() -> ExitCode {
     };
     // Dropping the run's future on a signal drops its `Proc`s, which kills the children.
     let result = tokio::select! {
-        r = run(args) => r,
+        r = run(cli, scenario) => r,
         _ = tokio::signal::ctrl_c() => Err("interrupted; stopped everything it started".into()),
         _ = term.recv() => Err("terminated; stopped everything it started".into()),
     };
