@@ -245,6 +245,8 @@ typedef struct {
     size_t                         held_size;
     peakcache_entry               *entry;    /* the entry served */
     ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
+    ngx_http_peakcache_memo_t    **memo_ways; /* the slots of memo_key's */
+    ngx_str_t                      memo_key;
     ngx_str_t                      method_name;
     peakcache_http_store          *store;
     peakcache_entry               *revalidate;
@@ -2191,9 +2193,22 @@ ngx_http_peakcache_memo_find(ngx_http_peakcache_ctx_t *ctx,
     ngx_uint_t                  i;
     ngx_http_peakcache_memo_t  *m;
 
-    *ways = &ngx_http_peakcache_memos[
-                ngx_murmur_hash2(ctx->key.data, ctx->key.len)
-                & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 2)];
+    /*
+     * A hit looks here twice (its lookup, its answer): the key is hashed
+     * once.  A new key (a variant's) is a new string.
+     */
+
+    if (ctx->memo_ways == NULL
+        || ctx->memo_key.data != ctx->key.data
+        || ctx->memo_key.len != ctx->key.len)
+    {
+        ctx->memo_ways = &ngx_http_peakcache_memos[
+                             ngx_murmur_hash2(ctx->key.data, ctx->key.len)
+                             & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 2)];
+        ctx->memo_key = ctx->key;
+    }
+
+    *ways = ctx->memo_ways;
 
     for (i = 0; i < 2; i++) {
         m = (*ways)[i];
