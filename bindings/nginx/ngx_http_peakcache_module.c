@@ -28,6 +28,7 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_channel.h>
 
 #include <peakcache.h>
 
@@ -109,6 +110,8 @@ typedef struct {
 
 typedef struct {
     ngx_array_t                    zones;    /* ngx_http_peakcache_zone_t * */
+    ngx_fd_t                      *bells;    /* a pipe per worker, or NULL */
+    ngx_uint_t                     nbells;
 } ngx_http_peakcache_main_conf_t;
 
 
@@ -207,7 +210,10 @@ typedef struct {
 /*
  * A fill in flight in another worker, with the requests of this worker
  * waiting for it: one timer polls it (with the first waiter's handle) for
- * all of them, and wakes them all when it ends.
+ * all of them, and wakes them all when it ends.  The worker whose fill ends
+ * rings the others' bells (see ngx_http_peakcache_ring), which poll at once;
+ * the timer is for fills whose end rings no bell here (a process of another
+ * cycle or host).
  */
 typedef struct {
     ngx_str_node_t                 sn;       /* the key follows the node */
@@ -400,6 +406,12 @@ static ngx_int_t ngx_http_peakcache_admit(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_origin_done(ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_ring(void);
+static void ngx_http_peakcache_bell_handler(ngx_event_t *rev);
+static void ngx_http_peakcache_poll_now(ngx_http_peakcache_zone_t *zone);
+static ngx_int_t ngx_http_peakcache_bells_make(ngx_cycle_t *cycle);
+static void ngx_http_peakcache_bells_close(void *data);
+static ngx_int_t ngx_http_peakcache_bell_listen(ngx_cycle_t *cycle);
 static void ngx_http_peakcache_unqueue(ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_wake(ngx_queue_t *waiters);
 static void ngx_http_peakcache_poller_free(ngx_http_peakcache_poll_t *p);
@@ -3678,6 +3690,199 @@ ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx)
     ngx_rbtree_delete(&ctx->zone->fills, &node->sn.node);
 
     ngx_http_peakcache_wake(&node->waiters);
+    ngx_http_peakcache_ring();
+}
+
+
+/*
+ * Bells: one pipe per worker, made by the master for its cycle's workers.  A
+ * worker whose fill ends writes a byte to every other worker's pipe; a worker
+ * whose pipe is readable polls every fill its requests wait for, so that they
+ * are answered when the fill commits rather than at their poller's next tick.
+ * A full pipe is a bell already rung.
+ */
+
+static void
+ngx_http_peakcache_ring(void)
+{
+    ngx_uint_t                       i;
+    ngx_http_peakcache_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_peakcache_mcf;
+
+    if (pmcf == NULL || pmcf->bells == NULL
+        || ngx_process != NGX_PROCESS_WORKER)
+    {
+        return;
+    }
+
+    for (i = 0; i < pmcf->nbells; i++) {
+        if (i != ngx_worker) {
+            (void) write(pmcf->bells[2 * i + 1], "", 1);
+        }
+    }
+}
+
+
+static void
+ngx_http_peakcache_bell_handler(ngx_event_t *rev)
+{
+    u_char                           buf[64];
+    ssize_t                          n;
+    ngx_uint_t                       i;
+    ngx_connection_t                *c;
+    ngx_http_peakcache_zone_t      **zones;
+
+    c = rev->data;
+
+    do {
+        n = read(c->fd, buf, sizeof(buf));
+    } while (n == sizeof(buf));
+
+    if (ngx_http_peakcache_mcf == NULL) {
+        return;
+    }
+
+    zones = ngx_http_peakcache_mcf->zones.elts;
+
+    for (i = 0; i < ngx_http_peakcache_mcf->zones.nelts; i++) {
+        ngx_http_peakcache_poll_now(zones[i]);
+    }
+}
+
+
+/* every poller of the zone polls now (one whose fill runs keeps its timer) */
+
+static void
+ngx_http_peakcache_poll_now(ngx_http_peakcache_zone_t *zone)
+{
+    ngx_rbtree_node_t          *node, *next, *sentinel;
+    ngx_http_peakcache_ctx_t   *first;
+    ngx_http_peakcache_poll_t  *p;
+
+    sentinel = zone->polls.sentinel;
+
+    if (zone->polls.root == sentinel) {
+        return;
+    }
+
+    node = ngx_rbtree_min(zone->polls.root, sentinel);
+
+    while (node) {
+        /* the poller may go: its successor stays */
+        next = ngx_rbtree_next(&zone->polls, node);
+        p = (ngx_http_peakcache_poll_t *) node;
+        first = ngx_queue_data(ngx_queue_head(&p->waiters),
+                               ngx_http_peakcache_ctx_t, queue);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, first->request->connection->log, 0,
+                       "peakcache bell: polling \"%V\"", &p->sn.str);
+
+        ngx_http_peakcache_poll_handler(&p->event);
+
+        node = next;
+    }
+}
+
+
+/* the master's, for the workers of its cycle (none without a master) */
+
+static ngx_int_t
+ngx_http_peakcache_bells_make(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                       i, n;
+    ngx_fd_t                        *fds;
+    ngx_core_conf_t                 *ccf;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_peakcache_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_peakcache_module);
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (pmcf == NULL || pmcf->zones.nelts == 0 || ngx_test_config
+        || !ccf->master || ccf->worker_processes < 2)
+    {
+        return NGX_OK;
+    }
+
+    n = ccf->worker_processes;
+
+    fds = ngx_palloc(cycle->pool, 2 * n * sizeof(ngx_fd_t));
+    if (fds == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (pipe2(&fds[2 * i], O_NONBLOCK|O_CLOEXEC) == -1) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                          "peakcache: pipe2() failed: waiters of another "
+                          "worker's fill poll it every %d ms",
+                          NGX_HTTP_PEAKCACHE_POLL_MS);
+            pmcf->bells = fds;
+            pmcf->nbells = i;
+            ngx_http_peakcache_bells_close(pmcf);
+            return NGX_OK;
+        }
+    }
+
+    pmcf->bells = fds;
+    pmcf->nbells = n;
+
+    cln->handler = ngx_http_peakcache_bells_close;
+    cln->data = pmcf;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_bells_close(void *data)
+{
+    ngx_http_peakcache_main_conf_t *pmcf = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < 2 * pmcf->nbells; i++) {
+        (void) close(pmcf->bells[i]);
+    }
+
+    pmcf->bells = NULL;
+    pmcf->nbells = 0;
+}
+
+
+/* a worker listens to its own bell */
+
+static ngx_int_t
+ngx_http_peakcache_bell_listen(ngx_cycle_t *cycle)
+{
+    ngx_http_peakcache_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_peakcache_mcf;
+
+    if (pmcf->bells == NULL || ngx_process != NGX_PROCESS_WORKER
+        || ngx_worker >= pmcf->nbells)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_add_channel_event(cycle, pmcf->bells[2 * ngx_worker],
+                              NGX_READ_EVENT,
+                              ngx_http_peakcache_bell_handler)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "peakcache: no bell: waiters of another worker's fill "
+                      "poll it every %d ms", NGX_HTTP_PEAKCACHE_POLL_MS);
+    }
+
+    return NGX_OK;
 }
 
 
@@ -6441,7 +6646,7 @@ ngx_http_peakcache_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_peakcache_bells_make(cycle);
 }
 
 
@@ -6492,7 +6697,7 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
         ngx_add_timer(&zone->tick, 1000);
     }
 
-    return NGX_OK;
+    return ngx_http_peakcache_bell_listen(cycle);
 }
 
 

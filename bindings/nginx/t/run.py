@@ -371,7 +371,10 @@ daemon off;
 master_process on;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
-events {{ worker_connections 1024; }}
+events {{
+    worker_connections 1024;
+    debug_connection 127.0.0.2;  # Shared.test_shared_waiters_hear_the_fill_end
+}}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -1563,6 +1566,46 @@ class Shared:
             assert h["cache-status"] == "peakcache; fwd=miss; ttl=%d; collapsed" % (
                 60 - int(h["age"])), h
         assert self.o.count("/slow-collapsed") == 1
+
+    def test_shared_waiters_hear_the_fill_end(self):
+        # the worker whose fill ends rings the other workers' bells: their waiters are polled
+        # at the commit, not at their poller's next tick. The debug log of the connections
+        # from 127.0.0.2 (the configuration's debug_connection) says which polled.
+        results, rung = [], []
+        for n in range(5):
+            path = "/slow-bell-%d" % n
+            res = [None] * 24
+            start = threading.Barrier(len(res))
+
+            def one(i):
+                start.wait()
+                c = http.client.HTTPConnection("127.0.0.1", self.p, timeout=10,
+                                               source_address=("127.0.0.2", 0))
+                try:
+                    c.request("GET", path)
+                    r = c.getresponse()
+                    res[i] = (r.status, r.getheader("X-Pid"), r.getheader("Cache-Status"),
+                              r.read())
+                finally:
+                    c.close()
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(len(res))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(15)
+            assert all(r and r[0] == 200 for r in res), res
+            assert len({r[3] for r in res}) == 1 and self.o.count(path) == 1
+            filler = [r[1] for r in res if "stored" in r[2]]
+            if len({r[1] for r in res} - set(filler)) > 0:
+                # waiters in another worker than the fill's
+                results.append(path)
+                if any("peakcache bell: polling" in l and l.rstrip().endswith(path + '"')
+                       for l in self.ngx.log().splitlines()):
+                    rung.append(path)
+        assert results, "no waiters in another worker than the fill's"
+        # a poller's tick may poll between the commit and the bell: not every key
+        assert rung, (results, [l for l in self.ngx.log().splitlines() if "bell" in l][-5:])
 
     def test_shared_waiters_take_over_an_abandoned_fill(self):
         # the visitor whose request fills leaves: the fill is given up, one waiter (in
