@@ -181,7 +181,7 @@ pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
     }
     let hb_end = r.pos + total as usize;
     let meta_end = hb_end + meta_len;
-    let header_bytes = bytes[r.pos..hb_end].to_vec();
+    let header_bytes: Box<[u8]> = bytes[r.pos..hb_end].into();
     let meta: Box<[u8]> = bytes[hb_end..meta_end].into();
     let body = bytes.slice(meta_end..);
     Ok(Stored {
@@ -192,6 +192,7 @@ pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
         body,
         meta,
         id: 0,
+        seq: 0,
     })
 }
 

@@ -377,6 +377,7 @@ pub struct Hit {
     value: Bytes,
     flags: u32,
     served: Served,
+    seq: u64,
     stored_at: u64,
     fresh_until: u64,
     revalidate_until: u64,
@@ -404,6 +405,14 @@ impl Hit {
         self.served
     }
 
+    /// A number naming the stored record: the same for every read of one stored value, in
+    /// every process attached to the region; another once the value is replaced (or a tag
+    /// purge made it stale), and another in another region (the record's sequence number
+    /// mixed with the region's random seed). See [`ShmCache::lookup_unchanged`].
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// When the value was stored (region time).
     pub fn stored_at(&self) -> Duration {
         Duration::from_nanos(self.stored_at)
@@ -427,6 +436,46 @@ impl Hit {
     /// How long it has been stored at `now` (region time, [`ShmCache::now`]).
     pub fn age(&self, now: Duration) -> Duration {
         now.saturating_sub(self.stored_at())
+    }
+}
+
+/// What [`ShmCache::lookup_unchanged`] answers: the key's entry is servable without a ticket and
+/// still the value the caller holds a copy of; how it is served and its lifetimes, in region
+/// time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unchanged {
+    served: Served,
+    stored_at: u64,
+    fresh_until: u64,
+    revalidate_until: u64,
+    error_until: u64,
+}
+
+impl Unchanged {
+    /// Fresh, or stale (while its refresh runs or a failing origin backs off) as
+    /// [`lookup`](ShmCache::lookup) would answer `Stale(hit, None)`.
+    pub fn served(&self) -> Served {
+        self.served
+    }
+
+    /// When the value was stored (region time).
+    pub fn stored_at(&self) -> Duration {
+        Duration::from_nanos(self.stored_at)
+    }
+
+    /// When it stops being fresh.
+    pub fn fresh_until(&self) -> Duration {
+        Duration::from_nanos(self.fresh_until)
+    }
+
+    /// When its stale-while-revalidate window ends.
+    pub fn revalidate_until(&self) -> Duration {
+        Duration::from_nanos(self.revalidate_until)
+    }
+
+    /// When its stale-if-error window ends.
+    pub fn error_until(&self) -> Duration {
+        Duration::from_nanos(self.error_until)
     }
 }
 
@@ -977,6 +1026,7 @@ impl ShmCache {
             value: Bytes::copy_from_slice(s.value_bytes(r)),
             flags: r.flags,
             served,
+            seq: self.record_seq(r),
             stored_at: r.stored_at,
             fresh_until: r.fresh_until(),
             revalidate_until: r.revalidate_until(),
@@ -1079,55 +1129,125 @@ impl ShmCache {
     /// wait, or pass through. See [`Lookup`].
     pub fn lookup(&self, key: &[u8]) -> Lookup {
         if key.len() <= MAX_KEY {
-            if let Some(hit) = self.lookup_fresh_optimistic(key) {
-                return Lookup::Fresh(hit);
+            if let Some(hit) = self.lookup_optimistic(key) {
+                return match hit.served {
+                    Served::Fresh => Lookup::Fresh(hit),
+                    _ => Lookup::Stale(hit, None),
+                };
             }
         }
         self.lookup_with(key, true)
     }
 
-    /// The fresh-hit case of `lookup` without the shard lock (see `shard::read_optimistic`):
-    /// `None` for anything else (a miss, a stale entry, a flight past its deadline, a
-    /// pass-through, tags to check, a writer in the way), which the locked lookup decides.
-    fn lookup_fresh_optimistic(&self, key: &[u8]) -> Option<Hit> {
+    /// The hits of `lookup` that hand out no ticket, without the shard lock (see
+    /// `shard::read_optimistic` and `servable_optimistic`): a fresh entry, or a stale one while
+    /// its refresh runs or its failing origin backs off. Those are most lookups of a busy key,
+    /// so a process stopped while it holds the shard's lock stops no other's hits.
+    fn lookup_optimistic(&self, key: &[u8]) -> Option<Hit> {
+        let (value, r, served) = self.servable_optimistic(key, |s, r| {
+            let mut value = Vec::new();
+            s.copy_value_racy(r, &mut value)?;
+            Some(value)
+        })?;
+        Some(Hit {
+            value: Bytes::from(value),
+            flags: r.flags,
+            served,
+            seq: self.record_seq(&r),
+            stored_at: r.stored_at,
+            fresh_until: r.fresh_until(),
+            revalidate_until: r.revalidate_until(),
+            error_until: r.error_until(),
+        })
+    }
+
+    /// Whether `key` has an entry that [`lookup`](Self::lookup) would serve without handing out
+    /// a ticket (fresh, or the cache frozen; stale while its refresh runs or a failing origin
+    /// backs off) and whose value is still the one a [`Hit`] with this [`Hit::seq`] was a copy
+    /// of: read without the shard lock and without copying the value, counted and touched as
+    /// that hit. A host that keeps what it derived from a hit (the nginx module's prepared
+    /// answers) serves that again. `None` when the value was replaced, or the answer is
+    /// another (a miss, a ticket to hand out) or needs the lock (tags to check, a flight past
+    /// its deadline, a pass-through, a writer in the way): then `lookup` answers.
+    pub fn lookup_unchanged(&self, key: &[u8], seq: u64) -> Option<Unchanged> {
+        if key.len() > MAX_KEY {
+            return None;
+        }
+        let ((), r, served) =
+            self.servable_optimistic(key, |_, r| (self.record_seq(r) == seq).then_some(()))?;
+        Some(Unchanged {
+            served,
+            stored_at: r.stored_at,
+            fresh_until: r.fresh_until(),
+            revalidate_until: r.revalidate_until(),
+            error_until: r.error_until(),
+        })
+    }
+
+    /// [`Hit::seq`] of record `r`.
+    fn record_seq(&self, r: &Rec) -> u64 {
+        r.seq ^ self.region().settings.seed
+    }
+
+    /// A servable entry of `key` read without the shard lock, counted and touched as the locked
+    /// lookup would: what `read` takes of it (`None`: nothing, the caller's lookup goes on), its
+    /// record and how it is served. A fresh entry (any, while frozen), or a stale one that the
+    /// locked lookup serves without a ticket: inside stale-while-revalidate while its refresh
+    /// runs or a failed one backs off, inside stale-if-error while a failing origin backs off or
+    /// is being probed. `None` for anything else (a miss, a ticket to hand out, a
+    /// flight past its deadline, a pass-through, tags to check, a writer in the way), which the
+    /// locked lookup decides.
+    fn servable_optimistic<T>(
+        &self,
+        key: &[u8],
+        read: impl Fn(&shard::Shard<'_>, &Rec) -> Option<T>,
+    ) -> Option<(T, Rec, Served)> {
         let hash = self.key_hash(key);
         let shard = self.shard_index(hash);
         let now = self.now_nanos();
         let frozen = self.frozen();
         for _ in 0..OPTIMISTIC_TRIES {
-            let mut counted = false;
-            let read = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
+            let mut counted = None;
+            let got = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
                 let r = &p.rec;
-                let overdue = p.meta & shard::M_ACTIVE != 0 && now >= p.deadline;
-                let fresh = frozen || r.standing(now) == Standing::Fresh;
+                let flight = p.meta & shard::M_ACTIVE != 0;
+                let overdue = flight && now >= p.deadline;
                 let settled = (r.ntags == 0 || p.checked_epoch == Tags::new(self.region()).epoch())
                     && r.seq >= self.stale_all_seq();
-                if p.pass_until > now || overdue || !r.has_value() || !fresh || !settled {
+                if p.pass_until > now || overdue || !r.has_value() || !settled {
                     return None;
                 }
-                s.count(Counter::Fresh);
-                counted = true;
-                let mut value = Vec::new();
-                s.copy_value_racy(r, &mut value)?;
-                Some((p.slot, value, *r))
+                let backing_off = || now < s.retry_at(p.slot);
+                let served = match r.standing(now) {
+                    _ if frozen => Served::Fresh,
+                    Standing::Fresh => Served::Fresh,
+                    Standing::Stale if flight || backing_off() => Served::Stale,
+                    Standing::StaleIfError if backing_off() || flight && s.failures(p.slot) > 0 => {
+                        Served::StaleIfError
+                    }
+                    _ => return None,
+                };
+                let c = match served {
+                    Served::Fresh => Counter::Fresh,
+                    Served::Stale => Counter::Stale,
+                    Served::StaleIfError => Counter::StaleIfError,
+                };
+                s.count(c);
+                counted = Some(c);
+                Some((p.slot, read(s, r)?, *r, served))
             });
             let s = shard::Shard::new(self.region(), shard);
-            match read {
-                Optimistic::Read((slot, value, r)) => {
+            match got {
+                Optimistic::Read((slot, t, r, served)) => {
                     s.touch(slot);
-                    return Some(Hit {
-                        value: Bytes::from(value),
-                        flags: r.flags,
-                        served: Served::Fresh,
-                        stored_at: r.stored_at,
-                        fresh_until: r.fresh_until(),
-                        revalidate_until: r.revalidate_until(),
-                        error_until: r.error_until(),
-                    });
+                    return Some((t, r, served));
                 }
                 Optimistic::Absent => return None,
-                Optimistic::Retry if counted => s.uncount(Counter::Fresh),
-                Optimistic::Retry => {}
+                Optimistic::Retry => {
+                    if let Some(c) = counted {
+                        s.uncount(c);
+                    }
+                }
             }
         }
         None
