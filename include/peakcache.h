@@ -2101,6 +2101,32 @@ peakcache_result peakcache_lookup_sized(const struct peakcache_cache *cache,
                                         size_t out_size);
 
 /**
+ * `peakcache_lookup` for a caller that holds `known`, an entry this cache handed out for this
+ * same key (by a lookup or a waiter): while the key's value is still that one and the answer
+ * hands out no ticket (FRESH, or the cache frozen; STALE with `refresh` NULL: its refresh
+ * runs, or a failing origin backs off), `entry` is a new reference to `known` itself (the
+ * same pointer), so that what the caller prepared from it still holds, and the shared backend
+ * copies nothing out of its region. Otherwise (another value, a ticket to hand out, `known`
+ * NULL or of the local backend, whose hits copy nothing anyway) exactly `peakcache_lookup`'s
+ * answer, also when `known` is an entry another cache, or this one for another key, handed
+ * out. Counted once in the stats, as `peakcache_lookup`.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `known` NULL or a live
+ * entry; `out` NULL or writable.
+ *
+ * Exported as `peakcache_lookup_known_sized` with the size of `*out` last; the header's
+ * `peakcache_lookup_known` macro passes `sizeof(peakcache_lookup_result)` (see the header's
+ * "Sizes" convention).
+ */
+peakcache_result peakcache_lookup_known_sized(const struct peakcache_cache *cache,
+                                              const uint8_t *key,
+                                              size_t key_len,
+                                              const struct peakcache_entry *known,
+                                              struct peakcache_lookup_result *out,
+                                              size_t out_size);
+
+/**
  * The entry of `key[0..key_len]` if it is stored and fresh (or the cache is frozen): `*out` is
  * a new entry reference (free it with `peakcache_entry_free`), or NULL when there is none. No
  * lifecycle: no fill, no refresh ticket, no waiting (`peakcache_lookup` is for that). Counted
@@ -2500,6 +2526,7 @@ void peakcache_waiter_free(struct peakcache_waiter *waiter);
 #define peakcache_cache_stats(...) peakcache_cache_stats_sized(__VA_ARGS__, sizeof(peakcache_stats))
 #define peakcache_cache_tick(...) peakcache_cache_tick_sized(__VA_ARGS__, sizeof(peakcache_host_counts))
 #define peakcache_lookup(...) peakcache_lookup_sized(__VA_ARGS__, sizeof(peakcache_lookup_result))
+#define peakcache_lookup_known(...) peakcache_lookup_known_sized(__VA_ARGS__, sizeof(peakcache_lookup_result))
 #define peakcache_waiter_wait(...) peakcache_waiter_wait_sized(__VA_ARGS__, sizeof(peakcache_wait_result))
 #define peakcache_waiter_poll(...) peakcache_waiter_poll_sized(__VA_ARGS__, sizeof(peakcache_wait_result))
 #define peakcache_http_config_default(...) peakcache_http_config_default_sized(__VA_ARGS__, sizeof(peakcache_http_config))

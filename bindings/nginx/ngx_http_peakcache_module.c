@@ -28,12 +28,13 @@
 #include <ngx_config.h>
 #include <ngx_core.h>
 #include <ngx_http.h>
+#include <ngx_channel.h>
 
 #include <peakcache.h>
 
 
-/* how often a waiter whose fill runs elsewhere polls it */
-#define NGX_HTTP_PEAKCACHE_POLL_MS       4
+/* how often a worker polls a fill that runs in another worker */
+#define NGX_HTTP_PEAKCACHE_POLL_MS       1
 
 #define NGX_HTTP_PEAKCACHE_PURGE_KEY     1
 #define NGX_HTTP_PEAKCACHE_PURGE_TAG     2
@@ -50,15 +51,18 @@
 #define NGX_HTTP_PEAKCACHE_VARY_MS       ((uint64_t) 86400 * 1000)
 
 /*
- * Per-worker memos of the hit path (powers of two): the key of a request
- * target, and the answer to a plain hit of an entry (see memo_get).  An entry
- * whose body is larger is not memoized: the memo holds a reference, and an
- * evicted entry's memory is kept until its slot is reused.
+ * Per-worker memos of the hit path, two-way tables (powers of two): the key
+ * of a request target, and the answer to a plain hit of an entry (see
+ * memo_get).  An entry whose body is larger than MEMO_BODY is not memoized,
+ * nor one that would take the bodies the memos hold past MEMO_BYTES: a memo
+ * holds a reference (with the shared backend, a copy), and an evicted entry's
+ * memory is kept until its slot is reused.
  */
-#define NGX_HTTP_PEAKCACHE_KEY_SLOTS     16384
+#define NGX_HTTP_PEAKCACHE_KEY_SLOTS     65536
 #define NGX_HTTP_PEAKCACHE_KEY_MAX       4096
-#define NGX_HTTP_PEAKCACHE_MEMO_SLOTS    16384
+#define NGX_HTTP_PEAKCACHE_MEMO_SLOTS    65536
 #define NGX_HTTP_PEAKCACHE_MEMO_BODY     (64 * 1024)
+#define NGX_HTTP_PEAKCACHE_MEMO_BYTES    (64 * 1024 * 1024)
 
 
 /* $peakcache_status values */
@@ -99,11 +103,15 @@ typedef struct {
     ngx_event_t                    tick;
     ngx_rbtree_t                   fills;
     ngx_rbtree_node_t              sentinel;
+    ngx_rbtree_t                   polls;     /* fills running elsewhere */
+    ngx_rbtree_node_t              polls_sentinel;
 } ngx_http_peakcache_zone_t;
 
 
 typedef struct {
     ngx_array_t                    zones;    /* ngx_http_peakcache_zone_t * */
+    ngx_fd_t                      *bells;    /* a pipe per worker, or NULL */
+    ngx_uint_t                     nbells;
 } ngx_http_peakcache_main_conf_t;
 
 
@@ -130,18 +138,40 @@ typedef struct {
 
 
 /*
+ * What moves with time in a memoized answer: its Age and this cache's
+ * Cache-Status member (for one outcome and upstream status), the same from
+ * valid_from until valid_until, at most until the next instant the entry's
+ * Age in whole seconds changes.
+ */
+typedef struct {
+    ngx_uint_t                     fwd_status;
+    uint64_t                       valid_from;    /* Unix ms */
+    uint64_t                       valid_until;
+    peakcache_buf                 *cache_status;
+    ngx_str_t                      status_value;  /* in cache_status */
+    size_t                         age_len;
+    u_char                         age[NGX_INT64_LEN];
+} ngx_http_peakcache_clock_t;
+
+
+/*
  * The headers of an answer from an entry, ready for r->headers_out: the
  * strings point into `headers` (the HTTP layer's list).  Memoized ones are
- * counted (the memo table's reference, and one per request using it).
+ * counted (the memo table's reference, and one per request using it), keep
+ * the clocks of a hit's and a waiter's answer, and are found by the key
+ * their entry was stored under.
  */
 typedef struct {
     ngx_uint_t                     refs;
+    ngx_http_peakcache_zone_t     *zone;
+    ngx_str_t                      key;           /* the entry's */
     uint64_t                       id;            /* peakcache_entry_id */
     peakcache_entry               *entry;
     peakcache_http_policy         *policy;
     peakcache_http_headers        *headers;
-    uint64_t                       valid_from;    /* Unix ms */
-    uint64_t                       valid_until;
+    size_t                         body_len;
+    uint64_t                       boundary;      /* Unix ms the Age changed */
+    ngx_http_peakcache_clock_t     clock[4];      /* see clock_slot */
     ngx_uint_t                     status;
     ngx_uint_t                     nelts;
     ngx_table_elt_t               *elts;
@@ -154,6 +184,8 @@ typedef struct {
     ngx_int_t                      location;
     ngx_int_t                      last_modified;
     ngx_int_t                      content_encoding;
+    ngx_int_t                      age;
+    ngx_int_t                      cache_status;  /* this cache's, the last */
 } ngx_http_peakcache_memo_t;
 
 
@@ -175,6 +207,22 @@ typedef struct {
 } ngx_http_peakcache_fill_node_t;
 
 
+/*
+ * A fill in flight in another worker, with the requests of this worker
+ * waiting for it: one timer polls it (with the first waiter's handle) for
+ * all of them, and wakes them all when it ends.  The worker whose fill ends
+ * rings the others' bells (see ngx_http_peakcache_ring), which poll at once;
+ * the timer is for fills whose end rings no bell here (a process of another
+ * cycle or host).
+ */
+typedef struct {
+    ngx_str_node_t                 sn;       /* the key follows the node */
+    ngx_queue_t                    waiters;
+    ngx_event_t                    event;
+    ngx_http_peakcache_zone_t     *zone;
+} ngx_http_peakcache_poll_t;
+
+
 typedef struct {
     ngx_http_request_t            *request;
     ngx_http_peakcache_zone_t     *zone;
@@ -191,6 +239,7 @@ typedef struct {
     peakcache_wait_result          wait;
 
     ngx_http_peakcache_fill_node_t *node;
+    ngx_http_peakcache_poll_t     *poll;     /* the poller it is queued on */
     ngx_queue_t                    queue;
     ngx_msec_t                     deadline;
 
@@ -202,6 +251,8 @@ typedef struct {
     size_t                         held_size;
     peakcache_entry               *entry;    /* the entry served */
     ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
+    ngx_http_peakcache_memo_t    **memo_ways; /* the slots of memo_key's */
+    ngx_str_t                      memo_key;
     ngx_str_t                      method_name;
     peakcache_http_store          *store;
     peakcache_entry               *revalidate;
@@ -221,6 +272,7 @@ typedef struct {
 
     unsigned                       phase:2;
     unsigned                       queued:1;
+    unsigned                       answered:1; /* ctx->wait, by a poller */
     unsigned                       header_seen:1;
     unsigned                       capture:1;
     unsigned                       swap:1;
@@ -255,6 +307,12 @@ static ngx_int_t ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_fill *fill);
 static ngx_int_t ngx_http_peakcache_begin_wait(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_waiter *waiter);
+static void ngx_http_peakcache_park(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_http_peakcache_poll_t *ngx_http_peakcache_poller(
+    ngx_http_peakcache_ctx_t *ctx, uint32_t hash);
+static void ngx_http_peakcache_poll_handler(ngx_event_t *ev);
+static ngx_int_t ngx_http_peakcache_poll_waiter(ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_wait_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_to_origin(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
@@ -270,13 +328,33 @@ static ngx_int_t ngx_http_peakcache_found(ngx_http_request_t *r,
 static uint64_t ngx_http_peakcache_now(void);
 static ngx_int_t ngx_http_peakcache_request_view(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
+static ngx_uint_t ngx_http_peakcache_memoizable(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx);
 static ngx_http_peakcache_memo_t *ngx_http_peakcache_memo_get(
     ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     peakcache_entry *entry, size_t body_len, uint64_t now);
+static ngx_int_t ngx_http_peakcache_memo_find(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_memo_t ***ways);
+static ngx_http_peakcache_memo_t *ngx_http_peakcache_memo_new(
+    ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
+    peakcache_entry *entry, uint64_t id, uint64_t now);
+static void ngx_http_peakcache_memo_put(ngx_http_peakcache_memo_t **ways,
+    ngx_int_t found, ngx_http_peakcache_memo_t *m);
+static ngx_http_peakcache_clock_t *ngx_http_peakcache_memo_clock(
+    ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, ngx_uint_t fwd_status,
+    uint64_t now);
+static ngx_uint_t ngx_http_peakcache_clock_slot(ngx_uint_t outcome);
+static peakcache_buf *ngx_http_peakcache_cache_status(
+    ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, ngx_uint_t fwd_status,
+    uint64_t at);
+static uint64_t ngx_http_peakcache_age_until(ngx_http_peakcache_memo_t *m,
+    uint64_t now, uint64_t age);
+static ngx_uint_t ngx_http_peakcache_age_is(peakcache_entry *entry,
+    uint64_t at, uint64_t age);
 static void ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
     const peakcache_http_header *items, size_t n);
-static void ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
-    ngx_http_peakcache_memo_t *m);
+static ngx_int_t ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
+    ngx_http_peakcache_memo_t *m, ngx_http_peakcache_clock_t *c);
 static void ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m);
 static void ngx_http_peakcache_memo_clear(void);
 static ngx_int_t ngx_http_peakcache_headers_view(ngx_http_request_t *r,
@@ -328,7 +406,15 @@ static ngx_int_t ngx_http_peakcache_admit(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_origin_done(ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_ring(void);
+static void ngx_http_peakcache_bell_handler(ngx_event_t *rev);
+static void ngx_http_peakcache_poll_now(ngx_http_peakcache_zone_t *zone);
+static ngx_int_t ngx_http_peakcache_bells_make(ngx_cycle_t *cycle);
+static void ngx_http_peakcache_bells_close(void *data);
+static ngx_int_t ngx_http_peakcache_bell_listen(ngx_cycle_t *cycle);
 static void ngx_http_peakcache_unqueue(ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_wake(ngx_queue_t *waiters);
+static void ngx_http_peakcache_poller_free(ngx_http_peakcache_poll_t *p);
 static ngx_chain_t * ngx_http_peakcache_entry_body(ngx_http_request_t *r,
     peakcache_entry *entry);
 static ngx_chain_t * ngx_http_peakcache_body_chain(ngx_http_request_t *r,
@@ -617,6 +703,7 @@ static ngx_http_peakcache_key_memo_t
                       *ngx_http_peakcache_keys[NGX_HTTP_PEAKCACHE_KEY_SLOTS];
 static ngx_http_peakcache_memo_t
                       *ngx_http_peakcache_memos[NGX_HTTP_PEAKCACHE_MEMO_SLOTS];
+static size_t          ngx_http_peakcache_memo_bytes;  /* their bodies' */
 
 static ngx_str_t  ngx_http_peakcache_get_method = ngx_string("GET");
 
@@ -715,11 +802,20 @@ ngx_http_peakcache_handler(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_peakcache_lookup(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_uint_t               outcome;
-    peakcache_result         rc;
-    peakcache_lookup_result  lr;
+    ngx_int_t                    found;
+    ngx_uint_t                   outcome;
+    peakcache_entry             *known;
+    peakcache_result             rc;
+    peakcache_lookup_result      lr;
+    ngx_http_peakcache_memo_t  **ways;
 
-    rc = peakcache_lookup(ctx->zone->cache, ctx->key.data, ctx->key.len, &lr);
+    /* the memoized entry, handed out again while it is the key's: no copy */
+
+    found = ngx_http_peakcache_memo_find(ctx, &ways);
+    known = found >= 0 ? ways[found]->entry : NULL;
+
+    rc = peakcache_lookup_known(ctx->zone->cache, ctx->key.data, ctx->key.len,
+                                known, &lr);
 
     if (rc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
@@ -920,46 +1016,184 @@ static ngx_int_t
 ngx_http_peakcache_begin_wait(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_waiter *waiter)
 {
-    ngx_msec_t                       timer;
-    ngx_str_node_t                  *sn;
-    ngx_http_peakcache_fill_node_t  *node;
-
     ctx->waiter = waiter;
     ctx->phase = NGX_HTTP_PEAKCACHE_PHASE_WAITING;
     ctx->deadline = ngx_current_msec + ctx->conf->lock_timeout;
 
-    sn = ngx_str_rbtree_lookup(&ctx->zone->fills, &ctx->key,
-                               ngx_crc32_long(ctx->key.data, ctx->key.len));
-
-    if (sn) {
-        /* the fill runs in this worker: it wakes us when it ends */
-        node = (ngx_http_peakcache_fill_node_t *) sn;
-        ngx_queue_insert_tail(&node->waiters, &ctx->queue);
-        ctx->queued = 1;
-        timer = ctx->conf->lock_timeout;
-
-    } else {
-        timer = NGX_HTTP_PEAKCACHE_POLL_MS;
-    }
-
-    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
-                   "peakcache wait \"%V\" local:%d", &ctx->key, ctx->queued);
-
     r->read_event_handler = ngx_http_test_reading;
     r->write_event_handler = ngx_http_peakcache_wait_handler;
 
-    ngx_add_timer(r->connection->write, timer);
+    ngx_http_peakcache_park(r, ctx);
 
     return NGX_DONE;
+}
+
+
+/*
+ * A waiter waits behind the fill when it runs in this worker (its end wakes
+ * the waiter at once), else behind this worker's poller of the key (see
+ * ngx_http_peakcache_poll_t); its own timer is its lock timeout.  Without a
+ * poller (out of memory), it polls the fill itself.
+ */
+
+static void
+ngx_http_peakcache_park(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
+{
+    uint32_t                         hash;
+    ngx_msec_t                       left;
+    ngx_event_t                     *wev;
+    ngx_str_node_t                  *sn;
+    ngx_http_peakcache_poll_t       *p;
+    ngx_http_peakcache_fill_node_t  *node;
+
+    if (!ctx->queued) {
+        hash = ngx_crc32_long(ctx->key.data, ctx->key.len);
+        sn = ngx_str_rbtree_lookup(&ctx->zone->fills, &ctx->key, hash);
+
+        if (sn) {
+            node = (ngx_http_peakcache_fill_node_t *) sn;
+            ngx_queue_insert_tail(&node->waiters, &ctx->queue);
+            ctx->queued = 1;
+
+        } else {
+            p = ngx_http_peakcache_poller(ctx, hash);
+
+            if (p) {
+                ngx_queue_insert_tail(&p->waiters, &ctx->queue);
+                ctx->queued = 1;
+                ctx->poll = p;
+
+                if (!p->event.timer_set) {
+                    ngx_add_timer(&p->event, NGX_HTTP_PEAKCACHE_POLL_MS);
+                }
+            }
+        }
+    }
+
+    ngx_log_debug2(NGX_LOG_DEBUG_HTTP, r->connection->log, 0,
+                   "peakcache wait \"%V\" polled:%d", &ctx->key,
+                   ctx->poll != NULL);
+
+    left = (ngx_msec_int_t) (ctx->deadline - ngx_current_msec) > 0
+           ? ctx->deadline - ngx_current_msec : 1;
+
+    if (!ctx->queued && left > NGX_HTTP_PEAKCACHE_POLL_MS) {
+        left = NGX_HTTP_PEAKCACHE_POLL_MS;
+    }
+
+    wev = r->connection->write;
+
+    if (wev->timer_set) {
+        ngx_del_timer(wev);
+    }
+
+    ngx_add_timer(wev, left);
+}
+
+
+/* this worker's poller of the fill of ctx->key, made on first use */
+
+static ngx_http_peakcache_poll_t *
+ngx_http_peakcache_poller(ngx_http_peakcache_ctx_t *ctx, uint32_t hash)
+{
+    ngx_str_node_t             *sn;
+    ngx_http_peakcache_poll_t  *p;
+
+    sn = ngx_str_rbtree_lookup(&ctx->zone->polls, &ctx->key, hash);
+
+    if (sn) {
+        return (ngx_http_peakcache_poll_t *) sn;
+    }
+
+    p = ngx_calloc(sizeof(ngx_http_peakcache_poll_t) + ctx->key.len,
+                   ngx_cycle->log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    p->sn.str.data = (u_char *) (p + 1);
+    p->sn.str.len = ctx->key.len;
+    ngx_memcpy(p->sn.str.data, ctx->key.data, ctx->key.len);
+    p->sn.node.key = hash;
+
+    ngx_queue_init(&p->waiters);
+
+    p->zone = ctx->zone;
+    p->event.handler = ngx_http_peakcache_poll_handler;
+    p->event.data = p;
+    p->event.log = ngx_cycle->log;
+
+    ngx_rbtree_insert(&ctx->zone->polls, &p->sn.node);
+
+    return p;
+}
+
+
+/*
+ * The poller's timer: the first waiter's handle tells whether the fill is
+ * over; then every waiter is woken (each resolves with its own handle; the
+ * first has its answer already).
+ */
+
+static void
+ngx_http_peakcache_poll_handler(ngx_event_t *ev)
+{
+    ngx_queue_t                *q;
+    ngx_http_peakcache_ctx_t   *ctx;
+    ngx_http_peakcache_poll_t  *p;
+
+    p = ev->data;
+
+    q = ngx_queue_head(&p->waiters);
+    ctx = ngx_queue_data(q, ngx_http_peakcache_ctx_t, queue);
+
+    if (ngx_http_peakcache_poll_waiter(ctx) == NGX_AGAIN) {
+        ngx_add_timer(ev, NGX_HTTP_PEAKCACHE_POLL_MS);
+        return;
+    }
+
+    ctx->answered = 1;
+
+    ngx_http_peakcache_wake(&p->waiters);
+    ngx_http_peakcache_poller_free(p);
+}
+
+
+/*
+ * Polls the waiter of ctx: NGX_AGAIN while the fill runs, else NGX_OK with
+ * the answer in ctx->wait (a poll that failed answers FAILED: the request
+ * fetches uncached).
+ */
+
+static ngx_int_t
+ngx_http_peakcache_poll_waiter(ngx_http_peakcache_ctx_t *ctx)
+{
+    peakcache_result  rc;
+
+    rc = peakcache_waiter_poll(&ctx->waiter, &ctx->wait);
+
+    if (rc == PEAKCACHE_PENDING) {
+        return NGX_AGAIN;
+    }
+
+    if (rc != PEAKCACHE_OK) {
+        ngx_http_peakcache_log_error(NGX_LOG_ERR,
+                                     ctx->request->connection->log, rc,
+                                     "waiter poll failed, fetching uncached");
+        peakcache_waiter_free(ctx->waiter);
+        ctx->waiter = NULL;
+        ngx_memzero(&ctx->wait, sizeof(peakcache_wait_result));
+        ctx->wait.kind = PEAKCACHE_WAIT_FAILED;
+    }
+
+    return NGX_OK;
 }
 
 
 static void
 ngx_http_peakcache_wait_handler(ngx_http_request_t *r)
 {
-    ngx_msec_t                 left;
     ngx_event_t               *wev;
-    peakcache_result           rc;
     ngx_http_peakcache_ctx_t  *ctx;
 
     wev = r->connection->write;
@@ -971,22 +1205,11 @@ ngx_http_peakcache_wait_handler(ngx_http_request_t *r)
         return;
     }
 
-    rc = peakcache_waiter_poll(&ctx->waiter, &ctx->wait);
-
-    if (rc == PEAKCACHE_PENDING) {
+    if (!ctx->answered && ngx_http_peakcache_poll_waiter(ctx) == NGX_AGAIN) {
 
         if ((ngx_msec_int_t) (ngx_current_msec - ctx->deadline) < 0) {
-
-            if (!wev->timer_set) {
-                left = ctx->deadline - ngx_current_msec;
-
-                if (!ctx->queued && left > NGX_HTTP_PEAKCACHE_POLL_MS) {
-                    left = NGX_HTTP_PEAKCACHE_POLL_MS;
-                }
-
-                ngx_add_timer(wev, left);
-            }
-
+            /* woken by a fill that ended, while a newer one runs */
+            ngx_http_peakcache_park(r, ctx);
             return;
         }
 
@@ -999,14 +1222,6 @@ ngx_http_peakcache_wait_handler(ngx_http_request_t *r)
         ctx->waiter = NULL;
         ngx_memzero(&ctx->wait, sizeof(peakcache_wait_result));
         ctx->wait.kind = PEAKCACHE_WAIT_TIMED_OUT;
-
-    } else if (rc != PEAKCACHE_OK) {
-        ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
-                                     "waiter poll failed, fetching uncached");
-        peakcache_waiter_free(ctx->waiter);
-        ctx->waiter = NULL;
-        ngx_memzero(&ctx->wait, sizeof(peakcache_wait_result));
-        ctx->wait.kind = PEAKCACHE_WAIT_FAILED;
     }
 
     ngx_http_peakcache_unqueue(ctx);
@@ -1015,6 +1230,7 @@ ngx_http_peakcache_wait_handler(ngx_http_request_t *r)
         ngx_del_timer(wev);
     }
 
+    ctx->answered = 0;
     ctx->phase = NGX_HTTP_PEAKCACHE_PHASE_RESOLVED;
 
     r->read_event_handler = ngx_http_block_reading;
@@ -1823,19 +2039,23 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
     peakcache_result              rc;
     peakcache_http_answer         a;
     ngx_http_peakcache_memo_t    *m;
+    ngx_http_peakcache_clock_t   *c;
     const peakcache_http_header  *items;
 
     now = ngx_http_peakcache_now();
 
-    if (ctx->outcome == PEAKCACHE_HTTP_HIT
-        && ctx->policy == ctx->conf->frozen_policy
-        && ngx_http_peakcache_plain(r))
-    {
+    if (ngx_http_peakcache_memoizable(r, ctx)) {
 
         m = ngx_http_peakcache_memo_get(r, ctx, entry, body_len, now);
+        c = m ? ngx_http_peakcache_memo_clock(m, ctx->outcome, ctx->fwd_status,
+                                              now)
+              : NULL;
 
-        if (m) {
-            ngx_http_peakcache_memo_apply(r, m);
+        if (c) {
+            if (ngx_http_peakcache_memo_apply(r, m, c) != NGX_OK) {
+                return NGX_ERROR;
+            }
+
             m->refs++;
             ctx->memo = m;
             r->disable_not_modified = 1;
@@ -1882,7 +2102,10 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
 
     m->status = a.status;
     ngx_http_peakcache_memo_fill(m, items, n);
-    ngx_http_peakcache_memo_apply(r, m);
+
+    if (ngx_http_peakcache_memo_apply(r, m, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     /* the HTTP layer has answered the client's conditions */
     r->disable_not_modified = 1;
@@ -1894,15 +2117,36 @@ ngx_http_peakcache_answer(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
 
 
 /*
- * The memoized answer to a plain hit of `entry` at `now`.  What
- * peakcache_http_serve answers for it changes only with its Age (Cache-Status
- * of a fresh hit is "hit; ttl=N", N the lifetime less the Age in seconds): the
- * memo is built with the HTTP layer's own answer, and kept until the HTTP
- * layer's Age of the entry changes (found once, by asking it for later
- * instants).  Memos are keyed by peakcache_entry_id, the same for every
- * handle of one stored value (the shared backend hands out a new handle, a
- * fresh copy, on every hit) and another once the value is replaced; the memo
- * holds a reference to the entry, so the id stays unique while it lives.
+ * Whether the answer may come from the memo: a plain request (see
+ * ngx_http_peakcache_plain) answered with an entry, as a hit (fresh or
+ * stale) or as the answer of another request's fill, under a policy that
+ * ignores request directives.  Then the HTTP layer's answer depends on the
+ * entry, and on the outcome and the time through its Age and Cache-Status
+ * alone.
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_memoizable(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx)
+{
+    return (ctx->outcome == PEAKCACHE_HTTP_HIT
+            || ctx->outcome == PEAKCACHE_HTTP_COLLAPSED
+            || ctx->outcome == PEAKCACHE_HTTP_STALE
+            || ctx->outcome == PEAKCACHE_HTTP_STALE_IF_ERROR)
+           && ctx->policy == ctx->conf->frozen_policy
+           && ngx_http_peakcache_plain(r);
+}
+
+
+/*
+ * The memoized answer to a plain hit of `entry`: the HTTP layer's own answer
+ * (peakcache_http_serve), kept as long as the entry is the key's, with its
+ * clocks (see memo_clock).  A memo is found by its key and zone, and holds
+ * when its peakcache_entry_id is the entry's: the same for every handle of
+ * one stored value (the shared backend hands out a new handle, a fresh copy,
+ * on a hit that is not peakcache_lookup_known's) and another once the value
+ * is replaced; the memo holds a reference to the entry, so the id stays
+ * unique while it lives.
  */
 
 static ngx_http_peakcache_memo_t *
@@ -1910,14 +2154,9 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, size_t body_len,
     uint64_t now)
 {
-    size_t                        n;
-    uint64_t                      id, age, a2, lo, hi, mid;
-    ngx_uint_t                    slot;
-    peakcache_result              rc;
-    peakcache_http_answer         a;
-    peakcache_http_request        req;
-    ngx_http_peakcache_memo_t    *m;
-    const peakcache_http_header  *items;
+    uint64_t                     id;
+    ngx_int_t                    found;
+    ngx_http_peakcache_memo_t   *m, **ways;
 
     if (body_len > NGX_HTTP_PEAKCACHE_MEMO_BODY) {
         return NULL;
@@ -1928,66 +2167,145 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
         return NULL;
     }
 
-    slot = (ngx_uint_t) ((id ^ (id >> 17) ^ (id >> 33)) >> 4)
-           & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 1);
-    m = ngx_http_peakcache_memos[slot];
+    found = ngx_http_peakcache_memo_find(ctx, &ways);
 
-    if (m
-        && m->id == id
-        && m->policy == ctx->policy
-        && now >= m->valid_from
-        && now < m->valid_until)
-    {
-        return m;
+    if (found >= 0) {
+        m = ways[found];
+
+        if (m->id == id && m->policy == ctx->policy) {
+            return m;
+        }
     }
 
-    /* a plain GET: what the answer depends on (see ngx_http_peakcache_plain) */
+    if (ngx_http_peakcache_memo_bytes + body_len + ctx->key.len
+        > NGX_HTTP_PEAKCACHE_MEMO_BYTES)
+    {
+        return NULL;
+    }
+
+    m = ngx_http_peakcache_memo_new(r, ctx, entry, id, now);
+    if (m == NULL) {
+        return NULL;
+    }
+
+    m->body_len = body_len;
+
+    ngx_http_peakcache_memo_put(ways, found, m);
+
+    return m;
+}
+
+
+/* the slots ctx->key's memo goes in; the way it is in, or -1 */
+
+static ngx_int_t
+ngx_http_peakcache_memo_find(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_memo_t ***ways)
+{
+    ngx_uint_t                  i;
+    ngx_http_peakcache_memo_t  *m;
+
+    /*
+     * A hit looks here twice (its lookup, its answer): the key is hashed
+     * once.  A new key (a variant's) is a new string.
+     */
+
+    if (ctx->memo_ways == NULL
+        || ctx->memo_key.data != ctx->key.data
+        || ctx->memo_key.len != ctx->key.len)
+    {
+        ctx->memo_ways = &ngx_http_peakcache_memos[
+                             ngx_murmur_hash2(ctx->key.data, ctx->key.len)
+                             & (NGX_HTTP_PEAKCACHE_MEMO_SLOTS - 2)];
+        ctx->memo_key = ctx->key;
+    }
+
+    *ways = ctx->memo_ways;
+
+    for (i = 0; i < 2; i++) {
+        m = (*ways)[i];
+
+        if (m
+            && m->zone == ctx->zone
+            && m->key.len == ctx->key.len
+            && ngx_memcmp(m->key.data, ctx->key.data, m->key.len) == 0)
+        {
+            return i;
+        }
+    }
+
+    return -1;
+}
+
+
+/*
+ * Puts `m` first in its pair of slots: in place of the memo of its key's
+ * former entry (way `found`), if any, else of the older of the pair.
+ */
+
+static void
+ngx_http_peakcache_memo_put(ngx_http_peakcache_memo_t **ways, ngx_int_t found,
+    ngx_http_peakcache_memo_t *m)
+{
+    ngx_http_peakcache_memo_t  *old;
+
+    old = ways[found >= 0 ? found : 1];
+
+    if (old) {
+        ngx_http_peakcache_memo_bytes -= old->body_len + old->key.len;
+        ngx_http_peakcache_memo_release(old);
+    }
+
+    if (found != 0) {
+        ways[1] = ways[0];
+    }
+
+    ways[0] = m;
+    ngx_http_peakcache_memo_bytes += m->body_len + m->key.len;
+}
+
+
+/*
+ * A memo of the HTTP layer's answer to a plain GET hit of `entry` at `now`;
+ * NULL when the answer is not a stored response whose Age and Cache-Status
+ * fields are the clock's (checked: the memo then never differs from the
+ * HTTP layer's answer).
+ */
+
+static ngx_http_peakcache_memo_t *
+ngx_http_peakcache_memo_new(ngx_http_request_t *r,
+    ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, uint64_t id,
+    uint64_t now)
+{
+    size_t                        n;
+    peakcache_result              rc;
+    peakcache_http_answer         a;
+    peakcache_http_request        req;
+    ngx_table_elt_t              *h;
+    ngx_http_peakcache_memo_t    *m;
+    ngx_http_peakcache_clock_t   *c;
+    const peakcache_http_header  *items;
 
     ngx_memzero(&req, sizeof(peakcache_http_request));
     req.method.data = (const uint8_t *) "GET";
     req.method.len = 3;
 
-    rc = peakcache_http_serve(ctx->policy, &req, entry, PEAKCACHE_HTTP_HIT,
-                              0, now, &a);
+    rc = peakcache_http_serve(ctx->policy, &req, entry, PEAKCACHE_HTTP_HIT, 0,
+                              now, &a);
     if (rc != PEAKCACHE_OK) {
         return NULL;
     }
 
     if (a.kind != PEAKCACHE_HTTP_SEND_STORED
-        || peakcache_http_headers_items(a.headers, &items, &n) != PEAKCACHE_OK
-        || peakcache_http_age(entry, now, &age) != PEAKCACHE_OK)
+        || peakcache_http_headers_items(a.headers, &items, &n) != PEAKCACHE_OK)
     {
         peakcache_http_headers_free(a.headers);
         return NULL;
     }
 
-    /* the first instant, within the next second, with another Age */
-
-    lo = now;
-    hi = now + 1000;
-
-    if (peakcache_http_age(entry, hi, &a2) == PEAKCACHE_OK && a2 == age) {
-        lo = hi;
-
-    } else {
-        while (hi - lo > 1) {
-            mid = lo + (hi - lo) / 2;
-
-            if (peakcache_http_age(entry, mid, &a2) != PEAKCACHE_OK) {
-                break;
-            }
-
-            if (a2 == age) {
-                lo = mid;
-
-            } else {
-                hi = mid;
-            }
-        }
-    }
-
     m = ngx_alloc(sizeof(ngx_http_peakcache_memo_t)
-                  + (n ? n : 1) * sizeof(ngx_table_elt_t), r->connection->log);
+                  + (n ? n : 1) * sizeof(ngx_table_elt_t) + ctx->key.len,
+                  r->connection->log);
     if (m == NULL) {
         peakcache_http_headers_free(a.headers);
         return NULL;
@@ -1995,40 +2313,248 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
 
     ngx_memzero(m, sizeof(ngx_http_peakcache_memo_t));
 
+    m->refs = 1;
+    m->headers = a.headers;
+
     if (peakcache_entry_clone(entry, &m->entry) != PEAKCACHE_OK) {
-        peakcache_http_headers_free(a.headers);
-        ngx_free(m);
+        ngx_http_peakcache_memo_release(m);
         return NULL;
     }
 
-    m->refs = 1;
     m->id = id;
+    m->zone = ctx->zone;
     m->policy = ctx->policy;
-    m->headers = a.headers;
-    m->valid_from = now;
-    m->valid_until = lo + 1;
     m->status = a.status;
     m->elts = (ngx_table_elt_t *) (m + 1);
+    m->key.data = (u_char *) (m->elts + (n ? n : 1));
+    m->key.len = ctx->key.len;
+    ngx_memcpy(m->key.data, ctx->key.data, ctx->key.len);
 
     ngx_http_peakcache_memo_fill(m, items, n);
 
-    if (ngx_http_peakcache_memos[slot]) {
-        ngx_http_peakcache_memo_release(ngx_http_peakcache_memos[slot]);
+    c = NULL;
+
+    if (m->age >= 0 && m->cache_status >= 0) {
+        c = ngx_http_peakcache_memo_clock(m, PEAKCACHE_HTTP_HIT, 0, now);
     }
 
-    ngx_http_peakcache_memos[slot] = m;
+    if (c == NULL) {
+        ngx_http_peakcache_memo_release(m);
+        return NULL;
+    }
+
+    h = &m->elts[m->age];
+
+    if (h->value.len != c->age_len
+        || ngx_strncmp(h->value.data, c->age, c->age_len) != 0)
+    {
+        ngx_http_peakcache_memo_release(m);
+        return NULL;
+    }
+
+    h = &m->elts[m->cache_status];
+
+    if (h->value.len != c->status_value.len
+        || ngx_strncmp(h->value.data, c->status_value.data, h->value.len) != 0)
+    {
+        ngx_http_peakcache_memo_release(m);
+        return NULL;
+    }
 
     return m;
+}
+
+
+/*
+ * The Age and Cache-Status of a memoized answer for `outcome` (a hit, a
+ * waiter's hit, a stale hit) and `fwd_status` at `now`, from the HTTP layer,
+ * kept until the entry's Age changes; NULL if the HTTP layer could not say.
+ */
+
+static ngx_http_peakcache_clock_t *
+ngx_http_peakcache_memo_clock(ngx_http_peakcache_memo_t *m,
+    ngx_uint_t outcome, ngx_uint_t fwd_status, uint64_t now)
+{
+    size_t                       len, last_len;
+    uint64_t                     age, until;
+    peakcache_buf               *buf, *last;
+    const uint8_t               *data, *last_data;
+    ngx_http_peakcache_clock_t  *c;
+
+    c = &m->clock[ngx_http_peakcache_clock_slot(outcome)];
+
+    if (c->cache_status
+        && c->fwd_status == fwd_status
+        && now >= c->valid_from
+        && now < c->valid_until)
+    {
+        return c;
+    }
+
+    if (peakcache_http_age(m->entry, now, &age) != PEAKCACHE_OK) {
+        return NULL;
+    }
+
+    until = ngx_http_peakcache_age_until(m, now, age);
+
+    buf = ngx_http_peakcache_cache_status(m, outcome, fwd_status, now);
+
+    if (buf == NULL || peakcache_buf_data(buf, &data, &len) != PEAKCACHE_OK) {
+        peakcache_buf_free(buf);
+        return NULL;
+    }
+
+    if (outcome == PEAKCACHE_HTTP_STALE
+        || outcome == PEAKCACHE_HTTP_STALE_IF_ERROR)
+    {
+        /*
+         * A stale answer names who granted it (the origin's window, then
+         * the operator's grace), which may change within the second: kept
+         * for the second only when it says the same at its end.
+         */
+
+        last = ngx_http_peakcache_cache_status(m, outcome, fwd_status,
+                                               until - 1);
+
+        if (last == NULL
+            || peakcache_buf_data(last, &last_data, &last_len) != PEAKCACHE_OK
+            || last_len != len
+            || ngx_memcmp(last_data, data, len) != 0)
+        {
+            until = now + 1;
+        }
+
+        peakcache_buf_free(last);
+    }
+
+    peakcache_buf_free(c->cache_status);
+
+    c->cache_status = buf;
+    c->status_value.data = (u_char *) data;
+    c->status_value.len = len;
+    c->age_len = ngx_sprintf(c->age, "%uL", age) - c->age;
+    c->fwd_status = fwd_status;
+    c->valid_from = now;
+    c->valid_until = until;
+
+    return c;
+}
+
+
+/* each outcome the memo answers keeps its own clock */
+
+static ngx_uint_t
+ngx_http_peakcache_clock_slot(ngx_uint_t outcome)
+{
+    switch (outcome) {
+
+    case PEAKCACHE_HTTP_COLLAPSED:
+        return 1;
+
+    case PEAKCACHE_HTTP_STALE:
+        return 2;
+
+    case PEAKCACHE_HTTP_STALE_IF_ERROR:
+        return 3;
+
+    default: /* PEAKCACHE_HTTP_HIT */
+        return 0;
+    }
+}
+
+
+/* this cache's Cache-Status member for the memo's entry at `at`, or NULL */
+
+static peakcache_buf *
+ngx_http_peakcache_cache_status(ngx_http_peakcache_memo_t *m,
+    ngx_uint_t outcome, ngx_uint_t fwd_status, uint64_t at)
+{
+    peakcache_buf  *buf;
+
+    buf = NULL;
+
+    if (peakcache_http_cache_status(m->policy, (uint32_t) outcome,
+                                    (uint16_t) fwd_status, 0, m->entry, at,
+                                    &buf)
+        != PEAKCACHE_OK)
+    {
+        peakcache_buf_free(buf);
+        return NULL;
+    }
+
+    return buf;
+}
+
+
+/*
+ * The first instant after `now` (Unix ms) at which the entry's Age is no
+ * longer `age`, or a second on when it stays so long.  The Age grows by a
+ * second every 1000 ms once it grows (RFC 9111 section 4.2.3), so the instant
+ * found once gives the next ones; each is checked with the HTTP layer, and
+ * searched for again when it does not hold.
+ */
+
+static uint64_t
+ngx_http_peakcache_age_until(ngx_http_peakcache_memo_t *m, uint64_t now,
+    uint64_t age)
+{
+    uint64_t  lo, hi, mid;
+
+    if (m->boundary && now >= m->boundary) {
+        hi = m->boundary + ((now - m->boundary) / 1000 + 1) * 1000;
+
+        if (ngx_http_peakcache_age_is(m->entry, hi - 1, age)
+            && !ngx_http_peakcache_age_is(m->entry, hi, age))
+        {
+            return hi;
+        }
+    }
+
+    lo = now;
+    hi = now + 1000;
+
+    if (ngx_http_peakcache_age_is(m->entry, hi, age)) {
+        return hi + 1;
+    }
+
+    while (hi - lo > 1) {
+        mid = lo + (hi - lo) / 2;
+
+        if (ngx_http_peakcache_age_is(m->entry, mid, age)) {
+            lo = mid;
+
+        } else {
+            hi = mid;
+        }
+    }
+
+    m->boundary = hi;
+
+    return hi;
+}
+
+
+static ngx_uint_t
+ngx_http_peakcache_age_is(peakcache_entry *entry, uint64_t at, uint64_t age)
+{
+    uint64_t  a;
+
+    return peakcache_http_age(entry, at, &a) == PEAKCACHE_OK && a == age;
 }
 
 
 static void
 ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m)
 {
+    ngx_uint_t  i;
+
     if (--m->refs) {
         return;
     }
 
+    for (i = 0; i < sizeof(m->clock) / sizeof(m->clock[0]); i++) {
+        peakcache_buf_free(m->clock[i].cache_status);
+    }
     peakcache_http_headers_free(m->headers);
     peakcache_entry_free(m->entry);
     ngx_free(m);
@@ -2046,6 +2572,8 @@ ngx_http_peakcache_memo_clear(void)
             ngx_http_peakcache_memos[i] = NULL;
         }
     }
+
+    ngx_http_peakcache_memo_bytes = 0;
 
     for (i = 0; i < NGX_HTTP_PEAKCACHE_KEY_SLOTS; i++) {
         if (ngx_http_peakcache_keys[i]) {
@@ -3043,7 +3571,7 @@ ngx_http_peakcache_cleanup(void *data)
         }
     }
 
-    if (ctx->phase == NGX_HTTP_PEAKCACHE_PHASE_RESOLVED) {
+    if (ctx->phase == NGX_HTTP_PEAKCACHE_PHASE_RESOLVED || ctx->answered) {
         /* resolved but never acted on */
         peakcache_entry_free(ctx->wait.entry);
         peakcache_fill_abandon(ctx->wait.fill);
@@ -3149,9 +3677,6 @@ ngx_http_peakcache_origin_done(ngx_http_peakcache_ctx_t *ctx)
 static void
 ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx)
 {
-    ngx_queue_t                     *q;
-    ngx_event_t                     *wev;
-    ngx_http_peakcache_ctx_t        *w;
     ngx_http_peakcache_fill_node_t  *node;
 
     node = ctx->node;
@@ -3164,12 +3689,219 @@ ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx)
 
     ngx_rbtree_delete(&ctx->zone->fills, &node->sn.node);
 
-    while (!ngx_queue_empty(&node->waiters)) {
-        q = ngx_queue_head(&node->waiters);
+    ngx_http_peakcache_wake(&node->waiters);
+    ngx_http_peakcache_ring();
+}
+
+
+/*
+ * Bells: one pipe per worker, made by the master for its cycle's workers.  A
+ * worker whose fill ends writes a byte to every other worker's pipe; a worker
+ * whose pipe is readable polls every fill its requests wait for, so that they
+ * are answered when the fill commits rather than at their poller's next tick.
+ * A full pipe is a bell already rung.
+ */
+
+static void
+ngx_http_peakcache_ring(void)
+{
+    ngx_uint_t                       i;
+    ngx_http_peakcache_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_peakcache_mcf;
+
+    if (pmcf == NULL || pmcf->bells == NULL
+        || ngx_process != NGX_PROCESS_WORKER)
+    {
+        return;
+    }
+
+    for (i = 0; i < pmcf->nbells; i++) {
+        if (i != ngx_worker) {
+            (void) write(pmcf->bells[2 * i + 1], "", 1);
+        }
+    }
+}
+
+
+static void
+ngx_http_peakcache_bell_handler(ngx_event_t *rev)
+{
+    u_char                           buf[64];
+    ssize_t                          n;
+    ngx_uint_t                       i;
+    ngx_connection_t                *c;
+    ngx_http_peakcache_zone_t      **zones;
+
+    c = rev->data;
+
+    do {
+        n = read(c->fd, buf, sizeof(buf));
+    } while (n == sizeof(buf));
+
+    if (ngx_http_peakcache_mcf == NULL) {
+        return;
+    }
+
+    zones = ngx_http_peakcache_mcf->zones.elts;
+
+    for (i = 0; i < ngx_http_peakcache_mcf->zones.nelts; i++) {
+        ngx_http_peakcache_poll_now(zones[i]);
+    }
+}
+
+
+/* every poller of the zone polls now (one whose fill runs keeps its timer) */
+
+static void
+ngx_http_peakcache_poll_now(ngx_http_peakcache_zone_t *zone)
+{
+    ngx_rbtree_node_t          *node, *next, *sentinel;
+    ngx_http_peakcache_ctx_t   *first;
+    ngx_http_peakcache_poll_t  *p;
+
+    sentinel = zone->polls.sentinel;
+
+    if (zone->polls.root == sentinel) {
+        return;
+    }
+
+    node = ngx_rbtree_min(zone->polls.root, sentinel);
+
+    while (node) {
+        /* the poller may go: its successor stays */
+        next = ngx_rbtree_next(&zone->polls, node);
+        p = (ngx_http_peakcache_poll_t *) node;
+        first = ngx_queue_data(ngx_queue_head(&p->waiters),
+                               ngx_http_peakcache_ctx_t, queue);
+
+        ngx_log_debug1(NGX_LOG_DEBUG_HTTP, first->request->connection->log, 0,
+                       "peakcache bell: polling \"%V\"", &p->sn.str);
+
+        ngx_http_peakcache_poll_handler(&p->event);
+
+        node = next;
+    }
+}
+
+
+/* the master's, for the workers of its cycle (none without a master) */
+
+static ngx_int_t
+ngx_http_peakcache_bells_make(ngx_cycle_t *cycle)
+{
+    ngx_uint_t                       i, n;
+    ngx_fd_t                        *fds;
+    ngx_core_conf_t                 *ccf;
+    ngx_pool_cleanup_t              *cln;
+    ngx_http_peakcache_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                               ngx_http_peakcache_module);
+    ccf = (ngx_core_conf_t *) ngx_get_conf(cycle->conf_ctx, ngx_core_module);
+
+    if (pmcf == NULL || pmcf->zones.nelts == 0 || ngx_test_config
+        || !ccf->master || ccf->worker_processes < 2)
+    {
+        return NGX_OK;
+    }
+
+    n = ccf->worker_processes;
+
+    fds = ngx_palloc(cycle->pool, 2 * n * sizeof(ngx_fd_t));
+    if (fds == NULL) {
+        return NGX_ERROR;
+    }
+
+    cln = ngx_pool_cleanup_add(cycle->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+
+    for (i = 0; i < n; i++) {
+        if (pipe2(&fds[2 * i], O_NONBLOCK|O_CLOEXEC) == -1) {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, ngx_errno,
+                          "peakcache: pipe2() failed: waiters of another "
+                          "worker's fill poll it every %d ms",
+                          NGX_HTTP_PEAKCACHE_POLL_MS);
+            pmcf->bells = fds;
+            pmcf->nbells = i;
+            ngx_http_peakcache_bells_close(pmcf);
+            return NGX_OK;
+        }
+    }
+
+    pmcf->bells = fds;
+    pmcf->nbells = n;
+
+    cln->handler = ngx_http_peakcache_bells_close;
+    cln->data = pmcf;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_peakcache_bells_close(void *data)
+{
+    ngx_http_peakcache_main_conf_t *pmcf = data;
+
+    ngx_uint_t  i;
+
+    for (i = 0; i < 2 * pmcf->nbells; i++) {
+        (void) close(pmcf->bells[i]);
+    }
+
+    pmcf->bells = NULL;
+    pmcf->nbells = 0;
+}
+
+
+/* a worker listens to its own bell */
+
+static ngx_int_t
+ngx_http_peakcache_bell_listen(ngx_cycle_t *cycle)
+{
+    ngx_http_peakcache_main_conf_t  *pmcf;
+
+    pmcf = ngx_http_peakcache_mcf;
+
+    if (pmcf->bells == NULL || ngx_process != NGX_PROCESS_WORKER
+        || ngx_worker >= pmcf->nbells)
+    {
+        return NGX_OK;
+    }
+
+    if (ngx_add_channel_event(cycle, pmcf->bells[2 * ngx_worker],
+                              NGX_READ_EVENT,
+                              ngx_http_peakcache_bell_handler)
+        != NGX_OK)
+    {
+        ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                      "peakcache: no bell: waiters of another worker's fill "
+                      "poll it every %d ms", NGX_HTTP_PEAKCACHE_POLL_MS);
+    }
+
+    return NGX_OK;
+}
+
+
+/* every waiter of a queue resolves in this cycle of the event loop */
+
+static void
+ngx_http_peakcache_wake(ngx_queue_t *waiters)
+{
+    ngx_queue_t               *q;
+    ngx_event_t               *wev;
+    ngx_http_peakcache_ctx_t  *w;
+
+    while (!ngx_queue_empty(waiters)) {
+        q = ngx_queue_head(waiters);
         ngx_queue_remove(q);
 
         w = ngx_queue_data(q, ngx_http_peakcache_ctx_t, queue);
         w->queued = 0;
+        w->poll = NULL;
 
         wev = w->request->connection->write;
 
@@ -3182,12 +3914,36 @@ ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx)
 }
 
 
+/* a poller without waiters goes */
+
+static void
+ngx_http_peakcache_poller_free(ngx_http_peakcache_poll_t *p)
+{
+    if (p->event.timer_set) {
+        ngx_del_timer(&p->event);
+    }
+
+    ngx_rbtree_delete(&p->zone->polls, &p->sn.node);
+    ngx_free(p);
+}
+
+
 static void
 ngx_http_peakcache_unqueue(ngx_http_peakcache_ctx_t *ctx)
 {
-    if (ctx->queued) {
-        ngx_queue_remove(&ctx->queue);
-        ctx->queued = 0;
+    if (!ctx->queued) {
+        return;
+    }
+
+    ngx_queue_remove(&ctx->queue);
+    ctx->queued = 0;
+
+    if (ctx->poll) {
+        if (ngx_queue_empty(&ctx->poll->waiters)) {
+            ngx_http_peakcache_poller_free(ctx->poll);
+        }
+
+        ctx->poll = NULL;
     }
 }
 
@@ -3220,6 +3976,8 @@ ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
     m->location = -1;
     m->last_modified = -1;
     m->content_encoding = -1;
+    m->age = -1;
+    m->cache_status = -1;
 
     for (i = 0; i < n; i++) {
 
@@ -3261,6 +4019,19 @@ ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
         h->lowcase_key = name;
 
         switch (nlen) {
+
+        case sizeof("Age") - 1:
+            if (ngx_strncasecmp(name, (u_char *) "Age", nlen) == 0) {
+                m->age = m->nelts;
+            }
+            break;
+
+        case sizeof("Cache-Status") - 1:
+            /* this cache's member comes last (RFC 9211 section 2) */
+            if (ngx_strncasecmp(name, (u_char *) "Cache-Status", nlen) == 0) {
+                m->cache_status = m->nelts;
+            }
+            break;
 
         case sizeof("Date") - 1:
             if (ngx_strncasecmp(name, (u_char *) "Date", nlen) == 0) {
@@ -3306,16 +4077,39 @@ ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
 
 /*
  * Copies the answer's headers into the request (its own table elements:
- * filters change them in place; the strings stay the memo's).
+ * filters change them in place; the strings stay the memo's).  With a clock,
+ * its Age and Cache-Status values instead of the memo's, copied into the
+ * request's pool: a later request may renew the clock while this one still
+ * logs them.
  */
 
-static void
+static ngx_int_t
 ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
-    ngx_http_peakcache_memo_t *m)
+    ngx_http_peakcache_memo_t *m, ngx_http_peakcache_clock_t *c)
 {
+    u_char           *p;
+    ngx_str_t         age, status;
     ngx_uint_t        i;
     ngx_list_t       *list;
     ngx_table_elt_t  *h, *elts;
+
+    ngx_str_null(&age);
+    ngx_str_null(&status);
+
+    if (c) {
+        p = ngx_pnalloc(r->pool, c->age_len + c->status_value.len);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        age.data = p;
+        age.len = c->age_len;
+        p = ngx_cpymem(p, c->age, c->age_len);
+
+        status.data = p;
+        status.len = c->status_value.len;
+        ngx_memcpy(p, c->status_value.data, status.len);
+    }
 
     list = &r->headers_out.headers;
     elts = NULL;
@@ -3361,6 +4155,12 @@ ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
 
         } else if ((ngx_int_t) i == m->content_encoding) {
             r->headers_out.content_encoding = h;
+
+        } else if (c && (ngx_int_t) i == m->age) {
+            h->value = age;
+
+        } else if (c && (ngx_int_t) i == m->cache_status) {
+            h->value = status;
         }
     }
 
@@ -3371,6 +4171,8 @@ ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
         r->headers_out.content_type = m->content_type;
         r->headers_out.content_type_len = m->content_type_len;
     }
+
+    return NGX_OK;
 }
 
 
@@ -3586,10 +4388,10 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     size_t                           size;
     uint32_t                         hash;
     ngx_str_t                       *host;
-    ngx_uint_t                       https, memo, slot;
+    ngx_uint_t                       i, https, memo;
     peakcache_buf                   *buf;
     peakcache_result                 rc;
-    ngx_http_peakcache_key_memo_t   *k;
+    ngx_http_peakcache_key_memo_t   *k, **ways;
 
     if (ngx_http_peakcache_authority(r, &ctx->authority) != NGX_OK) {
         return NGX_ERROR;
@@ -3608,29 +4410,31 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
            ^ (ngx_murmur_hash2(host->data, host->len) * 0x9e3779b1)
            ^ (uint32_t) https;
 
-    slot = hash & (NGX_HTTP_PEAKCACHE_KEY_SLOTS - 1);
+    ways = &ngx_http_peakcache_keys[hash & (NGX_HTTP_PEAKCACHE_KEY_SLOTS - 2)];
     memo = ngx_http_peakcache_keyed_by_target(r, ctx);
-    k = ngx_http_peakcache_keys[slot];
 
-    if (memo
-        && k
-        && k->hash == hash
-        && k->https == https
-        && k->policy == ctx->policy
-        && k->uri.len == r->unparsed_uri.len
-        && k->host.len == host->len
-        && ngx_memcmp(k->uri.data, r->unparsed_uri.data, k->uri.len) == 0
-        && ngx_memcmp(k->host.data, host->data, k->host.len) == 0)
-    {
-        ctx->key.data = ngx_pnalloc(r->pool, k->key.len);
-        if (ctx->key.data == NULL) {
-            return NGX_ERROR;
+    for (i = 0; memo && i < 2; i++) {
+        k = ways[i];
+
+        if (k
+            && k->hash == hash
+            && k->https == https
+            && k->policy == ctx->policy
+            && k->uri.len == r->unparsed_uri.len
+            && k->host.len == host->len
+            && ngx_memcmp(k->uri.data, r->unparsed_uri.data, k->uri.len) == 0
+            && ngx_memcmp(k->host.data, host->data, k->host.len) == 0)
+        {
+            ctx->key.data = ngx_pnalloc(r->pool, k->key.len);
+            if (ctx->key.data == NULL) {
+                return NGX_ERROR;
+            }
+
+            ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
+            ctx->key.len = k->key.len;
+
+            return NGX_OK;
         }
-
-        ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
-        ctx->key.len = k->key.len;
-
-        return NGX_OK;
     }
 
     if (ngx_http_peakcache_request_view(r, ctx) != NGX_OK) {
@@ -3694,11 +4498,14 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     k->key.len = ctx->key.len;
     ngx_memcpy(p, ctx->key.data, ctx->key.len);
 
-    if (ngx_http_peakcache_keys[slot]) {
-        ngx_free(ngx_http_peakcache_keys[slot]);
+    /* the newest first: the older of the pair makes room */
+
+    if (ways[1]) {
+        ngx_free(ways[1]);
     }
 
-    ngx_http_peakcache_keys[slot] = k;
+    ways[1] = ways[0];
+    ways[0] = k;
 
     return NGX_OK;
 }
@@ -5839,7 +6646,7 @@ ngx_http_peakcache_init_module(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
-    return NGX_OK;
+    return ngx_http_peakcache_bells_make(cycle);
 }
 
 
@@ -5869,6 +6676,8 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
 
         ngx_rbtree_init(&zone->fills, &zone->sentinel,
                         ngx_str_rbtree_insert_value);
+        ngx_rbtree_init(&zone->polls, &zone->polls_sentinel,
+                        ngx_str_rbtree_insert_value);
 
         /* the master's handle, inherited: never reopened here */
         if (zone->cache == NULL) {
@@ -5888,7 +6697,7 @@ ngx_http_peakcache_init_process(ngx_cycle_t *cycle)
         ngx_add_timer(&zone->tick, 1000);
     }
 
-    return NGX_OK;
+    return ngx_http_peakcache_bell_listen(cycle);
 }
 
 

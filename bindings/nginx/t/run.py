@@ -371,7 +371,10 @@ daemon off;
 master_process on;
 pid {prefix}/nginx.pid;
 error_log {prefix}/error.log info;
-events {{ worker_connections 1024; }}
+events {{
+    worker_connections 1024;
+    debug_connection 127.0.0.2;  # Shared.test_shared_waiters_hear_the_fill_end
+}}
 http {{
     access_log off;
     client_body_temp_path {prefix}/body;
@@ -1396,6 +1399,33 @@ class Shared:
         assert len({h["x-pid"] for _, h, _ in res}) > 1
         assert self.o.count("/sh-purge") == 2, self.o.count("/sh-purge")
 
+    def test_shared_memoized_entry_never_outlives_its_value(self):
+        # every worker answers a hit from its memo and hands the memo's entry to the region
+        # again (peakcache_lookup_known) instead of copying it out: a soft purge, its refresh
+        # and a hard purge are each seen by every worker at once
+        def round_():
+            return [self.get("/sh-memo") for _ in range(16)]
+
+        round_()
+        assert self.o.count("/sh-memo") == 1
+        s, _, b = self.get("/purge?url=/sh-memo&soft=1", method="POST")
+        assert s == 200, b
+        res = round_()
+        assert all(h["x-cache"] in ("UPDATING", "HIT") for _, h, _ in res), res
+        assert res[0][1]["x-cache"] == "UPDATING", res[0][1]
+        assert self.o.wait_count("/sh-memo", 2) == 2
+        time.sleep(0.2)
+        res = round_()
+        assert len({h["x-pid"] for _, h, _ in res}) > 1
+        assert all(h["x-cache"] == "HIT" and b"n2" in b for _, h, b in res), \
+            [(h["x-cache"], h["x-pid"], b) for _, h, b in res]
+        s, _, b = self.get("/purge?url=/sh-memo", method="PURGE")
+        assert s == 200 and json.loads(b)["found"] is True, b
+        res = round_()
+        assert [h["x-cache"] for _, h, _ in res] == ["MISS"] + ["HIT"] * 15, res
+        assert all(b"n3" in b for _, _, b in res), [b for _, _, b in res]
+        assert self.o.count("/sh-memo") == 3
+
     def test_shared_stats_add_up(self):
         before = [self.status() for _ in range(4)]
         assert before[0]["backend"] == "shared" and before[0]["shards"] >= 1, before[0]
@@ -1458,6 +1488,154 @@ class Shared:
         log = self.ngx.log()
         assert "exited on signal 9" in log, log[-2000:]
         assert self.status()["takeovers"] >= 1
+
+    def test_shared_memoized_hits_say_the_http_layers_age(self):
+        # a plain hit is answered from its worker's memo, whose Age and Cache-Status are
+        # renewed at the instant the Age changes; a hit with a condition the cache answers
+        # (If-None-Match that does not match) is answered by the HTTP layer itself. Over
+        # seconds, in every worker, both say the same: only a pair straddling the instant the
+        # Age changes may differ, and then the later request says one more
+        self.get("/sh-agememo")
+        pairs = []
+        t0 = time.time()
+        while time.time() - t0 < 3.5:
+            _, h1, _ = self.get("/sh-agememo")
+            _, h2, _ = self.get("/sh-agememo", headers={"If-None-Match": '"other"'})
+            pairs.append((h1, h2))
+            time.sleep(0.01)
+        off = 0
+        for h1, h2 in pairs:
+            assert h1["x-cache"] == h2["x-cache"] == "HIT", (h1, h2)
+            a1, a2 = int(h1["age"]), int(h2["age"])
+            assert h1["cache-status"] == "peakcache; hit; ttl=%d" % (60 - a1), h1
+            assert h2["cache-status"] == "peakcache; hit; ttl=%d" % (60 - a2), h2
+            assert a2 - a1 in (0, 1), (a1, a2)
+            off += a1 != a2
+        ages = [int(h1["age"]) for h1, _ in pairs]
+        assert ages[-1] - ages[0] >= 3, ages
+        assert len({h1["x-pid"] for h1, _ in pairs}) > 1
+        # one straddling pair per second, and a few for the workers' clocks (cached per
+        # event loop cycle); a memo a whole tick late or early fails most pairs of that tick
+        assert off <= 8, (off, [(h1["age"], h2["age"]) for h1, h2 in pairs])
+        assert self.o.count("/sh-agememo") == 1
+
+    def test_shared_memoized_stale_answers_say_the_http_layers_status(self):
+        # while the origin is down, a page inside stale-if-error is answered from each worker's
+        # memo (its Cache-Status from the HTTP layer, per outcome); a request with a condition
+        # the cache answers is answered by the HTTP layer itself: both say the same
+        path = "/shm/sie-memo"
+        self.get(path)
+        time.sleep(1.1)
+        self.o.down = True
+        try:
+            pairs = []
+            t0 = time.time()
+            while time.time() - t0 < 2.5:
+                _, h1, _ = self.get(path)
+                _, h2, _ = self.get(path, headers={"If-None-Match": '"other"'})
+                pairs.append((h1, h2))
+                time.sleep(0.01)
+        finally:
+            self.o.down = False
+        stale = [(h1, h2) for h1, h2 in pairs if h1["x-cache"] == h2["x-cache"] == "STALE"]
+        assert len(stale) > len(pairs) // 2, [(h1["x-cache"], h2["x-cache"]) for h1, h2 in pairs]
+        off = 0
+        for h1, h2 in stale:
+            a1, a2 = int(h1["age"]), int(h2["age"])
+            # the failed fill's own answer says the origin's status too
+            want = [s % (1 - a) for a in (a1, a2) for s in (
+                "peakcache; fwd=stale; ttl=%d; detail=stale-if-error",
+                "peakcache; fwd=stale; fwd-status=503; ttl=%d; detail=stale-if-error")]
+            assert h1["cache-status"] in want[:2], h1
+            assert h2["cache-status"] in want[2:], h2
+            assert a2 - a1 in (0, 1), (a1, a2)
+            off += a1 != a2
+        assert off <= 8, (off, [(h1["age"], h2["age"]) for h1, h2 in stale])
+        assert len({h1["x-pid"] for h1, _ in stale}) > 1
+
+    def test_shared_waiters_in_every_worker_say_collapsed(self):
+        # the waiters of a fill, in its worker and in the others (polled), are answered from
+        # the fill's entry, with what the HTTP layer says of a collapsed answer
+        res = burst(self.p, "/slow-collapsed", 40)
+        assert all(r and r[0] == 200 for r in res), [r[:1] for r in res if r]
+        stored = [r[1] for r in res if "stored" in r[1]["cache-status"]]
+        assert len(stored) == 1, [r[1]["cache-status"] for r in res]
+        waiters = [r[1] for r in res if "stored" not in r[1]["cache-status"]]
+        assert len({h["x-pid"] for h in waiters} - {stored[0]["x-pid"]}) > 0, waiters
+        for h in waiters:
+            assert h["cache-status"] == "peakcache; fwd=miss; ttl=%d; collapsed" % (
+                60 - int(h["age"])), h
+        assert self.o.count("/slow-collapsed") == 1
+
+    def test_shared_waiters_hear_the_fill_end(self):
+        # the worker whose fill ends rings the other workers' bells: their waiters are polled
+        # at the commit, not at their poller's next tick. The debug log of the connections
+        # from 127.0.0.2 (the configuration's debug_connection) says which polled.
+        results, rung = [], []
+        for n in range(5):
+            path = "/slow-bell-%d" % n
+            res = [None] * 24
+            start = threading.Barrier(len(res))
+
+            def one(i):
+                start.wait()
+                c = http.client.HTTPConnection("127.0.0.1", self.p, timeout=10,
+                                               source_address=("127.0.0.2", 0))
+                try:
+                    c.request("GET", path)
+                    r = c.getresponse()
+                    res[i] = (r.status, r.getheader("X-Pid"), r.getheader("Cache-Status"),
+                              r.read())
+                finally:
+                    c.close()
+
+            threads = [threading.Thread(target=one, args=(i,)) for i in range(len(res))]
+            for th in threads:
+                th.start()
+            for th in threads:
+                th.join(15)
+            assert all(r and r[0] == 200 for r in res), res
+            assert len({r[3] for r in res}) == 1 and self.o.count(path) == 1
+            filler = [r[1] for r in res if "stored" in r[2]]
+            if len({r[1] for r in res} - set(filler)) > 0:
+                # waiters in another worker than the fill's
+                results.append(path)
+                if any("peakcache bell: polling" in l and l.rstrip().endswith(path + '"')
+                       for l in self.ngx.log().splitlines()):
+                    rung.append(path)
+        assert results, "no waiters in another worker than the fill's"
+        # a poller's tick may poll between the commit and the bell: not every key
+        assert rung, (results, [l for l in self.ngx.log().splitlines() if "bell" in l][-5:])
+
+    def test_shared_waiters_take_over_an_abandoned_fill(self):
+        # the visitor whose request fills leaves: the fill is given up, one waiter (in
+        # whichever worker) fills again, and every other one, in its worker or polling from
+        # another, gets that answer
+        path = "/slow-abandoned"
+        s = socket.create_connection(("127.0.0.1", self.p))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: localhost\r\n\r\n" % path).encode())
+        assert self.o.wait_count(path, 1)
+        res = [None] * 24
+        start = threading.Barrier(len(res) + 1)
+
+        def waiter(i):
+            start.wait()
+            res[i] = request(self.p, path, timeout=10)
+
+        threads = [threading.Thread(target=waiter, args=(i,)) for i in range(len(res))]
+        for th in threads:
+            th.start()
+        start.wait()
+        time.sleep(0.1)  # the waiters are parked on the fill
+        s.close()
+        t0 = time.time()
+        for th in threads:
+            th.join(15)
+        assert all(r and r[0] == 200 for r in res), [r and r[:2] for r in res]
+        assert len({r[2] for r in res}) == 1, {r[2] for r in res}
+        assert len({r[1]["x-pid"] for r in res}) > 1
+        assert time.time() - t0 < 2.0, time.time() - t0  # not the lock timeout
+        assert self.o.count(path) == 2, self.o.count(path)
 
     def test_shared_reload_keeps_entries(self):
         self.get("/sh-reload")

@@ -203,10 +203,11 @@ pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
         status: p.status,
         flags,
         headers: p.headers,
-        header_bytes: bytes[p.header_start..p.meta_start].to_vec(),
+        header_bytes: bytes[p.header_start..p.meta_start].into(),
         meta: bytes[p.meta_start..p.body_start].into(),
         body: bytes.slice(p.body_start..),
         id: 0,
+        seq: 0,
     })
 }
 

@@ -77,7 +77,7 @@ fn served(s: Served) -> peakcache_served {
 /// `millis` on the hit path: the clock counts from the cache's creation and each window is
 /// capped at 2^32-1 ms, so nothing here comes near overflowing.
 #[inline]
-fn clock_ms(d: Duration) -> u64 {
+pub(crate) fn clock_ms(d: Duration) -> u64 {
     d.as_secs()
         .wrapping_mul(1000)
         .wrapping_add(u64::from(d.subsec_millis()))
@@ -127,8 +127,10 @@ impl peakcache_entry {
             clock_ms(hit.error_until()),
         );
         let stored_at = u64::try_from(hit.stored_at().as_nanos()).unwrap_or(u64::MAX);
+        let seq = hit.seq();
         let mut value = crate::codec::decode(hit.into_value(), flags)?;
         value.id = shm_value_id(key, stored_at, &value);
+        value.seq = seq;
         let value = Arc::new(value);
         let info = HitInfo {
             status: value.status,

@@ -104,9 +104,8 @@ impl peakcache_response {
 
     /// The value to store, spare capacity released.
     pub(crate) fn into_stored(self) -> Stored {
-        let (mut headers, mut header_bytes) = (self.headers, self.header_bytes);
+        let mut headers = self.headers;
         trim(&mut headers);
-        trim(&mut header_bytes);
         let body = match self.body {
             Body::Owned(mut v) => {
                 trim(&mut v);
@@ -118,10 +117,11 @@ impl peakcache_response {
             status: self.status,
             flags: self.flags,
             headers,
-            header_bytes,
+            header_bytes: self.header_bytes.into_boxed_slice(),
             body,
             meta: self.meta.into_boxed_slice(),
             id: 0,
+            seq: 0,
         }
     }
 }

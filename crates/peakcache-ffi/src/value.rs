@@ -19,13 +19,16 @@ pub(crate) struct Stored {
     pub(crate) status: u16,
     pub(crate) flags: u32,
     pub(crate) headers: Vec<HeaderSpan>,
-    pub(crate) header_bytes: Vec<u8>,
+    pub(crate) header_bytes: Box<[u8]>,
     pub(crate) body: Bytes,
     pub(crate) meta: Box<[u8]>,
     /// `peakcache_entry_id` of a value decoded from the shared region (a fresh copy per read,
     /// so its address names nothing): derived from its record when it was read. 0 for a value
     /// of the local backend, whose `Arc` address is its identity.
     pub(crate) id: u64,
+    /// The region's sequence number of the record a lookup or a waiter read this value from
+    /// (`peakcache_shm::Hit::seq`), for `peakcache_lookup_known`; 0 otherwise.
+    pub(crate) seq: u64,
 }
 
 /// What the value of an entry costs beyond its bytes: the `Arc` allocation of [`Stored`]

@@ -351,6 +351,7 @@ pub struct Hit {
     value: Bytes,
     flags: u32,
     served: Served,
+    seq: u64,
     stored_at: u64,
     fresh_until: u64,
     revalidate_until: u64,
@@ -378,6 +379,14 @@ impl Hit {
         self.served
     }
 
+    /// A number naming the stored record: the same for every read of one stored value, in
+    /// every process attached to the region; another once the value is replaced (or a tag
+    /// purge made it stale), and another in another region (the record's sequence number
+    /// mixed with the region's random seed). See [`ShmCache::lookup_unchanged`].
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// When the value was stored (region time).
     pub fn stored_at(&self) -> Duration {
         Duration::from_nanos(self.stored_at)
@@ -401,6 +410,46 @@ impl Hit {
     /// How long it has been stored at `now` (region time, [`ShmCache::now`]).
     pub fn age(&self, now: Duration) -> Duration {
         now.saturating_sub(self.stored_at())
+    }
+}
+
+/// What [`ShmCache::lookup_unchanged`] answers: the key's entry is servable without a ticket and
+/// still the value the caller holds a copy of; how it is served and its lifetimes, in region
+/// time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Unchanged {
+    served: Served,
+    stored_at: u64,
+    fresh_until: u64,
+    revalidate_until: u64,
+    error_until: u64,
+}
+
+impl Unchanged {
+    /// Fresh, or stale (while its refresh runs or a failing origin backs off) as
+    /// [`lookup`](ShmCache::lookup) would answer `Stale(hit, None)`.
+    pub fn served(&self) -> Served {
+        self.served
+    }
+
+    /// When the value was stored (region time).
+    pub fn stored_at(&self) -> Duration {
+        Duration::from_nanos(self.stored_at)
+    }
+
+    /// When it stops being fresh.
+    pub fn fresh_until(&self) -> Duration {
+        Duration::from_nanos(self.fresh_until)
+    }
+
+    /// When its stale-while-revalidate window ends.
+    pub fn revalidate_until(&self) -> Duration {
+        Duration::from_nanos(self.revalidate_until)
+    }
+
+    /// When its stale-if-error window ends.
+    pub fn error_until(&self) -> Duration {
+        Duration::from_nanos(self.error_until)
     }
 }
 
@@ -958,6 +1007,7 @@ impl ShmCache {
             value: Bytes::copy_from_slice(s.value_bytes(r)),
             flags: r.flags,
             served,
+            seq: self.record_seq(r),
             stored_at: r.stored_at,
             fresh_until: r.fresh_until(),
             revalidate_until: r.revalidate_until(),
@@ -1060,35 +1110,82 @@ impl ShmCache {
     /// wait, or pass through. See [`Lookup`].
     pub fn lookup(&self, key: &[u8]) -> Lookup {
         if key.len() <= MAX_KEY {
-            if let Some(hit) = self.lookup_fresh_optimistic(key) {
-                return Lookup::Fresh(hit);
+            if let Some(hit) = self.lookup_optimistic(key) {
+                return match hit.served {
+                    Served::Fresh => Lookup::Fresh(hit),
+                    _ => Lookup::Stale(hit, None),
+                };
             }
         }
         self.lookup_as(key, Asker::Caller)
     }
 
-    /// The fresh-hit case of `lookup` without the shard lock (see `Shard::read_fresh`):
-    /// `None` for anything else (a miss, a stale entry, tags to check, a writer in the way),
-    /// which the locked lookup decides. A fresh entry is served whatever its key's record says
-    /// (`decide`).
-    fn lookup_fresh_optimistic(&self, key: &[u8]) -> Option<Hit> {
+    /// The hits of `lookup` that hand out no ticket, without the shard lock (see
+    /// `Shard::read_servable`): a fresh entry, or a stale one while its refresh runs or its
+    /// failing origin backs off. Those are most lookups of a busy key, so a process stopped
+    /// while it holds the shard's lock stops no other's hits.
+    fn lookup_optimistic(&self, key: &[u8]) -> Option<Hit> {
+        let (value, r, served) = self.servable_optimistic(key, |s, r| {
+            let mut value = Vec::new();
+            s.copy_value_racy(r, &mut value)?;
+            Some(value)
+        })?;
+        Some(Hit {
+            value: Bytes::from(value),
+            flags: r.flags,
+            served,
+            seq: self.record_seq(&r),
+            stored_at: r.stored_at,
+            fresh_until: r.fresh_until(),
+            revalidate_until: r.revalidate_until(),
+            error_until: r.error_until(),
+        })
+    }
+
+    /// Whether `key` has an entry that [`lookup`](Self::lookup) would serve without handing out
+    /// a ticket (fresh, or the cache frozen; stale while its refresh runs or a failing origin
+    /// backs off) and whose value is still the one a [`Hit`] with this [`Hit::seq`] was a copy
+    /// of: read without the shard lock and without copying the value, counted and touched as
+    /// that hit. A host that keeps what it derived from a hit (the nginx module's prepared
+    /// answers) serves that again. `None` when the value was replaced, or the answer is
+    /// another (a miss, a ticket to hand out) or needs the lock (tags to check, a flight past
+    /// its deadline, a pass-through, a writer in the way): then `lookup` answers.
+    pub fn lookup_unchanged(&self, key: &[u8], seq: u64) -> Option<Unchanged> {
+        if key.len() > MAX_KEY {
+            return None;
+        }
+        let ((), r, served) =
+            self.servable_optimistic(key, |_, r| (self.record_seq(r) == seq).then_some(()))?;
+        Some(Unchanged {
+            served,
+            stored_at: r.stored_at,
+            fresh_until: r.fresh_until(),
+            revalidate_until: r.revalidate_until(),
+            error_until: r.error_until(),
+        })
+    }
+
+    /// [`Hit::seq`] of record `r`.
+    fn record_seq(&self, r: &Rec) -> u64 {
+        r.seq ^ self.region().settings.seed
+    }
+
+    /// A servable entry of `key` read without the shard lock, counted and touched as the locked
+    /// lookup would (`Shard::read_servable`, stale entries included): what `read` takes of it
+    /// (`None`: nothing, the caller's lookup goes on), its record and how it is served. `None`
+    /// for anything the locked lookup decides (a miss, a ticket to hand out, a flight past its
+    /// deadline, a pass-through, tags to check, a writer in the way).
+    fn servable_optimistic<T>(
+        &self,
+        key: &[u8],
+        read: impl Fn(&shard::Shard<'_>, &Rec) -> Option<T>,
+    ) -> Option<(T, Rec, Served)> {
         let hash = self.key_hash(key);
         let s = shard::Shard::new(self.region(), self.shard_index(hash));
-        let rule = self.fresh_rule();
-        let mut value = Vec::new();
+        let rule = self.serve_rule(true);
         for _ in 0..OPTIMISTIC_TRIES {
-            match s.read_fresh(hash, key, &rule, &mut value) {
-                Optimistic::Read(h) => {
-                    return Some(Hit {
-                        value: Bytes::from(value),
-                        flags: h.flags,
-                        served: Served::Fresh,
-                        stored_at: h.stored_at,
-                        fresh_until: h.fresh_until(),
-                        revalidate_until: h.revalidate_until(),
-                        error_until: h.error_until(),
-                    });
-                }
+            match s.read_servable(hash, key, &rule, &read) {
+                Optimistic::Read(got) => return Some(got),
                 Optimistic::Absent | Optimistic::NotFresh => return None,
                 Optimistic::Retry => {}
             }
@@ -1096,12 +1193,14 @@ impl ShmCache {
         None
     }
 
-    /// What an optimistic read serves as fresh now.
+    /// What an optimistic read serves now: fresh entries, and with `stale` the stale ones the
+    /// lifecycle serves without a ticket.
     #[inline]
-    fn fresh_rule(&self) -> shard::FreshRule<impl Fn() -> u64 + '_> {
-        shard::FreshRule {
+    fn serve_rule(&self, stale: bool) -> shard::ServeRule<impl Fn() -> u64 + '_> {
+        shard::ServeRule {
             now: self.now_nanos(),
             frozen: self.frozen(),
+            stale,
             stale_all_seq: self.stale_all_seq(),
             tag_epoch: || Tags::new(self.region()).epoch(),
         }
@@ -1548,11 +1647,15 @@ impl ShmCache {
         }
         let hash = self.key_hash(key);
         let s = shard::Shard::new(self.region(), self.shard_index(hash));
-        let rule = self.fresh_rule();
+        let rule = self.serve_rule(false);
         // Without the lock first: the value is copied into `buf`, trusted once validated.
         for _ in 0..OPTIMISTIC_TRIES {
-            match s.read_fresh(hash, key, &rule, buf) {
-                Optimistic::Read(h) => return Some(h.flags),
+            let copy = |s: &shard::Shard<'_>, r: &Rec| {
+                buf.clear();
+                s.copy_value_racy(r, buf)
+            };
+            match s.read_servable(hash, key, &rule, copy) {
+                Optimistic::Read(((), r, _)) => return Some(r.flags),
                 Optimistic::Absent | Optimistic::NotFresh => {
                     buf.clear();
                     s.count(Counter::Miss);

@@ -405,7 +405,8 @@ mod snapshot;
 mod tags;
 
 pub use cache::{
-    Builder, Fill, Hit, Lookup, Previous, Refresh, RegionInfo, Resolved, Restored, ShmCache, Waiter,
+    Builder, Fill, Hit, Lookup, Previous, Refresh, RegionInfo, Resolved, Restored, ShmCache,
+    Unchanged, Waiter,
 };
 pub use error::{ShmError, StoreError};
 pub use journal::{

@@ -15,7 +15,7 @@
 //! marks the shard dirty (it is rebuilt at its next lock) and the operation treats the entry as
 //! absent. Nothing here is `unsafe`: it all goes through the bounds-checked `Mapping`.
 //!
-//! **Versions.** Readers may look an entry up without the lock (`read_fresh`): every
+//! **Versions.** Readers may look an entry up without the lock (`read_servable`): every
 //! change a reader could see (slots, records, the heap) happens inside a write section, which
 //! makes the shard's version word odd until the lock is released; a reader trusts what it
 //! copied only if the version was even and unchanged from before its first read to after its
@@ -24,7 +24,7 @@
 use crate::hash::Checksum;
 use crate::mutex::{self, Acquired, LockError, RawMutex};
 use crate::region::{Geometry, Mapping, Region, COLD_SLOT, HOT_SLOT, UNIT};
-use peakcache::lifecycle::KeyRecord;
+use peakcache::lifecycle::{decide, Asker, Decision, KeyRecord};
 use peakcache::policy::{Choice, Departure};
 use peakcache::stats::Counter;
 use peakcache::Served;
@@ -409,7 +409,8 @@ pub(crate) enum Evicted {
 pub(crate) enum Optimistic<T> {
     /// The key has no entry (validated).
     Absent,
-    /// The key has an entry, but no value servable as fresh (validated).
+    /// The key has an entry, but none served without the lock (validated): not fresh, or a
+    /// stale one with a ticket to hand out or passing through.
     NotFresh,
     /// Found fresh, read and validated.
     Read(T),
@@ -418,12 +419,15 @@ pub(crate) enum Optimistic<T> {
     Retry,
 }
 
-/// What decides, without the lock, whether a stored value is served as fresh.
-pub(crate) struct FreshRule<E: Fn() -> u64> {
+/// What decides, without the lock, whether a stored value is served.
+pub(crate) struct ServeRule<E: Fn() -> u64> {
     /// Region time.
     pub(crate) now: u64,
     /// Whether the cache is frozen (everything stored is fresh).
     pub(crate) frozen: bool,
+    /// Whether a stale entry the lifecycle serves without a ticket is served too (`lookup`), or
+    /// only a fresh one (`get`).
+    pub(crate) stale: bool,
     /// Entries fetched before this sequence number must be settled under the lock (the
     /// region-wide soft purge).
     pub(crate) stale_all_seq: u64,
@@ -692,19 +696,25 @@ impl<'a> Shard<'a> {
         None
     }
 
-    /// Looks `key` up without the lock and, if its value is fresh by `rule`, counts a fresh
-    /// lookup, appends the value to `out` (cleared first) and records the access. A seqlock
-    /// read: everything read is untrusted (atomic loads, bounds-checked, the copy an opaque
-    /// one) until the shard's version, even before the first read, is found unchanged after
-    /// the last; a writer in the way (or a torn read) is `Retry`, and the count taken back.
+    /// Looks `key` up without the lock and, if `rule` serves its entry without the lock, counts
+    /// the hit, hands the record to `take` (which copies out what it needs: `None` for the
+    /// lock) and records the access: what `take` gave, the record and how it is served. An
+    /// entry is served when fresh (or the cache frozen) or, with `rule.stale`, when the
+    /// lifecycle's `decide` serves it stale without a ticket (a refresh runs, or a failing
+    /// origin backs off or is probed); anything else is `NotFresh` (a ticket to hand out, a
+    /// pass-through: the locked lookup decides), or `Retry` where the lock must settle it first
+    /// (a flight past its deadline, tags to check, a soft purge). A seqlock read: everything read
+    /// is untrusted (atomic loads, bounds-checked, copies opaque) until the shard's version,
+    /// even before the first read, is found unchanged after the last; a writer in the way (or a
+    /// torn read) is `Retry`, and the count taken back.
     #[inline]
-    pub(crate) fn read_fresh<E: Fn() -> u64>(
+    pub(crate) fn read_servable<E: Fn() -> u64, T>(
         &self,
         hash: u64,
         key: &[u8],
-        rule: &FreshRule<E>,
-        out: &mut Vec<u8>,
-    ) -> Optimistic<Rec> {
+        rule: &ServeRule<E>,
+        take: impl FnOnce(&Shard<'_>, &Rec) -> Option<T>,
+    ) -> Optimistic<(T, Rec, Served)> {
         let version = self.m.u64(self.base + S_VERSION);
         let v1 = version.load(Acquire);
         if v1 & 1 != 0 || self.m.u32(self.base + S_DIRTY).load(Relaxed) != 0 {
@@ -713,46 +723,35 @@ impl<'a> Shard<'a> {
         let read = match self.find_racy(hash, key) {
             Err(()) => return Optimistic::Retry,
             Ok(None) => Optimistic::Absent,
-            Ok(Some((slot, r))) => {
-                if !r.has_value() || !(rule.frozen || rule.now < r.fresh_until()) {
-                    Optimistic::NotFresh
-                } else if r.seq < rule.stale_all_seq
-                    || (r.ntags != 0 && self.checked_epoch(&r) != (rule.tag_epoch)())
-                {
-                    return Optimistic::Retry;
-                } else {
+            Ok(Some((slot, r))) => match self.servable_racy(slot, &r, rule) {
+                Optimistic::Read(served) => {
                     // Counted before the copy (an atomic add after it would wait for its
                     // stores); taken back below if the read turns out torn.
-                    self.count(Counter::Fresh);
-                    if r.value_len as u64 > self.max_object {
-                        self.uncount(Counter::Fresh);
-                        return Optimistic::Retry;
+                    self.count(Counter::served(served));
+                    match take(self, &r) {
+                        Some(t) => Optimistic::Read((slot, t, r, served)),
+                        None => {
+                            self.uncount(Counter::served(served));
+                            return Optimistic::Retry;
+                        }
                     }
-                    out.clear();
-                    let copied = self.m.extend_racy(
-                        self.unit_off(r.at) + r.value_off(),
-                        r.value_len as usize,
-                        out,
-                    );
-                    if copied.is_none() {
-                        self.uncount(Counter::Fresh);
-                        return Optimistic::Retry;
-                    }
-                    Optimistic::Read((slot, r))
                 }
-            }
+                Optimistic::Absent => Optimistic::Absent,
+                Optimistic::NotFresh => Optimistic::NotFresh,
+                Optimistic::Retry => return Optimistic::Retry,
+            },
         };
         fence(Acquire);
         if version.load(Relaxed) != v1 {
-            if let Optimistic::Read(_) = read {
-                self.uncount(Counter::Fresh);
+            if let Optimistic::Read((_, _, _, served)) = read {
+                self.uncount(Counter::served(served));
             }
             return Optimistic::Retry;
         }
         match read {
-            Optimistic::Read((slot, r)) => {
+            Optimistic::Read((slot, t, r, served)) => {
                 self.touch(slot);
-                Optimistic::Read(r)
+                Optimistic::Read((t, r, served))
             }
             Optimistic::Absent => Optimistic::Absent,
             Optimistic::NotFresh => Optimistic::NotFresh,
@@ -760,7 +759,57 @@ impl<'a> Shard<'a> {
         }
     }
 
-    /// `find` without the lock (see `read_fresh`): nothing is marked corrupt, anything out of
+    /// How `read_servable` serves record `r` of slot `i` by `rule` (read without the lock).
+    #[inline]
+    fn servable_racy<E: Fn() -> u64>(
+        &self,
+        i: usize,
+        r: &Rec,
+        rule: &ServeRule<E>,
+    ) -> Optimistic<Served> {
+        let standing = match r.has_value() {
+            false => None,
+            true if rule.frozen => Some(Served::Fresh),
+            true => r.served(rule.now),
+        };
+        if standing.is_none() || (standing != Some(Served::Fresh) && !rule.stale) {
+            return Optimistic::NotFresh;
+        }
+        if r.seq < rule.stale_all_seq
+            || (r.ntags != 0 && self.checked_epoch(r) != (rule.tag_epoch)())
+        {
+            return Optimistic::Retry;
+        }
+        if standing == Some(Served::Fresh) {
+            return Optimistic::Read(Served::Fresh);
+        }
+        let flight = self.flight_active(i);
+        if flight && rule.now >= self.deadline(i) {
+            // The locked lookup ends a flight past its lock timeout first.
+            return Optimistic::Retry;
+        }
+        let state = || self.key_record(i).state(rule.now, flight);
+        match decide(standing, state, Asker::Caller) {
+            Decision::Serve(served) => Optimistic::Read(served),
+            _ => Optimistic::NotFresh,
+        }
+    }
+
+    /// Appends the value of `r` (found by `read_servable`) to `out`, without the lock: `None`
+    /// if its length is beyond any record's (torn data). Validated by the version check.
+    #[inline]
+    pub(crate) fn copy_value_racy(&self, r: &Rec, out: &mut Vec<u8>) -> Option<()> {
+        if r.value_len as u64 > self.max_object {
+            return None;
+        }
+        self.m.extend_racy(
+            self.unit_off(r.at) + r.value_off(),
+            r.value_len as usize,
+            out,
+        )
+    }
+
+    /// `find` without the lock (see `read_servable`): nothing is marked corrupt, anything out of
     /// range is `Err` (torn data: retry under the lock), and the answer means nothing until the
     /// version is checked. Prefetches the start of the record as soon as the slot names it.
     #[inline]
