@@ -2141,6 +2141,29 @@ peakcache_result peakcache_get(const struct peakcache_cache *cache,
                                struct peakcache_entry **out);
 
 /**
+ * The body and flags of the entry of `key[0..key_len]` if it is stored and fresh (or the cache
+ * is frozen), as `peakcache_get` finds it (no lifecycle; counted once, fresh or miss), without
+ * a handle: `*found` says whether there is one; if so, `*ptr` and `*len` are a view of its body
+ * and `*flags` its flags word. The view lives in a buffer of the calling thread: valid until
+ * that thread's next `peakcache_get_body` (on any cache), so a host copies or consumes it
+ * before anything that may call again (an unserializer's callbacks). For an empty body `*len`
+ * is 0 and `*ptr` a non-NULL pointer not to be read. The shared backend copies the value out
+ * of the region once into that buffer, reused from call to call (no allocation once it is
+ * large enough); the local one keeps a reference to the value until the next call.
+ *
+ * # Safety
+ * `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `found`, `ptr`, `len`
+ * and `flags` NULL or writable.
+ */
+peakcache_result peakcache_get_body(const struct peakcache_cache *cache,
+                                    const uint8_t *key,
+                                    size_t key_len,
+                                    bool *found,
+                                    const uint8_t **ptr,
+                                    size_t *len,
+                                    uint32_t *flags);
+
+/**
  * Creates an empty response with `status` (any number; the cache does not interpret it),
  * no headers, an empty body and flags 0, in `*out`.
  *

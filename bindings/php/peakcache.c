@@ -369,23 +369,18 @@ static zend_string *pc_encode(const zend_string *key, zval *value, uint32_t *fla
 	return buf.s ? smart_str_extract(&buf) : ZSTR_EMPTY_ALLOC();
 }
 
-/* The entry's value into rv. False (with an exception) when its bytes do not unserialize. An
- * object of a class peakcache.allowed_classes does not allow comes back as
- * __PHP_Incomplete_Class, as from unserialize(): none of its methods run. */
-static bool pc_decode(const peakcache_entry *entry, zval *rv)
+/* A stored value's bytes (flags: its flags word) into rv: a string as it is, anything else
+ * unserialized. False (with an exception) when its bytes do not unserialize. An object of a
+ * class peakcache.allowed_classes does not allow comes back as __PHP_Incomplete_Class, as from
+ * unserialize(): none of its methods run. */
+static bool pc_decode_bytes(const uint8_t *ptr, size_t len, uint32_t flags, zval *rv)
 {
-	const uint8_t *ptr = NULL;
-	size_t len = 0;
 	php_unserialize_data_t var_hash;
 	HashTable *outer_classes;
 	const unsigned char *cur;
 	bool ok;
 
-	if (peakcache_entry_body(entry, &ptr, &len) != PEAKCACHE_OK) {
-		pc_throw_library("peakcache_entry_body", PEAKCACHE_ERR_NULL);
-		return false;
-	}
-	if (!(peakcache_entry_flags(entry) & PEAKCACHE_PHP_SERIALIZED)) {
+	if (!(flags & PEAKCACHE_PHP_SERIALIZED)) {
 		ZVAL_STRINGL_FAST(rv, (const char *)ptr, len);
 		return true;
 	}
@@ -408,6 +403,19 @@ static bool pc_decode(const peakcache_entry *entry, zval *rv)
 		return false;
 	}
 	return true;
+}
+
+/* The entry's value into rv (see pc_decode_bytes). */
+static bool pc_decode(const peakcache_entry *entry, zval *rv)
+{
+	const uint8_t *ptr = NULL;
+	size_t len = 0;
+
+	if (peakcache_entry_body(entry, &ptr, &len) != PEAKCACHE_OK) {
+		pc_throw_library("peakcache_entry_body", PEAKCACHE_ERR_NULL);
+		return false;
+	}
+	return pc_decode_bytes(ptr, len, peakcache_entry_flags(entry), rv);
 }
 
 /* Throws when a value this size would be refused, before any fill is taken or consumed. */
@@ -523,20 +531,56 @@ static bool pc_lookup(const zend_string *key, peakcache_lookup_result *r)
 	return true;
 }
 
-/* The fresh entry of key, or NULL (PSR-16: an expired value is a miss): peakcache_get, which
- * takes no part in the lifecycle (no fill, no refresh ticket, no waiting for another caller's
- * computation) and is counted once in the stats (fresh or miss). */
-static peakcache_entry *pc_fresh_entry(const zend_string *key)
+/* What a read of a fresh value found. */
+typedef enum {
+	PC_FOUND,
+	PC_MISSING,
+	PC_FAILED /* an exception is thrown */
+} pc_found;
+
+/* The body and flags of key's fresh entry (PSR-16: an expired value is a miss):
+ * peakcache_get_body, which takes no part in the lifecycle (no fill, no refresh ticket, no
+ * waiting for another caller's computation), is counted once in the stats (fresh or miss), and
+ * copies the body once into a buffer of this thread instead of making a new entry: *ptr is valid
+ * until this thread's next call. */
+static pc_found pc_fresh_body(const zend_string *key, const uint8_t **ptr, size_t *len,
+	uint32_t *flags)
 {
-	peakcache_entry *entry = NULL;
-	peakcache_result rc = peakcache_get(peakcache_pool, (const uint8_t *)ZSTR_VAL(key),
-		ZSTR_LEN(key), &entry);
+	bool found = false;
+	peakcache_result rc = peakcache_get_body(peakcache_pool, (const uint8_t *)ZSTR_VAL(key),
+		ZSTR_LEN(key), &found, ptr, len, flags);
 
 	if (rc != PEAKCACHE_OK) {
-		pc_throw_library("peakcache_get", rc);
-		return NULL;
+		pc_throw_library("peakcache_get_body", rc);
+		return PC_FAILED;
 	}
-	return entry;
+	return found ? PC_FOUND : PC_MISSING;
+}
+
+/* The fresh value of key into rv (see pc_fresh_body). The body's buffer is reused by the next
+ * call: a string is copied out of it at once; serialized bytes first, as unserializing them may
+ * run a Serializable::unserialize that reads the cache again. */
+static pc_found pc_fresh_value(const zend_string *key, zval *rv)
+{
+	const uint8_t *ptr = NULL;
+	size_t len = 0;
+	uint32_t flags = 0;
+	pc_found found = pc_fresh_body(key, &ptr, &len, &flags);
+	char *copy;
+	bool ok;
+
+	if (found != PC_FOUND) {
+		return found;
+	}
+	if (!(flags & PEAKCACHE_PHP_SERIALIZED)) {
+		ok = pc_decode_bytes(ptr, len, flags, rv);
+	} else {
+		copy = emalloc(len ? len : 1);
+		memcpy(copy, ptr, len);
+		ok = pc_decode_bytes((const uint8_t *)copy, len, flags, rv);
+		efree(copy);
+	}
+	return ok ? PC_FOUND : PC_FAILED;
 }
 
 static uint64_t pc_wait_timeout_ms(void)
@@ -1030,7 +1074,6 @@ ZEND_METHOD(PeakCache_Cache, get)
 {
 	zend_string *key;
 	zval *def = NULL;
-	peakcache_entry *entry;
 
 	ZEND_PARSE_PARAMETERS_START(1, 2)
 		Z_PARAM_STR(key)
@@ -1041,16 +1084,15 @@ ZEND_METHOD(PeakCache_Cache, get)
 	if (!pc_check_key(key, 1)) {
 		RETURN_THROWS();
 	}
-	if (peakcache_pool && (entry = pc_fresh_entry(key)) != NULL) {
-		bool ok = pc_decode(entry, return_value);
-		peakcache_entry_free(entry);
-		if (!ok) {
-			RETURN_THROWS();
+	if (peakcache_pool) {
+		switch (pc_fresh_value(key, return_value)) {
+			case PC_FOUND:
+				return;
+			case PC_FAILED:
+				RETURN_THROWS();
+			case PC_MISSING:
+				break;
 		}
-		return;
-	}
-	if (EG(exception)) {
-		RETURN_THROWS();
 	}
 	if (def) {
 		RETURN_COPY(def);
@@ -1122,7 +1164,10 @@ ZEND_METHOD(PeakCache_Cache, delete)
 ZEND_METHOD(PeakCache_Cache, has)
 {
 	zend_string *key;
-	peakcache_entry *entry;
+	const uint8_t *ptr;
+	size_t len;
+	uint32_t flags;
+	pc_found found;
 
 	ZEND_PARSE_PARAMETERS_START(1, 1)
 		Z_PARAM_STR(key)
@@ -1134,12 +1179,11 @@ ZEND_METHOD(PeakCache_Cache, has)
 	if (!peakcache_pool) {
 		RETURN_FALSE;
 	}
-	entry = pc_fresh_entry(key);
-	if (EG(exception)) {
+	found = pc_fresh_body(key, &ptr, &len, &flags);
+	if (found == PC_FAILED) {
 		RETURN_THROWS();
 	}
-	peakcache_entry_free(entry);
-	RETURN_BOOL(entry != NULL);
+	RETURN_BOOL(found == PC_FOUND);
 }
 
 ZEND_METHOD(PeakCache_Cache, clear)
@@ -1168,7 +1212,7 @@ static bool pc_get_one(zval *zkey, zval *zkey_as_value, void *ctx)
 {
 	pc_get_multiple_ctx *c = ctx;
 	zend_string *key = pc_key_of(zkey_as_value);
-	peakcache_entry *entry = NULL;
+	pc_found found = PC_MISSING;
 	zval value;
 
 	(void)zkey;
@@ -1176,17 +1220,14 @@ static bool pc_get_one(zval *zkey, zval *zkey_as_value, void *ctx)
 		return false;
 	}
 	ZVAL_UNDEF(&value);
-	if (peakcache_pool && (entry = pc_fresh_entry(key)) != NULL) {
-		bool ok = pc_decode(entry, &value);
-		peakcache_entry_free(entry);
-		if (!ok) {
-			zend_string_release(key);
-			return false;
-		}
-	} else if (EG(exception)) {
+	if (peakcache_pool) {
+		found = pc_fresh_value(key, &value);
+	}
+	if (found == PC_FAILED) {
 		zend_string_release(key);
 		return false;
-	} else {
+	}
+	if (found == PC_MISSING) {
 		ZVAL_COPY(&value, c->def);
 	}
 	zend_symtable_update(Z_ARRVAL_P(c->result), key, &value);

@@ -131,13 +131,19 @@ impl Reader<'_> {
     }
 }
 
-/// Decodes a value copied out of the region; `flags` is the region's flags word. The body shares
-/// `bytes`' allocation.
-pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
-    let mut r = Reader {
-        buf: &bytes,
-        pos: 0,
-    };
+/// Where the parts of an encoded value lie, read and checked.
+struct Parts {
+    status: u16,
+    headers: Vec<HeaderSpan>,
+    /// Where the header bytes start; the metadata and then the body follow them.
+    header_start: usize,
+    meta_start: usize,
+    body_start: usize,
+}
+
+/// Reads the prefix of an encoded value: every length checked against what is left.
+fn parts(bytes: &[u8]) -> Result<Parts, DecodeError> {
+    let mut r = Reader { buf: bytes, pos: 0 };
     let version = r.byte("version")?;
     if version != VERSION {
         return Err(DecodeError(format!(
@@ -179,21 +185,41 @@ pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
             r.left()
         )));
     }
-    let hb_end = r.pos + total as usize;
-    let meta_end = hb_end + meta_len;
-    let header_bytes: Box<[u8]> = bytes[r.pos..hb_end].into();
-    let meta: Box<[u8]> = bytes[hb_end..meta_end].into();
-    let body = bytes.slice(meta_end..);
-    Ok(Stored {
+    let meta_start = r.pos + total as usize;
+    Ok(Parts {
         status,
-        flags,
         headers,
-        header_bytes,
-        body,
-        meta,
+        header_start: r.pos,
+        meta_start,
+        body_start: meta_start + meta_len,
+    })
+}
+
+/// Decodes a value copied out of the region; `flags` is the region's flags word. The body shares
+/// `bytes`' allocation.
+pub(crate) fn decode(bytes: Bytes, flags: u32) -> Result<Stored, DecodeError> {
+    let p = parts(&bytes)?;
+    Ok(Stored {
+        status: p.status,
+        flags,
+        headers: p.headers,
+        header_bytes: bytes[p.header_start..p.meta_start].into(),
+        meta: bytes[p.meta_start..p.body_start].into(),
+        body: bytes.slice(p.body_start..),
         id: 0,
         seq: 0,
     })
+}
+
+/// Where the body of an encoded value starts, checked as `decode` checks it.
+#[inline]
+pub(crate) fn body_start(bytes: &[u8]) -> Result<usize, DecodeError> {
+    match bytes {
+        // No header and no metadata (a value of a host that stores bodies alone, as PHP does):
+        // the body follows the version, the status and the two zero counts.
+        [VERSION, _, _, 0, 0, ..] => Ok(5),
+        _ => parts(bytes).map(|p| p.body_start),
+    }
 }
 
 /// A value of `key` that failed to decode: purges the key (so the next lookup fetches it
@@ -253,6 +279,43 @@ mod tests {
         encode(&empty, &mut out).unwrap();
         assert_eq!(out.len(), 5);
         same(&empty, &decode(Bytes::from(out), 0).unwrap());
+    }
+
+    /// `body_start` finds the body `decode` finds, and fails where it fails.
+    fn body_start_agrees(bytes: &[u8]) {
+        match decode(Bytes::copy_from_slice(bytes), 0) {
+            Ok(d) => assert_eq!(
+                body_start(bytes),
+                Ok(bytes.len() - d.body.len()),
+                "{bytes:?}"
+            ),
+            Err(e) => assert_eq!(body_start(bytes), Err(e), "{bytes:?}"),
+        }
+    }
+
+    #[test]
+    fn body_start_finds_the_body_decode_finds() {
+        let mut with_parts = Vec::new();
+        encode(&sample(), &mut with_parts).unwrap();
+        let mut bare = crate::response::peakcache_response::new(200);
+        if let crate::response::Body::Owned(v) = &mut bare.body {
+            v.extend_from_slice(b"just a body");
+        }
+        let mut body_only = Vec::new();
+        encode(&bare.into_stored(), &mut body_only).unwrap();
+        assert_eq!(body_start(&body_only), Ok(5));
+        for out in [with_parts, body_only] {
+            for cut in 0..=out.len() {
+                body_start_agrees(&out[..cut]);
+            }
+            for i in 0..out.len().min(16) {
+                for flip in [1u8, 0x80, 0xff] {
+                    let mut bad = out.clone();
+                    bad[i] ^= flip;
+                    body_start_agrees(&bad);
+                }
+            }
+        }
     }
 
     #[test]

@@ -11,6 +11,7 @@ use crate::ticket::{peakcache_fill, peakcache_refresh, FillKind, RefreshKind};
 use crate::waiter::{peakcache_waiter, WaiterKind};
 use peakcache::{Lookup, Served};
 use peakcache_shm::Lookup as ShmLookup;
+use std::cell::RefCell;
 use std::ptr::null_mut;
 use std::sync::Arc;
 
@@ -354,6 +355,87 @@ pub unsafe extern "C" fn peakcache_get(
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out.write(entry) };
         Ok(())
+    })
+}
+
+/// What the last `peakcache_get_body` of a thread handed out a view of: the bytes copied out of
+/// the region, or a reference to the local backend's value.
+struct LastBody {
+    copy: Vec<u8>,
+    local: Option<crate::Value>,
+}
+
+thread_local! {
+    // A `const` initialiser: no lazy-initialisation check on each call.
+    static LAST_BODY: RefCell<LastBody> = const {
+        RefCell::new(LastBody {
+            copy: Vec::new(),
+            local: None,
+        })
+    };
+}
+
+/// The body and flags of the entry of `key[0..key_len]` if it is stored and fresh (or the cache
+/// is frozen), as `peakcache_get` finds it (no lifecycle; counted once, fresh or miss), without
+/// a handle: `*found` says whether there is one; if so, `*ptr` and `*len` are a view of its body
+/// and `*flags` its flags word. The view lives in a buffer of the calling thread: valid until
+/// that thread's next `peakcache_get_body` (on any cache), so a host copies or consumes it
+/// before anything that may call again (an unserializer's callbacks). For an empty body `*len`
+/// is 0 and `*ptr` a non-NULL pointer not to be read. The shared backend copies the value out
+/// of the region once into that buffer, reused from call to call (no allocation once it is
+/// large enough); the local one keeps a reference to the value until the next call.
+///
+/// # Safety
+/// `cache` must be NULL or live; `key` NULL or `key_len` readable bytes; `found`, `ptr`, `len`
+/// and `flags` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_get_body(
+    cache: *const peakcache_cache,
+    key: *const u8,
+    key_len: usize,
+    found: *mut bool,
+    ptr: *mut *const u8,
+    len: *mut usize,
+    flags: *mut u32,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live cache.
+        let c = unsafe { arg(cache, "cache") }?;
+        // SAFETY: the caller promises `key_len` readable bytes.
+        let key = unsafe { slice(key, key_len, "key") }?;
+        let found = writable(found, "found")?;
+        let (ptr, len, flags) = (
+            writable(ptr, "ptr")?,
+            writable(len, "len")?,
+            writable(flags, "flags")?,
+        );
+        LAST_BODY.with_borrow_mut(|last| {
+            last.local = None;
+            let view = match &c.backend {
+                Backend::Local(cache) => cache.get(key).map(|v| {
+                    let view = (v.body.as_ptr(), v.body.len(), v.flags);
+                    last.local = Some(v);
+                    view
+                }),
+                Backend::Shared(s) => match s.shm.get_into(key, &mut last.copy) {
+                    None => None,
+                    Some(f) => match crate::codec::body_start(&last.copy) {
+                        Ok(at) => Some((last.copy[at..].as_ptr(), last.copy.len() - at, f)),
+                        Err(e) => return Err(corrupt(&s.shm, key, e)),
+                    },
+                },
+            };
+            // SAFETY: all checked non-NULL; the caller promises they are writable.
+            unsafe {
+                found.write(view.is_some());
+                if let Some((p, n, f)) = view {
+                    ptr.write(p);
+                    len.write(n);
+                    flags.write(f);
+                }
+            }
+            Ok(())
+        })
     })
 }
 

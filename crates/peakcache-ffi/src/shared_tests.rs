@@ -1,9 +1,10 @@
 //! The shared backend through the exports: a value in the region that is not a valid encoded
-//! response gives `PEAKCACHE_ERR_CORRUPT` on every path that decodes one, and the key is purged.
+//! response gives `PEAKCACHE_ERR_CORRUPT` on every path that decodes one, and the key is purged;
+//! `peakcache_get_body` on both backends.
 
 use crate::cache::*;
 use crate::entry::peakcache_entry_free;
-use crate::lookup::{peakcache_get, peakcache_lookup_sized};
+use crate::lookup::{peakcache_get, peakcache_get_body, peakcache_lookup_sized};
 use crate::result::*;
 use crate::ticket::{peakcache_fill_fail, FillKind};
 use crate::waiter::{peakcache_waiter_poll_sized, peakcache_waiter_wait_sized};
@@ -23,6 +24,18 @@ fn shared_cache() -> *mut peakcache_cache {
     let mut c = null_mut();
     assert_eq!(
         unsafe { peakcache_cache_new_sized(&cfg, &mut c, std::mem::size_of::<peakcache_config>()) },
+        PEAKCACHE_OK
+    );
+    c
+}
+
+/// A cache of the default configuration: the local backend.
+fn local_cache() -> *mut peakcache_cache {
+    let mut c = null_mut();
+    assert_eq!(
+        unsafe {
+            peakcache_cache_new_sized(null(), &mut c, std::mem::size_of::<peakcache_config>())
+        },
         PEAKCACHE_OK
     );
     c
@@ -133,13 +146,7 @@ fn corrupt_values_are_an_error_and_purged() {
 
 #[test]
 fn local_only_and_shared_only_calls() {
-    let mut local = null_mut();
-    assert_eq!(
-        unsafe {
-            peakcache_cache_new_sized(null(), &mut local, std::mem::size_of::<peakcache_config>())
-        },
-        PEAKCACHE_OK
-    );
+    let local = local_cache();
     let p = b"/nonexistent/x";
     assert_eq!(
         unsafe { peakcache_cache_snapshot(local, p.as_ptr(), p.len(), null_mut()) },
@@ -193,4 +200,159 @@ fn local_only_and_shared_only_calls() {
         unsafe { peakcache_cache_new_sized(&cfg, &mut c, std::mem::size_of::<peakcache_config>()) },
         PEAKCACHE_ERR_INVALID
     );
+}
+
+/// `peakcache_get_body` of `key`: the result, and the body and flags if found.
+fn get_body(c: *mut peakcache_cache, key: &[u8]) -> (peakcache_result, Option<(Vec<u8>, u32)>) {
+    let (mut found, mut ptr, mut len, mut flags) = (true, null(), usize::MAX, u32::MAX);
+    let rc = unsafe {
+        peakcache_get_body(
+            c,
+            key.as_ptr(),
+            key.len(),
+            &mut found,
+            &mut ptr,
+            &mut len,
+            &mut flags,
+        )
+    };
+    let body = (rc == PEAKCACHE_OK && found).then(|| {
+        (
+            unsafe { std::slice::from_raw_parts(ptr, len) }.to_vec(),
+            flags,
+        )
+    });
+    (rc, body)
+}
+
+/// Stores `body` with `flags` under `key` through `peakcache_insert`, with headers and metadata
+/// (which `peakcache_get_body` skips).
+fn insert(c: *mut peakcache_cache, key: &[u8], body: &[u8], flags: u32) {
+    use crate::response::*;
+    let mut resp = null_mut();
+    unsafe {
+        assert_eq!(peakcache_response_new(200, &mut resp), PEAKCACHE_OK);
+        assert_eq!(
+            peakcache_response_add_header(resp, b"x-h".as_ptr(), 3, b"v".as_ptr(), 1),
+            PEAKCACHE_OK
+        );
+        assert_eq!(
+            peakcache_response_set_meta(resp, b"meta".as_ptr(), 4),
+            PEAKCACHE_OK
+        );
+        assert_eq!(peakcache_response_set_flags(resp, flags), PEAKCACHE_OK);
+        assert_eq!(
+            peakcache_response_append_body(resp, body.as_ptr(), body.len()),
+            PEAKCACHE_OK
+        );
+        assert_eq!(
+            crate::ticket::peakcache_insert(
+                c,
+                key.as_ptr(),
+                key.len(),
+                &mut resp,
+                60_000,
+                0,
+                0,
+                null(),
+                0
+            ),
+            PEAKCACHE_OK
+        );
+    }
+}
+
+#[test]
+fn get_body_gives_the_body_and_flags_on_both_backends() {
+    let local = local_cache();
+    for c in [local, shared_cache()] {
+        assert_eq!(get_body(c, b"k"), (PEAKCACHE_OK, None));
+        insert(c, b"k", b"hello", 7);
+        insert(c, b"empty", b"", 0);
+        let big = vec![b'b'; 100_000];
+        insert(c, b"big", &big, 1);
+        assert_eq!(
+            get_body(c, b"k"),
+            (PEAKCACHE_OK, Some((b"hello".to_vec(), 7)))
+        );
+        assert_eq!(get_body(c, b"big"), (PEAKCACHE_OK, Some((big, 1))));
+        // After a larger one, a smaller one: the thread's buffer holds only it.
+        assert_eq!(
+            get_body(c, b"k"),
+            (PEAKCACHE_OK, Some((b"hello".to_vec(), 7)))
+        );
+        assert_eq!(get_body(c, b"empty"), (PEAKCACHE_OK, Some((Vec::new(), 0))));
+        assert_eq!(get_body(c, b"nope"), (PEAKCACHE_OK, None));
+        // Misuse: codes, not crashes.
+        let (mut found, mut ptr, mut len, mut flags) = (false, null(), 0, 0);
+        unsafe {
+            assert_eq!(
+                peakcache_get_body(
+                    null(),
+                    b"k".as_ptr(),
+                    1,
+                    &mut found,
+                    &mut ptr,
+                    &mut len,
+                    &mut flags
+                ),
+                PEAKCACHE_ERR_NULL
+            );
+            assert_eq!(
+                peakcache_get_body(c, null(), 1, &mut found, &mut ptr, &mut len, &mut flags),
+                PEAKCACHE_ERR_INVALID
+            );
+            for rc in [
+                peakcache_get_body(
+                    c,
+                    b"k".as_ptr(),
+                    1,
+                    null_mut(),
+                    &mut ptr,
+                    &mut len,
+                    &mut flags,
+                ),
+                peakcache_get_body(
+                    c,
+                    b"k".as_ptr(),
+                    1,
+                    &mut found,
+                    null_mut(),
+                    &mut len,
+                    &mut flags,
+                ),
+                peakcache_get_body(
+                    c,
+                    b"k".as_ptr(),
+                    1,
+                    &mut found,
+                    &mut ptr,
+                    null_mut(),
+                    &mut flags,
+                ),
+                peakcache_get_body(
+                    c,
+                    b"k".as_ptr(),
+                    1,
+                    &mut found,
+                    &mut ptr,
+                    &mut len,
+                    null_mut(),
+                ),
+            ] {
+                assert_eq!(rc, PEAKCACHE_ERR_NULL);
+            }
+        }
+        unsafe { peakcache_cache_free(c) };
+    }
+}
+
+#[test]
+fn get_body_of_a_corrupt_value_is_an_error_and_purged() {
+    let c = shared_cache();
+    let s = shm(c);
+    s.insert(b"k", JUNK, Freshness::new(FRESH)).unwrap();
+    assert_eq!(get_body(c, b"k"), (PEAKCACHE_ERR_CORRUPT, None));
+    assert!(s.get(b"k").is_none(), "purged");
+    unsafe { peakcache_cache_free(c) };
 }

@@ -14,11 +14,13 @@ use crate::region::{
     H_TAG_LOCK_TIMEOUTS, JOURNAL_MIN, UNIT,
 };
 use crate::shard::{
-    self, Counter, Evicted, Locked, NewRecord, Optimistic, Outcome, Rec, Standing, COUNTERS,
-    MAX_KEY, MAX_TAGS,
+    self, Evicted, Locked, NewRecord, Optimistic, Outcome, Rec, RegionCounter, Standing, MAX_KEY,
+    MAX_TAGS,
 };
 use crate::tags::{tag_hash, Tags, Verdict};
 use bytes::Bytes;
+use peakcache::lifecycle::{decide, Asker, Decision, KeyRecord, KeyState, Timing};
+use peakcache::stats::Counter;
 use peakcache::{Clock, Freshness, PurgeMode, Served, Stats};
 use std::path::Path;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, SeqCst};
@@ -61,10 +63,7 @@ pub struct Builder {
     max_object: Option<u64>,
     tag_slots: u32,
     journal_bytes: Option<u64>,
-    lock_timeout: Duration,
-    retry_min: Duration,
-    retry_max: Duration,
-    refresh_retry: Duration,
+    timing: Timing,
     clock: Option<Arc<dyn Clock>>,
     region_clock: bool,
     recreate: bool,
@@ -85,10 +84,7 @@ impl Default for Builder {
             max_object: None,
             tag_slots: 4096,
             journal_bytes: None,
-            lock_timeout: Duration::from_secs(5),
-            retry_min: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            refresh_retry: Duration::from_secs(1),
+            timing: Timing::default(),
             clock: None,
             region_clock: false,
             recreate: true,
@@ -106,10 +102,6 @@ fn nanos(d: Duration) -> u64 {
     u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
-fn millis_u32(d: Duration) -> u32 {
-    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
-}
-
 impl Builder {
     /// The bytes of the heap that stores entries (records: header, tags, key, value, rounded
     /// up to 64 bytes), split evenly between shards. The region adds the index (64 bytes per
@@ -119,10 +111,10 @@ impl Builder {
         self
     }
 
-    /// The number of shards (rounded up to a power of two). Default: one per MiB of heap, at
-    /// most 16.
+    /// The number of shards (rounded up to a power of two, at most 4,096). Default: one per
+    /// MiB of heap, at most 16.
     pub fn shards(mut self, n: u32) -> Self {
-        self.shards = Some(n.max(1).next_power_of_two());
+        self.shards = Some(n.clamp(1, region::MAX_SHARDS).next_power_of_two());
         self
     }
 
@@ -154,24 +146,7 @@ impl Builder {
         self
     }
 
-    /// How long a fill may take before its waiters are released. Default 5 s.
-    pub fn lock_timeout(mut self, t: Duration) -> Self {
-        self.lock_timeout = t;
-        self
-    }
-
-    /// The back-off after failures: `min`, doubling up to `max`. Default 1 s to 60 s.
-    pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.retry_min = min;
-        self.retry_max = max.max(min);
-        self
-    }
-
-    /// How long a dropped refresh ticket blocks the next. Default 1 s.
-    pub fn refresh_retry(mut self, t: Duration) -> Self {
-        self.refresh_retry = t;
-        self
-    }
+    peakcache::timing_setters!();
 
     /// A clock for this attachment. Every process attached must then use an equivalent clock
     /// (a `ManualClock` cannot be shared between processes: for hand-driven time across
@@ -280,10 +255,12 @@ impl Builder {
             Some(n) => n.div_ceil(shards as u64),
             None => (units / 4).max(1),
         };
-        let slots = (per_shard_entries * 8)
+        let slots = per_shard_entries
+            .saturating_mul(8)
             .div_ceil(7)
             .max(8)
-            .next_power_of_two();
+            .checked_next_power_of_two()
+            .unwrap_or(u64::MAX);
         let geo = Geometry {
             shards,
             slots: u32::try_from(slots).unwrap_or(u32::MAX),
@@ -306,10 +283,7 @@ impl Builder {
     fn settings(&self, geo: &Geometry, seed: u64) -> Settings {
         let heap = geo.heap_units as u64 * UNIT as u64;
         Settings {
-            lock_timeout: nanos(self.lock_timeout),
-            retry_min: nanos(self.retry_min),
-            retry_max: nanos(self.retry_max),
-            refresh_retry: nanos(self.refresh_retry),
+            timing: self.timing,
             // A record's lengths are 32-bit: nothing of 4 GiB or more is ever stored.
             max_object: self
                 .max_object
@@ -534,7 +508,8 @@ pub enum Resolved {
     Pass,
     /// The fill failed and nothing stale is left to serve.
     Failed,
-    /// The fill outlived the lock timeout, or the wait its own timeout.
+    /// The fill outlived the lock timeout (and no stale entry is left to serve), or the wait
+    /// its own timeout: fetch for yourself, uncached.
     TimedOut,
 }
 
@@ -749,58 +724,42 @@ impl Waiter {
     fn step(&mut self, register: bool) -> Step {
         loop {
             let c = self.cache.clone();
+            // Read before the lock: a fill that ends meanwhile is seen under it, never taken
+            // for one past its deadline.
+            let now = c.now_nanos();
             let Some(s) = c.lock(self.hash) else {
                 return Step::Done(Resolved::TimedOut);
             };
-            let now = c.now_nanos();
-            let found = s.find(self.hash, &self.key);
-            if let Some((i, r)) = found.filter(|(i, _)| s.flight_id(*i) == self.flight) {
-                if s.flight_active(i) {
-                    if now >= s.deadline(i) {
-                        s.end_flight(i, Outcome::TimedOut);
-                        s.count(Counter::WaitTimeout);
-                        s.tidy(i, now);
-                        return Step::Done(Resolved::TimedOut);
-                    }
-                    if !c.owner_alive(&s, i) {
-                        let refresh = s.meta(i) & shard::M_REFRESH != 0;
-                        c.take_over(&s, i, refresh);
-                        let Some((i, r)) = s.find(self.hash, &self.key) else {
-                            return Step::Done(Resolved::TimedOut);
+            let mine = |s: &Locked<'_>| {
+                s.find(self.hash, &self.key)
+                    .map(|(i, _)| i)
+                    .filter(|&i| s.flight_id(i) == self.flight)
+            };
+            if let Some(i) = mine(&s) {
+                if s.flight_active(i) && now < s.deadline(i) {
+                    if c.owner_alive(&s, i) {
+                        let (_, seen) = if register {
+                            s.register_waiter(i)
+                        } else {
+                            let f = s.futex(i);
+                            (f, f.load(Relaxed))
                         };
-                        let mut t = c.start_flight(&s, i, &self.key, self.hash, now, Kind::Fill);
-                        t.previous = r.has_value().then(|| c.previous(&s, &r));
-                        return Step::Done(Resolved::Fill(Fill(t)));
+                        return Step::Pending(i, seen);
                     }
-                    let (word, seen) = if register {
-                        s.register_waiter(i)
-                    } else {
-                        let f = s.futex(i);
-                        (f, f.load(Relaxed))
-                    };
-                    let _ = word;
-                    return Step::Pending(i, seen);
-                }
-                match s.outcome(i) {
-                    Outcome::Value if r.has_value() => {
-                        return Step::Done(Resolved::Hit(c.hit(&s, &r, Served::Fresh)));
-                    }
-                    Outcome::Failed => {
-                        let frozen = c.frozen();
-                        return Step::Done(
-                            if r.has_value() && (frozen || r.standing(now) != Standing::Dead) {
-                                Resolved::Hit(c.hit(&s, &r, Served::StaleIfError))
-                            } else {
-                                Resolved::Failed
-                            },
-                        );
-                    }
-                    Outcome::Pass | Outcome::TooLarge => return Step::Done(Resolved::Pass),
-                    Outcome::TimedOut => {
-                        s.count(Counter::WaitTimeout);
+                    let refresh = s.meta(i) & shard::M_REFRESH != 0;
+                    c.take_over(&s, i, refresh);
+                    let Some((i, r)) = s.find(self.hash, &self.key) else {
                         return Step::Done(Resolved::TimedOut);
-                    }
-                    _ => {}
+                    };
+                    let mut t = c.start_flight(&s, i, &self.key, self.hash, now, Kind::Fill);
+                    t.previous = r.has_value().then(|| c.previous(&s, &r));
+                    return Step::Done(Resolved::Fill(Fill(t)));
+                }
+                if s.flight_active(i) {
+                    c.time_out(&s, self.hash, &self.key, now);
+                }
+                if let Some(resolved) = mine(&s).and_then(|i| self.outcome(&s, i, now)) {
+                    return Step::Done(resolved);
                 }
             } else if now >= self.deadline {
                 s.count(Counter::WaitTimeout);
@@ -808,7 +767,7 @@ impl Waiter {
             }
             drop(s);
             // The fill was abandoned (or its slot went): look again, as a waiter.
-            match c.lookup_with(&self.key, false) {
+            match c.lookup_as(&self.key, Asker::Waiter) {
                 Lookup::Fresh(h) | Lookup::Stale(h, _) => return Step::Done(Resolved::Hit(h)),
                 Lookup::Miss(f) => return Step::Done(Resolved::Fill(f)),
                 Lookup::Pass => return Step::Done(Resolved::Pass),
@@ -819,6 +778,28 @@ impl Waiter {
                 }
             }
         }
+    }
+
+    /// What the ended flight of slot `i` means for this waiter; `None` when its filler gave
+    /// up (the waiter looks again).
+    fn outcome(&self, s: &Locked<'_>, i: usize, now: u64) -> Option<Resolved> {
+        let c = &self.cache;
+        Some(match s.outcome(i) {
+            Outcome::Value => {
+                let r = s.slot_rec(i).filter(Rec::has_value)?;
+                Resolved::Hit(c.hit(s, &r, Served::Fresh))
+            }
+            Outcome::Failed => match c.stale_if_error(s, self.hash, &self.key, now) {
+                Some(r) => Resolved::Hit(c.hit(s, &r, Served::StaleIfError)),
+                None => Resolved::Failed,
+            },
+            Outcome::Pass | Outcome::TooLarge => Resolved::Pass,
+            Outcome::TimedOut => {
+                s.count(Counter::WaitTimeout);
+                Resolved::TimedOut
+            }
+            Outcome::None | Outcome::Abandoned => return None,
+        })
     }
 }
 
@@ -944,7 +925,7 @@ impl ShmCache {
     #[inline]
     fn now_nanos(&self) -> u64 {
         match &self.inner.time {
-            TimeSource::System => region::mono_nanos()
+            TimeSource::System => peakcache::SystemClock::host_nanos()
                 .wrapping_add(self.region().map.u64(H_MONO_OFFSET).load(Relaxed)),
             TimeSource::Region => self.region().map.u64(H_CLOCK).load(SeqCst),
             TimeSource::Custom(c) => nanos(c.now()),
@@ -991,7 +972,7 @@ impl ShmCache {
             Ok(s) => Some(s),
             Err(e) => {
                 if matches!(e, LockError::TimedOut) {
-                    shard::Shard::new(self.region(), shard).count(Counter::LockTimeouts);
+                    shard::Shard::new(self.region(), shard).count(RegionCounter::LockTimeouts);
                 }
                 if let Some(line) = self.region().lock_failure(&format!("shard {shard}"), &e) {
                     (self.region().report)(&line);
@@ -1048,7 +1029,7 @@ impl ShmCache {
         } else {
             Counter::FillsAbandoned
         });
-        s.count(Counter::Takeovers);
+        s.count(RegionCounter::Takeovers);
     }
 
     fn start_flight(
@@ -1061,7 +1042,7 @@ impl ShmCache {
         kind: Kind,
     ) -> Ticket {
         let id = self.next_seq();
-        let deadline = now.saturating_add(self.region().settings.lock_timeout);
+        let deadline = self.region().settings.timing.deadline(now);
         let me = process::me();
         s.start_flight(i, id, deadline, me, kind == Kind::Refresh);
         Ticket {
@@ -1136,13 +1117,13 @@ impl ShmCache {
                 };
             }
         }
-        self.lookup_with(key, true)
+        self.lookup_as(key, Asker::Caller)
     }
 
     /// The hits of `lookup` that hand out no ticket, without the shard lock (see
-    /// `shard::read_optimistic` and `servable_optimistic`): a fresh entry, or a stale one while
-    /// its refresh runs or its failing origin backs off. Those are most lookups of a busy key,
-    /// so a process stopped while it holds the shard's lock stops no other's hits.
+    /// `Shard::read_servable`): a fresh entry, or a stale one while its refresh runs or its
+    /// failing origin backs off. Those are most lookups of a busy key, so a process stopped
+    /// while it holds the shard's lock stops no other's hits.
     fn lookup_optimistic(&self, key: &[u8]) -> Option<Hit> {
         let (value, r, served) = self.servable_optimistic(key, |s, r| {
             let mut value = Vec::new();
@@ -1190,99 +1171,70 @@ impl ShmCache {
     }
 
     /// A servable entry of `key` read without the shard lock, counted and touched as the locked
-    /// lookup would: what `read` takes of it (`None`: nothing, the caller's lookup goes on), its
-    /// record and how it is served. A fresh entry (any, while frozen), or a stale one that the
-    /// locked lookup serves without a ticket: inside stale-while-revalidate while its refresh
-    /// runs or a failed one backs off, inside stale-if-error while a failing origin backs off or
-    /// is being probed. `None` for anything else (a miss, a ticket to hand out, a
-    /// flight past its deadline, a pass-through, tags to check, a writer in the way), which the
-    /// locked lookup decides.
+    /// lookup would (`Shard::read_servable`, stale entries included): what `read` takes of it
+    /// (`None`: nothing, the caller's lookup goes on), its record and how it is served. `None`
+    /// for anything the locked lookup decides (a miss, a ticket to hand out, a flight past its
+    /// deadline, a pass-through, tags to check, a writer in the way).
     fn servable_optimistic<T>(
         &self,
         key: &[u8],
         read: impl Fn(&shard::Shard<'_>, &Rec) -> Option<T>,
     ) -> Option<(T, Rec, Served)> {
         let hash = self.key_hash(key);
-        let shard = self.shard_index(hash);
-        let now = self.now_nanos();
-        let frozen = self.frozen();
+        let s = shard::Shard::new(self.region(), self.shard_index(hash));
+        let rule = self.serve_rule(true);
         for _ in 0..OPTIMISTIC_TRIES {
-            let mut counted = None;
-            let got = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
-                let r = &p.rec;
-                let flight = p.meta & shard::M_ACTIVE != 0;
-                let overdue = flight && now >= p.deadline;
-                let settled = (r.ntags == 0 || p.checked_epoch == Tags::new(self.region()).epoch())
-                    && r.seq >= self.stale_all_seq();
-                if p.pass_until > now || overdue || !r.has_value() || !settled {
-                    return None;
-                }
-                let backing_off = || now < s.retry_at(p.slot);
-                let served = match r.standing(now) {
-                    _ if frozen => Served::Fresh,
-                    Standing::Fresh => Served::Fresh,
-                    Standing::Stale if flight || backing_off() => Served::Stale,
-                    Standing::StaleIfError if backing_off() || flight && s.failures(p.slot) > 0 => {
-                        Served::StaleIfError
-                    }
-                    _ => return None,
-                };
-                let c = match served {
-                    Served::Fresh => Counter::Fresh,
-                    Served::Stale => Counter::Stale,
-                    Served::StaleIfError => Counter::StaleIfError,
-                };
-                s.count(c);
-                counted = Some(c);
-                Some((p.slot, read(s, r)?, *r, served))
-            });
-            let s = shard::Shard::new(self.region(), shard);
-            match got {
-                Optimistic::Read((slot, t, r, served)) => {
-                    s.touch(slot);
-                    return Some((t, r, served));
-                }
-                Optimistic::Absent => return None,
-                Optimistic::Retry => {
-                    if let Some(c) = counted {
-                        s.uncount(c);
-                    }
-                }
+            match s.read_servable(hash, key, &rule, &read) {
+                Optimistic::Read(got) => return Some(got),
+                Optimistic::Absent | Optimistic::NotFresh => return None,
+                Optimistic::Retry => {}
             }
         }
         None
     }
 
-    fn lookup_with(&self, key: &[u8], counted: bool) -> Lookup {
+    /// What an optimistic read serves now: fresh entries, and with `stale` the stale ones the
+    /// lifecycle serves without a ticket.
+    #[inline]
+    fn serve_rule(&self, stale: bool) -> shard::ServeRule<impl Fn() -> u64 + '_> {
+        shard::ServeRule {
+            now: self.now_nanos(),
+            frozen: self.frozen(),
+            stale,
+            stale_all_seq: self.stale_all_seq(),
+            tag_epoch: || Tags::new(self.region()).epoch(),
+        }
+    }
+
+    /// A lookup by `asker` under the shard lock: ends a flight past its lock timeout, applies
+    /// pending tag purges, then does what the lifecycle's `decide` says.
+    fn lookup_as(&self, key: &[u8], asker: Asker) -> Lookup {
         if key.len() > MAX_KEY {
             return Lookup::Pass;
         }
         let hash = self.key_hash(key);
         let Some(s) = self.lock(hash) else {
-            if counted {
+            if asker == Asker::Caller {
                 self.count(hash, Counter::Pass);
             }
             return Lookup::Pass;
         };
         let count = |c| {
-            if counted {
+            if asker == Asker::Caller {
                 s.count(c)
             }
         };
         let now = self.now_nanos();
         let frozen = self.frozen();
-        let first = s.find(hash, key);
-        if let Some((i, _)) = first {
-            if s.pass_until(i) > now {
-                count(Counter::Pass);
-                return Lookup::Pass;
-            }
-            // A flight past its lock timeout releases its waiters; this lookup starts anew.
+        if let Some((i, _)) = s.find(hash, key) {
             if s.flight_active(i) && now >= s.deadline(i) {
-                s.end_flight(i, Outcome::TimedOut);
+                self.time_out(&s, hash, key, now);
             }
         }
-        let found = match first.map(|(i, r)| (i, self.settle_tags(&s, i, r, now))) {
+        let found = match s
+            .find(hash, key)
+            .map(|(i, r)| (i, self.settle_tags(&s, i, r, now)))
+        {
             None => None,
             Some((i, Settled::Kept(r))) => Some((i, r.has_value().then_some(r))),
             Some((_, Settled::Dropped)) => s.find(hash, key).map(|(i, _)| (i, None)),
@@ -1295,74 +1247,122 @@ impl ShmCache {
         let slot = found.map(|(i, _)| i);
         let rec = found.and_then(|(_, r)| r);
         let standing = match rec {
-            None => Standing::Dead,
-            Some(_) if frozen => Standing::Fresh,
-            Some(r) => r.standing(now),
+            None => None,
+            Some(_) if frozen => Some(Served::Fresh),
+            Some(r) => r.served(now),
         };
-        let mut flight = slot.is_some_and(|i| s.flight_active(i));
-        let backing_off = slot.is_some_and(|i| now < s.retry_at(i));
-        let probing = flight && slot.is_some_and(|i| s.failures(i) > 0);
-        match (standing, slot, rec) {
-            (Standing::Fresh, Some(i), Some(r)) => {
+        let state = || {
+            slot.map_or_else(KeyState::default, |i| {
+                s.key_record(i).state(now, s.flight_active(i))
+            })
+        };
+        match decide(standing, state, asker) {
+            Decision::Serve(served) => {
+                let (i, r) = (slot.expect("served"), rec.expect("served"));
                 s.touch(i);
-                count(Counter::Fresh);
-                return Lookup::Fresh(self.hit(&s, &r, Served::Fresh));
-            }
-            (Standing::Stale, Some(i), Some(r)) => {
-                s.touch(i);
-                count(Counter::Stale);
-                let hit = self.hit(&s, &r, Served::Stale);
-                if flight || backing_off || !counted {
-                    return Lookup::Stale(hit, None);
+                count(Counter::served(served));
+                let hit = self.hit(&s, &r, served);
+                match served {
+                    Served::Fresh => Lookup::Fresh(hit),
+                    Served::Stale | Served::StaleIfError => Lookup::Stale(hit, None),
                 }
+            }
+            Decision::ServeAndRefresh(served) => {
+                let (i, r) = (slot.expect("served"), rec.expect("served"));
+                s.touch(i);
+                count(Counter::served(served));
+                let hit = self.hit(&s, &r, served);
                 let t = self.start_flight(&s, i, key, hash, now, Kind::Refresh);
                 s.count(Counter::RefreshesStarted);
-                return Lookup::Stale(hit, Some(Refresh(t)));
+                Lookup::Stale(hit, Some(Refresh(t)))
             }
-            (Standing::StaleIfError, Some(i), Some(r)) if backing_off || probing => {
-                s.touch(i);
-                count(Counter::StaleIfError);
-                return Lookup::Stale(self.hit(&s, &r, Served::StaleIfError), None);
+            Decision::Pass => {
+                count(Counter::Pass);
+                Lookup::Pass
             }
-            (Standing::StaleIfError, Some(i), Some(r))
-                if counted && !flight && s.failures(i) > 0 =>
-            {
-                // The origin failed and the back-off has passed: probe it again in the
-                // background, serving the stale-if-error entry meanwhile (as in-process).
-                s.touch(i);
-                count(Counter::StaleIfError);
-                let hit = self.hit(&s, &r, Served::StaleIfError);
-                let t = self.start_flight(&s, i, key, hash, now, Kind::Refresh);
-                s.count(Counter::RefreshesStarted);
-                return Lookup::Stale(hit, Some(Refresh(t)));
+            Decision::Wait => {
+                let i = slot.expect("a fetch in flight has a slot");
+                if self.owner_alive(&s, i) {
+                    count(Counter::Wait);
+                    return Lookup::Wait(Waiter {
+                        cache: self.clone(),
+                        key: key.into(),
+                        hash,
+                        flight: s.flight_id(i),
+                        deadline: s.deadline(i),
+                    });
+                }
+                let refresh = s.meta(i) & shard::M_REFRESH != 0;
+                self.take_over(&s, i, refresh);
+                self.fill(&s, slot, rec, key, hash, now, asker)
             }
-            _ => {}
+            Decision::Fill => self.fill(&s, slot, rec, key, hash, now, asker),
         }
-        if let Some(i) = slot.filter(|_| flight) {
-            if self.owner_alive(&s, i) {
-                count(Counter::Wait);
-                return Lookup::Wait(Waiter {
-                    cache: self.clone(),
-                    key: key.into(),
-                    hash,
-                    flight: s.flight_id(i),
-                    deadline: s.deadline(i),
-                });
+    }
+
+    /// Hands `key` (slot `slot`, value `rec` past its windows if any) to this caller to fill;
+    /// `Pass` if no slot can be made for it.
+    #[allow(clippy::too_many_arguments)]
+    fn fill(
+        &self,
+        s: &Locked<'_>,
+        slot: Option<usize>,
+        rec: Option<Rec>,
+        key: &[u8],
+        hash: u64,
+        now: u64,
+        asker: Asker,
+    ) -> Lookup {
+        let counted = asker == Asker::Caller;
+        let Some(i) = slot.or_else(|| self.new_control_slot(s, hash, key, now, self.frozen()))
+        else {
+            if counted {
+                s.count(Counter::Pass);
             }
-            let refresh = s.meta(i) & shard::M_REFRESH != 0;
-            self.take_over(&s, i, refresh);
-            flight = false;
-        }
-        debug_assert!(!flight);
-        let Some(i) = slot.or_else(|| self.new_control_slot(&s, hash, key, now, frozen)) else {
-            count(Counter::Pass);
             return Lookup::Pass;
         };
-        count(Counter::Miss);
-        let mut ticket = self.start_flight(&s, i, key, hash, now, Kind::Fill);
+        if counted {
+            s.count(Counter::Miss);
+        }
+        let mut ticket = self.start_flight(s, i, key, hash, now, Kind::Fill);
         // Past its windows but still stored: the filler may revalidate it.
-        ticket.previous = rec.map(|r| self.previous(&s, &r));
+        ticket.previous = rec.map(|r| self.previous(s, &r));
         Lookup::Miss(Fill(ticket))
+    }
+
+    /// Ends `key`'s flight, past its lock timeout, as a failed fetch: the key backs off
+    /// (counted from the deadline, as in-process), and the waiters get the stale-if-error entry
+    /// if one is left (`Outcome::Failed`), else are released to fetch for themselves
+    /// (`Outcome::TimedOut`). A flight whose owner died is not the origin's failure: it is
+    /// abandoned, and the next caller fetches at once.
+    fn time_out(&self, s: &Locked<'_>, hash: u64, key: &[u8], now: u64) {
+        let stale = self.stale_if_error(s, hash, key, now).is_some();
+        let Some((i, _)) = s.find(hash, key) else {
+            return;
+        };
+        if !self.owner_alive(s, i) {
+            let refresh = s.meta(i) & shard::M_REFRESH != 0;
+            return self.take_over(s, i, refresh);
+        }
+        let deadline = s.deadline(i);
+        s.update_key_record(i, |k| k.fail(deadline, &self.region().settings.timing));
+        s.end_flight(
+            i,
+            if stale {
+                Outcome::Failed
+            } else {
+                Outcome::TimedOut
+            },
+        );
+    }
+
+    /// `key`'s entry to serve when a fetch failed: tag purges applied, and still inside a
+    /// stale window (or stored at all, while frozen).
+    fn stale_if_error(&self, s: &Locked<'_>, hash: u64, key: &[u8], now: u64) -> Option<Rec> {
+        let frozen = self.frozen();
+        self.find_settled(s, hash, key, now)
+            .and_then(|(_, r)| r)
+            .filter(|r| frozen || r.standing(now) != Standing::Dead)
     }
 
     fn previous(&self, s: &Locked<'_>, r: &Rec) -> Previous {
@@ -1453,15 +1453,16 @@ impl ShmCache {
         hashes.sort_unstable();
         hashes.dedup();
         hashes.truncate(MAX_TAGS);
+        let [ttl_ms, swr_ms, sie_ms] = freshness.millis();
         let n = NewRecord {
             hash,
             key,
             value: Some(value),
             flags,
             stored_at: now,
-            ttl_ms: if stale { 0 } else { millis_u32(freshness.ttl) },
-            swr_ms: millis_u32(freshness.swr),
-            sie_ms: millis_u32(freshness.sie),
+            ttl_ms: if stale { 0 } else { ttl_ms },
+            swr_ms,
+            sie_ms,
             seq,
             tags: &hashes,
         };
@@ -1501,12 +1502,6 @@ impl ShmCache {
             return Err(StoreError::TooLarge { size, limit });
         }
         Ok(())
-    }
-
-    fn backoff(&self, failures: u32) -> u64 {
-        let st = &self.region().settings;
-        let shift = failures.saturating_sub(1).min(30);
-        st.retry_min.saturating_mul(1 << shift).min(st.retry_max)
     }
 
     /// A slot for `key`, made if missing (for back-off and pass-through state).
@@ -1567,9 +1562,7 @@ impl ShmCache {
                                 false,
                             ) {
                                 Ok(Some(i)) => {
-                                    s.set_failures(i, 0);
-                                    s.set_retry_at(i, 0);
-                                    s.set_pass_until(i, 0);
+                                    s.update_key_record(i, KeyRecord::stored);
                                     Outcome::Value
                                 }
                                 Ok(None) => Outcome::Pass,
@@ -1592,16 +1585,13 @@ impl ShmCache {
                 } else {
                     Counter::FillsFailed
                 });
-                if let Some(i) = self.control_slot(&s, t.hash, key, now) {
-                    let failures = s.failures(i).saturating_add(1);
-                    s.set_failures(i, failures);
-                    s.set_retry_at(i, now.saturating_add(self.backoff(failures)));
+                // A fetch overtaken after its lock timeout was counted as failed then.
+                if current {
+                    if let Some(i) = self.control_slot(&s, t.hash, key, now) {
+                        s.update_key_record(i, |k| k.fail(now, &self.region().settings.timing));
+                    }
                 }
-                let frozen = self.frozen();
-                let stale = self
-                    .find_settled(&s, t.hash, key, now)
-                    .and_then(|(_, r)| r)
-                    .filter(|r| frozen || r.standing(now) != Standing::Dead);
+                let stale = self.stale_if_error(&s, t.hash, key, now);
                 handed = stale.map(|r| self.hit(&s, &r, Served::StaleIfError));
                 Outcome::Failed
             }
@@ -1612,7 +1602,7 @@ impl ShmCache {
                     Counter::FillsUncacheable
                 });
                 if let Some(i) = self.control_slot(&s, t.hash, key, now) {
-                    s.set_pass_until(i, now.saturating_add(nanos(hold)));
+                    s.update_key_record(i, |k| k.pass_for(now, hold));
                     s.drop_value(i, now);
                 }
                 Outcome::Pass
@@ -1622,8 +1612,8 @@ impl ShmCache {
                     s.count(Counter::RefreshesAbandoned);
                     if current {
                         if let Some((i, _)) = s.find(t.hash, key) {
-                            let retry = now.saturating_add(self.region().settings.refresh_retry);
-                            s.set_retry_at(i, s.retry_at(i).max(retry));
+                            let delay = self.region().settings.timing.refresh_retry;
+                            s.update_key_record(i, |k| k.refresh_dropped(now, delay));
                         }
                     }
                 } else {
@@ -1656,42 +1646,21 @@ impl ShmCache {
             return None;
         }
         let hash = self.key_hash(key);
-        let shard = self.shard_index(hash);
-        let now = self.now_nanos();
-        let frozen = self.frozen();
+        let s = shard::Shard::new(self.region(), self.shard_index(hash));
+        let rule = self.serve_rule(false);
         // Without the lock first: the value is copied into `buf`, trusted once validated.
         for _ in 0..OPTIMISTIC_TRIES {
-            let mut counted = false;
-            let read = shard::read_optimistic(self.region(), shard, hash, key, |s, p| {
-                let r = &p.rec;
-                if !r.has_value() || !(frozen || now < r.fresh_until()) {
-                    return Some(None);
-                }
-                if (r.ntags != 0 && p.checked_epoch != Tags::new(self.region()).epoch())
-                    || r.seq < self.stale_all_seq()
-                {
-                    return None;
-                }
-                // Counted before the copy (an atomic add after it would wait for its stores);
-                // taken back below if the read turns out torn.
-                s.count(Counter::Fresh);
-                counted = true;
+            let copy = |s: &shard::Shard<'_>, r: &Rec| {
                 buf.clear();
-                s.copy_value_racy(r, buf)?;
-                Some(Some((p.slot, r.flags)))
-            });
-            let s = shard::Shard::new(self.region(), shard);
-            match read {
-                Optimistic::Read(Some((slot, flags))) => {
-                    s.touch(slot);
-                    return Some(flags);
-                }
-                Optimistic::Read(None) | Optimistic::Absent => {
+                s.copy_value_racy(r, buf)
+            };
+            match s.read_servable(hash, key, &rule, copy) {
+                Optimistic::Read(((), r, _)) => return Some(r.flags),
+                Optimistic::Absent | Optimistic::NotFresh => {
                     buf.clear();
                     s.count(Counter::Miss);
                     return None;
                 }
-                Optimistic::Retry if counted => s.uncount(Counter::Fresh),
                 Optimistic::Retry => {}
             }
         }
@@ -1783,14 +1752,10 @@ impl ShmCache {
         let stored = self.store(
             &s, hash, key, value, flags, freshness, &tags, seq, now, false, true,
         )?;
-        // Stored, or turned away by the admission policy: either way the key's back-off and
-        // pass-through end.
+        // Stored, or turned away by the admission policy: either way the key's back-off, its
+        // run of failures and its pass-through end.
         if let Some(i) = stored.or_else(|| s.find(hash, key).map(|(i, _)| i)) {
-            if s.pass_until(i) > now || s.retry_at(i) > now {
-                s.set_pass_until(i, 0);
-                s.set_retry_at(i, 0);
-                s.set_failures(i, 0);
-            }
+            s.update_key_record(i, KeyRecord::stored);
         }
         s.count(Counter::Inserts);
         Ok(())
@@ -1919,49 +1884,22 @@ impl ShmCache {
     /// The counters of every process, the entries and their bytes. `weight` and `capacity` are
     /// bytes of heap (records rounded up to 64 bytes).
     pub fn stats(&self) -> Stats {
-        let mut c = [0u64; COUNTERS];
-        let mut entries = 0;
-        let mut weight = 0;
-        for shard in 0..self.region().geo.shards as usize {
-            let s = shard::Shard::new(self.region(), shard);
-            for (k, v) in c.iter_mut().enumerate() {
-                *v += s.counter(k);
-            }
-            entries += s.entries();
-            weight += s.used_bytes();
-        }
-        let g = |k: Counter| c[k as usize];
+        let shards: Vec<shard::Shard<'_>> = (0..self.region().geo.shards as usize)
+            .map(|i| shard::Shard::new(self.region(), i))
+            .collect();
+        let tags = Tags::new(self.region());
         Stats {
-            fresh: g(Counter::Fresh),
-            stale: g(Counter::Stale),
-            stale_if_error: g(Counter::StaleIfError),
-            miss: g(Counter::Miss),
-            wait: g(Counter::Wait),
-            pass: g(Counter::Pass),
-            wait_timeouts: g(Counter::WaitTimeout),
-            fills_committed: g(Counter::FillsCommitted),
-            fills_failed: g(Counter::FillsFailed),
-            fills_abandoned: g(Counter::FillsAbandoned),
-            fills_uncacheable: g(Counter::FillsUncacheable),
-            refreshes_started: g(Counter::RefreshesStarted),
-            refreshes_committed: g(Counter::RefreshesCommitted),
-            refreshes_failed: g(Counter::RefreshesFailed),
-            refreshes_abandoned: g(Counter::RefreshesAbandoned),
-            refreshes_uncacheable: g(Counter::RefreshesUncacheable),
-            inserts: g(Counter::Inserts),
-            rejected_too_large: g(Counter::RejectedTooLarge),
-            evictions: g(Counter::Evictions),
-            expirations: g(Counter::Expirations),
-            purges: g(Counter::Purges),
-            tag_purges: Tags::new(self.region()).purges(),
-            tag_marks: u64::from(Tags::new(self.region()).used()),
+            // Tag purges are counted by the tag table, not per shard.
+            tag_purges: tags.purges(),
+            tag_marks: u64::from(tags.used()),
             // The region does not count its folds (it folds every mark when its table is full).
             tag_folds: 0,
-            entries,
-            weight,
+            entries: shards.iter().map(shard::Shard::entries).sum(),
+            weight: shards.iter().map(shard::Shard::used_bytes).sum(),
             capacity: self.region().geo.shards as u64
                 * self.region().geo.heap_units as u64
                 * UNIT as u64,
+            ..Stats::from_counts(|c| shards.iter().map(|s| s.counter(c)).sum())
         }
     }
 
@@ -2006,10 +1944,10 @@ impl ShmCache {
         };
         for shard in 0..r.geo.shards as usize {
             let s = shard::Shard::new(r, shard);
-            info.recoveries += s.counter(Counter::Recoveries as usize);
-            info.takeovers += s.counter(Counter::Takeovers as usize);
-            info.entries_dropped += s.counter(Counter::EntriesDropped as usize);
-            info.lock_timeouts += s.counter(Counter::LockTimeouts as usize);
+            info.recoveries += s.counter(RegionCounter::Recoveries);
+            info.takeovers += s.counter(RegionCounter::Takeovers);
+            info.entries_dropped += s.counter(RegionCounter::EntriesDropped);
+            info.lock_timeouts += s.counter(RegionCounter::LockTimeouts);
         }
         info.lock_timeouts += r.map.u64(H_TAG_LOCK_TIMEOUTS).load(Relaxed);
         info

@@ -210,8 +210,9 @@
 //!   and value) or overlaps another is dropped, the index is re-inserted, the allocator rebuilt
 //!   from the gaps between the records kept, the policy's queues threaded again, and the sizes
 //!   recounted. A SIGKILL costs the entries it was writing, never the host. (The checksum is
-//!   written with the record and checked only here, never on the hit path.) Anything found inconsistent later (an offset out of
-//!   range) marks the shard for the same check at its next lock.
+//!   written with the record and checked only here, never on the hit path.) Anything found
+//!   inconsistent later (an offset out of range) marks the shard for the same check at its
+//!   next lock.
 //! - **Single flight.** A slot being filled records its owner's pid and start time (from
 //!   `/proc/PID/stat`, so a reused pid is not taken for the owner), a flight id and a deadline.
 //!   Waiters sleep on the slot's 32-bit futex word (`FUTEX_WAIT` without the private flag, so it
@@ -219,9 +220,15 @@
 //!   ([`Waiter::try_wait`]); every end of a flight bumps the word and wakes them. A waiter that
 //!   finds the owner dead (`kill(pid, 0)` fails with `ESRCH`, `/proc/PID/stat` says it exited
 //!   and awaits its parent's `wait` (a zombie, `Z`), or its start time differs: the pid was
-//!   reused) takes the fill over at once; past the lock timeout every waiter is released. A
-//!   flight that ends with nothing stored for its waiters (too large, no room) keeps its slot
-//!   until its deadline so that every waiter reads why and fetches for itself at once.
+//!   reused) takes the fill over at once. A flight that outlives the lock timeout has failed,
+//!   as in-process: its waiters get the stale-if-error entry if one is left, else are released
+//!   to fetch for themselves, and the key backs off, so a hanging origin is probed once per
+//!   lock timeout and back-off (a flight whose owner is dead by then is abandoned instead: the
+//!   next caller fetches at once). The lifecycle's decisions are the in-process cache's own
+//!   functions (`peakcache::lifecycle`: `decide`, `KeyRecord`, `Timing`) over what the slot
+//!   holds. A flight that ends with nothing stored for its waiters (too large, no room) keeps
+//!   its slot until its deadline so that every waiter reads why and fetches for itself at
+//!   once.
 //! - **Eviction.** See [Eviction](#eviction): allocation evicts (or moves records) until the
 //!   record fits.
 //! - **Tags.** A table of tag hash -> purge marks in the region; an entry records its tags'

@@ -173,7 +173,7 @@ pub(crate) fn lock_repairing(
     mark: impl FnOnce(),
     report: impl FnOnce(),
 ) -> Result<Acquired, LockError> {
-    let now = (crate::region::mono_nanos() / 1_000_000_000) as u32;
+    let now = (peakcache::SystemClock::host_nanos() / 1_000_000_000) as u32;
     let claim = repair.load(Ordering::Acquire);
     let (repairer, since) = ((claim >> 32) as u32, claim as u32);
     if claim != 0 && now.wrapping_sub(since) < REPAIR_STALE_SECS && crate::process::exists(repairer)

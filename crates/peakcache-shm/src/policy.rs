@@ -261,6 +261,13 @@ impl Shard<'_> {
         let mut p = Policy::new(self.capacity());
         p.small = self.load_list(Q_SMALL);
         p.main = self.load_list(Q_MAIN);
+        if !self.has_free_slot() {
+            // The index filled before the heap (small records): the entries queued are all the
+            // shard can hold, so their weight is the capacity. With weight to spare the policy
+            // would take the shard for one still filling: move the whole small queue to the
+            // main one and evict from its head, whatever was read.
+            p.capacity = p.capacity.min((p.small.weight + p.main.weight).max(1));
+        }
         let (min, max) = p.small_bounds();
         p.small_target = self.p64(P_SMALL_TARGET).clamp(min, max);
         p.ghost = self.load_ghost(P_GHOST, 2 * self.g.ghost_len());

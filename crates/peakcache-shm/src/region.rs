@@ -10,6 +10,8 @@ use crate::error::ShmError;
 use crate::file::{self, NewFile, Owner};
 use crate::hash;
 use crate::mutex::{LockError, RawMutex, MUTEX_SPACE};
+use peakcache::lifecycle::Timing;
+use peakcache::SystemClock;
 use std::fs::File;
 use std::io;
 use std::os::unix::io::{AsRawFd, FromRawFd};
@@ -30,14 +32,21 @@ pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"PEAKSHM\0");
 /// table and the shards, its lock, head, oldest mark and counters, the follower's word and
 /// state), and the region-wide soft purge mark. A region of another version is replaced (or
 /// refused): nginx and PHP recreate it, empty, at their next start. 5: the per-second history
-/// ring after the journal (`peakcache::history`).
-pub const LAYOUT_VERSION: u32 = 5;
+/// ring after the journal (`peakcache::history`). 6: a shard's counters are the lifecycle's
+/// (`peakcache::stats::Counter`, one more: tag purges) followed by the region's own. 7: an index
+/// slot split into a 16-byte hot part (hash, record, meta), four to a cache line, and a 48-byte
+/// cold part in an array after them; the dirty flag beside the version word.
+pub const LAYOUT_VERSION: u32 = 7;
 /// Bytes of the header page.
 pub(crate) const HEADER_SIZE: usize = 4096;
 /// The unit of the heap: records and free blocks start on, and are sized in, 64-byte units.
 pub(crate) const UNIT: usize = 64;
-/// Bytes of one index slot.
-pub(crate) const SLOT_SIZE: usize = 64;
+/// Bytes of the hot part of an index slot (key hash, record, meta word): what a lookup reads,
+/// four slots to a cache line.
+pub(crate) const HOT_SLOT: usize = 16;
+/// Bytes of the cold part of an index slot (flight, futex word, back-off, pass-through): read
+/// and written under the lock, beside the hot parts.
+pub(crate) const COLD_SLOT: usize = 48;
 /// Bytes of one entry of the tag table.
 pub(crate) const TAG_SIZE: usize = 80;
 /// Bytes of a shard's header (mutex, counters, allocator heads).
@@ -216,14 +225,19 @@ impl Geometry {
         )
     }
 
-    /// Offset of the index inside a shard.
+    /// Offset of the index's hot parts inside a shard.
     pub(crate) fn index_off(&self) -> usize {
         SHARD_HEADER
     }
 
+    /// Offset of the index's cold parts inside a shard.
+    pub(crate) fn cold_off(&self) -> usize {
+        self.index_off() + align(self.slots as usize * HOT_SLOT, UNIT)
+    }
+
     /// Offset of the policy's queue links inside a shard (8 bytes per slot).
     pub(crate) fn links_off(&self) -> usize {
-        self.index_off() + self.slots as usize * SLOT_SIZE
+        self.cold_off() + align(self.slots as usize * COLD_SLOT, UNIT)
     }
 
     /// Entries of the ghost table (keys the small queue dropped): one per slot.
@@ -286,10 +300,7 @@ impl Geometry {
 /// attached applies the same.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Settings {
-    pub(crate) lock_timeout: u64,
-    pub(crate) retry_min: u64,
-    pub(crate) retry_max: u64,
-    pub(crate) refresh_retry: u64,
+    pub(crate) timing: Timing,
     pub(crate) max_object: u64,
     pub(crate) seed: u64,
     pub(crate) flags: u32,
@@ -614,6 +625,7 @@ pub(crate) struct Layout {
     pub(crate) shards_off: usize,
     pub(crate) stride: usize,
     pub(crate) index_off: usize,
+    pub(crate) cold_off: usize,
     pub(crate) links_off: usize,
     pub(crate) ghost_off: usize,
     pub(crate) main_ghost_off: usize,
@@ -628,6 +640,7 @@ impl Layout {
             shards_off: g.shards_off(),
             stride: g.shard_stride(),
             index_off: g.index_off(),
+            cold_off: g.cold_off(),
             links_off: g.links_off(),
             ghost_off: g.ghost_off(),
             main_ghost_off: g.main_ghost_off(),
@@ -695,20 +708,6 @@ fn lock_stamp(boot: u64) -> u64 {
     hash::hash(0x6c6f_636b_7374_616d, &boot.to_le_bytes()) | 1
 }
 
-/// `CLOCK_MONOTONIC_COARSE`: host-wide, so every process of the host reads the same time.
-#[inline]
-pub(crate) fn mono_nanos() -> u64 {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec; the clock exists on every supported Linux.
-    unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC_COARSE, &mut ts) };
-    (ts.tv_sec as u64)
-        .wrapping_mul(1_000_000_000)
-        .wrapping_add(ts.tv_nsec as u64)
-}
-
 /// Wall-clock nanoseconds since the Unix epoch.
 pub(crate) fn wall_nanos() -> u64 {
     std::time::SystemTime::now()
@@ -732,7 +731,7 @@ pub(crate) fn random_u64() -> u64 {
 impl Region {
     fn new(map: Mapping, geo: Geometry, settings: Settings, attach: &Attach) -> Region {
         let lock_bound = attach.lock_bound.unwrap_or_else(|| {
-            Duration::from_nanos(settings.lock_timeout).clamp(LOCK_BOUND_MIN, LOCK_BOUND_MAX)
+            Duration::from_nanos(settings.timing.lock_timeout).clamp(LOCK_BOUND_MIN, LOCK_BOUND_MAX)
         });
         Region {
             map,
@@ -754,7 +753,7 @@ impl Region {
     /// then at most one a second with the count since the last; `None` in between.
     pub(crate) fn lock_failure(&self, what: &str, e: &LockError) -> Option<String> {
         self.unreported.fetch_add(1, Ordering::Relaxed);
-        let now = mono_nanos();
+        let now = SystemClock::host_nanos();
         let last = self.last_report.load(Ordering::Relaxed);
         if (last != 0 && now.wrapping_sub(last) < REPORT_EVERY)
             || self
@@ -852,11 +851,13 @@ impl Region {
         m.u64(H_TAGS_OFF)
             .store(g.tags_off() as u64, Ordering::Relaxed);
         m.u64(H_LOCK_TIMEOUT)
-            .store(s.lock_timeout, Ordering::Relaxed);
-        m.u64(H_RETRY_MIN).store(s.retry_min, Ordering::Relaxed);
-        m.u64(H_RETRY_MAX).store(s.retry_max, Ordering::Relaxed);
+            .store(s.timing.lock_timeout, Ordering::Relaxed);
+        m.u64(H_RETRY_MIN)
+            .store(s.timing.retry_min, Ordering::Relaxed);
+        m.u64(H_RETRY_MAX)
+            .store(s.timing.retry_max, Ordering::Relaxed);
         m.u64(H_REFRESH_RETRY)
-            .store(s.refresh_retry, Ordering::Relaxed);
+            .store(s.timing.refresh_retry, Ordering::Relaxed);
         m.u64(H_MAX_OBJECT).store(s.max_object, Ordering::Relaxed);
         m.u64(H_SEED).store(s.seed, Ordering::Relaxed);
         m.u32(H_FLAGS).store(s.flags, Ordering::Relaxed);
@@ -874,8 +875,10 @@ impl Region {
             .store(lock_stamp(boot_id()), Ordering::Relaxed);
         // Region time starts at `TIME_START`, so that entries restored from a snapshot can be
         // dated in the past.
-        m.u64(H_MONO_OFFSET)
-            .store(TIME_START.wrapping_sub(mono_nanos()), Ordering::Relaxed);
+        m.u64(H_MONO_OFFSET).store(
+            TIME_START.wrapping_sub(SystemClock::host_nanos()),
+            Ordering::Relaxed,
+        );
         self.init_locks()?;
         for shard in 0..g.shards as usize {
             crate::shard::init_heap(self, shard);
@@ -965,10 +968,12 @@ impl Region {
             return Err(ShmError::NotReady);
         }
         let settings = Settings {
-            lock_timeout: r64(H_LOCK_TIMEOUT),
-            retry_min: r64(H_RETRY_MIN),
-            retry_max: r64(H_RETRY_MAX),
-            refresh_retry: r64(H_REFRESH_RETRY),
+            timing: Timing {
+                lock_timeout: r64(H_LOCK_TIMEOUT),
+                retry_min: r64(H_RETRY_MIN),
+                retry_max: r64(H_RETRY_MAX),
+                refresh_retry: r64(H_REFRESH_RETRY),
+            },
             max_object: r64(H_MAX_OBJECT),
             seed: r64(H_SEED),
             flags: r32(H_FLAGS),
@@ -1155,7 +1160,9 @@ impl Region {
             // keep their age across the reboot.
             let since = wall_nanos().saturating_sub(m.u64(H_CREATED_WALL).load(Ordering::Relaxed));
             m.u64(H_MONO_OFFSET).store(
-                since.saturating_add(TIME_START).wrapping_sub(mono_nanos()),
+                since
+                    .saturating_add(TIME_START)
+                    .wrapping_sub(SystemClock::host_nanos()),
                 Ordering::Relaxed,
             );
         }

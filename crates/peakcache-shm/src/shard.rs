@@ -3,7 +3,9 @@
 //!
 //! ```text
 //! shard = header (1 KiB: mutex, dirty flag, version, counters, allocator heads, policy state)
-//!       | index: `slots` slots of 64 bytes (open addressing, linear probing, backward-shift delete)
+//!       | index: `slots` slots (open addressing, linear probing, backward-shift delete), each
+//!         a 16-byte hot part (key hash, record, meta) in one array, then a 48-byte cold part
+//!         (futex, flight, deadline, back-off, pass-through) in another
 //!       | policy: queue links (8 bytes per slot), ghost tables, frequency sketch (`policy.rs`)
 //!       | bitmaps: one bit per heap unit where a free span starts, one where it ends
 //!       | heap: `heap_units` units of 64 bytes (records, and free spans on size-class lists)
@@ -13,7 +15,7 @@
 //! marks the shard dirty (it is rebuilt at its next lock) and the operation treats the entry as
 //! absent. Nothing here is `unsafe`: it all goes through the bounds-checked `Mapping`.
 //!
-//! **Versions.** Readers may look an entry up without the lock (`read_optimistic`): every
+//! **Versions.** Readers may look an entry up without the lock (`read_servable`): every
 //! change a reader could see (slots, records, the heap) happens inside a write section, which
 //! makes the shard's version word odd until the lock is released; a reader trusts what it
 //! copied only if the version was even and unchanged from before its first read to after its
@@ -21,15 +23,17 @@
 
 use crate::hash::Checksum;
 use crate::mutex::{self, Acquired, LockError, RawMutex};
-use crate::region::{Geometry, Mapping, Region, SLOT_SIZE, UNIT};
+use crate::region::{Geometry, Mapping, Region, COLD_SLOT, HOT_SLOT, UNIT};
+use peakcache::lifecycle::{decide, Asker, Decision, KeyRecord};
 use peakcache::policy::{Choice, Departure};
+use peakcache::stats::Counter;
+use peakcache::Served;
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::sync::atomic::fence;
 use std::sync::atomic::Ordering::{Acquire, Relaxed, Release};
 
 // Shard header.
-const S_DIRTY: usize = 64;
 const S_ENTRIES: usize = 72;
 const S_USED: usize = 80;
 const S_OCCUPIED: usize = 88;
@@ -42,18 +46,23 @@ pub(crate) const S_REPAIR: usize = 432;
 /// The version word of optimistic reads: odd while a writer changes the shard. On a line of
 /// its own among the fields only writers write, so readers' counter updates do not evict it.
 pub(crate) const S_VERSION: usize = 448;
+/// Set when the shard must be checked and rebuilt at its next lock: on the version's line,
+/// which an optimistic reader reads anyway.
+const S_DIRTY: usize = S_VERSION + 8;
 
-// Slot fields.
+// Slot fields: the hot part (`Shard::hot`), read by every lookup...
 const F_HASH: usize = 0;
 const F_REC: usize = 8;
 const F_META: usize = 12;
-const F_FUTEX: usize = 16;
-const F_PID: usize = 20;
-const F_START: usize = 24;
-const F_FLIGHT: usize = 32;
-const F_DEADLINE: usize = 40;
-const F_RETRY: usize = 48;
-const F_PASS: usize = 56;
+// ...and the cold part (`Shard::cold`), read and written under the lock.
+const F_FUTEX: usize = 0;
+const F_PID: usize = 4;
+const F_START: usize = 8;
+const F_FLIGHT: usize = 16;
+const F_DEADLINE: usize = 24;
+const F_RETRY: usize = 32;
+const F_PASS: usize = 40;
+const _: () = assert!(F_REC == 8 && F_META == 12 && HOT_SLOT == 16 && F_PASS + 8 <= COLD_SLOT);
 
 // Slot meta bits.
 pub(crate) const M_FREQ: u32 = 0b11;
@@ -142,39 +151,38 @@ impl Outcome {
     }
 }
 
-/// Counters kept per shard, in the region, written under the shard lock.
+/// What the region counts beyond the lifecycle's counters (`peakcache::stats::Counter`, kept
+/// first in each shard's counters, by the same numbers).
 #[derive(Clone, Copy, Debug)]
 #[repr(usize)]
-pub(crate) enum Counter {
-    Fresh,
-    Stale,
-    StaleIfError,
-    Miss,
-    Wait,
-    Pass,
-    WaitTimeout,
-    FillsCommitted,
-    FillsFailed,
-    FillsAbandoned,
-    FillsUncacheable,
-    RefreshesStarted,
-    RefreshesCommitted,
-    RefreshesFailed,
-    RefreshesAbandoned,
-    RefreshesUncacheable,
-    Inserts,
-    RejectedTooLarge,
-    Evictions,
-    Expirations,
-    Purges,
+pub(crate) enum RegionCounter {
     Recoveries,
     Takeovers,
     EntriesDropped,
     LockTimeouts,
 }
-pub(crate) const COUNTERS: usize = Counter::LockTimeouts as usize + 1;
+
+/// A counter of a shard: the lifecycle's, or the region's own after them.
+pub(crate) trait Counted: Copy {
+    /// Its place among the shard's counters.
+    fn index(self) -> usize;
+}
+
+impl Counted for Counter {
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl Counted for RegionCounter {
+    fn index(self) -> usize {
+        Counter::COUNT + self as usize
+    }
+}
+
+const COUNTERS: usize = Counter::COUNT + RegionCounter::LockTimeouts as usize + 1;
 const _: () = assert!(S_COUNTERS + COUNTERS * 8 <= S_REPAIR);
-const _: () = assert!(S_VERSION + 8 <= crate::policy::P_START);
+const _: () = assert!(S_DIRTY + 4 <= crate::policy::P_START);
 
 /// Where an entry stands at an instant.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -216,6 +224,15 @@ impl Rec {
     }
     pub(crate) fn error_until(&self) -> u64 {
         self.fresh_until().saturating_add(ms(self.sie_ms))
+    }
+    /// How the entry is served at `now`, as the lifecycle's `decide` takes it (`None`: dead).
+    pub(crate) fn served(&self, now: u64) -> Option<Served> {
+        match self.standing(now) {
+            Standing::Fresh => Some(Served::Fresh),
+            Standing::Stale => Some(Served::Stale),
+            Standing::StaleIfError => Some(Served::StaleIfError),
+            Standing::Dead => None,
+        }
     }
     pub(crate) fn standing(&self, now: u64) -> Standing {
         if now < self.fresh_until() {
@@ -308,8 +325,10 @@ pub(crate) struct Shard<'a> {
     pub(crate) g: &'a Geometry,
     pub(crate) base: usize,
     pub(crate) mask: usize,
-    /// Absolute offsets of the index, the policy's arrays, the bitmap and the heap.
+    /// Absolute offsets of the index (hot and cold parts), the policy's arrays, the bitmap and
+    /// the heap.
     index: usize,
+    cold: usize,
     pub(crate) links: usize,
     pub(crate) ghost: usize,
     pub(crate) main_ghost: usize,
@@ -370,7 +389,7 @@ pub(crate) fn lock(region: &Region, shard: usize) -> Result<Locked<'_>, LockErro
     let locked = Locked { s, mutex };
     if acquired == Acquired::OwnerDied || locked.m.u32(locked.base + S_DIRTY).load(Relaxed) != 0 {
         locked.rebuild();
-        locked.count(Counter::Recoveries);
+        locked.count(RegionCounter::Recoveries);
     }
     Ok(locked)
 }
@@ -390,55 +409,31 @@ pub(crate) enum Evicted {
 pub(crate) enum Optimistic<T> {
     /// The key has no entry (validated).
     Absent,
-    /// Found, read and validated: `f`'s answer.
+    /// The key has an entry, but none served without the lock (validated): not fresh, or a
+    /// stale one with a ticket to hand out or passing through.
+    NotFresh,
+    /// Found fresh, read and validated.
     Read(T),
-    /// A writer was active or came by, or the entry needs the lock (tags to check, a stale
-    /// window...): take the lock.
+    /// A writer was active or came by, or the entry needs the lock (tags to check, a
+    /// region-wide soft purge to apply): take the lock.
     Retry,
 }
 
-/// What an optimistic reader is given of an entry: its slot and record header (as read, then
-/// validated), and what the slot says of its flight and pass-through.
-pub(crate) struct Peek {
-    pub(crate) slot: usize,
-    pub(crate) rec: Rec,
-    pub(crate) meta: u32,
-    pub(crate) deadline: u64,
-    pub(crate) pass_until: u64,
-    pub(crate) checked_epoch: u64,
-}
-
-/// Looks `key` up in shard `shard` without its lock: `f` decides from the entry's header
-/// whether it can answer (returning `Some(answer)` after copying out what it needs, or `None`
-/// for the lock). Everything read is validated against the shard's version afterwards; the
-/// answer is dropped and `Retry` returned if a writer came by.
-#[inline]
-pub(crate) fn read_optimistic<T>(
-    region: &Region,
-    shard: usize,
-    hash: u64,
-    key: &[u8],
-    f: impl FnOnce(&Shard<'_>, &Peek) -> Option<T>,
-) -> Optimistic<T> {
-    let s = Shard::new(region, shard);
-    let version = s.m.u64(s.base + S_VERSION);
-    let v1 = version.load(Acquire);
-    if v1 & 1 != 0 || s.m.u32(s.base + S_DIRTY).load(Relaxed) != 0 {
-        return Optimistic::Retry;
-    }
-    let answer = match s.peek(hash, key) {
-        Err(()) => return Optimistic::Retry,
-        Ok(None) => Optimistic::Absent,
-        Ok(Some(p)) => match f(&s, &p) {
-            Some(t) => Optimistic::Read(t),
-            None => return Optimistic::Retry,
-        },
-    };
-    fence(Acquire);
-    if version.load(Relaxed) != v1 {
-        return Optimistic::Retry;
-    }
-    answer
+/// What decides, without the lock, whether a stored value is served.
+pub(crate) struct ServeRule<E: Fn() -> u64> {
+    /// Region time.
+    pub(crate) now: u64,
+    /// Whether the cache is frozen (everything stored is fresh).
+    pub(crate) frozen: bool,
+    /// Whether a stale entry the lifecycle serves without a ticket is served too (`lookup`), or
+    /// only a fresh one (`get`).
+    pub(crate) stale: bool,
+    /// Entries fetched before this sequence number must be settled under the lock (the
+    /// region-wide soft purge).
+    pub(crate) stale_all_seq: u64,
+    /// The tag table's epoch, asked only of an entry with tags: one checked at another epoch
+    /// must be settled under the lock.
+    pub(crate) tag_epoch: E,
 }
 
 impl<'a> Shard<'a> {
@@ -452,6 +447,7 @@ impl<'a> Shard<'a> {
             base,
             mask: region.geo.slots as usize - 1,
             index: base + l.index_off,
+            cold: base + l.cold_off,
             links: base + l.links_off,
             ghost: base + l.ghost_off,
             main_ghost: base + l.main_ghost_off,
@@ -491,22 +487,24 @@ impl<'a> Shard<'a> {
 
     /// Adds one to a counter (an atomic add: optimistic readers count without the lock).
     #[inline]
-    pub(crate) fn count(&self, c: Counter) {
+    pub(crate) fn count(&self, c: impl Counted) {
         self.m
-            .u64(self.base + S_COUNTERS + 8 * c as usize)
+            .u64(self.base + S_COUNTERS + 8 * c.index())
             .fetch_add(1, Relaxed);
     }
 
     /// Takes back a `count` (an optimistic read that counted a hit, then found it torn).
-    pub(crate) fn uncount(&self, c: Counter) {
+    pub(crate) fn uncount(&self, c: impl Counted) {
         self.m
-            .u64(self.base + S_COUNTERS + 8 * c as usize)
+            .u64(self.base + S_COUNTERS + 8 * c.index())
             .fetch_sub(1, Relaxed);
     }
 
     /// A counter's value (no lock needed: a torn count is impossible on a 64-bit word).
-    pub(crate) fn counter(&self, c: usize) -> u64 {
-        self.m.u64(self.base + S_COUNTERS + 8 * c).load(Relaxed)
+    pub(crate) fn counter(&self, c: impl Counted) -> u64 {
+        self.m
+            .u64(self.base + S_COUNTERS + 8 * c.index())
+            .load(Relaxed)
     }
 
     pub(crate) fn entries(&self) -> u64 {
@@ -528,33 +526,42 @@ impl<'a> Shard<'a> {
 
     // ---- slots ----------------------------------------------------------------------------
 
+    /// The offset of slot `i`'s hot part: key hash, record, meta word.
     #[inline]
-    pub(crate) fn slot(&self, i: usize) -> usize {
-        self.index + (i & self.mask) * SLOT_SIZE
+    pub(crate) fn hot(&self, i: usize) -> usize {
+        self.index + (i & self.mask) * HOT_SLOT
+    }
+
+    /// The offset of slot `i`'s cold part: futex word, flight owner, id and deadline,
+    /// back-off and pass-through.
+    #[inline]
+    fn cold(&self, i: usize) -> usize {
+        self.cold + (i & self.mask) * COLD_SLOT
     }
 
     #[inline]
     pub(crate) fn slot_hash(&self, i: usize) -> u64 {
-        self.m.u64(self.slot(i) + F_HASH).load(Relaxed)
+        self.m.u64(self.hot(i) + F_HASH).load(Relaxed)
     }
     #[inline]
     pub(crate) fn meta(&self, i: usize) -> u32 {
-        self.m.u32(self.slot(i) + F_META).load(Relaxed)
+        self.m.u32(self.hot(i) + F_META).load(Relaxed)
     }
     #[inline]
     pub(crate) fn set_meta(&self, i: usize, v: u32) {
         self.begin_write();
-        self.m.u32(self.slot(i) + F_META).store(v, Relaxed)
+        self.m.u32(self.hot(i) + F_META).store(v, Relaxed)
     }
     pub(crate) fn futex(&self, i: usize) -> &'a std::sync::atomic::AtomicU32 {
-        self.m.u32(self.slot(i) + F_FUTEX)
+        self.m.u32(self.cold(i) + F_FUTEX)
     }
+    /// A 64-bit field of slot `i`'s cold part.
     fn get64(&self, i: usize, f: usize) -> u64 {
-        self.m.u64(self.slot(i) + f).load(Relaxed)
+        self.m.u64(self.cold(i) + f).load(Relaxed)
     }
     fn set64(&self, i: usize, f: usize, v: u64) {
         self.begin_write();
-        self.m.u64(self.slot(i) + f).store(v, Relaxed)
+        self.m.u64(self.cold(i) + f).store(v, Relaxed)
     }
     pub(crate) fn flight_id(&self, i: usize) -> u64 {
         self.get64(i, F_FLIGHT)
@@ -562,33 +569,41 @@ impl<'a> Shard<'a> {
     pub(crate) fn deadline(&self, i: usize) -> u64 {
         self.get64(i, F_DEADLINE)
     }
-    pub(crate) fn retry_at(&self, i: usize) -> u64 {
-        self.get64(i, F_RETRY)
+    /// What slot `i` remembers of its key's failures and pass-through.
+    pub(crate) fn key_record(&self, i: usize) -> KeyRecord {
+        KeyRecord {
+            retry_at: self.get64(i, F_RETRY),
+            failures: (self.meta(i) & M_FAIL) >> M_FAIL_SHIFT,
+            pass_until: self.get64(i, F_PASS),
+        }
     }
-    pub(crate) fn set_retry_at(&self, i: usize, v: u64) {
-        self.set64(i, F_RETRY, v)
-    }
-    pub(crate) fn pass_until(&self, i: usize) -> u64 {
-        self.get64(i, F_PASS)
-    }
-    pub(crate) fn set_pass_until(&self, i: usize, v: u64) {
-        self.set64(i, F_PASS, v)
+
+    /// Applies `f` to slot `i`'s key record, writing back what changed (the count of failures
+    /// saturates at 255, far past the longest back-off).
+    pub(crate) fn update_key_record(&self, i: usize, f: impl FnOnce(&mut KeyRecord)) {
+        let before = self.key_record(i);
+        let mut k = before;
+        f(&mut k);
+        if k.retry_at != before.retry_at {
+            self.set64(i, F_RETRY, k.retry_at);
+        }
+        if k.pass_until != before.pass_until {
+            self.set64(i, F_PASS, k.pass_until);
+        }
+        let failures = k.failures.min(M_FAIL >> M_FAIL_SHIFT);
+        if failures != before.failures {
+            let m = self.meta(i) & !M_FAIL;
+            self.set_meta(i, m | (failures << M_FAIL_SHIFT));
+        }
     }
     pub(crate) fn owner(&self, i: usize) -> (u32, u64) {
         (
-            self.m.u32(self.slot(i) + F_PID).load(Relaxed),
+            self.m.u32(self.cold(i) + F_PID).load(Relaxed),
             self.get64(i, F_START),
         )
     }
     pub(crate) fn flight_active(&self, i: usize) -> bool {
         self.meta(i) & M_ACTIVE != 0
-    }
-    pub(crate) fn failures(&self, i: usize) -> u32 {
-        (self.meta(i) & M_FAIL) >> M_FAIL_SHIFT
-    }
-    pub(crate) fn set_failures(&self, i: usize, n: u32) {
-        let m = self.meta(i) & !M_FAIL;
-        self.set_meta(i, m | (n.min(255) << M_FAIL_SHIFT));
     }
     pub(crate) fn outcome(&self, i: usize) -> Outcome {
         Outcome::from_bits((self.meta(i) & M_OUTCOME) >> M_OUTCOME_SHIFT)
@@ -600,7 +615,7 @@ impl<'a> Shard<'a> {
     /// count at most). On a slot that changed hands meanwhile it credits another key: harmless.
     #[inline]
     pub(crate) fn touch(&self, i: usize) {
-        let w = self.m.u32(self.slot(i) + F_META);
+        let w = self.m.u32(self.hot(i) + F_META);
         let m = w.load(Relaxed);
         if m & M_FREQ < M_FREQ {
             let _ = w.compare_exchange(m, m + 1, Relaxed, Relaxed);
@@ -622,7 +637,7 @@ impl<'a> Shard<'a> {
             m |= M_REFRESH;
         }
         self.set_meta(i, m);
-        self.m.u32(self.slot(i) + F_PID).store(owner.0, Relaxed);
+        self.m.u32(self.cold(i) + F_PID).store(owner.0, Relaxed);
         self.set64(i, F_START, owner.1);
         self.set64(i, F_FLIGHT, id);
         self.set64(i, F_DEADLINE, deadline);
@@ -681,50 +696,107 @@ impl<'a> Shard<'a> {
         None
     }
 
-    /// `find` without the lock (see `read_optimistic`): nothing is marked corrupt, anything
-    /// out of range is `Err` (torn data: retry under the lock), and the answer means nothing
-    /// until the version is checked. Prefetches the whole record as soon as the slot names it.
+    /// Looks `key` up without the lock and, if `rule` serves its entry without the lock, counts
+    /// the hit, hands the record to `take` (which copies out what it needs: `None` for the
+    /// lock) and records the access: what `take` gave, the record and how it is served. An
+    /// entry is served when fresh (or the cache frozen) or, with `rule.stale`, when the
+    /// lifecycle's `decide` serves it stale without a ticket (a refresh runs, or a failing
+    /// origin backs off or is probed); anything else is `NotFresh` (a ticket to hand out, a
+    /// pass-through: the locked lookup decides), or `Retry` where the lock must settle it first
+    /// (a flight past its deadline, tags to check, a soft purge). A seqlock read: everything read
+    /// is untrusted (atomic loads, bounds-checked, copies opaque) until the shard's version,
+    /// even before the first read, is found unchanged after the last; a writer in the way (or a
+    /// torn read) is `Retry`, and the count taken back.
     #[inline]
-    fn peek(&self, hash: u64, key: &[u8]) -> Result<Option<Peek>, ()> {
-        let mut i = hash as usize & self.mask;
-        for _ in 0..=self.mask {
-            let h = self.slot_hash(i);
-            if h == 0 {
-                return Ok(None);
-            }
-            if h == hash {
-                let s = self.slot(i);
-                let at = self.m.u32(s + F_REC).load(Relaxed);
-                let meta = self.m.u32(s + F_META).load(Relaxed);
-                if at < self.g.heap_units {
-                    let hint =
-                        ((meta & M_UNITS) >> M_UNITS_SHIFT).clamp(1, PREFETCH_UNITS) as usize;
-                    self.m.prefetch(self.unit_off(at), hint * UNIT);
-                }
-                let r = self.rec(at).filter(|r| r.hash == h).ok_or(())?;
-                if r.key_len as usize == key.len()
-                    && self
-                        .m
-                        .eq_racy(self.unit_off(at) + r.key_off(), key)
-                        .ok_or(())?
-                {
-                    return Ok(Some(Peek {
-                        slot: i,
-                        rec: r,
-                        meta,
-                        deadline: self.get64(i, F_DEADLINE),
-                        pass_until: self.get64(i, F_PASS),
-                        checked_epoch: self.m.u64(self.unit_off(at) + R_CHECKED).load(Relaxed),
-                    }));
-                }
-            }
-            i = (i + 1) & self.mask;
+    pub(crate) fn read_servable<E: Fn() -> u64, T>(
+        &self,
+        hash: u64,
+        key: &[u8],
+        rule: &ServeRule<E>,
+        take: impl FnOnce(&Shard<'_>, &Rec) -> Option<T>,
+    ) -> Optimistic<(T, Rec, Served)> {
+        let version = self.m.u64(self.base + S_VERSION);
+        let v1 = version.load(Acquire);
+        if v1 & 1 != 0 || self.m.u32(self.base + S_DIRTY).load(Relaxed) != 0 {
+            return Optimistic::Retry;
         }
-        Ok(None)
+        let read = match self.find_racy(hash, key) {
+            Err(()) => return Optimistic::Retry,
+            Ok(None) => Optimistic::Absent,
+            Ok(Some((slot, r))) => match self.servable_racy(slot, &r, rule) {
+                Optimistic::Read(served) => {
+                    // Counted before the copy (an atomic add after it would wait for its
+                    // stores); taken back below if the read turns out torn.
+                    self.count(Counter::served(served));
+                    match take(self, &r) {
+                        Some(t) => Optimistic::Read((slot, t, r, served)),
+                        None => {
+                            self.uncount(Counter::served(served));
+                            return Optimistic::Retry;
+                        }
+                    }
+                }
+                Optimistic::Absent => Optimistic::Absent,
+                Optimistic::NotFresh => Optimistic::NotFresh,
+                Optimistic::Retry => return Optimistic::Retry,
+            },
+        };
+        fence(Acquire);
+        if version.load(Relaxed) != v1 {
+            if let Optimistic::Read((_, _, _, served)) = read {
+                self.uncount(Counter::served(served));
+            }
+            return Optimistic::Retry;
+        }
+        match read {
+            Optimistic::Read((slot, t, r, served)) => {
+                self.touch(slot);
+                Optimistic::Read((t, r, served))
+            }
+            Optimistic::Absent => Optimistic::Absent,
+            Optimistic::NotFresh => Optimistic::NotFresh,
+            Optimistic::Retry => Optimistic::Retry,
+        }
     }
 
-    /// Appends the value of `r` (found by `peek`) to `out`, without the lock: `None` if its
-    /// length is beyond any record's (torn data). Validated by the caller's version check.
+    /// How `read_servable` serves record `r` of slot `i` by `rule` (read without the lock).
+    #[inline]
+    fn servable_racy<E: Fn() -> u64>(
+        &self,
+        i: usize,
+        r: &Rec,
+        rule: &ServeRule<E>,
+    ) -> Optimistic<Served> {
+        let standing = match r.has_value() {
+            false => None,
+            true if rule.frozen => Some(Served::Fresh),
+            true => r.served(rule.now),
+        };
+        if standing.is_none() || (standing != Some(Served::Fresh) && !rule.stale) {
+            return Optimistic::NotFresh;
+        }
+        if r.seq < rule.stale_all_seq
+            || (r.ntags != 0 && self.checked_epoch(r) != (rule.tag_epoch)())
+        {
+            return Optimistic::Retry;
+        }
+        if standing == Some(Served::Fresh) {
+            return Optimistic::Read(Served::Fresh);
+        }
+        let flight = self.flight_active(i);
+        if flight && rule.now >= self.deadline(i) {
+            // The locked lookup ends a flight past its lock timeout first.
+            return Optimistic::Retry;
+        }
+        let state = || self.key_record(i).state(rule.now, flight);
+        match decide(standing, state, Asker::Caller) {
+            Decision::Serve(served) => Optimistic::Read(served),
+            _ => Optimistic::NotFresh,
+        }
+    }
+
+    /// Appends the value of `r` (found by `read_servable`) to `out`, without the lock: `None`
+    /// if its length is beyond any record's (torn data). Validated by the version check.
     #[inline]
     pub(crate) fn copy_value_racy(&self, r: &Rec, out: &mut Vec<u8>) -> Option<()> {
         if r.value_len as u64 > self.max_object {
@@ -737,10 +809,50 @@ impl<'a> Shard<'a> {
         )
     }
 
+    /// `find` without the lock (see `read_servable`): nothing is marked corrupt, anything out of
+    /// range is `Err` (torn data: retry under the lock), and the answer means nothing until the
+    /// version is checked. Prefetches the start of the record as soon as the slot names it.
+    #[inline]
+    fn find_racy(&self, hash: u64, key: &[u8]) -> Result<Option<(usize, Rec)>, ()> {
+        let hot = self.m.u64s(self.index, 2 * (self.mask + 1));
+        let mut i = hash as usize & self.mask;
+        for _ in 0..=self.mask {
+            let h = hot[2 * i].load(Relaxed);
+            if h == 0 {
+                return Ok(None);
+            }
+            if h == hash {
+                // The record's unit and the meta word, in one load.
+                let w = hot[2 * i + 1].load(Relaxed);
+                let (at, meta) = if cfg!(target_endian = "little") {
+                    (w as u32, (w >> 32) as u32)
+                } else {
+                    ((w >> 32) as u32, w as u32)
+                };
+                if at < self.g.heap_units {
+                    let hint =
+                        ((meta & M_UNITS) >> M_UNITS_SHIFT).clamp(1, PREFETCH_UNITS) as usize;
+                    self.m.prefetch(self.unit_off(at), hint * UNIT);
+                }
+                let r = self.rec(at).filter(|r| r.hash == h).ok_or(())?;
+                if r.key_len as usize == key.len()
+                    && self
+                        .m
+                        .eq_racy(self.unit_off(at) + r.key_off(), key)
+                        .ok_or(())?
+                {
+                    return Ok(Some((i, r)));
+                }
+            }
+            i = (i + 1) & self.mask;
+        }
+        Ok(None)
+    }
+
     /// The record of slot `i`, checked; a bad one marks the shard for a rebuild.
     #[inline]
     pub(crate) fn slot_rec(&self, i: usize) -> Option<Rec> {
-        let at = self.m.u32(self.slot(i) + F_REC).load(Relaxed);
+        let at = self.m.u32(self.hot(i) + F_REC).load(Relaxed);
         let r = self.rec(at);
         if r.is_none() || r.is_some_and(|r| r.hash != self.slot_hash(i)) {
             self.mark_corrupt();
@@ -896,8 +1008,7 @@ impl<'a> Shard<'a> {
     /// Points slot `i` at heap unit `at` (`NONE` for nothing), with its size hint.
     fn set_rec(&self, i: usize, at: u32, units: u32) {
         self.begin_write();
-        let s = self.slot(i);
-        self.m.u32(s + F_REC).store(at, Relaxed);
+        self.m.u32(self.hot(i) + F_REC).store(at, Relaxed);
         let meta = self.meta(i) & !M_UNITS;
         self.set_meta(i, meta | (units.min(255) << M_UNITS_SHIFT));
     }
@@ -968,14 +1079,14 @@ impl<'a> Shard<'a> {
         while self.slot_hash(i) != 0 {
             i = (i + 1) & self.mask;
         }
-        let s = self.slot(i);
-        self.m.u32(s + F_META).store(0, Relaxed);
+        let (hot, cold) = (self.hot(i), self.cold(i));
+        self.m.u32(hot + F_META).store(0, Relaxed);
         self.set_rec(i, r.at, r.units);
-        self.m.u32(s + F_PID).store(0, Relaxed);
+        self.m.u32(cold + F_PID).store(0, Relaxed);
         for f in [F_START, F_FLIGHT, F_DEADLINE, F_RETRY, F_PASS] {
-            self.m.u64(s + f).store(0, Relaxed);
+            self.m.u64(cold + f).store(0, Relaxed);
         }
-        self.m.u64(s + F_HASH).store(hash, Relaxed);
+        self.m.u64(hot + F_HASH).store(hash, Relaxed);
         self.add(S_OCCUPIED, 1);
         if r.has_value() {
             self.add(S_ENTRIES, 1);
@@ -1014,26 +1125,25 @@ impl<'a> Shard<'a> {
                 break;
             }
         }
-        self.m.u64(self.slot(hole) + F_HASH).store(0, Relaxed);
-        self.m.u32(self.slot(hole) + F_META).store(0, Relaxed);
+        self.m.u64(self.hot(hole) + F_HASH).store(0, Relaxed);
+        self.m.u32(self.hot(hole) + F_META).store(0, Relaxed);
         self.add(S_OCCUPIED, -1);
     }
 
     fn copy_slot(&self, from: usize, to: usize) {
         self.begin_write();
-        let (a, b) = (self.slot(from), self.slot(to));
-        for f in [F_HASH, F_START, F_FLIGHT, F_DEADLINE, F_RETRY, F_PASS] {
-            self.m
-                .u64(b + f)
-                .store(self.m.u64(a + f).load(Relaxed), Relaxed);
-        }
-        for f in [F_REC, F_PID] {
-            self.m
-                .u32(b + f)
-                .store(self.m.u32(a + f).load(Relaxed), Relaxed);
-        }
+        let copy64 = |a: usize, b: usize| self.m.u64(b).store(self.m.u64(a).load(Relaxed), Relaxed);
+        let copy32 = |a: usize, b: usize| self.m.u32(b).store(self.m.u32(a).load(Relaxed), Relaxed);
+        let (a, b) = (self.hot(from), self.hot(to));
+        copy64(a + F_HASH, b + F_HASH);
+        copy32(a + F_REC, b + F_REC);
         let meta = self.m.u32(a + F_META).load(Relaxed);
         self.m.u32(b + F_META).store(meta & !M_WAITERS, Relaxed);
+        let (a, b) = (self.cold(from), self.cold(to));
+        for f in [F_START, F_FLIGHT, F_DEADLINE, F_RETRY, F_PASS] {
+            copy64(a + f, b + f);
+        }
+        copy32(a + F_PID, b + F_PID);
         self.moved(from, to);
         let f = self.futex(to);
         f.store(f.load(Relaxed).wrapping_add(1), Relaxed);
@@ -1054,7 +1164,8 @@ impl<'a> Shard<'a> {
     pub(crate) fn idle(&self, i: usize, now: u64) -> bool {
         let unread =
             matches!(self.outcome(i), Outcome::Pass | Outcome::TooLarge) && self.deadline(i) > now;
-        !self.flight_active(i) && self.retry_at(i) <= now && self.pass_until(i) <= now && !unread
+        // The key's value, if any, goes with the slot: nothing is left to serve stale.
+        !self.flight_active(i) && self.key_record(i).is_idle(now, || false) && !unread
     }
 
     /// Replaces slot `i`'s value record by a key-only record (keeps the slot's control state),
@@ -1110,7 +1221,7 @@ impl<'a> Shard<'a> {
     /// stored. An entry with a flight in progress keeps its slot as a control record.
     pub(crate) fn evict_one(&self, now: u64, frozen: bool) -> Evicted {
         if self.drop_idle_control(now) {
-            self.count(Counter::EntriesDropped);
+            self.count(RegionCounter::EntriesDropped);
             return Evicted::One;
         }
         match self.choose_victim(now, frozen) {
@@ -1320,7 +1431,7 @@ impl<'a> Shard<'a> {
             if h == 0 {
                 return None;
             }
-            if h == hash && self.m.u32(self.slot(i) + F_REC).load(Relaxed) == at {
+            if h == hash && self.m.u32(self.hot(i) + F_REC).load(Relaxed) == at {
                 return Some(i);
             }
             i = (i + 1) & self.mask;
@@ -1440,8 +1551,7 @@ impl<'a> Shard<'a> {
             if hash == 0 {
                 continue;
             }
-            let s = self.slot(i);
-            let at = self.m.u32(s + F_REC).load(Relaxed);
+            let at = self.m.u32(self.hot(i) + F_REC).load(Relaxed);
             let ok = self.rec(at).filter(|r| {
                 r.hash == hash
                     && self.m.u64(self.unit_off(at) + R_CHECKSUM).load(Relaxed) == self.checksum(r)
@@ -1452,7 +1562,7 @@ impl<'a> Shard<'a> {
                         hash,
                         rec: r.at,
                         meta: self.meta(i) & !M_WAITERS,
-                        pid: self.m.u32(s + F_PID).load(Relaxed),
+                        pid: self.m.u32(self.cold(i) + F_PID).load(Relaxed),
                         start: self.get64(i, F_START),
                         flight: self.get64(i, F_FLIGHT),
                         deadline: self.get64(i, F_DEADLINE),
@@ -1462,7 +1572,7 @@ impl<'a> Shard<'a> {
                     continue;
                 }
             }
-            self.count(Counter::EntriesDropped);
+            self.count(RegionCounter::EntriesDropped);
         }
         // Overlapping records: keep the first.
         kept.sort_by_key(|c| c.rec);
@@ -1479,8 +1589,8 @@ impl<'a> Shard<'a> {
         });
         // Index: clear (waking anyone asleep on a slot) and re-insert.
         for i in 0..slots {
-            self.m.u64(self.slot(i) + F_HASH).store(0, Relaxed);
-            self.m.u32(self.slot(i) + F_META).store(0, Relaxed);
+            self.m.u64(self.hot(i) + F_HASH).store(0, Relaxed);
+            self.m.u32(self.hot(i) + F_META).store(0, Relaxed);
             let f = self.futex(i);
             f.store(f.load(Relaxed).wrapping_add(1), Relaxed);
             crate::futex::wake_all(f);
@@ -1494,9 +1604,8 @@ impl<'a> Shard<'a> {
             }
             let r = self.rec(c.rec).expect("checked above");
             let i = self.place_slot(c.hash, &r);
-            let s = self.slot(i);
             self.set_meta(i, c.meta);
-            self.m.u32(s + F_PID).store(c.pid, Relaxed);
+            self.m.u32(self.cold(i) + F_PID).store(c.pid, Relaxed);
             self.set64(i, F_START, c.start);
             self.set64(i, F_FLIGHT, c.flight);
             self.set64(i, F_DEADLINE, c.deadline);
@@ -1549,7 +1658,7 @@ impl<'a> Shard<'a> {
         }
         for i in 0..=self.mask {
             if self.slot_hash(i) != 0 {
-                self.m.u32(self.slot(i) + F_REC).store(0x7fff_fff0, Relaxed);
+                self.m.u32(self.hot(i) + F_REC).store(0x7fff_fff0, Relaxed);
                 break;
             }
         }

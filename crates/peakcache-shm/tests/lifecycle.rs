@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Backend, InProc, Options, Shm, L, R, SEC};
+use common::{Backend, HookClock, InProc, Options, Shm, L, R, SEC};
 use peakcache::{Freshness, ManualClock, PurgeMode, Served};
 use std::time::Duration;
 
@@ -450,6 +450,288 @@ fn a_waiter_taking_over_an_abandoned_fill_gets_the_previous_value<B: Backend>() 
     assert_eq!(fill.previous().as_deref(), Some(&b"v1"[..]));
 }
 
+/// The answers (`L::name`) to a lookup of `k` once a second for `seconds` seconds. Tickets are
+/// held, never completed, until the end: the origin hangs.
+fn answers_from_a_hanging_origin<B: Backend>(
+    c: &B,
+    clock: &ManualClock,
+    seconds: u32,
+) -> Vec<&'static str> {
+    let mut held = Vec::new();
+    (0..seconds)
+        .map(|_| {
+            let answer = c.lookup(b"k");
+            let name = answer.name();
+            if let L::Miss(t) | L::Stale(_, _, Some(t)) = answer {
+                held.push(t);
+            }
+            clock.advance(SEC);
+            name
+        })
+        .collect()
+}
+
+/// The seconds at which a fetch (a fill or a refresh) was handed out.
+fn fetches(answers: &[&str]) -> Vec<usize> {
+    (0..answers.len())
+        .filter(|&second| matches!(answers[second], "Miss" | "Stale+ticket"))
+        .collect()
+}
+
+fn a_hanging_origin_is_probed_once_per_back_off_not_once_per_lock_timeout<B: Backend>() {
+    // Lock timeout 10 s, back-off 2 s doubling to 16 s. A fetch that outlives the lock timeout
+    // has failed: the key backs off, and the stale-if-error entry is served meanwhile.
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 0, 3600), &[]);
+    clock.advance(11 * SEC);
+    let answers = answers_from_a_hanging_origin(&c, &clock, 120);
+    assert_eq!(
+        fetches(&answers),
+        [0, 12, 26, 44, 70, 96],
+        "each probe a lock timeout and a back-off after the last: {answers:?}"
+    );
+    assert!(
+        !answers[10..].contains(&"Wait"),
+        "nobody waits once the fill timed out: {answers:?}"
+    );
+}
+
+fn a_hanging_refresh_backs_off_like_a_failed_one<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 3600, 0), &[]);
+    clock.advance(11 * SEC);
+    let answers = answers_from_a_hanging_origin(&c, &clock, 120);
+    assert_eq!(fetches(&answers), [0, 12, 26, 44, 70, 96], "{answers:?}");
+    assert!(
+        answers.iter().all(|a| a.starts_with("Stale")),
+        "served stale throughout, never a wait or a fill: {answers:?}"
+    );
+}
+
+fn waiters_of_a_fill_past_the_lock_timeout_get_the_stale_if_error_entry<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    c.insert(b"k", b"1", windows(10, 0, 3600), &[]);
+    clock.advance(11 * SEC);
+    let _hanging = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    clock.advance(10 * SEC);
+    match w.try_wait() {
+        Ok(R::Hit(v)) => assert_eq!(v, b"1"),
+        Ok(r) => panic!(
+            "the stale-if-error entry, not a fetch of their own from a hanging origin: {}",
+            r.name()
+        ),
+        Err(_) => panic!("still waiting past the lock timeout"),
+    }
+    assert!(
+        matches!(c.lookup(b"k"), L::Stale(_, Served::StaleIfError, None)),
+        "the key backs off: served stale, no new fetch"
+    );
+    assert_eq!(
+        c.stats().wait_timeouts,
+        0,
+        "nobody was left without a value"
+    );
+}
+
+fn a_key_backing_off_keeps_its_failures_when_control_records_are_pruned<B: Backend>() {
+    let clock = ManualClock::new();
+    let o = Options {
+        shards: Some(1),
+        ..Options::default()
+    };
+    let c = B::build(clock.clone(), o);
+    c.insert(b"k", b"1", windows(10, 0, 3600), &[]);
+    clock.advance(11 * SEC);
+    assert!(miss(&c, b"k").fail().is_some());
+    clock.advance(2 * SEC);
+    // Fills of many other keys: their records outgrow the table, which is pruned.
+    let others: Vec<_> = (0..200u32).map(|i| miss(&c, &i.to_be_bytes())).collect();
+    let L::Stale(_, _, Some(probe)) = c.lookup(b"k") else {
+        panic!("the origin is known to fail: one background probe, not a fill everyone waits on")
+    };
+    assert!(
+        matches!(c.lookup(b"k"), L::Stale(_, _, None)),
+        "the others are served stale"
+    );
+    assert!(probe.fail().is_none());
+    clock.advance(2 * SEC);
+    assert!(
+        matches!(c.lookup(b"k"), L::Stale(_, _, None)),
+        "the second failure in a row doubles the back-off to 4 s"
+    );
+    clock.advance(2 * SEC);
+    assert!(matches!(c.lookup(b"k"), L::Stale(_, _, Some(_))));
+    drop(others);
+}
+
+/// A small cache (`Options::small`) and its clock.
+fn small<B: Backend>() -> (B, ManualClock) {
+    let clock = ManualClock::new();
+    (B::build(clock.clone(), Options::small()), clock)
+}
+
+/// A thousand new keys, each read twice after its insert: enough to evict every entry of a
+/// small cache that is not read.
+fn busy_traffic<B: Backend>(c: &B) {
+    for i in 0..1_000u32 {
+        let key = i.to_be_bytes();
+        c.insert(&key, b"v", windows(3600, 0, 0), &[]);
+        let _ = (c.get(&key), c.get(&key));
+    }
+    assert!(c.stats().evictions > 500, "the cache went round");
+}
+
+fn the_stale_copy_is_not_evicted_while_its_key_is_fetched_again<B: Backend>() {
+    let (c, clock) = small::<B>();
+    c.insert(b"k", b"1", windows(10, 0, 3600), &[]);
+    clock.advance(11 * SEC);
+    let fill = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    busy_traffic(&c);
+    let (v, _) = fill
+        .fail()
+        .expect("the stale-if-error entry is still there");
+    assert_eq!(v, b"1");
+    assert!(matches!(w.try_wait(), Ok(R::Hit(v)) if v == b"1"));
+}
+
+fn the_stale_copy_is_not_evicted_while_it_is_refreshed<B: Backend>() {
+    let (c, clock) = small::<B>();
+    c.insert(b"k", b"1", windows(10, 3600, 0), &[]);
+    clock.advance(11 * SEC);
+    let L::Stale(_, _, Some(refresh)) = c.lookup(b"k") else {
+        panic!("a refresh ticket")
+    };
+    busy_traffic(&c);
+    assert!(matches!(c.lookup(b"k"), L::Stale(v, _, None) if v == b"1"));
+    refresh.fail();
+    assert!(matches!(c.lookup(b"k"), L::Stale(v, _, None) if v == b"1"));
+}
+
+/// Inserts new keys with `value`, never read, until the cache evicts one.
+fn fill_until_an_eviction<B: Backend>(c: &B, value: &[u8]) {
+    for i in 0..100_000u32 {
+        c.insert(&i.to_be_bytes(), value, windows(3600, 0, 0), &[]);
+        if c.stats().evictions > 0 {
+            return;
+        }
+    }
+    panic!("no eviction");
+}
+
+fn while_frozen_an_expired_entry_is_not_evicted_first<B: Backend>() {
+    let (c, clock) = small::<B>();
+    c.insert(b"k", b"0", windows(1, 0, 0), &[]);
+    clock.advance(100 * SEC);
+    c.freeze(true);
+    // Served as fresh while frozen, read as often as any entry worth keeping.
+    expect_fresh(&c, b"k", b"0");
+    expect_fresh(&c, b"k", b"0");
+    // New entries of 300 bytes (the capacity in bytes binds, in both backends), never read:
+    // the first to go is one of them, not the entry read twice.
+    fill_until_an_eviction(&c, &[7; 300]);
+    expect_fresh(&c, b"k", b"0");
+    assert_eq!(c.stats().expirations, 0);
+}
+
+fn an_entry_read_twice_is_not_the_first_to_go_when_small_entries_fill_the_cache<B: Backend>() {
+    // Values of a byte: the shared cache's index fills before its heap does.
+    let (c, _) = small::<B>();
+    c.insert(b"k", b"0", windows(3600, 0, 0), &[]);
+    expect_fresh(&c, b"k", b"0");
+    expect_fresh(&c, b"k", b"0");
+    fill_until_an_eviction(&c, b"v");
+    expect_fresh(&c, b"k", b"0");
+}
+
+fn a_waiter_past_the_lock_timeout_gets_a_value_committed_as_it_looked<B: Backend>() {
+    let clock = HookClock::default();
+    let c = B::build(clock.clone(), Options::default());
+    let fill = miss(&c, b"k");
+    let w = wait(&c, b"k");
+    clock.time.advance(10 * SEC);
+    // The fill commits after the waiter found it pending, as it reads the clock.
+    clock.at_next_reading(move || assert!(fill.commit(b"7", windows(60, 0, 0), &[])));
+    match w.try_wait() {
+        Ok(R::Hit(v)) => assert_eq!(v, b"7"),
+        Ok(R::TimedOut) => panic!("timed out although the value was there"),
+        Ok(r) => panic!("the committed value, not {}", r.name()),
+        Err(_) => panic!("still waiting past the lock timeout"),
+    }
+    assert_eq!(c.stats().wait_timeouts, 0);
+}
+
+/// Windows of `Duration::MAX`: kept as the cap, `Freshness::MAX`.
+const FOREVER: Freshness = Freshness {
+    ttl: Duration::MAX,
+    swr: Duration::MAX,
+    sie: Duration::MAX,
+};
+
+fn the_largest_windows_are_kept_as_the_cap<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    assert!(c.insert(b"k", b"1", FOREVER, &[]));
+    expect_fresh(&c, b"k", b"1");
+    clock.advance(Freshness::MAX - SEC);
+    expect_fresh(&c, b"k", b"1");
+    clock.advance(SEC);
+    let L::Stale(_, Served::Stale, Some(refresh)) = c.lookup(b"k") else {
+        panic!("stale at the cap, with both windows still ahead")
+    };
+    assert!(refresh.commit(b"2", FOREVER, &[]));
+    expect_fresh(&c, b"k", b"2");
+}
+
+fn the_manual_clock_stops_at_the_end_of_time<B: Backend>() {
+    let (c, clock) = cache::<B>();
+    clock.advance(SEC);
+    clock.advance(Duration::MAX);
+    assert!(c.insert(b"k", b"1", FOREVER, &[]));
+    let _ = c.lookup(b"k");
+    assert!(miss(&c, b"new").commit(b"1", FOREVER, &[]));
+    let _ = c.lookup(b"new");
+}
+
+fn the_longest_lock_timeout_back_off_and_holds<B: Backend>() {
+    let clock = ManualClock::new();
+    let c = B::build(
+        clock.clone(),
+        Options {
+            lock_timeout: Duration::MAX,
+            retry_min: Duration::MAX,
+            retry_max: Duration::MAX,
+            refresh_retry: Duration::MAX,
+            ..Options::default()
+        },
+    );
+    // A fill that never ends holds its waiters until their own timeout.
+    let fill = miss(&c, b"a");
+    let w = wait(&c, b"a");
+    clock.advance(Freshness::MAX);
+    let w = w.try_wait().err().expect("still waiting");
+    assert!(matches!(w.wait(Duration::from_millis(1)), R::TimedOut));
+    // A pass-through hold of Duration::MAX lasts.
+    fill.uncacheable(Duration::MAX);
+    clock.advance(Freshness::MAX);
+    assert!(matches!(c.lookup(b"a"), L::Pass));
+    // A failure backs off for good: the stale entry is served, no probe.
+    c.insert(b"b", b"1", Freshness::new(SEC).with_sie(Duration::MAX), &[]);
+    clock.advance(2 * SEC);
+    assert!(miss(&c, b"b").fail().is_some());
+    clock.advance(Freshness::MAX / 2);
+    assert!(matches!(c.lookup(b"b"), L::Stale(_, _, None)));
+    // A dropped refresh blocks the next one for good.
+    c.insert(b"c", b"1", Freshness::new(SEC).with_swr(Duration::MAX), &[]);
+    clock.advance(2 * SEC);
+    let L::Stale(_, _, Some(refresh)) = c.lookup(b"c") else {
+        panic!("a refresh ticket")
+    };
+    drop(refresh);
+    clock.advance(Freshness::MAX / 2);
+    assert!(matches!(c.lookup(b"c"), L::Stale(_, _, None)));
+}
+
 macro_rules! both {
     ($($name:ident),* $(,)?) => {
         mod inproc {
@@ -494,6 +776,18 @@ both!(
     no_previous_value_for_a_new_key_after_a_hard_purge_or_an_uncacheable_answer,
     a_soft_purged_entry_without_stale_windows_is_revalidated,
     a_waiter_taking_over_an_abandoned_fill_gets_the_previous_value,
+    a_hanging_origin_is_probed_once_per_back_off_not_once_per_lock_timeout,
+    a_hanging_refresh_backs_off_like_a_failed_one,
+    waiters_of_a_fill_past_the_lock_timeout_get_the_stale_if_error_entry,
+    a_key_backing_off_keeps_its_failures_when_control_records_are_pruned,
+    the_stale_copy_is_not_evicted_while_its_key_is_fetched_again,
+    the_stale_copy_is_not_evicted_while_it_is_refreshed,
+    while_frozen_an_expired_entry_is_not_evicted_first,
+    an_entry_read_twice_is_not_the_first_to_go_when_small_entries_fill_the_cache,
+    a_waiter_past_the_lock_timeout_gets_a_value_committed_as_it_looked,
+    the_largest_windows_are_kept_as_the_cap,
+    the_manual_clock_stops_at_the_end_of_time,
+    the_longest_lock_timeout_back_off_and_holds,
 );
 
 // ---- the shared backend only -------------------------------------------------------------

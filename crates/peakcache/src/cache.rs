@@ -1,14 +1,12 @@
 //! The cache: shards behind locks, the lookup decision, and the completion of fills.
 
-use crate::clock::{
-    duration_to_millis_u32, duration_to_nanos, millis_to_nanos, Clock, SystemClock,
-};
+use crate::clock::{duration_to_nanos, millis_to_nanos, Clock, SystemClock};
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome, Wakeup};
 use crate::freshness::Freshness;
 use crate::key::{KeyHasher, Probe};
 use crate::lifecycle::{
-    backoff, decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Waiter,
+    decide, Asker, Decision, Fill, Hit, Kind, Lookup, Refresh, Served, Ticket, Timing, Waiter,
 };
 use crate::listing::{Listed, Listing};
 use crate::policy::Departure;
@@ -51,10 +49,7 @@ struct Inner<V> {
     frozen: AtomicBool,
     capacity: u64,
     max_object: u64,
-    lock_timeout: u64,
-    retry_min: u64,
-    retry_max: u64,
-    refresh_retry: u64,
+    timing: Timing,
 }
 
 /// The most shards a cache has.
@@ -76,10 +71,7 @@ pub struct Builder<V> {
     weigher: Option<Weigher<V>>,
     clock: Option<Arc<dyn Clock>>,
     max_object: Option<u64>,
-    lock_timeout: Duration,
-    retry_min: Duration,
-    retry_max: Duration,
-    refresh_retry: Duration,
+    timing: Timing,
     hash_seed: Option<u64>,
     max_tag_marks: usize,
 }
@@ -92,10 +84,7 @@ impl<V: Clone + Send + Sync + 'static> Default for Builder<V> {
             weigher: None,
             clock: None,
             max_object: None,
-            lock_timeout: Duration::from_secs(5),
-            retry_min: Duration::from_secs(1),
-            retry_max: Duration::from_secs(60),
-            refresh_retry: Duration::from_secs(1),
+            timing: Timing::default(),
             hash_seed: None,
             max_tag_marks: DEFAULT_MAX_MARKS,
         }
@@ -147,28 +136,7 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
         self
     }
 
-    /// How long a fill or refresh may take before it counts as failed: its waiters are released
-    /// (with the stale-if-error entry if there is one, else to fetch for themselves) and the key
-    /// backs off as after any failure, so a hanging origin is probed once per lock timeout and
-    /// back-off, not once per lock timeout. Default 5 s, like nginx's `proxy_cache_lock_timeout`.
-    pub fn lock_timeout(mut self, t: Duration) -> Self {
-        self.lock_timeout = t;
-        self
-    }
-
-    /// The back-off after a failed fill or refresh: `min` after the first failure, doubling
-    /// with each failure in a row up to `max`. Default 1 s to 60 s.
-    pub fn retry_backoff(mut self, min: Duration, max: Duration) -> Self {
-        self.retry_min = min;
-        self.retry_max = max.max(min);
-        self
-    }
-
-    /// How long a refresh ticket dropped unused blocks the next one. Default 1 s.
-    pub fn refresh_retry(mut self, t: Duration) -> Self {
-        self.refresh_retry = t;
-        self
-    }
+    crate::timing_setters!();
 
     /// Seeds the key hash, so which keys share a shard, and therefore eviction, repeats from run
     /// to run: for benchmarks and trace replays. Default: a random seed per cache, so nobody can
@@ -217,10 +185,7 @@ impl<V: Clone + Send + Sync + 'static> Builder<V> {
                 frozen: AtomicBool::new(false),
                 capacity: per_shard * shards as u64,
                 max_object,
-                lock_timeout: duration_to_nanos(self.lock_timeout),
-                retry_min: duration_to_nanos(self.retry_min),
-                retry_max: duration_to_nanos(self.retry_max),
-                refresh_retry: duration_to_nanos(self.refresh_retry),
+                timing: self.timing,
             }),
         }
     }
@@ -280,15 +245,6 @@ impl<V: Clone> Drop for EndOnUnwind<'_, V> {
 
 fn nanos(d: u64) -> Duration {
     Duration::from_nanos(d)
-}
-
-/// The counter of a lookup served `served`.
-fn served_counter(served: Served) -> Counter {
-    match served {
-        Served::Fresh => Counter::Fresh,
-        Served::Stale => Counter::Stale,
-        Served::StaleIfError => Counter::StaleIfError,
-    }
 }
 
 impl<V: Clone + Send + Sync + 'static> Cache<V> {
@@ -396,7 +352,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     let state = || s.control(key).map(|c| c.state(now)).unwrap_or_default();
                     if let Decision::Serve(served) = decide(standing, state, asker) {
                         n.links.touch();
-                        self.count(asker, served_counter(served));
+                        self.count(asker, Counter::served(served));
                         return Lookup::serving(self.hit(n, served));
                     }
                 }
@@ -434,7 +390,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 Decision::Serve(served) => {
                     let n = s.node(idx.expect("served entries exist"));
                     n.links.touch();
-                    self.count(asker, served_counter(served));
+                    self.count(asker, Counter::served(served));
                     Lookup::serving(self.hit(n, served))
                 }
                 Decision::ServeAndRefresh(served) => {
@@ -443,7 +399,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                     // Cloned before the ticket exists: a panicking clone leaves no flight.
                     let hit = self.hit(s.node(i), served);
                     let ticket = self.start_flight(&mut s, key, hash, now, Kind::Refresh);
-                    self.count(asker, served_counter(served));
+                    self.count(asker, Counter::served(served));
                     self.inner.counters.incr(Counter::RefreshesStarted);
                     Lookup::Stale(hit, Some(Refresh(ticket)))
                 }
@@ -509,7 +465,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         now: u64,
         kind: Kind,
     ) -> Ticket<V> {
-        let deadline = now.saturating_add(self.inner.lock_timeout);
+        let deadline = self.inner.timing.deadline(now);
         let flight = Arc::new(Flight::new(now, deadline, self.inner.tags.next_seq()));
         s.begin_flight(key, hash, flight.clone(), now);
         Ticket {
@@ -561,9 +517,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             return flight.finish(Outcome::TimedOut);
         }
         s.end_flight(key, hash);
-        let (min, max) = (self.inner.retry_min, self.inner.retry_max);
         s.control_mut(key, now)
-            .fail(flight.deadline, |failures| backoff(failures, min, max));
+            .record
+            .fail(flight.deadline, &self.inner.timing);
         let stale = self.stale_if_error(s, key, hash, now);
         s.tidy_control(key, now);
         flight.finish(match stale {
@@ -605,13 +561,14 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                 },
             ));
         }
+        let [ttl_ms, swr_ms, sie_ms] = freshness.millis();
         let node = Node {
             key: key.into(),
             value,
             stored_at: now,
-            ttl_ms: duration_to_millis_u32(freshness.ttl),
-            swr_ms: duration_to_millis_u32(freshness.swr),
-            sie_ms: duration_to_millis_u32(freshness.sie),
+            ttl_ms,
+            swr_ms,
+            sie_ms,
             tags: self.inner.tags.tag_set(seq, tags),
             links: Links::new(),
         };
@@ -689,7 +646,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
                         .is_some_and(|i| s.node(i).stored_at > t.flight.started_at);
                     if (current || !newer) && !t.flight.is_superseded() {
                         self.store(s, t.hash, node, weight, now);
-                        s.control_mut(&t.key, now).stored();
+                        s.control_mut(&t.key, now).record.stored();
                     }
                     Outcome::Value(hit)
                 }
@@ -723,9 +680,9 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.end_flight(t, |s, current, now| {
             // A fetch overtaken after its lock timeout was counted as failed then.
             if current {
-                let (min, max) = (self.inner.retry_min, self.inner.retry_max);
                 s.control_mut(&t.key, now)
-                    .fail(now, |failures| backoff(failures, min, max));
+                    .record
+                    .fail(now, &self.inner.timing);
             }
             let stale = self.stale_if_error(s, &t.key, t.hash, now);
             handed = stale.clone();
@@ -741,7 +698,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
             if !t.flight.is_superseded() {
                 self.remove_key(s, &t.key, t.hash);
             }
-            s.control_mut(&t.key, now).pass_until = now.saturating_add(duration_to_nanos(hold));
+            s.control_mut(&t.key, now).record.pass_for(now, hold);
             Outcome::Pass
         });
     }
@@ -753,7 +710,8 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         self.end_flight(t, |s, current, now| {
             if current && t.kind == Kind::Refresh {
                 s.control_mut(&t.key, now)
-                    .refresh_dropped(now, self.inner.refresh_retry);
+                    .record
+                    .refresh_dropped(now, self.inner.timing.refresh_retry);
             }
             Outcome::Abandoned
         });
@@ -873,7 +831,7 @@ impl<V: Clone + Send + Sync + 'static> Cache<V> {
         }
         self.store(&mut s, hash, node, weight, now);
         if s.control(key).is_some() {
-            s.control_mut(key, now).stored();
+            s.control_mut(key, now).record.stored();
             s.tidy_control(key, now);
         }
         self.inner.counters.incr(Counter::Inserts);
@@ -1119,8 +1077,8 @@ mod tests {
             Lookup::Stale(_, None)
         ));
         for served in [Served::Fresh, Served::Stale, Served::StaleIfError] {
-            cache.count(Asker::Caller, served_counter(served));
-            cache.count(Asker::Waiter, served_counter(served));
+            cache.count(Asker::Caller, Counter::served(served));
+            cache.count(Asker::Waiter, Counter::served(served));
         }
         let s = cache.stats();
         assert_eq!(

@@ -59,6 +59,15 @@ fn coarse_nanos() -> u64 {
 }
 
 impl SystemClock {
+    /// The host's `CLOCK_MONOTONIC_COARSE` in nanoseconds: the same instant in every process of
+    /// the host (its epoch is the boot), at the kernel tick's resolution. For a cache shared
+    /// between processes, whose clocks must agree.
+    #[cfg(target_os = "linux")]
+    #[inline]
+    pub fn host_nanos() -> u64 {
+        coarse_nanos()
+    }
+
     /// The time since the epoch in nanoseconds, without a `Duration` round trip (the hit path
     /// reads it on every lookup).
     #[inline]

@@ -1,5 +1,6 @@
 //! How long an entry is fresh, and how long it may be served stale afterwards.
 
+use crate::clock::duration_to_millis_u32;
 use std::time::Duration;
 
 /// The three windows of an entry's life, set when it is stored.
@@ -47,5 +48,11 @@ impl Freshness {
     pub const fn with_sie(mut self, sie: Duration) -> Self {
         self.sie = sie;
         self
+    }
+
+    /// The windows as every backend stores them: `[ttl, swr, sie]` in whole milliseconds,
+    /// each capped at [`Freshness::MAX`].
+    pub fn millis(&self) -> [u32; 3] {
+        [self.ttl, self.swr, self.sie].map(duration_to_millis_u32)
     }
 }

@@ -260,12 +260,12 @@ mod flight;
 mod freshness;
 pub mod history;
 mod key;
-mod lifecycle;
+pub mod lifecycle;
 mod listing;
 pub mod policy;
 mod shard;
 mod slab;
-mod stats;
+pub mod stats;
 mod sync;
 mod tags;
 

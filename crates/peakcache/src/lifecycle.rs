@@ -10,12 +10,14 @@
 //! ```
 //!
 //! Every decision of the lifecycle is made here, once, for both the lock-free fast path and
-//! the locked slow path of `Cache::lookup`: which answer a lookup gets ([`decide`]), when a key
-//! backs off and for how long ([`Control::fail`], [`backoff`]), when a key passes through, and
-//! what a key must remember between lookups ([`Control`]). `cache.rs` takes the locks, counts,
-//! and hands out what was decided.
+//! the locked slow path of `Cache::lookup`, and for the shared-memory tier (`peakcache-shm`),
+//! which keeps its state in a region but decides with the same functions: which answer a
+//! lookup gets ([`decide`]), when a key backs off and for how long ([`KeyRecord::fail`],
+//! [`Timing::backoff`]), when a key passes through, and what a key must remember between
+//! lookups ([`KeyRecord`]). `cache.rs` takes the locks, counts, and hands out what was decided.
 
 use crate::cache::Cache;
+use crate::clock::duration_to_nanos;
 use crate::error::InsertError;
 use crate::flight::{Flight, Outcome};
 use crate::freshness::Freshness;
@@ -68,102 +70,217 @@ pub enum Served {
 
 /// Who is looking a key up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Asker {
-    /// A caller of [`Cache::lookup`]: counted, and may be handed a ticket.
+pub enum Asker {
+    /// A caller of `lookup`: counted, and may be handed a ticket.
     Caller,
     /// A waiter whose filler gave up, looking again: counted already, and never handed a
     /// refresh ticket (it only wants a value; the next caller refreshes).
     Waiter,
 }
 
-/// Lifecycle state of one key beyond its stored value: the fill or refresh in flight, the
-/// back-off after failures, and pass-through after an uncacheable answer. Most keys have none.
-pub(crate) struct Control<V> {
-    pub(crate) flight: Option<Arc<Flight<V>>>,
-    /// No new fetch of a key with a servable stale entry before this instant.
-    pub(crate) retry_at: u64,
-    /// Failures in a row, for the back-off's growth.
-    pub(crate) failures: u32,
-    /// Lookups pass through (fetch uncached, no waiting) until this instant.
-    pub(crate) pass_until: u64,
+/// The lifecycle's timing, in nanoseconds of the cache's clock: how long a fetch may take, the
+/// back-off after failures, and the delay after a dropped refresh ticket. Every backend's
+/// builder fills one ([`crate::Builder`], and the shared-memory tier's), with these defaults,
+/// and applies it with the same rules ([`Timing::backoff`], [`Timing::deadline`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timing {
+    /// How long a fill or refresh may take before it counts as failed.
+    pub lock_timeout: u64,
+    /// The back-off after the first failure in a row.
+    pub retry_min: u64,
+    /// The longest back-off.
+    pub retry_max: u64,
+    /// How long a refresh ticket dropped unused blocks the next one.
+    pub refresh_retry: u64,
 }
 
-impl<V> Default for Control<V> {
+impl Default for Timing {
+    /// A lock timeout of 5 s (nginx's `proxy_cache_lock_timeout`), a back-off from 1 s doubling
+    /// to 60 s, a refresh retry of 1 s.
     fn default() -> Self {
-        Control {
-            flight: None,
-            retry_at: 0,
-            failures: 0,
-            pass_until: 0,
+        const SEC: u64 = 1_000_000_000;
+        Timing {
+            lock_timeout: 5 * SEC,
+            retry_min: SEC,
+            retry_max: 60 * SEC,
+            refresh_retry: SEC,
         }
     }
 }
 
-/// What a lookup at some instant needs to know of a key's [`Control`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub(crate) struct KeyState {
-    /// A fill or refresh is in flight and inside its lock timeout.
-    pub(crate) in_flight: bool,
-    /// The key is backing off after a failure: no new fetch yet.
-    pub(crate) backing_off: bool,
-    /// The last fetch failed (or timed out).
-    pub(crate) failed_before: bool,
-    /// The key passes through after an uncacheable answer.
-    pub(crate) passing: bool,
+impl Timing {
+    /// Sets the lock timeout (saturating at `u64::MAX` nanoseconds).
+    pub fn set_lock_timeout(&mut self, t: Duration) {
+        self.lock_timeout = duration_to_nanos(t);
+    }
+
+    /// Sets the back-off: `min` after the first failure, doubling up to `max` (never below
+    /// `min`).
+    pub fn set_retry_backoff(&mut self, min: Duration, max: Duration) {
+        self.retry_min = duration_to_nanos(min);
+        self.retry_max = duration_to_nanos(max.max(min));
+    }
+
+    /// Sets the delay after a dropped refresh ticket.
+    pub fn set_refresh_retry(&mut self, t: Duration) {
+        self.refresh_retry = duration_to_nanos(t);
+    }
+
+    /// The back-off after `failures` failures in a row: `retry_min`, doubling with each
+    /// failure, capped at `retry_max`; never overflows.
+    pub fn backoff(&self, failures: u32) -> u64 {
+        let shift = failures.saturating_sub(1).min(30);
+        self.retry_min
+            .saturating_mul(1 << shift)
+            .min(self.retry_max)
+    }
+
+    /// When a fetch started at `now` outlives the lock timeout (saturating).
+    pub fn deadline(&self, now: u64) -> u64 {
+        now.saturating_add(self.lock_timeout)
+    }
 }
 
-impl<V> Control<V> {
-    /// The key as a lookup at `now` sees it.
-    pub(crate) fn state(&self, now: u64) -> KeyState {
+/// Writes the setters of a builder's [`Timing`] (a field named `timing`): `lock_timeout`,
+/// `retry_backoff` and `refresh_retry`, with one text and one behaviour for every backend's
+/// builder (the in-process [`crate::Builder`] and the shared-memory tier's).
+#[macro_export]
+macro_rules! timing_setters {
+    () => {
+        /// How long a fill or refresh may take before it counts as failed: its waiters are
+        /// released (with the stale-if-error entry if there is one, else to fetch for
+        /// themselves) and the key backs off as after any failure, so a hanging origin is probed
+        /// once per lock timeout and back-off, not once per lock timeout. Default 5 s, like
+        /// nginx's `proxy_cache_lock_timeout`.
+        pub fn lock_timeout(mut self, t: ::std::time::Duration) -> Self {
+            self.timing.set_lock_timeout(t);
+            self
+        }
+
+        /// The back-off after a failed fill or refresh: `min` after the first failure, doubling
+        /// with each failure in a row up to `max` (never below `min`). Default 1 s to 60 s.
+        pub fn retry_backoff(
+            mut self,
+            min: ::std::time::Duration,
+            max: ::std::time::Duration,
+        ) -> Self {
+            self.timing.set_retry_backoff(min, max);
+            self
+        }
+
+        /// How long a refresh ticket dropped unused blocks the next one. Default 1 s.
+        pub fn refresh_retry(mut self, t: ::std::time::Duration) -> Self {
+            self.timing.set_refresh_retry(t);
+            self
+        }
+    };
+}
+
+/// What a key must remember between lookups besides its fetch in flight: the back-off after
+/// failures and the pass-through after an uncacheable answer. Most keys have none. Instants are
+/// nanoseconds of the cache's clock. The in-process cache keeps one per key in a table beside
+/// its entries; the shared-memory tier in the key's index slot.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyRecord {
+    /// No new fetch of a key with a servable stale entry before this instant.
+    pub retry_at: u64,
+    /// Failures in a row, for the back-off's growth.
+    pub failures: u32,
+    /// Lookups pass through (fetch uncached, no waiting) until this instant.
+    pub pass_until: u64,
+}
+
+impl KeyRecord {
+    /// The key as a lookup at `now` sees it; `in_flight`: a fill or refresh is in flight and
+    /// inside its lock timeout.
+    pub fn state(&self, now: u64, in_flight: bool) -> KeyState {
         KeyState {
-            in_flight: self.flight.as_ref().is_some_and(|f| now < f.deadline),
+            in_flight,
             backing_off: now < self.retry_at,
             failed_before: self.failures > 0,
             passing: now < self.pass_until,
         }
     }
 
-    /// A fetch failed at `at` (or timed out then): one more failure in a row, and the key
-    /// backs off for `backoff(failures)` from `at`.
-    pub(crate) fn fail(&mut self, at: u64, backoff: impl FnOnce(u32) -> u64) {
+    /// A fetch failed at `at` (or outlived the lock timeout then): one more failure in a row,
+    /// and the key backs off for `timing.backoff(failures)` from `at`.
+    pub fn fail(&mut self, at: u64, timing: &Timing) {
         self.failures = self.failures.saturating_add(1);
-        self.retry_at = self.retry_at.max(at.saturating_add(backoff(self.failures)));
+        self.retry_at = self
+            .retry_at
+            .max(at.saturating_add(timing.backoff(self.failures)));
     }
 
     /// A value was stored: the back-off, the run of failures and the pass-through end.
-    pub(crate) fn stored(&mut self) {
-        self.failures = 0;
-        self.retry_at = 0;
-        self.pass_until = 0;
+    pub fn stored(&mut self) {
+        *self = KeyRecord::default();
+    }
+
+    /// The answer was uncacheable at `now`: lookups pass through for `hold`.
+    pub fn pass_for(&mut self, now: u64, hold: Duration) {
+        self.pass_until = now.saturating_add(duration_to_nanos(hold));
     }
 
     /// A refresh ticket was dropped unused at `now`: the next is handed out `delay` later, so
     /// that a refresher that keeps dying does not hammer the origin.
-    pub(crate) fn refresh_dropped(&mut self, now: u64, delay: u64) {
+    pub fn refresh_dropped(&mut self, now: u64, delay: u64) {
         self.retry_at = self.retry_at.max(now.saturating_add(delay));
     }
 
-    /// Whether the record holds nothing a later lookup needs. Failures are remembered while the
-    /// key's entry can still be served stale (`stale_servable`): forgotten, the next fetch would
-    /// make every caller wait on an origin known to fail, and the back-off would start over.
-    pub(crate) fn is_idle(&self, now: u64, stale_servable: impl FnOnce() -> bool) -> bool {
-        self.flight.is_none()
-            && self.retry_at <= now
-            && self.pass_until <= now
-            && (self.failures == 0 || !stale_servable())
+    /// Whether the record holds nothing a later lookup needs (its fetch in flight aside).
+    /// Failures are remembered while the key's entry can still be served stale
+    /// (`stale_servable`): forgotten, the next fetch would make every caller wait on an origin
+    /// known to fail, and the back-off would start over.
+    pub fn is_idle(&self, now: u64, stale_servable: impl FnOnce() -> bool) -> bool {
+        self.retry_at <= now && self.pass_until <= now && (self.failures == 0 || !stale_servable())
     }
 }
 
-/// The back-off after `failures` failures in a row: `min`, doubling with each failure, capped
-/// at `max` (nanoseconds).
-pub(crate) fn backoff(failures: u32, min: u64, max: u64) -> u64 {
-    let shift = failures.saturating_sub(1).min(30);
-    min.saturating_mul(1 << shift).min(max)
+/// Lifecycle state of one key beyond its stored value, in the in-process cache: the fill or
+/// refresh in flight and the [`KeyRecord`].
+pub(crate) struct Control<V> {
+    pub(crate) flight: Option<Arc<Flight<V>>>,
+    pub(crate) record: KeyRecord,
+}
+
+impl<V> Default for Control<V> {
+    fn default() -> Self {
+        Control {
+            flight: None,
+            record: KeyRecord::default(),
+        }
+    }
+}
+
+impl<V> Control<V> {
+    /// The key as a lookup at `now` sees it.
+    pub(crate) fn state(&self, now: u64) -> KeyState {
+        let in_flight = self.flight.as_ref().is_some_and(|f| now < f.deadline);
+        self.record.state(now, in_flight)
+    }
+
+    /// Whether the record holds nothing a later lookup needs (see [`KeyRecord::is_idle`]).
+    pub(crate) fn is_idle(&self, now: u64, stale_servable: impl FnOnce() -> bool) -> bool {
+        self.flight.is_none() && self.record.is_idle(now, stale_servable)
+    }
+}
+
+/// What a lookup at some instant needs to know of a key beyond its entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KeyState {
+    /// A fill or refresh is in flight and inside its lock timeout.
+    pub in_flight: bool,
+    /// The key is backing off after a failure: no new fetch yet.
+    pub backing_off: bool,
+    /// The last fetch failed (or timed out).
+    pub failed_before: bool,
+    /// The key passes through after an uncacheable answer.
+    pub passing: bool,
 }
 
 /// What a lookup does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Decision {
+pub enum Decision {
     /// Serve the entry as it stands; nothing else to do.
     Serve(Served),
     /// Serve the stale entry and hand this caller the one refresh ticket (after failures, the
@@ -177,9 +294,10 @@ pub(crate) enum Decision {
     Pass,
 }
 
-/// The lifecycle's one decision (DESIGN.md, "Entry lifecycle"): `standing` is where the key's
-/// entry stands (`None`: no entry, or past both windows; `Fresh` for anything stored while
-/// frozen), `key` what its control record says (asked only for an entry not fresh).
+/// The lifecycle's one decision (DESIGN.md, "Entry lifecycle"), for every backend: `standing`
+/// is where the key's entry stands (`None`: no entry, or past both windows; `Fresh` for
+/// anything stored while frozen), `key` what its record says (asked only for an entry not
+/// fresh).
 ///
 /// * A fresh entry is served. (A key passing through has no entry: an uncacheable answer
 ///   removes it, and storing a value ends the pass-through.)
@@ -191,11 +309,7 @@ pub(crate) enum Decision {
 ///   probes in the background. Before any failure, the entry is fetched again like a miss
 ///   (a fetch that fails hands it out).
 /// * Otherwise one caller fills and the others wait.
-pub(crate) fn decide(
-    standing: Option<Served>,
-    key: impl FnOnce() -> KeyState,
-    asker: Asker,
-) -> Decision {
+pub fn decide(standing: Option<Served>, key: impl FnOnce() -> KeyState, asker: Asker) -> Decision {
     if standing == Some(Served::Fresh) {
         return Decision::Serve(Served::Fresh);
     }
@@ -637,22 +751,41 @@ mod tests {
         }
     }
 
+    fn timing(min: u64, max: u64) -> Timing {
+        Timing {
+            retry_min: min,
+            retry_max: max,
+            ..Timing::default()
+        }
+    }
+
     #[test]
     fn the_back_off_doubles_from_its_minimum_to_its_maximum_without_overflow() {
-        let b: Vec<u64> = (1..=6).map(|f| backoff(f, 2, 16)).collect();
+        let t = timing(2, 16);
+        let b: Vec<u64> = (1..=6).map(|f| t.backoff(f)).collect();
         assert_eq!(b, [2, 4, 8, 16, 16, 16]);
-        assert_eq!(backoff(u32::MAX, u64::MAX, u64::MAX), u64::MAX);
-        assert_eq!(backoff(0, 2, 16), 2);
+        assert_eq!(timing(u64::MAX, u64::MAX).backoff(u32::MAX), u64::MAX);
+        assert_eq!(t.backoff(0), 2);
+    }
+
+    #[test]
+    fn the_longest_settings_saturate() {
+        let mut t = Timing::default();
+        t.set_lock_timeout(Duration::MAX);
+        t.set_retry_backoff(Duration::from_secs(9), Duration::from_secs(3));
+        assert_eq!(t.deadline(5), u64::MAX);
+        assert_eq!((t.retry_min, t.retry_max), (9_000_000_000, 9_000_000_000));
     }
 
     #[test]
     fn a_failure_backs_off_from_when_it_happened_and_grows() {
-        let mut c = Control::<u32>::default();
-        c.fail(100, |f| backoff(f, 10, 1_000));
+        let mut c = KeyRecord::default();
+        let t = timing(10, 1_000);
+        c.fail(100, &t);
         assert_eq!((c.failures, c.retry_at), (1, 110));
-        c.fail(200, |f| backoff(f, 10, 1_000));
+        c.fail(200, &t);
         assert_eq!((c.failures, c.retry_at), (2, 220));
-        assert!(c.state(219).backing_off && !c.state(220).backing_off);
+        assert!(c.state(219, false).backing_off && !c.state(220, false).backing_off);
         c.stored();
         assert_eq!((c.failures, c.retry_at), (0, 0));
     }
@@ -660,14 +793,16 @@ mod tests {
     #[test]
     fn failures_are_remembered_while_the_entry_can_be_served() {
         let mut c = Control::<u32>::default();
-        c.fail(0, |_| 10);
+        c.record.fail(0, &timing(10, 10));
         assert!(!c.is_idle(5, || true), "backing off");
         assert!(
             !c.is_idle(50, || true),
             "failed, the stale entry still servable"
         );
         assert!(c.is_idle(50, || false), "nothing left to serve stale");
-        c.refresh_dropped(50, 10);
+        c.record.refresh_dropped(50, 10);
         assert!(!c.is_idle(55, || false));
+        c.record.pass_for(60, Duration::MAX);
+        assert!(c.record.state(u64::MAX - 1, false).passing);
     }
 }

@@ -613,10 +613,10 @@ mod tests {
             let mut departed = Vec::new();
             let hash = hasher().hash_key(key);
             s.insert_new(hash, node(key, 1, sie), 1, &weigher(), 0, &mut departed);
-            s.control_mut(key, 0).failures = 1;
+            s.control_mut(key, 0).record.failures = 1;
         }
         s.control_mut(b"flying", 0).flight = Some(Arc::new(Flight::new(0, u64::MAX, 0)));
-        s.control_mut(b"passing", 0).pass_until = u64::MAX;
+        s.control_mut(b"passing", 0).record.pass_until = u64::MAX;
         for k in 0..100u32 {
             s.control_mut(&k.to_be_bytes(), now);
         }
@@ -655,7 +655,7 @@ mod tests {
     fn clear_keeps_only_the_flights_in_progress() {
         let mut s = Shard::new(100, hasher());
         put(&mut s, b"a", 10);
-        s.control_mut(b"a", 0).failures = 3;
+        s.control_mut(b"a", 0).record.failures = 3;
         s.control_mut(b"b", 0).flight = Some(Arc::new(Flight::new(0, 10, 0)));
         assert_eq!(s.clear(), 1);
         assert_eq!((s.len(), s.weight), (0, 0));

@@ -6,38 +6,78 @@
 //! the hit path); threads beyond that share stripe 0, never owned, and add atomically. A
 //! snapshot sums the stripes.
 
+use crate::lifecycle::Served;
 use std::cell::Cell;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-/// Everything the cache counts. The lookup outcomes add up to the number of lookups.
-#[derive(Clone, Copy, Debug)]
+/// Everything a cache counts, named once for every backend: the in-process cache keeps them
+/// in striped counters, the shared-memory tier (`peakcache-shm`) in its region's shards. The
+/// lookup outcomes (`Fresh` to `Pass`) add up to the number of lookups. Each is the
+/// [`Stats`] field of the same name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(usize)]
-pub(crate) enum Counter {
+pub enum Counter {
+    /// [`Stats::fresh`].
     Fresh,
+    /// [`Stats::stale`].
     Stale,
+    /// [`Stats::stale_if_error`].
     StaleIfError,
+    /// [`Stats::miss`].
     Miss,
+    /// [`Stats::wait`].
     Wait,
+    /// [`Stats::pass`].
     Pass,
+    /// [`Stats::wait_timeouts`].
     WaitTimeout,
+    /// [`Stats::fills_committed`].
     FillsCommitted,
+    /// [`Stats::fills_failed`].
     FillsFailed,
+    /// [`Stats::fills_abandoned`].
     FillsAbandoned,
+    /// [`Stats::fills_uncacheable`].
     FillsUncacheable,
+    /// [`Stats::refreshes_started`].
     RefreshesStarted,
+    /// [`Stats::refreshes_committed`].
     RefreshesCommitted,
+    /// [`Stats::refreshes_failed`].
     RefreshesFailed,
+    /// [`Stats::refreshes_abandoned`].
     RefreshesAbandoned,
+    /// [`Stats::refreshes_uncacheable`].
     RefreshesUncacheable,
+    /// [`Stats::inserts`].
     Inserts,
+    /// [`Stats::rejected_too_large`].
     RejectedTooLarge,
+    /// [`Stats::evictions`].
     Evictions,
+    /// [`Stats::expirations`].
     Expirations,
+    /// [`Stats::purges`].
     Purges,
+    /// [`Stats::tag_purges`].
     TagPurges,
 }
 
-const COUNTERS: usize = Counter::TagPurges as usize + 1;
+impl Counter {
+    /// How many counters there are: `c as usize` is below it for every counter `c`.
+    pub const COUNT: usize = Counter::TagPurges as usize + 1;
+
+    /// The counter of a lookup served `served`.
+    pub fn served(served: Served) -> Counter {
+        match served {
+            Served::Fresh => Counter::Fresh,
+            Served::Stale => Counter::Stale,
+            Served::StaleIfError => Counter::StaleIfError,
+        }
+    }
+}
+
+const COUNTERS: usize = Counter::COUNT;
 const STRIPES: usize = 64;
 
 #[repr(align(128))]
@@ -350,30 +390,36 @@ impl Stats {
     }
 
     pub(crate) fn from_counters(c: &Counters) -> Self {
+        Stats::from_counts(|k| c.get(k))
+    }
+
+    /// Stats whose counters are `count` of each [`Counter`]; the entries, weight, capacity and
+    /// tag table figures are 0, for the backend to fill in.
+    pub fn from_counts(count: impl Fn(Counter) -> u64) -> Self {
         use Counter::*;
         Stats {
-            fresh: c.get(Fresh),
-            stale: c.get(Stale),
-            stale_if_error: c.get(StaleIfError),
-            miss: c.get(Miss),
-            wait: c.get(Wait),
-            pass: c.get(Pass),
-            wait_timeouts: c.get(WaitTimeout),
-            fills_committed: c.get(FillsCommitted),
-            fills_failed: c.get(FillsFailed),
-            fills_abandoned: c.get(FillsAbandoned),
-            fills_uncacheable: c.get(FillsUncacheable),
-            refreshes_started: c.get(RefreshesStarted),
-            refreshes_committed: c.get(RefreshesCommitted),
-            refreshes_failed: c.get(RefreshesFailed),
-            refreshes_abandoned: c.get(RefreshesAbandoned),
-            refreshes_uncacheable: c.get(RefreshesUncacheable),
-            inserts: c.get(Inserts),
-            rejected_too_large: c.get(RejectedTooLarge),
-            evictions: c.get(Evictions),
-            expirations: c.get(Expirations),
-            purges: c.get(Purges),
-            tag_purges: c.get(TagPurges),
+            fresh: count(Fresh),
+            stale: count(Stale),
+            stale_if_error: count(StaleIfError),
+            miss: count(Miss),
+            wait: count(Wait),
+            pass: count(Pass),
+            wait_timeouts: count(WaitTimeout),
+            fills_committed: count(FillsCommitted),
+            fills_failed: count(FillsFailed),
+            fills_abandoned: count(FillsAbandoned),
+            fills_uncacheable: count(FillsUncacheable),
+            refreshes_started: count(RefreshesStarted),
+            refreshes_committed: count(RefreshesCommitted),
+            refreshes_failed: count(RefreshesFailed),
+            refreshes_abandoned: count(RefreshesAbandoned),
+            refreshes_uncacheable: count(RefreshesUncacheable),
+            inserts: count(Inserts),
+            rejected_too_large: count(RejectedTooLarge),
+            evictions: count(Evictions),
+            expirations: count(Expirations),
+            purges: count(Purges),
+            tag_purges: count(TagPurges),
             tag_marks: 0,
             tag_folds: 0,
             entries: 0,
@@ -428,5 +474,37 @@ mod tests {
         let families = text.lines().filter(|l| l.starts_with("# TYPE")).count();
         let helps = text.lines().filter(|l| l.starts_with("# HELP")).count();
         assert_eq!((families, helps), (15, 15));
+    }
+
+    #[test]
+    fn every_counter_reaches_its_own_field() {
+        let stats = Stats::from_counts(|c| c as u64 + 1);
+        let fields = [
+            stats.fresh,
+            stats.stale,
+            stats.stale_if_error,
+            stats.miss,
+            stats.wait,
+            stats.pass,
+            stats.wait_timeouts,
+            stats.fills_committed,
+            stats.fills_failed,
+            stats.fills_abandoned,
+            stats.fills_uncacheable,
+            stats.refreshes_started,
+            stats.refreshes_committed,
+            stats.refreshes_failed,
+            stats.refreshes_abandoned,
+            stats.refreshes_uncacheable,
+            stats.inserts,
+            stats.rejected_too_large,
+            stats.evictions,
+            stats.expirations,
+            stats.purges,
+            stats.tag_purges,
+        ];
+        let want: Vec<u64> = (1..=Counter::COUNT as u64).collect();
+        assert_eq!(fields.to_vec(), want);
+        assert_eq!(Counter::served(Served::StaleIfError), Counter::StaleIfError);
     }
 }
