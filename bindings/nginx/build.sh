@@ -31,14 +31,16 @@ fi
 
 # NGINX_LD_OPT: extra linker flags for the module (the Debian package passes dpkg-buildflags').
 ld_opt=${NGINX_LD_OPT:-}
+# Fortified as Debian builds it (dpkg-buildflags), so what the package build refuses fails here.
+cc_opt="-g -O2 -fPIC -Wall -Werror -D_FORTIFY_SOURCE=2"
 mkdir -p "$out/build"
 stamp="$out/build/configured"
-want="$(cat "$src/conf_flags" "$root/bindings/nginx/config")${ld_opt:+ $ld_opt} $PEAKCACHE_LIB"
+want="$(cat "$src/conf_flags" "$root/bindings/nginx/config") $cc_opt${ld_opt:+ $ld_opt} $PEAKCACHE_LIB"
 if [ ! -f "$work/objs/Makefile" ] || [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     rm -rf "$work"
     cp -a "$src" "$work"
     (cd "$work" && ./configure "${NGX_CONF_FLAGS[@]}" \
-        --with-cc-opt="-g -O2 -fPIC -Wall -Werror" --with-ld-opt="$ld_opt" \
+        --with-cc-opt="$cc_opt" --with-ld-opt="$ld_opt" \
         --add-dynamic-module="$root/bindings/nginx" >"$out/build/configure.log" 2>&1) || {
         tail -30 "$out/build/configure.log" >&2
         exit 1

@@ -3705,6 +3705,7 @@ ngx_http_peakcache_fill_done(ngx_http_peakcache_ctx_t *ctx)
 static void
 ngx_http_peakcache_ring(void)
 {
+    ssize_t                          n;
     ngx_uint_t                       i;
     ngx_http_peakcache_main_conf_t  *pmcf;
 
@@ -3717,8 +3718,16 @@ ngx_http_peakcache_ring(void)
     }
 
     for (i = 0; i < pmcf->nbells; i++) {
-        if (i != ngx_worker) {
-            (void) write(pmcf->bells[2 * i + 1], "", 1);
+        if (i == ngx_worker) {
+            continue;
+        }
+
+        n = write(pmcf->bells[2 * i + 1], "", 1);
+
+        if (n == -1 && ngx_errno != NGX_EAGAIN && ngx_errno != NGX_EINTR) {
+            /* that worker's waiters are found by their poller's next tick */
+            ngx_log_error(NGX_LOG_ALERT, ngx_cycle->log, ngx_errno,
+                          "peakcache: write() to worker %ui's bell failed", i);
         }
     }
 }
