@@ -1,6 +1,7 @@
 //! The shared cache against the in-process cache, in one run:
 //!
-//! * **hit**: a hit of a 1 KiB value, 10,000 keys all cached, cycled in a shuffled order.
+//! * **hit**: a hit of a 1 KiB value, 10,000 keys (`PEAKCACHE_BENCH_KEYS`) all cached, cycled in a
+//!   shuffled order.
 //!   `inproc/get` is `peakcache::Cache<Bytes>::get` (a refcount increment); `shm/get` copies the
 //!   value out of the region into a new `Bytes` under the shard lock; `shm/get_into` copies
 //!   into a reused buffer; `shm/lookup` goes through the lifecycle decision.
@@ -33,9 +34,19 @@ fn keys_n() -> u32 {
 const VALUE: usize = 1024;
 
 fn order() -> Vec<u32> {
-    // A fixed shuffle (multiplicative step coprime with KEYS).
-    let n = keys_n();
-    (0..n).map(|i| (i.wrapping_mul(7919)) % n).collect()
+    // A fixed shuffle: a multiplicative step coprime with KEYS, in u64 so that it stays a
+    // permutation at a million keys.
+    let n = u64::from(keys_n());
+    let step = (7919..).find(|s| gcd(*s, n) == 1).expect("a step");
+    (0..n).map(|i| ((i * step) % n) as u32).collect()
+}
+
+fn gcd(a: u64, b: u64) -> u64 {
+    if b == 0 {
+        a
+    } else {
+        gcd(b, a % b)
+    }
 }
 
 fn key(i: u32) -> [u8; 16] {
@@ -47,8 +58,13 @@ fn key(i: u32) -> [u8; 16] {
 fn hit(c: &mut Criterion) {
     let ttl = Freshness::new(Duration::from_secs(3600));
     let value = vec![0xabu8; VALUE];
-    let inproc: Cache<Bytes> = Cache::builder().max_bytes(64 << 20).build();
-    let shm = ShmCache::builder().max_bytes(64 << 20).anonymous().unwrap();
+    // Both sized to hold every key with room to spare, weighing the value's bytes alike.
+    let bytes = (u64::from(keys_n()) * 2 * (VALUE as u64 + 128)).max(64 << 20);
+    let inproc: Cache<Bytes> = Cache::builder()
+        .max_bytes(bytes)
+        .weigher(|k, v: &Bytes| (k.len() + v.len()) as u64 + peakcache::ENTRY_OVERHEAD)
+        .build();
+    let shm = ShmCache::builder().max_bytes(bytes).anonymous().unwrap();
     for i in 0..keys_n() {
         inproc
             .insert(&key(i), Bytes::from(value.clone()), ttl)
