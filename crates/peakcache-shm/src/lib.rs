@@ -92,12 +92,14 @@
 //!              optimistic reads (a cache line of its own), the policy's state (queue heads,
 //!              lengths and weights, small-queue target, ghost and sketch bookkeeping, the
 //!              compaction reserve)
-//!            index: slots x 64 bytes, open addressing with linear probing, backward-shift
-//!              deletion; a slot holds the key hash, the record's offset, a meta word (hit
+//!            index, open addressing with linear probing, backward-shift deletion, in two
+//!              arrays: the hot parts, slots x 16 bytes (four to a cache line: what every
+//!              lookup reads), hold the key hash, the record's offset and a meta word (hit
 //!              counter, queue, CLOCK credit, flight flags and outcome, failures, the record's
-//!              size as a prefetch hint), the flight state (owner pid and start time, flight
-//!              id, deadline), the futex word its waiters sleep on, back-off and pass-through
-//!              instants
+//!              size as a prefetch hint); the cold parts, slots x 48 bytes (read and written
+//!              under the lock), hold the futex word its waiters sleep on, the flight state
+//!              (owner pid and start time, flight id, deadline), back-off and pass-through
+//!              instants (layout 7)
 //!            policy: queue links, slots x 8 bytes (previous and next slot, u32 each); the
 //!              ghost table, slots x 8 bytes (32-bit fingerprint, 32-bit departure number);
 //!              the main ghost, slots / 4 x 8 bytes; the frequency sketch, slots x 8 4-bit
@@ -358,7 +360,9 @@
 //! | 10,000 | 1 | 57 (57-69) / 64 (64-66) | 280 (280-294) / 264 (264-278) / 290 (290-298) | 4.9 / 4.6 / 4.5 |
 //! | 10,000 | 2 | 65 (65-87) / 63 (63-85) | 231 (231-243) / 183 (183-193) / 237 (237-247) | 3.5 / 2.8 / 3.8 |
 //!
-//! (Ratios: best against best, in-process runs interleaved with each layout's.) The lock and
+//! (Ratios: best against best, in-process runs interleaved with each layout's. Layout 7, today's
+//! `make bench-shm` in one run: 1.5-1.9x `get_into` against the in-process `get` with 1,000,000
+//! keys, 3.3-6.7x with 10,000.) The lock and
 //! its unlock, the copy loop and the per-hit counter no longer show; with 10,000 keys
 //! the time goes to cache and TLB misses on the slot and the record: the default index (one
 //! 64-byte slot per 256 bytes of heap, 32 MiB for 64 MiB of heap) spreads 10,000 keys over
