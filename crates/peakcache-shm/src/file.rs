@@ -1,4 +1,6 @@
-//! Opening and making the files of the shared tier without trusting what is at their paths.
+//! Opening and making the files of the shared tier without trusting what is at their paths;
+//! other files whose contents are served to visitors (the proxy's snapshots) follow the same
+//! rules through [`open_trusted`] and [`NewFile`].
 //!
 //! A region file is memory every attached process reads pages from and writes lock words into:
 //! whoever can write it can serve any page to every visitor and wedge every worker. Under
@@ -8,7 +10,7 @@
 //! - An existing file is looked at (`lstat`) before it is opened, opened with `O_NOFOLLOW`
 //!   (a symbolic link is not followed), `O_NONBLOCK` (a FIFO put there in between does not
 //!   block), `O_NOCTTY` and `O_CLOEXEC`, and checked again on the descriptor, the authority,
-//!   before a byte is read: see [`Owner::check_region`].
+//!   before a byte is read: see `Owner::check_region`.
 //! - A new file is made under a name of its own in the same directory with `O_CREAT |
 //!   O_EXCL | O_NOFOLLOW`, its mode set exactly (whatever the umask) and its owner given
 //!   (`fchown`, for a privileged creator working for another user), filled, and only then put
@@ -159,8 +161,8 @@ impl Owner {
     }
 }
 
-/// What kind of file `md` describes, in words.
-fn kind(md: &Metadata) -> &'static str {
+/// What kind of file `md` describes, in words ("regular file", "symbolic link", "FIFO", ...).
+pub fn kind(md: &Metadata) -> &'static str {
     let t = md.file_type();
     if t.is_file() {
         "regular file"
@@ -230,6 +232,16 @@ pub(crate) fn open_checked(
     Ok(Some(file))
 }
 
+/// Opens the file at `path` for reading as the shared tier opens a snapshot to restore: not
+/// through a symbolic link, not blocking on a FIFO, and only if it is a regular file owned by
+/// this process's user or root that no other user may write (checked on the path, then on
+/// what was opened). `None` if there is no file; [`ShmError::Refused`] says why one is not
+/// trusted.
+pub fn open_trusted(path: &Path) -> Result<Option<File>, ShmError> {
+    let owner = Owner::effective();
+    open_checked(path, false, |md| owner.check_snapshot(path, md))
+}
+
 fn c_path(path: &Path) -> Result<CString, ShmError> {
     CString::new(path.as_os_str().as_bytes()).map_err(|_| {
         ShmError::io(
@@ -242,21 +254,18 @@ fn c_path(path: &Path) -> Result<CString, ShmError> {
 
 /// A file being made, under a temporary name in its final directory; removed on drop unless
 /// it was put in place.
-pub(crate) struct NewFile {
-    pub(crate) file: File,
+pub struct NewFile {
+    /// The file, open for reading and writing.
+    pub file: File,
     tmp: PathBuf,
     placed: bool,
 }
 
 impl NewFile {
     /// A new, empty file beside `path`, created exclusively (nothing followed, nothing
-    /// reused), with exactly `mode` and, if `owner` differs from this process's ids, given to
-    /// that user and group.
-    pub(crate) fn create(
-        path: &Path,
-        mode: u32,
-        owner: Option<(u32, u32)>,
-    ) -> Result<NewFile, ShmError> {
+    /// reused), with exactly `mode` and, if `owner` (uid, gid) differs from this process's
+    /// ids, given to that user and group.
+    pub fn create(path: &Path, mode: u32, owner: Option<(u32, u32)>) -> Result<NewFile, ShmError> {
         for attempt in 0..TEMP_TRIES {
             let tmp = temp_name(path, attempt);
             let opened = OpenOptions::new()
@@ -353,11 +362,23 @@ impl NewFile {
         }
     }
 
-    /// Puts the file at `path`, replacing what is there (a stale file of ours).
-    pub(crate) fn replace(mut self, path: &Path) -> Result<(), ShmError> {
+    /// The temporary name the file has until it is put in place.
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    /// Puts the file at `path`, replacing what is there (a stale file of ours), and syncs the
+    /// directory so that the new name survives a crash too.
+    pub fn replace(mut self, path: &Path) -> Result<(), ShmError> {
         std::fs::rename(&self.tmp, path).map_err(|e| ShmError::io("rename", Some(path), e))?;
         self.placed = true;
-        Ok(())
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| ShmError::io("fsync", Some(dir), e))
     }
 }
 

@@ -396,7 +396,7 @@
 
 mod cache;
 mod error;
-mod file;
+pub mod file;
 mod futex;
 mod hash;
 mod journal;

@@ -1,5 +1,5 @@
-//! The snapshot file, without trusting what is at its path: the same rules as the shared
-//! tier's snapshots (`peakcache-shm`).
+//! The snapshot file, without trusting what is at its path: the shared tier's own rules and
+//! code (`peakcache_shm::file`).
 //!
 //! - Read: the path is looked at (`lstat`) before it is opened, opened with `O_NOFOLLOW` (a
 //!   symbolic link is not followed) and `O_NONBLOCK` (a FIFO put there does not block), and
@@ -11,11 +11,12 @@
 
 use super::format::MAGIC;
 use super::SnapshotError;
-use std::fs::{File, Metadata, OpenOptions};
+use peakcache_shm::file::{self, NewFile};
+use peakcache_shm::ShmError;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 pub(super) fn io_error<'a>(
     op: &'static str,
@@ -28,76 +29,47 @@ pub(super) fn io_error<'a>(
     }
 }
 
-/// What a file is, in words.
-fn kind(md: &Metadata) -> &'static str {
-    let t = md.file_type();
-    if t.is_file() {
-        "regular file"
-    } else if t.is_symlink() {
-        "symbolic link"
-    } else if t.is_dir() {
-        "directory"
-    } else {
-        "special file"
+/// A refusal or failure of the shared tier's file rules, as a snapshot error about `path`.
+fn from_shm(path: &Path, e: ShmError) -> SnapshotError {
+    match e {
+        ShmError::Io {
+            op,
+            path: at,
+            source,
+        } => SnapshotError::Io {
+            op,
+            path: at.unwrap_or_else(|| path.to_path_buf()),
+            source,
+        },
+        ShmError::Refused {
+            kind,
+            uid,
+            gid,
+            mode,
+            reason,
+            ..
+        } => SnapshotError::Refused {
+            path: path.to_path_buf(),
+            reason: format!(
+                "a {kind} owned by uid {uid} (gid {gid}) with mode {mode:04o}: {reason}"
+            ),
+        },
+        e => SnapshotError::Refused {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        },
     }
 }
 
-/// This process's effective user.
-fn euid() -> u32 {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    unsafe { libc::geteuid() }
-}
-
-/// Whether a snapshot found at `path` may be restored: a regular file, owned by this process's
-/// user or root, that no other user may write.
-fn check_trust(path: &Path, md: &Metadata) -> Result<(), SnapshotError> {
-    let refused = |reason: String| SnapshotError::Refused {
-        path: path.to_path_buf(),
-        reason,
-    };
-    if !md.file_type().is_file() {
-        return Err(refused(format!(
-            "a snapshot must be a regular file, this is a {}",
-            kind(md)
-        )));
-    }
-    if md.uid() != euid() && md.uid() != 0 {
-        return Err(refused(format!(
-            "owned by uid {}: a snapshot must be owned by this process's user (uid {}) or \
-             root, since its pages would be served to every visitor",
-            md.uid(),
-            euid()
-        )));
-    }
-    if md.mode() & 0o022 != 0 {
-        return Err(refused(format!(
-            "mode {:o}: other users may write it, and its pages would be served to every \
-             visitor",
-            md.mode() & 0o7777
-        )));
-    }
-    Ok(())
-}
-
-/// Opens the snapshot at `path` for reading after checking what the path names and what was
-/// opened; returns it and its length.
+/// Opens the snapshot at `path` for reading as the shared tier opens its own (nothing followed,
+/// a regular file owned by this process's user or root that no other user may write: its pages
+/// would be served to every visitor); returns it and its length.
 pub(super) fn open_checked(path: &Path) -> Result<(File, u64), SnapshotError> {
-    match std::fs::symlink_metadata(path) {
-        Ok(md) => check_trust(path, &md)?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Err(SnapshotError::Missing(path.to_path_buf()))
-        }
-        Err(e) => return Err(io_error("stat", path)(e)),
-    }
-    let file = OpenOptions::new()
-        .read(true)
-        // Replaced by a symbolic link since: not followed (ELOOP); by a FIFO: not blocking.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
-        .open(path)
-        .map_err(io_error("open", path))?;
-    let md = file.metadata().map_err(io_error("fstat", path))?;
-    check_trust(path, &md)?;
-    Ok((file, md.len()))
+    let file = file::open_trusted(path)
+        .map_err(|e| from_shm(path, e))?
+        .ok_or_else(|| SnapshotError::Missing(path.to_path_buf()))?;
+    let len = file.metadata().map_err(io_error("fstat", path))?.len();
+    Ok((file, len))
 }
 
 /// Refuses to replace what is at `path` unless it is a regular file holding a proxy snapshot
@@ -111,7 +83,10 @@ pub(super) fn check_replaceable(path: &Path) -> Result<(), SnapshotError> {
     if !md.file_type().is_file() {
         return Err(SnapshotError::Refused {
             path: path.to_path_buf(),
-            reason: format!("a {} is there, not a snapshot: not replaced", kind(&md)),
+            reason: format!(
+                "a {} is there, not a snapshot: not replaced",
+                file::kind(&md)
+            ),
         });
     }
     if md.len() == 0 {
@@ -134,57 +109,13 @@ pub(super) fn check_replaceable(path: &Path) -> Result<(), SnapshotError> {
     Ok(())
 }
 
-/// A file being written under a temporary name beside its final path; removed unless renamed.
-pub(super) struct TempFile {
-    pub(super) file: File,
-    pub(super) path: PathBuf,
-    placed: bool,
+/// A new file beside `path` (exclusive, nothing followed, mode 0600), removed unless put in
+/// place with [`place`].
+pub(super) fn create_temp(path: &Path) -> Result<NewFile, SnapshotError> {
+    NewFile::create(path, 0o600, None).map_err(|e| from_shm(path, e))
 }
 
-impl TempFile {
-    /// A new file beside `path`, made exclusively (nothing followed or reused) with mode 0600.
-    pub(super) fn create(path: &Path) -> Result<TempFile, SnapshotError> {
-        static MADE: AtomicU64 = AtomicU64::new(0);
-        let mut name = path.as_os_str().to_owned();
-        name.push(format!(
-            ".tmp.{}.{}",
-            std::process::id(),
-            MADE.fetch_add(1, Ordering::Relaxed)
-        ));
-        let temp = PathBuf::from(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NOCTTY)
-            .open(&temp)
-            .map_err(io_error("create", &temp))?;
-        Ok(TempFile {
-            file,
-            path: temp,
-            placed: false,
-        })
-    }
-
-    /// Puts the file at `path` (replacing what is there) and syncs the directory, so that the
-    /// new name survives a crash too.
-    pub(super) fn rename_to(mut self, path: &Path) -> Result<(), SnapshotError> {
-        std::fs::rename(&self.path, path).map_err(io_error("rename", path))?;
-        self.placed = true;
-        let dir = match path.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d,
-            _ => Path::new("."),
-        };
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_error("fsync", dir))
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.placed {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
+/// Puts `temp` at `path` (replacing what is there) and syncs the directory.
+pub(super) fn place(temp: NewFile, path: &Path) -> Result<(), SnapshotError> {
+    temp.replace(path).map_err(|e| from_shm(path, e))
 }

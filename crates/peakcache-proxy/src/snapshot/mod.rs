@@ -33,7 +33,7 @@ pub mod format;
 
 use crate::handler::Proxy;
 use crate::stored::Cached;
-use file::{check_replaceable, io_error, open_checked, TempFile};
+use file::{check_replaceable, create_temp, io_error, open_checked, place};
 use format::{Header, Reader, Record, RecordWriter, RESPONSE, VARY};
 use peakcache_cluster::BusPosition;
 use peakcache_http::Vary;
@@ -289,18 +289,16 @@ pub async fn write_every(proxy: Arc<Proxy>, every: Duration) {
 fn write(proxy: &Proxy, path: &Path) -> Result<Written, SnapshotError> {
     let started = Instant::now();
     check_replaceable(path)?;
-    let temp = TempFile::create(path)?;
+    let temp = create_temp(path)?;
+    let at = temp.temp_path().to_path_buf();
     let mut out = BufWriter::with_capacity(BUFFER, &temp.file);
-    let (responses, varies) = write_to(&mut out, proxy).map_err(io_error("write", &temp.path))?;
+    let (responses, varies) = write_to(&mut out, proxy).map_err(io_error("write", &at))?;
     let file = out
         .into_inner()
-        .map_err(|e| io_error("write", &temp.path)(e.into_error()))?;
-    file.sync_all().map_err(io_error("fsync", &temp.path))?;
-    let bytes = file
-        .metadata()
-        .map_err(io_error("fstat", &temp.path))?
-        .len();
-    temp.rename_to(path)?;
+        .map_err(|e| io_error("write", &at)(e.into_error()))?;
+    file.sync_all().map_err(io_error("fsync", &at))?;
+    let bytes = file.metadata().map_err(io_error("fstat", &at))?.len();
+    place(temp, path)?;
     Ok(Written {
         responses,
         varies,
