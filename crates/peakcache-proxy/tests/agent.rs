@@ -3,16 +3,15 @@
 //! into as a worker would (through `peakcache-shm`), one redis-server per test on a free
 //! loopback port.
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use peakcache_cluster::testing::{RedisServer, Relay};
 use peakcache_shm::{Freshness, Lookup, PurgeMode, ShmCache};
-use std::convert::Infallible;
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -439,32 +438,18 @@ async fn an_agent_follows_a_region_the_host_replaced() {
 /// An origin that counts its requests.
 async fn start_origin() -> (Arc<AtomicU64>, String) {
     let count = Arc::new(AtomicU64::new(0));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let c = count.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let c = c.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req: Request<hyper::body::Incoming>| {
-                    let n = c.fetch_add(1, Ordering::SeqCst) + 1;
-                    async move {
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .header("cache-control", "max-age=60")
-                                .header("surrogate-key", "post:7")
-                                .body(Full::new(Bytes::from(format!("{} #{n}", req.uri().path()))))
-                                .unwrap(),
-                        )
-                    }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
+    let addr = common::serve_http(move |req: Request<hyper::body::Incoming>| {
+        let n = c.fetch_add(1, Ordering::SeqCst) + 1;
+        async move {
+            Response::builder()
+                .header("cache-control", "max-age=60")
+                .header("surrogate-key", "post:7")
+                .body(Full::new(Bytes::from(format!("{} #{n}", req.uri().path()))))
+                .unwrap()
         }
-    });
+    })
+    .await;
     (count, format!("http://{addr}"))
 }
 

@@ -1,17 +1,16 @@
 //! Three proxies in one cluster on a redis-server of their own (a free loopback port, no
 //! persistence), in front of one origin that counts its requests.
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use peakcache_cluster::testing::{RedisServer, Relay};
 use peakcache_proxy::{serve, Config, Proxy};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -57,24 +56,8 @@ impl Origin {
 
 async fn start_origin() -> (Arc<Origin>, String) {
     let origin = Arc::new(Origin::default());
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let o = origin.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = listener.accept().await.unwrap();
-            let o = o.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let o = o.clone();
-                    async move { Ok::<_, Infallible>(o.answer(req).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let addr = common::serve_http(move |req| o.clone().answer(req)).await;
     (origin, format!("http://{addr}"))
 }
 

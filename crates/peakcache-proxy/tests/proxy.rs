@@ -1,15 +1,14 @@
 //! The proxy end to end, on loopback, against a scripted origin that counts its requests.
 
+mod common;
+
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::server::conn::http1;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use peakcache_proxy::{serve, Config, Proxy};
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -137,24 +136,8 @@ struct Rig {
 
 async fn rig(tune: impl FnOnce(&mut Config)) -> Rig {
     let origin = Arc::new(Origin::default());
-    let olistener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let oaddr = olistener.local_addr().unwrap();
     let o = origin.clone();
-    tokio::spawn(async move {
-        loop {
-            let (stream, _) = olistener.accept().await.unwrap();
-            let o = o.clone();
-            tokio::spawn(async move {
-                let svc = service_fn(move |req| {
-                    let o = o.clone();
-                    async move { Ok::<_, Infallible>(o.answer(req).await) }
-                });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), svc)
-                    .await;
-            });
-        }
-    });
+    let oaddr = common::serve_http(move |req| o.clone().answer(req)).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (addr, admin_addr): (SocketAddr, SocketAddr) =
