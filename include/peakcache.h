@@ -1890,6 +1890,32 @@ peakcache_result peakcache_http_cache_status(const struct peakcache_http_policy 
                                              struct peakcache_buf **out);
 
 /**
+ * What moves with time in an answer from `entry` for `outcome` at `now_ms` (Unix milliseconds),
+ * in one call: the `Age` value in `*age_secs` (as `peakcache_http_age`), this cache's
+ * `Cache-Status` member in `status` (as `peakcache_http_cache_status` with `stored` false; `cap`
+ * bytes, no NUL; its length in `*status_len`), and in `*until_ms` the first instant after
+ * `now_ms` at which either may say something else: both hold from `now_ms` until then. For a
+ * host that keeps an answer between requests (nginx's memos) and renews these two fields
+ * when the clock passes `*until_ms`; nothing is allocated. `PEAKCACHE_ERR_TOO_LARGE` when the
+ * member needs more than `cap` bytes (`*status_len` then says how many);
+ * `PEAKCACHE_ERR_INVALID` for an entry without HTTP metadata or an unknown outcome.
+ *
+ * # Safety
+ * `policy` and `entry` must be NULL or live; `age_secs`, `until_ms` and `status_len` NULL or
+ * writable; `status` NULL or `cap` writable bytes.
+ */
+peakcache_result peakcache_http_clock(const struct peakcache_http_policy *policy,
+                                      uint32_t outcome,
+                                      uint16_t fwd_status,
+                                      const struct peakcache_entry *entry,
+                                      uint64_t now_ms,
+                                      uint64_t *age_secs,
+                                      uint64_t *until_ms,
+                                      uint8_t *status,
+                                      size_t cap,
+                                      size_t *status_len);
+
+/**
  * The `Age` of an entry at `now_ms` (Unix milliseconds) in `*secs`: its age when received plus
  * the time since (RFC 9111 §4.2.3), the value of the `Age` header to send.
  * `PEAKCACHE_ERR_INVALID` when the entry has no HTTP metadata.

@@ -64,6 +64,12 @@
 #define NGX_HTTP_PEAKCACHE_MEMO_BODY     (64 * 1024)
 #define NGX_HTTP_PEAKCACHE_MEMO_BYTES    (64 * 1024 * 1024)
 
+/*
+ * The longest Cache-Status member a memo keeps (a longer one, from a long
+ * peakcache_cache_name, is answered without the memo).
+ */
+#define NGX_HTTP_PEAKCACHE_STATUS_MAX    112
+
 
 /* $peakcache_status values */
 #define NGX_HTTP_PEAKCACHE_MISS          1
@@ -145,12 +151,12 @@ typedef struct {
  */
 typedef struct {
     ngx_uint_t                     fwd_status;
-    uint64_t                       valid_from;    /* Unix ms */
+    uint64_t                       valid_from;    /* Unix ms; 0: never set */
     uint64_t                       valid_until;
-    peakcache_buf                 *cache_status;
-    ngx_str_t                      status_value;  /* in cache_status */
     size_t                         age_len;
+    size_t                         status_len;
     u_char                         age[NGX_INT64_LEN];
+    u_char                         status[NGX_HTTP_PEAKCACHE_STATUS_MAX];
 } ngx_http_peakcache_clock_t;
 
 
@@ -170,8 +176,6 @@ typedef struct {
     peakcache_http_policy         *policy;
     peakcache_http_headers        *headers;
     size_t                         body_len;
-    uint64_t                       boundary;      /* Unix ms the Age changed */
-    ngx_http_peakcache_clock_t     clock[4];      /* see clock_slot */
     ngx_uint_t                     status;
     ngx_uint_t                     nelts;
     ngx_table_elt_t               *elts;
@@ -186,6 +190,7 @@ typedef struct {
     ngx_int_t                      content_encoding;
     ngx_int_t                      age;
     ngx_int_t                      cache_status;  /* this cache's, the last */
+    ngx_http_peakcache_clock_t     clock[4];      /* see clock_slot */
 } ngx_http_peakcache_memo_t;
 
 
@@ -344,13 +349,6 @@ static ngx_http_peakcache_clock_t *ngx_http_peakcache_memo_clock(
     ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, ngx_uint_t fwd_status,
     uint64_t now);
 static ngx_uint_t ngx_http_peakcache_clock_slot(ngx_uint_t outcome);
-static peakcache_buf *ngx_http_peakcache_cache_status(
-    ngx_http_peakcache_memo_t *m, ngx_uint_t outcome, ngx_uint_t fwd_status,
-    uint64_t at);
-static uint64_t ngx_http_peakcache_age_until(ngx_http_peakcache_memo_t *m,
-    uint64_t now, uint64_t age);
-static ngx_uint_t ngx_http_peakcache_age_is(peakcache_entry *entry,
-    uint64_t at, uint64_t age);
 static void ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
     const peakcache_http_header *items, size_t n);
 static ngx_int_t ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
@@ -2354,8 +2352,8 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
 
     h = &m->elts[m->cache_status];
 
-    if (h->value.len != c->status_value.len
-        || ngx_strncmp(h->value.data, c->status_value.data, h->value.len) != 0)
+    if (h->value.len != c->status_len
+        || ngx_strncmp(h->value.data, c->status, c->status_len) != 0)
     {
         ngx_http_peakcache_memo_release(m);
         return NULL;
@@ -2368,22 +2366,21 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
 /*
  * The Age and Cache-Status of a memoized answer for `outcome` (a hit, a
  * waiter's hit, a stale hit) and `fwd_status` at `now`, from the HTTP layer,
- * kept until the entry's Age changes; NULL if the HTTP layer could not say.
+ * kept as long as it says they hold; NULL if it could not say (or the member
+ * is longer than a clock keeps).
  */
 
 static ngx_http_peakcache_clock_t *
 ngx_http_peakcache_memo_clock(ngx_http_peakcache_memo_t *m,
     ngx_uint_t outcome, ngx_uint_t fwd_status, uint64_t now)
 {
-    size_t                       len, last_len;
+    size_t                       len;
     uint64_t                     age, until;
-    peakcache_buf               *buf, *last;
-    const uint8_t               *data, *last_data;
     ngx_http_peakcache_clock_t  *c;
 
     c = &m->clock[ngx_http_peakcache_clock_slot(outcome)];
 
-    if (c->cache_status
+    if (c->valid_from
         && c->fwd_status == fwd_status
         && now >= c->valid_from
         && now < c->valid_until)
@@ -2391,47 +2388,17 @@ ngx_http_peakcache_memo_clock(ngx_http_peakcache_memo_t *m,
         return c;
     }
 
-    if (peakcache_http_age(m->entry, now, &age) != PEAKCACHE_OK) {
-        return NULL;
-    }
+    c->valid_from = 0;
 
-    until = ngx_http_peakcache_age_until(m, now, age);
-
-    buf = ngx_http_peakcache_cache_status(m, outcome, fwd_status, now);
-
-    if (buf == NULL || peakcache_buf_data(buf, &data, &len) != PEAKCACHE_OK) {
-        peakcache_buf_free(buf);
-        return NULL;
-    }
-
-    if (outcome == PEAKCACHE_HTTP_STALE
-        || outcome == PEAKCACHE_HTTP_STALE_IF_ERROR)
+    if (peakcache_http_clock(m->policy, (uint32_t) outcome,
+                             (uint16_t) fwd_status, m->entry, now, &age,
+                             &until, c->status, sizeof(c->status), &len)
+        != PEAKCACHE_OK)
     {
-        /*
-         * A stale answer names who granted it (the origin's window, then
-         * the operator's grace), which may change within the second: kept
-         * for the second only when it says the same at its end.
-         */
-
-        last = ngx_http_peakcache_cache_status(m, outcome, fwd_status,
-                                               until - 1);
-
-        if (last == NULL
-            || peakcache_buf_data(last, &last_data, &last_len) != PEAKCACHE_OK
-            || last_len != len
-            || ngx_memcmp(last_data, data, len) != 0)
-        {
-            until = now + 1;
-        }
-
-        peakcache_buf_free(last);
+        return NULL;
     }
 
-    peakcache_buf_free(c->cache_status);
-
-    c->cache_status = buf;
-    c->status_value.data = (u_char *) data;
-    c->status_value.len = len;
+    c->status_len = len;
     c->age_len = ngx_sprintf(c->age, "%uL", age) - c->age;
     c->fwd_status = fwd_status;
     c->valid_from = now;
@@ -2463,98 +2430,13 @@ ngx_http_peakcache_clock_slot(ngx_uint_t outcome)
 }
 
 
-/* this cache's Cache-Status member for the memo's entry at `at`, or NULL */
-
-static peakcache_buf *
-ngx_http_peakcache_cache_status(ngx_http_peakcache_memo_t *m,
-    ngx_uint_t outcome, ngx_uint_t fwd_status, uint64_t at)
-{
-    peakcache_buf  *buf;
-
-    buf = NULL;
-
-    if (peakcache_http_cache_status(m->policy, (uint32_t) outcome,
-                                    (uint16_t) fwd_status, 0, m->entry, at,
-                                    &buf)
-        != PEAKCACHE_OK)
-    {
-        peakcache_buf_free(buf);
-        return NULL;
-    }
-
-    return buf;
-}
-
-
-/*
- * The first instant after `now` (Unix ms) at which the entry's Age is no
- * longer `age`, or a second on when it stays so long.  The Age grows by a
- * second every 1000 ms once it grows (RFC 9111 section 4.2.3), so the instant
- * found once gives the next ones; each is checked with the HTTP layer, and
- * searched for again when it does not hold.
- */
-
-static uint64_t
-ngx_http_peakcache_age_until(ngx_http_peakcache_memo_t *m, uint64_t now,
-    uint64_t age)
-{
-    uint64_t  lo, hi, mid;
-
-    if (m->boundary && now >= m->boundary) {
-        hi = m->boundary + ((now - m->boundary) / 1000 + 1) * 1000;
-
-        if (ngx_http_peakcache_age_is(m->entry, hi - 1, age)
-            && !ngx_http_peakcache_age_is(m->entry, hi, age))
-        {
-            return hi;
-        }
-    }
-
-    lo = now;
-    hi = now + 1000;
-
-    if (ngx_http_peakcache_age_is(m->entry, hi, age)) {
-        return hi + 1;
-    }
-
-    while (hi - lo > 1) {
-        mid = lo + (hi - lo) / 2;
-
-        if (ngx_http_peakcache_age_is(m->entry, mid, age)) {
-            lo = mid;
-
-        } else {
-            hi = mid;
-        }
-    }
-
-    m->boundary = hi;
-
-    return hi;
-}
-
-
-static ngx_uint_t
-ngx_http_peakcache_age_is(peakcache_entry *entry, uint64_t at, uint64_t age)
-{
-    uint64_t  a;
-
-    return peakcache_http_age(entry, at, &a) == PEAKCACHE_OK && a == age;
-}
-
-
 static void
 ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m)
 {
-    ngx_uint_t  i;
-
     if (--m->refs) {
         return;
     }
 
-    for (i = 0; i < sizeof(m->clock) / sizeof(m->clock[0]); i++) {
-        peakcache_buf_free(m->clock[i].cache_status);
-    }
     peakcache_http_headers_free(m->headers);
     peakcache_entry_free(m->entry);
     ngx_free(m);
@@ -4106,7 +3988,7 @@ ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
     ngx_str_null(&status);
 
     if (c) {
-        p = ngx_pnalloc(r->pool, c->age_len + c->status_value.len);
+        p = ngx_pnalloc(r->pool, c->age_len + c->status_len);
         if (p == NULL) {
             return NGX_ERROR;
         }
@@ -4116,8 +3998,8 @@ ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
         p = ngx_cpymem(p, c->age, c->age_len);
 
         status.data = p;
-        status.len = c->status_value.len;
-        ngx_memcpy(p, c->status_value.data, status.len);
+        status.len = c->status_len;
+        ngx_memcpy(p, c->status, status.len);
     }
 
     list = &r->headers_out.headers;

@@ -730,6 +730,67 @@ static void cache_status_names_every_outcome(void) {
     peakcache_http_policy_free(p);
 }
 
+/* What a host that keeps answers (nginx's memos) renews, and until when it holds. */
+static void the_clock_says_until_when_age_and_cache_status_hold(void) {
+    peakcache_http_config cfg;
+    CHECK_OK(peakcache_http_config_default(&cfg));
+    cfg.cache_name = (peakcache_bytes)S("edge");
+    cfg.grace_sie_ms = 3600000;
+    peakcache_http_policy *p = new_policy(&cfg);
+    peakcache_cache *cache = new_cache(0, 0, 0);
+    peakcache_http_header rh[] = {HDR("host", "shop.example")};
+    peakcache_http_request req = request("GET", "/", rh, 1);
+    /* received 0.3 s old: its Age turns at T0 + 700, + 1700, ... */
+    peakcache_http_header h[] = {HDR("cache-control", "max-age=60, stale-if-error=100"),
+                                 HDR("age", "0")};
+    peakcache_http_response_head resp = head(200, h, 2);
+    peakcache_http_decision d;
+    CHECK_OK(peakcache_http_on_response(p, &req, &resp, T0 - 300, T0, &d));
+    peakcache_entry *e = commit(cache, "k", &d, "x");
+    peakcache_http_store_free(d.store);
+
+    uint64_t age = 0, until = 0, a2 = 0;
+    uint8_t status[64];
+    size_t len = 0;
+    CHECK_OK(peakcache_http_clock(p, PEAKCACHE_HTTP_HIT, 0, e, T0 + 18000, &age, &until, status,
+                                  sizeof(status), &len));
+    CHECK(age == 18 && until == T0 + 18700);
+    CHECK(len == strlen("edge; hit; ttl=42") && memcmp(status, "edge; hit; ttl=42", len) == 0);
+    /* the same as the HTTP layer's own answer, up to the instant named and not after */
+    CHECK_OK(peakcache_http_age(e, until - 1, &a2));
+    CHECK(a2 == 18);
+    CHECK_OK(peakcache_http_age(e, until, &a2));
+    CHECK(a2 == 19);
+    peakcache_buf *buf = NULL;
+    CHECK_OK(peakcache_http_cache_status(p, PEAKCACHE_HTTP_HIT, 0, false, e, until - 1, &buf));
+    CHECK(buf_is(buf, "edge; hit; ttl=42"));
+
+    /* Stale, granted by the origin until 100 s past its freshness, then by the operator's
+       grace: within the second where that changes, it holds for a millisecond only. */
+    CHECK_OK(peakcache_http_clock(p, PEAKCACHE_HTTP_STALE_IF_ERROR, 503, e, T0 + 150000, &age,
+                                  &until, status, sizeof(status), &len));
+    CHECK(age == 150 && until == T0 + 150700);
+    CHECK(len == strlen("edge; fwd=stale; fwd-status=503; ttl=-90; detail=stale-if-error"));
+    CHECK_OK(peakcache_http_clock(p, PEAKCACHE_HTTP_STALE_IF_ERROR, 503, e, T0 + 159700, &age,
+                                  &until, status, sizeof(status), &len));
+    CHECK(age == 160 && until == T0 + 159701);
+    CHECK(memcmp(status, "edge; fwd=stale; fwd-status=503; ttl=-100; detail=stale-if-error",
+                 len) == 0);
+    CHECK_OK(peakcache_http_clock(p, PEAKCACHE_HTTP_STALE_IF_ERROR, 503, e, T0 + 159900, &age,
+                                  &until, status, sizeof(status), &len));
+    CHECK(memcmp(status, "edge; fwd=stale; fwd-status=503; ttl=-100; detail=grace-if-error",
+                 len) == 0);
+
+    /* Too small a buffer: nothing written into it, the length it needs said. */
+    memset(status, 'z', sizeof(status));
+    CHECK_RC(peakcache_http_clock(p, PEAKCACHE_HTTP_HIT, 0, e, T0, &age, &until, status, 8, &len),
+             PEAKCACHE_ERR_TOO_LARGE);
+    CHECK(len == strlen("edge; hit; ttl=60") && status[0] == 'z');
+    peakcache_entry_free(e);
+    peakcache_cache_free(cache);
+    peakcache_http_policy_free(p);
+}
+
 static void misuse_gives_codes_not_crashes(void) {
     peakcache_http_policy *p = new_policy(NULL);
     peakcache_http_header rh[] = {HDR("host", "shop.example")};
@@ -758,6 +819,8 @@ static void misuse_gives_codes_not_crashes(void) {
     CHECK_RC(peakcache_http_store_vary(NULL, NULL, NULL), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_http_serve(p, &ok, NULL, PEAKCACHE_HTTP_HIT, 0, T0, &a), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_http_age(NULL, T0, &secs), PEAKCACHE_ERR_NULL);
+    CHECK_RC(peakcache_http_clock(p, PEAKCACHE_HTTP_HIT, 0, NULL, T0, &secs, &secs, NULL, 0, NULL),
+             PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_http_cache_status(NULL, PEAKCACHE_HTTP_HIT, 0, false, NULL, T0, &buf), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_http_revalidation_headers(p, NULL, &hl), PEAKCACHE_ERR_NULL);
     CHECK_RC(peakcache_http_invalidations(p, &ok, &resp, NULL), PEAKCACHE_ERR_NULL);
@@ -847,6 +910,10 @@ static void misuse_gives_codes_not_crashes(void) {
     CHECK(meta_len == 10 && memcmp(meta, "host's own", 10) == 0);
     CHECK_RC(peakcache_http_serve(p, &ok, f.entry, PEAKCACHE_HTTP_HIT, 0, T0, &a), PEAKCACHE_ERR_INVALID);
     CHECK_RC(peakcache_http_age(f.entry, T0, &secs), PEAKCACHE_ERR_INVALID);
+    size_t len = 5;
+    CHECK_RC(peakcache_http_clock(p, PEAKCACHE_HTTP_HIT, 0, f.entry, T0, &secs, &secs, NULL, 0,
+                                  &len), PEAKCACHE_ERR_INVALID);
+    CHECK(len == 5);
     CHECK(!peakcache_http_stale_if_error(f.entry, T0));
     CHECK_RC(peakcache_http_cache_status(p, PEAKCACHE_HTTP_HIT, 0, false, f.entry, T0, &buf), PEAKCACHE_ERR_INVALID);
     CHECK_RC(peakcache_http_cache_status(p, 77, 0, false, NULL, T0, &buf), PEAKCACHE_ERR_INVALID);
@@ -871,6 +938,7 @@ int main(void) {
     RUN(request_directives_apply_only_when_honoured);
     RUN(a_post_invalidates_the_target_and_its_location);
     RUN(cache_status_names_every_outcome);
+    RUN(the_clock_says_until_when_age_and_cache_status_hold);
     RUN(misuse_gives_codes_not_crashes);
     return summary("test_http");
 }

@@ -164,7 +164,12 @@ pub fn current_age(
 
 /// The `Age` header value for an age: whole seconds, capped at 2^31 (RFC 9111 §5.1, §1.2.2).
 pub fn age_header_value(age: Duration) -> HeaderValue {
-    HeaderValue::from(age.as_secs().min(u64::from(DELTA_SECONDS_MAX)))
+    HeaderValue::from(age_secs(age))
+}
+
+/// The number an `Age` header says for an age: whole seconds, capped at 2^31.
+pub fn age_secs(age: Duration) -> u64 {
+    age.as_secs().min(u64::from(DELTA_SECONDS_MAX))
 }
 
 #[cfg(test)]

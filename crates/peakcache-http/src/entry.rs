@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use http::HeaderValue;
 
-use crate::age::{age_header_value, current_age};
+use crate::age::{age_header_value, age_secs, current_age};
 use crate::config::StaleWindows;
 
 /// The kind of stale serving being considered.
@@ -54,6 +54,11 @@ impl EntryMeta {
         age_header_value(self.current_age(now))
     }
 
+    /// [`age_header`](Self::age_header) as a number: whole seconds, capped at 2^31.
+    pub fn age_secs(&self, now: SystemTime) -> u64 {
+        age_secs(self.current_age(now))
+    }
+
     /// True while `current_age < lifetime` (RFC 9111 §4.2).
     pub fn is_fresh(&self, now: SystemTime) -> bool {
         self.current_age(now) < self.lifetime
@@ -75,6 +80,19 @@ impl EntryMeta {
         } else {
             -clamp(age - life)
         }
+    }
+
+    /// The first instant after `now` at which [`age_header`](Self::age_header) or
+    /// [`ttl_secs`](Self::ttl_secs) says something else: the next whole second of
+    /// `current_age` (which grows with the time resident in the cache, and stands still at the
+    /// initial age before `response_time`). Both say the same from `now` until then. `None`
+    /// past the representable time.
+    pub fn age_changes_at(&self, now: SystemTime) -> Option<SystemTime> {
+        let next = Duration::from_secs(self.current_age(now).as_secs().checked_add(1)?);
+        // current_age(t) = initial_age + (t - response_time) reaches `next` here; `next` is
+        // above the initial age, so the instant is past `now` and past `response_time`.
+        self.response_time
+            .checked_add(next.checked_sub(self.initial_age)?)
     }
 
     /// Whether, and by whom, serving this response stale in the `kind` way is allowed at
@@ -136,6 +154,48 @@ mod tests {
         assert!(!m.is_fresh(t(50)));
         assert_eq!(m.ttl_secs(t(55)), -5);
         assert_eq!(m.staleness(t(55)), Duration::from_secs(5));
+    }
+
+    #[test]
+    fn age_changes_at_the_next_whole_second_of_current_age() {
+        let ms = Duration::from_millis;
+        // stored at t(0) with an initial age of 10.3 s: Age 10 until t(0) + 0.7 s
+        let m = EntryMeta {
+            initial_age: ms(10_300),
+            ..meta()
+        };
+        assert_eq!(m.age_changes_at(t(0)), Some(t(0) + ms(700)));
+        assert_eq!(m.age_changes_at(t(0) + ms(699)), Some(t(0) + ms(700)));
+        assert_eq!(m.age_changes_at(t(0) + ms(700)), Some(t(0) + ms(1700)));
+        assert_eq!(m.age_changes_at(t(31) + ms(800)), Some(t(32) + ms(700)));
+        // before the response time (a clock stepped back) the age stands still until then
+        assert_eq!(m.age_changes_at(t(0) - ms(5000)), Some(t(0) + ms(700)));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn age_and_ttl_stay_until_age_changes_at_and_change_there(
+            initial_ms in 0u64..10_000_000,
+            lifetime_s in 0u64..100_000,
+            stored_ms in 0u64..10_000_000,
+            now_ms in 0u64..20_000_000,
+        ) {
+            let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+            let m = EntryMeta {
+                response_time: base + Duration::from_millis(stored_ms),
+                initial_age: Duration::from_millis(initial_ms),
+                lifetime: Duration::from_secs(lifetime_s),
+                ..meta()
+            };
+            let now = base + Duration::from_millis(now_ms);
+            let at = m.age_changes_at(now).unwrap();
+            proptest::prop_assert!(at > now);
+            let just_before = at - Duration::from_nanos(1);
+            proptest::prop_assert_eq!(m.age_header(just_before), m.age_header(now));
+            proptest::prop_assert_eq!(m.ttl_secs(just_before), m.ttl_secs(now));
+            proptest::prop_assert_ne!(m.age_header(at), m.age_header(now));
+            proptest::prop_assert_ne!(m.ttl_secs(at), m.ttl_secs(now));
+        }
     }
 
     #[test]

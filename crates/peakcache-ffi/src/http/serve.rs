@@ -9,7 +9,7 @@ use crate::abi;
 use crate::bytes::{arg, writable};
 use crate::entry::peakcache_entry;
 use crate::panic::{boundary_or, try_boundary};
-use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID};
+use crate::result::{fail, peakcache_result, PEAKCACHE_ERR_INVALID, PEAKCACHE_ERR_TOO_LARGE};
 use crate::stats::peakcache_buf;
 use peakcache_http::{CacheStatus, ConditionalAnswer, EntryMeta, Fwd, Policy, Reuse, StaleUse};
 use std::ptr::null_mut;
@@ -173,6 +173,131 @@ pub unsafe extern "C" fn peakcache_http_cache_status(
     })
 }
 
+/// What moves with time in an answer from `entry` for `outcome` at `now_ms` (Unix milliseconds),
+/// in one call: the `Age` value in `*age_secs` (as `peakcache_http_age`), this cache's
+/// `Cache-Status` member in `status` (as `peakcache_http_cache_status` with `stored` false; `cap`
+/// bytes, no NUL; its length in `*status_len`), and in `*until_ms` the first instant after
+/// `now_ms` at which either may say something else: both hold from `now_ms` until then. For a
+/// host that keeps an answer between requests (nginx's memos) and renews these two fields
+/// when the clock passes `*until_ms`; nothing is allocated. `PEAKCACHE_ERR_TOO_LARGE` when the
+/// member needs more than `cap` bytes (`*status_len` then says how many);
+/// `PEAKCACHE_ERR_INVALID` for an entry without HTTP metadata or an unknown outcome.
+///
+/// # Safety
+/// `policy` and `entry` must be NULL or live; `age_secs`, `until_ms` and `status_len` NULL or
+/// writable; `status` NULL or `cap` writable bytes.
+#[no_mangle]
+pub unsafe extern "C" fn peakcache_http_clock(
+    policy: *const peakcache_http_policy,
+    outcome: u32,
+    fwd_status: u16,
+    entry: *const peakcache_entry,
+    now_ms: u64,
+    age_secs: *mut u64,
+    until_ms: *mut u64,
+    status: *mut u8,
+    cap: usize,
+    status_len: *mut usize,
+) -> peakcache_result {
+    try_boundary(|| {
+        // SAFETY: the caller promises a live policy and entry.
+        let p = &unsafe { arg(policy, "policy") }?.policy;
+        let (_, meta) = unsafe { entry_meta(entry) }?;
+        let outcome = peakcache_http_outcome::from_u32(outcome)?;
+        let (age_out, until_out) = (
+            writable(age_secs, "age_secs")?,
+            writable(until_ms, "until_ms")?,
+        );
+        let len_out = writable(status_len, "status_len")?;
+        let now = unix_ms(now_ms);
+        let member = |at| cache_status(p, outcome, fwd_status, false, Some(&meta), at);
+        let text = MemberText::of(&member(now));
+        let len = text.bytes().len();
+        // The first whole millisecond at or after the Age's next change.
+        let mut until = meta
+            .age_changes_at(now)
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map_or(u64::MAX, |d| {
+                let ms = d.as_millis().min(u128::from(u64::MAX)) as u64;
+                if d.subsec_nanos() % 1_000_000 == 0 {
+                    ms
+                } else {
+                    ms.saturating_add(1)
+                }
+            });
+        if matches!(
+            outcome,
+            peakcache_http_outcome::PEAKCACHE_HTTP_STALE
+                | peakcache_http_outcome::PEAKCACHE_HTTP_STALE_IF_ERROR
+        ) {
+            // Who granted a stale answer may change within the second (the origin's window,
+            // then the operator's grace): held for the second only if it says the same at
+            // its last millisecond.
+            if MemberText::of(&member(unix_ms(until.saturating_sub(1)))).bytes() != text.bytes() {
+                until = now_ms.saturating_add(1);
+            }
+        }
+        // SAFETY: all three checked non-NULL; the caller promises them writable.
+        unsafe {
+            len_out.write(len);
+            age_out.write(meta.age_secs(now));
+            until_out.write(until);
+        }
+        if len > cap {
+            return Err(fail(
+                PEAKCACHE_ERR_TOO_LARGE,
+                format_args!("the Cache-Status member needs {len} bytes, {cap} given"),
+            ));
+        }
+        let status = writable(status, "status")?;
+        // SAFETY: the caller promises `cap` writable bytes at `status`; len <= cap.
+        unsafe { std::ptr::copy_nonoverlapping(text.bytes().as_ptr(), status, len) };
+        Ok(())
+    })
+}
+
+/// A `Cache-Status` member as text: on the stack (no allocation) when it fits in
+/// `MEMBER_STACK` bytes, else on the heap.
+struct MemberText {
+    stack: [u8; MEMBER_STACK],
+    len: usize,
+    heap: Option<String>,
+}
+
+const MEMBER_STACK: usize = 256;
+
+impl std::fmt::Write for MemberText {
+    /// Appends to the stack buffer; an error once it is full.
+    fn write_str(&mut self, t: &str) -> std::fmt::Result {
+        let end = self.len + t.len();
+        let room = self.stack.get_mut(self.len..end).ok_or(std::fmt::Error)?;
+        room.copy_from_slice(t.as_bytes());
+        self.len = end;
+        Ok(())
+    }
+}
+
+impl MemberText {
+    fn of(s: &CacheStatus) -> Self {
+        let mut m = MemberText {
+            stack: [0; MEMBER_STACK],
+            len: 0,
+            heap: None,
+        };
+        if std::fmt::write(&mut m, format_args!("{s}")).is_err() {
+            m.heap = Some(s.to_string());
+        }
+        m
+    }
+
+    fn bytes(&self) -> &[u8] {
+        match &self.heap {
+            Some(h) => h.as_bytes(),
+            None => &self.stack[..self.len],
+        }
+    }
+}
+
 /// The `Age` of an entry at `now_ms` (Unix milliseconds) in `*secs`: its age when received plus
 /// the time since (RFC 9111 §4.2.3), the value of the `Age` header to send.
 /// `PEAKCACHE_ERR_INVALID` when the entry has no HTTP metadata.
@@ -197,12 +322,7 @@ pub unsafe extern "C" fn peakcache_http_age(
 
 /// The `Age` header value the HTTP layer sends for `meta` at `now_ms`, as a number.
 pub(super) fn age_secs(meta: &EntryMeta, now_ms: u64) -> u64 {
-    // It is decimal digits.
-    let value = meta.age_header(unix_ms(now_ms));
-    std::str::from_utf8(value.as_bytes())
-        .ok()
-        .and_then(|t| t.parse::<u64>().ok())
-        .unwrap_or(0)
+    meta.age_secs(unix_ms(now_ms))
 }
 
 /// Whether `entry` may be served, stale, in place of an origin error at `now_ms` (Unix
