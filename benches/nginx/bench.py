@@ -18,6 +18,11 @@ Scenarios (each comparison run `--rounds` times in this one process; best and sp
           Both also as requests per second of the nginx workers' CPU (user + system time of
           the workers over the run, from /proc): wrk shares the machine's two cores, so req/s
           is bounded by the client; this figure is what a request costs the server alone.
+          The client's own CPU per request (wrk's user + system time) is reported beside it,
+          and how wrk's 64 connections were spread over the workers: the three servers listen
+          with `reuseport`, so the kernel spreads a run's connections by their addresses;
+          without it whichever worker wakes first takes them (from 64/0 to 32/32 from run to
+          run, moving req/s by up to a quarter).
   spike   cold spike: 200 clients at once on one new key, origin answers in 100 ms. The client
           records every request (connections opened first; latency from just before the
           request's write to the arrival of its last bytes, as the kernel stamps them with
@@ -44,6 +49,7 @@ import http.client
 import http.server
 import os
 import re
+import resource
 import selectors
 import shutil
 import signal
@@ -92,7 +98,7 @@ http {{
     upstream origin {{ server 127.0.0.1:{origin}; keepalive 64; }}
 
     server {{
-        listen 127.0.0.1:{p_peak} backlog=4096;
+        listen 127.0.0.1:{p_peak} backlog=4096 reuseport;
         location / {{
             peakcache main;
             proxy_http_version 1.1;
@@ -102,7 +108,7 @@ http {{
         }}
     }}
     server {{
-        listen 127.0.0.1:{p_pc} backlog=4096;
+        listen 127.0.0.1:{p_pc} backlog=4096 reuseport;
         location / {{
             proxy_cache pc;
             proxy_cache_lock on;
@@ -117,7 +123,7 @@ http {{
         }}
     }}
     server {{
-        listen 127.0.0.1:{p_ret} backlog=4096;
+        listen 127.0.0.1:{p_ret} backlog=4096 reuseport;
         location / {{ return 200 "hello\\n"; }}
     }}
 }}
@@ -268,22 +274,31 @@ end
 
 
 class Wrk:
-    def __init__(self, tmp):
+    def __init__(self, tmp, workers=None):
         self.tmp = tmp
         self.n = 0
+        self.workers = workers  # the nginx worker pids, to see how connections spread
 
     def run(self, port, duration, lua="", path="/", conns=64):
         self.n += 1
         script = os.path.join(self.tmp, "s%d.lua" % self.n)
         with open(script, "w") as f:
             f.write(lua + LUA_DONE)
-        out = subprocess.run(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "-s", script,
-                              "http://127.0.0.1:%d%s" % (port, path)],
-                             capture_output=True, text=True, timeout=duration + 30).stdout
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        proc = subprocess.Popen(["wrk", "-t1", "-c%d" % conns, "-d%ds" % duration, "-s", script,
+                                 "http://127.0.0.1:%d%s" % (port, path)],
+                                stdout=subprocess.PIPE, text=True)
+        spread = None
+        if self.workers and duration >= 2:
+            time.sleep(1)
+            spread = connection_spread(port, self.workers)
+        out = proc.communicate(timeout=duration + 30)[0]
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
         m = re.search(r"Requests/sec:\s+([\d.]+)", out)
         b = re.search(r"BENCH requests=(\d+) non2xx=(\d+) errors=(\d+) max_us=(\d+) "
                       r"p999_us=(\d+) p99_us=(\d+)", out)
-        r = dict(rps=float(m.group(1)) if m else 0.0)
+        r = dict(rps=float(m.group(1)) if m else 0.0, client_cpu=client_cpu, spread=spread)
         if b:
             r.update(requests=int(b.group(1)), non2xx=int(b.group(2)), errors=int(b.group(3)),
                      max_ms=int(b.group(4)) / 1000.0, p999_ms=int(b.group(5)) / 1000.0,
@@ -391,6 +406,18 @@ def gaps(times):
     return [b - a for a, b in zip(times, times[1:])]
 
 
+def connection_spread(port, pids):
+    """How many of the connections established to `port` each worker in `pids` holds, most
+    first (from `ss`); None when ss is missing."""
+    try:
+        out = subprocess.run(["ss", "-tnpH", "state", "established", "sport", "= :%d" % port],
+                             capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    held = [len(re.findall(r"pid=%s," % pid, out)) for pid in pids]
+    return sorted(held, reverse=True)
+
+
 def worker_pids(master):
     """The worker processes nginx's master `master` runs (for `auto`; its cache manager and
     loader are not workers)."""
@@ -480,10 +507,13 @@ def main():
             raise SystemExit("nginx did not start: see " + prefix + "/error.log")
         pids = worker_pids(proc.pid)
         workers = len(pids)
+        wrk.workers = pids
 
         def throughput(label, path, lua):
             res = {s: [] for s in SYSTEMS}
             per_cpu = {s: [] for s in SYSTEMS}
+            client = {s: [] for s in SYSTEMS}
+            spreads = {s: [] for s in SYSTEMS}
             for _ in range(args.rounds):
                 for s in SYSTEMS:
                     c0 = cpu_seconds(pids)
@@ -491,6 +521,8 @@ def main():
                     used = cpu_seconds(pids) - c0
                     res[s].append(w["rps"])
                     per_cpu[s].append(w.get("requests", 0) / max(used, 1e-3))
+                    client[s].append(1e6 * w["client_cpu"] / max(w.get("requests", 0), 1))
+                    spreads[s].append("/".join(map(str, w["spread"] or ["?"])))
             b = {s: best_spread(v) for s, v in res.items()}
             c = {s: best_spread(v) for s, v in per_cpu.items()}
             rows.append((label + ", requests per second of the workers' CPU",
@@ -501,6 +533,11 @@ def main():
                          "%s; what the client and the rest of the machine take is not in it."
                          % (label, ", ".join("%s %.1f us" % (s, 1e6 / max(c[s][0], 1))
                                              for s in SYSTEMS)))
+            notes.append("%s: the client's (wrk's) own CPU per request, round by round: %s; wrk's "
+                         "connections per worker: %s." % (
+                             label, "; ".join("%s %s us" % (s, " ".join("%.1f" % v for v in client[s]))
+                                              for s in SYSTEMS),
+                             "; ".join("%s %s" % (s, " ".join(spreads[s])) for s in SYSTEMS)))
             notes.append("%s, peakcache / return 200 round by round: %s; peakcache / proxy_cache: "
                          "%s" % (label, " ".join("%.3f" % (p / max(c, 1)) for p, c in
                                                  zip(res["peakcache"], res["return 200"])),
