@@ -146,8 +146,7 @@ typedef struct {
 /*
  * What moves with time in a memoized answer: its Age and this cache's
  * Cache-Status member (for one outcome and upstream status), the same from
- * valid_from until valid_until, at most until the next instant the entry's
- * Age in whole seconds changes.
+ * valid_from until valid_until, as the HTTP layer says (peakcache_http_clock).
  */
 typedef struct {
     ngx_uint_t                     fwd_status;
@@ -162,10 +161,11 @@ typedef struct {
 
 /*
  * The headers of an answer from an entry, ready for r->headers_out: the
- * strings point into `headers` (the HTTP layer's list).  Memoized ones are
- * counted (the memo table's reference, and one per request using it), keep
- * the clocks of a hit's and a waiter's answer, and are found by the key
- * their entry was stored under.
+ * strings point into the HTTP layer's list (held by the request's pool) or,
+ * memoized, into the memo's own allocation.  Memoized ones are counted (the
+ * memo table's reference, and one per request using it), keep the clocks of
+ * a hit's and a waiter's answer, and are found by the key their entry was
+ * stored under.
  */
 typedef struct {
     ngx_uint_t                     refs;
@@ -174,7 +174,6 @@ typedef struct {
     uint64_t                       id;            /* peakcache_entry_id */
     peakcache_entry               *entry;
     peakcache_http_policy         *policy;
-    peakcache_http_headers        *headers;
     size_t                         body_len;
     ngx_uint_t                     status;
     ngx_uint_t                     nelts;
@@ -2275,9 +2274,11 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry, uint64_t id,
     uint64_t now)
 {
-    size_t                        n;
+    u_char                       *p;
+    size_t                        i, n, strings;
     peakcache_result              rc;
     peakcache_http_answer         a;
+    peakcache_http_header        *own;
     peakcache_http_request        req;
     ngx_table_elt_t              *h;
     ngx_http_peakcache_memo_t    *m;
@@ -2301,18 +2302,48 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
         return NULL;
     }
 
+    /*
+     * One allocation: the memo, its fields, its key, then the fields'
+     * names and values side by side, so that a hit reads a few neighbouring
+     * lines, not one allocation per value.
+     */
+
+    strings = 0;
+
+    for (i = 0; i < n; i++) {
+        strings += items[i].name_len + items[i].value_len;
+    }
+
+    own = ngx_palloc(r->pool, (n ? n : 1) * sizeof(peakcache_http_header));
     m = ngx_alloc(sizeof(ngx_http_peakcache_memo_t)
-                  + (n ? n : 1) * sizeof(ngx_table_elt_t) + ctx->key.len,
-                  r->connection->log);
-    if (m == NULL) {
+                  + (n ? n : 1) * sizeof(ngx_table_elt_t) + ctx->key.len
+                  + strings, r->connection->log);
+
+    if (own == NULL || m == NULL) {
         peakcache_http_headers_free(a.headers);
+        if (m) {
+            ngx_free(m);
+        }
         return NULL;
     }
 
     ngx_memzero(m, sizeof(ngx_http_peakcache_memo_t));
 
     m->refs = 1;
-    m->headers = a.headers;
+    m->elts = (ngx_table_elt_t *) (m + 1);
+    m->key.data = (u_char *) (m->elts + (n ? n : 1));
+    m->key.len = ctx->key.len;
+    p = ngx_cpymem(m->key.data, ctx->key.data, ctx->key.len);
+
+    for (i = 0; i < n; i++) {
+        own[i] = items[i];
+        own[i].name = p;
+        p = ngx_cpymem(p, items[i].name, items[i].name_len);
+        own[i].value = p;
+        p = ngx_cpymem(p, items[i].value, items[i].value_len);
+    }
+
+    peakcache_http_headers_free(a.headers);
 
     if (peakcache_entry_clone(entry, &m->entry) != PEAKCACHE_OK) {
         ngx_http_peakcache_memo_release(m);
@@ -2323,12 +2354,8 @@ ngx_http_peakcache_memo_new(ngx_http_request_t *r,
     m->zone = ctx->zone;
     m->policy = ctx->policy;
     m->status = a.status;
-    m->elts = (ngx_table_elt_t *) (m + 1);
-    m->key.data = (u_char *) (m->elts + (n ? n : 1));
-    m->key.len = ctx->key.len;
-    ngx_memcpy(m->key.data, ctx->key.data, ctx->key.len);
 
-    ngx_http_peakcache_memo_fill(m, items, n);
+    ngx_http_peakcache_memo_fill(m, own, n);
 
     c = NULL;
 
@@ -2437,7 +2464,6 @@ ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m)
         return;
     }
 
-    peakcache_http_headers_free(m->headers);
     peakcache_entry_free(m->entry);
     ngx_free(m);
 }
