@@ -2,11 +2,22 @@
 # Builds ngx_http_peakcache_module.so against the installed nginx's sources (Debian nginx-dev),
 # with the configure flags the installed nginx was built with, so `load_module` accepts it.
 # Output: target/nginx/ngx_http_peakcache_module.so. Run from anywhere; `make nginx-module`.
+#
+#     bindings/nginx/build.sh [--asan]
+#
+# --asan: the module alone under AddressSanitizer, into target/nginx-asan-module; the installed
+# nginx loads it when the ASan runtime is preloaded (LD_PRELOAD, see t/run.py), and ASan then
+# watches every access of the module's code (the memos, the bells, the pollers).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/../.." && pwd)
 src=${NGINX_SRC:-/usr/share/nginx/src}
 out=$root/target/nginx
+sanitize=""
+if [ "${1:-}" = "--asan" ]; then
+    out=$root/target/nginx-asan-module
+    sanitize=" -fsanitize=address -fno-omit-frame-pointer"
+fi
 work=$out/build/nginx-src
 
 if [ ! -f "$src/configure" ] || [ ! -f "$src/conf_flags" ]; then
@@ -32,7 +43,7 @@ fi
 # NGINX_LD_OPT: extra linker flags for the module (the Debian package passes dpkg-buildflags').
 ld_opt=${NGINX_LD_OPT:-}
 # Fortified as Debian builds it (dpkg-buildflags), so what the package build refuses fails here.
-cc_opt="-g -O2 -fPIC -Wall -Werror -D_FORTIFY_SOURCE=2"
+cc_opt="-g -O2 -fPIC -Wall -Werror -D_FORTIFY_SOURCE=2$sanitize"
 mkdir -p "$out/build"
 stamp="$out/build/configured"
 want="$(cat "$src/conf_flags" "$root/bindings/nginx/config") $cc_opt${ld_opt:+ $ld_opt} $PEAKCACHE_LIB"

@@ -159,6 +159,9 @@ typedef struct {
 } ngx_http_peakcache_clock_t;
 
 
+typedef struct ngx_http_peakcache_key_memo_s  ngx_http_peakcache_key_memo_t;
+
+
 /*
  * The headers of an answer from an entry, ready for r->headers_out: the
  * strings point into the HTTP layer's list (held by the request's pool) or,
@@ -189,19 +192,22 @@ typedef struct {
     ngx_int_t                      content_encoding;
     ngx_int_t                      age;
     ngx_int_t                      cache_status;  /* this cache's, the last */
+    ngx_http_peakcache_key_memo_t *target;        /* see memo_link */
     ngx_http_peakcache_clock_t     clock[4];      /* see clock_slot */
 } ngx_http_peakcache_memo_t;
 
 
 /* a request target's key, as the HTTP layer computed it */
-typedef struct {
+struct ngx_http_peakcache_key_memo_s {
     peakcache_http_policy         *policy;
     uint32_t                       hash;
     ngx_uint_t                     https;
+    uint64_t                       serial;        /* unique in the worker */
+    ngx_http_peakcache_memo_t     *memo;          /* see memo_link */
     ngx_str_t                      host;          /* the authority */
     ngx_str_t                      uri;
     ngx_str_t                      key;
-} ngx_http_peakcache_key_memo_t;
+};
 
 
 /* a fill in flight in this worker, with the requests of this worker waiting for it */
@@ -257,6 +263,10 @@ typedef struct {
     ngx_http_peakcache_memo_t     *memo;     /* its memoized answer */
     ngx_http_peakcache_memo_t    **memo_ways; /* the slots of memo_key's */
     ngx_str_t                      memo_key;
+    ngx_http_peakcache_key_memo_t  *target;  /* the key's key memo, when */
+    ngx_http_peakcache_key_memo_t **target_ways; /* still in these slots */
+    uint64_t                       target_serial; /* with this serial, */
+    u_char                        *target_key;    /* for this key */
     ngx_str_t                      method_name;
     peakcache_http_store          *store;
     peakcache_entry               *revalidate;
@@ -353,6 +363,16 @@ static void ngx_http_peakcache_memo_fill(ngx_http_peakcache_memo_t *m,
 static ngx_int_t ngx_http_peakcache_memo_apply(ngx_http_request_t *r,
     ngx_http_peakcache_memo_t *m, ngx_http_peakcache_clock_t *c);
 static void ngx_http_peakcache_memo_release(ngx_http_peakcache_memo_t *m);
+static void ngx_http_peakcache_target_set(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_key_memo_t **ways, ngx_http_peakcache_key_memo_t *k);
+static ngx_http_peakcache_key_memo_t *ngx_http_peakcache_target(
+    ngx_http_peakcache_ctx_t *ctx);
+static ngx_http_peakcache_memo_t *ngx_http_peakcache_memo_linked(
+    ngx_http_peakcache_ctx_t *ctx);
+static void ngx_http_peakcache_memo_link(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_memo_t *m);
+static void ngx_http_peakcache_memo_unlink(ngx_http_peakcache_memo_t *m);
+static void ngx_http_peakcache_key_memo_free(ngx_http_peakcache_key_memo_t *k);
 static void ngx_http_peakcache_memo_clear(void);
 static ngx_int_t ngx_http_peakcache_headers_view(ngx_http_request_t *r,
     peakcache_http_request *req);
@@ -701,6 +721,7 @@ static ngx_http_peakcache_key_memo_t
 static ngx_http_peakcache_memo_t
                       *ngx_http_peakcache_memos[NGX_HTTP_PEAKCACHE_MEMO_SLOTS];
 static size_t          ngx_http_peakcache_memo_bytes;  /* their bodies' */
+static uint64_t        ngx_http_peakcache_key_serial;
 
 static ngx_str_t  ngx_http_peakcache_get_method = ngx_string("GET");
 
@@ -804,12 +825,19 @@ ngx_http_peakcache_lookup(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     peakcache_entry             *known;
     peakcache_result             rc;
     peakcache_lookup_result      lr;
-    ngx_http_peakcache_memo_t  **ways;
+    ngx_http_peakcache_memo_t   *m, **ways;
 
     /* the memoized entry, handed out again while it is the key's: no copy */
 
-    found = ngx_http_peakcache_memo_find(ctx, &ways);
-    known = found >= 0 ? ways[found]->entry : NULL;
+    m = ngx_http_peakcache_memo_linked(ctx);
+
+    if (m) {
+        known = m->entry;
+
+    } else {
+        found = ngx_http_peakcache_memo_find(ctx, &ways);
+        known = found >= 0 ? ways[found]->entry : NULL;
+    }
 
     rc = peakcache_lookup_known(ctx->zone->cache, ctx->key.data, ctx->key.len,
                                 known, &lr);
@@ -2164,12 +2192,19 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
         return NULL;
     }
 
+    m = ngx_http_peakcache_memo_linked(ctx);
+
+    if (m && m->id == id && m->policy == ctx->policy) {
+        return m;
+    }
+
     found = ngx_http_peakcache_memo_find(ctx, &ways);
 
     if (found >= 0) {
         m = ways[found];
 
         if (m->id == id && m->policy == ctx->policy) {
+            ngx_http_peakcache_memo_link(ctx, m);
             return m;
         }
     }
@@ -2188,6 +2223,7 @@ ngx_http_peakcache_memo_get(ngx_http_request_t *r,
     m->body_len = body_len;
 
     ngx_http_peakcache_memo_put(ways, found, m);
+    ngx_http_peakcache_memo_link(ctx, m);
 
     return m;
 }
@@ -2250,6 +2286,7 @@ ngx_http_peakcache_memo_put(ngx_http_peakcache_memo_t **ways, ngx_int_t found,
 
     if (old) {
         ngx_http_peakcache_memo_bytes -= old->body_len + old->key.len;
+        ngx_http_peakcache_memo_unlink(old);
         ngx_http_peakcache_memo_release(old);
     }
 
@@ -2259,6 +2296,104 @@ ngx_http_peakcache_memo_put(ngx_http_peakcache_memo_t **ways, ngx_int_t found,
 
     ways[0] = m;
     ngx_http_peakcache_memo_bytes += m->body_len + m->key.len;
+}
+
+
+/*
+ * A request target's key memo links to the memo of its key, and that memo
+ * back (at most one each way): a hit of a target already seen finds its
+ * answer without the memo table.  A link lives while both are in their
+ * tables: a memo put out of its table, or a key memo freed, unlinks.  A
+ * request remembers its target's key memo with the slots it was in and its
+ * serial: found there again, it is the same one, alive.
+ */
+
+static void
+ngx_http_peakcache_target_set(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_key_memo_t **ways, ngx_http_peakcache_key_memo_t *k)
+{
+    ctx->target = k;
+    ctx->target_ways = ways;
+    ctx->target_serial = k->serial;
+    ctx->target_key = ctx->key.data;
+}
+
+
+/* the request's target's key memo, if it is still alive and ctx->key is its */
+
+static ngx_http_peakcache_key_memo_t *
+ngx_http_peakcache_target(ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_http_peakcache_key_memo_t  *k;
+
+    k = ctx->target;
+
+    if (k == NULL
+        || ctx->key.data != ctx->target_key
+        || (ctx->target_ways[0] != k && ctx->target_ways[1] != k)
+        || k->serial != ctx->target_serial)
+    {
+        return NULL;
+    }
+
+    return k;
+}
+
+
+static ngx_http_peakcache_memo_t *
+ngx_http_peakcache_memo_linked(ngx_http_peakcache_ctx_t *ctx)
+{
+    ngx_http_peakcache_memo_t      *m;
+    ngx_http_peakcache_key_memo_t  *k;
+
+    k = ngx_http_peakcache_target(ctx);
+    m = k ? k->memo : NULL;
+
+    return m && m->zone == ctx->zone ? m : NULL;
+}
+
+
+static void
+ngx_http_peakcache_memo_link(ngx_http_peakcache_ctx_t *ctx,
+    ngx_http_peakcache_memo_t *m)
+{
+    ngx_http_peakcache_key_memo_t  *k;
+
+    k = ngx_http_peakcache_target(ctx);
+
+    if (k == NULL || k->memo == m) {
+        return;
+    }
+
+    if (k->memo) {
+        k->memo->target = NULL;
+    }
+
+    ngx_http_peakcache_memo_unlink(m);
+
+    k->memo = m;
+    m->target = k;
+}
+
+
+static void
+ngx_http_peakcache_memo_unlink(ngx_http_peakcache_memo_t *m)
+{
+    if (m->target) {
+        m->target->memo = NULL;
+        m->target = NULL;
+    }
+}
+
+
+static void
+ngx_http_peakcache_key_memo_free(ngx_http_peakcache_key_memo_t *k)
+{
+    if (k->memo) {
+        k->memo->target = NULL;
+    }
+
+    ngx_free(k);
 }
 
 
@@ -2476,6 +2611,7 @@ ngx_http_peakcache_memo_clear(void)
 
     for (i = 0; i < NGX_HTTP_PEAKCACHE_MEMO_SLOTS; i++) {
         if (ngx_http_peakcache_memos[i]) {
+            ngx_http_peakcache_memo_unlink(ngx_http_peakcache_memos[i]);
             ngx_http_peakcache_memo_release(ngx_http_peakcache_memos[i]);
             ngx_http_peakcache_memos[i] = NULL;
         }
@@ -2485,7 +2621,7 @@ ngx_http_peakcache_memo_clear(void)
 
     for (i = 0; i < NGX_HTTP_PEAKCACHE_KEY_SLOTS; i++) {
         if (ngx_http_peakcache_keys[i]) {
-            ngx_free(ngx_http_peakcache_keys[i]);
+            ngx_http_peakcache_key_memo_free(ngx_http_peakcache_keys[i]);
             ngx_http_peakcache_keys[i] = NULL;
         }
     }
@@ -4350,6 +4486,8 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
             ngx_memcpy(ctx->key.data, k->key.data, k->key.len);
             ctx->key.len = k->key.len;
 
+            ngx_http_peakcache_target_set(ctx, ways, k);
+
             return NGX_OK;
         }
     }
@@ -4405,6 +4543,8 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     k->policy = ctx->policy;
     k->hash = hash;
     k->https = https;
+    k->serial = ++ngx_http_peakcache_key_serial;
+    k->memo = NULL;
     k->host.data = p;
     k->host.len = host->len;
     p = ngx_cpymem(p, host->data, host->len);
@@ -4418,11 +4558,13 @@ ngx_http_peakcache_key(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
     /* the newest first: the older of the pair makes room */
 
     if (ways[1]) {
-        ngx_free(ways[1]);
+        ngx_http_peakcache_key_memo_free(ways[1]);
     }
 
     ways[1] = ways[0];
     ways[0] = k;
+
+    ngx_http_peakcache_target_set(ctx, ways, k);
 
     return NGX_OK;
 }

@@ -36,6 +36,16 @@ LIBPEAKCACHE = os.environ.get("PEAKCACHE_LIB", os.path.join(
 FASTCGI_PARAMS = "/etc/nginx/fastcgi_params"
 
 
+def nginx_env():
+    """The environment nginx runs in: ours without $NGINX (nginx reads it itself: inherited
+    listening sockets), with the ASan runtime preloaded for a module built under it
+    (run-tests.sh --asan sets PEAKCACHE_NGINX_PRELOAD)."""
+    env = {k: v for k, v in os.environ.items() if k != "NGINX"}
+    if os.environ.get("PEAKCACHE_NGINX_PRELOAD"):
+        env["LD_PRELOAD"] = os.environ["PEAKCACHE_NGINX_PRELOAD"]
+    return env
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -496,11 +506,10 @@ class Nginx:
         self.conf = os.path.join(self.prefix, "nginx.conf")
         with open(self.conf, "w") as f:
             f.write(conf)
-        # nginx reads $NGINX itself (inherited listening sockets): not ours
-        env = {k: v for k, v in os.environ.items() if k != "NGINX"}
         self.proc = subprocess.Popen([NGINX, "-p", self.prefix, "-c", self.conf,
                                       "-e", os.path.join(self.prefix, "error.log")],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     env=nginx_env())
         deadline = time.time() + 10
         while time.time() < deadline:
             if self.proc.poll() is not None:
@@ -616,6 +625,53 @@ def load(port, paths, seconds, threads=8):
     for t in ts:
         t.join(seconds + 15)
     return out
+
+
+def murmur2(data):
+    """nginx's ngx_murmur_hash2 (MurmurHash2, seeded with the length)."""
+    m, h = 0x5BD1E995, len(data)
+    i = 0
+    while len(data) - i >= 4:
+        k = int.from_bytes(data[i:i + 4], "little")
+        k = (k * m) & 0xFFFFFFFF
+        k ^= k >> 24
+        k = (k * m) & 0xFFFFFFFF
+        h = ((h * m) & 0xFFFFFFFF) ^ k
+        i += 4
+    rest = data[i:]
+    if len(rest) == 3:
+        h ^= rest[2] << 16
+    if len(rest) >= 2:
+        h ^= rest[1] << 8
+    if rest:
+        h = ((h ^ rest[0]) * m) & 0xFFFFFFFF
+    h ^= h >> 13
+    h = (h * m) & 0xFFFFFFFF
+    return h ^ (h >> 15)
+
+
+def key_slot_pair(host, uri):
+    """The pair of slots of a worker's table of keys a plain http target's key goes in (as
+    ngx_http_peakcache_key hashes it: its URI and its host)."""
+    hh = (murmur2(host.encode()) * 0x9E3779B1) & 0xFFFFFFFF
+    return (murmur2(uri.encode()) ^ hh) & (65536 - 2)
+
+
+def memo_slot_pair(host, uri):
+    """The pair of slots of a worker's table of memos its answer goes in (by its key)."""
+    return murmur2(("GET http://%s%s" % (host, uri)).encode()) & (65536 - 2)
+
+
+def targets_in_one_slot_pair(host, n, pair_of, prefix):
+    """`n` request targets `pair_of` puts in the same pair of slots."""
+    seen = {}
+    for i in range(10 ** 6):
+        uri = "%s%d" % (prefix, i)
+        same = seen.setdefault(pair_of(host, uri), [])
+        same.append(uri)
+        if len(same) == n:
+            return same
+    raise AssertionError("no %d targets share a pair of slots" % n)
 
 
 def burst(port, path, n, headers=None):
@@ -1033,7 +1089,8 @@ class T:
         with open(path, "w") as f:
             f.write(conf)
         r = subprocess.run([NGINX, "-t", "-p", self.ngx.prefix, "-c", path, "-e",
-                            os.path.join(self.ngx.prefix, "test.log")], capture_output=True)
+                            os.path.join(self.ngx.prefix, "test.log")], capture_output=True,
+                           env=nginx_env())
         assert r.returncode == 0, r.stderr
         after = os.stat(self.ngx.region)
         assert (before.st_ino, before.st_size) == (after.st_ino, after.st_size)
@@ -1425,6 +1482,26 @@ class Shared:
         assert [h["x-cache"] for _, h, _ in res] == ["MISS"] + ["HIT"] * 15, res
         assert all(b"n3" in b for _, _, b in res), [b for _, _, b in res]
         assert self.o.count("/sh-memo") == 3
+
+    def test_shared_memos_of_targets_sharing_key_slots_stay_their_own(self):
+        # a worker keeps the keys of the targets it saw in a two-way table, each linked to
+        # the memo of its answer (in another two-way table): three targets whose keys share
+        # one pair of slots, and three whose memos do, push each other out in turn while
+        # their pages are purged and fetched again: every answer is the target's own page of
+        # this round, never another's or a purged one
+        host = "slots.test"
+        paths = (targets_in_one_slot_pair(host, 3, key_slot_pair, "/sh-kslot-")
+                 + targets_in_one_slot_pair(host, 3, memo_slot_pair, "/sh-mslot-"))
+        for rnd in range(1, 9):
+            for _ in range(3):
+                for p in paths:
+                    s, h, b = self.get(p, headers={"Host": host})
+                    assert s == 200, (p, s, b)
+                    assert b == ("%s v1 n%d\n" % (p, rnd)).encode(), (rnd, p, h, b)
+            for p in paths:
+                s, _, b = self.get("/purge?url=" + p, method="PURGE", headers={"Host": host})
+                assert s == 200 and json.loads(b)["found"] is True, (p, b)
+        assert [self.o.count(p) for p in paths] == [8] * 6
 
     def test_shared_stats_add_up(self):
         before = [self.status() for _ in range(4)]
