@@ -91,7 +91,12 @@ test("the page shows the peak absorbed and the origin failing, numbers matching 
     origin.failing = true;
     await page.waitForFunction(() => /^Origin failing for \d+ s/.test(document.getElementById("headline").textContent),
       { timeout: 15000 });
-    await sleep(3000);
+    // The campaign's pages go past max-age (1 s) and stale-while-revalidate (2 s) before they
+    // are served stale-if-error, and a second's counts reach the history at the next tick:
+    // waited for, not slept on.
+    await page.waitForFunction(
+      () => Number(document.querySelector('[data-metric="sie_rps"]')?.dataset.value || 0) > 0,
+      { timeout: 15000 });
     const c = await nextSample(page, b.now);
     assert.match(c.headline, /^Origin failing for \d+ s: serving last good copies to \d+ % of visitors/);
     assert.ok(Number(c.sie_rps) > 0, "stale-if-error served");
