@@ -396,17 +396,24 @@ async fn a_waiter_fetches_alone_after_the_lock_timeout() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lease_that_expires_goes_to_the_next_host() {
     let redis = RedisServer::start();
-    let short = |c: &mut Config| c.lock_timeout = Duration::from_millis(300);
-    let (a, b) = (
-        host(&redis.url(), short).await,
-        host(&redis.url(), short).await,
-    );
+    // a's lease lasts 300 ms; b would wait up to 2 s: b takes the lease when a's expires (with
+    // equal timeouts, b's own wait could end first by the few ms between the two lookups).
+    let a = host(&redis.url(), |c| {
+        c.lock_timeout = Duration::from_millis(300)
+    })
+    .await;
+    let b = host(&redis.url(), |c| c.lock_timeout = Duration::from_secs(2)).await;
     let _held_and_stuck = lease(&a, b"k").await;
     let started = Instant::now();
     let l = lease(&b, b"k").await;
+    let waited = started.elapsed();
     // A duplicate fetch after the lease expired: acceptable; a stuck visitor is not.
-    assert!(l.is_held());
-    assert!(started.elapsed() < Duration::from_millis(1000));
+    assert!(l.is_held(), "b holds the lease a let expire");
+    assert!(
+        waited >= Duration::from_millis(250) && waited < Duration::from_millis(1000),
+        "{waited:?}"
+    );
+    assert_eq!(b.cluster.stats().lease_waits_timed_out, 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
