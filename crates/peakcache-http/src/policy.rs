@@ -1,5 +1,6 @@
 //! [`Policy`]: the entry point a proxy calls at each step of a request.
 
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -62,15 +63,25 @@ impl Store {
 
 /// HTTP caching rules for one shared cache, configured once. Cheap to share: all methods take
 /// `&self` and never read a clock.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Policy {
     config: Config,
+    /// `config.cache_name`, shared by every `Cache-Status` member instead of copied into each.
+    cache_name: Arc<str>,
+}
+
+impl Default for Policy {
+    /// A policy with the default settings.
+    fn default() -> Self {
+        Policy::new(Config::default())
+    }
 }
 
 impl Policy {
     /// A policy with these settings.
     pub fn new(config: Config) -> Self {
-        Policy { config }
+        let cache_name = Arc::from(config.cache_name.as_str());
+        Policy { config, cache_name }
     }
 
     /// The settings.
@@ -285,7 +296,7 @@ impl Policy {
 
     /// A `Cache-Status` member carrying this cache's configured name.
     pub fn cache_status(&self) -> CacheStatus {
-        CacheStatus::new(self.config.cache_name.clone())
+        CacheStatus::new(self.cache_name.clone())
     }
 
     /// Finishes the header fields of a response about to be sent to a client: removes the

@@ -10,7 +10,9 @@
 //! peakcache; fwd=miss; fwd-status=200; collapsed
 //! ```
 
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use http::HeaderValue;
 
@@ -61,7 +63,7 @@ const SF_INTEGER_MAX: i64 = 999_999_999_999_999;
 /// (upstream caches come first, RFC 9211 §2).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CacheStatus {
-    name: String,
+    name: Arc<str>,
     hit: bool,
     fwd: Option<Fwd>,
     fwd_status: Option<u16>,
@@ -69,12 +71,12 @@ pub struct CacheStatus {
     stored: bool,
     collapsed: bool,
     key: Option<String>,
-    detail: Option<String>,
+    detail: Option<Cow<'static, str>>,
 }
 
 impl CacheStatus {
     /// A member for the cache called `name`, with no parameters yet.
-    pub fn new(name: impl Into<String>) -> Self {
+    pub fn new(name: impl Into<Arc<str>>) -> Self {
         CacheStatus {
             name: name.into(),
             hit: false,
@@ -143,7 +145,7 @@ impl CacheStatus {
     }
 
     /// Free-form detail (§2.8), sent as a token when it is one, else as a string.
-    pub fn detail(mut self, detail: impl Into<String>) -> Self {
+    pub fn detail(mut self, detail: impl Into<Cow<'static, str>>) -> Self {
         self.detail = Some(detail.into());
         self
     }
