@@ -274,10 +274,10 @@ end
 
 
 class Wrk:
-    def __init__(self, tmp, workers=None):
+    def __init__(self, tmp):
         self.tmp = tmp
         self.n = 0
-        self.workers = workers  # the nginx worker pids, to see how connections spread
+        self.workers = None  # the nginx worker pids, once known: how connections spread
 
     def run(self, port, duration, lua="", path="/", conns=64):
         self.n += 1
