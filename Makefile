@@ -9,7 +9,7 @@ DEPS := gcc:gcc nm:binutils valgrind:valgrind curl:curl nginx:nginx wrk:wrk \
 	/usr/share/nginx/src/configure:nginx-dev \
 	phpize8.2:php8.2-dev php8.2:php8.2-cli php-fpm8.2:php8.2-fpm \
 	/usr/lib/php/20220829/apcu.so:php8.2-apcu /usr/share/php/PhpParser/autoload.php:php-parser \
-	redis-server:redis-server openssl:openssl ss:iproute2 \
+	redis-server:redis-server openssl:openssl ss:iproute2 h2load:nghttp2-client \
 	dpkg-buildpackage:dpkg-dev dh:debhelper dh_php:dh-php lintian:lintian pkg-config:pkg-config \
 	pecl:php-pear chromium:chromium promtool:prometheus node:nodejs npm:npm
 

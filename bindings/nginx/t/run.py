@@ -11,11 +11,13 @@ NGINX (default /usr/sbin/nginx) and PEAKCACHE_MODULE (default target/nginx/...so
 
 import argparse
 import grp
+import gzip
 import http.client
 import http.server
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -286,6 +288,11 @@ http {{
     scgi_temp_path {prefix}/scgi;
 
     peakcache_zone {zone} size=32m;
+
+    map $http_cookie $wp_logged_in {{
+        default              "";
+        ~wordpress_logged_in "1";
+    }}
     peakcache_zone other size=1m shared path={prefix}/other.shm;
     peakcache_zone tiny size=128k path={prefix}/tiny.shm;
 
@@ -366,6 +373,66 @@ http {{
         location /status {{
             peakcache_status_page {zone};
         }}
+        # the README's WordPress site, pretty permalinks included: try_files hands every page
+        # to index.php
+        location /wp/ {{
+            root {fpm_dir};
+            try_files $uri $uri/ /wp/index.php?$args;
+        }}
+        location ~ ^/wp/.+\.php$ {{
+            root {fpm_dir};
+            peakcache {zone};
+            peakcache_bypass $wp_logged_in $arg_preview;
+            peakcache_no_store $wp_logged_in;
+            add_header X-Cache $peakcache_status always;
+            add_header X-Key $peakcache_key always;
+            include fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME $document_root$fastcgi_script_name;
+            fastcgi_pass unix:{fpm_sock};
+        }}
+        # output filters an operator turns on around a cached location
+        location /gz/ {{
+            peakcache {zone};
+            gzip on;
+            gzip_min_length 1;
+            gzip_types text/plain;
+            gzip_vary on;
+            gzip_proxied any;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /unbuffered/ {{
+            peakcache {zone};
+            proxy_buffering off;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /subst/ {{
+            peakcache {zone};
+            sub_filter ' v1 ' ' version-one ';
+            sub_filter_types text/plain;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+    }}
+
+    # HTTP/2 without TLS (prior knowledge): many streams of one connection at once
+    server {{
+        listen 127.0.0.1:{h2port} http2;
+
+        location / {{
+            peakcache {zone};
+            peakcache_lock_timeout 5s;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /php/ {{
+            peakcache {zone};
+            add_header X-Cache $peakcache_status always;
+            include fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME {php_app};
+            fastcgi_pass unix:{fpm_sock};
+        }}
     }}
 }}
 """
@@ -445,6 +512,12 @@ class Fpm:
         self.app = os.path.join(self.dir, "app.php")
         with open(self.app, "w") as f:
             f.write(PHP_APP)
+        # a WordPress-like site: index.php answers every page, robots.txt is a file
+        os.makedirs(os.path.join(self.dir, "wp"))
+        shutil.copy(self.app, os.path.join(self.dir, "wp", "index.php"))
+        with open(os.path.join(self.dir, "wp", "robots.txt"), "w") as f:
+            f.write("User-agent: *\n")
+        os.chmod(self.dir, 0o755)  # nginx's workers read the site
         root = os.geteuid() == 0
         with open(os.path.join(self.dir, "fpm.conf"), "w") as f:
             f.write("[global]\npid = %s/fpm.pid\nerror_log = %s/fpm.log\ndaemonize = no\n"
@@ -460,10 +533,10 @@ class Fpm:
                 raise RuntimeError("php-fpm did not start (%s)" % PHP_FPM)
             time.sleep(0.05)
 
-    def requests(self, uri):
-        """The methods PHP saw for `uri`, in order."""
+    def requests(self, uri, site=""):
+        """The methods PHP saw for `uri`, in order (`site`: "wp" for the WordPress-like one)."""
         try:
-            with open(os.path.join(self.dir, "requests.log")) as f:
+            with open(os.path.join(self.dir, site, "requests.log")) as f:
                 lines = f.read().split()
         except FileNotFoundError:
             return []
@@ -485,6 +558,7 @@ class Nginx:
         self.prefix = tempfile.mkdtemp(prefix="peakcache-nginx-")
         os.chmod(self.prefix, 0o755)  # workers of another user read their paths in it
         self.port = free_port()
+        self.h2port = free_port()  # CONF's HTTP/2 server
         # the zone as an operator writes it (its region in the default place), named for this
         # run so that runs side by side never share one
         self.zone = zone or "t%d" % self.port
@@ -492,8 +566,10 @@ class Nginx:
         user = "user %s %s;" % (user, grp.getgrgid(pwd.getpwnam(user).pw_gid).gr_name) \
             if os.geteuid() == 0 else ""
         conf = template.format(module=MODULE, user=user, workers=workers, prefix=self.prefix,
-                               port=self.port, origin=origin.port, zone=self.zone,
-                               fpm_sock=fpm.sock if fpm else "", php_app=fpm.app if fpm else "")
+                               port=self.port, h2port=self.h2port, origin=origin.port,
+                               zone=self.zone,
+                               fpm_sock=fpm.sock if fpm else "", php_app=fpm.app if fpm else "",
+                               fpm_dir=fpm.dir if fpm else "")
         shutil.copy(FASTCGI_PARAMS, self.prefix)
         # files nginx serves itself, a year old: storable by heuristic freshness
         for name, text in (("errors/404.html", "error page\n"),
@@ -689,6 +765,37 @@ def burst(port, path, n, headers=None):
     for t in threads:
         t.join(30)
     return results
+
+
+def h2_request(port, path, method="GET", headers=None):
+    """One request over HTTP/2 without TLS (curl, prior knowledge): status, fields (lower-case
+    names), body."""
+    args = ["curl", "-sS", "--http2-prior-knowledge", "-i", "--max-time", "10"]
+    args += ["-I"] if method == "HEAD" else ["-X", method]
+    for k, v in (headers or {}).items():
+        args += ["-H", "%s: %s" % (k, v)]
+    out = subprocess.run(args + ["http://127.0.0.1:%d%s" % (port, path)], capture_output=True,
+                         check=True, timeout=15).stdout
+    head, _, body = out.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0].startswith("HTTP/2 "), lines[0]
+    fields = dict((k.strip().lower(), v.strip()) for k, _, v in
+                  (line.partition(":") for line in lines[1:]))
+    return int(lines[0].split()[1]), fields, body
+
+
+def h2_streams(port, path, n, connections=1):
+    """`n` GETs of `path` over HTTP/2, all at once as streams of `connections` connections
+    (h2load): (succeeded, answered 2xx, seconds until the last answer)."""
+    out = subprocess.run(["h2load", "-n%d" % n, "-c%d" % connections,
+                          "-m%d" % -(-n // connections), "http://127.0.0.1:%d%s" % (port, path)],
+                         capture_output=True, text=True, check=True, timeout=30).stdout
+    done = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded", out)
+    codes = re.search(r"status codes: (\d+) 2xx", out)
+    took = re.search(r"finished in ([\d.]+)(ms|s),", out)
+    assert done and codes and took, out
+    return (int(done.group(1)), int(codes.group(1)),
+            float(took.group(1)) / (1000 if took.group(2) == "ms" else 1))
 
 
 class T:
@@ -924,6 +1031,99 @@ class T:
         assert h["x-cache"] == "HIT" and b == b"/sw2-head v1 n2\n", (h, b)
 
     # an everyday origin: validators, and a 304 to a conditional refresh
+
+    # HTTP/2: the streams of one connection are requests of their own
+
+    def test_http2_streams_of_one_connection_share_one_fill(self):
+        ok, ok2xx, _ = h2_streams(self.ngx.h2port, "/h2/slow-streams", 50)
+        assert ok == ok2xx == 50, (ok, ok2xx)
+        assert self.o.count("/h2/slow-streams") == 1, self.o.count("/h2/slow-streams")
+        s, h, b = h2_request(self.ngx.h2port, "/h2/slow-streams")
+        assert s == 200 and h["x-cache"] == "HIT" and b == b"/h2/slow-streams v1 n1\n", (s, h, b)
+
+    def test_http2_stale_streams_never_wait_for_the_refresh(self):
+        path = "/h2/swr-streams"  # max-age=1, stale-while-revalidate=30; a refresh takes 300 ms
+        assert h2_request(self.ngx.h2port, path)[0] == 200
+        time.sleep(1.2)
+        ok, ok2xx, took = h2_streams(self.ngx.h2port, path, 100, connections=2)
+        assert ok == ok2xx == 100, (ok, ok2xx)
+        assert took < 0.25, took
+        self.o.wait_count(path, 2)
+        time.sleep(0.4)
+        assert self.o.count(path) == 2, self.o.count(path)
+        s, h, b = h2_request(self.ngx.h2port, path)
+        assert h["x-cache"] == "HIT" and b == b"/h2/swr-streams v1 n2\n", (h, b)
+
+    def test_http2_head_at_stale_through_fastcgi_never_blanks_the_page(self):
+        uri = "/php/h2-monitored"  # max-age=2, stale-while-revalidate=30
+        s, h, b = h2_request(self.ngx.h2port, uri)
+        assert s == 200 and b == b"page %s for GET\n" % uri.encode(), (s, b)
+        time.sleep(2.2)
+        s, h, b = h2_request(self.ngx.h2port, uri, method="HEAD")
+        assert s == 200 and h["x-cache"] == "UPDATING" and b == b"", (s, h, b)
+        deadline = time.time() + 3
+        while len(self.fpm.requests(uri)) < 2 and time.time() < deadline:
+            time.sleep(0.02)
+        time.sleep(0.1)  # the refresh's commit
+        assert self.fpm.requests(uri) == ["GET", "GET"], self.fpm.requests(uri)
+        s, h, b = h2_request(self.ngx.h2port, uri)
+        assert s == 200 and h["x-cache"] == "HIT", (s, h)
+        assert b == b"page %s for GET\n" % uri.encode(), b
+
+    def test_wordpress_permalinks_are_keyed_by_the_visitors_url(self):
+        def page(uri, **kw):
+            s, h, b = self.get(uri, **kw)
+            assert s == 200, (uri, s, h)
+            return h.get("x-cache"), h.get("x-key"), b
+        host = "http://127.0.0.1:%d" % self.p
+        assert page("/wp/hello-world/") == (
+            "MISS", "GET %s/wp/hello-world/" % host, b"page /wp/hello-world/ for GET\n")
+        assert page("/wp/hello-world/")[0] == "HIT"
+        assert page("/wp/about/") == ("MISS", "GET %s/wp/about/" % host,
+                                      b"page /wp/about/ for GET\n")
+        assert page("/wp/hello-world/?preview=true") == (
+            "BYPASS", None, b"page /wp/hello-world/?preview=true for GET\n")
+        logged_in = {"Cookie": "wordpress_logged_in_0123=admin"}
+        assert page("/wp/hello-world/", headers=logged_in)[0] == "BYPASS"
+        assert page("/wp/hello-world/", method="HEAD") == (
+            "HIT", "GET %s/wp/hello-world/" % host, b"")
+        assert page("/wp/hello-world/")[0] == "HIT"
+        # the anonymous page once, the logged-in visitor's own
+        assert self.fpm.requests("/wp/hello-world/", site="wp") == ["GET", "GET"]
+        assert page("/wp/robots.txt") == (None, None, b"User-agent: *\n")
+
+    # output filters: they run on every answer, hits included, and never on the stored copy
+
+    def test_gzip_compresses_hits_from_the_stored_identity_copy(self):
+        path = "/gz/page"
+        seen = []
+        for enc in ("gzip", None, "gzip", None):
+            s, h, b = self.get(path, headers={"Accept-Encoding": enc} if enc else {})
+            assert s == 200 and h.get("content-encoding") == enc, (enc, h)
+            assert (gzip.decompress(b) if enc else b) == b"/gz/page v1 n1\n", (enc, b)
+            assert h.get("vary") == "Accept-Encoding", h
+            seen.append(h["x-cache"])
+        assert seen == ["MISS", "HIT", "HIT", "HIT"], seen
+        assert self.o.count(path) == 1
+
+    def test_unbuffered_proxy_stores_whole_bodies(self):
+        res = burst(self.p, "/unbuffered/slow-whole", 10)
+        assert all(r and r[0] == 200 and r[2] == b"/unbuffered/slow-whole v1 n1\n"
+                   for r in res), [r[:1] for r in res if r]
+        assert self.o.count("/unbuffered/slow-whole") == 1
+        bodies = []
+        for expect in ("MISS", "HIT"):
+            s, h, b = self.get("/unbuffered/mid-whole")
+            assert s == 200 and h["x-cache"] == expect, (expect, h)
+            bodies.append(b)
+        assert bodies[0] == bodies[1] == b"m" * (200 * 1024), [len(b) for b in bodies]
+        assert self.o.count("/unbuffered/mid-whole") == 1
+
+    def test_sub_filter_rewrites_hits_once(self):
+        answers = [self.get("/subst/page") for _ in range(3)]
+        assert [h["x-cache"] for _, h, _ in answers] == ["MISS", "HIT", "HIT"], answers
+        assert all(b == b"/subst/page version-one n1\n" for _, _, b in answers), answers
+        assert self.o.count("/subst/page") == 1
 
     def test_revalidation_once_per_key_per_expiry_under_load(self):
         keys = ["/val-load%d" % i for i in range(4)]
