@@ -334,6 +334,7 @@ static ngx_int_t ngx_http_peakcache_to_origin(ngx_http_request_t *r,
 static ngx_int_t ngx_http_peakcache_serve(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
 static ngx_int_t ngx_http_peakcache_busy(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_retry_after(ngx_http_request_t *r);
 static void ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_refresh *refresh,
     peakcache_entry *entry);
@@ -909,8 +910,25 @@ ngx_http_peakcache_resolved(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx
     case PEAKCACHE_WAIT_FILL:
         return ngx_http_peakcache_begin_fill(r, ctx, w->fill);
 
+    case PEAKCACHE_WAIT_FAILED:
+
+        /*
+         * The fill failed and nothing stale is left: its failure answers
+         * the waiters too (502, error_page applies), so a failing origin
+         * gets one request per fill, not one per waiting visitor.
+         */
+
+        ctx->status = NGX_HTTP_PEAKCACHE_MISS;
+        ctx->outcome = PEAKCACHE_HTTP_PASS;
+
+        if (ngx_http_peakcache_retry_after(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+
+        return NGX_HTTP_BAD_GATEWAY;
+
     default:
-        /* PASS, FAILED, TIMED_OUT: fetch for ourselves, store nothing */
+        /* PASS, TIMED_OUT: fetch for ourselves, store nothing */
         ctx->status = NGX_HTTP_PEAKCACHE_MISS;
         ctx->outcome = PEAKCACHE_HTTP_PASS;
         return ngx_http_peakcache_to_origin(r, ctx);
@@ -1317,22 +1335,12 @@ ngx_http_peakcache_serve(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx,
 static ngx_int_t
 ngx_http_peakcache_busy(ngx_http_request_t *r)
 {
-    ngx_table_elt_t  *h;
-
     static ngx_str_t  type = ngx_string("text/plain");
     static u_char     body[] = "origin busy, retry shortly" CRLF;
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
+    if (ngx_http_peakcache_retry_after(r) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "1");
 
     if (ngx_http_discard_request_body(r) != NGX_OK) {
         r->keepalive = 0;
@@ -1342,6 +1350,29 @@ ngx_http_peakcache_busy(ngx_http_request_t *r)
         ngx_http_peakcache_send_text(r, NGX_HTTP_SERVICE_UNAVAILABLE, &type,
                                      body, sizeof(body) - 1));
     return NGX_DONE;
+}
+
+
+/* "Retry-After: 1" on an answer that says the origin cannot be had now */
+
+static ngx_int_t
+ngx_http_peakcache_retry_after(ngx_http_request_t *r)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+
+    h->hash = 1;
+#if (nginx_version >= 1023000)
+    h->next = NULL;
+#endif
+    ngx_str_set(&h->key, "Retry-After");
+    ngx_str_set(&h->value, "1");
+
+    return NGX_OK;
 }
 
 

@@ -143,6 +143,8 @@ class Origin:
                     headers["Cache-Control"] = "max-age=1, stale-if-error=60"
                     if path.startswith("/swsie"):
                         headers["Cache-Control"] += ", stale-while-revalidate=30"
+                    if origin.down and path.endswith("-slowly"):
+                        time.sleep(0.3)  # failing takes a while: visitors gather meanwhile
                     if origin.down == "close":
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
@@ -155,6 +157,22 @@ class Origin:
                 elif path.startswith("/fresh5xx-"):
                     status = int(path[-3:])
                     headers["Cache-Control"] = "max-age=60"
+                elif path.startswith("/cut"):
+                    # the answers the path's number lists ("/cut-13": the 1st and 3rd) end
+                    # halfway: half the body its Content-Length announces, then the connection
+                    # closes
+                    headers["Cache-Control"] = "max-age=1, stale-while-revalidate=30"
+                    if str(n) in path.rsplit("-", 1)[-1]:
+                        self.send_response(200)
+                        for k, v in headers.items():
+                            self.send_header(k, v)
+                        self.send_header("Content-Length", str(2 * len(body)))
+                        self.end_headers()
+                        self.wfile.write(body)
+                        self.wfile.flush()
+                        self.close_connection = True
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                        return
                 elif path.startswith("/conn-named"):
                     # fields the origin's Connection names are for the hop to nginx alone
                     headers["Connection"] = "X-Hop, X-Hop-Too"
@@ -757,7 +775,10 @@ def burst(port, path, n, headers=None):
     def one(i):
         start.wait()
         t0 = time.time()
-        results[i] = request(port, path, headers=headers) + (time.time() - t0,)
+        try:
+            results[i] = request(port, path, headers=headers) + (time.time() - t0,)
+        except (OSError, http.client.HTTPException) as e:  # no status: what went wrong
+            results[i] = (None, repr(e), b"", time.time() - t0)
 
     threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]
     for t in threads:
@@ -853,6 +874,24 @@ class T:
             assert self.o.count("/sie") <= 2, self.o.count("/sie")  # one probe per back-off
         finally:
             self.o.down = False
+
+    def test_failed_fill_answers_its_waiters_without_the_origin(self):
+        for down, filler in ((True, 503), ("close", 502)):
+            path = "/sie-cold-%s-slowly" % ("503" if down is True else "close")
+            self.o.down = down
+            try:
+                res = burst(self.p, path, 10)
+            finally:
+                self.o.down = False
+            # the fill's visitor gets the origin's failure, each waiter a 502 saying when to
+            # come back; the failing origin got one request, not one per visitor
+            assert self.o.count(path) == 1, (down, self.o.count(path))
+            assert sorted(r[0] for r in res) == [502] * 9 + [filler] or \
+                sorted(r[0] for r in res) == [502] * 10, (down, [r[:2] for r in res])
+            waiters = [r for r in res if r[0] == 502 and r[1].get("retry-after") == "1"]
+            assert len(waiters) == 9, (down, [r[:2] for r in res])
+            s, h, b = self.get(path)  # the origin is back: the next visitor fills
+            assert s == 200 and h["x-cache"] == "MISS", (s, h)
 
     def test_stale_if_error_connection_refused(self):
         s, h, b = self.get("/sie-close")
@@ -1031,6 +1070,46 @@ class T:
         assert h["x-cache"] == "HIT" and b == b"/sw2-head v1 n2\n", (h, b)
 
     # an everyday origin: validators, and a 304 to a conditional refresh
+
+    # an origin that breaks off an answer halfway: never stored, never served to anyone else
+
+    def test_answer_cut_short_at_miss_is_never_stored(self):
+        path = "/cut-at-miss-1"
+        try:
+            self.get(path)
+            raise AssertionError("the cut answer reached the client whole")
+        except http.client.IncompleteRead:
+            pass  # the visitor sees the origin's answer end early, as without a cache
+        s, h, b = self.get(path)
+        assert s == 200 and h["x-cache"] == "MISS" and b == b"%s v1 n2\n" % path.encode(), (h, b)
+        s, h, b = self.get(path)
+        assert h["x-cache"] == "HIT" and b == b"%s v1 n2\n" % path.encode(), (h, b)
+        assert self.o.count(path) == 2
+
+    def test_waiters_of_a_cut_fill_never_get_the_cut_answer(self):
+        path = "/cut-burst-1"
+        res = burst(self.p, path, 10)
+        whole = [r for r in res if r and r[0] == 200 and r[2] == b"%s v1 n2\n" % path.encode()]
+        assert len(whole) == 9, res  # one client had the cut answer; the others a whole one
+        assert self.o.count(path) == 2, self.o.count(path)
+
+    def test_refresh_cut_short_keeps_the_stale_page(self):
+        path = "/cut-refresh-2"  # max-age=1, stale-while-revalidate=30; the refresh is cut
+        old, new = b"%s v1 n1\n" % path.encode(), b"%s v1 n3\n" % path.encode()
+        assert self.get(path)[2] == old
+        time.sleep(1.2)
+        # every visitor gets the stale page until a whole answer replaces it: the cut refresh
+        # counts as an origin failure, so the next one waits for the back-off (1 s)
+        answers, deadline = [], time.time() + 4
+        while time.time() < deadline and (not answers or answers[-1] != new):
+            s, h, b = self.get(path)
+            assert s == 200 and b in (old, new), (s, h, b)
+            answers.append(b)
+            time.sleep(0.05)
+        assert answers[-1] == new and answers[0] == old, answers
+        assert self.o.count(path) == 3, self.o.count(path)
+        cut, whole = [r["t"] for r in self.o.requests(path)[1:]]
+        assert whole - cut >= 0.9, whole - cut
 
     # HTTP/2: the streams of one connection are requests of their own
 

@@ -941,3 +941,93 @@ async fn the_admin_listener_serves_the_status_page_and_its_json() {
         .await;
     assert!(String::from_utf8_lossy(&same.body).contains("\"history\":{\"seconds\":10,"));
 }
+
+/// An origin that breaks off its `cut`-th answers: the head announces 1000 bytes, half come,
+/// then the connection closes. Other answers are whole. Counts the requests it read.
+async fn cutting_origin(cut: &'static [u64]) -> (SocketAddr, Arc<AtomicU64>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let count = Arc::new(AtomicU64::new(0));
+    let counted = count.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let count = counted.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match s.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let body = vec![b'0' + (n % 10) as u8; 1000];
+                let sent = if cut.contains(&n) { 500 } else { 1000 };
+                let answer = "HTTP/1.1 200 OK\r\ncache-control: max-age=60\r\n\
+                              content-length: 1000\r\nconnection: close\r\n\r\n";
+                let _ = s.write_all(answer.as_bytes()).await;
+                let _ = s.write_all(&body[..sent]).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    (addr, count)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_cut_short_is_never_stored_and_fails_its_waiters() {
+    let (oaddr, count) = cutting_origin(&[1]).await;
+    let cutting = rig(|c| c.origin = format!("http://{oaddr}").parse().unwrap()).await;
+    let first = cutting.get("/cut").await;
+    assert_eq!(first.status, 502, "the cut answer is an origin failure");
+    let again = cutting.get("/cut").await;
+    assert_eq!(again.status, 200);
+    assert_eq!(again.body, vec![b'2'; 1000], "the whole second answer");
+    assert!(
+        again.cache_status.contains("stored"),
+        "{}",
+        again.cache_status
+    );
+    let hit = cutting.get("/cut").await;
+    assert!(
+        hit.cache_status.starts_with("peakcache; hit"),
+        "{}",
+        hit.cache_status
+    );
+    assert_eq!(hit.body, vec![b'2'; 1000]);
+    assert_eq!(count.load(Ordering::SeqCst), 2);
+
+    // a spike on a key whose fill is cut: the waiters are told the origin failed (502), as
+    // for any failed fill with nothing stale to serve; nobody gets the cut half as a page
+    let (oaddr, count) = cutting_origin(&[1]).await;
+    let spiked = Arc::new(rig(|c| c.origin = format!("http://{oaddr}").parse().unwrap()).await);
+    let spike: Vec<_> = (0..20)
+        .map(|_| {
+            let rig = spiked.clone();
+            tokio::spawn(async move { rig.get("/spike").await })
+        })
+        .collect();
+    for a in futures_join(spike).await {
+        assert!(
+            a.status == 502 || (a.status == 200 && a.body == vec![b'2'; 1000]),
+            "{} with {} bytes",
+            a.status,
+            a.body.len()
+        );
+    }
+    assert!(
+        count.load(Ordering::SeqCst) <= 2,
+        "{}",
+        count.load(Ordering::SeqCst)
+    );
+    let after = spiked.get("/spike").await;
+    assert_eq!(after.status, 200);
+    assert_eq!(
+        after.body,
+        vec![b'2'; 1000],
+        "the whole second answer, stored"
+    );
+}
