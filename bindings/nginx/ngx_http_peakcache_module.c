@@ -335,6 +335,8 @@ static ngx_int_t ngx_http_peakcache_serve(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_entry *entry);
 static ngx_int_t ngx_http_peakcache_busy(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_retry_after(ngx_http_request_t *r);
+static ngx_int_t ngx_http_peakcache_add_header(ngx_http_request_t *r,
+    ngx_str_t *name, u_char *lowcase, ngx_str_t *value);
 static void ngx_http_peakcache_start_refresh(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx, peakcache_refresh *refresh,
     peakcache_entry *entry);
@@ -1358,6 +1360,23 @@ ngx_http_peakcache_busy(ngx_http_request_t *r)
 static ngx_int_t
 ngx_http_peakcache_retry_after(ngx_http_request_t *r)
 {
+    static ngx_str_t  name = ngx_string("Retry-After");
+    static ngx_str_t  one = ngx_string("1");
+
+    return ngx_http_peakcache_add_header(r, &name, (u_char *) "retry-after",
+                                         &one);
+}
+
+
+/*
+ * Adds "name: value" to the answer's fields; name, lowcase and value must
+ * live as long as the request.
+ */
+
+static ngx_int_t
+ngx_http_peakcache_add_header(ngx_http_request_t *r, ngx_str_t *name,
+    u_char *lowcase, ngx_str_t *value)
+{
     ngx_table_elt_t  *h;
 
     h = ngx_list_push(&r->headers_out.headers);
@@ -1369,8 +1388,9 @@ ngx_http_peakcache_retry_after(ngx_http_request_t *r)
 #if (nginx_version >= 1023000)
     h->next = NULL;
 #endif
-    ngx_str_set(&h->key, "Retry-After");
-    ngx_str_set(&h->value, "1");
+    h->key = *name;
+    h->value = *value;
+    h->lowcase_key = lowcase;
 
     return NGX_OK;
 }
@@ -4985,29 +5005,20 @@ ngx_http_peakcache_header(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx)
 static ngx_int_t
 ngx_http_peakcache_push_age(ngx_http_request_t *r, uint64_t age)
 {
-    u_char           *p;
-    ngx_table_elt_t  *h;
+    u_char     *p;
+    ngx_str_t   value;
+
+    static ngx_str_t  name = ngx_string("Age");
 
     p = ngx_pnalloc(r->pool, NGX_INT64_LEN);
     if (p == NULL) {
         return NGX_ERROR;
     }
 
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NGX_ERROR;
-    }
+    value.data = p;
+    value.len = ngx_sprintf(p, "%uL", age) - p;
 
-    h->hash = 1;
-#if (nginx_version >= 1023000)
-    h->next = NULL;
-#endif
-    ngx_str_set(&h->key, "Age");
-    h->value.data = p;
-    h->value.len = ngx_sprintf(p, "%uL", age) - p;
-    h->lowcase_key = (u_char *) "age";
-
-    return NGX_OK;
+    return ngx_http_peakcache_add_header(r, &name, (u_char *) "age", &value);
 }
 
 
@@ -5026,6 +5037,8 @@ ngx_http_peakcache_forwarded(ngx_http_request_t *r,
     ngx_table_elt_t           *h;
     peakcache_buf             *buf;
     peakcache_result           rc;
+
+    static ngx_str_t  name = ngx_string("Cache-Status");
 
     upstream = (r->upstream != NULL && !ctx->redirected
                 && r->upstream->headers_in.status_n == r->headers_out.status);
@@ -5071,18 +5084,12 @@ ngx_http_peakcache_forwarded(ngx_http_request_t *r,
     if (rc == PEAKCACHE_OK
         && ngx_http_peakcache_copy_buf(r, buf, &value) == NGX_OK)
     {
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_peakcache_add_header(r, &name, (u_char *) "cache-status",
+                                          &value)
+            != NGX_OK)
+        {
             return NGX_ERROR;
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Cache-Status");
-        h->value = value;
-        h->lowcase_key = (u_char *) "cache-status";
 
     } else if (rc != PEAKCACHE_OK) {
         ngx_http_peakcache_log_error(NGX_LOG_ERR, r->connection->log, rc,
@@ -5379,6 +5386,8 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
         "?action=snapshot|restore|freeze|thaw (restore&freeze=1: rollback)"
         CRLF;
     static u_char     methods[] = "purge with PURGE or POST" CRLF;
+    static ngx_str_t  allow = ngx_string("Allow");
+    static ngx_str_t  purge_methods = ngx_string("PURGE, POST");
 
     plcf = ngx_http_get_module_loc_conf(r, ngx_http_peakcache_module);
     zone = plcf->purge;
@@ -5394,17 +5403,12 @@ ngx_http_peakcache_purge_handler(ngx_http_request_t *r)
     {
         /* never a GET: a page's image or link in a browser must not purge */
 
-        h = ngx_list_push(&r->headers_out.headers);
-        if (h == NULL) {
+        if (ngx_http_peakcache_add_header(r, &allow, (u_char *) "allow",
+                                          &purge_methods)
+            != NGX_OK)
+        {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
         }
-
-        h->hash = 1;
-#if (nginx_version >= 1023000)
-        h->next = NULL;
-#endif
-        ngx_str_set(&h->key, "Allow");
-        ngx_str_set(&h->value, "PURGE, POST");
 
         return ngx_http_peakcache_send_text(r, NGX_HTTP_NOT_ALLOWED, &text,
                                             methods, sizeof(methods) - 1);
