@@ -248,6 +248,7 @@ typedef struct {
     peakcache_entry               *stale;
 
     peakcache_wait_result          wait;
+    ngx_event_t                    keep;     /* see keep_fetching */
 
     ngx_http_peakcache_fill_node_t *node;
     ngx_http_peakcache_poll_t     *poll;     /* the poller it is queued on */
@@ -304,6 +305,7 @@ typedef struct {
     unsigned                       conditional:1; /* If-None-Match, -Since */
     unsigned                       defer:1;  /* the head waits for the commit */
     unsigned                       redirected:1;  /* internally, once */
+    unsigned                       gone:1;   /* the fill's client left */
 } ngx_http_peakcache_ctx_t;
 
 
@@ -327,6 +329,7 @@ static void ngx_http_peakcache_park(ngx_http_request_t *r,
 static ngx_http_peakcache_poll_t *ngx_http_peakcache_poller(
     ngx_http_peakcache_ctx_t *ctx, uint32_t hash);
 static void ngx_http_peakcache_poll_handler(ngx_event_t *ev);
+static void ngx_http_peakcache_keep_fetching(ngx_event_t *ev);
 static ngx_int_t ngx_http_peakcache_poll_waiter(ngx_http_peakcache_ctx_t *ctx);
 static void ngx_http_peakcache_wait_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_to_origin(ngx_http_request_t *r,
@@ -1024,7 +1027,45 @@ ngx_http_peakcache_begin_fill(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    if (r == r->main) {
+        /* runs once the content handler has started the upstream request */
+        ctx->keep.handler = ngx_http_peakcache_keep_fetching;
+        ctx->keep.data = r;
+        ctx->keep.log = r->connection->log;
+        ngx_post_event(&ctx->keep, &ngx_posted_events);
+    }
+
     return NGX_DECLINED;
+}
+
+
+/*
+ * The page is fetched for everyone: a fill whose client leaves (closes its
+ * connection, or cancels its HTTP/2 stream) goes on, as proxy_cache's
+ * upstream request does for a cacheable response, instead of the upstream
+ * ending it when it sees the client gone.  Only the upstream's own check of
+ * a broken client connection is replaced (a request still discarding its
+ * body, or an upstream not started yet, keeps it); writing to a client that
+ * is gone is the body filter's to ignore.
+ */
+
+static void
+ngx_http_peakcache_keep_fetching(ngx_event_t *ev)
+{
+    ngx_http_request_t        *r;
+    ngx_http_peakcache_ctx_t  *ctx;
+
+    r = ev->data;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
+
+    if (ctx == NULL || ctx->fill == NULL || r->upstream == NULL
+        || r->discard_body || r->connection->error)
+    {
+        return;
+    }
+
+    r->read_event_handler = ngx_http_block_reading;
+    r->write_event_handler = ngx_http_request_empty_handler;
 }
 
 
@@ -3676,6 +3717,10 @@ ngx_http_peakcache_cleanup(void *data)
 
     ngx_event_t  *wev;
 
+    if (ctx->keep.posted) {
+        ngx_delete_posted_event(&ctx->keep);
+    }
+
     if (ctx->waiter) {
         peakcache_waiter_free(ctx->waiter);
         ctx->waiter = NULL;
@@ -4940,22 +4985,35 @@ ngx_http_peakcache_header_filter(ngx_http_request_t *r)
     ctx = ngx_http_peakcache_get_ctx(r);
 
     if (ctx == NULL || !ctx->head) {
-        return ngx_http_peakcache_header(r, ctx);
+        rc = ngx_http_peakcache_header(r, ctx);
+
+    } else {
+        /*
+         * A HEAD miss filled by GET: the client's method again for the
+         * filters that follow (nginx's header filter sends the head alone),
+         * then the upstream is let read the body on, for the fill (the body
+         * filter keeps it from the client).
+         */
+
+        r->method = NGX_HTTP_HEAD;
+        r->method_name = ctx->method_name;
+
+        rc = ngx_http_peakcache_header(r, ctx);
+
+        r->header_only = 0;
     }
 
-    /*
-     * A HEAD miss filled by GET: the client's method again for the filters
-     * that follow (nginx's header filter sends the head alone), then the
-     * upstream is let read the body on, for the fill (the body filter keeps
-     * it from the client).
-     */
-
-    r->method = NGX_HTTP_HEAD;
-    r->method_name = ctx->method_name;
-
-    rc = ngx_http_peakcache_header(r, ctx);
-
-    r->header_only = 0;
+    if (rc == NGX_ERROR && ctx && ctx->capture && r == r->main
+        && r->connection->error)
+    {
+        /*
+         * The client is gone (an HTTP/2 stream cancelled, a connection
+         * closed) before its page's head: the page is still stored for
+         * everyone (see keep_fetching), its body sent nowhere.
+         */
+        ctx->gone = 1;
+        return NGX_OK;
+    }
 
     return rc;
 }
@@ -5266,6 +5324,7 @@ static ngx_int_t
 ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 {
     size_t                     size;
+    ngx_int_t                  sent;
     ngx_buf_t                 *b;
     ngx_uint_t                 last;
     ngx_chain_t               *cl;
@@ -5273,6 +5332,11 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     ngx_http_peakcache_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_peakcache_module);
+
+    if (ctx && ctx->gone && in == NULL) {
+        /* nothing to flush to a client that is gone */
+        return ctx->capture ? NGX_OK : NGX_ERROR;
+    }
 
     if (ctx == NULL || in == NULL
         || (!ctx->capture && !ctx->swap && !ctx->background && !ctx->head
@@ -5343,7 +5407,12 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_OK;
     }
 
-    if (ctx->swap || ctx->background || ctx->head) {
+    if (ctx->gone && !ctx->capture) {
+        /* nothing more will be stored, and nobody reads: the fetch ends */
+        return NGX_ERROR;
+    }
+
+    if (ctx->swap || ctx->background || ctx->head || ctx->gone) {
 
         /* what goes nowhere is consumed, so the upstream reuses its buffers */
 
@@ -5359,7 +5428,25 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_OK;
     }
 
-    return ngx_http_next_body_filter(r, in);
+    sent = ngx_http_next_body_filter(r, in);
+
+    if (sent == NGX_ERROR && ctx->capture && r == r->main) {
+        /*
+         * The client is gone while its page is being stored: the fetch goes
+         * on for everyone (see keep_fetching); what is left of the body is
+         * stored and sent nowhere.
+         */
+        ctx->gone = 1;
+
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+
+        return NGX_OK;
+    }
+
+    return sent;
 }
 
 

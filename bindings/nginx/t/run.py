@@ -1111,6 +1111,56 @@ class T:
         cut, whole = [r["t"] for r in self.o.requests(path)[1:]]
         assert whole - cut >= 0.9, whole - cut
 
+    # a visitor who leaves during a fill: the page is still fetched once, and stored
+
+    def leave(self, path, after, read=0):
+        """Sends a GET of `path` and closes the connection `after` seconds later (having read
+        `read` bytes of the answer first, when asked)."""
+        s = socket.create_connection(("127.0.0.1", self.p))
+        s.sendall(("GET %s HTTP/1.1\r\nHost: 127.0.0.1:%d\r\n\r\n" % (path, self.p)).encode())
+        got = b""
+        while len(got) < read:
+            got += s.recv(read - len(got))
+        time.sleep(after)
+        s.close()
+
+    def test_fill_outlives_its_client_leaving_before_the_head(self):
+        path = "/slow-left-alone"  # the origin answers in 300 ms
+        for _ in range(3):  # the first fills, the other two wait; each leaves after 100 ms
+            self.leave(path, 0.1)
+        time.sleep(0.4)
+        assert self.o.count(path) == 1, self.o.count(path)
+        s, h, b = self.get(path)
+        assert h["x-cache"] == "HIT" and b == b"%s v1 n1\n" % path.encode(), (h, b)
+
+    def test_waiters_get_the_page_when_the_filler_leaves(self):
+        path = "/slow-filler-leaves"
+        leaver = threading.Thread(target=self.leave, args=(path, 0.1))
+        leaver.start()
+        time.sleep(0.05)
+        res = burst(self.p, path, 5)
+        leaver.join()
+        assert all(r[0] == 200 and r[2] == b"%s v1 n1\n" % path.encode() for r in res), res
+        assert self.o.count(path) == 1, self.o.count(path)
+
+    def test_fill_outlives_its_client_leaving_mid_body(self):
+        path = "/mid-left-mid-body"  # 200 KiB
+        self.leave(path, 0, read=100)
+        time.sleep(0.3)
+        s, h, b = self.get(path)
+        assert h["x-cache"] == "HIT" and b == b"m" * (200 * 1024), (h, len(b))
+        assert self.o.count(path) == 1, self.o.count(path)
+
+    def test_http2_fill_outlives_its_cancelled_streams(self):
+        path = "/h2/slow-cancelled"
+        for _ in range(3):  # curl gives up after 100 ms, closing the connection
+            subprocess.run(["curl", "-s", "-o", "/dev/null", "--http2-prior-knowledge",
+                            "--max-time", "0.1", "http://127.0.0.1:%d%s" % (self.ngx.h2port, path)])
+        time.sleep(0.4)
+        assert self.o.count(path) == 1, self.o.count(path)
+        s, h, b = h2_request(self.ngx.h2port, path)
+        assert h["x-cache"] == "HIT" and b == b"%s v1 n1\n" % path.encode(), (h, b)
+
     # HTTP/2: the streams of one connection are requests of their own
 
     def test_http2_streams_of_one_connection_share_one_fill(self):
