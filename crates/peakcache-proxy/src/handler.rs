@@ -458,7 +458,9 @@ impl Proxy {
                 if rq.only_if_cached {
                     return not_cached();
                 }
-                self.fill(parts, key, lookup_key, fill, fwd).await
+                self.clone()
+                    .fill_detached(parts, key, lookup_key, fill, fwd)
+                    .await
             }
             Lookup::Wait(_) | Lookup::Pass if rq.only_if_cached => not_cached(),
             Lookup::Wait(waiter) => {
@@ -467,7 +469,11 @@ impl Proxy {
                         let status = self.policy.cache_status().fwd(fwd).collapsed();
                         self.serve_hit(&parts, hit, Some(status)).await
                     }
-                    Ok(Resolved::Fill(fill)) => self.fill(parts, key, lookup_key, fill, fwd).await,
+                    Ok(Resolved::Fill(fill)) => {
+                        self.clone()
+                            .fill_detached(parts, key, lookup_key, fill, fwd)
+                            .await
+                    }
                     Ok(Resolved::Failed) => {
                         let mut r = plain(StatusCode::BAD_GATEWAY, "origin failed\n");
                         r.headers_mut()
@@ -501,6 +507,25 @@ impl Proxy {
         }
         self.complete(parts, key, lookup_key, job, Some(stored), fwd)
             .await
+    }
+
+    /// `fill` in a task of its own: the page is fetched for everyone, so a visitor who leaves
+    /// (closes the connection, which drops this request's future) does not end the fetch its
+    /// waiters and the next visitors are served from; it is stored all the same.
+    async fn fill_detached(
+        self: Arc<Self>,
+        parts: request::Parts,
+        key: Key,
+        lookup_key: Bytes,
+        fill: Fill<Arc<Cached>>,
+        fwd: Fwd,
+    ) -> Response<Body> {
+        let task = tokio::spawn(async move { self.fill(parts, key, lookup_key, fill, fwd).await });
+        match task.await {
+            Ok(response) => response,
+            // A panic in the fetch: its fill was abandoned as the task unwound.
+            Err(_) => plain(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"),
+        }
     }
 
     /// A miss: fetch (conditionally, when the fill carries an expired copy with validators),

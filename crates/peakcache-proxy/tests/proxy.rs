@@ -274,6 +274,40 @@ async fn a_cold_spike_sends_one_request_to_the_origin() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fill_outlives_visitors_who_leave() {
+    use tokio::io::AsyncWriteExt;
+    let rig = rig(|_| {}).await;
+    rig.set(
+        "/left",
+        Page {
+            delay: Duration::from_millis(300),
+            ..page("max-age=60")
+        },
+    );
+    // three visitors, one after another, each giving up after 100 ms: the first fills, the
+    // others wait; all close their connections before the origin answers
+    for _ in 0..3 {
+        let mut s = tokio::net::TcpStream::connect(rig.url.trim_start_matches("http://"))
+            .await
+            .unwrap();
+        s.write_all(b"GET /left HTTP/1.1\r\nhost: example.test\r\n\r\n")
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        drop(s);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(rig.origin.count("/left"), 1, "one origin request");
+    let next = rig.get_with("/left", &[("host", "example.test")]).await;
+    assert!(
+        next.cache_status.starts_with("peakcache; hit"),
+        "the page was stored: {}",
+        next.cache_status
+    );
+    assert_eq!(rig.origin.count("/left"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_soft_purged_page_is_served_stale_and_refreshed_once_in_the_background() {
     let rig = rig(|_| {}).await;
     rig.set("/news", page("max-age=600, stale-while-revalidate=60"));

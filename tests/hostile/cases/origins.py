@@ -6,7 +6,8 @@ import queue
 import threading
 import time
 
-from harness import NGINX_HOSTS, Fail, case, describe, expect, is_conditional
+from harness import (NGINX_HOSTS, Conn, Fail, build_request, case, describe, expect,
+                     is_conditional)
 
 EVERYDAY = "everyday origins"
 VALIDATORS = "origin with validators"
@@ -204,6 +205,27 @@ def test_origin_down_every_visitor_gets_the_stale_page(ctx):
         recs = ctx.quiet(p)
         ctx.check(len(recs) <= 3, "with the origin failing (%s), 20 visitors made %d origin "
                   "requests: %s" % (failure, len(recs) - 1, describe(recs)))
+
+
+@case(EVERYDAY)
+def test_visitors_who_give_up_never_cost_the_origin_more(ctx):
+    """A slow page (the origin takes 0.6 s) whose first three visitors each give up after
+    0.1 s, closing the connection before any answer: the fetch the first one started goes on,
+    the origin is asked once, and the next visitor gets the stored page."""
+    p = ctx.path()
+    ctx.page(p, delay=0.6)
+    head, _ = build_request("GET", p)
+    for i in range(3):
+        c = Conn(ctx.host.port)
+        c.send(head)
+        time.sleep(0.1)
+        c.close()
+        ctx.note("GET %s, visitor %d closed the connection after 0.1 s" % (p, i + 1), p)
+    ctx.settle(p, 1, grace=0.8)
+    ctx.expect_page(ctx.get(p), p, "the next visitor", 1)
+    recs = ctx.quiet(p)
+    ctx.check(len(recs) == 1, "three visitors who gave up and one who waited made %d origin "
+              "requests: %s" % (len(recs), describe(recs)))
 
 
 @case(EVERYDAY, obs=(6,))
