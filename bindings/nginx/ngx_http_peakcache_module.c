@@ -466,6 +466,7 @@ static void ngx_http_peakcache_commit(ngx_http_request_t *r,
 static void ngx_http_peakcache_invalidate(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
+static ngx_uint_t ngx_http_peakcache_broken_off(ngx_http_request_t *r);
 static ngx_int_t ngx_http_peakcache_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_push_age(ngx_http_request_t *r,
@@ -920,11 +921,12 @@ ngx_http_peakcache_resolved(ngx_http_request_t *r, ngx_http_peakcache_ctx_t *ctx
         /*
          * The fill failed and nothing stale is left: its failure answers
          * the waiters too (502, error_page applies), so a failing origin
-         * gets one request per fill, not one per waiting visitor.
+         * gets one request per fill, not one per waiting visitor
+         * (Cache-Status: the fetch it collapsed on, and that fetch's status).
          */
 
         ctx->status = NGX_HTTP_PEAKCACHE_MISS;
-        ctx->outcome = PEAKCACHE_HTTP_PASS;
+        ctx->outcome = PEAKCACHE_HTTP_COLLAPSED;
 
         if (ngx_http_peakcache_retry_after(r) != NGX_OK) {
             return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -3746,6 +3748,16 @@ ngx_http_peakcache_cleanup(void *data)
         peakcache_fill_abandon(ctx->wait.fill);
     }
 
+    if (ctx->fill && ngx_http_peakcache_broken_off(ctx->request)) {
+        /*
+         * The origin broke off its answer (closed early, timed out): a
+         * failed fill, as for any origin failure; its waiters get the
+         * stale-if-error copy, or a 502, and the key backs off.
+         */
+        (void) peakcache_fill_fail(&ctx->fill, NULL);
+        ctx->zone->counts.origin_errors++;
+    }
+
     if (ctx->fill) {
         /* the response never ended: a waiter, or the next lookup, fills */
         peakcache_fill_abandon(ctx->fill);
@@ -4975,6 +4987,29 @@ ngx_http_peakcache_invalidate(ngx_http_request_t *r,
 
 
 /* filters */
+
+/*
+ * Whether the upstream's answer to `r` ended before its end: the origin
+ * closed the connection early or timed out while its body was being read
+ * (nginx's buffered upstream says so; an unbuffered one does not).
+ */
+
+static ngx_uint_t
+ngx_http_peakcache_broken_off(ngx_http_request_t *r)
+{
+    ngx_event_pipe_t  *p;
+
+    if (r->upstream == NULL || r->upstream->pipe == NULL
+        || r->connection->error)
+    {
+        return 0;
+    }
+
+    p = r->upstream->pipe;
+
+    return (p->upstream_error || p->upstream_eof) && !p->upstream_done;
+}
+
 
 static ngx_int_t
 ngx_http_peakcache_header_filter(ngx_http_request_t *r)

@@ -161,7 +161,10 @@ class Origin:
                     # the answers the path's number lists ("/cut-13": the 1st and 3rd) end
                     # halfway: half the body its Content-Length announces, then the connection
                     # closes
-                    headers["Cache-Control"] = "max-age=1, stale-while-revalidate=30"
+                    headers["Cache-Control"] = ("max-age=1, stale-if-error=60" if "-sie-" in path
+                                                else "max-age=1, stale-while-revalidate=30")
+                    if "-slowly-" in path:
+                        time.sleep(0.3)  # visitors gather meanwhile
                     if str(n) in path.rsplit("-", 1)[-1]:
                         self.send_response(200)
                         for k, v in headers.items():
@@ -1087,10 +1090,27 @@ class T:
         assert self.o.count(path) == 2
 
     def test_waiters_of_a_cut_fill_never_get_the_cut_answer(self):
-        path = "/cut-burst-1"
+        path = "/cut-slowly-1"  # 300 ms: the burst's visitors all wait for the first fill
         res = burst(self.p, path, 10)
-        whole = [r for r in res if r and r[0] == 200 and r[2] == b"%s v1 n2\n" % path.encode()]
-        assert len(whole) == 9, res  # one client had the cut answer; the others a whole one
+        # the fill's visitor sees its answer end early; the fill failed, as for any origin
+        # failure: its waiters get a 502 at once (nothing stale to serve), and the origin is
+        # asked once
+        cut = [r for r in res if r[0] is None]
+        told = [r for r in res if r[0] == 502 and r[1].get("retry-after") == "1"
+                and "fwd-status=502" in r[1].get("cache-status", "")]
+        assert len(cut) == 1 and len(told) == 9, [r[:2] for r in res]
+        assert self.o.count(path) == 1, self.o.count(path)
+        s, h, b = self.get(path)  # the next visitor fills again, and the answer is whole
+        assert h["x-cache"] == "MISS" and b == b"%s v1 n2\n" % path.encode(), (h, b)
+
+    def test_probe_cut_short_serves_its_waiters_the_stale_page(self):
+        path = "/cut-slowly-sie-2"  # max-age=1, stale-if-error=60; the second answer is cut
+        old = b"%s v1 n1\n" % path.encode()
+        assert self.get(path)[2] == old
+        time.sleep(1.2)  # stale, no stale-while-revalidate: the next visitor fetches (a probe)
+        res = burst(self.p, path, 10)
+        stale = [r for r in res if r[0] == 200 and r[2] == old and r[1]["x-cache"] == "STALE"]
+        assert len(stale) >= 9, [r[:2] for r in res]  # the waiters; the prober's was cut
         assert self.o.count(path) == 2, self.o.count(path)
 
     def test_refresh_cut_short_keeps_the_stale_page(self):
