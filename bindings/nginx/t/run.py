@@ -176,6 +176,10 @@ class Origin:
                         self.close_connection = True
                         self.connection.shutdown(socket.SHUT_RDWR)
                         return
+                elif path.startswith("/ssipage"):
+                    # a page that includes a fragment (nginx's SSI assembles it)
+                    headers["Cache-Control"] = "max-age=60"
+                    body = b'page <!--# include virtual="/nc/fragment" -->end\n'
                 elif path.startswith("/conn-named"):
                     # fields the origin's Connection names are for the hop to nginx alone
                     headers["Connection"] = "X-Hop, X-Hop-Too"
@@ -419,6 +423,13 @@ http {{
             gzip_types text/plain;
             gzip_vary on;
             gzip_proxied any;
+            add_header X-Cache $peakcache_status always;
+            proxy_pass http://127.0.0.1:{origin};
+        }}
+        location /ssi/ {{
+            peakcache {zone};
+            ssi on;
+            ssi_types text/plain;
             add_header X-Cache $peakcache_status always;
             proxy_pass http://127.0.0.1:{origin};
         }}
@@ -1254,6 +1265,18 @@ class T:
             seen.append(h["x-cache"])
         assert seen == ["MISS", "HIT", "HIT", "HIT"], seen
         assert self.o.count(path) == 1
+
+    def test_ssi_runs_on_every_answer_of_a_stored_page(self):
+        # the page is stored as the origin sent it, before SSI; every answer, hits included,
+        # is assembled again (subrequests are not looked up: the fragment is fetched each time)
+        seen = []
+        for n in (1, 2, 3):
+            s, h, b = self.get("/ssi/ssipage")
+            assert s == 200 and b == b"page /nc/fragment v1 n%d\nend\n" % n, (n, b)
+            seen.append(h["x-cache"])
+        assert seen == ["MISS", "HIT", "HIT"], seen
+        assert self.o.count("/ssi/ssipage") == 1
+        assert self.o.count("/nc/fragment") == 3
 
     def test_unbuffered_proxy_stores_whole_bodies(self):
         res = burst(self.p, "/unbuffered/slow-whole", 10)
