@@ -293,6 +293,16 @@ class Origin:
         self.server.server_close()
 
 
+# The PHP location both servers of CONF have (HTTP/1 and HTTP/2).
+PHP_LOCATION = """        location /php/ {{
+            peakcache {zone};
+            add_header X-Cache $peakcache_status always;
+            include fastcgi_params;
+            fastcgi_param SCRIPT_FILENAME {php_app};
+            fastcgi_pass unix:{fpm_sock};
+        }}
+"""
+
 CONF = """
 load_module {module};
 {user}
@@ -341,14 +351,7 @@ http {{
             add_header X-Cache $peakcache_status always;
             proxy_pass http://127.0.0.1:{origin};
         }}
-        location /php/ {{
-            peakcache {zone};
-            add_header X-Cache $peakcache_status always;
-            include fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME {php_app};
-            fastcgi_pass unix:{fpm_sock};
-        }}
-        location /ep/ {{
+""" + PHP_LOCATION + """        location /ep/ {{
             peakcache {zone};
             peakcache_default_ttl 60s;
             proxy_intercept_errors on;
@@ -458,14 +461,7 @@ http {{
             add_header X-Cache $peakcache_status always;
             proxy_pass http://127.0.0.1:{origin};
         }}
-        location /php/ {{
-            peakcache {zone};
-            add_header X-Cache $peakcache_status always;
-            include fastcgi_params;
-            fastcgi_param SCRIPT_FILENAME {php_app};
-            fastcgi_pass unix:{fpm_sock};
-        }}
-    }}
+""" + PHP_LOCATION + """    }}
 }}
 """
 
