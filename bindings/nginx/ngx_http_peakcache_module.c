@@ -4990,24 +4990,30 @@ ngx_http_peakcache_invalidate(ngx_http_request_t *r,
 
 /*
  * Whether the upstream's answer to `r` ended before its end: the origin
- * closed the connection early or timed out while its body was being read
- * (nginx's buffered upstream says so; an unbuffered one does not).
+ * closed the connection early or timed out while its body was being read.
  */
 
 static ngx_uint_t
 ngx_http_peakcache_broken_off(ngx_http_request_t *r)
 {
-    ngx_event_pipe_t  *p;
+    ngx_event_pipe_t     *p;
+    ngx_http_upstream_t  *u;
 
-    if (r->upstream == NULL || r->upstream->pipe == NULL
-        || r->connection->error)
-    {
+    u = r->upstream;
+
+    if (u == NULL || r->connection->error) {
         return 0;
     }
 
-    p = r->upstream->pipe;
+    if (!u->buffering) {
+        /* bytes (or chunks) the answer still owed when it ended */
+        return u->length > 0;
+    }
 
-    return (p->upstream_error || p->upstream_eof) && !p->upstream_done;
+    p = u->pipe;
+
+    return p != NULL && (p->upstream_error || p->upstream_eof)
+           && !p->upstream_done;
 }
 
 

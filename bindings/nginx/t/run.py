@@ -1097,18 +1097,19 @@ class T:
         assert self.o.count(path) == 2
 
     def test_waiters_of_a_cut_fill_never_get_the_cut_answer(self):
-        path = "/cut-slowly-1"  # 300 ms: the burst's visitors all wait for the first fill
-        res = burst(self.p, path, 10)
-        # the fill's visitor sees its answer end early; the fill failed, as for any origin
-        # failure: its waiters get a 502 at once (nothing stale to serve), and the origin is
-        # asked once
-        cut = [r for r in res if r[0] is None]
-        told = [r for r in res if r[0] == 502 and r[1].get("retry-after") == "1"
-                and "fwd-status=502" in r[1].get("cache-status", "")]
-        assert len(cut) == 1 and len(told) == 9, [r[:2] for r in res]
-        assert self.o.count(path) == 1, self.o.count(path)
-        s, h, b = self.get(path)  # the next visitor fills again, and the answer is whole
-        assert h["x-cache"] == "MISS" and b == b"%s v1 n2\n" % path.encode(), (h, b)
+        # 300 ms: the burst's visitors all wait for the first fill (buffered and not)
+        for path in ("/cut-slowly-1", "/unbuffered/cut-slowly-1"):
+            res = burst(self.p, path, 10)
+            # the fill's visitor sees its answer end early; the fill failed, as for any origin
+            # failure: its waiters get a 502 at once (nothing stale to serve), and the origin
+            # is asked once
+            cut = [r for r in res if r[0] is None]
+            told = [r for r in res if r[0] == 502 and r[1].get("retry-after") == "1"
+                    and "fwd-status=502" in r[1].get("cache-status", "")]
+            assert len(cut) == 1 and len(told) == 9, (path, [r[:2] for r in res])
+            assert self.o.count(path) == 1, (path, self.o.count(path))
+            s, h, b = self.get(path)  # the next visitor fills again, and the answer is whole
+            assert h["x-cache"] == "MISS" and b == b"%s v1 n2\n" % path.encode(), (h, b)
 
     def test_probe_cut_short_serves_its_waiters_the_stale_page(self):
         path = "/cut-slowly-sie-2"  # max-age=1, stale-if-error=60; the second answer is cut
