@@ -467,6 +467,7 @@ static void ngx_http_peakcache_invalidate(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_header_filter(ngx_http_request_t *r);
 static ngx_uint_t ngx_http_peakcache_broken_off(ngx_http_request_t *r);
+static void ngx_http_peakcache_consume(ngx_chain_t *in);
 static ngx_int_t ngx_http_peakcache_header(ngx_http_request_t *r,
     ngx_http_peakcache_ctx_t *ctx);
 static ngx_int_t ngx_http_peakcache_push_age(ngx_http_request_t *r,
@@ -3754,8 +3755,7 @@ ngx_http_peakcache_cleanup(void *data)
          * failed fill, as for any origin failure; its waiters get the
          * stale-if-error copy, or a 502, and the key backs off.
          */
-        (void) peakcache_fill_fail(&ctx->fill, NULL);
-        ctx->zone->counts.origin_errors++;
+        ngx_http_peakcache_fail(ctx->request, ctx);
     }
 
     if (ctx->fill) {
@@ -5435,10 +5435,7 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
 
     if (ctx->defer) {
 
-        for (cl = in; cl; cl = cl->next) {
-            cl->buf->pos = cl->buf->last;
-            cl->buf->file_pos = cl->buf->file_last;
-        }
+        ngx_http_peakcache_consume(in);
 
         if (last || !ctx->capture) {
             /* the end, or more than will be stored: the client waits no more */
@@ -5448,19 +5445,17 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_OK;
     }
 
-    if (ctx->gone && !ctx->capture) {
-        /* nothing more will be stored, and nobody reads: the fetch ends */
-        return NGX_ERROR;
+    if (ctx->gone) {
+        /* nobody reads; once nothing more is to be stored, the fetch ends */
+        ngx_http_peakcache_consume(in);
+        return (ctx->capture || last) ? NGX_OK : NGX_ERROR;
     }
 
-    if (ctx->swap || ctx->background || ctx->head || ctx->gone) {
+    if (ctx->swap || ctx->background || ctx->head) {
 
         /* what goes nowhere is consumed, so the upstream reuses its buffers */
 
-        for (cl = in; cl; cl = cl->next) {
-            cl->buf->pos = cl->buf->last;
-            cl->buf->file_pos = cl->buf->file_last;
-        }
+        ngx_http_peakcache_consume(in);
 
         if (ctx->swap && !ctx->swap_sent) {
             return ngx_http_peakcache_send_swapped(r, ctx);
@@ -5478,16 +5473,25 @@ ngx_http_peakcache_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
          * stored and sent nowhere.
          */
         ctx->gone = 1;
-
-        for (cl = in; cl; cl = cl->next) {
-            cl->buf->pos = cl->buf->last;
-            cl->buf->file_pos = cl->buf->file_last;
-        }
-
+        ngx_http_peakcache_consume(in);
         return NGX_OK;
     }
 
     return sent;
+}
+
+
+/* marks the buffers of `in` as sent, so that their producer reuses them */
+
+static void
+ngx_http_peakcache_consume(ngx_chain_t *in)
+{
+    ngx_chain_t  *cl;
+
+    for (cl = in; cl; cl = cl->next) {
+        cl->buf->pos = cl->buf->last;
+        cl->buf->file_pos = cl->buf->file_last;
+    }
 }
 
 

@@ -143,7 +143,7 @@ class Origin:
                     headers["Cache-Control"] = "max-age=1, stale-if-error=60"
                     if path.startswith("/swsie"):
                         headers["Cache-Control"] += ", stale-while-revalidate=30"
-                    if origin.down and path.endswith("-slowly"):
+                    if origin.down and "-slowly" in path:
                         time.sleep(0.3)  # failing takes a while: visitors gather meanwhile
                     if origin.down == "close":
                         self.close_connection = True
@@ -163,7 +163,7 @@ class Origin:
                     # closes
                     headers["Cache-Control"] = ("max-age=1, stale-if-error=60" if "-sie-" in path
                                                 else "max-age=1, stale-while-revalidate=30")
-                    if "-slowly-" in path:
+                    if "-slowly" in path:
                         time.sleep(0.3)  # visitors gather meanwhile
                     if str(n) in path.rsplit("-", 1)[-1]:
                         self.send_response(200)
@@ -896,8 +896,7 @@ class T:
             # the fill's visitor gets the origin's failure, each waiter a 502 saying when to
             # come back; the failing origin got one request, not one per visitor
             assert self.o.count(path) == 1, (down, self.o.count(path))
-            assert sorted(r[0] for r in res) == [502] * 9 + [filler] or \
-                sorted(r[0] for r in res) == [502] * 10, (down, [r[:2] for r in res])
+            assert sorted(r[0] for r in res) == [502] * 9 + [filler], (down, [r[:2] for r in res])
             waiters = [r for r in res if r[0] == 502 and r[1].get("retry-after") == "1"]
             assert len(waiters) == 9, (down, [r[:2] for r in res])
             s, h, b = self.get(path)  # the origin is back: the next visitor fills
