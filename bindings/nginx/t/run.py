@@ -2088,7 +2088,7 @@ class Shared:
     def test_shared_reload_keeps_entries(self):
         self.get("/sh-reload")
         s, h, _ = self.get("/sh-reload")
-        assert h["x-cache"] == "HIT"
+        assert h["x-cache"] == "HIT", h
         old = {self.get("/sh-reload")[1]["x-pid"] for _ in range(16)}
         self.ngx.proc.send_signal(signal.SIGHUP)
         deadline = time.time() + 10
@@ -2099,7 +2099,8 @@ class Shared:
             time.sleep(0.05)
         assert h["x-pid"] not in old, "no new worker answered"
         assert s == 200 and h["x-cache"] == "HIT", h  # a new cycle's worker: entries kept
-        assert self.o.count("/sh-reload") == 1
+        assert self.o.count("/sh-reload") == 1, [
+            (r["t"], fields(r, "X-Worker"), r["method"]) for r in self.o.requests("/sh-reload")]
         assert "attached" in self.ngx.log()
 
 
